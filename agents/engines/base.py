@@ -1,0 +1,105 @@
+"""The engine adapter contract. Every difference between vLLM, SGLang and TGI lives behind it.
+
+The supervisor, collector, probe and console never branch on an engine's kind: they ask its adapter.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from agents.metrics.model import Histogram, MetricSet
+
+# Logical names every adapter fills (None where the engine has no such metric).
+GAUGES = ("requests_running", "requests_waiting", "kv_cache_usage")
+COUNTERS = (
+    "prompt_tokens",
+    "generation_tokens",
+    "preemptions",
+    "request_errors",
+    "prefix_cache_hits",
+    "prefix_cache_queries",
+)
+HISTOGRAMS = ("ttft", "itl", "e2e", "queue_time")
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One scrape of one engine, normalized to logical names; counters and histograms are cumulative.
+
+    ``gauges``/``counters``/``histograms`` have exactly the keys of GAUGES/COUNTERS/HISTOGRAMS; a value
+    is None when the engine (or this version of it) does not expose the metric. ``models`` lists the
+    served model names seen. ``parts`` keeps the per-(model_name, data-parallel engine) readings that
+    were aggregated into this one, keyed ``"<model>/<engine>"`` (empty when there is only one part).
+    """
+
+    kind: str
+    gauges: Mapping[str, float | None]
+    counters: Mapping[str, float | None]
+    histograms: Mapping[str, Histogram | None]
+    models: tuple[str, ...] = ()
+    parts: Mapping[str, Reading] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchSpec:
+    """What an adapter needs to build an engine's command line: a subset of one ``[[agent.engines]]``."""
+
+    id: str
+    model: str
+    port: int
+    host: str = "127.0.0.1"
+    served_model_name: str | None = None
+    gpus: tuple[int, ...] = ()
+    command: tuple[str, ...] | None = None  # replaces the adapter's default command prefix
+    args: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    metrics_port: int | None = None  # TGI's separate --prometheus-port; None lets the adapter choose
+
+
+class EngineAdapter(ABC):
+    """One per engine kind. Pure: no I/O, no clocks."""
+
+    kind: str  # "vllm" | "sglang" | "tgi"
+    default_port: int
+
+    # --- launch -------------------------------------------------------------------------------
+    @abstractmethod
+    def argv(self, spec: LaunchSpec) -> list[str]:
+        """The full argv (command prefix + model + host/port + engine flags + spec.args)."""
+
+    @abstractmethod
+    def env(self, spec: LaunchSpec, base: Mapping[str, str]) -> dict[str, str]:
+        """``base`` (already scrubbed by the caller) plus GPU selection, offline/telemetry opt-outs, spec.env."""
+
+    @abstractmethod
+    def health_url(self, spec: LaunchSpec) -> str: ...
+
+    @abstractmethod
+    def metrics_url(self, spec: LaunchSpec) -> str: ...
+
+    def completions_url(self, spec: LaunchSpec) -> str:
+        return f"http://{url_host(spec.host)}:{spec.port}/v1/completions"
+
+    # --- metrics ------------------------------------------------------------------------------
+    @abstractmethod
+    def wanted(self) -> frozenset[str]:
+        """Every sample name ``read`` may look at (the parser may skip all others)."""
+
+    @abstractmethod
+    def read(self, metrics: MetricSet) -> Reading:
+        """Map one parsed exposition onto logical names, aggregating labels the engine splits on."""
+
+    @abstractmethod
+    def detect(self, metrics: MetricSet) -> float:
+        """How strongly this exposition looks like this engine's (0 = not at all, 1 = certainly)."""
+
+
+def url_host(host: str) -> str:
+    """The address to *connect* to for an engine bound to ``host`` (wildcards map to loopback)."""
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
