@@ -1,0 +1,82 @@
+"""`llmconsole` — the command-line entry point.
+
+Verbs are small modules with ``add_parser(subparsers)`` and ``run(args) -> int``. Verbs that run agent-side
+programs (``sim-engine``, later ``agent``) are handed their whole argument list and imported only when
+invoked, so the console process never loads agent-side machinery (see the dependency rule in DESIGN.md).
+
+Every bad input ends in one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from importlib import import_module
+
+PROG = "llmconsole"
+
+# Verbs implemented by modules with add_parser/run (parsed here).
+PARSED_VERBS: dict[str, str] = {
+    "probe": "console.probe",
+}
+
+# Verbs that own their whole argv (agent-side programs); value: "module:function" taking argv -> int.
+DELEGATED_VERBS: dict[str, tuple[str, str]] = {
+    "sim-engine": ("agents.sim.cli:main", "run a simulated engine (vLLM, SGLang or TGI dialect) — SIMULATED"),
+}
+
+
+class CliError(Exception):
+    """A bad command line; the message is printed as one line."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``llmconsole probe: error: ... (see --help)``."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _resolve(target: str) -> Callable[[list[str]], int]:
+    module, _, func = target.partition(":")
+    return getattr(import_module(module), func)
+
+
+def build_parser() -> Parser:
+    parser = Parser(
+        prog=PROG,
+        description="The operations console for self-hosted LLM fleets (vLLM, SGLang, TGI).",
+    )
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=Parser)
+    for module in PARSED_VERBS.values():
+        import_module(module).add_parser(sub)
+    for name, (_target, help_text) in DELEGATED_VERBS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list and args_list[0] in DELEGATED_VERBS:
+        target, _ = DELEGATED_VERBS[args_list[0]]
+        return _resolve(target)(args_list[1:])
+    parser = build_parser()
+    try:
+        args = parser.parse_args(args_list)
+    except SystemExit as exc:  # argparse exits for --help and for errors
+        return int(exc.code or 0)
+    if args.verb is None:
+        sys.stderr.write(
+            f"{PROG}: the fleet console UI is not part of this version yet; "
+            f"try `{PROG} sim-engine --help` and `{PROG} probe --help`\n"
+        )
+        return 2
+    try:
+        return int(import_module(PARSED_VERBS[args.verb]).run(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
