@@ -24,6 +24,7 @@ CONSOLE_MAY_IMPORT_FROM_AGENTS = (
     "agents.metrics",
     "agents.engines",
     "agents.calc",
+    "agents.scrape",
 )
 
 PROBE = textwrap.dedent(
