@@ -55,10 +55,10 @@ async def fetch(
                 async for chunk in response.aiter_bytes():
                     size += len(chunk)
                     if size > max_bytes:
-                        return done(None, f"response larger than {max_bytes} bytes")
+                        return done(None, f"response larger than {max_bytes} bytes (the cap)")
                     chunks.append(chunk)
                 if status != 200:
-                    return done(None, f"HTTP {status}")
+                    return done(None, f"HTTP {status} {response.reason_phrase}".rstrip())
                 return done(b"".join(chunks), None)
     except TimeoutError:
         # A response that started but did not finish is a slow server, not an unreachable one.
@@ -70,5 +70,13 @@ async def fetch(
 
 
 def _reason(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text or type(exc).__name__
+    """The root cause of a transport error in a few words (httpx often hides it behind its own text)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(seen, OSError) and seen.strerror:
+            return seen.strerror.lower()
+        seen = seen.__cause__ or seen.__context__
+    text = str(exc).strip() or type(exc).__name__
+    return " ".join(text.split())[:200]

@@ -23,6 +23,7 @@ PARSED_VERBS: dict[str, str] = {
 
 # Verbs that own their whole argv (agent-side programs); value: "module:function" taking argv -> int.
 DELEGATED_VERBS: dict[str, tuple[str, str]] = {
+    "agent": ("agents.cli:main", "run the agent: supervise engines, collect, serve the API ([agent] in the config)"),
     "sim-engine": ("agents.sim.cli:main", "run a simulated engine (vLLM, SGLang or TGI dialect) — SIMULATED"),
 }
 

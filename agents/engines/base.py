@@ -63,6 +63,9 @@ class EngineAdapter(ABC):
 
     kind: str  # "vllm" | "sglang" | "tgi"
     default_port: int
+    # Logical metrics (GAUGES/COUNTERS/HISTOGRAMS names) this engine never exposes, in any version:
+    # their None means "not exposed by this engine", not "missing from this scrape".
+    unsupported: frozenset[str] = frozenset()
 
     # --- launch -------------------------------------------------------------------------------
     @abstractmethod

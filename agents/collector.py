@@ -1,0 +1,171 @@
+"""The agent's one collection loop: every ``interval_s`` it observes every engine, the GPUs and the host,
+builds an immutable HostSnapshot and keeps it in a ring buffer of ``history_s``.
+
+Blocking reads (NVML, psutil) run through ``asyncio.to_thread`` here and nowhere else. Ticks never overlap:
+the next one is scheduled after the previous one finished (a slow tick delays, never stacks). One broken
+engine or GPU never blanks the others: each failure becomes an entry in ``errors`` or an alert.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from collections import deque
+from collections.abc import Sequence
+
+from agents import __version__
+from agents.alerts import GpuFacts, host_alerts
+from agents.gpu.base import GpuPoll, GpuSource
+from agents.host import listening_sockets, process_brief, read_host, tree_rss_bytes
+from agents.schema import (
+    Alert,
+    EngineSnapshot,
+    GpuInfo,
+    GpuProcess,
+    HostSnapshot,
+    HostStats,
+    history_to_json,
+    rfc3339,
+    to_json,
+)
+from agents.watch import EngineWatch
+
+log = logging.getLogger(__name__)
+
+
+class Collector:
+    def __init__(
+        self,
+        watches: Sequence[EngineWatch],
+        gpu: GpuSource,
+        *,
+        interval_s: float = 1.0,
+        history_s: float = 900.0,
+        host: str | None = None,
+        boot_id: str | None = None,
+    ) -> None:
+        self.watches = list(watches)
+        self.gpu = gpu
+        self.interval_s = interval_s
+        self.history_s = history_s
+        self.host = host or socket.gethostname()
+        self.boot_id = boot_id
+        self.seq = 0
+        self._ring: deque[tuple[float, HostSnapshot, str]] = deque(maxlen=max(2, int(history_s / interval_s) + 1))
+        self._host_alerts: dict[str, Alert] = {}
+        self._stop = asyncio.Event()
+        self.tick_cost_s: float | None = None
+
+    # --- reading side (API) -----------------------------------------------------------------------------
+    def latest(self) -> HostSnapshot | None:
+        return self._ring[-1][1] if self._ring else None
+
+    def latest_json(self) -> str | None:
+        return self._ring[-1][2] if self._ring else None
+
+    def history_json(self, seconds: float) -> str:
+        if not self._ring:
+            return history_to_json(self.host, [])
+        newest = self._ring[-1][0]
+        return history_to_json(self.host, [j for t, _, j in self._ring if newest - t <= seconds])
+
+    # --- the loop -----------------------------------------------------------------------------------------
+    async def run(self) -> None:
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                await self.tick()
+            except Exception:  # one bad tick never ends collection
+                log.exception("collector tick failed")
+            self.tick_cost_s = time.monotonic() - started
+            delay = max(0.05, self.interval_s - self.tick_cost_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=delay)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def tick(self) -> HostSnapshot:
+        errors: list[str] = []
+        tree_pids = {w.config.id: tuple(w.supervisor.pids) for w in self.watches}
+        host_task = asyncio.to_thread(_host_facts, tree_pids)
+        gpu_task = asyncio.to_thread(self.gpu.poll)
+        (host_stats, rss, listeners), poll = await asyncio.gather(host_task, gpu_task)
+        engines: list[EngineSnapshot] = []
+        results = await asyncio.gather(
+            *(w.observe(rss.get(w.config.id), listeners.get(w.config.id, ())) for w in self.watches),
+            return_exceptions=True,
+        )
+        for watch, result in zip(self.watches, results, strict=True):
+            if isinstance(result, BaseException):
+                errors.append(f"engine {watch.config.id}: collection failed: {type(result).__name__}: {result}")
+                log.error("engine %s: observe failed", watch.config.id, exc_info=result)
+                continue
+            engines.append(result)
+        errors.extend(poll.errors)
+        owner = {pid: eid for eid, pids in tree_pids.items() for pid in pids}
+        gpus = _gpus(poll, owner)
+        wall = rfc3339()
+        alerts = host_alerts(
+            [
+                GpuFacts(g.index, g.ecc_uncorrected, g.xid_last, tuple(g.throttle_reasons), tuple((p.pid, p.mem_bytes) for p in g.processes))
+                for g in gpus
+            ],
+            supervised_pids=owner.keys(),
+            wall=wall,
+            previous=self._host_alerts,
+            describe=process_brief,
+        )
+        self._host_alerts = {a.code: a for a in alerts}
+        self.seq += 1
+        snap = HostSnapshot(
+            host=self.host,
+            agent_version=__version__,
+            seq=self.seq,
+            taken_at=wall,
+            interval_s=self.interval_s,
+            gpu_source=poll.source_label,
+            host_stats=host_stats,
+            gpus=gpus,
+            engines=tuple(engines),
+            alerts=alerts,
+            errors=tuple(errors),
+            boot_id=self.boot_id,
+        )
+        self._ring.append((time.monotonic(), snap, to_json(snap)))
+        return snap
+
+
+def _host_facts(tree_pids: dict[str, tuple[int, ...]]):
+    """Blocking psutil reads for one tick (runs in a worker thread)."""
+    reading = read_host()
+    stats = HostStats(cpu_pct=reading.cpu_pct, mem_used_bytes=reading.mem_used_bytes, mem_total_bytes=reading.mem_total_bytes)
+    rss = {eid: tree_rss_bytes(pids) for eid, pids in tree_pids.items()}
+    listeners = {eid: tuple((s.pid, s.ip, s.port) for s in listening_sockets(pids)) for eid, pids in tree_pids.items()}
+    return stats, rss, listeners
+
+
+def _gpus(poll: GpuPoll, owner: dict[int, str]) -> tuple[GpuInfo, ...]:
+    out = []
+    for g in poll.gpus:
+        out.append(
+            GpuInfo(
+                index=g.index,
+                uuid=g.uuid,
+                name=g.name,
+                mem_used_bytes=g.mem_used_bytes,
+                mem_total_bytes=g.mem_total_bytes,
+                util_pct=g.util_pct,
+                temp_c=g.temp_c,
+                power_w=g.power_w,
+                power_limit_w=g.power_limit_w,
+                ecc_uncorrected=g.ecc_uncorrected,
+                xid_last=g.xid_last,
+                throttle_reasons=tuple(g.throttle_reasons or ()),
+                processes=tuple(GpuProcess(pid=p.pid, mem_bytes=p.mem_bytes, engine_id=owner.get(p.pid)) for p in g.processes or ()),
+            )
+        )
+    return tuple(out)

@@ -1,0 +1,120 @@
+"""SGLang: launch and metric normalization, for the current names and the ones they replaced.
+
+Facts from research/engines.md §1.2 (names, labels, name history), §2 (health) and §3 (CLI). Metrics
+exist only with ``--enable-metrics``. Scheduler series carry ``tp_rank``/``pp_rank`` (and ``dp_rank`` with
+data parallelism, ``moe_ep_rank`` in newer versions): each rank of one scheduler reports the same numbers,
+so inside one ``dp_rank`` the ranks are replicas (max), and data-parallel ranks add up (sum).
+Tokenizer-side series (tokens, TTFT, ITL, e2e) carry ``model_name`` only; without a ``dp_rank`` a series
+is counted under dp rank "0" (they are totals for the whole server).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from agents.engines._aggregate import Layout, Part, histogram_names, part_reading, prefix_share, read_parts
+from agents.engines._launch import Flag, assemble, build_env, drop_flag
+from agents.engines.base import EngineAdapter, LaunchSpec, Reading, url_host
+from agents.metrics.model import MetricSet
+
+PREFIX = "sglang:"
+
+GAUGE_NAMES: Mapping[str, tuple[str, ...]] = {
+    "requests_running": ("sglang:num_running_reqs", "sglang:num_requests_running"),
+    "requests_waiting": ("sglang:num_queue_reqs", "sglang:num_requests_waiting"),
+    "kv_cache_usage": ("sglang:token_usage",),  # fraction 0..1 of the KV pool's tokens
+}
+COUNTER_NAMES: Mapping[str, tuple[str, ...]] = {
+    "prompt_tokens": ("sglang:prompt_tokens_total",),
+    "generation_tokens": ("sglang:generation_tokens_total",),
+    # Retractions are SGLang's preemptions. The older sglang:num_retracted_reqs is a *gauge* (retracted
+    # in the last batch), not a count since start: it cannot be rated, so it is not read.
+    "preemptions": ("sglang:num_retracted_requests_total",),
+}
+# Prefix-cache hit rate from counters: cached prompt tokens over all prompt tokens. The
+# sglang:cache_hit_rate gauge is reset to 0 by every decode log and is not usable (engines.md §1.2).
+CACHED_TOKENS = "sglang:cached_tokens_total"
+PROMPT_TOKENS = "sglang:prompt_tokens_total"
+HISTOGRAM_NAMES: Mapping[str, tuple[str, ...]] = {
+    "ttft": ("sglang:time_to_first_token_seconds",),
+    # ITL is observed in bulk (bucket += new tokens, sum += interval); quantiles from buckets are fine.
+    "itl": ("sglang:inter_token_latency_seconds", "sglang:time_per_output_token_seconds"),
+    "e2e": ("sglang:e2e_request_latency_seconds",),
+    "queue_time": ("sglang:queue_time_seconds",),
+}
+
+LAYOUT = Layout(
+    model_label="model_name",
+    engine_label="dp_rank",
+    replica_labels=frozenset({"tp_rank", "pp_rank", "moe_ep_rank"}),
+)
+
+HOST = Flag(("--host",))
+PORT = Flag(("--port",))
+MODEL = Flag(("--model-path", "--model"))
+SERVED = Flag(("--served-model-name",))
+ENABLE_METRICS = Flag(("--enable-metrics",))
+
+
+def _wanted() -> frozenset[str]:
+    names = {n for names in (*GAUGE_NAMES.values(), *COUNTER_NAMES.values()) for n in names}
+    names.update((CACHED_TOKENS, PROMPT_TOKENS))
+    names.update(histogram_names(n for names in HISTOGRAM_NAMES.values() for n in names))
+    return frozenset(names)
+
+
+WANTED = _wanted()  # every sample name read() looks at
+
+
+class SglangAdapter(EngineAdapter):
+    kind = "sglang"
+    default_port = 30000
+    # Logical metrics this engine never exposes, in any version (their values are always None).
+    unsupported: frozenset[str] = frozenset({"request_errors"})
+
+    # --- launch ---------------------------------------------------------------------------------------
+    def argv(self, spec: LaunchSpec) -> list[str]:
+        prefix = [*(spec.command or ("python", "-m", "sglang.launch_server")), MODEL.name, spec.model]
+        managed = [(HOST, spec.host), (PORT, str(spec.port)), (SERVED, spec.served_model_name)]
+        # Without --enable-metrics SGLang serves no /metrics at all.
+        return assemble(prefix, managed, [(ENABLE_METRICS, None)], drop_flag(spec.args, MODEL))
+
+    def env(self, spec: LaunchSpec, base: Mapping[str, str]) -> dict[str, str]:
+        return build_env(spec, base)
+
+    def health_url(self, spec: LaunchSpec) -> str:
+        # Older versions: always 200. Newer: routed to /health_generate, which runs a 1-token generation
+        # and answers 503 after SGLANG_HEALTH_CHECK_TIMEOUT (20 s) without output (engines.md §2).
+        return f"http://{url_host(spec.host)}:{spec.port}/health"
+
+    def metrics_url(self, spec: LaunchSpec) -> str:
+        return f"http://{url_host(spec.host)}:{spec.port}/metrics"
+
+    # --- metrics --------------------------------------------------------------------------------------
+    def wanted(self) -> frozenset[str]:
+        return WANTED
+
+    def read(self, metrics: MetricSet) -> Reading:
+        return read_parts(self.kind, LAYOUT, metrics, WANTED, self._read_part)
+
+    def _read_part(self, metrics: MetricSet, part: Part) -> Reading:
+        gauges = {
+            name: LAYOUT.scalar(metrics, names, part, across=max if name == "kv_cache_usage" else sum)
+            for name, names in GAUGE_NAMES.items()
+        }
+        counters = {name: LAYOUT.scalar(metrics, names, part) for name, names in COUNTER_NAMES.items()}
+        counters["request_errors"] = None  # no error counter; aborted requests are not errors
+        prompt = LAYOUT.scalar(metrics, (PROMPT_TOKENS,), part)
+        hits = LAYOUT.scalar(metrics, (CACHED_TOKENS,), part)
+        if hits is None and prompt is not None and CACHED_TOKENS in metrics.types:
+            # The counter is only incremented when a request had cached tokens, so before the first
+            # hit its family is declared (# TYPE) with no sample: 0 hits so far, not "unknown".
+            hits = 0.0
+        # Queries only alongside hits: a hit rate needs both, and older versions have no cached counter.
+        counters["prefix_cache_hits"] = hits
+        counters["prefix_cache_queries"] = prompt if hits is not None else None
+        histograms = {name: LAYOUT.histogram(metrics, names, part) for name, names in HISTOGRAM_NAMES.items()}
+        return part_reading(self.kind, part, gauges, counters, histograms)
+
+    def detect(self, metrics: MetricSet) -> float:
+        return prefix_share(metrics, PREFIX)

@@ -1,0 +1,120 @@
+"""vLLM (V1, with the V0/early-V1 names it still emits or used to): launch and metric normalization.
+
+Facts from research/engines.md §1.1 (metric names and name history), §2 (``/health``) and §3 (CLI).
+Every engine series carries ``model_name`` and ``engine`` (the data-parallel engine index); older
+versions have ``model_name`` only, which means a single engine, index "0".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from agents.engines._aggregate import Layout, Part, histogram_names, part_reading, prefix_share, read_parts
+from agents.engines._launch import Flag, assemble, build_env, drop_flag
+from agents.engines.base import EngineAdapter, LaunchSpec, Reading, url_host
+from agents.metrics.model import MetricSet
+
+PREFIX = "vllm:"
+
+# Logical name -> exposed names, preferred first (newer name, then the one it replaced).
+GAUGE_NAMES: Mapping[str, tuple[str, ...]] = {
+    "requests_running": ("vllm:num_requests_running",),
+    "requests_waiting": ("vllm:num_requests_waiting",),
+    # A fraction 0..1 despite "perc". gpu_cache_usage_perc: deprecated in 0.9, gone in the newest.
+    "kv_cache_usage": ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"),
+}
+COUNTER_NAMES: Mapping[str, tuple[str, ...]] = {
+    "prompt_tokens": ("vllm:prompt_tokens_total",),
+    "generation_tokens": ("vllm:generation_tokens_total",),
+    "preemptions": ("vllm:num_preemptions_total",),
+}
+ERRORS = "vllm:request_success_total"  # {finished_reason="error"}; "abort" is the client's doing
+# Hits and queries must come from the same generation: the new pair counts tokens, the deprecated
+# gpu_prefix_cache_* pair counts blocks. Only their ratio is used, so either unit is fine.
+PREFIX_CACHE_PAIRS = (
+    ("vllm:prefix_cache_hits_total", "vllm:prefix_cache_queries_total"),
+    ("vllm:gpu_prefix_cache_hits_total", "vllm:gpu_prefix_cache_queries_total"),
+)
+HISTOGRAM_NAMES: Mapping[str, tuple[str, ...]] = {
+    "ttft": ("vllm:time_to_first_token_seconds",),
+    "itl": ("vllm:inter_token_latency_seconds", "vllm:time_per_output_token_seconds"),
+    "e2e": ("vllm:e2e_request_latency_seconds",),
+    "queue_time": ("vllm:request_queue_time_seconds",),
+}
+# Not read: vllm:iteration_tokens_total is a *histogram* despite its "_total" suffix.
+
+LAYOUT = Layout(model_label="model_name", engine_label="engine")
+
+HOST = Flag(("--host",))
+PORT = Flag(("--port",))
+MODEL = Flag(("--model",))
+SERVED = Flag(("--served-model-name",), many=True)
+
+
+def _wanted() -> frozenset[str]:
+    names = {n for names in (*GAUGE_NAMES.values(), *COUNTER_NAMES.values()) for n in names}
+    names.add(ERRORS)
+    names.update(n for pair in PREFIX_CACHE_PAIRS for n in pair)
+    names.update(histogram_names(n for names in HISTOGRAM_NAMES.values() for n in names))
+    return frozenset(names)
+
+
+WANTED = _wanted()  # every sample name read() looks at
+
+
+class VllmAdapter(EngineAdapter):
+    kind = "vllm"
+    default_port = 8000
+    # Logical metrics this engine never exposes, in any version (their values are always None).
+    unsupported: frozenset[str] = frozenset()
+
+    # --- launch ---------------------------------------------------------------------------------------
+    def argv(self, spec: LaunchSpec) -> list[str]:
+        """``vllm serve MODEL`` by default; a custom prefix (e.g. ``python -m
+        vllm.entrypoints.openai.api_server``, which has no positional model) gets ``--model MODEL``."""
+        if spec.command:
+            prefix = [*spec.command, MODEL.name, spec.model]
+        else:
+            prefix = ["vllm", "serve", spec.model]
+        managed = [(HOST, spec.host), (PORT, str(spec.port)), (SERVED, spec.served_model_name)]
+        # The model comes from spec.model, exactly once: a --model in args is dropped.
+        return assemble(prefix, managed, [], drop_flag(spec.args, MODEL))
+
+    def env(self, spec: LaunchSpec, base: Mapping[str, str]) -> dict[str, str]:
+        return build_env(spec, base)
+
+    def health_url(self, spec: LaunchSpec) -> str:
+        # 200 while the API process thinks the engine is alive; it runs no forward pass (engines.md §2).
+        return f"http://{url_host(spec.host)}:{spec.port}/health"
+
+    def metrics_url(self, spec: LaunchSpec) -> str:
+        return f"http://{url_host(spec.host)}:{spec.port}/metrics"
+
+    # --- metrics --------------------------------------------------------------------------------------
+    def wanted(self) -> frozenset[str]:
+        return WANTED
+
+    def read(self, metrics: MetricSet) -> Reading:
+        return read_parts(self.kind, LAYOUT, metrics, WANTED, self._read_part)
+
+    def _read_part(self, metrics: MetricSet, part: Part) -> Reading:
+        gauges = {
+            name: LAYOUT.scalar(metrics, names, part, across=max if name == "kv_cache_usage" else sum)
+            for name, names in GAUGE_NAMES.items()
+        }
+        counters = {name: LAYOUT.scalar(metrics, names, part) for name, names in COUNTER_NAMES.items()}
+        # 0 when the family is there without an "error" series (older versions had no such reason).
+        counters["request_errors"] = LAYOUT.scalar(
+            metrics, (ERRORS,), part, where=lambda labels: labels.get("finished_reason") == "error"
+        )
+        counters["prefix_cache_hits"] = counters["prefix_cache_queries"] = None
+        for hits, queries in PREFIX_CACHE_PAIRS:
+            h, q = LAYOUT.scalar(metrics, (hits,), part), LAYOUT.scalar(metrics, (queries,), part)
+            if h is not None or q is not None:
+                counters["prefix_cache_hits"], counters["prefix_cache_queries"] = h, q
+                break
+        histograms = {name: LAYOUT.histogram(metrics, names, part) for name, names in HISTOGRAM_NAMES.items()}
+        return part_reading(self.kind, part, gauges, counters, histograms)
+
+    def detect(self, metrics: MetricSet) -> float:
+        return prefix_share(metrics, PREFIX)

@@ -1,0 +1,113 @@
+"""Host readings through psutil: CPU and memory, process-tree RSS, listening sockets, process names.
+
+Processes come and go mid-read: a PID that vanished or cannot be inspected is skipped, never raised.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import psutil
+
+_SKIP = (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess)
+_BRIEF_MAX = 200
+
+
+@dataclass(frozen=True, slots=True)
+class HostReading:
+    """Host-wide CPU and memory. ``cpu_pct`` is None on the first reading (no interval yet).
+
+    ``mem_used_bytes`` is total minus available: memory the kernel cannot hand out without
+    swapping or reclaiming it from processes.
+    """
+
+    cpu_pct: float | None
+    mem_used_bytes: int | None
+    mem_total_bytes: int | None
+
+
+class Listener(NamedTuple):
+    """One listening TCP socket of a process."""
+
+    pid: int
+    ip: str
+    port: int
+
+
+class CpuMeter:
+    """Host CPU % since the previous call (``psutil.cpu_percent(interval=None)``), primed once."""
+
+    def __init__(self) -> None:
+        self._primed = False
+        self._lock = threading.Lock()
+
+    def read(self) -> float | None:
+        """CPU % over the time since the last read; None on the very first (priming) call."""
+        with self._lock:
+            value = psutil.cpu_percent(interval=None)
+            if not self._primed:
+                self._primed = True
+                return None
+            return float(value)
+
+
+_CPU = CpuMeter()
+
+
+def read_host() -> HostReading:
+    """CPU % since the previous call and memory now."""
+    cpu = _CPU.read()
+    try:
+        vm = psutil.virtual_memory()
+    except OSError:
+        return HostReading(cpu, None, None)
+    return HostReading(cpu, int(vm.total - vm.available), int(vm.total))
+
+
+def tree_rss_bytes(pids: Iterable[int]) -> int | None:
+    """Sum of the resident memory of those ``pids`` still alive; None if none is."""
+    total, alive = 0, False
+    for pid in set(pids):
+        try:
+            total += psutil.Process(pid).memory_info().rss
+        except _SKIP:
+            continue
+        alive = True
+    return total if alive else None
+
+
+def listening_sockets(pids: Iterable[int]) -> list[Listener]:
+    """TCP sockets in LISTEN state owned by ``pids``, as (pid, ip, port), sorted."""
+    wanted = set(pids)
+    if not wanted:
+        return []
+    found: set[Listener] = set()
+    for pid in wanted:
+        try:
+            conns = psutil.Process(pid).net_connections(kind="inet")
+        except _SKIP:
+            continue
+        found.update(
+            Listener(pid, c.laddr.ip, c.laddr.port)
+            for c in conns
+            if c.status == psutil.CONN_LISTEN and c.laddr
+        )
+    return sorted(found)
+
+
+def process_brief(pid: int) -> str | None:
+    """``"name: cmdline"`` of a process for messages (cut to 200 chars); None if it is gone."""
+    try:
+        proc = psutil.Process(pid)
+        name = proc.name()
+        try:
+            cmdline = " ".join(proc.cmdline())
+        except _SKIP:
+            cmdline = ""
+    except _SKIP:
+        return None
+    text = f"{name}: {cmdline}" if cmdline else name
+    return text if len(text) <= _BRIEF_MAX else text[: _BRIEF_MAX - 1] + "…"

@@ -1,0 +1,354 @@
+"""A fast, forgiving parser for the Prometheus text exposition format (0.0.4) and its OpenMetrics subset.
+
+``parse`` never raises on bad text: every line it cannot read becomes one ``"line N: why"`` entry in
+``MetricSet.problems`` and parsing goes on. Given ``wanted`` (the sample names an adapter reads), lines
+for other names are skipped after a cheap look at their name and shape, without parsing labels.
+
+Pure Python, stdlib only, no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Container
+
+from agents.metrics.model import Labels, MetricSet
+
+MAX_BYTES = 16 * 1024 * 1024
+MAX_SERIES = 200_000
+MAX_PROBLEMS = 100  # further problems are counted in one summary line, never stored one by one
+
+_METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
+_ESCAPE = re.compile(r'\\[\\n"]')
+_UNESCAPED = {"\\\\": "\\", "\\n": "\n", '\\"': '"'}
+_TYPES = frozenset(
+    ("counter", "gauge", "histogram", "summary", "untyped", "unknown", "gaugehistogram", "info", "stateset")
+)
+
+
+class _Bad(Exception):
+    """A line that cannot be read; the message says why."""
+
+
+def parse(
+    text: str | bytes,
+    wanted: Container[str] | None = None,
+    *,
+    max_bytes: int = MAX_BYTES,
+    max_series: int = MAX_SERIES,
+) -> MetricSet:
+    """Parse one exposition into a MetricSet; problems are reported in it, never raised.
+
+    ``wanted``: when given, only samples with these names are kept, and the labels of all other lines
+    are not parsed. ``max_bytes`` bounds the input read (only the complete lines within the first
+    ``max_bytes`` are parsed; a str is measured in characters); ``max_series`` bounds the samples kept.
+    """
+    result = MetricSet()
+    problems = _Problems(result.problems)
+    text = _as_text(text, max_bytes, problems)
+    if text is None or not text or text.isspace():
+        if text is not None:
+            problems.add("empty exposition")
+        problems.finish()
+        return result
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+    _parse_lines(text.split("\n"), wanted, max_series, result, problems)
+    problems.finish()
+    return result
+
+
+class _Problems:
+    """Collects problem lines up to MAX_PROBLEMS, then only counts them."""
+
+    __slots__ = ("out", "dropped")
+
+    def __init__(self, out: list[str]) -> None:
+        self.out = out
+        self.dropped = 0
+
+    def add(self, message: str) -> None:
+        if len(self.out) < MAX_PROBLEMS:
+            self.out.append(message)
+        else:
+            self.dropped += 1
+
+    def finish(self) -> None:
+        if self.dropped:
+            self.out.append(f"... and {self.dropped} more problems")
+
+
+def _as_text(data: str | bytes, max_bytes: int, problems: _Problems) -> str | None:
+    """The text to parse (cut to whole lines within ``max_bytes``), or None when there is none."""
+    if isinstance(data, str):
+        if len(data) > max_bytes:
+            problems.add(f"exposition larger than {max_bytes} bytes; parsed only the first")
+            data = data[: data.rfind("\n", 0, max_bytes) + 1]
+        return data
+    if not isinstance(data, bytes | bytearray | memoryview):
+        problems.add(f"exposition is {type(data).__name__}, not text")
+        return None
+    raw = bytes(data)
+    if len(raw) > max_bytes:
+        problems.add(f"exposition larger than {max_bytes} bytes; parsed only the first")
+        raw = raw[: raw.rfind(b"\n", 0, max_bytes) + 1]
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        problems.add(f"invalid UTF-8 at byte {exc.start}; undecodable bytes replaced")
+        return raw.decode("utf-8", errors="replace")
+
+
+def _parse_lines(
+    lines: list[str],
+    wanted: Container[str] | None,
+    max_series: int,
+    result: MetricSet,
+    problems: _Problems,
+) -> None:
+    samples = result.samples
+    seen: dict[tuple[str, frozenset[tuple[str, str]]], int] = {}
+    valid_names: set[str] = set()
+    label_names: set[str] = set()
+    keep_all = wanted is None
+    stored = 0
+    lineno = 0
+    for lineno, line in enumerate(lines, 1):  # noqa: B007 - lineno is read after the loop
+        if not line:
+            continue
+        first = line[0]
+        if first == " " or first == "\t":
+            line = line.strip(" \t")
+            if not line:
+                continue
+            first = line[0]
+        if first == "#":
+            if line.startswith("# HELP "):
+                continue
+            if line.startswith("# TYPE "):
+                _type_line(line, lineno, result.types, problems)
+            elif _other_comment(line, lineno, result.types, problems):
+                _after_eof(lines, lineno, problems)
+                break
+            continue
+        brace = line.find("{")
+        try:
+            if brace >= 0:
+                name = line[:brace]
+                if " " in name or "\t" in name:
+                    name = name.strip(" \t")
+                    if " " in name or "\t" in name:  # the brace is in an exemplar, not a label set
+                        brace = -1
+            if brace < 0:
+                tokens = line.split()
+                if not tokens:  # only exotic whitespace
+                    continue
+                name = tokens[0]
+                if len(tokens) < 2:
+                    raise _Bad(f"no value after {name[:80]!r}")
+                if not keep_all and name not in wanted:  # type: ignore[operator]
+                    continue
+                labels: Labels = {}
+                value = _value(tokens, 1)
+            else:
+                if not keep_all and name not in wanted:  # type: ignore[operator]
+                    if not name:
+                        raise _Bad("missing metric name")
+                    if line.rfind("}") < brace:
+                        raise _Bad("unterminated label set")
+                    continue
+                fast = None if "\\" in line else _plain_labels(line, brace + 1, label_names)
+                if fast is None:
+                    labels, end = _labels(line, brace + 1, label_names)
+                else:
+                    labels, end = fast
+                value = _value(line[end:].split(), 0)
+            if keep_all and name not in valid_names:
+                if not _METRIC_NAME.match(name):
+                    raise _Bad(f"invalid metric name {name[:80]!r}" if name else "missing metric name")
+                valid_names.add(name)
+        except _Bad as bad:
+            problems.add(f"line {lineno}: {bad}")
+            continue
+        key = (name, frozenset(labels.items()))
+        series = samples.get(name)
+        if series is None:
+            series = samples[name] = []
+        index = seen.get(key)
+        if index is not None:
+            series[index] = (labels, value)
+            problems.add(f"line {lineno}: duplicate series {name}{_show(labels)}; kept the last value")
+            continue
+        if stored >= max_series:
+            problems.add(f"line {lineno}: more than {max_series} series; stopped parsing")
+            if not series:
+                del samples[name]
+            break
+        seen[key] = len(series)
+        series.append((labels, value))
+        stored += 1
+    result.lines = lineno if lines[-1] or lineno < len(lines) else lineno - 1
+
+
+def _value(tokens: list[str], at: int) -> float:
+    """The value in ``tokens[at:]`` = ``value [timestamp] [# exemplar...]`` split on whitespace."""
+    if len(tokens) <= at:
+        raise _Bad("missing value")
+    text = tokens[at]
+    try:
+        value = float(text)
+    except ValueError:
+        raise _Bad(f"invalid value {text[:40]!r}") from None
+    if "_" in text or not text.isascii():
+        raise _Bad(f"invalid value {text[:40]!r}")
+    if len(tokens) > at + 1:
+        ts = tokens[at + 1]
+        if ts[0] != "#":
+            try:
+                float(ts)
+            except ValueError:
+                raise _Bad(f"invalid timestamp {ts[:40]!r}") from None
+            if len(tokens) > at + 2 and tokens[at + 2][0] != "#":
+                raise _Bad(f"unexpected text after timestamp: {tokens[at + 2][:40]!r}")
+    return value
+
+
+def _plain_labels(line: str, pos: int, known: set[str]) -> tuple[Labels, int] | None:
+    """Fast path for a label set as engines write it: ``k="v",k="v"}``, no spaces, no backslashes.
+
+    Without backslashes no label value can hold a quote, so the first ``"}`` ends the set and ``",``
+    separates pairs. Returns None for anything else (the careful parser then reads it or says why).
+    """
+    close = line.find('"}', pos)
+    if close < 0:
+        return None
+    labels: Labels = {}
+    for part in line[pos:close].split('",'):
+        name, sep, value = part.partition('="')
+        if not sep or '"' in value or name in labels:
+            return None
+        if name not in known:
+            if not _LABEL_NAME.match(name):
+                return None
+            known.add(name)
+        labels[name] = value
+    return labels, close + 2
+
+
+def _labels(line: str, pos: int, known: set[str]) -> tuple[Labels, int]:
+    """Parse the label set that starts after ``{`` at ``pos``; return it and the index after ``}``."""
+    labels: Labels = {}
+    escaped = "\\" in line
+    n = len(line)
+    while True:
+        while pos < n and (line[pos] == " " or line[pos] == "\t"):
+            pos += 1
+        if pos >= n:
+            raise _Bad("unterminated label set")
+        if line[pos] == "}":
+            return labels, pos + 1
+        eq = line.find("=", pos)
+        if eq < 0:
+            raise _Bad("label without '='")
+        name = line[pos:eq]
+        if name not in known:
+            name = name.strip(" \t")
+            if not _LABEL_NAME.match(name):
+                raise _Bad(f"invalid label name {name[:80]!r}")
+            known.add(name)
+        pos = eq + 1
+        if pos < n and line[pos] != '"':
+            while pos < n and (line[pos] == " " or line[pos] == "\t"):
+                pos += 1
+        if pos >= n or line[pos] != '"':
+            raise _Bad(f"label {name} has no quoted value")
+        start = pos + 1
+        end = line.find('"', start)
+        if escaped:
+            while end > 0 and _odd_backslashes(line, end):
+                end = line.find('"', end + 1)
+        if end < 0:
+            raise _Bad(f"unterminated value of label {name}")
+        value = line[start:end]
+        if escaped and "\\" in value:
+            value = _ESCAPE.sub(_unescape, value)
+        if name in labels:
+            raise _Bad(f"duplicate label {name}")
+        labels[name] = value
+        pos = end + 1
+        if pos < n and line[pos] == ",":
+            pos += 1
+        elif pos < n and line[pos] == "}":
+            return labels, pos + 1
+        else:
+            while pos < n and (line[pos] == " " or line[pos] == "\t"):
+                pos += 1
+            if pos < n and line[pos] == ",":
+                pos += 1
+            elif pos >= n or line[pos] != "}":
+                raise _Bad(f"expected ',' or '}}' after label {name}")
+
+
+def _odd_backslashes(line: str, quote: int) -> bool:
+    count = 0
+    i = quote - 1
+    while i >= 0 and line[i] == "\\":
+        count += 1
+        i -= 1
+    return count % 2 == 1
+
+
+def _unescape(match: re.Match[str]) -> str:
+    return _UNESCAPED[match.group(0)]
+
+
+def _type_line(line: str, lineno: int, types: dict[str, str], problems: _Problems) -> None:
+    """Record ``# TYPE family type``."""
+    family, sep, kind = line[7:].partition(" ")
+    if sep and kind in _TYPES and family:
+        if family in types:
+            problems.add(f"line {lineno}: second TYPE line for {family[:80]}")
+        types[family] = kind
+        return
+    parts = line.split(None, 3)
+    if len(parts) < 4:
+        problems.add(f"line {lineno}: TYPE without a metric name and type")
+        return
+    family, kind = parts[2], parts[3].strip()
+    if kind not in _TYPES:
+        problems.add(f"line {lineno}: unknown metric type {kind[:40]!r} for {family[:80]}")
+        return
+    if family in types:
+        problems.add(f"line {lineno}: second TYPE line for {family[:80]}")
+    types[family] = kind
+
+
+def _other_comment(line: str, lineno: int, types: dict[str, str], problems: _Problems) -> bool:
+    """Any ``#`` line but the common ``# HELP ``/``# TYPE ``; True when it is ``# EOF``."""
+    parts = line.split(None, 2)
+    if len(parts) < 2 or parts[0] != "#":
+        return False
+    keyword = parts[1]
+    if keyword == "TYPE":
+        _type_line(line, lineno, types, problems)
+    elif keyword == "HELP":
+        if len(parts) < 3:
+            problems.add(f"line {lineno}: HELP without a metric name")
+    elif keyword == "EOF" and len(parts) == 2:
+        return True
+    return False
+
+
+def _after_eof(lines: list[str], eof_line: int, problems: _Problems) -> None:
+    for lineno in range(eof_line, len(lines)):
+        if lines[lineno].strip():
+            problems.add(f"line {lineno + 1}: text after # EOF (ignored)")
+            return
+
+
+def _show(labels: Labels) -> str:
+    if not labels:
+        return ""
+    inner = ",".join(f"{k}={v!r}" for k, v in labels.items())
+    return "{" + inner[:120] + "}"

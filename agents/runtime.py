@@ -1,0 +1,217 @@
+"""Wire the agent together from its config: supervisors, watches, the collector and the HTTP API.
+
+``AgentRuntime`` is what the API talks to (snapshots, history, logs, actions). ``serve`` runs the whole
+agent in one asyncio loop until it is told to stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import httpx
+
+from agents.api import ActionError, create_app
+from agents.audit import AuditLog
+from agents.auth import TokenStore
+from agents.collector import Collector
+from agents.config import AgentConfig, EngineConfig
+from agents.engines import get_adapter
+from agents.gpu import open_gpu_source
+from agents.gpu.base import GpuSource
+from agents.schema import HostSnapshot
+from agents.supervisor import EngineSupervisor, Policy, ProcessPlan
+from agents.supervisor.proctree import boot_id
+from agents.watch import EngineWatch
+
+log = logging.getLogger(__name__)
+
+SIM_GPU_ENV = "LLMCONSOLE_SIM_GPU_DIR"
+
+# The engine environment starts from these variables of the agent's own environment, nothing else
+# (secrets and proxies of the agent's shell never reach an engine unless the config names them).
+ENV_ALLOW = (
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR",
+    "VIRTUAL_ENV", "PYTHONPATH", "LD_LIBRARY_PATH", "CUDA_HOME", "HF_HOME", "NVIDIA_VISIBLE_DEVICES",
+)  # fmt: skip
+
+
+def scrubbed_env(source: Mapping[str, str]) -> dict[str, str]:
+    return {k: source[k] for k in ENV_ALLOW if k in source}
+
+
+def policy_for(engine: EngineConfig) -> Policy:
+    s = engine.supervision
+    return Policy(
+        backoff_initial_s=s.backoff_initial_s,
+        backoff_max_s=s.backoff_max_s,
+        backoff_reset_s=s.backoff_reset_s,
+        start_retries=s.start_retries,
+        startup_timeout_s=s.startup_timeout_s,
+        stop_timeout_s=s.stop_timeout_s,
+        gpu_release_timeout_s=s.gpu_release_timeout_s,
+    )
+
+
+class AgentRuntime:
+    def __init__(self, config: AgentConfig, *, gpu: GpuSource | None = None, environ: Mapping[str, str] | None = None) -> None:
+        self.config = config
+        self.history_s = config.history_s
+        self.state_dir = Path(config.state_dir).expanduser()
+        self.log_dir = Path(config.log_dir or self.state_dir / "logs").expanduser()
+        self.sim_gpu_dir = self.state_dir / "sim-gpu"
+        for d in (self.state_dir, self.log_dir, self.sim_gpu_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        self.gpu = gpu or open_gpu_source(config.gpu_source, sim_dir=self.sim_gpu_dir)  # type: ignore[arg-type]
+        self.client = httpx.AsyncClient(trust_env=False, timeout=httpx.Timeout(5.0, connect=2.0))
+        base_env = scrubbed_env(os.environ if environ is None else environ)
+        if config.gpu_source == "simulated":
+            base_env[SIM_GPU_ENV] = str(self.sim_gpu_dir)
+        self.supervisors: dict[str, EngineSupervisor] = {}
+        self.watches: dict[str, EngineWatch] = {}
+        for engine in config.engines:
+            self._add_engine(engine, base_env)
+        self.collector = Collector(
+            list(self.watches.values()),
+            self.gpu,
+            interval_s=config.interval_s,
+            history_s=config.history_s,
+            boot_id=boot_id(),
+        )
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def _add_engine(self, engine: EngineConfig, base_env: dict[str, str]) -> None:
+        adapter = get_adapter(engine.kind)
+        spec = engine.launch_spec()
+        plan = ProcessPlan(
+            engine_id=engine.id,
+            argv=tuple(adapter.argv(spec)),
+            env=adapter.env(spec, base_env),
+            host=spec.host,
+            port=spec.port,
+        )
+        holder: dict[str, EngineWatch] = {}
+
+        async def is_ready() -> bool:
+            return await holder["watch"].is_ready()
+
+        async def gpu_pids() -> set[int]:
+            return await asyncio.to_thread(self.gpu.pids_on_gpus)
+
+        sup = EngineSupervisor(
+            plan,
+            policy_for(engine),
+            self.state_dir,
+            self.log_dir,
+            is_ready=is_ready,
+            gpu_pids=gpu_pids,
+        )
+        watch = EngineWatch(engine, self.config, sup, self.client)
+        holder["watch"] = watch
+        self.supervisors[engine.id] = sup
+        self.watches[engine.id] = watch
+
+    # --- AgentRuntime protocol (used by the API) -----------------------------------------------------------
+    def latest(self) -> HostSnapshot | None:
+        return self.collector.latest()
+
+    def latest_json(self) -> str | None:
+        return self.collector.latest_json()
+
+    def history_json(self, seconds: float) -> str:
+        return self.collector.history_json(seconds)
+
+    def engine_ids(self) -> list[str]:
+        return list(self.supervisors)
+
+    def logs(self, engine_id: str, lines: int) -> list[str]:
+        return self.supervisors[engine_id].log_tail(lines)
+
+    async def act(self, engine_id: str, action: str) -> str:
+        sup = self.supervisors.get(engine_id)
+        if sup is None:
+            raise ActionError(f"no engine {engine_id!r}")
+        if action == "start" and sup.state not in ("stopped", "failed", "exited", "backoff"):
+            raise ActionError(f"engine {engine_id} is {sup.state}; stop it first or use restart")
+        if action == "stop" and sup.state in ("stopped", "stopping"):
+            raise ActionError(f"engine {engine_id} is already {sup.state}")
+        coro = {"start": sup.start, "stop": sup.stop, "restart": sup.restart}[action]()
+        self._spawn(coro, f"{action} {engine_id}")
+        await asyncio.sleep(0)  # let the action take its first step so the reported state is current
+        return sup.state
+
+    # --- lifecycle ------------------------------------------------------------------------------------------
+    def _spawn(self, coro, what: str) -> None:
+        task = asyncio.create_task(coro, name=what)
+        self._tasks.add(task)
+
+        def done(t: asyncio.Task[None]) -> None:
+            self._tasks.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                log.error("%s failed", what, exc_info=t.exception())
+
+        task.add_done_callback(done)
+
+    async def start(self) -> None:
+        for engine in self.config.engines:
+            sup = self.supervisors[engine.id]
+            if engine.autostart:
+                self._spawn(sup.adopt_or_start(), f"adopt-or-start {engine.id}")
+        self._spawn(self.collector.run(), "collector")
+
+    async def shutdown(self, stop_engines: bool | None = None) -> None:
+        stop = self.config.stop_engines_on_exit if stop_engines is None else stop_engines
+        self.collector.stop()
+        for watch in self.watches.values():
+            await watch.close()
+        await asyncio.gather(*(s.shutdown(stop_engines=stop) for s in self.supervisors.values()), return_exceptions=True)
+        for task in list(self._tasks):
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.client.aclose()
+        with contextlib.suppress(Exception):
+            self.gpu.close()
+
+
+async def serve(config: AgentConfig, *, stop: asyncio.Event, stop_engines: bool | None = None, ready: asyncio.Event | None = None) -> None:
+    """Run the agent (supervision, collection, API) until ``stop`` is set."""
+    import uvicorn  # imported here: only the running agent needs the server
+
+    runtime = AgentRuntime(config)
+    tokens = TokenStore.load(config.tokens_file)
+    audit = AuditLog(runtime.state_dir / "audit.log")
+    app = create_app(runtime, tokens, audit)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=config.listen_host,
+            port=config.listen_port,
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
+            limit_concurrency=64,
+            h11_max_incomplete_event_size=64 * 1024,
+        )
+    )
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # the CLI owns signals
+    await runtime.start()
+    server_task = asyncio.create_task(server.serve())
+    try:
+        while not server.started and not server_task.done():
+            await asyncio.sleep(0.05)
+        if server_task.done():
+            server_task.result()  # raises the bind error
+            raise OSError(f"cannot listen on {config.listen}")
+        if ready is not None:
+            ready.set()
+        await stop.wait()
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(Exception):
+            await server_task
+        await runtime.shutdown(stop_engines)

@@ -1,0 +1,105 @@
+"""Per-engine state files for re-adoption after an agent restart (reliability.md §1.5-H, §2.2, §2.6).
+
+``<state_dir>/engines/<engine_id>.json`` is written atomically (temp file in the same directory,
+fsync, rename, fsync of the directory): a crash or a full disk leaves the previous good file intact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+SCHEMA = "llmconsole.engine-state/1"
+
+
+@dataclass(frozen=True, slots=True)
+class EngineRecord:
+    """Everything needed to positively identify a launched engine after the agent restarts."""
+
+    engine_id: str
+    boot_id: str | None
+    pid: int
+    starttime: int  # /proc/<pid>/stat field 22 (clock ticks after boot)
+    create_time: float | None  # psutil's wall-clock create time, for display
+    cmdline_sha256: str | None
+    marker: str
+    host: str
+    port: int
+    log_path: str
+    launched_at: str  # RFC 3339 wall time, display only
+    schema: str = SCHEMA
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Any) -> EngineRecord:
+        """Validate and build; raises ValueError naming the first bad field."""
+        if not isinstance(data, Mapping):
+            raise ValueError("not a JSON object")
+        if data.get("schema") != SCHEMA:
+            raise ValueError(f"unknown schema {data.get('schema')!r}")
+        kinds: dict[str, tuple[type, ...]] = {
+            "engine_id": (str,), "boot_id": (str, type(None)), "pid": (int,), "starttime": (int,),
+            "create_time": (float, int, type(None)), "cmdline_sha256": (str, type(None)),
+            "marker": (str,), "host": (str,), "port": (int,), "log_path": (str,), "launched_at": (str,),
+            "schema": (str,),
+        }
+        values = {}
+        for f in fields(cls):
+            value = data.get(f.name)
+            if not isinstance(value, kinds[f.name]) or isinstance(value, bool):
+                raise ValueError(f"field {f.name!r} missing or of the wrong type")
+            values[f.name] = value
+        if values["pid"] <= 1 or not values["marker"]:
+            raise ValueError("field 'pid' or 'marker' invalid")
+        return cls(**values)
+
+
+def write_atomic(path: Path, data: Mapping[str, Any]) -> None:
+    """Write JSON to ``path`` atomically; raises OSError (the old file, if any, stays intact)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=1, sort_keys=True)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):  # make the rename itself durable
+        dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+def read_record(path: Path) -> tuple[EngineRecord | None, str | None]:
+    """(record, None) when valid; (None, None) when absent; (None, error) when unreadable or corrupt."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None, None
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, f"cannot read {path}: {exc}"
+    try:
+        return EngineRecord.from_json(json.loads(text)), None
+    except (ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError
+        return None, f"corrupt state file {path}: {exc}"
+
+
+def remove(path: Path) -> None:
+    """Delete the state file; a missing file is fine, other errors propagate (OSError)."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()

@@ -1,0 +1,315 @@
+"""EngineWatch: everything the agent observes about one supervised engine, turned into an EngineSnapshot.
+
+Per collector tick it scrapes the engine's ``/metrics`` (total deadline, byte cap, all or nothing),
+checks its health endpoint (deadline), keeps a canary (a 1-token streaming completion with a hard timeout,
+every ``canary_interval_s`` while the engine serves), feeds the stats window and the alert rules, and
+tells the supervisor when health moves the engine between ready / degraded / hung.
+
+All network I/O goes through the one ``httpx.AsyncClient`` the collector owns. Engine differences come
+from the adapter; nothing here branches on the engine's kind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+
+from agents.alerts import EngineObservation, EngineRules, ScrapeOutcome
+from agents.config import AgentConfig, EngineConfig
+from agents.engines import get_adapter
+from agents.engines.base import LaunchSpec, Reading
+from agents.metrics.parse import parse
+from agents.metrics.window import Window
+from agents.schema import (
+    Alert,
+    Canary,
+    EngineEvent,
+    EngineSnapshot,
+    EngineStats,
+    Health,
+    LastExit,
+    Loading,
+    rfc3339,
+)
+from agents.scrape import fetch
+from agents.supervisor import EngineSupervisor
+
+SIM_MARKER = "llmconsole_simulated"
+SERVING = frozenset({"ready", "degraded", "hung"})
+_PARSE_INLINE_BYTES = 256 * 1024  # bigger bodies are parsed in a worker thread
+
+
+@dataclass(slots=True)
+class _CanaryState:
+    result: Canary | None = None
+    started: float | None = None  # monotonic start of the canary in flight
+    next_at: float = 0.0
+    task: asyncio.Task[None] | None = None
+
+
+class EngineWatch:
+    def __init__(
+        self,
+        config: EngineConfig,
+        agent: AgentConfig,
+        supervisor: EngineSupervisor,
+        client: httpx.AsyncClient,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config, self.agent, self.supervisor, self.client, self.clock = config, agent, supervisor, client, clock
+        self.adapter = get_adapter(config.kind)
+        self.spec: LaunchSpec = config.launch_spec()
+        self.rules = EngineRules(agent.thresholds, history_s=agent.history_s)
+        self.window = Window(agent.stats_window_s)
+        self.alerts: tuple[Alert, ...] = ()
+        self._wanted = self.adapter.wanted() | {SIM_MARKER}
+        self._stats: dict[str, float | None] | None = None
+        self._stats_t: float | None = None  # monotonic time of the scrape the stats come from
+        self._tokens: float | None = None
+        self._simulated = False
+        self._health: Health | None = None
+        self._canary = _CanaryState()
+        self._pid_seen: int | None = None
+        self._restart_times: list[float] = []
+        self._restarts_seen = 0
+
+    # --- readiness for the supervisor -----------------------------------------------------------------
+    async def is_ready(self) -> bool:
+        """The supervisor's start-up gate: the engine's health endpoint answers 200."""
+        try:
+            resp = await self.client.get(self.adapter.health_url(self.spec), timeout=2.0)
+        except httpx.HTTPError:
+            return False
+        return resp.status_code == 200
+
+    # --- one collector tick ---------------------------------------------------------------------------
+    async def observe(self, rss_bytes: int | None, listeners: tuple[tuple[int, str, int], ...]) -> EngineSnapshot:
+        now = self.clock()
+        sup = self.supervisor
+        self._track_restarts(now)
+        state = sup.state
+        scrape = ScrapeOutcome(ok=False, error="engine not serving", reachable=False)
+        if state in SERVING or state == "starting":
+            scrape, _ = await asyncio.gather(self._scrape(now), self._check_health())
+            self._drive_canary(now, state)
+        else:
+            self._health = None
+            self._cancel_canary()
+        obs = EngineObservation(
+            t=now,
+            wall=rfc3339(),
+            state=state,
+            stats=self._stats or {},
+            scrape=scrape,
+            tokens_total=self._tokens,
+            last_scrape_ok_t=self._stats_t,
+            health_ok=self._health.http_ok if self._health else None,
+            health_status=self._health.http_status if self._health else None,
+            canary_ok=self._canary.result.ok if self._canary.result else None,
+            canary_error=self._canary.result.error if self._canary.result else None,
+            canary_at=self._canary.result.at if self._canary.result else None,
+            canary_in_flight_s=None if self._canary.started is None else now - self._canary.started,
+            restart_times=tuple(self._restart_times),
+            backoff_s=sup.backoff_remaining_s,
+            rss_bytes=rss_bytes,
+            listeners=listeners,
+        )
+        self.alerts = self.rules.evaluate(obs)
+        self._apply_health(state)
+        return self._snapshot(now, rss_bytes)
+
+    def _track_restarts(self, now: float) -> None:
+        if self.supervisor.restarts > self._restarts_seen:
+            self._restart_times.extend([now] * (self.supervisor.restarts - self._restarts_seen))
+            self._restarts_seen = self.supervisor.restarts
+        horizon = self.agent.thresholds.crash_loop_window_s
+        self._restart_times = [t for t in self._restart_times if now - t <= horizon]
+        if self.supervisor.pid != self._pid_seen:
+            self._pid_seen = self.supervisor.pid
+            self.window.reset()  # a new process: its counters start over
+            self._stats, self._stats_t, self._tokens = None, None, None
+
+    async def _scrape(self, now: float) -> ScrapeOutcome:
+        got = await fetch(
+            self.client,
+            self.adapter.metrics_url(self.spec),
+            deadline_s=self.agent.scrape_timeout_s,  # type: ignore[arg-type]
+            max_bytes=self.agent.metrics_max_bytes,
+        )
+        if not got.ok:
+            return ScrapeOutcome(ok=False, error=got.error, reachable=got.reachable)
+        body = got.body or b""
+        if len(body) > _PARSE_INLINE_BYTES:
+            metrics = await asyncio.to_thread(parse, body, self._wanted)
+        else:
+            metrics = parse(body, self._wanted)
+        if metrics.problems:
+            first = metrics.problems[0]
+            more = f" (+{len(metrics.problems) - 1} more)" if len(metrics.problems) > 1 else ""
+            return ScrapeOutcome(ok=False, error=f"malformed exposition: {first}{more}", reachable=True)
+        reading = self.adapter.read(metrics)
+        if not _has_data(reading):
+            return ScrapeOutcome(ok=False, error=f"no {self.config.kind} metrics in the exposition", reachable=True)
+        self._simulated = metrics.has(SIM_MARKER)
+        self.window.add(now, reading)
+        self._stats = self.window.stats()
+        self._stats_t = now
+        self._tokens = _progress(reading)
+        return ScrapeOutcome(ok=True)
+
+    async def _check_health(self) -> None:
+        started = time.monotonic()
+        status: int | None = None
+        try:
+            async with asyncio.timeout(min(2.0, self.agent.interval_s * 2)):
+                resp = await self.client.get(self.adapter.health_url(self.spec))
+                status = resp.status_code
+        except (TimeoutError, httpx.HTTPError):
+            status = None
+        self._health = Health(
+            http_ok=status == 200,
+            http_status=status,
+            latency_s=round(time.monotonic() - started, 4) if status is not None else None,
+            checked_at=rfc3339(),
+        )
+
+    # --- canary -----------------------------------------------------------------------------------------
+    def _drive_canary(self, now: float, state: str) -> None:
+        if not self.config.canary or state not in SERVING:
+            self._cancel_canary()
+            return
+        c = self._canary
+        if c.task is None and now >= c.next_at:
+            c.started = now
+            c.next_at = now + self.agent.canary_interval_s
+            c.task = asyncio.create_task(self._run_canary())
+
+    async def _run_canary(self) -> None:
+        c = self._canary
+        started = time.monotonic()
+        payload = {
+            "model": self.spec.served_model_name or self.spec.model,
+            "prompt": "ping",
+            "max_tokens": 1,
+            "temperature": 0,
+            "stream": True,
+        }
+        ttft: float | None = None
+        error: str | None = None
+        try:
+            async with asyncio.timeout(self.agent.canary_timeout_s):
+                async with self.client.stream("POST", self.adapter.completions_url(self.spec), json=payload) as resp:
+                    if resp.status_code != 200:
+                        body = (await resp.aread())[:200].decode(errors="replace")
+                        error = f"HTTP {resp.status_code}: {_short_error(body)}"
+                    else:
+                        async for line in resp.aiter_lines():
+                            if line.startswith("data:") and line.strip() != "data: [DONE]":
+                                ttft = ttft if ttft is not None else time.monotonic() - started
+                        if ttft is None:
+                            error = "stream ended without a token"
+        except TimeoutError:
+            error = f"no completion within {self.agent.canary_timeout_s:g}s"
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}".strip()
+        except asyncio.CancelledError:
+            c.task, c.started = None, None
+            raise
+        c.result = Canary(ok=error is None, ttft_s=None if ttft is None else round(ttft, 4), error=error, at=rfc3339())
+        c.task, c.started = None, None
+
+    def _cancel_canary(self) -> None:
+        c = self._canary
+        if c.task is not None:
+            c.task.cancel()
+        c.task, c.started, c.result = None, None, None
+
+    async def close(self) -> None:
+        task = self._canary.task
+        self._cancel_canary()
+        if task is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    # --- health → supervisor state ---------------------------------------------------------------------
+    def _apply_health(self, state: str) -> None:
+        if state not in SERVING:
+            return
+        codes = {a.code: a for a in self.alerts}
+        if "ENGINE_HUNG" in codes:
+            self.supervisor.set_health("hung", codes["ENGINE_HUNG"].summary)
+        elif "HEALTH_LIES" in codes:
+            self.supervisor.set_health("degraded", codes["HEALTH_LIES"].summary)
+        elif self._health is not None and not self._health.http_ok:
+            self.supervisor.set_health("degraded", f"health check failed (HTTP {self._health.http_status})")
+        else:
+            self.supervisor.set_health("ready", "healthy")
+
+    # --- snapshot -----------------------------------------------------------------------------------------
+    def _snapshot(self, now: float, rss_bytes: int | None) -> EngineSnapshot:
+        sup = self.supervisor
+        info = sup.snapshot()
+        last = sup.last_exit
+        stats = None if self._stats is None else EngineStats(**{k: _round(v) for k, v in self._stats.items()})
+        loading = None
+        if info["state"] == "starting":
+            loading = Loading(elapsed_s=_round(info["loading_elapsed_s"]), log_tail=tuple(sup.log_tail(10)))
+        return EngineSnapshot(
+            id=self.config.id,
+            kind=self.config.kind,
+            model=self.config.model,
+            served_model_name=self.config.served_model_name,
+            state=info["state"],
+            pid=info["pid"],
+            port=self.config.port,
+            gpus=tuple(self.config.gpus),
+            restarts=info["restarts"],
+            uptime_s=_round(info["uptime_s"]),
+            last_exit=None
+            if last is None
+            else LastExit(code=last.get("code"), signal=last.get("signal"), at=last.get("at"), stderr_tail=tuple(last.get("stderr_tail") or ())),
+            stats_age_s=None if self._stats_t is None else round(now - self._stats_t, 3),
+            stats=stats,
+            health=self._health,
+            canary=self._canary.result,
+            alerts=self.alerts,
+            simulated=self._simulated,
+            events=tuple(
+                EngineEvent(at=e["at"], state=e["state"], reason=e.get("reason"), exit_code=e.get("exit_code"), signal=e.get("signal"))
+                for e in sup.events[-20:]
+            ),
+            loading=loading,
+            rss_bytes=rss_bytes,
+        )
+
+
+def _has_data(reading: Reading) -> bool:
+    return any(v is not None for part in (reading.gauges, reading.counters, reading.histograms) for v in part.values())
+
+
+def _progress(reading: Reading) -> float | None:
+    """A number that moves whenever the engine does work: token counters plus histogram observation counts."""
+    parts = [reading.counters.get("prompt_tokens"), reading.counters.get("generation_tokens")]
+    parts += [h.count for h in reading.histograms.values() if h is not None]
+    known = [p for p in parts if p is not None]
+    return sum(known) if known else None
+
+
+def _round(v: float | None, nd: int = 6) -> float | None:
+    return None if v is None else round(v, nd)
+
+
+def _short_error(body: str) -> str:
+    with contextlib.suppress(ValueError, AttributeError, TypeError):
+        data = json.loads(body)
+        msg = data.get("error") or data.get("message") or data
+        if isinstance(msg, dict):
+            msg = msg.get("message", msg)
+        return str(msg)[:160]
+    return body.strip().splitlines()[0][:160] if body.strip() else "(empty body)"

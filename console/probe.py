@@ -1,0 +1,244 @@
+"""`llmconsole probe` — normalized stats of one engine's /metrics, scraped live or read from files.
+
+``llmconsole probe URL`` scrapes twice ``--interval`` seconds apart (rates and percentiles come from
+the difference); ``--file A`` reads one saved exposition (gauges only), ``--file A --file B --dt S`` reads
+two saved scrapes taken S seconds apart. Bad input ends in one ``llmconsole probe: error: ...`` line on
+stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from agents.probe import ProbeError, ProbeResult, known_engines, probe_texts
+from agents.scrape import fetch
+
+MAX_BYTES = 16 * 1024 * 1024
+PROG = "llmconsole probe"
+
+
+class UsageError(Exception):
+    """Bad input; the message is printed as one line."""
+
+
+@dataclass(frozen=True, slots=True)
+class Scrapes:
+    texts: list[bytes]
+    dt_s: float | None
+    source: dict[str, Any]
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register the ``probe`` verb on the ``llmconsole`` subparsers."""
+    parser = subparsers.add_parser(
+        "probe",
+        help="normalized stats of one engine endpoint or exposition file",
+        description=(
+            "Scrape an engine's /metrics (vLLM, SGLang or TGI) twice, or read saved expositions, and print "
+            "its normalized stats. One exposition gives the gauges only; rates and percentiles need two."
+        ),
+    )
+    parser.add_argument("url", nargs="?", help="http://host:port (/metrics is added) or the full metrics URL")
+    parser.add_argument(
+        "--file", action="append", metavar="PATH", help="a saved exposition (give two for rates)"
+    )
+    parser.add_argument("--dt", type=float, metavar="SECONDS", help="seconds between the two --file scrapes")
+    parser.add_argument(
+        "--engine", default="auto", choices=("auto", *known_engines()), help="dialect (default: auto)"
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="seconds between the two scrapes of URL (2.0)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="deadline for each scrape of URL (10.0)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the verb; 0 on success, 2 with one error line on bad input."""
+    try:
+        scrapes = _collect(args)
+        result = probe_texts(scrapes.texts, scrapes.dt_s, args.engine)
+    except (UsageError, ProbeError) as exc:
+        sys.stderr.write(f"{PROG}: error: {exc}\n")
+        return 2
+    out = render_json(result, scrapes.source) if args.json else render_table(result, scrapes.source)
+    sys.stdout.write(out + "\n")
+    return 0
+
+
+# --- input ------------------------------------------------------------------------------------------------
+def _collect(args: argparse.Namespace) -> Scrapes:
+    files: list[str] = args.file or []
+    if args.url and files:
+        raise UsageError("give a URL or --file, not both")
+    if not args.url and not files:
+        raise UsageError("give a URL or --file PATH")
+    if files:
+        return _from_files(files, args.dt)
+    if args.dt is not None:
+        raise UsageError("--dt is for two --file scrapes; a URL is scraped --interval seconds apart")
+    interval = _positive("--interval", args.interval)
+    timeout = _positive("--timeout", args.timeout)
+    url = metrics_url(args.url)
+    texts, dt_s = asyncio.run(scrape_twice(url, interval, timeout))
+    return Scrapes(texts, dt_s, {"url": url, "scrapes": 2, "dt_s": dt_s})
+
+
+def _from_files(files: list[str], dt: float | None) -> Scrapes:
+    if len(files) > 2:
+        raise UsageError(f"give one or two --file scrapes, not {len(files)}")
+    if len(files) == 2:
+        if dt is None:
+            raise UsageError("two --file scrapes need --dt SECONDS (the time between them)")
+        dt = _positive("--dt", dt)
+    elif dt is not None:
+        raise UsageError("--dt needs two --file scrapes")
+    texts = [read_file(path) for path in files]
+    return Scrapes(
+        texts, dt if len(files) == 2 else None, {"files": files, "scrapes": len(files), "dt_s": dt}
+    )
+
+
+def _positive(flag: str, value: float) -> float:
+    if not math.isfinite(value) or value <= 0:
+        raise UsageError(f"{flag} must be a positive number of seconds, not {value:g}")
+    return value
+
+
+def read_file(path: str) -> bytes:
+    """A saved exposition's bytes (at most 16 MiB)."""
+    try:
+        with Path(path).open("rb") as handle:
+            data = handle.read(MAX_BYTES + 1)
+    except FileNotFoundError:
+        raise UsageError(f"cannot read {path}: no such file") from None
+    except IsADirectoryError:
+        raise UsageError(f"cannot read {path}: it is a directory") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if len(data) > MAX_BYTES:
+        raise UsageError(f"{path} is larger than {_size(MAX_BYTES)}")
+    return data
+
+
+def _size(n: int) -> str:
+    return f"{n // (1024 * 1024)} MiB" if n >= 1024 * 1024 else f"{n} bytes"
+
+
+def metrics_url(url: str) -> str:
+    """``url`` checked; a bare ``http://host:port`` gets ``/metrics``."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise UsageError(f"bad URL {url!r}: {exc}") from None
+    if parts.scheme not in ("http", "https"):
+        raise UsageError(f"bad URL {url!r}: it must start with http:// or https://")
+    if not parts.hostname:
+        raise UsageError(f"bad URL {url!r}: no host")
+    if port == 0:
+        raise UsageError(f"bad URL {url!r}: port 0")
+    path = parts.path if parts.path not in ("", "/") else "/metrics"
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+
+
+async def scrape_twice(url: str, interval: float, timeout: float) -> tuple[list[bytes], float]:
+    """Two scrapes of ``url`` started ``interval`` s apart; dt between the midpoints of the two requests."""
+    # trust_env=False: an engine endpoint is reached directly, never through a proxy from the environment.
+    async with httpx.AsyncClient(trust_env=False, follow_redirects=False) as client:
+        first_start = time.monotonic()
+        first, first_mid = await _scrape(client, url, timeout)
+        await asyncio.sleep(max(0.0, interval - (time.monotonic() - first_start)))
+        second, second_mid = await _scrape(client, url, timeout)
+    return [first, second], second_mid - first_mid
+
+
+async def _scrape(client: httpx.AsyncClient, url: str, timeout: float) -> tuple[bytes, float]:
+    """One bounded GET (total deadline ``timeout`` s, MAX_BYTES); the body and the request's mid time."""
+    start = time.monotonic()
+    got = await fetch(client, url, deadline_s=timeout, max_bytes=MAX_BYTES)
+    if not got.ok or got.body is None:
+        raise UsageError(f"{url}: {got.error}")
+    return got.body, (start + time.monotonic()) / 2
+
+
+# --- output -----------------------------------------------------------------------------------------------
+def render_json(result: ProbeResult, source: dict[str, Any]) -> str:
+    return json.dumps(
+        {
+            "engine": result.engine,
+            "models": list(result.models),
+            "stats": result.stats,
+            "problems": result.problems,
+            "null_reasons": result.null_reasons,
+            "source": source,
+        },
+        indent=2,
+    )
+
+
+UNITS: dict[str, str] = {
+    "requests_running": "requests",
+    "requests_waiting": "requests",
+    "kv_cache_usage": "%",
+    "preemptions_per_s": "preemptions/s",
+    "prompt_tokens_per_s": "tokens/s",
+    "generation_tokens_per_s": "tokens/s",
+    "request_errors_per_s": "errors/s",
+    "prefix_cache_hit_rate": "%",
+}
+
+
+def format_value(key: str, value: float | None, reason: str | None = None) -> str:
+    """One stat for humans: number and unit, or "—" and why there is none."""
+    if value is None:
+        return f"— ({reason})" if reason else "—"
+    unit = UNITS.get(key)
+    if unit == "%":
+        return f"{value * 100:.1f} %"
+    if unit == "requests":
+        return f"{value:g} {unit}"
+    if unit is not None:
+        return f"{value:.2f} {unit}"
+    if key.endswith("_s"):  # a latency in seconds
+        return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.3f} s"
+    return f"{value:g}"
+
+
+def render_table(result: ProbeResult, source: dict[str, Any]) -> str:
+    if "url" in source:
+        where = f"{source['url']} (2 scrapes, {source['dt_s']:.2f} s apart)"
+    elif source.get("dt_s") is not None:
+        where = f"{' then '.join(source['files'])} ({source['dt_s']:g} s apart)"
+    else:
+        where = f"{source['files'][0]} (one scrape: gauges only; rates and percentiles need two)"
+    head = [("engine", result.engine), ("models", ", ".join(result.models) or "—"), ("source", where)]
+    rows = [
+        (key, format_value(key, value, result.null_reasons.get(key))) for key, value in result.stats.items()
+    ]
+    width = max(len(k) for k, _ in head + rows) + 2
+    lines = [f"{k:<{width}}{v}" for k, v in head] + [""] + [f"{k:<{width}}{v}" for k, v in rows]
+    if result.problems:
+        lines += ["", f"problems ({len(result.problems)}):"] + [f"  {p}" for p in result.problems]
+    return "\n".join(lines)

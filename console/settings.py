@@ -1,0 +1,147 @@
+"""The console's side of ``config.toml``: ``[console]``, ``[[console.hosts]]`` and ``[thresholds]``.
+
+Built on the strict-table machinery of :mod:`agents.config` (pure), so mistakes read the same on both
+sides: one line naming the file, the table, the key, and the closest valid key for typos.
+A config with no ``[[console.hosts]]`` is valid: the console then says so and points to the demo.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from agents.config import (
+    AgentConfig,
+    Thresholds,
+    Where,
+    build_table,
+    check_top_level,
+    entry_label,
+    env_name,
+    port_number,
+    positive,
+    read_toml,
+    setting,
+    show,
+    table_keys,
+    thresholds_from_dict,
+)
+
+
+def _http_url(url: str) -> str | None:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as e:
+        return f"{show(url)} is not a valid URL ({e})"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"expected an http:// or https:// URL, got {show(url)}"
+    return None
+
+
+def _ssh_destination(dest: str) -> str | None:
+    if dest.startswith("-"):
+        return f"must not start with '-' (it would be read as an ssh option), got {show(dest)}"
+    if not re.fullmatch(r"[^\s@]+@[^\s@]+|[^\s@]+", dest):
+        return f'expected "user@host" or "host", got {show(dest)}'
+    return None
+
+
+def _host_name(name: str) -> str | None:
+    if not name or any(c.isspace() for c in name):
+        return f"must be non-empty without spaces, got {show(name)}"
+    return None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HostConfig:
+    """One ``[[console.hosts]]`` entry: an agent to poll, directly or through an SSH tunnel."""
+
+    name: str = setting(check=_host_name)
+    url: str = setting(check=_http_url)  # the agent's URL (as seen from the ssh host when ssh is set)
+    ssh: str | None = setting(None, check=_ssh_destination)
+    ssh_options: tuple[str, ...] = setting(())
+    remote_port: int | None = setting(None, check=port_number)  # default: the url's port
+    token_env: str | None = setting(None, check=env_name)
+    token_file: Path | None = setting(None)
+
+    @property
+    def tunnel_port(self) -> int:
+        """The agent's port on the remote host (what an SSH tunnel forwards to)."""
+        if self.remote_port is not None:
+            return self.remote_port
+        parts = urlsplit(self.url)
+        return parts.port or (443 if parts.scheme == "https" else 80)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConsoleConfig:
+    """``[console]`` (+ ``[thresholds]``)."""
+
+    refresh_s: float = setting(1.0, check=positive)
+    request_timeout_s: float = setting(2.0, check=positive)
+    stale_after_s: float = setting(5.0, check=positive)
+    hosts: tuple[HostConfig, ...] = setting((), label="console.hosts", name_key="name")
+    thresholds: Thresholds = setting(factory=Thresholds, external=True)
+    source: Path | None = setting(None, external=True)
+
+    def host(self, name: str) -> HostConfig | None:
+        return next((h for h in self.hosts if h.name == name), None)
+
+
+def _check_console(cfg: ConsoleConfig, raw: Mapping[str, Any], where: Where) -> None:
+    if cfg.stale_after_s < cfg.refresh_s:
+        raise where.error(
+            "stale_after_s",
+            f"must be at least refresh_s ({show(cfg.refresh_s)}), got {show(cfg.stale_after_s)}",
+        )
+    names: dict[str, int] = {}
+    for i, host in enumerate(cfg.hosts):
+        at = where.at(entry_label("console.hosts", i, raw["hosts"][i], "name"))
+        if host.name in names:
+            raise at.error("name", f"duplicate name {show(host.name)} (also host #{names[host.name] + 1})")
+        names[host.name] = i
+        if host.token_env is not None and host.token_file is not None:
+            raise at.error("token_file", "set either token_env or token_file, not both")
+        if host.ssh is None:
+            for key in ("ssh_options", "remote_port"):
+                if key in raw["hosts"][i]:
+                    raise at.error(key, 'only applies with ssh = "user@host"')
+
+
+def console_config_from_dict(
+    data: Mapping[str, Any],
+    *,
+    file: str = "config.toml",
+    base_dir: Path | None = None,
+    source: Path | None = None,
+) -> ConsoleConfig:
+    """Validate parsed TOML (the whole document) into a ConsoleConfig."""
+    hints = {
+        "console": table_keys(ConsoleConfig),
+        "agent": table_keys(AgentConfig),
+        "thresholds": table_keys(Thresholds),
+    }
+    check_top_level(data, file, hints)
+    where = Where(file, "", base_dir)
+    thresholds = thresholds_from_dict(data, where)
+    raw = data.get("console", {})
+    at = where.at("[console]")
+    cfg = build_table(ConsoleConfig, raw, at, defaults={"thresholds": thresholds, "source": source})
+    _check_console(cfg, raw, at)
+    return cfg
+
+
+def load_console_config(path: str | os.PathLike[str]) -> ConsoleConfig:
+    """Read ``path`` and validate ``[console]`` and ``[thresholds]``."""
+    p = Path(path)
+    data = read_toml(p)
+    return console_config_from_dict(data, file=os.fspath(path), base_dir=p.resolve().parent, source=p)
+
+
+__all__ = ["ConsoleConfig", "HostConfig", "console_config_from_dict", "load_console_config"]

@@ -1,0 +1,532 @@
+"""The wire schema llmconsole.snapshot/1: golden files (loaded forever), reading rules, round trips."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import typing
+from pathlib import Path
+from types import NoneType, UnionType
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from agents import schema
+from agents.schema import (
+    ALERT_CODES,
+    ENGINE_STATES,
+    SCHEMA,
+    EngineSnapshot,
+    EngineStats,
+    History,
+    HostSnapshot,
+    SchemaError,
+    SchemaMismatch,
+    from_dict,
+    from_json,
+    to_dict,
+    to_json,
+)
+
+GOLDEN = Path(__file__).resolve().parents[1] / "data" / "snapshots" / "v1"
+
+
+def golden(name: str) -> str:
+    return (GOLDEN / f"{name}.json").read_text()
+
+
+# --- golden files ---------------------------------------------------------------------------------
+
+
+def test_full_host_round_trips_exactly() -> None:
+    text = golden("full")
+    snap = from_json(text)
+    # every key of the golden file is a schema key, in wire order: decode + encode reproduces it
+    assert to_dict(snap) == json.loads(text)
+    assert list(to_dict(snap)["engines"][0]) == list(json.loads(text)["engines"][0])
+    assert from_json(to_json(snap)) == snap
+
+
+def test_full_host_content() -> None:
+    snap = from_json(golden("full"))
+    assert snap.schema == SCHEMA and snap.host == "gpu01" and snap.seq == 48213
+    assert [g.index for g in snap.gpus] == [0, 1]
+    assert isinstance(snap.gpus, tuple) and isinstance(snap.gpus[1].throttle_reasons, tuple)
+    assert snap.gpus[1].processes[2].engine_id is None  # an orphan holds memory
+    vllm, sglang, tgi = snap.engines
+    assert (vllm.kind, vllm.state, sglang.kind, sglang.state, tgi.kind) == (
+        "vllm",
+        "ready",
+        "sglang",
+        "hung",
+        "tgi",
+    )
+    assert vllm.stats is not None and vllm.stats.ttft_p95_s == 0.164
+    assert tgi.stats is not None and tgi.stats.kv_cache_usage is None and tgi.stats.preemptions_per_s is None
+    codes = [a.code for a in sglang.alerts]
+    assert codes == ["ENGINE_HUNG", "HEALTH_LIES"]
+    assert sglang.alerts[0].evidence["no_progress_s"] == 47.0
+    assert sglang.health is not None and sglang.health.http_status == 200
+    assert sglang.canary is not None and sglang.canary.ok is False
+    assert sglang.last_exit is not None and sglang.last_exit.signal == 9 and sglang.last_exit.code is None
+    assert [e.state for e in sglang.events][-1] == "hung"
+    assert snap.engine("mistral-tgi") is tgi and snap.engine("nope") is None
+    assert {a.code for a in snap.alerts} == {"GPU_THERMAL", "ORPHAN_GPU_MEMORY"}
+
+
+def test_minimal_host_without_gpus_or_engines() -> None:
+    text = golden("minimal")
+    snap = from_json(text)
+    assert snap.gpu_source == "unavailable: NVML library not found"
+    assert snap.gpus == () and snap.engines == () and snap.boot_id is None
+    assert snap.errors == ("nvml: NVML Shared Library Not Found",)
+    assert to_dict(snap) == json.loads(text)
+
+
+def test_host_from_the_future_loads_and_drops_unknown_keys() -> None:
+    text = golden("future")
+    snap = from_json(text)
+    assert snap.schema == "llmconsole.snapshot/1.3"
+    assert snap.agent_version is None  # missing optional key
+    assert snap.host_stats is not None and snap.host_stats.cpu_pct == 12.0
+    engine = snap.engines[0]
+    assert engine.state == "draining"  # open enumeration: a new state still loads
+    assert engine.simulated is True
+    assert engine.stats is not None and engine.stats.ttft_p95_s == 0.1 and engine.stats.itl_p95_s is None
+    assert engine.loading is not None and engine.loading.log_tail == ("Loading safetensors",)
+    alert = engine.alerts[0]
+    assert (alert.code, alert.severity) == ("SPEC_DECODE_SLOW", "page")
+    assert schema.severity_rank(alert.severity) == -1
+    assert alert.evidence == {"nested": {"deep": [1, 2, {"x": None}]}}
+    out = to_dict(snap)
+    for unknown in ("datacenter", "power_budget_w"):
+        assert unknown not in out
+    assert "lora_adapters" not in out["engines"][0] and "nvlink" not in out["gpus"][0]
+    assert "spec_decode_acceptance" not in out["engines"][0]["stats"]
+    assert "runbook_url" not in out["engines"][0]["alerts"][0]
+    assert from_json(to_json(snap)) == snap
+
+
+def test_v2_host_is_a_mismatch_not_a_crash() -> None:
+    with pytest.raises(SchemaMismatch) as info:
+        from_json(golden("v2"))
+    assert info.value.found == "llmconsole.snapshot/2"
+    assert isinstance(info.value, SchemaError) and isinstance(info.value, ValueError)
+    assert str(info.value).startswith("schema: incompatible schema 'llmconsole.snapshot/2'")
+
+
+def test_history_golden() -> None:
+    text = golden("history")
+    hist = schema.history_from_json(text)
+    assert hist.schema == schema.HISTORY_SCHEMA and hist.host == "cpu-box"
+    assert [s.seq for s in hist.snapshots] == [1, 2]
+    assert json.loads(schema.history_to_json(hist.host, hist.snapshots)) == json.loads(text)
+    assert schema.history_to_dict(hist.host, hist.snapshots) == json.loads(text)
+
+
+# --- version rule -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "version", ["llmconsole.snapshot/1", "llmconsole.snapshot/1.1", "llmconsole.snapshot/1.42"]
+)
+def test_minor_versions_load(version: str) -> None:
+    data = json.loads(golden("minimal"))
+    data["schema"] = version
+    assert from_dict(data).schema == version
+
+
+@pytest.mark.parametrize(
+    ("version", "found"),
+    [
+        ("llmconsole.snapshot/2", "llmconsole.snapshot/2"),
+        ("llmconsole.snapshot/10", "llmconsole.snapshot/10"),
+        ("llmconsole.snapshot/0.9", "llmconsole.snapshot/0.9"),
+        ("llmconsole.snapshot/1.x", "llmconsole.snapshot/1.x"),
+        ("llmconsole.history/1", "llmconsole.history/1"),
+        ("prometheus/1", "prometheus/1"),
+        (5, 5),
+        (None, None),
+    ],
+)
+def test_other_schemas_are_mismatches(version: Any, found: Any) -> None:
+    data = json.loads(golden("minimal"))
+    data["schema"] = version
+    with pytest.raises(SchemaMismatch) as info:
+        from_dict(data)
+    assert info.value.found == found
+
+
+def test_missing_schema_is_a_mismatch() -> None:
+    data = json.loads(golden("minimal"))
+    del data["schema"]
+    with pytest.raises(SchemaMismatch) as info:
+        from_dict(data)
+    assert info.value.found is None and "missing schema" in str(info.value)
+
+
+def test_schema_is_checked_before_types() -> None:
+    """A v2 document with types v1 would reject still reports the mismatch."""
+    with pytest.raises(SchemaMismatch):
+        from_dict({"schema": "llmconsole.snapshot/2", "seq": "x", "engines": 3})
+
+
+def test_parse_version_and_compatibility() -> None:
+    assert schema.parse_version("llmconsole.snapshot/1.2") == ("llmconsole.snapshot", 1, 2)
+    assert schema.parse_version("llmconsole.snapshot/1") == ("llmconsole.snapshot", 1, 0)
+    assert schema.parse_version("snapshot v1") is None
+    assert schema.is_compatible("llmconsole.snapshot/1.9")
+    assert not schema.is_compatible("llmconsole.snapshot/2.0")
+    assert not schema.is_compatible(1)
+
+
+# --- path-precise errors ----------------------------------------------------------------------------
+
+
+def _set(data: Any, path: tuple[Any, ...], value: Any) -> None:
+    for step in path[:-1]:
+        data = data[step]
+    if value is _DELETE:
+        del data[path[-1]]
+    else:
+        data[path[-1]] = value
+
+
+_DELETE = object()
+
+BAD = [
+    (
+        ("engines", 1, "stats", "ttft_p95_s"),
+        "abc",
+        "engines[1].stats.ttft_p95_s: expected number or null, got 'abc'",
+    ),
+    (("seq",), "7", "seq: expected integer, got '7'"),
+    (("seq",), True, "seq: expected integer, got True"),
+    (("seq",), _DELETE, "seq: missing required key"),
+    (("host",), None, "host: expected string, got None"),
+    (("gpus", 1, "processes", 0, "pid"), 1.5, "gpus[1].processes[0].pid: expected integer, got 1.5"),
+    (("gpus", 0, "temp_c"), True, "gpus[0].temp_c: expected number or null, got True"),
+    (("engines", 0, "gpus"), [0, "1"], "engines[0].gpus[1]: expected integer, got '1'"),
+    (("engines", 0, "gpus"), "0", "engines[0].gpus: expected array or null, got '0'"),
+    (
+        ("engines", 2, "alerts", 0, "evidence"),
+        [],
+        "engines[2].alerts[0].evidence: expected object or null, got []",
+    ),
+    (
+        ("engines", 0, "health", "http_ok"),
+        "yes",
+        "engines[0].health.http_ok: expected boolean or null, got 'yes'",
+    ),
+    (("engines",), {}, "engines: expected array or null, got {}"),
+    (("engines", 1, "last_exit"), 3, "engines[1].last_exit: expected object, got 3"),
+    (
+        ("engines", 1, "last_exit", "stderr_tail", 1),
+        None,
+        "engines[1].last_exit.stderr_tail[1]: expected string, got None",
+    ),
+    (("engines", 0, "id"), _DELETE, "engines[0].id: missing required key"),
+    (("engines", 0, "simulated"), "no", "engines[0].simulated: expected boolean or null, got 'no'"),
+    (("engines", 1, "events", 3, "at"), 17, "engines[1].events[3].at: expected string, got 17"),
+    (("errors",), ["ok", 5], "errors[1]: expected string, got 5"),
+    (("alerts", 1, "severity"), _DELETE, "alerts[1].severity: missing required key"),
+    (("host_stats",), [], "host_stats: expected object, got []"),
+]
+
+
+@pytest.mark.parametrize(("path", "value", "message"), BAD, ids=[m.split(":")[0] for _, _, m in BAD])
+def test_bad_types_name_the_json_path(path: tuple[Any, ...], value: Any, message: str) -> None:
+    data = json.loads(golden("full"))
+    _set(data, path, value)
+    with pytest.raises(SchemaError) as info:
+        from_dict(data)
+    assert not isinstance(info.value, SchemaMismatch)
+    assert str(info.value) == message
+    # the same through the JSON text path
+    with pytest.raises(
+        SchemaError, match=r"^" + message.split(":")[0].replace("[", r"\[").replace("]", r"\]")
+    ):
+        from_json(json.dumps(data))
+
+
+def test_not_an_object_and_not_json() -> None:
+    with pytest.raises(SchemaError, match=r"^expected object, got \[\]$"):
+        from_json("[]")
+    with pytest.raises(SchemaError, match="^invalid JSON: "):
+        from_json("{not json")
+    with pytest.raises(SchemaError, match="^invalid JSON: "):
+        from_json(b"\xff\xfe{")
+
+
+def test_long_bad_values_are_shortened() -> None:
+    data = json.loads(golden("minimal"))
+    data["seq"] = "x" * 500
+    with pytest.raises(SchemaError) as info:
+        from_dict(data)
+    assert len(str(info.value)) < 120 and str(info.value).endswith("...")
+
+
+def test_nested_classes_decode_on_their_own() -> None:
+    stats = from_dict({"ttft_p95_s": 0.5, "future": 1}, EngineStats)
+    assert stats == EngineStats(ttft_p95_s=0.5)
+    with pytest.raises(TypeError):
+        from_dict({}, dict)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        to_dict({"not": "a wire type"})
+
+
+# --- NaN/Inf never on the wire ------------------------------------------------------------------------
+
+
+def test_non_finite_values_become_null() -> None:
+    nan, inf = float("nan"), float("inf")
+    snap = HostSnapshot(
+        host="h", seq=1, taken_at="2025-01-01T00:00:00Z", interval_s=inf,
+        host_stats=schema.HostStats(cpu_pct=nan),
+        gpus=(schema.GpuInfo(index=0, power_w=-inf),),
+        engines=(EngineSnapshot(id="e", kind="vllm", state="ready", stats=EngineStats(ttft_p95_s=nan, kv_cache_usage=0.5),
+                                alerts=(schema.Alert(code="TTFT_SLO", severity="warning", evidence={"a": [nan, {"b": inf}], "c": 1.5}),)),),
+    )  # fmt: skip
+    text = to_json(snap)
+    assert "NaN" not in text and "Infinity" not in text
+    back = from_json(text)
+    assert back.interval_s is None and back.host_stats is not None and back.host_stats.cpu_pct is None
+    assert back.gpus[0].power_w is None
+    engine = back.engines[0]
+    assert engine.stats == EngineStats(kv_cache_usage=0.5)
+    assert engine.alerts[0].evidence == {"a": [None, {"b": None}], "c": 1.5}
+
+
+def test_nan_literals_on_the_wire_read_as_null() -> None:
+    data = json.loads(golden("minimal"))
+    text = json.dumps(data).replace('"cpu_pct": 3.1', '"cpu_pct": NaN')
+    assert "NaN" in text
+    snap = from_json(text)
+    assert snap.host_stats is not None and snap.host_stats.cpu_pct is None
+
+
+# --- history ----------------------------------------------------------------------------------------------
+
+
+def test_history_accepts_pre_encoded_snapshots() -> None:
+    full, minimal = from_json(golden("full")), from_json(golden("minimal"))
+    text = schema.history_to_json("gpu01", [full, to_json(minimal)])
+    hist = schema.history_from_json(text)
+    assert hist == History(host="gpu01", snapshots=(full, minimal))
+
+
+def test_history_with_a_v2_snapshot_inside_names_it() -> None:
+    data = json.loads(golden("history"))
+    data["snapshots"][1]["schema"] = "llmconsole.snapshot/2"
+    with pytest.raises(SchemaMismatch) as info:
+        schema.history_from_dict(data)
+    assert info.value.path == "snapshots[1].schema" and info.value.found == "llmconsole.snapshot/2"
+
+
+def test_history_schema_is_checked() -> None:
+    with pytest.raises(SchemaMismatch) as info:
+        schema.history_from_dict({"schema": "llmconsole.history/2", "host": "h", "snapshots": []})
+    assert info.value.found == "llmconsole.history/2"
+    with pytest.raises(SchemaMismatch):
+        schema.history_from_dict({"schema": SCHEMA, "host": "h", "snapshots": []})
+
+
+# --- constants --------------------------------------------------------------------------------------------
+
+
+def test_constants() -> None:
+    assert ENGINE_STATES == (
+        "stopped",
+        "starting",
+        "ready",
+        "degraded",
+        "hung",
+        "exited",
+        "backoff",
+        "failed",
+        "stopping",
+    )
+    assert schema.ENGINE_KINDS == ("vllm", "sglang", "tgi")
+    design_codes = {
+        "ENGINE_HUNG", "HEALTH_LIES", "QUEUE_GROWING", "KV_PRESSURE", "PREEMPTION_STORM", "TTFT_SLO", "CRASH_LOOP",
+        "ORPHAN_GPU_MEMORY", "METRICS_STALE", "METRICS_UNREACHABLE", "GPU_XID", "GPU_ECC", "GPU_THERMAL",
+        "HOST_RAM_LEAK", "EXPOSED_LISTENER", "AGENT_UNREACHABLE", "AGENT_STALE", "SCHEMA_MISMATCH",
+    }  # fmt: skip
+    assert set(ALERT_CODES) == design_codes
+    assert all(isinstance(m, str) and m and "\n" not in m for m in ALERT_CODES.values())
+    assert set(ALERT_CODES) >= schema.CONSOLE_ALERT_CODES
+
+
+def test_stats_keys_in_contract_order() -> None:
+    assert [f.name for f in dataclasses.fields(EngineStats)] == [
+        "requests_running", "requests_waiting", "kv_cache_usage", "preemptions_per_s", "prompt_tokens_per_s",
+        "generation_tokens_per_s", "ttft_p50_s", "ttft_p95_s", "ttft_p99_s", "itl_p95_s", "e2e_p95_s",
+        "queue_time_p95_s", "request_errors_per_s", "prefix_cache_hit_rate",
+    ]  # fmt: skip
+    assert list(to_dict(EngineStats())) == [f.name for f in dataclasses.fields(EngineStats)]
+
+
+def test_severity_order() -> None:
+    assert [schema.severity_rank(s) for s in ("info", "warning", "critical")] == [0, 1, 2]
+    assert schema.severity_rank(None) == schema.severity_rank("page") == -1
+    assert schema.worst_severity(["info", "critical", "warning"]) == "critical"
+    assert schema.worst_severity(["page", "info"]) == "info"
+    assert schema.worst_severity([]) is None
+    assert sorted(["critical", "info", "warning"], key=schema.severity_rank) == list(schema.SEVERITIES)
+
+
+def test_wire_objects_are_frozen_and_slotted() -> None:
+    snap = from_json(golden("minimal"))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        snap.seq = 2  # type: ignore[misc]
+    assert not hasattr(snap, "__dict__")
+
+
+def test_rfc3339() -> None:
+    assert schema.rfc3339(0) == "1970-01-01T00:00:00.000Z"
+    assert schema.parse_rfc3339("2025-06-03T03:12:45.250Z") == pytest.approx(1748920365.25)
+    assert schema.parse_rfc3339(schema.rfc3339(1748920365.25)) == pytest.approx(1748920365.25)
+    with pytest.raises(ValueError):
+        schema.parse_rfc3339("2025-06-03T03:12:45")  # no offset: ambiguous
+
+
+# --- property: any snapshot round-trips; unknown keys never matter ---------------------------------------
+
+_FINITE = st.floats(allow_nan=False, allow_infinity=False)
+_ANY_FLOAT = st.floats()  # NaN and +-Inf included
+
+
+def _json_values(floats: st.SearchStrategy[float]) -> st.SearchStrategy[Any]:
+    return st.recursive(
+        st.none() | st.booleans() | st.integers() | floats | st.text(max_size=8),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+        max_leaves=8,
+    )
+
+
+def _strategy(hint: Any, floats: st.SearchStrategy[float]) -> st.SearchStrategy[Any]:
+    """A strategy from the dataclass annotations (independent of the schema's generated decoders)."""
+    if isinstance(hint, UnionType) or typing.get_origin(hint) is typing.Union:
+        (inner,) = [a for a in typing.get_args(hint) if a is not NoneType]
+        return st.none() | _strategy(inner, floats)
+    scalars = {
+        int: st.integers(),
+        float: floats | st.integers(),
+        str: st.text(max_size=12),
+        bool: st.booleans(),
+    }
+    if hint in scalars:
+        return scalars[hint]
+    if dataclasses.is_dataclass(hint):
+        return _builds(hint, floats)
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        return st.lists(_strategy(typing.get_args(hint)[0], floats), max_size=3).map(tuple)
+    if origin is dict:
+        return st.dictionaries(st.text(max_size=6), _json_values(floats), max_size=3)
+    raise TypeError(hint)
+
+
+def _builds(cls: type, floats: st.SearchStrategy[float] = _FINITE) -> st.SearchStrategy[Any]:
+    hints = typing.get_type_hints(cls)
+    kwargs = {
+        f.name: st.deferred(lambda h=hints[f.name]: _strategy(h, floats))
+        for f in dataclasses.fields(cls)
+        if f.name != "schema"
+    }
+    if cls is HostSnapshot:
+        kwargs["schema"] = st.sampled_from([SCHEMA, "llmconsole.snapshot/1.7"])
+    return st.builds(cls, **kwargs)
+
+
+def _noisy(data: Any, extra: Any, *, in_evidence: bool = False) -> Any:
+    """``data`` with an unknown key added to every object (``in_evidence``: also inside evidence)."""
+    if isinstance(data, dict):
+        out = {
+            k: _noisy(v, extra, in_evidence=in_evidence) if k != "evidence" or in_evidence else v
+            for k, v in data.items()
+        }
+        out["zz_future_key"] = extra
+        return out
+    if isinstance(data, list):
+        return [_noisy(v, extra, in_evidence=in_evidence) for v in data]
+    return data
+
+
+_PROP = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@_PROP
+@given(_builds(HostSnapshot))
+def test_round_trip_property(snap: HostSnapshot) -> None:
+    assert from_json(to_json(snap)) == snap
+    assert from_dict(to_dict(snap)) == snap
+
+
+@_PROP
+@given(_builds(HostSnapshot), _json_values(_FINITE))
+def test_unknown_keys_ignored_property(snap: HostSnapshot, extra: Any) -> None:
+    # evidence is a free-form object: keys there are data and stay; everywhere else they are dropped
+    data = to_dict(snap)
+    assert from_dict(_noisy(data, extra)) == snap
+    assert from_json(json.dumps(_noisy(data, extra))) == snap
+
+
+@_PROP
+@given(_builds(HostSnapshot, _ANY_FLOAT))
+def test_non_finite_floats_never_reach_the_wire(snap: HostSnapshot) -> None:
+    text = to_json(snap)
+    json.loads(text, parse_constant=lambda c: pytest.fail(f"non-finite constant {c} on the wire"))
+    # every finite number survives the wire; every non-finite one arrives as None
+    assert to_dict(from_json(text)) == to_dict(snap)
+    assert not any(isinstance(x, float) and not math.isfinite(x) for x in _leaves(to_dict(snap)))
+
+
+def _leaves(data: Any) -> list[Any]:
+    if isinstance(data, dict):
+        return [x for v in data.values() for x in _leaves(v)]
+    if isinstance(data, list):
+        return [x for v in data for x in _leaves(v)]
+    return [data]
+
+
+_FIELD_NAMES = sorted({f.name for cls in schema.WIRE_TYPES for f in dataclasses.fields(cls)})
+_wire_key = st.sampled_from(_FIELD_NAMES) | st.text(max_size=4)
+_garbage = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=6),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_wire_key, inner, max_size=6),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.dictionaries(_wire_key, _garbage, max_size=8),
+    st.sampled_from([SCHEMA, "llmconsole.snapshot/1.1", None]),
+)
+def test_garbage_only_raises_schema_error(doc: dict[str, Any], version: str | None) -> None:
+    if version is not None:
+        doc["schema"] = version
+    try:
+        snap = from_dict(doc)
+    except SchemaError as e:
+        assert "\n" not in str(e)
+    else:  # whatever loads re-encodes to the same wire data (NaN there has become null)
+        assert to_dict(from_dict(to_dict(snap))) == to_dict(snap)
+
+
+def test_stats_are_live() -> None:
+    snap = from_json(golden("full"))
+    engine = snap.engines[0]
+    assert engine.stats_age_s == 0.21
+    assert schema.stats_are_live(engine, snap.interval_s)
+    old = dataclasses.replace(engine, stats_age_s=3.5)
+    assert not schema.stats_are_live(old, 1.0)  # older than 3 intervals
+    assert schema.stats_are_live(old, 2.0)  # within 3 intervals of 2 s
+    assert schema.stats_are_live(old, 1.0, stale_after_s=5.0)
+    assert not schema.stats_are_live(old, None)  # unknown interval: 3 s
+    assert not schema.stats_are_live(dataclasses.replace(engine, stats_age_s=None), 1.0)
+    assert not schema.stats_are_live(dataclasses.replace(engine, stats=None), 1.0)
