@@ -156,6 +156,7 @@ class EngineSupervisor:
         self._ready_at: float | None = None
         self._progress_at: float | None = None
         self._launch_mark = 0
+        self._written_hash: str | None = None
 
         self._task: asyncio.Task[None] | None = None
         self._ready_task: asyncio.Future[bool] | None = None
@@ -270,7 +271,8 @@ class EngineSupervisor:
 
     # ================================================================ operator actions
     async def start(self) -> None:
-        """Launch (stopped/exited/failed -> starting) with a fresh retry budget; no-op if supervising."""
+        """Launch (stopped/exited/failed -> starting) with a fresh retry budget; during backoff, start
+        now; a no-op while the engine is starting/ready/degraded/hung/stopping."""
         async with self._lock:
             await self._start_locked()
 
@@ -343,7 +345,9 @@ class EngineSupervisor:
     async def _start_locked(self) -> None:
         self._hold_reaper()
         if self._task is not None and not self._task.done():
-            return
+            if self._state != "backoff":
+                return
+            await self._halt_life()  # an operator start during backoff means "start now"
         if (self._tree is not None and self._tree.survivors()
                 and not await self._stop_tree("stopping the previous process tree before start")):
             return
@@ -368,8 +372,7 @@ class EngineSupervisor:
         try:
             fd = self._log.open_append()
         except OSError as exc:  # no log file is no reason not to run the engine
-            self._log.errors += 1
-            self._log.last_error = f"{type(exc).__name__}: {exc}"
+            self._log.count_error(exc)
             fd = None
         try:
             if fd is not None:
@@ -465,6 +468,8 @@ class EngineSupervisor:
                 if self._tree is not None and now >= next_refresh:  # a /proc scan: not every tick
                     self._tree.refresh()
                     next_refresh = now + self._tree_refresh_s
+                    if self._leader is not None and cmdline_hash(self._leader) not in (None, self._written_hash):
+                        self._write_state_file()  # the engine retitled itself: keep it adoptable
                 if self._state == "starting":
                     self._drive_ready(now)
                     if self._state == "starting" and self._progress_at is not None and \
@@ -639,7 +644,6 @@ class EngineSupervisor:
         self._budget.reset()
         self._series_open = False
         self._set("ready", reason)
-        self._write_state_file()  # the leader may have retitled itself since launch
 
     # ================================================================ exits
     def _on_leader_exit(self, marker: str, status: ExitStatus) -> None:
@@ -724,6 +728,7 @@ class EngineSupervisor:
             cmdline_sha256=cmdline_hash(self._leader), marker=self._marker, host=self.plan.host,
             port=self.plan.port, log_path=str(self.log_path),
             launched_at=rfc3339(self._launched_wall or self._wall()))
+        self._written_hash = rec.cmdline_sha256
         try:
             statefile.write_atomic(self.state_path, rec.to_json())
         except OSError as exc:  # counted; supervision goes on (the engine just won't be adoptable)

@@ -56,7 +56,7 @@ class LogFile:
         try:
             os.write(fd, (text.rstrip("\n") + "\n").encode("utf-8", "replace"))
         except OSError as exc:
-            self._error(exc)
+            self.count_error(exc)
 
     # --- reading side -----------------------------------------------------------------------------
     def poll(self) -> int:
@@ -66,7 +66,7 @@ class LogFile:
         except FileNotFoundError:
             return 0
         except OSError as exc:
-            self._error(exc)
+            self.count_error(exc)
             return 0
         if st.st_ino != self._inode:  # replaced or recreated: start over on the new file
             self._inode, self._offset, self._partial = st.st_ino, 0, b""
@@ -103,7 +103,7 @@ class LogFile:
         except FileNotFoundError:
             return
         except OSError as exc:
-            self._error(exc)
+            self.count_error(exc)
             return
         self._inode = st.st_ino
         start = max(0, st.st_size - seed_bytes)
@@ -123,7 +123,7 @@ class LogFile:
                 fh.seek(start)
                 data = fh.read(end - start)
         except OSError as exc:
-            self._error(exc)
+            self.count_error(exc)
             return 0
         if drop_first_partial:
             cut = data.find(b"\n")
@@ -163,7 +163,7 @@ class LogFile:
             self._offset = 0
             self.rotations += 1
         except OSError as exc:
-            self._error(exc)
+            self.count_error(exc)
         return got
 
     def _copy(self, dest: Path) -> int:
@@ -182,6 +182,7 @@ class LogFile:
     def _backup(self, i: int) -> Path:
         return self.path.with_name(f"{self.path.name}.{i}")
 
-    def _error(self, exc: OSError) -> None:
+    def count_error(self, exc: OSError) -> None:
+        """Record a disk error (also used by the supervisor when the log cannot be opened)."""
         self.errors += 1
         self.last_error = f"{type(exc).__name__}: {exc}"

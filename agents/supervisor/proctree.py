@@ -252,7 +252,7 @@ class ProcessTree:
             if (self.members.get(p.pid) == p.starttime
                     or (anchored and self.pgid is not None and p.pgrp == self.pgid)
                     or (anchored and self.sid is not None and p.session == self.sid)
-                    or False):
+                    or SCANNER.marker(p) == self.marker):
                 found.add(p.pid)
         # Descendants of members (e.g. children of a worker that called setsid and cleared its env).
         children: dict[int, list[int]] = {}

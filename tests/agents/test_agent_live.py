@@ -7,122 +7,15 @@ with no process of its tree left (the SIM::Worker included), a hang → ENGINE_H
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import psutil
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def write_config(tmp: Path, agent_port: int, engines: list[dict]) -> Path:
-    lines = [
-        "[agent]",
-        f'listen = "127.0.0.1:{agent_port}"',
-        "interval_s = 0.5",
-        "history_s = 60",
-        "stats_window_s = 10",
-        "canary_interval_s = 1.0",
-        "canary_timeout_s = 1.0",
-        f'state_dir = "{tmp / "state"}"',
-        'gpu_source = "simulated"',
-        "backoff_initial_s = 0.5",
-        "backoff_max_s = 2.0",
-        "stop_timeout_s = 3.0",
-        "gpu_release_timeout_s = 5.0",
-        "",
-        "[thresholds]",
-        "hung_after_s = 3.0",
-        "",
-    ]
-    for e in engines:
-        lines.append("[[agent.engines]]")
-        for k, v in e.items():
-            lines.append(f"{k} = {json.dumps(v)}")
-        lines.append("")
-    path = tmp / "config.toml"
-    path.write_text("\n".join(lines))
-    return path
-
-
-def sim(dialect: str, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "agents.sim", "--dialect", dialect, *extra]
-
-
-class Agent:
-    def __init__(self, config: Path, port: int) -> None:
-        self.config, self.port = config, port
-        self.url = f"http://127.0.0.1:{port}"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "console.cli", "agent", "--config", str(self.config)],
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-
-    def snap(self) -> dict | None:
-        try:
-            r = httpx.get(self.url + "/v1/snapshot", timeout=2)
-        except httpx.HTTPError:
-            return None
-        return r.json() if r.status_code == 200 else None
-
-    def wait(self, what: str, cond: Callable[[dict], bool], timeout: float = 30.0) -> dict:
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            assert self.proc and self.proc.poll() is None, f"agent exited: {self.proc.stderr.read() if self.proc else ''}"
-            last = self.snap()
-            if last is not None and cond(last):
-                return last
-            time.sleep(0.25)
-        raise AssertionError(f"timed out waiting for {what}; last snapshot engines: {json.dumps((last or {}).get('engines'), indent=1)[:3000]}")
-
-
-def engine(snap: dict, eid: str) -> dict:
-    return next(e for e in snap["engines"] if e["id"] == eid)
-
-
-def marker_pids(state_dir: Path) -> set[int]:
-    """Every live process carrying an LLMCONSOLE_ENGINE_ID marker (the supervisor's tree tag)."""
-    found = set()
-    for p in psutil.process_iter(["pid"]):
-        try:
-            if "LLMCONSOLE_ENGINE_ID" in p.environ():
-                found.add(p.pid)
-        except (psutil.Error, OSError):
-            continue
-    return found
-
-
-def kill_everything(agent: Agent, state_dir: Path) -> None:
-    if agent.proc and agent.proc.poll() is None:
-        agent.proc.kill()
-        agent.proc.wait(10)
-    for pid in marker_pids(state_dir):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+from tests.agents.agentproc import Agent, engine, free_port, kill_everything, sim, write_config
 
 
 @pytest.fixture

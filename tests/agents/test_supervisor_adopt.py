@@ -222,3 +222,21 @@ def test_judge_rules(tmp_path: Path, sleeper) -> None:
     assert time.monotonic() - t0 < 5
     v = judge(good, boot_id())
     assert v.action == "fresh" and v.leftovers_ours
+
+
+async def test_engine_that_changes_its_command_line_stays_adoptable(tmp_path: Path) -> None:
+    """Engines retitle themselves (setproctitle) or exec: the state file follows the live cmdline."""
+    async with K.kit(tmp_path) as k:
+        port = K.free_port()
+        argv = ("/bin/sh", "-c", f"sleep 0.2; exec {sys.executable} {K.FAKE} --port {port}")
+        a = k.make(argv, port, is_ready=K.tcp_ready(port))
+        await a.start()
+        launch_hash = json.loads(a.state_path.read_text())["cmdline_sha256"]
+        await K.wait_state(a, "ready")
+        pid = a.pid
+        assert await K.wait_until(lambda: json.loads(a.state_path.read_text())["cmdline_sha256"] != launch_hash)
+        assert json.loads(a.state_path.read_text())["cmdline_sha256"] == cmdline_hash(pid)
+        await a.shutdown(stop_engines=False)
+        b = k.make(argv, port, is_ready=K.tcp_ready(port))
+        await b.adopt_or_start()
+        assert b.adopted and b.pid == pid and b.state == "ready", b.events

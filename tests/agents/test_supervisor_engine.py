@@ -80,6 +80,7 @@ async def test_sigkill_leader_kills_whole_tree_and_restarts(tmp_path: Path) -> N
         live = {p for p in old.values() if K.alive(p)}
         assert marker_pids(sup.marker) == live and old["escaped"] not in sup.pids
         old_marker = sup.marker
+        k.extra_pids += list(old.values())  # the safety net must still see them after the reset below
         pf.write_text("")
         t0 = time.monotonic()
         os.kill(old["leader"], signal.SIGKILL)
@@ -343,3 +344,17 @@ async def test_operator_restart_and_idempotent_start(tmp_path: Path) -> None:
         snap = sup.snapshot()
         assert snap["state"] == "ready" and snap["pid"] == sup.pid and snap["last_exit"]["signal"] == 15
         assert snap["uptime_s"] is not None and snap["backoff_remaining_s"] is None
+
+
+async def test_operator_start_during_backoff_starts_now(tmp_path: Path) -> None:
+    async with K.kit(tmp_path) as k:
+        sup = k.make(K.engine_argv(), is_ready=lambda: True, policy=K.fast_policy(backoff_initial_s=30.0,
+                                                                                    backoff_max_s=60.0))
+        await sup.start()
+        await K.wait_state(sup, "ready")
+        os.kill(sup.pid, signal.SIGKILL)
+        await K.wait_state(sup, "backoff")
+        assert sup.backoff_remaining_s > 25
+        await sup.start()
+        assert sup.state == "starting" and sup.backoff_remaining_s is None
+        await K.wait_state(sup, "ready")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.supervisor import EngineSupervisor, Policy, ProcessPlan
-from agents.supervisor.proctree import read_stat, signal_identified
+from agents.supervisor.proctree import cmdline_text, read_stat, signal_identified
 
 PROCS = Path(__file__).parent
 FAKE = str(PROCS / "fake_engine.py")
@@ -80,11 +80,15 @@ async def wait_state(sup: EngineSupervisor, *states: str, timeout: float = 10.0)
     return sup.state
 
 
+_OURS = ("fake_engine.py", "listener.py", "agent_like.py", "agents.sim")
+
+
 def kill_stray(pids: list[int]) -> None:
-    """Safety net for a failing test: SIGKILL the given pids if they still exist."""
+    """Safety net for a failing test: SIGKILL the given pids if they still run one of our test programs
+    (a recycled PID running anything else is left alone)."""
     for pid in pids:
         info = read_stat(pid)
-        if info is not None and not info.dead:
+        if info is not None and not info.dead and any(w in cmdline_text(pid, 10_000) for w in _OURS):
             signal_identified(pid, info.starttime, signal.SIGKILL)
 
 
