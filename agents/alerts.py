@@ -31,7 +31,9 @@ class ThresholdSettings(Protocol):
     queue_growing_intervals: int
     crash_loop_restarts: int
     crash_loop_window_s: float
+    metrics_stale_after_s: float
     ram_leak_mb_per_min: float
+    ram_leak_window_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +84,7 @@ class EngineRules:
     _last_tokens: float | None = None
     _kv_since: float | None = None
     _storm_since: float | None = None
+    _scrape_fail_since: float | None = None
 
     def evaluate(self, obs: EngineObservation) -> tuple[Alert, ...]:
         self._remember(obs)
@@ -179,9 +182,14 @@ class EngineRules:
 
     def _metrics(self, obs: EngineObservation):
         if obs.state not in SERVING_STATES or obs.scrape.ok:
+            self._scrape_fail_since = None
             return None
+        self._scrape_fail_since = obs.t if self._scrape_fail_since is None else self._scrape_fail_since
+        since_ok = obs.t - (obs.last_scrape_ok_t if obs.last_scrape_ok_t is not None else self._scrape_fail_since)
+        if since_ok < self.thresholds.metrics_stale_after_s:
+            return None  # the snapshot already marks the stats stale by their age; alert once it persists
         age = None if obs.last_scrape_ok_t is None else round(obs.t - obs.last_scrape_ok_t, 1)
-        evidence = {"error": obs.scrape.error, "last_ok_age_s": age}
+        evidence = {"error": obs.scrape.error, "last_ok_age_s": age, "failing_for_s": round(obs.t - self._scrape_fail_since, 1)}
         if not obs.scrape.reachable:
             return ("METRICS_UNREACHABLE", "warning", f"metrics endpoint unreachable: {obs.scrape.error}", evidence)
         return ("METRICS_STALE", "warning", f"metrics scrape failed: {obs.scrape.error}", evidence)
@@ -263,8 +271,9 @@ class EngineRules:
         )
 
     def _ram_leak(self, obs: EngineObservation):
-        pts = [(o.t, o.rss_bytes) for o in self._obs if o.rss_bytes is not None and o.state in SERVING_STATES]
-        if len(pts) < 10 or pts[-1][0] - pts[0][0] < 300:
+        span = self.thresholds.ram_leak_window_s
+        pts = [(o.t, o.rss_bytes) for o in self._obs if o.rss_bytes is not None and o.state in SERVING_STATES and obs.t - o.t <= span]
+        if len(pts) < 10 or pts[-1][0] - pts[0][0] < span / 2:
             return None
         slope = _slope(pts) * 60 / 2**20  # MiB per minute
         gens = [o.stats.get("generation_tokens_per_s") for o in self._obs if o.scrape.ok]

@@ -35,6 +35,8 @@ from agents.watch import EngineWatch
 
 log = logging.getLogger(__name__)
 
+LISTENER_AUDIT_S = 30.0
+
 
 class Collector:
     def __init__(
@@ -58,6 +60,11 @@ class Collector:
         self._host_alerts: dict[str, Alert] = {}
         self._stop = asyncio.Event()
         self.tick_cost_s: float | None = None
+        # Listening-socket audit (EXPOSED_LISTENER): costly (/proc/net scans), so refreshed every
+        # LISTENER_AUDIT_S or when an engine's process tree changes, not every tick.
+        self._listeners: dict[str, tuple[tuple[int, str, int], ...]] = {}
+        self._listeners_for: dict[str, tuple[int, ...]] = {}
+        self._listeners_at = -float("inf")
 
     # --- reading side (API) -----------------------------------------------------------------------------
     def latest(self) -> HostSnapshot | None:
@@ -91,9 +98,20 @@ class Collector:
     async def tick(self) -> HostSnapshot:
         errors: list[str] = []
         tree_pids = {w.config.id: tuple(w.supervisor.pids) for w in self.watches}
-        host_task = asyncio.to_thread(_host_facts, tree_pids)
+        now = time.monotonic()
+        audit = {
+            eid: pids
+            for eid, pids in tree_pids.items()
+            if now - self._listeners_at >= LISTENER_AUDIT_S or self._listeners_for.get(eid) != pids
+        }
+        host_task = asyncio.to_thread(_host_facts, tree_pids, audit)
         gpu_task = asyncio.to_thread(self.gpu.poll)
-        (host_stats, rss, listeners), poll = await asyncio.gather(host_task, gpu_task)
+        (host_stats, rss, fresh_listeners), poll = await asyncio.gather(host_task, gpu_task)
+        if len(audit) == len(tree_pids):
+            self._listeners_at = now
+        self._listeners.update(fresh_listeners)
+        self._listeners_for.update(audit)
+        listeners = self._listeners
         engines: list[EngineSnapshot] = []
         results = await asyncio.gather(
             *(w.observe(rss.get(w.config.id), listeners.get(w.config.id, ())) for w in self.watches),
@@ -139,12 +157,12 @@ class Collector:
         return snap
 
 
-def _host_facts(tree_pids: dict[str, tuple[int, ...]]):
-    """Blocking psutil reads for one tick (runs in a worker thread)."""
+def _host_facts(tree_pids: dict[str, tuple[int, ...]], audit: dict[str, tuple[int, ...]]):
+    """Blocking psutil reads for one tick (runs in a worker thread); listeners only for ``audit``."""
     reading = read_host()
     stats = HostStats(cpu_pct=reading.cpu_pct, mem_used_bytes=reading.mem_used_bytes, mem_total_bytes=reading.mem_total_bytes)
     rss = {eid: tree_rss_bytes(pids) for eid, pids in tree_pids.items()}
-    listeners = {eid: tuple((s.pid, s.ip, s.port) for s in listening_sockets(pids)) for eid, pids in tree_pids.items()}
+    listeners = {eid: tuple((s.pid, s.ip, s.port) for s in listening_sockets(pids)) for eid, pids in audit.items()}
     return stats, rss, listeners
 
 

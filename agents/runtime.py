@@ -10,6 +10,8 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from agents.config import AgentConfig, EngineConfig
 from agents.engines import get_adapter
 from agents.gpu import open_gpu_source
 from agents.gpu.base import GpuSource
+from agents.http1 import Http1Client
 from agents.schema import HostSnapshot
 from agents.supervisor import EngineSupervisor, Policy, ProcessPlan
 from agents.supervisor.proctree import boot_id
@@ -42,6 +45,17 @@ ENV_ALLOW = (
 
 def scrubbed_env(source: Mapping[str, str]) -> dict[str, str]:
     return {k: source[k] for k in ENV_ALLOW if k in source}
+
+
+def resolve_executable(argv: list[str], path: str | None) -> list[str]:
+    """argv with argv[0] resolved to an absolute path: searched on PATH, then beside this Python's
+    scripts (so ``llmconsole`` in a command works from an unactivated virtualenv). Unresolvable names are
+    left as they are; the supervisor then reports them as missing."""
+    if not argv or os.sep in argv[0]:
+        return argv
+    search = os.pathsep.join(p for p in (path, os.path.dirname(sys.executable)) if p)
+    found = shutil.which(argv[0], path=search)
+    return [found, *argv[1:]] if found else argv
 
 
 def policy_for(engine: EngineConfig) -> Policy:
@@ -68,6 +82,7 @@ class AgentRuntime:
             d.mkdir(parents=True, exist_ok=True)
         self.gpu = gpu or open_gpu_source(config.gpu_source, sim_dir=self.sim_gpu_dir)  # type: ignore[arg-type]
         self.client = httpx.AsyncClient(trust_env=False, timeout=httpx.Timeout(5.0, connect=2.0))
+        self.http = Http1Client()
         base_env = scrubbed_env(os.environ if environ is None else environ)
         if config.gpu_source == "simulated":
             base_env[SIM_GPU_ENV] = str(self.sim_gpu_dir)
@@ -89,7 +104,7 @@ class AgentRuntime:
         spec = engine.launch_spec()
         plan = ProcessPlan(
             engine_id=engine.id,
-            argv=tuple(adapter.argv(spec)),
+            argv=tuple(resolve_executable(adapter.argv(spec), base_env.get("PATH"))),
             env=adapter.env(spec, base_env),
             host=spec.host,
             port=spec.port,
@@ -110,7 +125,7 @@ class AgentRuntime:
             is_ready=is_ready,
             gpu_pids=gpu_pids,
         )
-        watch = EngineWatch(engine, self.config, sup, self.client)
+        watch = EngineWatch(engine, self.config, sup, self.client, self.http)
         holder["watch"] = watch
         self.supervisors[engine.id] = sup
         self.watches[engine.id] = watch
@@ -174,6 +189,7 @@ class AgentRuntime:
         with contextlib.suppress(Exception):
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.client.aclose()
+        await self.http.aclose()
         with contextlib.suppress(Exception):
             self.gpu.close()
 

@@ -1,9 +1,9 @@
 """Bounded HTTP GET: a total deadline and a byte cap, all or nothing.
 
-httpx timeouts are per operation, so a server that trickles bytes (slowloris) never trips them; the total
-deadline here wraps the whole request (httpx#1450). The byte cap counts decoded bytes, so a compressed
-bomb cannot expand past it. Used by the agent's collector and by `llmconsole probe`; no agent-side
-dependencies (safe for the console to import).
+Per-operation socket timeouts never trip on a server that trickles bytes (slowloris; httpx#1450), so the
+total deadline here wraps the whole request. Bodies are requested with identity encoding, so a compressed
+bomb cannot arrive, and the byte cap counts what is read. Used by the agent's collector and by
+`llmconsole probe`; stdlib only (safe for the console to import).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-import httpx
+from agents.http1 import BodyTooLarge, Http1Client, Http1Error, NoResponse, Progress
 
 DEFAULT_MAX_BYTES = 16 * 2**20
 
@@ -32,7 +32,7 @@ class Fetched:
 
 
 async def fetch(
-    client: httpx.AsyncClient,
+    client: Http1Client,
     url: str,
     *,
     deadline_s: float,
@@ -41,32 +41,29 @@ async def fetch(
 ) -> Fetched:
     loop = asyncio.get_running_loop()
     started = loop.time()
-    status: int | None = None
+    progress = Progress()
 
     def done(body: bytes | None, error: str | None, reachable: bool = True) -> Fetched:
-        return Fetched(body, status, error, reachable, loop.time() - started)
+        return Fetched(body, progress.status, error, reachable, loop.time() - started)
 
     try:
         async with asyncio.timeout(deadline_s):
-            async with client.stream("GET", url, headers=headers) as response:
-                status = response.status_code
-                chunks: list[bytes] = []
-                size = 0
-                async for chunk in response.aiter_bytes():
-                    size += len(chunk)
-                    if size > max_bytes:
-                        return done(None, f"response larger than {max_bytes} bytes (the cap)")
-                    chunks.append(chunk)
-                if status != 200:
-                    return done(None, f"HTTP {status} {response.reason_phrase}".rstrip())
-                return done(b"".join(chunks), None)
+            response = await client.get(url, max_bytes=max_bytes, headers=headers, progress=progress)
     except TimeoutError:
         # A response that started but did not finish is a slow server, not an unreachable one.
-        return done(None, f"no complete response within {deadline_s:g}s", reachable=status is not None)
-    except httpx.ConnectError as exc:
-        return done(None, f"connection failed: {_reason(exc)}", reachable=False)
-    except httpx.HTTPError as exc:
-        return done(None, f"{type(exc).__name__}: {_reason(exc)}", reachable=status is not None)
+        return done(None, f"no complete response within {deadline_s:g}s", reachable=progress.status is not None)
+    except BodyTooLarge as exc:
+        return done(None, str(exc))
+    except NoResponse as exc:
+        return done(None, str(exc), reachable=False)
+    except Http1Error as exc:
+        return done(None, f"bad HTTP response: {exc}", reachable=progress.status is not None)
+    except OSError as exc:
+        where = "connection failed" if not progress.connected else "connection lost"
+        return done(None, f"{where}: {_reason(exc)}", reachable=progress.status is not None)
+    if response.status != 200:
+        return done(None, f"HTTP {response.status} {response.reason}".rstrip())
+    return done(response.body, None)
 
 
 def _reason(exc: BaseException) -> str:

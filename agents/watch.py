@@ -24,6 +24,7 @@ from agents.alerts import EngineObservation, EngineRules, ScrapeOutcome
 from agents.config import AgentConfig, EngineConfig
 from agents.engines import get_adapter
 from agents.engines.base import LaunchSpec, Reading
+from agents.http1 import Http1Client
 from agents.metrics.parse import parse
 from agents.metrics.window import Window
 from agents.schema import (
@@ -43,6 +44,7 @@ from agents.supervisor import EngineSupervisor
 SIM_MARKER = "llmconsole_simulated"
 SERVING = frozenset({"ready", "degraded", "hung"})
 _PARSE_INLINE_BYTES = 256 * 1024  # bigger bodies are parsed in a worker thread
+HEALTH_MAX_BYTES = 64 * 1024
 
 
 @dataclass(slots=True)
@@ -60,9 +62,13 @@ class EngineWatch:
         agent: AgentConfig,
         supervisor: EngineSupervisor,
         client: httpx.AsyncClient,
+        http: Http1Client,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.config, self.agent, self.supervisor, self.client, self.clock = config, agent, supervisor, client, clock
+        # ``http`` (small, cheap) carries the per-tick scrape and health GETs; ``client`` (httpx) the
+        # streaming canary, every canary_interval_s.
+        self.config, self.agent, self.supervisor, self.client, self.http = config, agent, supervisor, client, http
+        self.clock = clock
         self.adapter = get_adapter(config.kind)
         self.spec: LaunchSpec = config.launch_spec()
         self.rules = EngineRules(agent.thresholds, history_s=agent.history_s)
@@ -82,11 +88,8 @@ class EngineWatch:
     # --- readiness for the supervisor -----------------------------------------------------------------
     async def is_ready(self) -> bool:
         """The supervisor's start-up gate: the engine's health endpoint answers 200."""
-        try:
-            resp = await self.client.get(self.adapter.health_url(self.spec), timeout=2.0)
-        except httpx.HTTPError:
-            return False
-        return resp.status_code == 200
+        got = await fetch(self.http, self.adapter.health_url(self.spec), deadline_s=2.0, max_bytes=HEALTH_MAX_BYTES)
+        return got.status == 200
 
     # --- one collector tick ---------------------------------------------------------------------------
     async def observe(self, rss_bytes: int | None, listeners: tuple[tuple[int, str, int], ...]) -> EngineSnapshot:
@@ -137,7 +140,7 @@ class EngineWatch:
 
     async def _scrape(self, now: float) -> ScrapeOutcome:
         got = await fetch(
-            self.client,
+            self.http,
             self.adapter.metrics_url(self.spec),
             deadline_s=self.agent.scrape_timeout_s,  # type: ignore[arg-type]
             max_bytes=self.agent.metrics_max_bytes,
@@ -164,18 +167,12 @@ class EngineWatch:
         return ScrapeOutcome(ok=True)
 
     async def _check_health(self) -> None:
-        started = time.monotonic()
-        status: int | None = None
-        try:
-            async with asyncio.timeout(min(2.0, self.agent.interval_s * 2)):
-                resp = await self.client.get(self.adapter.health_url(self.spec))
-                status = resp.status_code
-        except (TimeoutError, httpx.HTTPError):
-            status = None
+        deadline = min(2.0, self.agent.interval_s * 2)
+        got = await fetch(self.http, self.adapter.health_url(self.spec), deadline_s=deadline, max_bytes=HEALTH_MAX_BYTES)
         self._health = Health(
-            http_ok=status == 200,
-            http_status=status,
-            latency_s=round(time.monotonic() - started, 4) if status is not None else None,
+            http_ok=got.status == 200,
+            http_status=got.status,
+            latency_s=round(got.elapsed_s, 4) if got.status is not None else None,
             checked_at=rfc3339(),
         )
 

@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
-
+from agents.http1 import Http1Client
 from agents.probe import ProbeError, ProbeResult, known_engines, probe_texts
 from agents.scrape import fetch
 
@@ -165,16 +164,18 @@ def metrics_url(url: str) -> str:
 
 async def scrape_twice(url: str, interval: float, timeout: float) -> tuple[list[bytes], float]:
     """Two scrapes of ``url`` started ``interval`` s apart; dt between the midpoints of the two requests."""
-    # trust_env=False: an engine endpoint is reached directly, never through a proxy from the environment.
-    async with httpx.AsyncClient(trust_env=False, follow_redirects=False) as client:
+    client = Http1Client()
+    try:
         first_start = time.monotonic()
         first, first_mid = await _scrape(client, url, timeout)
         await asyncio.sleep(max(0.0, interval - (time.monotonic() - first_start)))
         second, second_mid = await _scrape(client, url, timeout)
+    finally:
+        await client.aclose()
     return [first, second], second_mid - first_mid
 
 
-async def _scrape(client: httpx.AsyncClient, url: str, timeout: float) -> tuple[bytes, float]:
+async def _scrape(client: Http1Client, url: str, timeout: float) -> tuple[bytes, float]:
     """One bounded GET (total deadline ``timeout`` s, MAX_BYTES); the body and the request's mid time."""
     start = time.monotonic()
     got = await fetch(client, url, deadline_s=timeout, max_bytes=MAX_BYTES)

@@ -19,7 +19,9 @@ class T:
     queue_growing_intervals: int = 5
     crash_loop_restarts: int = 3
     crash_loop_window_s: float = 600.0
+    metrics_stale_after_s: float = 5.0
     ram_leak_mb_per_min: float = 50.0
+    ram_leak_window_s: float = 600.0
 
 
 def obs(t: float, **kw) -> EngineObservation:
@@ -67,7 +69,7 @@ def test_frozen_zero_gauges_but_failing_canary_is_hung_and_health_lies() -> None
             tokens_total=50.0,
             health_ok=True,
             health_status=200,
-            canary_ok=False if failing else True,
+            canary_ok=not failing,
             canary_error="timeout after 5.0s" if failing else None,
         )
         got = codes(rules.evaluate(o))
@@ -135,19 +137,23 @@ def test_crash_loop_counts_restarts_in_window() -> None:
     assert loop and loop[0].evidence == {"restarts_in_window": 3, "window_s": 100, "next_backoff_s": 40.0}
 
 
-def test_failed_scrape_hides_live_rules_and_says_why() -> None:
-    rules = EngineRules(T())
+def test_failed_scrape_hides_live_rules_and_says_why_once_it_persists() -> None:
+    rules = EngineRules(T(metrics_stale_after_s=5))
     bad = ScrapeOutcome(ok=False, error="garbage exposition", reachable=True)
-    alerts = rules.evaluate(obs(0, scrape=bad, last_scrape_ok_t=None, stats={"ttft_p95_s": 9.0, "kv_cache_usage": 1.0}))
-    assert codes(alerts) == {"METRICS_STALE"}
+    live = {"ttft_p95_s": 9.0, "kv_cache_usage": 1.0}
+    assert codes(rules.evaluate(obs(0, scrape=bad, last_scrape_ok_t=None, stats=live))) == set()  # live rules hidden
+    assert codes(rules.evaluate(obs(4, scrape=bad, last_scrape_ok_t=None, stats=live))) == set()
+    alerts = rules.evaluate(obs(5, scrape=bad, last_scrape_ok_t=None, stats=live))
+    assert codes(alerts) == {"METRICS_STALE"} and alerts[0].evidence["failing_for_s"] == 5
     down = ScrapeOutcome(ok=False, error="connection refused", reachable=False)
-    assert codes(rules.evaluate(obs(1, scrape=down, last_scrape_ok_t=0.0))) == {"METRICS_UNREACHABLE"}
+    got = rules.evaluate(obs(6, scrape=down, last_scrape_ok_t=0.5))
+    assert codes(got) == {"METRICS_UNREACHABLE"} and got[0].evidence["last_ok_age_s"] == 5.5
     # while starting, an unreachable endpoint is expected: no alert
-    assert codes(rules.evaluate(obs(2, state="starting", scrape=down))) == set()
+    assert codes(rules.evaluate(obs(20, state="starting", scrape=down))) == set()
 
 
 def test_ram_leak_at_flat_load() -> None:
-    rules = EngineRules(T(ram_leak_mb_per_min=50))
+    rules = EngineRules(T(ram_leak_mb_per_min=50, ram_leak_window_s=600))
     got: set[str] = set()
     for i in range(0, 31):  # 10 minutes, one sample per 20 s, +40 MiB per sample = 120 MiB/min
         got = codes(rules.evaluate(obs(i * 20.0, rss_bytes=2**30 + i * 40 * 2**20)))

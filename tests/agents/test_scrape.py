@@ -6,9 +6,9 @@ import asyncio
 import socket
 import time
 
-import httpx
 import pytest
 
+from agents.http1 import Http1Client
 from agents.scrape import fetch
 
 BODY = b"# TYPE x gauge\nx 1\n"
@@ -49,8 +49,11 @@ async def _serve(mode: str):
 async def _run(mode: str, **kw):
     server, port = await _serve(mode)
     try:
-        async with httpx.AsyncClient() as client:
+        client = Http1Client()
+        try:
             return await fetch(client, f"http://127.0.0.1:{port}/metrics", **kw)
+        finally:
+            await client.aclose()
     finally:
         server.close()
 
@@ -85,6 +88,5 @@ async def test_connection_refused_is_unreachable() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed when the block ends: nothing listens there
-    async with httpx.AsyncClient() as client:
-        got = await fetch(client, f"http://127.0.0.1:{port}/metrics", deadline_s=2)
+    got = await fetch(Http1Client(), f"http://127.0.0.1:{port}/metrics", deadline_s=2)
     assert not got.ok and not got.reachable and got.error.startswith("connection failed")

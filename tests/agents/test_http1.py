@@ -1,0 +1,158 @@
+"""The agent's small HTTP/1.1 client against real servers: uvicorn (what vLLM/SGLang use), the stdlib
+http.server, and a raw asyncio server that sends exactly the bytes a test wants."""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import threading
+
+import pytest
+
+from agents.http1 import BodyTooLarge, Http1Client, Http1Error, NoResponse
+
+
+async def raw_server(responses: list[bytes], close_after_each: bool = False):
+    """Answer the n-th request on a connection with responses[n] (cycling), byte for byte."""
+    count = {"conns": 0}
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        count["conns"] += 1
+        i = 0
+        try:
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(responses[i % len(responses)])
+                await writer.drain()
+                i += 1
+                if close_after_each:
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1], count
+
+
+async def test_content_length_and_keep_alive_reuse() -> None:
+    server, port, count = await raw_server([b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"])
+    client = Http1Client()
+    try:
+        for _ in range(5):
+            r = await client.get(f"http://127.0.0.1:{port}/metrics", max_bytes=100)
+            assert (r.status, r.body) == (200, b"hello")
+        assert client.connections_opened == 1 and count["conns"] == 1
+    finally:
+        await client.aclose()
+        server.close()
+
+
+async def test_chunked_with_extensions_and_trailers() -> None:
+    body = b"4;ext=1\r\nabcd\r\n3\r\nefg\r\n0\r\nX-Trailer: yes\r\n\r\n"
+    server, port, _ = await raw_server([b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + body])
+    client = Http1Client()
+    try:
+        r = await client.get(f"http://127.0.0.1:{port}/", max_bytes=100)
+        assert r.body == b"abcdefg"
+        r = await client.get(f"http://127.0.0.1:{port}/", max_bytes=100)  # the connection is reusable after
+        assert r.body == b"abcdefg" and client.connections_opened == 1
+    finally:
+        await client.aclose()
+        server.close()
+
+
+async def test_server_closing_idle_connection_is_retried_once() -> None:
+    server, port, count = await raw_server([b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"], close_after_each=True)
+    client = Http1Client()
+    try:
+        for _ in range(3):
+            assert (await client.get(f"http://127.0.0.1:{port}/", max_bytes=10)).body == b"ok"
+        assert count["conns"] == 3
+    finally:
+        await client.aclose()
+        server.close()
+
+
+async def test_read_to_close_body_and_http10() -> None:
+    server, port, _ = await raw_server([b"HTTP/1.0 200 OK\r\n\r\nuntil the end"], close_after_each=True)
+    client = Http1Client()
+    try:
+        assert (await client.get(f"http://127.0.0.1:{port}/", max_bytes=100)).body == b"until the end"
+    finally:
+        await client.aclose()
+        server.close()
+
+
+@pytest.mark.parametrize(
+    ("response", "error", "fragment"),
+    [
+        (b"SSH-2.0-OpenSSH\r\n\r\n", Http1Error, "not an HTTP/1.x status line"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 999999\r\n\r\n", BodyTooLarge, "larger than 1000 bytes"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", Http1Error, "bad chunk size"),
+        (b"HTTP/1.1 200 OK\r\nbroken header\r\n\r\n", Http1Error, "malformed header"),
+        (b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 1\r\n\r\nx", Http1Error, "content-encoding"),
+        (b"HTTP/1.1 200 OK\r\nX: " + b"a" * 70000 + b"\r\n\r\n", Http1Error, "header"),
+        (b"", NoResponse, "closed before a response"),
+    ],
+)
+async def test_malformed_responses_are_clear_errors(response: bytes, error: type[Exception], fragment: str) -> None:
+    server, port, _ = await raw_server([response], close_after_each=True)
+    client = Http1Client()
+    try:
+        with pytest.raises(error, match=fragment):
+            await client.get(f"http://127.0.0.1:{port}/", max_bytes=1000)
+    finally:
+        await client.aclose()
+        server.close()
+
+
+async def test_interrupted_request_discards_its_connection() -> None:
+    server, port, count = await raw_server([b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf"])  # 6 bytes short
+    client = Http1Client()
+    try:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.3):
+                await client.get(f"http://127.0.0.1:{port}/", max_bytes=100)
+        assert client._idle.get(("127.0.0.1", port), []) == []  # never reused: its state is unknown
+    finally:
+        await client.aclose()
+        server.close()
+
+
+def test_unsupported_urls() -> None:
+    client = Http1Client()
+    for url in ("https://127.0.0.1/", "ftp://x/", "http:///nohost", "http://127.0.0.1:99999/"):
+        with pytest.raises(Http1Error):
+            asyncio.run(client.get(url, max_bytes=10))
+
+
+async def test_against_stdlib_http_server() -> None:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+            body = f"path={self.path} host={self.headers['Host']}".encode()
+            self.send_response(503 if self.path == "/down" else 200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    port = httpd.server_address[1]
+    client = Http1Client()
+    try:
+        r = await client.get(f"http://127.0.0.1:{port}/metrics?x=1", max_bytes=1000)
+        assert r.status == 200 and r.body == f"path=/metrics?x=1 host=127.0.0.1:{port}".encode()
+        r = await client.get(f"http://127.0.0.1:{port}/down", max_bytes=1000)
+        assert r.status == 503 and r.reason == "Service Unavailable"
+        assert client.connections_opened == 1
+    finally:
+        await client.aclose()
+        httpd.shutdown()
+        httpd.server_close()
