@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _run(config, stop_engines: bool | None) -> int:
-    from agents.runtime import serve
+    from agents.server import serve
 
     stop = asyncio.Event()
     ready = asyncio.Event()

@@ -18,7 +18,10 @@ PROG = "llmconsole"
 
 # Verbs implemented by modules with add_parser/run (parsed here).
 PARSED_VERBS: dict[str, str] = {
+    "demo": "console.demo",
+    "status": "console.status",
     "probe": "console.probe",
+    "calc": "console.calc.cli",
 }
 
 # Verbs that own their whole argv (agent-side programs); value: "module:function" taking argv -> int.
@@ -44,14 +47,31 @@ def _resolve(target: str) -> Callable[[list[str]], int]:
     return getattr(import_module(module), func)
 
 
+# The bare command (no verb) opens the console on the configured fleet.
+CONSOLE_MODULE = "console.launch"
+
+
+def _available(module: str) -> bool:
+    try:
+        import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name and module.startswith(exc.name):
+            return False  # not built yet in this checkout
+        raise
+    return True
+
+
 def build_parser() -> Parser:
     parser = Parser(
         prog=PROG,
         description="The operations console for self-hosted LLM fleets (vLLM, SGLang, TGI).",
     )
+    if _available(CONSOLE_MODULE):
+        import_module(CONSOLE_MODULE).add_arguments(parser)
     sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=Parser)
     for module in PARSED_VERBS.values():
-        import_module(module).add_parser(sub)
+        if _available(module):
+            import_module(module).add_parser(sub)
     for name, (_target, help_text) in DELEGATED_VERBS.items():
         sub.add_parser(name, help=help_text, add_help=False)
     return parser
@@ -67,13 +87,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(args_list)
     except SystemExit as exc:  # argparse exits for --help and for errors
         return int(exc.code or 0)
-    if args.verb is None:
-        sys.stderr.write(
-            f"{PROG}: the fleet console UI is not part of this version yet; "
-            f"try `{PROG} sim-engine --help` and `{PROG} probe --help`\n"
-        )
-        return 2
     try:
+        if args.verb is None:
+            if not _available(CONSOLE_MODULE):
+                sys.stderr.write(f"{PROG}: the fleet console is not part of this build; see `{PROG} --help`\n")
+                return 2
+            return int(import_module(CONSOLE_MODULE).run(args))
         return int(import_module(PARSED_VERBS[args.verb]).run(args))
     except KeyboardInterrupt:
         return 130
