@@ -63,6 +63,10 @@ class ProbeResult:
     null_reasons: dict[str, str] = field(default_factory=dict)
     scrapes: int = 1
     dt_s: float | None = None
+    simulated: bool = False  # the exposition carries llmconsole's SIMULATED marker
+
+
+SIM_MARKER = "llmconsole_simulated"
 
 
 def probe_texts(texts: Sequence[str | bytes], dt_s: float | None, engine: str = "auto") -> ProbeResult:
@@ -94,7 +98,8 @@ def probe_texts(texts: Sequence[str | bytes], dt_s: float | None, engine: str = 
     stats = {key: stats.get(key) for key in STATS_KEYS}
     lacks = adapter.unsupported
     reasons = {key: _why_null(key, start, end, lacks) for key, value in stats.items() if value is None}
-    return ProbeResult(kind, end.models, stats, problems, reasons, len(texts), dt_s)
+    simulated = any(metrics.has(SIM_MARKER) for metrics in sets)
+    return ProbeResult(kind, end.models, stats, problems, reasons, len(texts), dt_s, simulated)
 
 
 def _kind(sets: Sequence[MetricSet], engine: str, problems: list[str]) -> str:

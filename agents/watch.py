@@ -27,6 +27,7 @@ from agents.engines.base import LaunchSpec, Reading
 from agents.http1 import Http1Client
 from agents.metrics.parse import parse
 from agents.metrics.window import Window
+from agents.probe import SIM_MARKER
 from agents.schema import (
     Alert,
     Canary,
@@ -41,7 +42,6 @@ from agents.schema import (
 from agents.scrape import fetch
 from agents.supervisor import EngineSupervisor
 
-SIM_MARKER = "llmconsole_simulated"
 SERVING = frozenset({"ready", "degraded", "hung"})
 _PARSE_INLINE_BYTES = 256 * 1024  # bigger bodies are parsed in a worker thread
 HEALTH_MAX_BYTES = 64 * 1024

@@ -189,6 +189,7 @@ def render_json(result: ProbeResult, source: dict[str, Any]) -> str:
     return json.dumps(
         {
             "engine": result.engine,
+            "simulated": result.simulated,
             "models": list(result.models),
             "stats": result.stats,
             "problems": result.problems,
@@ -234,7 +235,8 @@ def render_table(result: ProbeResult, source: dict[str, Any]) -> str:
         where = f"{' then '.join(source['files'])} ({source['dt_s']:g} s apart)"
     else:
         where = f"{source['files'][0]} (one scrape: gauges only; rates and percentiles need two)"
-    head = [("engine", result.engine), ("models", ", ".join(result.models) or "—"), ("source", where)]
+    engine = f"{result.engine} (SIMULATED — llmconsole sim-engine, not a real engine)" if result.simulated else result.engine
+    head = [("engine", engine), ("models", ", ".join(result.models) or "—"), ("source", where)]
     rows = [
         (key, format_value(key, value, result.null_reasons.get(key))) for key, value in result.stats.items()
     ]

@@ -344,3 +344,15 @@ def test_probe_texts_errors(texts, dt, engine, fragment):
     with pytest.raises(ProbeError) as info:
         probe_texts(texts, dt, engine)
     assert fragment in str(info.value) and "\n" not in str(info.value)
+
+
+def test_simulated_engine_is_labelled(capsys, tmp_path):
+    text = LOADED.read_text() + '# TYPE llmconsole_simulated gauge\nllmconsole_simulated{dialect="vllm"} 1\n'
+    path = tmp_path / "sim.prom"
+    path.write_text(text)
+    code, out, _ = run_main(capsys, "--file", str(path), "--json")
+    assert code == 0 and json.loads(out)["simulated"] is True
+    code, out, _ = run_main(capsys, "--file", str(path))
+    assert code == 0 and "SIMULATED" in out.splitlines()[0]
+    code, out, _ = run_main(capsys, "--file", str(LOADED), "--json")
+    assert json.loads(out)["simulated"] is False
