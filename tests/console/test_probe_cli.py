@@ -205,7 +205,7 @@ def test_two_files_with_dt(capsys):
     )
     assert report["source"] == {"files": [str(LOADED), str(IDLE)], "scrapes": 2, "dt_s": 10.0}
     assert report["problems"] == []
-    assert set(report) == {"engine", "models", "stats", "problems", "null_reasons", "source"}
+    assert set(report) == {"engine", "simulated", "models", "stats", "problems", "null_reasons", "source"}
 
 
 def test_one_file_gives_gauges_and_says_why_the_rest_is_null(capsys):
