@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from agents.engines._aggregate import Layout, Part, histogram_names, part_reading, prefix_share, read_parts
-from agents.engines._launch import Flag, assemble, build_env, drop_flag
-from agents.engines.base import EngineAdapter, LaunchSpec, Reading, url_host
+from agents.engines._aggregate import Layout, Part, histogram_names, part_reading, prefix_share
+from agents.engines._common import HttpEngineAdapter
+from agents.engines._launch import Flag, assemble, drop_flag
+from agents.engines.base import LaunchSpec, Reading
 from agents.metrics.model import MetricSet
 
 PREFIX = "sglang:"
@@ -66,8 +67,13 @@ def _wanted() -> frozenset[str]:
 WANTED = _wanted()  # every sample name read() looks at
 
 
-class SglangAdapter(EngineAdapter):
+class SglangAdapter(HttpEngineAdapter):
     kind = "sglang"
+    WANTED = WANTED
+    LAYOUT = LAYOUT
+    # Older versions: always 200. Newer: routed to /health_generate, which runs a 1-token generation
+    # and answers 503 after SGLANG_HEALTH_CHECK_TIMEOUT (20 s) without output (engines.md §2).
+    health_path = "/health"
     default_port = 30000
     # Logical metrics this engine never exposes, in any version (their values are always None).
     unsupported: frozenset[str] = frozenset({"request_errors"})
@@ -79,24 +85,7 @@ class SglangAdapter(EngineAdapter):
         # Without --enable-metrics SGLang serves no /metrics at all.
         return assemble(prefix, managed, [(ENABLE_METRICS, None)], drop_flag(spec.args, MODEL))
 
-    def env(self, spec: LaunchSpec, base: Mapping[str, str]) -> dict[str, str]:
-        return build_env(spec, base)
-
-    def health_url(self, spec: LaunchSpec) -> str:
-        # Older versions: always 200. Newer: routed to /health_generate, which runs a 1-token generation
-        # and answers 503 after SGLANG_HEALTH_CHECK_TIMEOUT (20 s) without output (engines.md §2).
-        return f"http://{url_host(spec.host)}:{spec.port}/health"
-
-    def metrics_url(self, spec: LaunchSpec) -> str:
-        return f"http://{url_host(spec.host)}:{spec.port}/metrics"
-
     # --- metrics --------------------------------------------------------------------------------------
-    def wanted(self) -> frozenset[str]:
-        return WANTED
-
-    def read(self, metrics: MetricSet) -> Reading:
-        return read_parts(self.kind, LAYOUT, metrics, WANTED, self._read_part)
-
     def _read_part(self, metrics: MetricSet, part: Part) -> Reading:
         gauges = {
             name: LAYOUT.scalar(metrics, names, part, across=max if name == "kv_cache_usage" else sum)

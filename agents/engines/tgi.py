@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from agents.engines._aggregate import Layout, Part, histogram_names, part_reading, prefix_share, read_parts
-from agents.engines._launch import Flag, assemble, build_env, drop_flag
-from agents.engines.base import EngineAdapter, LaunchSpec, Reading, url_host
+from agents.engines._aggregate import Layout, Part, histogram_names, part_reading, prefix_share
+from agents.engines._common import HttpEngineAdapter
+from agents.engines._launch import Flag, assemble, drop_flag
+from agents.engines.base import LaunchSpec, Reading
 from agents.metrics.model import MetricSet
 
 PREFIX = "tgi_"
@@ -72,8 +73,14 @@ def _wanted() -> frozenset[str]:
 WANTED = _wanted()  # every sample name read() looks at
 
 
-class TgiAdapter(EngineAdapter):
+class TgiAdapter(HttpEngineAdapter):
     kind = "tgi"
+    WANTED = WANTED
+    LAYOUT = LAYOUT
+    # Runs a real 1-token prefill after a generation error, with no timeout (engines.md §2).
+    health_path = "/health"
+    # The launcher sends anonymous usage statistics unless --usage-stats/USAGE_STATS is "off".
+    extra_env = {"USAGE_STATS": "off"}
     default_port = 3000
     # Logical metrics this engine never exposes, in any version (their values are always None).
     unsupported: frozenset[str] = frozenset(
@@ -93,24 +100,7 @@ class TgiAdapter(EngineAdapter):
         defaults = [] if spec.metrics_port is not None else [(PROMETHEUS_PORT, str(metrics_port(spec)))]
         return assemble(prefix, managed, defaults, drop_flag(spec.args, MODEL))
 
-    def env(self, spec: LaunchSpec, base: Mapping[str, str]) -> dict[str, str]:
-        # The launcher sends anonymous usage statistics unless --usage-stats/USAGE_STATS is "off".
-        return build_env(spec, base, {"USAGE_STATS": "off"})
-
-    def health_url(self, spec: LaunchSpec) -> str:
-        # Runs a real 1-token prefill after a generation error, with no timeout (engines.md §2).
-        return f"http://{url_host(spec.host)}:{spec.port}/health"
-
-    def metrics_url(self, spec: LaunchSpec) -> str:
-        return f"http://{url_host(spec.host)}:{spec.port}/metrics"  # the API port serves /metrics too
-
     # --- metrics --------------------------------------------------------------------------------------
-    def wanted(self) -> frozenset[str]:
-        return WANTED
-
-    def read(self, metrics: MetricSet) -> Reading:
-        return read_parts(self.kind, LAYOUT, metrics, WANTED, self._read_part)
-
     def _read_part(self, metrics: MetricSet, part: Part) -> Reading:
         counting = metrics.has(REQUEST_COUNT)
         lazy_zero = 0.0 if counting else None

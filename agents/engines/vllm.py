@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from agents.engines._aggregate import Layout, Part, histogram_names, part_reading, prefix_share, read_parts
-from agents.engines._launch import Flag, assemble, build_env, drop_flag
-from agents.engines.base import EngineAdapter, LaunchSpec, Reading, url_host
+from agents.engines._aggregate import Layout, Part, histogram_names, part_reading, prefix_share
+from agents.engines._common import HttpEngineAdapter
+from agents.engines._launch import Flag, assemble, drop_flag
+from agents.engines.base import LaunchSpec, Reading
 from agents.metrics.model import MetricSet
 
 PREFIX = "vllm:"
@@ -62,8 +63,12 @@ def _wanted() -> frozenset[str]:
 WANTED = _wanted()  # every sample name read() looks at
 
 
-class VllmAdapter(EngineAdapter):
+class VllmAdapter(HttpEngineAdapter):
     kind = "vllm"
+    WANTED = WANTED
+    LAYOUT = LAYOUT
+    # 200 while the API process thinks the engine is alive; it runs no forward pass (engines.md §2).
+    health_path = "/health"
     default_port = 8000
     # Logical metrics this engine never exposes, in any version (their values are always None).
     unsupported: frozenset[str] = frozenset()
@@ -80,23 +85,7 @@ class VllmAdapter(EngineAdapter):
         # The model comes from spec.model, exactly once: a --model in args is dropped.
         return assemble(prefix, managed, [], drop_flag(spec.args, MODEL))
 
-    def env(self, spec: LaunchSpec, base: Mapping[str, str]) -> dict[str, str]:
-        return build_env(spec, base)
-
-    def health_url(self, spec: LaunchSpec) -> str:
-        # 200 while the API process thinks the engine is alive; it runs no forward pass (engines.md §2).
-        return f"http://{url_host(spec.host)}:{spec.port}/health"
-
-    def metrics_url(self, spec: LaunchSpec) -> str:
-        return f"http://{url_host(spec.host)}:{spec.port}/metrics"
-
     # --- metrics --------------------------------------------------------------------------------------
-    def wanted(self) -> frozenset[str]:
-        return WANTED
-
-    def read(self, metrics: MetricSet) -> Reading:
-        return read_parts(self.kind, LAYOUT, metrics, WANTED, self._read_part)
-
     def _read_part(self, metrics: MetricSet, part: Part) -> Reading:
         gauges = {
             name: LAYOUT.scalar(metrics, names, part, across=max if name == "kv_cache_usage" else sum)
