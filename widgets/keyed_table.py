@@ -1,0 +1,231 @@
+"""KeyedTable: a DataTable fed whole snapshots of keyed rows, diffed into minimal updates."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import ClassVar
+
+from rich.cells import cell_len
+from rich.style import Style
+from rich.text import Text
+from textual.message import Message
+from textual.widgets import DataTable
+
+from .tone import Cell, as_cell, component_style, tone_class, tone_classes, tone_css
+
+_PREFIX = "keyed-table"
+Row = tuple[Cell, ...]
+
+
+class _Rendered:
+    """What the DataTable stores: a Cell whose style is looked up in the table's theme at render time."""
+
+    __slots__ = ("cell", "group", "justify", "table")
+
+    def __init__(self, table: KeyedTable, cell: Cell, group: bool, justify: str) -> None:
+        self.table, self.cell, self.group, self.justify = table, cell, group, justify
+
+    def __rich__(self) -> Text:
+        style = self.table.tone_style(self.cell.tone, group=self.group)
+        return Text(self.cell.display, style=style, justify=self.justify, no_wrap=True, overflow="ellipsis", end="")  # type: ignore[arg-type]
+
+
+class KeyedTable(DataTable):
+    """A row-cursor DataTable whose content is set with ``sync(rows)``; rows are identified by str keys.
+
+    - ``sync`` diffs inside ``app.batch_update()``: removes vanished rows, ``update_cell`` only where a
+      cell (text, tone) changed, appends new rows. It rebuilds with ``clear()`` + ``add_row`` instead when
+      the order changes (including a new key that is not at the end) or more than half the rows vanish
+      (``remove_row`` is O(n)). Column widths grow when a new text is wider, never shrink.
+    - The cursor stays on the same row key across syncs; if that key vanished, on its nearest surviving
+      neighbour in the old order (the following row first).
+    - Group header rows (e.g. a host above its engines): pass their keys in ``sync(..., groups=...)``;
+      their cells get the ``keyed-table--group`` style (bold, primary) combined with each cell's tone.
+    - Plain ``str`` cells are live text, shown literally (no markup). Rows shorter than the columns are
+      padded with blank cells; longer rows raise ValueError.
+    - Order rows with ``sync(order=...)`` (``tone.sort_value`` orders cells), not ``DataTable.sort``.
+    - Messages: ``RowHighlighted(key)`` when the highlighted key changes (by the user or a sync),
+      ``RowChosen(key)`` on Enter or a click on the highlighted row.
+    """
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = DataTable.COMPONENT_CLASSES | tone_classes(_PREFIX) | {
+        f"{_PREFIX}--group"
+    }
+    DEFAULT_CSS = (
+        tone_css("KeyedTable", _PREFIX) + "\nKeyedTable > .keyed-table--group { color: $text-primary; text-style: bold; }"
+    )
+    REBUILD_FRACTION: ClassVar[float] = 0.5
+    """Rebuild instead of remove_row when more than this fraction of the rows vanished."""
+
+    class RowHighlighted(Message):
+        """The highlighted row key changed."""
+
+        def __init__(self, table: KeyedTable, key: str) -> None:
+            super().__init__()
+            self.table, self.key = table, key
+
+        @property
+        def control(self) -> KeyedTable:
+            return self.table
+
+    class RowChosen(Message):
+        """The user chose a row (Enter, or a click on the highlighted row)."""
+
+        def __init__(self, table: KeyedTable, key: str) -> None:
+            super().__init__()
+            self.table, self.key = table, key
+
+        @property
+        def control(self) -> KeyedTable:
+            return self.table
+
+    def __init__(self, *, cursor_type: str = "row", **kwargs: object) -> None:
+        super().__init__(cursor_type=cursor_type, **kwargs)  # type: ignore[arg-type]
+        self._columns: tuple[tuple[str, str], ...] = ()
+        self._right: frozenset[str] = frozenset()
+        self._shown: dict[str, Row] = {}  # key -> cells, in display order
+        self._groups: frozenset[str] = frozenset()
+        self._announced: str | None = None
+
+    # -- public API ---------------------------------------------------------------------------------
+    def set_columns(self, columns: Sequence[tuple[str, str]], *, right: Collection[str] = ()) -> None:
+        """Set the (key, label) columns; keys in ``right`` are right-aligned. A change clears the rows."""
+        columns, right_set = tuple((str(k), str(label)) for k, label in columns), frozenset(right)
+        if columns == self._columns and right_set == self._right:
+            return
+        self._columns, self._right = columns, right_set
+        self._shown, self._groups, self._announced = {}, frozenset(), None
+        self.clear(columns=True)
+        for key, label in columns:
+            self.add_column(Text(label, justify="right" if key in right_set else "left"), key=key)
+
+    def sync(
+        self,
+        rows: Mapping[str, Sequence[Cell | str]],
+        order: Sequence[str] | None = None,
+        *,
+        groups: Collection[str] = (),
+    ) -> None:
+        """Show exactly ``rows``, in ``order`` (default: the mapping's order; keys missing from ``order``
+        follow in mapping order; keys in ``order`` without a row are ignored)."""
+        new = {key: self._normalize(rows[key]) for key in _final_order(rows, order)}
+        groups_set = frozenset(groups) & new.keys()
+        old_keys = list(self._shown)
+        cursor_key, cursor_row, scroll_y = self.cursor_key, self.cursor_row, self.scroll_y
+        removed = [k for k in old_keys if k not in new]
+        kept_order = [k for k in old_keys if k in new] + [k for k in new if k not in self._shown]
+        rebuild = kept_order != list(new) or len(removed) > self.REBUILD_FRACTION * max(len(old_keys), 1)
+        with self.app.batch_update():
+            if rebuild:
+                self._rebuild(new, groups_set)
+            else:
+                self._diff(new, groups_set, removed)
+            self._shown, self._groups = new, groups_set
+            self._restore_cursor(cursor_key, cursor_row, old_keys, scroll_y if rebuild else None)
+
+    @property
+    def cursor_key(self) -> str | None:
+        """The key of the highlighted row (None when the table is empty)."""
+        if self.row_count == 0 or not self._columns:
+            return None
+        return self.ordered_rows[self.cursor_row].key.value
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """Row keys in display order."""
+        return tuple(self._shown)
+
+    def cells(self, key: str) -> Row:
+        """The cells last synced for ``key`` (KeyError if absent)."""
+        return self._shown[key]
+
+    def select_key(self, key: str) -> bool:
+        """Move the cursor to ``key``; False if there is no such row."""
+        if key not in self._shown:
+            return False
+        self.move_cursor(row=self.get_row_index(key))
+        return True
+
+    def tone_style(self, tone: str, *, group: bool = False) -> Style:
+        """The Rich style of ``tone`` (and of group rows) from this table's component classes."""
+        style = component_style(self, f"{_PREFIX}--group") if group else Style.null()
+        name = tone_class(_PREFIX, tone)
+        return style + component_style(self, name) if name else style
+
+    # -- diff machinery -----------------------------------------------------------------------------
+    def _normalize(self, cells: Sequence[Cell | str]) -> Row:
+        if len(cells) > len(self._columns):
+            raise ValueError(f"row has {len(cells)} cells but the table has {len(self._columns)} columns")
+        row = tuple(as_cell(c) for c in cells)
+        return row + (Cell(""),) * (len(self._columns) - len(row))
+
+    def _wrap(self, row: Row, group: bool) -> list[_Rendered]:
+        return [self._wrap_one(cell, key, group) for (key, _), cell in zip(self._columns, row, strict=True)]
+
+    def _wrap_one(self, cell: Cell, column: str, group: bool) -> _Rendered:
+        return _Rendered(self, cell, group, "right" if column in self._right else "left")
+
+    def _rebuild(self, new: dict[str, Row], groups: frozenset[str]) -> None:
+        self.clear()
+        for key, row in new.items():
+            self.add_row(*self._wrap(row, key in groups), key=key)
+
+    def _diff(self, new: dict[str, Row], groups: frozenset[str], removed: Iterable[str]) -> None:
+        for key in removed:
+            self.remove_row(key)
+        for key, row in new.items():
+            old = self._shown.get(key)
+            group = key in groups
+            if old is None:
+                self.add_row(*self._wrap(row, group), key=key)
+                continue
+            if old == row and group == (key in self._groups):
+                continue
+            regroup = group != (key in self._groups)
+            for (col_key, _), cell, before in zip(self._columns, row, old, strict=True):
+                if regroup or cell != before:
+                    wider = cell_len(cell.display) > self.columns[col_key].content_width  # type: ignore[index]
+                    self.update_cell(key, col_key, self._wrap_one(cell, col_key, group), update_width=wider)
+
+    def _restore_cursor(self, key: str | None, row: int, old_keys: list[str], scroll_y: float | None) -> None:
+        """Put the cursor back on ``key``; after a rebuild (``scroll_y`` given) keep its screen line."""
+        if not self._shown:
+            self._announced = None
+            return
+        target = key if key in self._shown else _nearest(old_keys, row, self._shown)
+        index = self.get_row_index(target) if target is not None else 0
+        self.move_cursor(row=index, scroll=scroll_y is None)
+        if scroll_y is not None:  # clear() scrolled to the top; sizes settle after the next refresh
+            self.call_after_refresh(self._settle_scroll, max(0.0, scroll_y + index - row))
+
+    def _settle_scroll(self, scroll_y: float) -> None:
+        self.scroll_to(y=scroll_y, animate=False, immediate=True)
+        self._scroll_cursor_into_view()
+
+    # -- messages -----------------------------------------------------------------------------------
+    def on_data_table_row_highlighted(self, _: DataTable.RowHighlighted) -> None:
+        key = self.cursor_key  # the state now, not the event's: a sync's transient moves are not announced
+        if key is not None and key != self._announced:
+            self._announced = key
+            self.post_message(self.RowHighlighted(self, key))
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        self.post_message(self.RowChosen(self, event.row_key.value))
+
+    def on_data_table_cell_selected(self, event: DataTable.CellSelected) -> None:
+        self.post_message(self.RowChosen(self, event.cell_key.row_key.value))
+
+
+def _final_order(rows: Mapping[str, object], order: Sequence[str] | None) -> list[str]:
+    keys = list(dict.fromkeys(k for k in order if k in rows)) if order is not None else []
+    seen = set(keys)
+    return keys + [k for k in rows if k not in seen]
+
+
+def _nearest(old_keys: list[str], row: int, alive: Collection[str]) -> str | None:
+    """The surviving key nearest to position ``row`` of the old order, looking forward first."""
+    for distance in range(len(old_keys) + 1):
+        for i in (row,) if distance == 0 else (row + distance, row - distance):
+            if 0 <= i < len(old_keys) and old_keys[i] in alive:
+                return old_keys[i]
+    return next(iter(alive), None)
