@@ -1,0 +1,322 @@
+"""The calculator screen's view data, computed without Textual: form strings in, toned text parts, bar
+segments and chart lines out. The screen (console/screens/calc.py) only puts these on widgets.
+
+Tones are the names widgets.tone defines ("ok", "warn", "crit", "error", "info", "dim", "missing",
+"simulated", "live"); this module does not import the widgets.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+from console.calc.breakeven import (
+    Breakeven,
+    BreakevenQuery,
+    Point,
+    api_curve,
+    breakeven,
+    self_host_curve,
+    self_host_per_day,
+)
+from console.calc.capacity import Capacity, CapacityQuery, estimate
+from console.calc.catalog import Catalog
+from console.calc.errors import CalcError
+from console.calc.hfconfig import load_config_path
+from console.calc.live import LiveCost, LiveEngine, live_cost
+from console.calc.models import ModelSpec
+from console.calc.report import vram_rows
+from console.calc.units import DAYS_PER_MONTH, GB, GiB, tokens, usd
+from console.calc.vram import Mode, VramQuery, VramResult, size_both
+
+Parts = tuple[tuple[str, str], ...]
+MAX_BARS = 8
+NATIVE = "native"
+
+
+@dataclass(frozen=True, slots=True)
+class Form:
+    """The form's fields as typed (strings) and picked."""
+
+    model: str = "llama-3.3-70b"
+    model_path: str = ""  # a local config.json / model directory; wins over ``model`` when set
+    gpu: str = "a100-80gb"
+    gpus: str = "1"
+    quant: str = NATIVE
+    kv_dtype: str = "auto"
+    seq_len: str = "8192"
+    overhead: str = "vllm"
+    gpu_memory_utilization: str = "0.92"
+    gpu_hourly: str = ""  # empty = the GPU's catalog price
+    ops_cost_per_month: str = "0"
+    input_share: str = "0.7"
+    tokens_per_day: str = ""
+    utilization: str = "0.5"
+    apis: tuple[str, ...] = ("claude-opus-4.5", "together-llama-3.3-70b")
+
+
+@dataclass(frozen=True, slots=True)
+class Inputs:
+    model: ModelSpec
+    vram: VramQuery
+    overhead: Mode
+    hourly: float
+    ops: float
+    input_share: float
+    tokens_per_day: float | None
+    utilization: float
+    apis: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    label: str
+    segments: tuple[tuple[str, float, str], ...]  # (label, value in ``unit``, tone)
+    total: float
+    unit: str
+
+
+@dataclass(frozen=True, slots=True)
+class Chart:
+    """Monthly cost (USD) against tokens/day: lines, the break-even crossings and the capacity limit."""
+
+    x_max: float
+    self_host: tuple[Point, ...]
+    apis: tuple[tuple[str, tuple[Point, ...]], ...]
+    crossings: tuple[tuple[str, float, float], ...]  # (api, tokens/day, $/month)
+    capacity: float | None
+    volume: float | None
+    note: str = ""
+    unservable_cost: float | None = None  # $/month of GPUs that cannot serve the model (drawn for reference)
+
+    @property
+    def y_max(self) -> float:
+        """Twice the highest self-host cost (steep API lines leave through the top)."""
+        if self.self_host:
+            return 2 * max(y for _, y in self.self_host)
+        if self.unservable_cost:
+            return 2 * self.unservable_cost
+        return max([y for _, pts in self.apis for _, y in pts] + [1.0]) * 1.05
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    verdict: Parts
+    bars: tuple[Bar, ...]
+    modes: tuple[tuple[str, ...], ...]
+    concurrency: Parts
+    warnings: Parts
+    costs: Parts
+    chart: Chart | None
+    results: dict[Mode, VramResult] = field(default_factory=dict)
+
+
+# --- parsing ------------------------------------------------------------------------------------
+
+
+def _number(text: str, name: str, *, low: float | None = 0.0, strict: bool = True, high: float | None = None) -> float:
+    try:
+        value = float(text.replace(",", "").replace("_", "").strip())
+    except ValueError:
+        raise CalcError(f"{name}: expected a number, got {text.strip()!r}") from None
+    bad = not math.isfinite(value) or (low is not None and (value <= low if strict else value < low))
+    if bad or (high is not None and value > high):
+        bound = f"between {low:g} and {high:g}" if high is not None else ("greater than" if strict else "at least") + f" {low:g}"
+        raise CalcError(f"{name}: must be {bound}, got {text.strip()!r}")
+    return value
+
+
+def _count(text: str, name: str) -> int:
+    value = _number(text, name)
+    if value != int(value):
+        raise CalcError(f"{name}: expected a whole number, got {text.strip()!r}")
+    return int(value)
+
+
+def _volume(text: str) -> float | None:
+    text = text.strip().lower()
+    if not text:
+        return None
+    scale = {"k": 1e3, "m": 1e6, "b": 1e9}.get(text[-1], 1.0)
+    return _number(text[:-1] if scale != 1.0 else text, "tokens/day") * scale
+
+
+def parse(form: Form, cat: Catalog) -> Inputs:
+    """The form as typed → validated inputs; :class:`CalcError` names the field."""
+    model = load_config_path(form.model_path.strip()) if form.model_path.strip() else cat.model(form.model)
+    gpu = cat.gpu(form.gpu)
+    vram = VramQuery(
+        model, gpu, _count(form.gpus, "GPUs"), None if form.quant == NATIVE else form.quant, form.kv_dtype,
+        _count(form.seq_len, "sequence length"),
+        _number(form.gpu_memory_utilization, "vLLM memory utilization", high=1.0),
+    )  # fmt: skip
+    hourly = _number(form.gpu_hourly, "GPU $/hour") if form.gpu_hourly.strip() else gpu.default_hourly
+    overhead: Mode = "flat" if form.overhead == "flat" else "vllm"
+    return Inputs(
+        model, vram, overhead, hourly, _number(form.ops_cost_per_month or "0", "ops $/month", strict=False),
+        _number(form.input_share, "input share", strict=False, high=1.0), _volume(form.tokens_per_day),
+        _number(form.utilization, "serving utilization", high=1.0), tuple(form.apis),
+    )  # fmt: skip
+
+
+# --- the view -----------------------------------------------------------------------------------
+
+
+def compute(form: Form, cat: Catalog) -> View:
+    """Everything the results pane shows; :class:`CalcError` for bad input."""
+    inp = parse(form, cat)
+    results = size_both(inp.vram)
+    r = results[inp.overhead]
+    cap = estimate(
+        CapacityQuery(
+            inp.model, inp.vram.gpu, inp.vram.gpus, inp.vram.quant, inp.vram.kv_dtype, 2048, inp.input_share,
+            inp.utilization, inp.vram.gpu_memory_utilization,
+        )
+    )  # fmt: skip
+    costs, chart = _costs(inp, cat, cap)
+    return View(
+        verdict=_verdict(inp, r), bars=_bars(r), modes=tuple(vram_rows(inp.vram, results, inp.overhead)),
+        concurrency=_concurrency(inp, r), warnings=tuple((f"• {w}\n", _warning_tone(w)) for w in r.warnings),
+        costs=costs, chart=chart, results=results,
+    )  # fmt: skip
+
+
+def _verdict(inp: Inputs, r: VramResult) -> Parts:
+    q, unit = inp.vram, (GiB, "GiB") if r.mode == "vllm" else (GB, "GB")
+    head = f"{inp.model.name} · {q.format} · {q.gpus} × {q.gpu.name} · "
+    margin = abs(r.margin_per_gpu) / unit[0]
+    if r.fits:
+        return ((head, "live"), (f"FITS with {margin:,.2f} {unit[1]} per GPU to spare", "ok"))
+    return ((head, "live"), (f"DOES NOT FIT: short by {margin:,.2f} {unit[1]} per GPU", "crit"))
+
+
+def _bars(r: VramResult) -> tuple[Bar, ...]:
+    """One bar per GPU (identical under tensor parallelism): weights, KV cache, overhead; the rest is free
+    (vLLM's unreserved 1 − utilization). Over 100% when weights and overheads exceed the memory."""
+    scale, unit = (GiB, "GiB") if r.mode == "vllm" else (GB, "GB")
+    segments = (
+        ("weights", r.weights_per_gpu / scale, "info"),
+        ("KV cache", max(r.kv_budget_per_gpu, 0) / scale, "ok"),
+        ("overhead", r.overheads.total / scale, "warn"),
+    )
+    shown = min(r.gpus, MAX_BARS)
+    bars = [Bar(f"GPU {i}", segments, r.memory_per_gpu / scale, unit) for i in range(shown)]
+    if r.gpus > shown:
+        bars.append(Bar(f"+{r.gpus - shown} more", segments, r.memory_per_gpu / scale, unit))
+    return tuple(bars)
+
+
+def _concurrency(inp: Inputs, r: VramResult) -> Parts:
+    ctx = "unbounded" if r.max_context_tokens is None else f"{r.max_context_tokens:,}"
+    limit = inp.model.max_position
+    tone = "ok" if r.max_concurrent_seqs > 0 else "crit"
+    return (
+        (f"{r.max_concurrent_seqs:,} concurrent {r.seq_len:,}-token sequences", tone),
+        (f" · max context {ctx} tokens (model limit {limit:,})" if limit else f" · max context {ctx} tokens", "live"),
+        (f" · KV cache {r.kv_tokens:,} tokens at {r.kv_bytes_per_token_per_gpu:,} B/token per GPU", "dim"),
+    )
+
+
+def _warning_tone(text: str) -> str:
+    return "crit" if text.startswith(("does not fit", "--seq-len")) or "refuses" in text else "warn"
+
+
+def _costs(inp: Inputs, cat: Catalog, cap: Capacity) -> tuple[Parts, Chart | None]:
+    q = inp.vram
+    capacity = cap.tokens_per_day if cap.fits else 0.0
+    base = BreakevenQuery(inp.hourly, q.gpus, 0.0, 0.0, inp.input_share, inp.ops, inp.tokens_per_day, capacity)
+    parts: list[tuple[str, str]] = []
+    evens: list[tuple[str, float, float]] = []
+    for slug in inp.apis:
+        api = cat.api(slug)
+        b = breakeven(replace(base, price_in=api.input_per_mtok, price_out=api.output_per_mtok))
+        if not parts:
+            parts += _self_host_line(inp, b.self_host_cost_per_day, b.self_host_cost_per_month, cap)
+        parts += _api_line(api.name, api.input_per_mtok, api.output_per_mtok, api.checked, b)
+        evens.append((api.name, b.break_even_tokens_per_day, b.api_blended_per_mtok))
+    if not parts:
+        b = breakeven(base)
+        parts = _self_host_line(inp, b.self_host_cost_per_day, b.self_host_cost_per_month, cap)
+        parts.append(("Pick at least one API to compare against.", "missing"))
+    return tuple(parts), _chart(base, evens, capacity, inp.tokens_per_day)
+
+
+def _self_host_line(inp: Inputs, per_day: float, per_month: float, cap: Capacity) -> list[tuple[str, str]]:
+    q = inp.vram
+    ops = f" + {usd(inp.ops)}/month ops" if inp.ops else ""
+    line = [(f"Self-host: {q.gpus} × {usd(inp.hourly)}/h{ops} = {usd(per_day)}/day ({usd(per_month)}/month)", "live")]
+    if cap.fits:
+        line.append((f" · serves ≈{tokens(cap.tokens_per_day)} tokens/day ({cap.utilization:.0%} of peak, "
+                     f"batch {cap.batch}, {cap.decode_bound}-bound decode)\n", "dim"))  # fmt: skip
+    else:
+        line.append((" · serves nothing: the model does not fit these GPUs\n", "crit"))
+    return line
+
+
+def _api_line(name: str, inp_price: float, out_price: float, checked: str | None, b: Breakeven) -> list[tuple[str, str]]:
+    head = f"{name} (${inp_price:g}/${out_price:g}, {checked or 'undated'}): {usd(b.api_blended_per_mtok)}/1M → "
+    if math.isinf(b.break_even_tokens_per_day):
+        return [(head, "live"), ("never breaks even (free)\n", "warn")]
+    even = f"break-even {tokens(b.break_even_tokens_per_day)}/day ({b.break_even_tokens_per_s:,.0f} tok/s)"
+    if b.reachable:
+        verdict, tone = " · reachable", "ok"
+    elif b.capacity_tokens_per_day:
+        verdict, tone = f" · UNREACHABLE: {b.break_even_tokens_per_day / b.capacity_tokens_per_day:.1f}× capacity", "crit"
+    else:
+        verdict, tone = " · UNREACHABLE: nothing served", "crit"
+    out = [(head, "live"), (even, "live"), (verdict, tone)]
+    if b.monthly_cost_api is not None:
+        selfhost = f"{usd(b.monthly_cost_self_host)}/month" if b.monthly_cost_self_host is not None else "cannot serve"
+        out.append((f" · at {tokens(b.tokens_per_day)}/day: API {usd(b.monthly_cost_api)}/month vs self-host {selfhost}", "dim"))
+    out.append(("\n", "live"))
+    return out
+
+
+def _chart(base: BreakevenQuery, evens: Sequence[tuple[str, float, float]], capacity: float, volume: float | None) -> Chart:
+    finite = [x for _, x, _ in evens if math.isfinite(x)]
+    x_max = 1.5 * max(capacity, volume or 0.0, min(finite) if finite else 0.0) or 1e6
+    curve = self_host_curve(base, x_max)
+    crossings = []
+    for name, x, _price in evens:
+        if math.isfinite(x) and curve and x <= capacity and x <= x_max:
+            crossings.append((name, x, curve[0][1]))
+    note = "the GPUs cannot serve the model: it does not fit" if not curve else ""
+    unservable = self_host_per_day(base.gpu_hourly, base.gpus, base.ops_cost_per_month) * DAYS_PER_MONTH
+    return Chart(
+        x_max, tuple(curve), tuple((name, tuple(api_curve(price, x_max))) for name, _, price in evens),
+        tuple(crossings), capacity if capacity > 0 else None, volume, note, None if curve else unservable,
+    )  # fmt: skip
+
+
+# --- live engines -------------------------------------------------------------------------------
+
+
+def live_parts(engines: Sequence[LiveEngine], cat: Catalog, apis: Sequence[str], input_share: float) -> Parts:
+    """One line per running engine: its measured cost per 1M tokens against the chosen APIs."""
+    if not engines:
+        return (("No engines in the fleet (open the calculator from the console to price running engines).", "missing"),)
+    chosen = [cat.api(a) for a in apis]
+    parts: list[tuple[str, str]] = []
+    for engine in engines:
+        cost = live_cost(engine, cat, chosen, input_share)
+        gpu = cost.gpu.slug if cost.gpu else (engine.gpu_name or "unknown GPU")
+        parts.append((f"{engine.host}/{engine.engine}", "live"))
+        if engine.simulated:
+            parts.append((" SIMULATED", "simulated"))
+        parts.append((f" {engine.model or '?'} · {engine.gpu_count} × {gpu} · ", "dim"))
+        parts += _live_figures(cost)
+        parts.append(("\n", "live"))
+    return tuple(parts)
+
+
+def _live_figures(cost: LiveCost) -> list[tuple[str, str]]:
+    tps = cost.engine.tokens_per_s
+    out = [(f"{tps:,.1f} tok/s" if tps is not None else "— tok/s", "live" if tps is not None else "missing")]
+    if cost.cost_per_mtok is None:
+        return out + [(f" · {cost.note}", "missing" if tps is None else "warn")]
+    out.append((f" → {tokens(cost.tokens_per_day)}/day · {usd(cost.cost_per_day)}/day · {usd(cost.cost_per_mtok)}/1M", "live"))
+    for c in cost.comparisons:
+        tone = "ok" if c.ratio is not None and c.ratio < 1 else "warn"
+        out.append((f" · {c.ratio:.2f}× {c.api.slug}" if c.ratio is not None else f" · ? {c.api.slug}", tone))
+    return out

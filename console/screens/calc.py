@@ -1,0 +1,343 @@
+"""The calculator screen: the form on the left, results on the right, recomputed as you type.
+
+Results: a stacked memory bar per GPU (weights / KV cache / overhead / free), the fit verdict, the flat and
+vLLM-style modes side by side, concurrency, warnings, break-even against each chosen API, a chart of monthly
+cost against tokens/day (self-hosting stepping up one deployment per capacity, each API a line, the
+break-even crossings and the capacity limit marked), and the running engines' real cost per 1M tokens.
+All numbers come from console.calc.present (pure); this module only puts them on widgets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from rich.align import Align
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult, RenderResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Input, Label, Select, SelectionList, Static
+from textual_plotext import PlotextPlot
+
+from console.calc.catalog import Catalog
+from console.calc.errors import CalcError
+from console.calc.kv import KV_DTYPES
+from console.calc.live import LiveEngine
+from console.calc.present import NATIVE, Chart, Form, View, compute, live_parts
+from console.calc.presets import engine_form, int4_form, seed_explanation, seed_form
+from console.calc.quant import QUANTS
+from console.calc.report import table
+from console.calc.settings import CalculatorConfig
+from console.screens import ToneLine
+from widgets.tone import component_style
+from widgets.usage_bar import Segment, UsageBar
+
+LIVE_REFRESH_S = 2.0
+INPUTS = {  # input id -> (label, Form field, placeholder)
+    "model-path": ("…or a local config.json / model dir", "model_path", "/models/Llama-3.3-70B/config.json"),
+    "gpus": ("GPUs (tensor parallel)", "gpus", "1"),
+    "seq-len": ("Sequence length (tokens)", "seq_len", "8192"),
+    "gpu-memory-utilization": ("vLLM gpu_memory_utilization", "gpu_memory_utilization", "0.92"),
+    "gpu-hourly": ("GPU $/hour (empty: catalog price)", "gpu_hourly", ""),
+    "ops-cost-per-month": ("Operations $/month", "ops_cost_per_month", "0"),
+    "input-share": ("Input share of tokens", "input_share", "0.7"),
+    "tokens-per-day": ("Tokens/day to price (e.g. 20M)", "tokens_per_day", "optional"),
+    "utilization": ("Serving utilization (of peak)", "utilization", "0.5"),
+}
+SELECTS = {"model": "model", "gpu": "gpu", "quant": "quant", "kv-dtype": "kv_dtype", "overhead": "overhead"}
+
+
+class CostChart(PlotextPlot):
+    """Monthly cost (USD) against tokens/day (millions): self-hosting, each API, the break-even crossings
+    and the capacity limit. The plot is declared in ``plot()`` on ``self.plt`` only."""
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "cost-chart--self-host", "cost-chart--capacity", "cost-chart--crossing", "cost-chart--note", "cost-chart--volume",
+        *(f"cost-chart--api-{i}" for i in range(1, 5)),
+    }  # fmt: skip
+    DEFAULT_CSS = """
+    CostChart { height: 16; }
+    CostChart > .cost-chart--self-host { color: $primary; }
+    CostChart > .cost-chart--capacity { color: $error; }
+    CostChart > .cost-chart--crossing { color: $foreground; }
+    CostChart > .cost-chart--note { color: $text-muted; text-style: italic; }
+    CostChart > .cost-chart--volume { color: $text-muted; }
+    CostChart > .cost-chart--api-1 { color: $accent; }
+    CostChart > .cost-chart--api-2 { color: $success; }
+    CostChart > .cost-chart--api-3 { color: $secondary; }
+    CostChart > .cost-chart--api-4 { color: $text-warning; }
+    """
+
+    chart: reactive[Chart | None] = reactive(None)
+
+    def render(self) -> RenderResult:
+        if self.chart is None or self.size.width < 20 or self.size.height < 6:
+            note = "no chart: fix the form" if self.chart is None else "too small for the chart"
+            return Align.center(Text(note, style=component_style(self, "cost-chart--note")), vertical="middle")
+        self.plt.clear_figure()
+        self.plot()
+        return super().render()
+
+    def plot(self) -> None:
+        c, plt = self.chart, self.plt
+        assert c is not None
+        m = 1e6
+        y_max = c.y_max
+        for i, (name, pts) in enumerate(c.apis):
+            xs, ys = zip(*pts, strict=True)
+            plt.plot([x / m for x in xs], list(ys), color=self._rgb(f"api-{i % 4 + 1}"), label=name[:28], marker="braille")
+        if c.capacity is not None and c.capacity <= c.x_max:
+            plt.plot([c.capacity / m] * 2, [0, y_max], color=self._rgb("capacity"), label="capacity", marker="braille")
+        if c.self_host:  # drawn last: on top of the API lines it crosses
+            xs, ys = zip(*c.self_host, strict=True)
+            plt.plot([x / m for x in xs], list(ys), color=self._rgb("self-host"), label="self-host", marker="braille")
+        elif c.unservable_cost is not None:  # what the GPUs cost although they cannot serve the model
+            cost = [c.unservable_cost] * 2
+            plt.plot([0, c.x_max / m], cost, color=self._rgb("capacity"), label="GPU cost (cannot serve)", marker="-")
+        for name, x, y in c.crossings:
+            plt.scatter([x / m], [y], color=self._rgb("crossing"), marker="●", label=f"break-even {name[:16]}")
+        plt.xlim(0, c.x_max / m)
+        plt.ylim(0, y_max)
+        plt.xlabel("million tokens/day")
+        plt.title("monthly cost, USD" + (f" · {c.note}" if c.note else ""))
+        if c.volume is not None and c.volume <= c.x_max:
+            plt.plot([c.volume / m] * 2, [0, y_max], color=self._rgb("volume"), label="your volume", marker="braille")
+
+    def _rgb(self, part: str) -> tuple[int, int, int]:
+        _, background = self.background_colors
+        return (background + self.get_component_styles(f"cost-chart--{part}").color).rgb
+
+
+class CalcScreen(Screen[None]):
+    """VRAM sizing and self-host break-even. ``live_engines`` (from the console's fleet state) prices
+    the running engines; ``config`` carries the ``[calculator]`` overrides and defaults."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "back", "Back", id="calc.back"),
+        Binding("f5", "seed", "Seed scenario", id="calc.seed"),
+        Binding("f6", "int4", "INT4 fix", id="calc.int4"),
+    ]
+    DEFAULT_CSS = """
+    CalcScreen #calc-body { height: 1fr; }
+    CalcScreen #calc-form { width: 44; padding: 0 1; border-right: vkey $panel-lighten-2; }
+    CalcScreen #calc-form Label { margin-top: 1; color: $text-muted; }
+    CalcScreen #calc-form #apis { height: 8; }
+    CalcScreen #calc-form Button { margin-top: 1; width: 100%; }
+    CalcScreen #calc-results { width: 1fr; padding: 0 1; }
+    CalcScreen .panel-title { text-style: bold; color: $text-primary; margin-top: 1; }
+    CalcScreen #explain { padding: 0 1; border: round $primary; }
+    CalcScreen #bars { height: auto; margin-top: 1; }
+    CalcScreen #modes { margin-top: 1; }
+    """
+
+    def __init__(
+        self,
+        live_engines: Callable[[], list[LiveEngine]] | None = None,
+        *,
+        config: CalculatorConfig | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.live_engines = live_engines
+        self.config = config or CalculatorConfig()
+        self.catalog: Catalog = self.config.catalog()
+        self.form = Form(
+            model=self.config.model, gpu=self.config.gpu, quant="int4",
+            gpu_memory_utilization=f"{self.config.gpu_memory_utilization:g}",
+            ops_cost_per_month=f"{self.config.ops_cost_per_month:g}", input_share=f"{self.config.input_share:g}",
+            utilization=f"{self.config.utilization:g}", apis=tuple(self.config.compare_apis),
+        )  # fmt: skip
+        self.view: View | None = None
+        self.error: str | None = None
+        self.engines: dict[str, LiveEngine] = {}
+        self._pending = False
+        self._filling = False
+
+    # -- layout
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="calc-body"):
+            with VerticalScroll(id="calc-form"):
+                yield from self._form_widgets()
+            with VerticalScroll(id="calc-results"):
+                yield ToneLine(id="explain")
+                yield ToneLine(id="verdict")
+                yield Vertical(id="bars")
+                yield Static(id="modes")
+                yield ToneLine(id="concurrency")
+                yield ToneLine(id="warnings")
+                yield Static("Self-host against the APIs", classes="panel-title")
+                yield ToneLine(id="costs")
+                yield CostChart(id="chart")
+                yield Static("Running engines: measured cost per 1M tokens", classes="panel-title")
+                yield ToneLine(id="live")
+                yield Select[str]([], prompt="Size a running engine: use its model, GPUs and measured tokens/day",
+                                  id="live-pick", compact=True)  # fmt: skip
+                yield ToneLine(id="live-note")
+        yield Footer()
+
+    def _form_widgets(self) -> ComposeResult:
+        cat, f = self.catalog, self.form
+        yield Label("Model")
+        yield Select([(m.name, m.slug) for m in cat.models], value=cat.model(f.model).slug, allow_blank=False,
+                     id="model", compact=True)  # fmt: skip
+        yield from self._input("model-path")
+        yield Label("GPU")
+        yield Select([(g.name, g.slug) for g in cat.gpus], value=cat.gpu(f.gpu).slug, allow_blank=False,
+                     id="gpu", compact=True)  # fmt: skip
+        yield from self._input("gpus")
+        yield Label("Weights")
+        yield Select([("checkpoint's own", NATIVE), *((q, q) for q in QUANTS)], value=f.quant, allow_blank=False,
+                     id="quant", compact=True)  # fmt: skip
+        yield Label("KV cache dtype")
+        yield Select([(k, k) for k in KV_DTYPES], value=f.kv_dtype, allow_blank=False, id="kv-dtype", compact=True)
+        yield from self._input("seq-len")
+        yield Label("Overhead mode (bars)")
+        yield Select([("vLLM-style budget", "vllm"), ("flat (article: +7 GB)", "flat")], value=f.overhead,
+                     allow_blank=False, id="overhead", compact=True)  # fmt: skip
+        for key in ("gpu-memory-utilization", "gpu-hourly", "ops-cost-per-month", "input-share", "tokens-per-day",
+                    "utilization"):  # fmt: skip
+            yield from self._input(key)
+        yield Label("Compare against")
+        yield SelectionList[str](*((a.name, a.slug, a.slug in f.apis) for a in cat.apis), id="apis", compact=True)
+        yield Button("Seed scenario (F5)", id="seed", compact=True)
+        yield Button("Make it fit: INT4 (F6)", id="int4", compact=True)
+
+    def _input(self, key: str) -> ComposeResult:
+        label, attr, placeholder = INPUTS[key]
+        yield Label(label)
+        yield Input(getattr(self.form, attr), placeholder=placeholder, id=key, compact=True)
+
+    def on_mount(self) -> None:
+        self._recompute()  # also prices the running engines
+        if self.live_engines is not None:
+            self.set_interval(LIVE_REFRESH_S, self._refresh_live)
+
+    # -- input
+    @on(Input.Changed)
+    @on(Select.Changed)
+    @on(SelectionList.SelectedChanged)
+    def _changed(self, event: Any) -> None:
+        if self._filling or self._pending or getattr(event.control, "id", None) == "live-pick":
+            return
+        self._pending = True
+        self.call_after_refresh(self._recompute)
+
+    @on(Select.Changed, "#live-pick")
+    def _picked(self, event: Select.Changed) -> None:
+        engine = self.engines.get(str(event.value)) if event.value is not Select.BLANK else None
+        if engine is None:
+            return
+        form, notes = engine_form(self.read_form(), engine, self.catalog)
+        self.query_one("#live-note", ToneLine).set_parts(notes)
+        self.fill(form)
+
+    @on(Button.Pressed, "#seed")
+    def action_seed(self) -> None:
+        self.fill(seed_form())
+
+    @on(Button.Pressed, "#int4")
+    def action_int4(self) -> None:
+        self.fill(int4_form())
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def read_form(self) -> Form:
+        """The form as the widgets hold it now."""
+        values: dict[str, Any] = {attr: self.query_one(f"#{key}", Input).value for key, (_, attr, _) in INPUTS.items()}
+        values |= {attr: str(self.query_one(f"#{key}", Select).value) for key, attr in SELECTS.items()}
+        values["apis"] = tuple(self.query_one("#apis", SelectionList).selected)
+        return Form(**values)
+
+    def fill(self, form: Form) -> None:
+        """Put ``form`` into the widgets (a preset), then recompute once."""
+        self._filling = True
+        try:
+            for key, (_, attr, _) in INPUTS.items():
+                self.query_one(f"#{key}", Input).value = getattr(form, attr)
+            for key, attr in SELECTS.items():
+                self.query_one(f"#{key}", Select).value = getattr(form, attr)
+            apis = self.query_one("#apis", SelectionList)
+            apis.deselect_all()
+            for slug in form.apis:
+                apis.select(slug)
+        finally:
+            self.call_after_refresh(self._end_fill)
+
+    def _end_fill(self) -> None:
+        self._filling = False
+        self._recompute()
+
+    # -- output
+    def _recompute(self) -> None:
+        self._pending = False
+        self.form = self.read_form()
+        try:
+            self.view, self.error = compute(self.form, self.catalog), None
+        except CalcError as e:
+            self.view, self.error = None, str(e)
+        self._show()
+        self._refresh_live()
+
+    def _show(self) -> None:
+        explain = self.query_one("#explain", ToneLine)
+        seed = self.form == seed_form()
+        explain.display = seed
+        if seed:
+            explain.set_parts(seed_explanation(self.catalog))
+        view = self.view
+        if view is None:
+            self.query_one("#verdict", ToneLine).set_parts([(f"✗ {self.error}", "error")])
+            for wid in ("#concurrency", "#warnings", "#costs"):
+                self.query_one(wid, ToneLine).set_parts([])
+            self.query_one("#modes", Static).update("")
+            self.query_one("#bars", Vertical).remove_children()
+            self.query_one("#chart", CostChart).chart = None
+            return
+        self.query_one("#verdict", ToneLine).set_parts(view.verdict)
+        self._show_bars(view)
+        self.query_one("#modes", Static).update(Text("\n".join(table([tuple(r) for r in view.modes]))))
+        self.query_one("#concurrency", ToneLine).set_parts(view.concurrency)
+        self.query_one("#warnings", ToneLine).set_parts(view.warnings)
+        self.query_one("#costs", ToneLine).set_parts(view.costs)
+        self.query_one("#chart", CostChart).chart = view.chart
+
+    def _show_bars(self, view: View) -> None:
+        holder = self.query_one("#bars", Vertical)
+        bars = list(holder.query(UsageBar))
+        if len(bars) != len(view.bars):
+            holder.remove_children()
+            bars = [UsageBar(show_legend=(i == 0)) for i in range(len(view.bars))]
+            holder.mount_all(bars)
+        for widget, bar in zip(bars, view.bars, strict=True):
+            widget.segments = tuple(Segment(label, value, tone) for label, value, tone in bar.segments)  # type: ignore[arg-type]
+            widget.total, widget.label, widget.unit = bar.total, bar.label, bar.unit
+            widget.label_width = 9
+
+    def _offer(self, engines: list[LiveEngine]) -> None:
+        """Keep the engine picker's options in step with the fleet (untouched while the set is unchanged)."""
+        by_key = {f"{e.host}/{e.engine}": e for e in engines}
+        pick = self.query_one("#live-pick", Select)
+        if list(by_key) != list(self.engines):
+            label = lambda k, e: f"{k} ({e.model or '?'})" + (" SIMULATED" if e.simulated else "")  # noqa: E731
+            pick.set_options([(label(k, e), k) for k, e in by_key.items()])
+        pick.display = bool(by_key)
+        self.engines = by_key
+
+    def _refresh_live(self) -> None:
+        line = self.query_one("#live", ToneLine)
+        if self.live_engines is None:
+            line.set_parts([("Open the calculator from the fleet console to price the running engines.", "missing")])
+            self.query_one("#live-pick", Select).display = False
+            return
+        try:
+            engines = list(self.live_engines())
+            share = float(self.form.input_share)
+            line.set_parts(live_parts(engines, self.catalog, self.form.apis, share))
+            self._offer(engines)
+        except Exception as e:  # a broken fleet source never takes the calculator down
+            line.set_parts([(f"✗ running engines unavailable: {e}", "error")])

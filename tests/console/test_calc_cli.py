@@ -1,0 +1,238 @@
+"""`llmconsole calc`: JSON keys and values for scripts, readable text, catalogs, [calculator] overrides, and every
+bad input as one line on stderr with exit code 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from console.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+HF = ROOT / "tests" / "data" / "hf"
+GiB = 2**30
+
+
+@pytest.fixture(autouse=True)
+def no_user_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the developer's config.toml out: run from an empty directory with no config anywhere."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LLMCONSOLE_CONFIG", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(["calc", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict:
+    code, out, err = run(capsys, *argv, "--json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+VRAM_KEYS = {"weights_bytes", "kv_bytes_per_token", "kv_budget_bytes", "kv_tokens", "max_concurrent_seqs",
+             "max_context_tokens", "fits", "warnings"}  # fmt: skip
+BREAKEVEN_KEYS = {"self_host_cost_per_day", "api_blended_per_mtok", "break_even_tokens_per_day",
+                  "capacity_tokens_per_day", "reachable", "monthly_cost_self_host", "monthly_cost_api"}  # fmt: skip
+
+
+def test_vram_json_int4_on_a100(capsys: pytest.CaptureFixture[str]) -> None:
+    d = run_json(capsys, "vram", "--model", "llama-3.3-70b", "--gpu", "a100-80gb", "--gpus", "1", "--quant", "int4",
+                 "--gpu-memory-utilization", "0.9")  # fmt: skip
+    assert d.keys() >= VRAM_KEYS
+    assert d["fits"] is True and d["overhead"] == "vllm" and d["quant"] == "int4"
+    assert d["weights_bytes"] / 1e9 == pytest.approx(39.8, abs=0.05)
+    assert d["kv_bytes_per_token"] == 327_680
+    assert 98_000 <= d["kv_tokens"] <= 106_000
+    assert d["max_concurrent_seqs"] in (12, 13)
+    assert d["max_context_tokens"] == d["kv_tokens"]
+    assert d["kv_budget_bytes"] == d["kv_budget_per_gpu_bytes"]
+    flat = d["modes"]["flat"]
+    assert flat["kv_budget_bytes"] / 1e9 == pytest.approx(37.7, abs=0.05)
+    assert d["model"]["source"] and d["gpu"]["price_checked"]
+
+
+def test_vram_seed_does_not_fit(capsys: pytest.CaptureFixture[str]) -> None:
+    d = run_json(capsys, "vram", "--model", "Llama 3.3 70B Instruct", "--gpu", "NVIDIA A100-SXM4-80GB",
+                 "--quant", "bf16", "--overhead", "flat")  # fmt: skip
+    assert d["fits"] is False
+    assert d["weights_bytes"] / 1e9 == pytest.approx(141.1, abs=0.05)
+    assert d["kv_tokens"] == 0 and d["max_concurrent_seqs"] == 0 and d["max_context_tokens"] == 0
+    assert d["margin_per_gpu_bytes"] < 0
+    assert any(w.startswith("does not fit") for w in d["warnings"])
+
+
+def test_vram_local_config_and_native_format(capsys: pytest.CaptureFixture[str]) -> None:
+    d = run_json(capsys, "vram", "--model", str(HF / "gpt-oss-120b"), "--gpu", "h100-80gb")
+    assert d["quant"] == "mxfp4" and d["fits"] is True
+    assert d["kv_bytes_per_token"] == 73_728
+    assert any("MoE VRAM trap" in w for w in d["warnings"])
+    d = run_json(capsys, "vram", "--model", str(HF / "DeepSeek-V3" / "config.json"), "--gpu", "h200", "--gpus", "8",
+                 "--kv-dtype", "fp8")  # fmt: skip
+    assert d["kv_bytes_per_token"] == 35_136 and d["block_size"] == 64 and d["quant"] == "fp8"
+
+
+def test_vram_text_shows_both_modes(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "vram", "--model", "llama-3.3-70b", "--gpu", "a100-80gb", "--quant", "int4")
+    assert code == 0 and err == ""
+    assert "vLLM util 0.92 (GiB) *" in out and "flat (article, GB)" in out
+    assert "FITS" in out and "115,121" in out  # the flat mode's token count sits beside the vLLM one
+
+
+def test_breakeven_claim_a(capsys: pytest.CaptureFixture[str]) -> None:
+    d = run_json(capsys, "breakeven", "--gpu-hourly", "2.50", "--gpus", "1", "--api", "claude-opus-4.5")
+    assert d.keys() >= BREAKEVEN_KEYS
+    assert d["self_host_cost_per_day"] == 60.0 and d["api_blended_per_mtok"] == pytest.approx(11.0)
+    assert d["break_even_tokens_per_day"] / 1e6 == pytest.approx(5.45, abs=0.01)
+    assert d["capacity_tokens_per_day"] is None and d["reachable"] is None
+    assert d["monthly_cost_self_host"] == pytest.approx(1825.0) and d["monthly_cost_api"] is None
+
+
+def test_breakeven_claim_b_unreachable(capsys: pytest.CaptureFixture[str]) -> None:
+    d = run_json(capsys, "breakeven", "--gpu-hourly", "2.50", "--gpus", "1", "--price-in", "0.5", "--price-out",
+                 "0.5", "--model", "llama-3.3-70b", "--gpu", "a100-80gb", "--quant", "int4", "--tokens-per-day", "150e6")  # fmt: skip
+    assert d["break_even_tokens_per_day"] == pytest.approx(120e6)
+    assert 75e6 <= d["capacity_tokens_per_day"] <= 110e6
+    assert d["reachable"] is False
+    assert d["deployments_needed"] == 2
+    assert d["monthly_cost_self_host"] == pytest.approx(2 * 1825.0)
+    assert d["monthly_cost_api"] == pytest.approx(150e6 * 0.5 / 1e6 * 730 / 24)
+    assert d["capacity"]["batch"] > 0
+
+
+def test_breakeven_seed_scenario_does_not_fit(capsys: pytest.CaptureFixture[str]) -> None:
+    d = run_json(capsys, "breakeven", "--gpu-hourly", "2.5", "--api", "together-llama-3.3-70b",
+                 "--model", "llama-3.3-70b", "--gpu", "a100-80gb", "--quant", "bf16")  # fmt: skip
+    assert d["capacity_tokens_per_day"] == 0 and d["reachable"] is False and d["capacity"]["fits"] is False
+
+
+def test_breakeven_text(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "breakeven", "--gpu-hourly", "2.5", "--api", "claude-opus-4.5",
+                       "--model", "llama-3.3-70b", "--gpu", "a100-80gb", "--quant", "int4", "--tokens-per-day", "10M")  # fmt: skip
+    assert code == 2  # "10M" is not a number for argparse: one line, exit 2
+    code, out, _ = run(capsys, "breakeven", "--gpu-hourly", "2.5", "--api", "claude-opus-4.5",
+                       "--model", "llama-3.3-70b", "--gpu", "a100-80gb", "--quant", "int4", "--tokens-per-day", "1e7")  # fmt: skip
+    assert code == 0
+    assert "break-even  5.45M tokens/day" in out
+    assert "reachable   yes" in out
+    assert "self-hosting is cheaper" in out
+
+
+def test_breakeven_gpu_price_from_catalog_and_config(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    d = run_json(capsys, "breakeven", "--gpu", "h100-80gb", "--model", "llama-3.1-8b", "--api", "gpt-5")
+    assert d["gpu_hourly"] == 2.69
+    cfg = tmp_path / "calc.toml"
+    cfg.write_text('[calculator]\nops_cost_per_month = 730\ninput_share = 0.5\n[calculator.gpu_hourly]\nh100-80gb = 2.0\n'
+                   '[calculator.api_prices]\ngpt-5 = { input = 1, output = 3 }\n')  # fmt: skip
+    d = run_json(capsys, "breakeven", "--gpu", "h100-80gb", "--model", "llama-3.1-8b", "--api", "gpt-5", "--config", str(cfg))
+    assert d["gpu_hourly"] == 2.0 and d["input_share"] == 0.5
+    assert d["api_blended_per_mtok"] == pytest.approx(2.0)
+    assert d["self_host_cost_per_day"] == pytest.approx(2.0 * 24 + 730 / (730 / 24))
+    # the top-level option works too: `llmconsole --config X calc ...`
+    assert main(["--config", str(cfg), "calc", "breakeven", "--gpu", "h100-80gb", "--api", "gpt-5", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["gpu_hourly"] == 2.0
+    # ./config.toml is found without --config
+    (tmp_path / "config.toml").write_text(cfg.read_text())
+    assert run_json(capsys, "breakeven", "--gpu", "h100-80gb", "--api", "gpt-5", "--model", "llama-3.1-8b")["gpu_hourly"] == 2.0
+
+
+@pytest.mark.parametrize("kind", ["models", "gpus", "apis"])
+def test_catalog_listings(capsys: pytest.CaptureFixture[str], kind: str) -> None:
+    d = run_json(capsys, kind)
+    items = d[kind]
+    assert len(items) >= 12
+    for item in items:
+        assert item["slug"] == item["slug"].lower() and " " not in item["slug"]
+        assert item["source" if kind != "gpus" else "price_source"]
+    code, out, _ = run(capsys, kind)
+    assert code == 0 and items[0]["slug"] in out
+
+
+BAD = [
+    (["vram", "--model", "llama-3.3-7b", "--gpu", "a100-80gb"], "unknown model 'llama-3.3-7b' (closest: llama-3.3-70b"),
+    (["vram", "--model", "llama-3.3-70b", "--gpu", "a101"], "unknown GPU 'a101'"),
+    (["vram", "--model", "llama-3.3-70b", "--gpu", "a100-80gb", "--gpus", "0"], "--gpus must be 1 or more, got 0"),
+    (["vram", "--model", "llama-3.3-70b", "--gpu", "a100-80gb", "--gpus", "-2"], "--gpus must be 1 or more, got -2"),
+    (["vram", "--model", "llama-3.3-70b", "--gpu", "a100-80gb", "--seq-len", "0"], "--seq-len must be 1 or more"),
+    (["vram", "--model", "llama-3.3-70b", "--gpu", "a100-80gb", "--gpu-memory-utilization", "nan"], "--gpu-memory-utilization"),
+    (["vram", "--model", "llama-3.3-70b", "--gpu", "a100-80gb", "--quant", "mxfp4"], "mxfp4 covers MoE experts only"),
+    (["vram", "--model", "llama-3.3-70b", "--gpu", "a100-80gb", "--quant", "int3"], "invalid choice: 'int3'"),
+    (["vram", "--model", str(HF / "broken" / "missing-hidden-size.json"), "--gpu", "h100"], "missing required field 'hidden_size'"),
+    (["vram", "--model", str(HF / "broken" / "truncated.json"), "--gpu", "h100"], "not valid JSON"),
+    (["vram", "--model", "./no/such/dir", "--gpu", "h100"], "no such file"),
+    (["vram", "--gpu", "h100"], "the following arguments are required: --model"),
+    (["breakeven", "--gpu-hourly", "-1", "--price-in", "1", "--price-out", "1"], "--gpu-hourly must be greater than 0, got -1"),
+    (["breakeven", "--gpu-hourly", "0", "--price-in", "1", "--price-out", "1"], "--gpu-hourly must be greater than 0"),
+    (["breakeven", "--gpu-hourly", "inf", "--price-in", "1", "--price-out", "1"], "--gpu-hourly must be greater than 0"),
+    (["breakeven", "--gpu-hourly", "2", "--price-in", "-1", "--price-out", "1"], "--price-in must be 0 or more"),
+    (["breakeven", "--gpu-hourly", "2", "--api", "opus", "--price-in", "1", "--price-out", "1"], "either --api NAME or --price-in/--price-out"),
+    (["breakeven", "--gpu-hourly", "2", "--price-in", "1"], "both --price-in USD and --price-out USD"),
+    (["breakeven", "--gpu-hourly", "2", "--api", "gpt-6"], "unknown API 'gpt-6' (closest: gpt-5"),
+    (["breakeven", "--api", "gpt-5"], "give --gpu-hourly USD"),
+    (["breakeven", "--gpu-hourly", "2", "--api", "gpt-5", "--model", "llama-3.1-8b"], "--model needs --gpu for the capacity estimate"),
+    (["breakeven", "--gpu-hourly", "2", "--api", "gpt-5", "--input-share", "2"], "--input-share must be between 0 and 1"),
+    (["breakeven", "--gpu-hourly", "2", "--api", "gpt-5", "--tokens-per-day", "-5"], "--tokens-per-day must be greater than 0"),
+    (["breakeven", "--gpu-hourly", "2", "--api", "gpt-5", "--model", "llama-3.1-8b", "--gpu", "l4", "--utilization", "0"], "--utilization must be in (0, 1]"),
+    (["breakeven", "--gpu-hourly", "abc", "--api", "gpt-5"], "invalid float value: 'abc'"),
+    ([], "choose a calculator"),
+]
+
+
+@pytest.mark.parametrize(("argv", "message"), BAD, ids=[" ".join(a[:3]) + "|" + m[:30] for a, m in BAD])
+def test_bad_input_is_one_line_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    assert out == ""
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("llmconsole calc")
+    assert message in lines[0]
+    assert "Traceback" not in err
+
+
+def test_bad_config_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("[calculator.gpu_hourly]\nh100-80gbb = 2\n")
+    code, out, err = run(capsys, "gpus", "--config", str(cfg))
+    assert code == 2 and out == ""
+    assert len(err.splitlines()) == 1
+    assert err.startswith(
+        f"llmconsole calc gpus: error: {cfg}: [calculator.gpu_hourly] h100-80gbb: unknown GPU 'h100-80gbb' "
+        "(closest: h100-80gb"
+    )
+
+
+def test_installed_entry_point_and_package_data() -> None:
+    """The real console script, in a clean process: the JSON catalogs ship as package data."""
+    exe = Path(sys.executable).with_name("llmconsole")
+    env = {**os.environ, "XDG_CONFIG_HOME": "/nonexistent"}
+    env.pop("LLMCONSOLE_CONFIG", None)
+    out = subprocess.run(
+        [str(exe), "calc", "vram", "--model", "qwen3-235b-a22b", "--gpu", "h200", "--gpus", "8", "--json"],
+        capture_output=True, text=True, timeout=60, cwd="/", env=env,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    d = json.loads(out.stdout)
+    assert d["kv_bytes_per_token"] == 192_512 and d["kv_bytes_per_token_per_gpu"] == 48_128 and d["fits"]
+
+
+def test_calculator_math_never_imports_textual() -> None:
+    """The math, catalogs, presenters and CLI load without Textual (the screen alone needs it)."""
+    code = (
+        "import importlib, pkgutil, sys, console.calc as c\n"
+        "names = [m.name for m in pkgutil.iter_modules(c.__path__, 'console.calc.')]\n"
+        "[importlib.import_module(n) for n in names]\n"
+        "print(len(names), 'textual' in sys.modules, 'widgets' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    count, textual, widgets = out.stdout.split()
+    assert int(count) >= 15 and textual == "False" and widgets == "False"
