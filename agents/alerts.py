@@ -288,14 +288,26 @@ class EngineRules:
         )
 
     def _exposed(self, obs: EngineObservation):
-        exposed = [(pid, ip, port) for pid, ip, port in obs.listeners if not _is_loopback(ip)]
+        # listeners: (pid, ip, port) or (pid, ip, port, what) where the collector classified the port
+        exposed = [tuple(item) for item in obs.listeners if not _is_loopback(item[1])]
         if not exposed:
             return None
+        rows = []
+        for item in exposed:
+            row: dict[str, Any] = {"pid": item[0], "ip": item[1], "port": item[2]}
+            if len(item) > 3 and item[3]:
+                row["what"] = item[3]
+            rows.append(row)
+        shown = ", ".join(
+            f"{_addr(r['ip'], r['port'])}" + (f" ({str(r['what']).split(' (', 1)[0].split(';', 1)[0]})" if "what" in r else "")
+            for r in rows[:3]
+        )
+        more = f" and {len(rows) - 3} more" if len(rows) > 3 else ""
         return (
             "EXPOSED_LISTENER",
             "warning",
-            f"{len(exposed)} listener(s) on non-loopback addresses",
-            {"listeners": [{"pid": p, "ip": ip, "port": port} for p, ip, port in exposed]},
+            f"{len(rows)} listener(s) on non-loopback addresses: {shown}{more}",
+            {"listeners": rows},
         )
 
 
@@ -364,6 +376,10 @@ _SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
 
 def _severity_key(alert: Alert) -> tuple[int, str]:
     return (_SEVERITY_RANK.get(alert.severity, 3), alert.code)
+
+
+def _addr(ip: str, port: int) -> str:
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
 def _is_loopback(ip: str) -> bool:

@@ -3,15 +3,37 @@
 Handlers only translate HTTP to calls on an ``AgentRuntime`` and back; nothing here touches engines,
 NVML or the clock. Garbage requests get a 4xx with a one-line JSON message, never a 5xx.
 
-Mutations (start/stop/restart) need an operator bearer token. Until a tokens file is configured they are
-refused (403), and every mutation attempt, allowed or denied, is appended to the audit log first; if the
-audit log cannot be written the mutation is refused (503).
+Access (deny by default: every route declares its role, and building the app fails if one does not):
+
+=====================================  =========  ==============================================
+route                                  role       notes
+=====================================  =========  ==============================================
+GET /healthz                           public     liveness only: ``{"ok", "seq"}``
+GET /v1/snapshot, /v1/history          viewer     open when no tokens file is configured
+GET /v1/engines/{id}/logs              viewer     engine output, passed through the redactor
+GET /v1/engines/{id}/audit?lines=N     viewer     recent audit records for that engine
+GET /metrics                           viewer     Prometheus scrapers send ``authorization`` too
+POST /v1/engines/{id}/start|stop|restart  operator  refused (403) until a tokens file is configured
+=====================================  =========  ==============================================
+
+Every mutation attempt, allowed or denied, is appended to the audit log before anything happens; if the
+audit log cannot be written the mutation is refused (503). Identity is the bearer token's name, never the
+address (through an SSH tunnel every caller is 127.0.0.1).
+
+:class:`Guard` (outermost ASGI layer) enforces what is independent of routes: the Host header must name a
+loopback address or a configured name (DNS-rebinding guard), bodies are capped, WebSocket upgrades are
+refused, and every response body goes through ``redact`` (a :class:`agents.launchguard.Redactor`) so
+the secrets the agent injected into engines never leave it, whatever an engine printed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Protocol
+import ipaddress
+import json
+import re
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Protocol
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -19,13 +41,18 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from agents.audit import AuditLog, AuditUnavailable
-from agents.auth import Identity, TokenStore
+from agents.auth import Identity, TokenSource, TokenStore
 from agents.exporter import make_registry, render
 from agents.schema import HostSnapshot
 
 ACTIONS = ("start", "stop", "restart")
 MAX_LOG_LINES = 5000
+MAX_AUDIT_LINES = 1000
 MAX_BODY_BYTES = 64 * 1024
+MAX_HEADER_BYTES = 32 * 1024  # all header names and values together
+MAX_HEADERS = 100
+_ENGINE_ID_RE = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+PUBLIC, VIEWER, OPERATOR = "public", "viewer", "operator"
 
 
 class ActionError(Exception):
@@ -48,8 +75,8 @@ class AgentRuntime(Protocol):
     async def act(self, engine_id: str, action: str) -> str: ...
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
 def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> int | JSONResponse:
@@ -65,76 +92,159 @@ def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> i
     return value
 
 
-def create_app(runtime: AgentRuntime, tokens: TokenStore, audit: AuditLog) -> Starlette:
-    registry = make_registry(runtime.latest)
+Handler = Callable[[Request], Awaitable[Response]]
 
+
+def role(required: str) -> Callable[[Handler], Handler]:
+    """Declare the role a route needs (``public``, ``viewer`` or ``operator``)."""
+
+    def mark(handler: Handler) -> Handler:
+        handler.role = required  # type: ignore[attr-defined]
+        return handler
+
+    return mark
+
+
+def _shown_id(engine_id: str) -> str:
+    return engine_id if _ENGINE_ID_RE.fullmatch(engine_id) else engine_id[:64].encode("unicode_escape").decode() + "…"
+
+
+def create_app(
+    runtime: AgentRuntime,
+    tokens: TokenSource,
+    audit: AuditLog,
+    *,
+    allowed_hosts: Iterable[str] = (),
+    redact: Callable[[str], str] | None = None,
+) -> Guard:
+    """The API app, wrapped in :class:`Guard`. ``tokens``: a TokenStore or a re-reading TokenFile."""
+    registry = make_registry(runtime.latest)
+    scrub = redact or (lambda text: text)
+
+    def check_read(request: Request) -> Response | None:
+        store = tokens.current()
+        if not store.configured:
+            return None  # no tokens file: reads are open (the API is loopback-only then)
+        identity = store.identify(request.headers.get("authorization"))
+        if identity.role is None:
+            return _error(401, "a valid bearer token (viewer or operator) is required", {"WWW-Authenticate": "Bearer"})
+        return None
+
+    @role(PUBLIC)
     async def healthz(request: Request) -> Response:
         snap = runtime.latest()
         return JSONResponse({"ok": True, "seq": snap.seq if snap else None})
 
+    @role(VIEWER)
     async def snapshot(request: Request) -> Response:
         body = runtime.latest_json()
         if body is None:
             return _error(503, "no snapshot yet: the agent is starting")
         return Response(body, media_type="application/json")
 
+    @role(VIEWER)
     async def history(request: Request) -> Response:
         seconds = _int_param(request, "seconds", int(runtime.history_s), 1, max(1, int(runtime.history_s)))
         if isinstance(seconds, Response):
             return seconds
         return Response(runtime.history_json(seconds), media_type="application/json")
 
+    @role(VIEWER)
     async def logs(request: Request) -> Response:
         engine_id = request.path_params["engine_id"]
         if engine_id not in runtime.engine_ids():
-            return _error(404, f"no engine {engine_id!r} on this host")
+            return _error(404, f"no engine {_shown_id(engine_id)!r} on this host")
         lines = _int_param(request, "lines", 200, 1, MAX_LOG_LINES)
         if isinstance(lines, Response):
             return lines
         return JSONResponse({"engine": engine_id, "lines": runtime.logs(engine_id, lines)})
 
+    @role(VIEWER)
+    async def audit_tail(request: Request) -> Response:
+        engine_id = request.path_params["engine_id"]
+        if engine_id not in runtime.engine_ids():
+            return _error(404, f"no engine {_shown_id(engine_id)!r} on this host")
+        lines = _int_param(request, "lines", 50, 1, MAX_AUDIT_LINES)
+        if isinstance(lines, Response):
+            return lines
+        return JSONResponse({"engine": engine_id, "records": audit.tail(lines, engine=engine_id)})
+
+    @role(OPERATOR)
     async def action(request: Request) -> Response:
         engine_id, verb = request.path_params["engine_id"], request.path_params["action"]
         if verb not in ACTIONS:
-            return _error(404, f"unknown action {verb!r}; use one of {', '.join(ACTIONS)}")
-        if int(request.headers.get("content-length") or 0) > MAX_BODY_BYTES:
-            return _error(413, "request body too large")
-        identity = tokens.identify(request.headers.get("authorization"))
+            return _error(404, f"unknown action {verb[:40]!r}; use one of {', '.join(ACTIONS)}")
+        store = tokens.current()
+        identity = store.identify(request.headers.get("authorization"))
         client = request.client.host if request.client else None
         known = engine_id in runtime.engine_ids()
-        decision, status, message = _authorize(identity, tokens, known, engine_id)
+        decision, status, message = _authorize(identity, store, known, engine_id)
+        request_id = uuid.uuid4().hex
+        record = {
+            "request_id": request_id,
+            "actor": identity.name,
+            "role": identity.role,
+            "auth": "bearer" if identity.role is not None else "none",
+            "remote": client,
+            "action": verb,
+            "engine": engine_id if known else _shown_id(engine_id),
+        }
+        rid = {"X-Request-Id": request_id}
         try:
-            audit.append(actor=identity.name, remote=client, action=verb, engine=engine_id, result=decision)
+            audit.append(**record, result=decision)
         except AuditUnavailable as exc:
-            return _error(503, f"audit log unavailable, mutations refused: {exc}")
+            return _error(503, f"audit log unavailable, mutations refused: {exc}", rid)
         if status is not None:
-            return _error(status, message)
+            extra = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+            return _error(status, message, {**rid, **extra})
         try:
             state = await runtime.act(engine_id, verb)
         except ActionError as exc:
-            audit.try_append(actor=identity.name, remote=client, action=verb, engine=engine_id, result=f"failed: {exc}")
-            return _error(409, str(exc))
-        return JSONResponse({"engine": engine_id, "action": verb, "accepted": True, "state": state}, status_code=202)
+            audit.try_append(**record, result=f"failed: {exc}")
+            return _error(409, str(exc), rid)
+        return JSONResponse(
+            {"engine": engine_id, "action": verb, "accepted": True, "state": state, "request_id": request_id},
+            status_code=202,
+            headers=rid,
+        )
 
+    @role(VIEWER)
     async def metrics(request: Request) -> Response:
         return Response(render(registry), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     async def not_found(request: Request, exc: Exception) -> Response:
-        return _error(404, f"no such endpoint: {request.method} {request.url.path}")
+        return _error(404, f"no such endpoint: {request.method[:16]} {request.url.path[:200]}")
 
     async def not_allowed(request: Request, exc: Exception) -> Response:
-        return _error(405, f"method {request.method} not allowed on {request.url.path}")
+        return _error(405, f"method {request.method[:16]} not allowed on {request.url.path[:200]}")
+
+    def guarded(handler: Handler) -> Handler:
+        needed = getattr(handler, "role", None)
+        if needed not in (PUBLIC, VIEWER, OPERATOR):
+            raise TypeError(f"route handler {handler.__name__} declares no role: deny by default")
+
+        async def run(request: Request) -> Response:
+            if needed == VIEWER:
+                refused = check_read(request)
+                if refused is not None:
+                    return refused
+            return await handler(request)
+
+        run.role = needed  # type: ignore[attr-defined]
+        return run
 
     routes = [
-        Route("/healthz", healthz),
-        Route("/v1/snapshot", snapshot),
-        Route("/v1/history", history),
-        Route("/v1/engines/{engine_id}/logs", logs),
-        Route("/v1/engines/{engine_id}/{action}", action, methods=["POST"]),
-        Route("/metrics", metrics),
+        Route("/healthz", guarded(healthz)),
+        Route("/v1/snapshot", guarded(snapshot)),
+        Route("/v1/history", guarded(history)),
+        Route("/v1/engines/{engine_id}/logs", guarded(logs)),
+        Route("/v1/engines/{engine_id}/audit", guarded(audit_tail)),
+        Route("/v1/engines/{engine_id}/{action}", guarded(action), methods=["POST"]),
+        Route("/metrics", guarded(metrics)),
     ]
     handlers: dict[int, Callable[[Request, Exception], Awaitable[Response]]] = {404: not_found, 405: not_allowed}
-    return Starlette(routes=routes, exception_handlers=handlers)  # type: ignore[arg-type]
+    app = Starlette(routes=routes, exception_handlers=handlers)  # type: ignore[arg-type]
+    return Guard(app, allowed_hosts=allowed_hosts, redact=scrub)
 
 
 def _authorize(identity: Identity, tokens: TokenStore, known: bool, engine_id: str) -> tuple[str, int | None, str]:
@@ -145,5 +255,138 @@ def _authorize(identity: Identity, tokens: TokenStore, known: bool, engine_id: s
     if identity.role != "operator":
         return f"denied: role {identity.role}", 403, f"token {identity.name!r} has role {identity.role!r}; operator needed"
     if not known:
-        return "denied: unknown engine", 404, f"no engine {engine_id!r} on this host"
+        return "denied: unknown engine", 404, f"no engine {_shown_id(engine_id)!r} on this host"
     return "allowed", None, ""
+
+
+# --- the outer guard -------------------------------------------------------------------------------------
+
+LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
+
+
+def host_of(header: str) -> str:
+    """The host part of a Host header value, lower-cased: ``[::1]:9300`` -> ``::1``, ``a:1`` -> ``a``."""
+    value = header.strip().lower()
+    if value.startswith("["):
+        return value[1:].split("]", 1)[0]
+    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+
+
+def is_loopback_host(host: str) -> bool:
+    if host in LOOPBACK_NAMES or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
+
+
+class Guard:
+    """Pure ASGI middleware: header and body caps, Host-header allow-list, no WebSockets, redacted response
+    bodies. (h11's own limit only bounds *incomplete* requests: a 70 KB header that arrives in one read
+    passes it, hence the caps here; vLLM GHSA-rxc4-3w6r-4v47 was exactly that.)"""
+
+    def __init__(
+        self,
+        app: Any,
+        *,
+        allowed_hosts: Iterable[str] = (),
+        redact: Callable[[str], str] = lambda text: text,
+        max_body_bytes: int = MAX_BODY_BYTES,
+    ) -> None:
+        self.app = app
+        self.allowed = frozenset(h.strip("[]").lower() for h in allowed_hosts)
+        self.redact = redact
+        self.max_body_bytes = max_body_bytes
+
+    def host_allowed(self, header: str | None) -> bool:
+        if header is None:
+            return True  # HTTP/1.0 without Host: not a browser, so not a rebinding vector
+        host = host_of(header)
+        return is_loopback_host(host) or host in self.allowed
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        raw_headers = scope.get("headers") or ()
+        if len(raw_headers) > MAX_HEADERS or sum(len(k) + len(v) for k, v in raw_headers) > MAX_HEADER_BYTES:
+            await _send_error(send, 431, f"request headers too large (limit {MAX_HEADERS} headers, {MAX_HEADER_BYTES} bytes)")
+            return
+        headers: dict[bytes, bytes] = {}
+        for k, v in raw_headers:
+            if k in headers and k in (b"host", b"content-length"):
+                await _send_error(send, 400, f"duplicate {k.decode()} header")
+                return
+            headers[k] = v
+        host = headers.get(b"host")
+        if not self.host_allowed(None if host is None else host.decode("latin-1")):
+            shown = host.decode("latin-1")[:80] if host else ""
+            await _send_error(
+                send, 403, f"Host header {shown!r} is not allowed (DNS-rebinding guard); add the name to [agent] allowed_hosts"
+            )
+            return
+        length = headers.get(b"content-length")
+        if length is not None:
+            if not length.strip().isdigit():
+                await _send_error(send, 400, "invalid Content-Length header")
+                return
+            if int(length) > self.max_body_bytes:
+                await _send_error(send, 413, f"request body too large (limit {self.max_body_bytes} bytes)")
+                return
+        await self.app(scope, self._capped(receive), self._redacting(send))
+
+    def _capped(self, receive: Callable) -> Callable:
+        seen = 0
+        limit = self.max_body_bytes
+
+        async def capped() -> dict:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:  # a chunked body past the cap: drop the rest, the handler sees it ended
+                    return {"type": "http.request", "body": b"", "more_body": False}
+            return message
+
+        return capped
+
+    def _redacting(self, send: Callable) -> Callable:
+        start: dict | None = None
+        chunks: list[bytes] = []
+
+        async def redacting(message: dict) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                start = message
+                return
+            if message["type"] != "http.response.body" or start is None:
+                await send(message)
+                return
+            chunks.append(message.get("body", b""))
+            if message.get("more_body", False):
+                return
+            body = b"".join(chunks)
+            text = body.decode("utf-8", errors="surrogateescape")
+            cleaned = self.redact(text)
+            if cleaned != text:
+                body = cleaned.encode("utf-8", errors="surrogateescape")
+            heads = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+            heads.append((b"content-length", str(len(body)).encode()))
+            await send({**start, "headers": heads})
+            await send({"type": "http.response.body", "body": body, "more_body": False})
+
+        return redacting
+
+
+async def _send_error(send: Callable, status: int, message: str) -> None:
+    body = json.dumps({"error": message}).encode()
+    await send({
+        "type": "http.response.start",
+        "status": status,
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+    })  # fmt: skip
+    await send({"type": "http.response.body", "body": body})

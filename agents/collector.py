@@ -14,10 +14,13 @@ import logging
 import socket
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from urllib.parse import urlsplit
 
 from agents import __version__
 from agents.alerts import GpuFacts, host_alerts
+from agents.exposure import ExposureAudit, describe_listeners
 from agents.gpu.base import GpuPoll, GpuSource
 from agents.host import listening_sockets, process_brief, read_host, tree_rss_bytes
 from agents.schema import (
@@ -61,10 +64,16 @@ class Collector:
         self._stop = asyncio.Event()
         self.tick_cost_s: float | None = None
         # Listening-socket audit (EXPOSED_LISTENER): costly (/proc/net scans), so refreshed every
-        # LISTENER_AUDIT_S or when an engine's process tree changes, not every tick.
-        self._listeners: dict[str, tuple[tuple[int, str, int], ...]] = {}
-        self._listeners_for: dict[str, tuple[int, ...]] = {}
+        # LISTENER_AUDIT_S or when an engine's process tree or state changes (e.g. it starts listening
+        # once ready), not every tick.
+        self._listeners: dict[str, tuple[tuple[int, str, int, str], ...]] = {}
+        self._listeners_for: dict[str, tuple[tuple[int, ...], str]] = {}
         self._listeners_at = -float("inf")
+        # Exposure audit (agents/exposure.py): ports to classify listeners by, dangerous switches, version.
+        self._ports = {w.config.id: (w.config.port, _metrics_port(w)) for w in self.watches}
+        self._exposure = {
+            w.config.id: ExposureAudit(w.config.kind, w.supervisor.plan.argv, w.supervisor.plan.env) for w in self.watches
+        }
 
     # --- reading side (API) -----------------------------------------------------------------------------
     def latest(self) -> HostSnapshot | None:
@@ -98,19 +107,23 @@ class Collector:
     async def tick(self) -> HostSnapshot:
         errors: list[str] = []
         tree_pids = {w.config.id: tuple(w.supervisor.pids) for w in self.watches}
+        audit_key = {w.config.id: (tree_pids[w.config.id], w.supervisor.state) for w in self.watches}
         now = time.monotonic()
         audit = {
             eid: pids
             for eid, pids in tree_pids.items()
-            if now - self._listeners_at >= LISTENER_AUDIT_S or self._listeners_for.get(eid) != pids
+            if now - self._listeners_at >= LISTENER_AUDIT_S or self._listeners_for.get(eid) != audit_key[eid]
         }
-        host_task = asyncio.to_thread(_host_facts, tree_pids, audit)
+        for w in self.watches:
+            if w.config.id in audit:
+                self._exposure[w.config.id].refresh(w.supervisor.log_tail(1000))
+        host_task = asyncio.to_thread(_host_facts, tree_pids, audit, self._ports)
         gpu_task = asyncio.to_thread(self.gpu.poll)
         (host_stats, rss, fresh_listeners), poll = await asyncio.gather(host_task, gpu_task)
         if len(audit) == len(tree_pids):
             self._listeners_at = now
         self._listeners.update(fresh_listeners)
-        self._listeners_for.update(audit)
+        self._listeners_for.update({eid: audit_key[eid] for eid in audit})
         listeners = self._listeners
         engines: list[EngineSnapshot] = []
         results = await asyncio.gather(
@@ -122,6 +135,9 @@ class Collector:
                 errors.append(f"engine {watch.config.id}: collection failed: {type(result).__name__}: {result}")
                 log.error("engine %s: observe failed", watch.config.id, exc_info=result)
                 continue
+            exposure = self._exposure[watch.config.id].alerts(rfc3339())
+            if exposure:
+                result = replace(result, alerts=tuple(sorted((*result.alerts, *exposure), key=_severity_order)))
             engines.append(result)
         errors.extend(poll.errors)
         owner = {pid: eid for eid, pids in tree_pids.items() for pid in pids}
@@ -157,13 +173,45 @@ class Collector:
         return snap
 
 
-def _host_facts(tree_pids: dict[str, tuple[int, ...]], audit: dict[str, tuple[int, ...]]):
-    """Blocking psutil reads for one tick (runs in a worker thread); listeners only for ``audit``."""
+def _host_facts(
+    tree_pids: dict[str, tuple[int, ...]],
+    audit: dict[str, tuple[int, ...]],
+    ports: Mapping[str, tuple[int | None, int | None]],
+):
+    """Blocking psutil reads for one tick (runs in a worker thread); listeners only for ``audit``, each
+    as (pid, ip, port, what) with non-loopback ones classified (agents/exposure.py)."""
     reading = read_host()
     stats = HostStats(cpu_pct=reading.cpu_pct, mem_used_bytes=reading.mem_used_bytes, mem_total_bytes=reading.mem_total_bytes)
     rss = {eid: tree_rss_bytes(pids) for eid, pids in tree_pids.items()}
-    listeners = {eid: tuple((s.pid, s.ip, s.port) for s in listening_sockets(pids)) for eid, pids in audit.items()}
+    listeners = {
+        eid: describe_listeners(
+            ((s.pid, s.ip, s.port) for s in listening_sockets(pids)),
+            api_port=ports[eid][0],
+            metrics_port=ports[eid][1],
+            process_name=_process_name,
+        )
+        for eid, pids in audit.items()
+    }
     return stats, rss, listeners
+
+
+def _process_name(pid: int) -> str | None:
+    brief = process_brief(pid)
+    return None if brief is None else brief.split(":", 1)[0]
+
+
+def _metrics_port(watch: EngineWatch) -> int | None:
+    try:
+        return urlsplit(watch.adapter.metrics_url(watch.spec)).port
+    except ValueError:
+        return None
+
+
+_SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
+
+
+def _severity_order(alert: Alert) -> tuple[int, str]:
+    return (_SEVERITY_RANK.get(alert.severity, 3), alert.code)
 
 
 def _gpus(poll: GpuPoll, owner: dict[int, str]) -> tuple[GpuInfo, ...]:

@@ -410,6 +410,18 @@ def _unique_ints(v: tuple[int, ...]) -> str | None:
     return f"duplicate GPU index {dupes[0]}" if dupes else None
 
 
+def _host_header_name(v: str) -> str | None:
+    ok = re.fullmatch(r"[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\]|[0-9A-Fa-f:.]+", v)
+    return None if ok else f"{show(v)} is not a host name or IP address (no port, no scheme)"
+
+
+def _no_secret(argv: tuple[str, ...]) -> str | None:
+    """Secrets never go in argv (agents/launchguard.py; imported here only when an engine is checked)."""
+    from agents.launchguard import secret_in_argv
+
+    return secret_in_argv(argv)
+
+
 def _env_table(v: Mapping[str, str]) -> str | None:
     bad = next((k for k in v if not re.fullmatch(ENV_NAME_RE, k)), None)
     return f"{show(bad)} is not a valid environment variable name" if bad is not None else None
@@ -461,8 +473,8 @@ class EngineConfig:
     port: int = setting(check=port_number)
     host: str = setting("127.0.0.1", check=non_empty)
     gpus: tuple[int, ...] = setting((), item_check=non_negative, check=_unique_ints)
-    command: tuple[str, ...] | None = setting(None, check=non_empty, item_check=non_empty)
-    args: tuple[str, ...] = setting(())
+    command: tuple[str, ...] | None = setting(None, check=lambda v: non_empty(v) or _no_secret(v), item_check=non_empty)
+    args: tuple[str, ...] = setting((), check=_no_secret)
     env: dict[str, str] = setting(factory=dict, check=_env_table)
     canary: bool = setting(True)
     metrics_port: int | None = setting(None, check=port_number)
@@ -502,6 +514,16 @@ class AgentConfig:
     metrics_max_bytes: int = setting(16 * MiB, check=at_least(1024))
     stop_engines_on_exit: bool = setting(False)
     tokens_file: Path | None = setting(None)
+    # API transport security (see README "Security"): TLS via uvicorn, optional client certificates (mTLS);
+    # names the Host header may carry besides loopback ones (DNS-rebinding guard).
+    tls_cert: Path | None = setting(None)
+    tls_key: Path | None = setting(None)
+    tls_client_ca: Path | None = setting(None)
+    allowed_hosts: tuple[str, ...] = setting((), item_check=_host_header_name)
+    # Launch policy (agents/launchguard.py): None = not configured.
+    allowed_executables: tuple[Path, ...] | None = setting(None)
+    model_roots: tuple[Path, ...] | None = setting(None)
+    allow_hub_ids: bool | None = setting(None)
     supervision: Supervision = setting(factory=Supervision, flatten=True)
     engines: tuple[EngineConfig, ...] = setting((), label="agent.engines", name_key="id")
     thresholds: Thresholds = setting(factory=Thresholds, external=True)
@@ -551,6 +573,11 @@ def _check_agent(agent: AgentConfig, raw: Mapping[str, Any], where: Where) -> No
             f"must be at most interval_s ({show(agent.interval_s)}), got {show(agent.scrape_timeout_s)}",
         )
     _check_supervision(agent.supervision, where)
+    if (agent.tls_cert is None) != (agent.tls_key is None):
+        missing = "tls_key" if agent.tls_key is None else "tls_cert"
+        raise where.error(missing, "tls_cert and tls_key must be set together")
+    if agent.tls_client_ca is not None and agent.tls_cert is None:
+        raise where.error("tls_client_ca", "client-certificate verification needs tls_cert and tls_key")
     raw_engines = raw.get("engines", [])
     ids: dict[str, int] = {}
     ports: dict[int, str] = {agent.listen_port: "the agent's listen port ([agent] listen)"}

@@ -24,6 +24,7 @@ from agents.engines import get_adapter
 from agents.gpu import open_gpu_source
 from agents.gpu.base import GpuSource
 from agents.http1 import Http1Client
+from agents.launchguard import LaunchPolicy, refusal
 from agents.schema import HostSnapshot
 from agents.supervisor import EngineSupervisor, Policy, ProcessPlan
 from agents.supervisor.proctree import boot_id
@@ -35,9 +36,11 @@ SIM_GPU_ENV = "LLMCONSOLE_SIM_GPU_DIR"
 
 # The engine environment starts from these variables of the agent's own environment, nothing else
 # (secrets and proxies of the agent's shell never reach an engine unless the config names them).
+# PYTHONPATH and LD_LIBRARY_PATH are left out on purpose (code injection paths, reliability.md §3.10):
+# an engine that needs them gets them from its own `env` in the config.
 ENV_ALLOW = (
     "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR",
-    "VIRTUAL_ENV", "PYTHONPATH", "LD_LIBRARY_PATH", "CUDA_HOME", "HF_HOME", "NVIDIA_VISIBLE_DEVICES",
+    "VIRTUAL_ENV", "CUDA_HOME", "HF_HOME", "NVIDIA_VISIBLE_DEVICES",
 )  # fmt: skip
 
 
@@ -86,6 +89,8 @@ class AgentRuntime:
             base_env[SIM_GPU_ENV] = str(self.sim_gpu_dir)
         self.supervisors: dict[str, EngineSupervisor] = {}
         self.watches: dict[str, EngineWatch] = {}
+        self.policy = LaunchPolicy.of(config)
+        self.refused: dict[str, str] = {}  # engine id -> why the launch guard refuses it
         for engine in config.engines:
             self._add_engine(engine, base_env)
         self.collector = Collector(
@@ -107,6 +112,7 @@ class AgentRuntime:
             host=spec.host,
             port=spec.port,
         )
+        refused = refusal(plan.argv, plan.env, engine.model, self.policy)
         holder: dict[str, EngineWatch] = {}
 
         async def is_ready() -> bool:
@@ -127,6 +133,10 @@ class AgentRuntime:
         holder["watch"] = watch
         self.supervisors[engine.id] = sup
         self.watches[engine.id] = watch
+        if refused:
+            self.refused[engine.id] = refused
+            sup.refuse(f"refused by launch policy: {refused}")  # never launched; start/restart say why
+            log.error("engine %s refused by launch policy: %s", engine.id, refused)
 
     # --- AgentRuntime protocol (used by the API) -----------------------------------------------------------
     def latest(self) -> HostSnapshot | None:
@@ -148,6 +158,8 @@ class AgentRuntime:
         sup = self.supervisors.get(engine_id)
         if sup is None:
             raise ActionError(f"no engine {engine_id!r}")
+        if engine_id in self.refused and action != "stop":
+            raise ActionError(f"engine {engine_id} is refused by launch policy: {self.refused[engine_id]}")
         if action == "start" and sup.state not in ("stopped", "failed", "exited", "backoff"):
             raise ActionError(f"engine {engine_id} is {sup.state}; stop it first or use restart")
         if action == "stop" and sup.state in ("stopped", "stopping"):
@@ -172,7 +184,7 @@ class AgentRuntime:
     async def start(self) -> None:
         for engine in self.config.engines:
             sup = self.supervisors[engine.id]
-            if engine.autostart:
+            if engine.autostart and engine.id not in self.refused:
                 self._spawn(sup.adopt_or_start(), f"adopt-or-start {engine.id}")
         self._spawn(self.collector.run(), "collector")
 

@@ -72,6 +72,9 @@ ALERT_CODES: Mapping[str, str] = {
     "GPU_THERMAL": "GPU clocks throttled for thermal or power reasons",
     "HOST_RAM_LEAK": "engine RSS grows steadily at flat load",
     "EXPOSED_LISTENER": "an engine's process tree listens on a non-loopback address",
+    "DANGEROUS_FLAG": "the engine's argv/env carries a dangerous switch (--trust-remote-code, request logging, "
+    "VLLM_SERVER_DEV_MODE, VLLM_ALLOW_INSECURE_SERIALIZATION, a non-loopback --host, a telemetry opt-out undone)",
+    "ENGINE_ADVISORY": "the engine's version (from its log) is inside a known advisory range of the dated offline file",
     "AGENT_UNREACHABLE": "console: the agent did not answer (connection failed or timed out)",
     "AGENT_STALE": "console: the agent answers but its snapshot is old",
     "SCHEMA_MISMATCH": "console: the agent speaks an incompatible wire-schema version",

@@ -21,7 +21,10 @@ from agents.engines.base import LaunchSpec
 # Set for every engine: no hub downloads at run time, no usage statistics or telemetry.
 TELEMETRY_OFF: Mapping[str, str] = {
     "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
     "VLLM_NO_USAGE_STATS": "1",
+    "VLLM_DO_NOT_TRACK": "1",
     "DO_NOT_TRACK": "1",
     "HF_HUB_DISABLE_TELEMETRY": "1",
 }

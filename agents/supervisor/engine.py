@@ -269,6 +269,12 @@ class EngineSupervisor:
         self._set(state, reason)
         return True
 
+    def refuse(self, reason: str) -> None:
+        """Mark a never-launched engine ``failed`` with ``reason`` (e.g. the launch policy refused it)."""
+        if self._state in ALIVE_STATES:
+            raise RuntimeError(f"cannot refuse engine {self.plan.engine_id}: it is {self._state}")
+        self._fail(reason)
+
     # ================================================================ operator actions
     async def start(self) -> None:
         """Launch (stopped/exited/failed -> starting) with a fresh retry budget; during backoff, start

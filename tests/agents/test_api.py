@@ -158,3 +158,237 @@ async def test_fuzzed_requests_never_5xx(tmp_path: Path, method: str, path: str,
             if r.status_code >= 400:
                 assert "error" in json.loads(r.content)
     await runtime.shutdown()
+
+
+# --- access control, Host header, limits, audit endpoint ------------------------------------------------
+
+READ_PATHS = ("/v1/snapshot", "/v1/history?seconds=5", "/v1/engines/e1/logs", "/v1/engines/e1/audit", "/metrics")
+
+
+async def test_reads_need_a_token_once_a_tokens_file_is_configured(tmp_path: Path) -> None:
+    runtime, client, _ = make(tmp_path, tokens=TOKENS)
+    await runtime.collector.tick()
+    async with client:
+        assert (await client.get("/healthz")).status_code == 200  # liveness stays public
+        for path in READ_PATHS:
+            r = await client.get(path)
+            assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer", path
+            r = await client.get(path, headers={"Authorization": "Bearer not-a-token"})
+            assert r.status_code == 401, path
+            for token in (VIEWER, OPERATOR):
+                r = await client.get(path, headers={"Authorization": f"Bearer {token}"})
+                assert r.status_code == 200, (path, r.text)
+        # a token in the query string is never accepted (it would land in logs and shell history)
+        assert (await client.get(f"/v1/snapshot?token={VIEWER}")).status_code == 401
+    await runtime.shutdown()
+
+    runtime, client, _ = make(tmp_path / "open")  # no tokens file: reads open, mutations refused
+    await runtime.collector.tick()
+    async with client:
+        for path in READ_PATHS:
+            assert (await client.get(path)).status_code == 200, path
+    await runtime.shutdown()
+
+
+async def test_an_empty_tokens_file_still_requires_tokens(tmp_path: Path) -> None:
+    runtime, client, _ = make(tmp_path, tokens="# nobody yet\n")
+    async with client:
+        assert (await client.get("/v1/snapshot")).status_code == 401
+        r = await client.post("/v1/engines/e1/start")
+        assert r.status_code == 401
+    await runtime.shutdown()
+
+
+def test_every_route_declares_its_role(tmp_path: Path) -> None:
+    runtime, client, _ = make(tmp_path)
+    starlette_app = client._transport.app.app  # type: ignore[attr-defined]
+    roles = {route.path: route.endpoint.role for route in starlette_app.routes}
+    assert roles == {
+        "/healthz": "public",
+        "/v1/snapshot": "viewer",
+        "/v1/history": "viewer",
+        "/v1/engines/{engine_id}/logs": "viewer",
+        "/v1/engines/{engine_id}/audit": "viewer",
+        "/v1/engines/{engine_id}/{action}": "operator",
+        "/metrics": "viewer",
+    }
+
+
+@pytest.mark.parametrize(
+    ("host", "status"),
+    [
+        ("127.0.0.1:9300", 200), ("localhost", 200), ("LOCALHOST:1", 200), ("[::1]:9300", 200), ("127.3.4.5", 200),
+        ("gpu01.example:9300", 200),  # configured in allowed_hosts
+        ("evil.example", 403), ("evil.example:9300", 403), ("127.0.0.1.evil.example", 403), ("10.0.0.5:9300", 403),
+        ("", 403),
+    ],
+)  # fmt: skip
+async def test_host_header_must_be_loopback_or_configured(tmp_path: Path, host: str, status: int) -> None:
+    config = agent_config_from_dict({"agent": {"state_dir": str(tmp_path / "s"), "gpu_source": "none"}}, file="t.toml")
+    runtime = AgentRuntime(config)
+    app = create_app(runtime, TokenStore(), AuditLog(tmp_path / "a.log"), allowed_hosts=["gpu01.example"])
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as client:
+        r = await client.get("/healthz", headers={"Host": host})
+    assert r.status_code == status
+    if status == 403:
+        assert "DNS-rebinding" in r.json()["error"]
+    await runtime.shutdown()
+
+
+async def test_oversized_bodies_and_websockets_are_refused(tmp_path: Path) -> None:
+    runtime, client, audit = make(tmp_path, tokens=TOKENS)
+    async with client:
+        r = await client.post("/v1/engines/e1/start", content=b"x" * (64 * 1024 + 1), headers={"Authorization": f"Bearer {OPERATOR}"})
+        assert r.status_code == 413 and "too large" in r.json()["error"]
+        r = await client.post("/v1/engines/e1/start", headers={"Content-Length": "12abc"})
+        assert r.status_code == 400
+    assert audit.tail(5) == []  # refused before it reached the action: nothing happened, nothing to audit
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "websocket.connect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    app = client._transport.app  # type: ignore[attr-defined]
+    await app({"type": "websocket", "path": "/v1/snapshot", "headers": [(b"host", b"127.0.0.1")]}, receive, send)
+    assert sent == [{"type": "websocket.close", "code": 1008}]
+    await runtime.shutdown()
+
+
+async def test_audit_endpoint_and_record_fields(tmp_path: Path) -> None:
+    from agents.audit import verify_chain
+
+    runtime, client, audit = make(tmp_path, tokens=TOKENS)
+    op = {"Authorization": f"Bearer {OPERATOR}"}
+    async with client:
+        await client.post("/v1/engines/e1/stop", headers=op)  # 409: already stopped (allowed, then failed)
+        await client.post("/v1/engines/e1/start", headers={"Authorization": f"Bearer {VIEWER}"})  # denied
+        r = await client.post("/v1/engines/e1/start", headers=op)
+        assert r.status_code == 202 and r.headers["x-request-id"] == r.json()["request_id"]
+        got = await client.get("/v1/engines/e1/audit?lines=3", headers={"Authorization": f"Bearer {VIEWER}"})
+        assert got.status_code == 200
+        records = got.json()["records"]
+        assert [(x["action"], x["result"], x["actor"]) for x in records] == [
+            ("stop", "failed: engine e1 is already stopped", "alice"),
+            ("start", "denied: role viewer", "bob"),
+            ("start", "allowed", "alice"),
+        ]
+        last = records[-1]
+        assert last["role"] == "operator" and last["auth"] == "bearer" and last["engine"] == "e1"
+        assert last["request_id"] == r.json()["request_id"] and last["at"].endswith("Z") and isinstance(last["mono_ns"], int)
+        assert (await client.get("/v1/engines/e1/audit?lines=0", headers=op)).status_code == 400
+        assert (await client.get("/v1/engines/zz/audit", headers=op)).status_code == 404
+    await runtime.act("e1", "stop")
+    assert verify_chain(audit.path) == []
+    lines = audit.path.read_text().splitlines()
+    audit.path.write_text("\n".join(lines[:1] + lines[2:]) + "\n")  # remove one record: the chain shows it
+    assert verify_chain(audit.path) == [2]
+    await runtime.shutdown()
+
+
+def test_audit_tail_reads_backwards_across_blocks(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "audit.log")
+    for i in range(500):  # ~250 KB: several 64 KiB blocks, records cut across block edges
+        log.append(action="start", engine=f"e{i % 3}", result="allowed", pad="x" * 300, n=i)
+    assert log.path.stat().st_size > 3 * 64 * 1024
+    tail = log.tail(5, engine="e1")
+    assert [r["n"] for r in tail] == [487, 490, 493, 496, 499]
+    assert [r["n"] for r in log.tail(2)] == [498, 499]
+    assert [r["n"] for r in log.tail(1000)] == list(range(500))
+    fresh = AuditLog(tmp_path / "audit.log")  # a new agent continues the chain from the file's last line
+    fresh.append(action="stop", engine="e0", result="allowed")
+    from agents.audit import verify_chain
+
+    assert verify_chain(tmp_path / "audit.log") == []
+
+
+def test_token_file_rotates_without_restart_and_fails_closed(tmp_path: Path) -> None:
+    from agents.auth import TokenFile, add_token, remove_token
+
+    path = tmp_path / "tokens"
+    first = add_token(path, "alice", "operator")
+    tokens = TokenFile(path)
+    assert tokens.current().identify(f"Bearer {first}").name == "alice"
+    second = add_token(path, "bob", "viewer")
+    assert tokens.current().identify(f"Bearer {second}").role == "viewer"
+    assert remove_token(path, "alice") and not remove_token(path, "alice")
+    assert tokens.current().identify(f"Bearer {first}").role is None
+    path.write_text("garbage line\n")
+    broken = tokens.current()
+    assert broken.configured and broken.identify(f"Bearer {second}").role is None  # fail closed
+
+
+def test_token_cli(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.agents.agentproc import ROOT
+
+    path = tmp_path / "sub" / "tokens"
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "console.cli", "agent", "token", *args], cwd=ROOT, capture_output=True, text=True, timeout=60
+        )
+
+    added = run("add", "alice", "--role", "operator", "--tokens-file", str(path))
+    assert added.returncode == 0, added.stderr
+    token = added.stdout.strip()
+    assert token.startswith("llmc_") and len(token) > 40 and token not in path.read_text()
+    assert (path.stat().st_mode & 0o777) == 0o600
+    assert TokenStore.load(path).identify(f"Bearer {token}").name == "alice"
+    assert run("add", "bob", "--role", "viewer", "--tokens-file", str(path)).returncode == 0
+    listed = run("list", "--tokens-file", str(path))
+    assert listed.stdout.splitlines() == ["alice\toperator", "bob\tviewer"]
+    dup = run("add", "alice", "--role", "viewer", "--tokens-file", str(path))
+    assert dup.returncode == 2 and len(dup.stderr.strip().splitlines()) == 1 and "exists" in dup.stderr
+    bad = run("add", "eve", "--role", "admin", "--tokens-file", str(path))
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr
+    assert run("remove", "alice", "--tokens-file", str(path)).returncode == 0
+    missing = run("remove", "alice", "--tokens-file", str(path))
+    assert missing.returncode == 2 and "no token named 'alice'" in missing.stderr
+    no_file = run("list")
+    assert no_file.returncode == 2 and "Traceback" not in no_file.stderr
+
+
+# --- fuzz: methods, paths, query strings, headers, bodies, tokens ------------------------------------------
+
+_header_names = st.sampled_from(["authorization", "host", "content-length", "content-type", "x-forwarded-for", "origin",
+                                 "transfer-encoding", "cookie", "x-junk"])  # fmt: skip
+_header_values = st.text(alphabet=string.printable.strip("\r\n\x0b\x0c") + " ", max_size=80)
+_tokens = st.sampled_from([OPERATOR, VIEWER, "", "x", OPERATOR + "x", OPERATOR.upper()]) | st.text(max_size=60).filter(
+    lambda t: t.isprintable() and t.isascii()
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD", "TRACE", "FOO"]),
+    path=st.sampled_from(["/healthz", "/v1/snapshot", "/v1/history", "/v1/engines/e1/logs", "/v1/engines/e1/audit",
+                          "/v1/engines/e1/start", "/v1/engines/e1/stop", "/v1/engines/e1/restart", "/v1/engines/x/stop",
+                          "/metrics", "/v1/engines/e1/../../metrics", "/v1//engines"]),  # fmt: skip
+    query=st.dictionaries(st.sampled_from(["seconds", "lines", "token", "x"]), st.text(max_size=12), max_size=3),
+    headers=st.dictionaries(_header_names, _header_values, max_size=4),
+    scheme=st.sampled_from(["Bearer", "bearer", "Basic", "Token", ""]),
+    token=_tokens,
+    body=st.binary(max_size=300),
+)
+async def test_fuzzed_requests_with_headers_and_tokens_never_5xx(
+    tmp_path: Path, method: str, path: str, query: dict, headers: dict, scheme: str, token: str, body: bytes
+) -> None:
+    runtime, client, _ = make(tmp_path, tokens=TOKENS)
+    await runtime.collector.tick()
+    headers = {k: v for k, v in headers.items() if k != "content-length" or v.strip().isdigit()}
+    headers.setdefault("authorization", f"{scheme} {token}".strip())
+    async with client:
+        try:
+            r = await client.request(method, path, params=query, headers=headers, content=body)
+        except (httpx.LocalProtocolError, UnicodeEncodeError, ValueError):
+            await runtime.shutdown()
+            return  # the client itself refused to send it
+    assert r.status_code < 500, (method, path, query, headers, r.status_code, r.text)
+    if r.status_code >= 400 and method != "HEAD":
+        assert "error" in json.loads(r.content)
+    await runtime.shutdown()

@@ -1,0 +1,189 @@
+"""SSH tunnels against a REAL OpenSSH server (tests/support/sshd.py) and a real agent behind it.
+
+The tunnel is the system ssh with generated keys and a known_hosts file holding the generated host key
+(StrictHostKeyChecking=yes, ``-F /dev/null``): the same path an operator's ~/.ssh/config would take.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from console.settings import HostConfig
+from console.tunnels import TunnelError, TunnelManager, check_options, check_target, ssh_argv, ssh_hosts
+from tests.agents.agentproc import ROOT, Agent, free_port, kill_everything, write_config
+from tests.support.sshd import Sshd, skip_reason
+
+needs_sshd = pytest.mark.skipif(skip_reason() is not None, reason=skip_reason() or "")
+
+
+async def wait_status(tm: TunnelManager, name: str, wanted: set[str], timeout: float = 15.0):
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        state = tm.state(name)
+        assert state is not None
+        if not seen or seen[-1] != state.status:
+            seen.append(state.status)
+        if state.status in wanted:
+            return state, seen
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"tunnel never reached {wanted}; went through {seen}; last: {tm.state(name)}")
+
+
+@pytest.fixture
+def agent(tmp_path: Path):
+    port = free_port()
+    config = write_config(tmp_path, port, [], agent={"gpu_source": "none"})
+    proc = Agent(config, port)
+    proc.start()
+    try:
+        proc.wait("first snapshot", lambda s: s["seq"] >= 1, timeout=20)
+        yield proc
+    finally:
+        kill_everything(proc, tmp_path / "state")
+
+
+@pytest.fixture
+def sshd(tmp_path: Path):
+    server = Sshd(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+@needs_sshd
+async def test_tunnel_reaches_the_agent_and_recovers_from_ssh_and_sshd_deaths(agent: Agent, sshd: Sshd) -> None:
+    host = HostConfig(name="gpu01", url=agent.url, ssh=sshd.target, ssh_options=sshd.client_options)
+    tm = TunnelManager([host], backoff_initial_s=0.2, backoff_max_s=0.8, connect_timeout_s=10)
+    try:
+        url = await tm.url_for(host)
+        assert url.startswith("http://127.0.0.1:") and url != agent.url
+        async with httpx.AsyncClient(timeout=5) as client:
+            snap = (await client.get(url + "/v1/snapshot")).json()
+            assert snap["schema"].startswith("llmconsole.snapshot/") and snap["seq"] >= 1
+            first = tm.state("gpu01")
+            assert first is not None and first.status == "up" and first.restarts == 0
+            cmdline = psutil.Process(first.pid).cmdline()
+            assert cmdline[1:4] == ["-N", "-L", f"127.0.0.1:{first.local_port}:127.0.0.1:{agent.port}"]
+            assert "ExitOnForwardFailure=yes" in cmdline and "BatchMode=yes" in cmdline
+            assert cmdline[-2:] == ["--", sshd.target]
+
+            # kill the ssh client: down/backoff, then back up by itself with a new process
+            os.kill(first.pid, signal.SIGKILL)
+            _, seen = await wait_status(tm, "gpu01", {"backoff", "down"})
+            assert "signal 9" in tm.state("gpu01").detail
+            again, _ = await wait_status(tm, "gpu01", {"up"})
+            assert again.restarts >= 1 and again.pid != first.pid
+            url = await tm.url_for(host)
+            assert (await client.get(url + "/v1/snapshot")).status_code == 200
+
+            # kill the SSH server (and its session processes): the tunnel goes down and url_for says why
+            sshd.kill()
+            await wait_status(tm, "gpu01", {"backoff"})
+            await asyncio.sleep(0.5)  # at least one reconnect attempt against the dead port
+            with pytest.raises(TunnelError, match="gpu01: ssh tunnel (down|backoff|starting)"):
+                await tm.url_for(host)
+            assert tm.state("gpu01").status != "up"
+
+            # bring it back on the same port: the tunnel recovers without being asked
+            sshd.start()
+            back, _ = await wait_status(tm, "gpu01", {"up"}, timeout=20)
+            url = await tm.url_for(host)
+            assert (await client.get(url + "/v1/snapshot")).status_code == 200
+            last_pid = back.pid
+    finally:
+        await tm.aclose()
+    assert tm.state("gpu01").status == "down" and not psutil.pid_exists(last_pid)
+
+
+@needs_sshd
+async def test_unknown_host_key_is_refused(agent: Agent, sshd: Sshd, tmp_path: Path) -> None:
+    wrong = tmp_path / "wrong_known_hosts"
+    wrong.write_text(f"[127.0.0.1]:{sshd.port} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMx9kWmV6l8u2d7n4Zb0JrYqF0kq3b1f8sH2pQ0yX5aB\n")
+    options = tuple(o.replace(str(sshd.known_hosts), str(wrong)) for o in sshd.client_options)
+    host = HostConfig(name="gpu02", url=agent.url, ssh=sshd.target, ssh_options=options)
+    tm = TunnelManager([host], backoff_initial_s=5, connect_timeout_s=10)
+    try:
+        with pytest.raises(TunnelError, match="(?i)host key"):
+            await tm.url_for(host)
+        assert tm.state("gpu02").status in ("down", "backoff")
+    finally:
+        await tm.aclose()
+
+
+@needs_sshd
+def test_ssh_dies_with_the_console(agent: Agent, sshd: Sshd, tmp_path: Path) -> None:
+    """SIGKILL of the console process (no cleanup code runs) still ends its ssh: PR_SET_PDEATHSIG."""
+    script = tmp_path / "operator_console.py"
+    script.write_text(textwrap.dedent(f"""
+        import asyncio, sys
+        from console.settings import HostConfig
+        from console.tunnels import TunnelManager
+
+        async def main():
+            host = HostConfig(name="h", url={agent.url!r}, ssh={sshd.target!r}, ssh_options={sshd.client_options!r})
+            tm = TunnelManager([host])
+            await tm.url_for(host)
+            print(tm.state("h").pid, flush=True)
+            await asyncio.sleep(60)
+
+        asyncio.run(main())
+    """))
+    for sig in (signal.SIGKILL, signal.SIGTERM):
+        proc = subprocess.Popen([sys.executable, str(script)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        try:
+            pid = int(proc.stdout.readline())  # type: ignore[union-attr]
+            assert psutil.pid_exists(pid)
+            proc.send_signal(sig)
+            proc.wait(10)
+            deadline = time.monotonic() + 5
+            while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                assert time.monotonic() < deadline, f"ssh {pid} outlived its console after signal {sig}"
+                time.sleep(0.05)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+async def test_direct_hosts_and_missing_ssh_client(tmp_path: Path) -> None:
+    direct = HostConfig(name="d", url="http://127.0.0.1:9300")
+    tunnelled = HostConfig(name="t", url="http://127.0.0.1:9300", ssh="ops@gpu01")
+    tm = TunnelManager([direct, tunnelled], ssh_binary=str(tmp_path / "no-such-ssh"), backoff_initial_s=5)
+    try:
+        assert await tm.url_for(direct) == "http://127.0.0.1:9300"
+        assert tm.state("d") is None
+        with pytest.raises(TunnelError, match="not found"):
+            await tm.url_for(tunnelled)
+        assert tm.state("t").status in ("down", "backoff")
+    finally:
+        await tm.aclose()
+
+
+def test_targets_and_options_are_validated() -> None:
+    assert check_target("ops@gpu01") is None and check_target("gpu01") is None
+    for bad in ("-oProxyCommand=touch /tmp/x", "ops@gpu01 -v", "a@b@c", "", "gpu\n01"):
+        assert check_target(bad) is not None, bad
+    assert check_options(("-f",)) is not None and check_options(("-J", "bastion")) is None
+    host = HostConfig(name="x", url="http://[::1]:9400", ssh="ops@gpu01", ssh_options=("-J", "bastion"))
+    argv = ssh_argv("ssh", host, 5555)
+    assert argv[:4] == ["ssh", "-N", "-L", "127.0.0.1:5555:[::1]:9400"]
+    assert argv[-4:] == ["-J", "bastion", "--", "ops@gpu01"]  # the target can never be read as an option
+    hosts = ssh_hosts("ops@gpu01, ops@gpu02")
+    assert [(h.name, h.ssh, h.tunnel_port) for h in hosts] == [("gpu01", "ops@gpu01", 9300), ("gpu02", "ops@gpu02", 9300)]
+    for bad in ("ops@gpu01,ops@gpu01", "-oProxyCommand=x", ""):
+        with pytest.raises(ValueError):
+            ssh_hosts(bad)

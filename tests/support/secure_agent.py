@@ -1,0 +1,98 @@
+"""Test helper: a real `llmconsole agent` subprocess (tests/agents/agentproc.py) with an environment of
+the test's choosing, a bearer token for reads, optional TLS, and its stderr kept in a file for greps."""
+
+from __future__ import annotations
+
+import json
+import os
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import httpx
+
+from agents.auth import hash_token, new_token
+from tests.agents.agentproc import AGENT_DEFAULTS, ROOT, Agent
+
+EGRESS_GUARD_DIR = Path(__file__).resolve().parent / "egress"
+
+
+def toml_value(value: object) -> str:
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
+    return json.dumps(value)
+
+
+def write_config(tmp: Path, agent_port: int, engines: list[dict], agent: dict | None = None, extra: str = "") -> Path:
+    """Like agentproc.write_config, but engine tables may hold inline tables (``env``) and ``extra``
+    TOML is appended (e.g. ``[[console.hosts]]``)."""
+    settings = {"listen": f"127.0.0.1:{agent_port}", "state_dir": str(tmp / "state"), **AGENT_DEFAULTS, **(agent or {})}
+    lines = ["[agent]"] + [f"{k} = {toml_value(v)}" for k, v in settings.items()]
+    lines += ["", "[thresholds]", "hung_after_s = 3.0"]
+    for e in engines:
+        lines += ["", "[[agent.engines]]"] + [f"{k} = {toml_value(v)}" for k, v in e.items()]
+    path = tmp / "config.toml"
+    path.write_text("\n".join(lines) + "\n" + extra)
+    return path
+
+
+def write_tokens(path: Path, **roles: str) -> dict[str, str]:
+    """A tokens file with one token per ``name=role``; returns name -> plain token."""
+    tokens = {name: new_token() for name in roles}
+    path.write_text("".join(f"{name} {role} {hash_token(tokens[name])}\n" for name, role in roles.items()))
+    path.chmod(0o600)
+    return tokens
+
+
+class SecureAgent(Agent):
+    def __init__(
+        self,
+        config: Path,
+        port: int,
+        *,
+        token: str | None = None,
+        env: Mapping[str, str] | None = None,
+        scheme: str = "http",
+        verify: ssl.SSLContext | bool = True,
+    ) -> None:
+        super().__init__(config, port)
+        self.url = f"{scheme}://127.0.0.1:{port}"
+        self.token, self.env, self.verify = token, env, verify
+        self.stderr_path = config.parent / "agent.stderr"
+
+    def start(self) -> None:
+        env = {**os.environ, **(self.env or {})}
+        with open(self.stderr_path, "ab") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "console.cli", "agent", "--config", str(self.config), "--log-level", "info"],
+                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err, env=env,
+            )  # fmt: skip
+
+    def client(self) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=5, verify=self.verify, trust_env=False)
+
+    def snap(self) -> dict | None:
+        try:
+            with self.client() as c:
+                r = c.get("/v1/snapshot")
+        except httpx.HTTPError:
+            return None
+        return r.json() if r.status_code == 200 else None
+
+    def wait(self, what: str, cond: Callable[[dict], bool], timeout: float = 30.0) -> dict:
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            assert self.proc and self.proc.poll() is None, f"agent exited: {self.stderr_text()[-3000:]}"
+            last = self.snap()
+            if last is not None and cond(last):
+                return last
+            time.sleep(0.25)
+        raise AssertionError(f"timed out waiting for {what}; last engines: {json.dumps((last or {}).get('engines'))[:3000]}")
+
+    def stderr_text(self) -> str:
+        return self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
