@@ -1,0 +1,84 @@
+"""Bare ``llmconsole``: open the console on the configured fleet.
+
+``add_arguments(parser)`` adds ``--config`` and ``--ssh``; ``run(args)`` resolves the config (search
+order of agents.config.find_config) and runs the app; ``run_console(config, source=..., title=...)`` is
+what other entry points (the demo) call. Every problem is one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from dataclasses import replace
+
+from agents.config import ConfigError, find_config
+from console.settings import ConsoleConfig, HostConfig, load_console_config
+from console.source import FixtureFleetSource, FleetSource, HttpFleetSource
+
+PROG = "llmconsole"
+SSH_AGENT_URL = "http://127.0.0.1:9300"  # the agent's default listen address, as seen on the ssh host
+_SSH_RE = re.compile(r"(?:[^\s@,]+@)?(?P<host>[^\s@,]+)")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", dest="console_config", metavar="PATH",
+                        help="config file (default: ./config.toml, $LLMCONSOLE_CONFIG, ~/.config/llmconsole/config.toml)")  # fmt: skip
+    parser.add_argument("--ssh", metavar="USER@HOST,...",
+                        help=f"add hosts reached through SSH (agent at {SSH_AGENT_URL} on each host)")  # fmt: skip
+
+
+def ssh_hosts(spec: str) -> tuple[HostConfig, ...]:
+    """``user@h1,user@h2`` → ad-hoc HostConfigs named after each host; ConfigError for a bad entry."""
+    hosts = []
+    for item in (part.strip() for part in spec.split(",")):
+        m = _SSH_RE.fullmatch(item)
+        if not item or item.startswith("-") or m is None:
+            raise ConfigError(f"--ssh: expected user@host[,user@host...], got {item!r}")
+        hosts.append(HostConfig(name=m["host"], url=SSH_AGENT_URL, ssh=item))
+    return tuple(hosts)
+
+
+def resolve_config(explicit: str | None, ssh: str | None = None) -> ConsoleConfig:
+    """The console config from the first config file found, plus ``--ssh`` hosts; ConfigError."""
+    path = find_config(explicit)
+    config = load_console_config(path) if path is not None else ConsoleConfig()
+    if ssh:
+        extra = ssh_hosts(ssh)
+        names = {h.name for h in config.hosts}
+        for h in extra:
+            if h.name in names:
+                raise ConfigError(f"--ssh: host {h.name!r} is already configured")
+            names.add(h.name)
+        config = replace(config, hosts=config.hosts + extra)
+    return config
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = resolve_config(getattr(args, "console_config", None), getattr(args, "ssh", None))
+    except ConfigError as exc:
+        sys.stderr.write(f"{PROG}: {exc}\n")
+        return 2
+    if not config.hosts:
+        where = f" in {config.source}" if config.source else " (no config file found)"
+        sys.stderr.write(f"{PROG}: no hosts configured{where}: add [[console.hosts]] or try `{PROG} demo` "
+                         "for a local simulated fleet\n")  # fmt: skip
+        return 2
+    return run_console(config)
+
+
+def run_console(config: ConsoleConfig, *, source: FleetSource | None = None, title: str | None = None) -> int:
+    """Run the console app until the user quits; the exit code."""
+    from console.app import LlmConsole  # Textual is imported only when the console really runs
+
+    source = source if source is not None else HttpFleetSource(config)
+    if isinstance(source, FixtureFleetSource):
+        app = LlmConsole(source, config, clock=source.clock, wall=source.wall, title=title)
+    else:
+        app = LlmConsole(source, config, title=title)
+    app.run()
+    return int(app.return_code or 0)
+
+
+__all__ = ["add_arguments", "resolve_config", "run", "run_console", "ssh_hosts"]

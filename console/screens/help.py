@@ -1,0 +1,64 @@
+"""Help: every key binding of the console, generated from the BINDINGS of the app and its screens
+(with the app's keymap applied), never hand-copied."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import ClassVar
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+FILTER_HELP = (
+    "Filter (/): words are ANDed; plain text matches host, engine, model, kind and state; "
+    "state:hung  alert:KV_PRESSURE  host:gpu0*  kind:vllm  model:llama; prefix - or ! negates (-state:ready)."
+)
+
+
+def _bindings(bindings: Iterable[BindingType]) -> list[Binding]:
+    out = []
+    for b in bindings:
+        if isinstance(b, Binding):
+            out.append(b)
+        elif isinstance(b, tuple):
+            out.append(Binding(*b))
+    return out
+
+
+def binding_rows(app: App, sections: Sequence[tuple[str, Iterable[BindingType]]], keymap: dict[str, str]) -> list[tuple[str, str, str, str]]:
+    """(section, keys, description, binding id) for every binding, keys after the keymap."""
+    rows = []
+    for section, bindings in sections:
+        for b in _bindings(bindings):
+            keys = keymap.get(b.id, b.key) if b.id else b.key
+            shown = ", ".join(app.get_key_display(Binding(k.strip(), b.action)) for k in keys.split(","))
+            rows.append((section, shown, b.description or b.action, b.id or ""))
+    return rows
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,question_mark", "dismiss", "Close", id="help.close")]
+
+    def __init__(self, sections: Sequence[tuple[str, Iterable[BindingType]]], keymap: dict[str, str]) -> None:
+        super().__init__()
+        self.sections, self.keymap = sections, keymap
+
+    def compose(self) -> ComposeResult:
+        table = Table(title="llmconsole keys", expand=True, show_edge=False, header_style="bold")
+        table.add_column("where")
+        table.add_column("key")
+        table.add_column("does")
+        table.add_column("binding id (remap in a keymap)", style="dim")
+        for row in self.rows():
+            table.add_row(*row)
+        with VerticalScroll(id="help-box"):
+            yield Static(table, id="help-table")
+            yield Static(Text(FILTER_HELP), id="help-filter")
+
+    def rows(self) -> list[tuple[str, str, str, str]]:
+        return binding_rows(self.app, self.sections, self.keymap)
