@@ -144,10 +144,12 @@ def create_app(
 
     @role(VIEWER)
     async def history(request: Request) -> Response:
-        seconds = _int_param(request, "seconds", int(runtime.history_s), 1, max(1, int(runtime.history_s)))
+        # Up to a day may be asked for; the answer holds what the ring buffer has (history_s at most), so a
+        # console asking for its 15 minutes gets everything a shorter-lived agent kept instead of an error.
+        seconds = _int_param(request, "seconds", int(runtime.history_s), 1, 86400)
         if isinstance(seconds, Response):
             return seconds
-        return Response(runtime.history_json(seconds), media_type="application/json")
+        return Response(runtime.history_json(min(seconds, runtime.history_s)), media_type="application/json")
 
     @role(VIEWER)
     async def logs(request: Request) -> Response:

@@ -52,6 +52,8 @@ async def test_read_endpoints(tmp_path: Path) -> None:
         assert snap.seq == 2 and snap.engines[0].id == "e1" and snap.engines[0].state == "stopped"
         assert snap.gpu_source == "unavailable: disabled in config"
         hist = history_from_json((await client.get("/v1/history?seconds=60")).content)
+        longer = history_from_json((await client.get("/v1/history?seconds=3600")).content)
+        assert [s.seq for s in longer.snapshots] == [1, 2]  # more than history_s: everything kept, not a 400
         assert [s.seq for s in hist.snapshots] == [1, 2]
         assert (await client.get("/healthz")).json() == {"ok": True, "seq": 2}
         logs = await client.get("/v1/engines/e1/logs?lines=5")
