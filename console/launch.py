@@ -8,17 +8,16 @@ what other entry points (the demo) call. Every problem is one line on stderr and
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from dataclasses import replace
 
 from agents.config import ConfigError, find_config
-from console.settings import ConsoleConfig, HostConfig, load_console_config
+from console.settings import ConsoleConfig, load_console_config
 from console.source import FixtureFleetSource, FleetSource, HttpFleetSource
+from console.tunnels import ssh_hosts
 
 PROG = "llmconsole"
 SSH_AGENT_URL = "http://127.0.0.1:9300"  # the agent's default listen address, as seen on the ssh host
-_SSH_RE = re.compile(r"(?:[^\s@,]+@)?(?P<host>[^\s@,]+)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,23 +27,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"add hosts reached through SSH (agent at {SSH_AGENT_URL} on each host)")  # fmt: skip
 
 
-def ssh_hosts(spec: str) -> tuple[HostConfig, ...]:
-    """``user@h1,user@h2`` → ad-hoc HostConfigs named after each host; ConfigError for a bad entry."""
-    hosts = []
-    for item in (part.strip() for part in spec.split(",")):
-        m = _SSH_RE.fullmatch(item)
-        if not item or item.startswith("-") or m is None:
-            raise ConfigError(f"--ssh: expected user@host[,user@host...], got {item!r}")
-        hosts.append(HostConfig(name=m["host"], url=SSH_AGENT_URL, ssh=item))
-    return tuple(hosts)
-
-
 def resolve_config(explicit: str | None, ssh: str | None = None) -> ConsoleConfig:
     """The console config from the first config file found, plus ``--ssh`` hosts; ConfigError."""
     path = find_config(explicit)
     config = load_console_config(path) if path is not None else ConsoleConfig()
     if ssh:
-        extra = ssh_hosts(ssh)
+        try:
+            extra = tuple(ssh_hosts(ssh))
+        except ValueError as exc:
+            raise ConfigError(f"--ssh: {exc}") from None
         names = {h.name for h in config.hosts}
         for h in extra:
             if h.name in names:
@@ -81,4 +72,4 @@ def run_console(config: ConsoleConfig, *, source: FleetSource | None = None, tit
     return int(app.return_code or 0)
 
 
-__all__ = ["add_arguments", "resolve_config", "run", "run_console", "ssh_hosts"]
+__all__ = ["add_arguments", "resolve_config", "run", "run_console"]

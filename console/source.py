@@ -41,7 +41,6 @@ from console.settings import ConsoleConfig, HostConfig
 
 ACTIONS = ("start", "stop", "restart")
 MAX_BODY_BYTES = 64 * 1024 * 1024  # one /v1/history of a big host is a few MiB
-NO_TUNNELS = "SSH tunnels not available in this build"
 UrlFor = Callable[[HostConfig], Awaitable[str]]
 
 
@@ -65,6 +64,7 @@ class HostResult:
     rtt_s: float | None  # request round-trip (None when nothing came back)
     received_at: float  # console monotonic clock when the answer (or the failure) arrived
     history: tuple[HostSnapshot, ...] = ()  # on first contact / after an outage: the agent's recent past
+    route: str | None = None  # how the host is reached when not directly, e.g. "ssh ops@gpu01: up"
 
     @property
     def ok(self) -> bool:
@@ -183,6 +183,12 @@ class HttpFleetSource:
     ) -> None:
         self.config = config
         self.fetch_history = fetch_history
+        self.tunnels = None
+        if url_for is None and any(h.ssh for h in config.hosts):
+            from console.tunnels import TunnelManager  # only when some host is reached over SSH
+
+            self.tunnels = TunnelManager(config.hosts)
+            url_for = self.tunnels.url_for
         self._url_for = url_for
         self._clock = clock
         self._timeout = config.request_timeout_s
@@ -213,8 +219,6 @@ class HttpFleetSource:
                 return (await self._url_for(host)).rstrip("/")
             except Exception as exc:  # a tunnel that cannot be opened: the host is unreachable
                 raise _Failure(HostError("unreachable", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)) from None
-        if host.ssh is not None:
-            raise _Failure(HostError("unreachable", NO_TUNNELS))
         return host.url.rstrip("/")
 
     async def _request(self, method: str, host: HostConfig, path: str, params: dict[str, Any] | None = None) -> bytes:
@@ -256,7 +260,21 @@ class HttpFleetSource:
         async with self._lock:  # rounds never overlap, even if a caller forgets to await the last one
             return list(await asyncio.gather(*(self._poll_host(h) for h in self.config.hosts)))
 
+    def _route(self, host: HostConfig) -> str | None:
+        if self.tunnels is None or host.ssh is None:
+            return None
+        t = self.tunnels.state(host.name)
+        if t is None:
+            return None
+        again = f", {t.restarts} restart{'s' if t.restarts != 1 else ''}" if t.restarts else ""
+        return f"ssh {host.ssh}: {t.status}{again}"
+
     async def _poll_host(self, host: HostConfig) -> HostResult:
+        result = await self._poll_host_direct(host)
+        route = self._route(host)
+        return replace(result, route=route) if route else result
+
+    async def _poll_host_direct(self, host: HostConfig) -> HostResult:
         start = self._clock()
         try:
             body = await self._deadline(self._request("GET", host, "/v1/snapshot"))
@@ -346,6 +364,8 @@ class HttpFleetSource:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+        if self.tunnels is not None:
+            await self.tunnels.aclose()
 
 
 def _decode(decoder: Callable[[Any], Any], body: bytes | str | Any) -> Any:
@@ -550,6 +570,6 @@ def _fixture_host(base: Path, spec: Mapping[str, Any]) -> FixtureHost:
 
 
 __all__ = [
-    "ACTIONS", "NO_TUNNELS", "ActionResult", "FixtureFleetSource", "FixtureHost", "FleetSource", "FrameClock",
+    "ACTIONS", "ActionResult", "FixtureFleetSource", "FixtureHost", "FleetSource", "FrameClock",
     "HostError", "HostResult", "HttpFleetSource", "read_json_file", "read_token",
 ]  # fmt: skip

@@ -143,6 +143,7 @@ class HostState:
     offset: float | None = None  # console monotonic − agent wall clock, estimated at contact
     series: Mapping[str, EngineSeries] = field(default_factory=dict)
     alerts: tuple[Alert, ...] = ()  # console-side alerts for this host
+    route: str | None = None  # e.g. "ssh ops@gpu01: up" (None: reached directly)
 
     def age(self, now: float) -> float | None:
         """Seconds since the newest snapshot was received (None if never)."""
@@ -261,7 +262,7 @@ def _with_result(prev: HostState, r: HostResult, cfg: ConsoleConfig) -> HostStat
     if r.snapshot is None:
         err = r.error or HostError("unreachable", "no answer")
         status = "incompatible" if err.kind == "incompatible" else "unreachable"
-        return replace(prev, status=status, error=err, rtt_s=r.rtt_s, contact=False)
+        return replace(prev, status=status, error=err, rtt_s=r.rtt_s, contact=False, route=r.route)
     snap = r.snapshot
     last = prev.snapshot
     restarted = last is not None and snap.seq < last.seq  # the agent restarted: its seq began again
@@ -273,7 +274,7 @@ def _with_result(prev: HostState, r: HostResult, cfg: ConsoleConfig) -> HostStat
         ordered = [snap] if snap.seq > watermark else []
     if not ordered:  # the same snapshot again: nothing new, it keeps ageing
         status = prev.status if prev.status in ("fresh", "stale") else "stale"
-        return replace(prev, status=status, error=None, rtt_s=r.rtt_s, contact=True)
+        return replace(prev, status=status, error=None, rtt_s=r.rtt_s, contact=True, route=r.route)
     newest = ordered[-1]
     taken = _epoch(newest.taken_at)
     offset = prev.offset
@@ -293,7 +294,7 @@ def _with_result(prev: HostState, r: HostResult, cfg: ConsoleConfig) -> HostStat
             if buf is not None:
                 buf.append(x, e.stats if stats_are_live(e, s.interval_s) else None)
     return HostState(prev.name, "fresh", prev.since, prev.since_wall, newest, r.received_at, None, r.rtt_s, True,
-                     offset, series, prev.alerts)  # fmt: skip
+                     offset, series, prev.alerts, r.route)  # fmt: skip
 
 
 def _drift_limit(cfg: ConsoleConfig) -> float:

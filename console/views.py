@@ -332,11 +332,13 @@ def host_row(h: HostState, now: float, state: FleetState) -> list[Cell]:
     meta = f"{len(engines)} engine{'s' if len(engines) != 1 else ''}"
     if snap is not None and snap.agent_version:
         meta += f" · agent {snap.agent_version}"
+    if h.route:
+        meta += f" · {h.route}"
     return [
         Cell(h.name, "live", h.name),
         host_state_cell(h, now),
         src if h.live or src.tone == "missing" else Cell(src.text, "stale", src.sort_key),
-        Cell(meta if snap else "", "dim", len(engines)),
+        Cell(meta if snap else (h.route or ""), "dim", len(engines)),
         Cell(gpu_text if snap else "", tone, used / total if total else None),
         Cell("", "live", None),
         Cell("", "live", None),

@@ -17,7 +17,7 @@ import pytest
 from agents.auth import hash_token
 from agents.schema import History
 from console.settings import ConsoleConfig, HostConfig
-from console.source import NO_TUNNELS, FixtureFleetSource, HostError, HttpFleetSource, read_token
+from console.source import FixtureFleetSource, HostError, HttpFleetSource, read_token
 from tests.agents.agentproc import Agent, free_port, kill_everything, sim, write_config
 from tests.console.conftest import FLEET, SNAPSHOTS
 
@@ -93,7 +93,9 @@ async def test_dead_port_blackhole_v2_and_garbage_each_get_their_error_without_d
                 HostConfig(name="starting", url=starting_url),
                 HostConfig(name="garbage", url=garbage_url),
                 HostConfig(name="good", url=good_url),
-                HostConfig(name="tunnel", url="http://127.0.0.1:9300", ssh="ops@gpu09"),
+                # ssh to a closed loopback port: the tunnel cannot come up, the host is unreachable
+                HostConfig(name="tunnel", url="http://127.0.0.1:9300", ssh="ops@127.0.0.1",
+                           ssh_options=("-o", f"Port={free_port()}", "-o", "ConnectTimeout=2")),
             ]
             src = HttpFleetSource(config(*hosts, timeout=0.5))
             try:
@@ -111,7 +113,8 @@ async def test_dead_port_blackhole_v2_and_garbage_each_get_their_error_without_d
     starting = results["starting"].error
     assert (starting.kind, starting.status) == ("http", 503) and starting.message == "HTTP 503: no snapshot yet: the agent is starting"
     assert results["garbage"].error.kind == "bad_payload" and "invalid JSON" in results["garbage"].error.message
-    assert results["tunnel"].error == HostError("unreachable", NO_TUNNELS)
+    tunnel = results["tunnel"].error
+    assert tunnel.kind == "unreachable" and "ssh tunnel" in tunnel.message, tunnel
     good_r = results["good"]
     assert good_r.ok and good_r.snapshot.seq == 48213 and good_r.rtt_s is not None and good_r.rtt_s < 0.5
     assert good_r.received_at >= t0

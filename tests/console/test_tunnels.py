@@ -187,3 +187,37 @@ def test_targets_and_options_are_validated() -> None:
     for bad in ("ops@gpu01,ops@gpu01", "-oProxyCommand=x", ""):
         with pytest.raises(ValueError):
             ssh_hosts(bad)
+
+
+@needs_sshd
+async def test_fleet_source_polls_through_the_tunnel_and_shows_the_route(agent: Agent, sshd: Sshd) -> None:
+    """The console's own poll path: a host with ``ssh`` is reached only through its tunnel."""
+    from console.settings import ConsoleConfig
+    from console.source import HttpFleetSource
+    from console.state import FleetState, apply
+
+    host = HostConfig(name="gpu01", url=agent.url, ssh=sshd.target, ssh_options=sshd.client_options)
+    config = ConsoleConfig(hosts=(host,), request_timeout_s=10.0)
+    source = HttpFleetSource(config)
+    try:
+        assert source.tunnels is not None
+        result = (await source.poll())[0]
+        assert result.ok, result.error
+        assert result.route == f"ssh {sshd.target}: up"
+        state = apply(FleetState.initial(config, 0.0), [result], result.received_at)
+        assert state.hosts["gpu01"].status == "fresh" and state.hosts["gpu01"].route == result.route
+        pid = source.tunnels.state("gpu01").pid
+        sshd.kill()  # the tunnel drops: the host becomes unreachable, with the tunnel's reason
+        await wait_status(source.tunnels, "gpu01", {"backoff", "down"})
+        down = (await source.poll())[0]
+        assert not down.ok and down.error.kind == "unreachable" and "ssh tunnel" in down.error.message
+    finally:
+        await source.aclose()
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_bad_ssh_argument_is_one_line_exit_2() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "console.cli", "--ssh", "-oProxyCommand=evil"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and "--ssh" in out.stderr
