@@ -14,7 +14,7 @@ Rules
     * Relative paths are resolved against the config file's directory; ``~`` is expanded.
     * Each side validates its own tables in depth (agent: ``[agent]`` + ``[thresholds]``; console:
       ``[console]`` + ``[thresholds]``) and both reject unknown top-level tables. ``[calculator]`` is
-      accepted as a free-form table for now.
+      validated by the calculator itself (``console.calc.settings``) when it is used.
 
 Search order (:func:`find_config`, as DESIGN.md lists it): ``--config PATH``; ``./config.toml``;
 ``$LLMCONSOLE_CONFIG``; ``$XDG_CONFIG_HOME/llmconsole/config.toml`` (``~/.config/...`` when unset).

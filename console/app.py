@@ -151,13 +151,19 @@ class LlmConsole(App[int]):
         self.push_screen(HelpScreen(sections, self.keymap))
 
     def action_calculator(self) -> None:
-        try:
-            from console.calc.live import LiveEngine
-            from console.screens.calc import CalcScreen
-        except ImportError:
-            self.notify("the calculator is not part of this build", severity="warning")
-            return
-        self.push_screen(CalcScreen(live_engines=lambda: [LiveEngine(**f) for f in live_engine_fields(self.fleet)]))
+        from agents.config import ConfigError
+        from console.calc.live import LiveEngine
+        from console.calc.settings import CalculatorConfig, load_calculator_config
+        from console.screens.calc import CalcScreen
+
+        calc = CalculatorConfig()  # [calculator] of the console's own config file: price overrides
+        if self.config.source is not None:
+            try:
+                calc = load_calculator_config(self.config.source)
+            except ConfigError as exc:
+                self.notify(f"[calculator] ignored, built-in prices used: {exc}", severity="warning")
+        live = lambda: [LiveEngine(**f) for f in live_engine_fields(self.fleet)]  # noqa: E731
+        self.push_screen(CalcScreen(live_engines=live, config=calc))
 
     # -- actions: confirm, send once, report
     def request_action(self, host: str, engine: str, verb: str) -> None:
