@@ -17,6 +17,7 @@ import contextlib
 import ctypes
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -213,11 +214,32 @@ def console_toml(hosts: Iterable[tuple[str, str, Path]], t: Timings) -> str:
 # --- processes ------------------------------------------------------------------------------------
 
 
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct free loopback ports (held together while choosing, so they differ)."""
-    socks = []
+def _ephemeral_low() -> int:
     try:
-        for _ in range(n):
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_ports(n: int, rng: random.Random | None = None) -> list[int]:
+    """``n`` distinct free loopback ports, held together while choosing so they differ. Chosen below the
+    kernel's ephemeral range when possible: a port from ``bind(0)`` is free only until the next outgoing
+    connection on this busy machine takes it as its source port."""
+    rng = rng or random.Random()
+    low = _ephemeral_low()
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(50 * n):
+            if len(socks) == n or low <= 11000:
+                break
+            s = socket.socket()
+            try:
+                s.bind(("127.0.0.1", rng.randrange(10000, low)))
+            except OSError:
+                s.close()
+                continue
+            socks.append(s)
+        while len(socks) < n:  # fallback: whatever the kernel gives
             s = socket.socket()
             s.bind(("127.0.0.1", 0))
             socks.append(s)
@@ -311,8 +333,14 @@ class AgentProc:
         return self.hostdir / "agent.log"
 
     def log_tail(self) -> str:
+        """The agent log's most telling line: the agent's own one-line error, an OS error (uvicorn's
+        failed bind), else the last line."""
         with contextlib.suppress(OSError):
-            lines = [ln for ln in self.log.read_text(errors="replace").splitlines() if ln.strip()]
+            lines = [ln.strip() for ln in self.log.read_text(errors="replace").splitlines() if ln.strip()]
+            for marker in ("llmconsole agent: error:", "[Errno"):
+                found = [ln for ln in lines if marker in ln]
+                if found:
+                    return found[-1]
             return lines[-1] if lines else ""
         return ""
 
@@ -336,12 +364,15 @@ class DemoFleet:
     def prepare(self) -> None:
         """Write every agent's config, tokens file and token, and the console config."""
         hosts = []
+        tgis_total = sum(1 for p in self.plans for e in p.engines if e.kind == "tgi")
+        ports = iter(
+            free_ports(len(self.plans) + self.engine_count + tgis_total)
+        )  # all at once: all distinct
         for plan in self.plans:
             hostdir = self.workdir / plan.name
             hostdir.mkdir(parents=True, exist_ok=True)
             tgis = [e.id for e in plan.engines if e.kind == "tgi"]
-            ports = free_ports(1 + len(plan.engines) + len(tgis))
-            listen, rest = ports[0], iter(ports[1:])
+            listen, rest = next(ports), ports
             engine_ports = {e.id: (next(rest), None) for e in plan.engines}
             for eid in tgis:
                 engine_ports[eid] = (engine_ports[eid][0], next(rest))

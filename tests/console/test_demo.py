@@ -249,7 +249,12 @@ def test_headless_fleet_shows_incidents_and_sigterm_leaves_nothing(tmp_path: Pat
         snaps = fleet.snaps()
         assert all(s["gpu_source"] == "simulated" for s in snaps.values())
         assert {e["kind"] for e in engines(snaps)} == {"vllm", "sglang", "tgi"}
-        assert not [e["id"] for e in engines(snaps) if e["state"] in ("stopped", "starting")]
+        # every engine came up before the config was printed; only the crash-looping one may be restarting since
+        assert not [
+            e["id"]
+            for e in engines(snaps)
+            if e["state"] in ("stopped", "starting") and e["id"] != "deepseek-v2"
+        ]
 
         def incidents(snaps: dict[str, dict]) -> bool:
             by_id = {e["id"]: {a["code"] for a in e["alerts"]} for e in engines(snaps)}
@@ -324,7 +329,7 @@ def boom(config, *, source=None, title=None):
     for h in config.hosts:
         token = h.token_file.read_text().strip()
         snap = httpx.get(h.url + "/v1/snapshot", headers={"Authorization": "Bearer " + token}, timeout=3).json()
-        seen.append([h.name, [e["state"] for e in snap["engines"]]])
+        seen.append([h.name, {e["id"]: e["state"] for e in snap["engines"]}])
     print(json.dumps({"title": title, "hosts": seen}), flush=True)
     raise RuntimeError("console exploded")
 
@@ -348,7 +353,11 @@ def test_a_crash_inside_the_console_stops_the_fleet(tmp_path: Path) -> None:
         assert seen["title"] == "llmconsole demo (SIMULATED fleet)"
         # the console is opened only once every engine has left "starting"
         assert [h for h, _ in seen["hosts"]] == ["demo-gpu01"]
-        assert not [s for _, states in seen["hosts"] for s in states if s in ("stopped", "starting")]
+        # (the crash-looping engine may already be restarting by then)
+        waiting = [
+            e for _, states in seen["hosts"] for e, s in states.items() if s in ("stopped", "starting")
+        ]
+        assert set(waiting) <= {"deepseek-v2"}, seen
         assert not alive(demo_pids(workdir))
         assert not workdir.exists()
     finally:
