@@ -93,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_run(config, args.stop_engines_on_exit or None))
     except OSError as exc:
         sys.stderr.write(f"{PROG}: error: {exc}\n")
-        return 1
+        return 2  # e.g. the listen port is taken: bad input for this host, nothing was started
 
 
 def _config_path(explicit: str | None) -> Path:
@@ -144,13 +144,11 @@ async def _run(config, stop_engines: bool | None) -> int:
     from agents.server import serve
 
     stop = asyncio.Event()
-    ready = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    async def announce() -> None:
-        await ready.wait()
+    def announce() -> None:  # called once the socket listens, before any request can be answered
         scheme = "https" if config.tls_cert is not None else "http"
         sys.stderr.write(
             f"{PROG}: listening on {scheme}://{config.listen} with {len(config.engines)} engine(s); "
@@ -158,11 +156,7 @@ async def _run(config, stop_engines: bool | None) -> int:
         )
         sys.stderr.flush()
 
-    note = asyncio.create_task(announce())
-    try:
-        await serve(config, stop=stop, stop_engines=stop_engines, ready=ready)
-    finally:
-        note.cancel()
+    await serve(config, stop=stop, stop_engines=stop_engines, on_listening=announce)
     return 0
 
 

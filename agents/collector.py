@@ -34,6 +34,7 @@ from agents.schema import (
     rfc3339,
     to_json,
 )
+from agents.supervisor.proctree import read_marker
 from agents.watch import EngineWatch
 
 log = logging.getLogger(__name__)
@@ -141,6 +142,11 @@ class Collector:
             engines.append(result)
         errors.extend(poll.errors)
         owner = {pid: eid for eid, pids in tree_pids.items() for pid in pids}
+        markers = {w.supervisor.marker: w.config.id for w in self.watches if w.supervisor.marker}
+        for g in poll.gpus:  # a process of a new launch the tree refresh has not seen yet is still ours
+            for p in g.processes or ():
+                if p.pid not in owner and (eid := markers.get(read_marker(p.pid))) is not None:
+                    owner[p.pid] = eid
         gpus = _gpus(poll, owner)
         wall = rfc3339()
         alerts = host_alerts(

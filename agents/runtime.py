@@ -82,7 +82,11 @@ class AgentRuntime:
         for d in (self.state_dir, self.log_dir, self.sim_gpu_dir):
             d.mkdir(parents=True, exist_ok=True)
         self.gpu = gpu or open_gpu_source(config.gpu_source, sim_dir=self.sim_gpu_dir)  # type: ignore[arg-type]
-        self.client = httpx.AsyncClient(trust_env=False, timeout=httpx.Timeout(5.0, connect=2.0))
+        # The canary's client: idle connections expire before the engines' own keep-alive timeout (uvicorn's
+        # default is 5 s), so a canary never reuses a connection the engine is closing (a false HEALTH_LIES).
+        self.client = httpx.AsyncClient(
+            trust_env=False, timeout=httpx.Timeout(5.0, connect=2.0), limits=httpx.Limits(keepalive_expiry=2.0)
+        )
         self.http = Http1Client()
         base_env = scrubbed_env(os.environ if environ is None else environ)
         if config.gpu_source == "simulated":

@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
+import socket
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 import h11
@@ -170,31 +173,62 @@ def build_app(config: AgentConfig, runtime: AgentRuntime) -> Guard:
     return create_app(runtime, tokens, audit, allowed_hosts=allowed, redact=redact)
 
 
-def _hostname() -> str:
-    import socket
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port; OSError with one clear line when that is impossible."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise OSError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    family, kind, proto, _, addr = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # restart over TIME_WAIT, never SO_REUSEPORT
+        sock.bind(addr)
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        why = "address already in use (another agent?)" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
+        raise OSError(f"cannot listen on {host}:{port}: {why}") from None
+    sock.setblocking(False)
+    return sock
 
+
+def _hostname() -> str:
     return socket.gethostname().lower()
 
 
-async def serve(config: AgentConfig, *, stop: asyncio.Event, stop_engines: bool | None = None, ready: asyncio.Event | None = None) -> None:
+async def serve(
+    config: AgentConfig,
+    *,
+    stop: asyncio.Event,
+    stop_engines: bool | None = None,
+    ready: asyncio.Event | None = None,
+    on_listening: Callable[[], None] | None = None,
+) -> None:
     """Run the agent (supervision, collection, API) until ``stop`` is set."""
     import uvicorn  # imported here: only the running agent needs the server
 
     problem = startup_problems(config)
     if problem:
         raise ValueError(problem)
+    # Bind before anything else: a taken port is one clear error, and no engine is started or adopted by an
+    # agent that cannot serve. uvicorn then serves on this very socket (no window for another process).
+    sock = listen_socket(config.listen_host, config.listen_port)
+    if on_listening is not None:
+        on_listening()
     runtime = AgentRuntime(config)
     try:
         app = build_app(config, runtime)
         server = uvicorn.Server(uvicorn_config(config, app))
     except BaseException:
+        sock.close()
         await runtime.shutdown(False)
         raise
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # the CLI owns signals
     for warning in startup_warnings(config):
         log.warning("%s", warning)
     await runtime.start()
-    server_task = asyncio.create_task(server.serve())
+    server_task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         while not server.started and not server_task.done():
             await asyncio.sleep(0.05)

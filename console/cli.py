@@ -74,6 +74,7 @@ def build_parser() -> Parser:
             import_module(module).add_parser(sub)
     for name, (_target, help_text) in DELEGATED_VERBS.items():
         sub.add_parser(name, help=help_text, add_help=False)
+    parser.set_defaults(_verbs=sub.choices)
     return parser
 
 
@@ -84,7 +85,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _resolve(target)(args_list[1:])
     parser = build_parser()
     try:
-        args = parser.parse_args(args_list)
+        args, extra = parser.parse_known_args(args_list)
+        if extra:  # reported by the verb's own parser, so the message names the verb
+            owner = args._verbs.get(args.verb, parser) if args.verb else parser
+            owner.error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as exc:  # argparse exits for --help and for errors
         return int(exc.code or 0)
     try:

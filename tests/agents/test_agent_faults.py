@@ -139,3 +139,22 @@ def test_invalid_config_exits_2_with_one_line(tmp_path: Path) -> None:
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "interval_s" in lines[0] and "Traceback" not in out.stderr
+
+
+def test_taken_listen_port_is_one_line_exit_2_and_starts_nothing(tmp_path: Path) -> None:
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    engines = [{"id": "e", "kind": "vllm", "model": "m", "port": free_port(), "command": sim("vllm")}]
+    config = write_config(tmp_path, port, engines)
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "console.cli", "agent", "--config", str(config)],
+            cwd=ROOT, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    finally:
+        holder.close()
+    assert out.returncode == 2
+    assert out.stderr.strip() == f"llmconsole agent: error: cannot listen on 127.0.0.1:{port}: address already in use (another agent?)"
+    assert not (tmp_path / "state" / "engines" / "e.json").exists()  # no engine was launched
