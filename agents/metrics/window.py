@@ -281,10 +281,18 @@ class Window:
             return dict.fromkeys(STATS_KEYS)
         t_end, end = items[-1]
         start_at: tuple[float, Reading] | None = None
+        # The oldest reading inside the window that already has every counter the newest one has: engines
+        # create some counters lazily (TGI on its first request), and a start without them would leave those
+        # rates None for a whole window.
+        have = [k for k, v in end.counters.items() if v is not None]
+        fallback: tuple[float, Reading] | None = None
         for t, reading in items:
             if t >= t_end - self.window_s and t < t_end:
-                start_at = (t, reading)
-                break
+                fallback = fallback or (t, reading)
+                if all(reading.counters.get(k) is not None for k in have):
+                    start_at = (t, reading)
+                    break
+        start_at = start_at or fallback
         if start_at is None and len(items) > 1:
             t, reading = items[-2]
             if t >= t_end - self.max_age_s:

@@ -387,3 +387,22 @@ def test_window_time_going_backwards_restarts_and_equal_time_replaces() -> None:
 def test_window_rejects_non_positive_span() -> None:
     with pytest.raises(ValueError):
         Window(window_s=0.0)
+
+
+def test_lazily_created_counters_get_rates_before_the_window_is_full() -> None:
+    """TGI creates its counters on the first request: a first reading without them must not keep the
+    rates None for a whole window."""
+    from agents.engines.base import COUNTERS, GAUGES, HISTOGRAMS, Reading
+    from agents.metrics.window import Window
+
+    def reading(tokens: float | None) -> Reading:
+        counters = dict.fromkeys(COUNTERS)
+        counters["generation_tokens"] = tokens
+        return Reading("tgi", dict.fromkeys(GAUGES), counters, dict.fromkeys(HISTOGRAMS))
+
+    w = Window(60.0)
+    w.add(0.0, reading(None))  # before the first request
+    w.add(1.0, reading(10.0))
+    assert w.stats()["generation_tokens_per_s"] is None  # only one reading has the counter: no rate yet
+    w.add(3.0, reading(50.0))
+    assert w.stats()["generation_tokens_per_s"] == 20.0  # (50 - 10) / (3 - 1), not None until t=60
