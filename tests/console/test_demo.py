@@ -197,7 +197,7 @@ def test_generated_agent_config_loads_with_the_real_loader(tmp_path: Path) -> No
     [
         (["--hosts", "0"], "llmconsole demo: error: argument --hosts: must be between 1 and 16"),
         (["--hosts", "many"], "llmconsole demo: error: argument --hosts: expected a whole number"),
-        (["--bogus"], "llmconsole: error: unrecognized arguments: --bogus"),  # argparse reports it at the top
+        (["--bogus"], "llmconsole demo: error: unrecognized arguments: --bogus"),  # argparse reports it at the top
     ],
 )
 def test_bad_arguments_are_one_line_and_exit_2(args: list[str], fragment: str) -> None:
