@@ -127,8 +127,8 @@ def test_stale_values_are_marked_in_plain_text() -> None:
         (("status", "--config", str(DATA / "config" / "good_empty.toml")), "llmconsole demo"),
         (("--config", str(DATA / "config" / "good_empty.toml")), "no hosts configured"),
         (("--config", str(DATA / "config" / "bad_syntax.toml")), "invalid TOML"),
-        (("--ssh=-oProxyCommand=x",), "--ssh: expected user@host"),
-        (("--ssh", "ops@gpu01,,b@c"), "--ssh: expected user@host"),
+        (("--ssh=-oProxyCommand=x",), "--ssh: ssh target '-oProxyCommand=x' must not be empty or start with '-'"),
+        (("--ssh", "ops@gpu01,,b@c"), "--ssh: ssh target '' must not be empty"),
     ],
 )
 def test_cli_errors_are_one_line_and_exit_2(args: tuple[str, ...], message: str, tmp_path: Path) -> None:
