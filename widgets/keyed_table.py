@@ -10,6 +10,7 @@ from rich.style import Style
 from rich.text import Text
 from textual.message import Message
 from textual.widgets import DataTable
+from textual.widgets.data_table import CellKey, ColumnKey, RowKey
 
 from .tone import Cell, as_cell, component_style, tone_class, tone_classes, tone_css
 
@@ -171,6 +172,7 @@ class KeyedTable(DataTable):
             self.add_row(*self._wrap(row, key in groups), key=key)
 
     def _diff(self, new: dict[str, Row], groups: frozenset[str], removed: Iterable[str]) -> None:
+        changed: list[tuple[str, str, object, bool]] = []
         for key in removed:
             self.remove_row(key)
         for key, row in new.items():
@@ -185,7 +187,32 @@ class KeyedTable(DataTable):
             for (col_key, _), cell, before in zip(self._columns, row, old, strict=True):
                 if regroup or cell != before:
                     wider = cell_len(cell.display) > self.columns[col_key].content_width  # type: ignore[index]
-                    self.update_cell(key, col_key, self._wrap_one(cell, col_key, group), update_width=wider)
+                    changed.append((key, col_key, self._wrap_one(cell, col_key, group), wider))
+        self._update_cells(changed)
+
+    def _update_cells(self, changed: list[tuple[str, str, object, bool]]) -> None:
+        """``update_cell`` for many cells with one refresh instead of one per cell.
+
+        DataTable.update_cell stores the value, bumps ``_update_count`` (its render-cache generation) and
+        refreshes; at fleet scale (thousands of changed cells a tick) the per-cell refresh dominated the
+        console's tick (bench/bench_console.py). This does the same bookkeeping once per batch; on a
+        Textual whose DataTable lacks those attributes it falls back to the public method.
+        """
+        if not changed:
+            return
+        data = getattr(self, "_data", None)
+        if not isinstance(data, dict) or not hasattr(self, "_update_count") or not hasattr(self, "_updated_cells"):
+            for key, col_key, value, wider in changed:
+                self.update_cell(key, col_key, value, update_width=wider)
+            return
+        for key, col_key, value, wider in changed:
+            row_key, column_key = RowKey(key), ColumnKey(col_key)
+            data[row_key][column_key] = value
+            if wider:
+                self._updated_cells.add(CellKey(row_key, column_key))
+                self._require_update_dimensions = True
+        self._update_count += 1
+        self.refresh()
 
     def _restore_cursor(self, key: str | None, row: int, old_keys: list[str], scroll_y: float | None) -> None:
         """Put the cursor back on ``key``; after a rebuild (``scroll_y`` given) keep its screen line."""

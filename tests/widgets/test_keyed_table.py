@@ -45,6 +45,20 @@ class Calls:
         setattr(table, name, wrapper)
 
 
+class CellUpdates:
+    """Records every cell the table updates in place (row key, column key, value), batched or not."""
+
+    def __init__(self, table: KeyedTable) -> None:
+        self.args: list[tuple] = []
+        batched = table._update_cells
+
+        def wrapper(changed):
+            self.args.extend((key, col, value) for key, col, value, _wider in changed)
+            return batched(changed)
+
+        table._update_cells = wrapper  # type: ignore[method-assign]
+
+
 def order(table: KeyedTable) -> list[str]:
     return [row.key.value for row in table.ordered_rows]
 
@@ -55,7 +69,7 @@ async def test_changing_one_value_updates_exactly_one_cell() -> None:
         table = app.query_one(KeyedTable)
         table.sync(rows("a", "b", "c"))
         await pilot.pause()
-        updates, clears, removes = Calls(table, "update_cell"), Calls(table, "clear"), Calls(table, "remove_row")
+        updates, clears, removes = CellUpdates(table), Calls(table, "clear"), Calls(table, "remove_row")
         changed = rows("a", "b", "c")
         changed["b"][2] = "2.5"
         table.sync(changed)
@@ -71,7 +85,7 @@ async def test_tone_change_alone_is_an_update() -> None:
     async with app.run_test():
         table = app.query_one(KeyedTable)
         table.sync({"a": ["a", "x", "1"]})
-        updates = Calls(table, "update_cell")
+        updates = CellUpdates(table)
         table.sync({"a": ["a", "x", Cell("1", "stale")]})
         assert [a[:2] for a in updates.args] == [("a", "tps")]
 
@@ -205,7 +219,7 @@ async def test_groups_row_shapes_and_columns() -> None:
         table.sync({"host": ["host-a"], "host/e": ["e", "ready", "1"]}, groups={"host"})
         assert table.cells("host") == (Cell("host-a"), Cell(""), Cell(""))  # short rows are padded
         assert table.get_cell("host", "name").group and not table.get_cell("host/e", "name").group
-        updates = Calls(table, "update_cell")
+        updates = CellUpdates(table)
         table.sync({"host": ["host-a"], "host/e": ["e", "ready", "1"]})  # no longer a group row
         assert len(updates.args) == 3
         try:
