@@ -59,7 +59,6 @@ from agents.supervisor.proctree import (
     ProcessTree,
     boot_id,
     cmdline_hash,
-    marker_pids,
     process_age_s,
     read_stat,
 )
@@ -342,7 +341,7 @@ class EngineSupervisor:
                 self._note(f"{verdict.reason}; port is free, starting fresh")
             else:
                 self._note(verdict.reason)
-                if verdict.leftovers_ours and not await self._kill_leftovers(rec.marker):
+                if verdict.leftovers_ours and not await self._kill_leftovers(rec):
                     return
             self._remove_state_file()
             await self._start_locked()
@@ -572,14 +571,16 @@ class EngineSupervisor:
         self._reaper.reap_now()
         return left
 
-    async def _kill_leftovers(self, marker: str) -> bool:
-        """SIGKILL processes of a previous launch found by its marker; False if that failed."""
-        pids = marker_pids(marker)
-        if not pids:
+    async def _kill_leftovers(self, rec: statefile.EngineRecord) -> bool:
+        """SIGKILL what is left of a previous launch whose leader is gone; False if that failed.
+
+        Found by the launch marker AND by the leader's session and process group: vLLM retitles its
+        EngineCore and Worker processes, which overwrites their /proc environ (the marker is gone there),
+        but they stay in the session the leader created. Linux never reuses a PID that still names a live
+        session or group, so every process in that session is positively ours."""
+        tree = ProcessTree(rec.marker, rec.pid, rec.starttime, pgid=rec.pid, sid=rec.pid)
+        if not tree.refresh(fresh=True):
             return True
-        first = min(pids)
-        info = read_stat(first)
-        tree = ProcessTree(marker, first, info.starttime if info else 0)
         left = await self._terminate(tree, graceful=False)
         if left:
             self._fail(f"leftover processes of the previous launch survived SIGKILL: PIDs {sorted(left)}")

@@ -240,3 +240,37 @@ async def test_engine_that_changes_its_command_line_stays_adoptable(tmp_path: Pa
         b = k.make(argv, port, is_ready=K.tcp_ready(port))
         await b.adopt_or_start()
         assert b.adopted and b.pid == pid and b.state == "ready", b.events
+
+
+async def test_dead_leader_orphans_without_the_marker_are_found_by_session(tmp_path: Path) -> None:
+    """vLLM retitles EngineCore/Worker, which wipes their /proc environ (no marker). If the API server
+    dies while no agent watches, the next agent must still kill them: they stay in the leader's session."""
+    child_pid = tmp_path / "child.pid"
+    code = (
+        "import subprocess, sys, time\n"
+        "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'], env={})\n"
+        f"open({str(child_pid)!r}, 'w').write(str(c.pid))\n"
+        "time.sleep(600)\n"
+    )
+    async with K.kit(tmp_path) as k:
+        argv = [sys.executable, "-c", code]
+        a = k.make(argv, is_ready=lambda: True)
+        await a.start()
+        await K.wait_state(a, "ready")
+        assert await K.wait_until(lambda: child_pid.exists() and child_pid.read_text().strip() != "")
+        child = int(child_pid.read_text())
+        assert b"LLMCONSOLE_ENGINE_ID" not in open(f"/proc/{child}/environ", "rb").read()
+        leader = a.pid
+        await a.shutdown(stop_engines=False)
+        os.kill(leader, signal.SIGKILL)  # the leader dies while no agent watches
+        assert await K.wait_until(lambda: not K.alive(leader))
+        assert K.alive(child)
+
+        b = k.make(argv, is_ready=lambda: True)
+        await b.adopt_or_start()
+        try:
+            assert not K.alive(child), "the marker-less orphan in the old session must be killed"
+            assert any("killed leftover processes of the previous launch" in e["reason"] for e in b.events)
+        finally:
+            if K.alive(child):
+                os.kill(child, signal.SIGKILL)
