@@ -16,7 +16,7 @@ Rules implemented here:
 - Any exit the agent did not request is a failure, even exit code 0 (§1.5-E).
 - An exit before ready, or ``startup_timeout_s`` without readiness *and* without new log output,
   is a start-up failure: it spends the start-retry budget (delays initial, 2x, 4x ...) and ends in
-  ``failed("exited 2 during startup: <last line>")``. An exit after ready is a runtime crash:
+  ``failed("exited 2 during startup: <root-cause line>")``. An exit after ready is a runtime crash:
   exponential backoff, reset after ``backoff_reset_s`` of stable running. ``restarts`` counts every
   automatic relaunch (after either kind of failure); operator restarts are not counted.
 - After any exit the rest of the tree is SIGKILLed (group + marker + descendants), the tree is
@@ -52,6 +52,7 @@ import psutil
 from agents.supervisor import statefile
 from agents.supervisor.adopt import judge
 from agents.supervisor.backoff import CrashBackoff, StartBudget
+from agents.supervisor.exitcause import root_cause, tail_with_cause
 from agents.supervisor.logs import LogFile
 from agents.supervisor.plan import MARKER_VAR, Policy, ProcessPlan
 from agents.supervisor.portcheck import check_port
@@ -70,6 +71,7 @@ STATES = ("stopped", "starting", "ready", "degraded", "hung", "exited", "backoff
 ALIVE_STATES = frozenset({"starting", "ready", "degraded", "hung", "stopping"})
 HEALTH_STATES = frozenset({"ready", "degraded", "hung"})
 STDERR_TAIL_LINES = 50
+CAUSE_SEARCH_LINES = 1000  # how far back the exit's root cause is looked for (the in-memory tail's size)
 _KILL_POLL_S = 0.05
 _KILL_CONFIRM_MIN_S = 5.0  # SIGKILL gets at least this long to empty the tree before "failed"
 
@@ -498,11 +500,11 @@ class EngineSupervisor:
             reason = status.describe() + (" during startup" if during_startup else " unexpectedly")
             left = None
         self._poll_log()
-        tail = self._log.lines_since(self._launch_mark, STDERR_TAIL_LINES)
-        last = next((line.strip() for line in reversed(tail) if line.strip()), None)
-        if last:
-            reason = f"{reason}: {last[:300]}"
-        self._record_exit(status, tail)
+        output = self._log.lines_since(self._launch_mark, CAUSE_SEARCH_LINES)
+        cause = root_cause(output)
+        if cause:
+            reason = f"{reason}: {cause[:300]}"
+        self._record_exit(status, tail_with_cause(output, STDERR_TAIL_LINES))
         self._set("exited", reason, status.code, status.signal)
         if left is None:  # the leader died on its own: SIGKILL whatever is left of its tree
             left = await self._terminate(self._tree, graceful=False)
@@ -535,7 +537,7 @@ class EngineSupervisor:
         if self._exit is None and self._leader is not None:
             self._exit = self._reaper.status_of(self._leader)
         status = self._exit or ExitStatus(None, None)
-        self._record_exit(status, self._log.lines_since(self._launch_mark, STDERR_TAIL_LINES))
+        self._record_exit(status, tail_with_cause(self._log.lines_since(self._launch_mark, CAUSE_SEARCH_LINES), STDERR_TAIL_LINES))
         if left:
             self._fail(f"processes survived SIGKILL: PIDs {sorted(left)}")
             return False

@@ -60,8 +60,7 @@ THRESHOLDS = {
 
 
 class KnownAgentBug(AssertionError):
-    """A check of an agent bug reported to the lead; its test is xfail(strict=True, raises=KnownAgentBug), so
-    it turns red (XPASS) once the bug is fixed: then remove the marker. Other failures still fail normally."""
+    """A regression check of an agent bug found by this stage (now fixed): raised when it comes back."""
 
 
 @dataclass
@@ -369,9 +368,6 @@ def test_api_server_sigkill_kills_the_tree_and_restarts(env: Rig) -> None:
 
 
 # --- 3b. the API server dies while the agent is down: the restarted agent must clear its workers ---------
-@pytest.mark.xfail(strict=True, raises=KnownAgentBug, reason="agent bug (reported): leftovers of an engine whose API "
-                   "server died while the agent was down are found by the LLMCONSOLE_ENGINE_ID marker only, and vLLM's "
-                   "setproctitle erases the environment of VLLM::EngineCore and VLLM::Worker, so they survive the relaunch")  # fmt: skip
 def test_api_server_dies_while_agent_down_leaves_no_workers(env: Rig) -> None:
     e = wait_ready(env, "main", "main ready (before agent-down API-server SIGKILL)")
     leader = e["pid"]
@@ -422,8 +418,6 @@ def test_bad_argument_fails_after_retry_budget(env: Rig) -> None:
     assert not rig.session_pids(launched), "a process of the failed engine survived"
 
 
-@pytest.mark.xfail(strict=True, raises=KnownAgentBug, reason="agent bug (reported): last_exit.stderr_tail keeps 50 lines, "
-                   "vLLM's root cause is ~60 lines from the end, and the failed reason quotes the last line (a warning)")  # fmt: skip
 def test_bad_argument_root_cause_reaches_the_operator(env: Rig) -> None:
     e = _bad_failed(env)
     tail = e["last_exit"]["stderr_tail"]
