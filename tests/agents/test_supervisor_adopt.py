@@ -259,7 +259,7 @@ async def test_dead_leader_orphans_without_the_marker_are_found_by_session(tmp_p
         await K.wait_state(a, "ready")
         assert await K.wait_until(lambda: child_pid.exists() and child_pid.read_text().strip() != "")
         child = int(child_pid.read_text())
-        assert b"LLMCONSOLE_ENGINE_ID" not in open(f"/proc/{child}/environ", "rb").read()
+        assert b"LLMCONSOLE_ENGINE_ID" not in Path(f"/proc/{child}/environ").read_bytes()
         leader = a.pid
         await a.shutdown(stop_engines=False)
         os.kill(leader, signal.SIGKILL)  # the leader dies while no agent watches
