@@ -79,8 +79,8 @@ def measure(n: int, seconds: float, warmup: float) -> dict[str, float]:
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
                 try:
-                    snap = httpx.get(f"http://127.0.0.1:{port}/v1/snapshot", timeout=2).json()
-                    if all(e["state"] == "ready" for e in snap["engines"]):
+                    resp = httpx.get(f"http://127.0.0.1:{port}/v1/snapshot", timeout=2)
+                    if resp.status_code == 200 and all(e["state"] == "ready" for e in resp.json()["engines"]):
                         break
                 except (httpx.HTTPError, ValueError):
                     pass
