@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import os
 import re
@@ -15,22 +14,11 @@ from pathlib import Path
 
 import pytest
 
+import tests.agents.procs.supervisor_testkit as K
 from agents.supervisor import MARKER_VAR
 from agents.supervisor.proctree import marker_pids, read_stat
 from agents.supervisor.reaper import _child_pids
 
-
-def _load_kit():
-    name = "supervisor_testkit"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / "procs" / f"{name}.py")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-K = _load_kit()
 pytestmark = pytest.mark.timeout(60)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
 import subprocess
 import sys
@@ -12,20 +11,9 @@ from pathlib import Path
 
 import pytest
 
+import tests.agents.procs.supervisor_testkit as K
 from agents.supervisor.logs import LogFile
 
-
-def _load_kit():
-    name = "supervisor_testkit"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / "procs" / f"{name}.py")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-K = _load_kit()
 pytestmark = pytest.mark.timeout(60)
 
 

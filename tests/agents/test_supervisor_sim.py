@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import sys
@@ -16,17 +15,8 @@ from agents.supervisor.proctree import read_marker, read_stat
 pytest.importorskip("agents.sim.worker")
 
 
-def _load_kit():
-    name = "supervisor_testkit"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / "procs" / f"{name}.py")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
+import tests.agents.procs.supervisor_testkit as K
 
-
-K = _load_kit()
 pytestmark = pytest.mark.timeout(90)
 
 
