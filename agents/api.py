@@ -151,24 +151,28 @@ def create_app(
             return seconds
         return Response(runtime.history_json(min(seconds, runtime.history_s)), media_type="application/json")
 
-    @role(VIEWER)
-    async def logs(request: Request) -> Response:
+    def engine_lines(request: Request, default: int, cap: int) -> tuple[str, int] | Response:
+        """The known engine id and a valid ``lines`` parameter, or the 4xx that says what is wrong."""
         engine_id = request.path_params["engine_id"]
         if engine_id not in runtime.engine_ids():
             return _error(404, f"no engine {_shown_id(engine_id)!r} on this host")
-        lines = _int_param(request, "lines", 200, 1, MAX_LOG_LINES)
-        if isinstance(lines, Response):
-            return lines
+        lines = _int_param(request, "lines", default, 1, cap)
+        return lines if isinstance(lines, Response) else (engine_id, lines)
+
+    @role(VIEWER)
+    async def logs(request: Request) -> Response:
+        got = engine_lines(request, 200, MAX_LOG_LINES)
+        if isinstance(got, Response):
+            return got
+        engine_id, lines = got
         return JSONResponse({"engine": engine_id, "lines": runtime.logs(engine_id, lines)})
 
     @role(VIEWER)
     async def audit_tail(request: Request) -> Response:
-        engine_id = request.path_params["engine_id"]
-        if engine_id not in runtime.engine_ids():
-            return _error(404, f"no engine {_shown_id(engine_id)!r} on this host")
-        lines = _int_param(request, "lines", 50, 1, MAX_AUDIT_LINES)
-        if isinstance(lines, Response):
-            return lines
+        got = engine_lines(request, 50, MAX_AUDIT_LINES)
+        if isinstance(got, Response):
+            return got
+        engine_id, lines = got
         return JSONResponse({"engine": engine_id, "records": audit.tail(lines, engine=engine_id)})
 
     @role(OPERATOR)

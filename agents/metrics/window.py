@@ -10,29 +10,17 @@ import bisect
 import math
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import fields
 from typing import TYPE_CHECKING
 
 from agents.metrics.model import Histogram, Labels
+from agents.schema import EngineStats
 
 if TYPE_CHECKING:  # agents.engines imports this module; a runtime import would be circular
     from agents.engines.base import Reading
 
-STATS_KEYS = (
-    "requests_running",
-    "requests_waiting",
-    "kv_cache_usage",
-    "preemptions_per_s",
-    "prompt_tokens_per_s",
-    "generation_tokens_per_s",
-    "ttft_p50_s",
-    "ttft_p95_s",
-    "ttft_p99_s",
-    "itl_p95_s",
-    "e2e_p95_s",
-    "queue_time_p95_s",
-    "request_errors_per_s",
-    "prefix_cache_hit_rate",
-)
+# The snapshot's ``stats`` keys, in contract order: defined once, by the wire schema.
+STATS_KEYS: tuple[str, ...] = tuple(f.name for f in fields(EngineStats))
 
 _GAUGE_STATS = (
     ("requests_running", "requests_running"),

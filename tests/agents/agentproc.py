@@ -58,19 +58,26 @@ def sim(dialect: str, *extra: str) -> list[str]:
 
 
 class Agent:
+    """`llmconsole agent` in a subprocess; its stderr goes to a file (a pipe nobody drains could block it)."""
+
     def __init__(self, config: Path, port: int) -> None:
         self.config, self.port = config, port
         self.url = f"http://127.0.0.1:{port}"
         self.proc: subprocess.Popen | None = None
+        self.stderr_path = config.parent / "agent.stderr"
+        self.env: dict[str, str] | None = None
+        self.extra_args: tuple[str, ...] = ()
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "console.cli", "agent", "--config", str(self.config)],
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        env = {**os.environ, **(self.env or {})}
+        with open(self.stderr_path, "ab") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "console.cli", "agent", "--config", str(self.config), *self.extra_args],
+                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err, env=env,
+            )  # fmt: skip
+
+    def stderr_text(self) -> str:
+        return self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
 
     def snap(self) -> dict | None:
         try:
@@ -83,7 +90,7 @@ class Agent:
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:
-            assert self.proc and self.proc.poll() is None, f"agent exited: {self.proc.stderr.read() if self.proc else ''}"
+            assert self.proc and self.proc.poll() is None, f"agent exited: {self.stderr_text()[-3000:]}"
             last = self.snap()
             if last is not None and cond(last):
                 return last

@@ -4,18 +4,14 @@ the test's choosing, a bearer token for reads, optional TLS, and its stderr kept
 from __future__ import annotations
 
 import json
-import os
 import ssl
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
 
 from agents.auth import hash_token, new_token
-from tests.agents.agentproc import AGENT_DEFAULTS, ROOT, Agent
+from tests.agents.agentproc import AGENT_DEFAULTS, Agent
 
 EGRESS_GUARD_DIR = Path(__file__).resolve().parent / "egress"
 
@@ -61,15 +57,7 @@ class SecureAgent(Agent):
         super().__init__(config, port)
         self.url = f"{scheme}://127.0.0.1:{port}"
         self.token, self.env, self.verify = token, env, verify
-        self.stderr_path = config.parent / "agent.stderr"
-
-    def start(self) -> None:
-        env = {**os.environ, **(self.env or {})}
-        with open(self.stderr_path, "ab") as err:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "console.cli", "agent", "--config", str(self.config), "--log-level", "info"],
-                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err, env=env,
-            )  # fmt: skip
+        self.extra_args = ("--log-level", "info")
 
     def client(self) -> httpx.Client:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
@@ -82,17 +70,3 @@ class SecureAgent(Agent):
         except httpx.HTTPError:
             return None
         return r.json() if r.status_code == 200 else None
-
-    def wait(self, what: str, cond: Callable[[dict], bool], timeout: float = 30.0) -> dict:
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            assert self.proc and self.proc.poll() is None, f"agent exited: {self.stderr_text()[-3000:]}"
-            last = self.snap()
-            if last is not None and cond(last):
-                return last
-            time.sleep(0.25)
-        raise AssertionError(f"timed out waiting for {what}; last engines: {json.dumps((last or {}).get('engines'))[:3000]}")
-
-    def stderr_text(self) -> str:
-        return self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
