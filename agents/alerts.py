@@ -230,9 +230,18 @@ class EngineRules:
 
     def _queue_growing(self, obs: EngineObservation):
         n = self.thresholds.queue_growing_intervals
-        recent = [o for o in list(self._obs)[-(n + 1) :] if o.scrape.ok]
+        recent: list[EngineObservation] = []  # the last n + 1 samples, newest first; all scrapes must be ok
+        for o in reversed(self._obs):
+            if not o.scrape.ok:
+                return None
+            if recent and o.last_scrape_ok_t is not None and o.last_scrape_ok_t == recent[-1].last_scrape_ok_t:
+                continue  # a tick that carried the previous sample (its scrape was still in flight)
+            recent.append(o)
+            if len(recent) == n + 1:
+                break
         if len(recent) < n + 1:
             return None
+        recent.reverse()
         waits = [o.stats.get("requests_waiting") for o in recent]
         gens = [o.stats.get("generation_tokens_per_s") for o in recent]
         if any(w is None for w in waits) or not all(b > a for a, b in zip(waits, waits[1:], strict=False)):
@@ -330,10 +339,23 @@ def host_alerts(
     wall: str,
     previous: Mapping[str, Alert] | None = None,
     describe=lambda pid: None,
+    state_errors: Mapping[str, str] | None = None,
 ) -> tuple[Alert, ...]:
-    """Host-level alerts from one GPU poll. ``previous`` (by code) keeps each alert's ``since``."""
+    """Host-level alerts from one GPU poll. ``previous`` (by code) keeps each alert's ``since``.
+    ``state_errors``: engine id -> why its last state-file write failed (STATE_WRITE_FAILED)."""
     known = set(supervised_pids)
     found: list[tuple[str, str, str, dict[str, Any]]] = []
+    if state_errors:
+        ids = sorted(state_errors)
+        shown = ", ".join(ids[:3]) + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
+        found.append(
+            (
+                "STATE_WRITE_FAILED",
+                "critical",
+                f"state file not written for {shown}: {state_errors[ids[0]]}",
+                {"engines": [{"engine": eid, "reason": state_errors[eid]} for eid in ids]},
+            )
+        )
     orphans = [
         {"gpu": g.index, "pid": pid, "mem_bytes": mem, "process": describe(pid)}
         for g in gpus

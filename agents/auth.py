@@ -9,8 +9,9 @@ Roles: ``viewer`` (read) and ``operator`` (read + start/stop/restart). Tokens ar
 (``llmconsole agent token add`` prints it once). Through an SSH tunnel every caller is 127.0.0.1, so
 identity comes from the token, never from the address.
 
-The agent re-reads the file when it changes (:class:`TokenFile`), so tokens rotate without a restart. A
-file that becomes unreadable or malformed fails closed: every request is then unauthenticated.
+The agent re-reads the file when it changes (:class:`TokenFile`, checked at most once a second), so tokens
+rotate without a restart. A file that becomes unreadable or malformed fails closed: every request is then
+unauthenticated.
 No authentication decision is ever cached (exporter-toolkit CVE-2022-46146 was a poisoned auth cache).
 """
 
@@ -25,6 +26,8 @@ import re
 import secrets
 import stat
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -131,35 +134,57 @@ class TokenSource(Protocol):
 
 
 class TokenFile:
-    """A tokens file re-read whenever it changes (inode, size or mtime), checked on every request."""
+    """A tokens file re-read whenever it changes, so ``llmconsole agent token add/remove`` against a running
+    agent takes effect without a restart. Its identity (device, inode, size, mtime, ctime) is checked at most
+    once per ``check_every_s``; a file changed within the last two seconds is re-read at the next check
+    as well (two writes inside one timestamp tick, same size, would otherwise look unchanged)."""
 
-    def __init__(self, path: str | Path) -> None:
+    SETTLE_S = 2.0
+
+    def __init__(self, path: str | Path, *, check_every_s: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.path = Path(path).expanduser()
+        self.check_every_s = check_every_s
+        self._clock = clock
         self._lock = threading.Lock()
-        self._key: tuple[int, int, int] | None = None
+        self._key: tuple[int, ...] | None = None
+        self._checked = -float("inf")
+        self._last_error: str | None = None
         self._store = TokenStore.load(self.path)  # start-up: a bad file is an error, not a silent lock-out
         self._key = self._stat_key()
 
-    def _stat_key(self) -> tuple[int, int, int] | None:
+    def _stat_key(self) -> tuple[int, ...] | None:
+        """The file's identity, or None when it cannot be stat'ed or changed too recently to trust."""
         try:
             st = os.stat(self.path)
         except OSError:
             return None
-        return (st.st_ino, st.st_size, st.st_mtime_ns)
+        if time.time() - max(st.st_mtime, st.st_ctime) < self.SETTLE_S:
+            return None
+        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
     def current(self) -> TokenStore:
-        key = self._stat_key()
-        if key == self._key:
+        now = self._clock()
+        if now - self._checked < self.check_every_s:
             return self._store
         with self._lock:
-            if key != self._key:
-                try:
-                    self._store = TokenStore.load(self.path)
-                    log.info("tokens file %s re-read: %d token(s)", self.path, len(self._store.entries))
-                except TokenFileError as exc:
+            if now - self._checked < self.check_every_s:
+                return self._store
+            self._checked = now
+            key = self._stat_key()
+            if key is not None and key == self._key:
+                return self._store
+            try:
+                store = TokenStore.load(self.path)
+            except TokenFileError as exc:
+                if str(exc) != self._last_error:  # once per cause, not once a second
                     log.error("%s; every request is unauthenticated until it is fixed", exc)
-                    self._store = TokenStore((), required=True)
-                self._key = key
+                self._last_error = str(exc)
+                store = TokenStore((), required=True)
+            else:
+                self._last_error = None
+            if store.entries != self._store.entries:
+                log.info("tokens file %s re-read: %d token(s)", self.path, len(store.entries))
+            self._store, self._key = store, key
         return self._store
 
 

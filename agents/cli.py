@@ -7,6 +7,11 @@ SIGTERM/SIGINT stop the agent and leave its engines running (the next agent re-a
 appends its hash to the tokens file (created 0600) and prints the token once; ``token list`` and
 ``token remove NAME`` manage the rest. Without ``--tokens-file`` the file is ``[agent] tokens_file`` of
 the config. The running agent picks up changes without a restart.
+
+``llmconsole agent audit verify [--config PATH]`` checks the audit log (``agents/audit_cli.py``).
+
+One agent per ``state_dir``: a second agent on the same state directory, or a state directory that cannot
+be written, is one error line and exit 2 before anything listens, is adopted or started.
 """
 
 from __future__ import annotations
@@ -64,6 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["token"]:
         return token_main(args_list[1:])
+    if args_list[:1] == ["audit"]:
+        from agents.audit_cli import main as audit_main
+
+        return audit_main(args_list[1:])
     try:
         args = build_parser().parse_args(args_list)
     except SystemExit as exc:
@@ -89,11 +98,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if problem:
         return _fail(problem)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from agents.statedir import StateDirError
+
     try:
         return asyncio.run(_run(config, args.stop_engines_on_exit or None))
-    except OSError as exc:
-        sys.stderr.write(f"{PROG}: error: {exc}\n")
-        return 2  # e.g. the listen port is taken: bad input for this host, nothing was started
+    except (OSError, StateDirError) as exc:
+        # e.g. the listen port is taken, or another agent holds the state directory: nothing was started
+        return _fail(" ".join(str(exc).split()))
 
 
 def _config_path(explicit: str | None) -> Path:

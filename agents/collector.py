@@ -2,8 +2,12 @@
 builds an immutable HostSnapshot and keeps it in a ring buffer of ``history_s``.
 
 Blocking reads (NVML, psutil) run through ``asyncio.to_thread`` here and nowhere else. Ticks never overlap:
-the next one is scheduled after the previous one finished (a slow tick delays, never stacks). One broken
-engine or GPU never blanks the others: each failure becomes an entry in ``errors`` or an alert.
+the next one is scheduled after the previous one finished (a slow tick delays, never stacks). An engine's
+probes (scrape, health, canary) run on their own deadlines in their own tasks; a tick waits for them at most
+a small budget (agents/watch.py), so a hung engine never slows the snapshots of the others. One broken
+engine or GPU never blanks the others: each failure becomes an entry in ``errors`` or an alert. A failed
+state-file write of any engine (its supervisor's ``state_error``) is an ``errors`` entry and the host alert
+STATE_WRITE_FAILED while it lasts.
 """
 
 from __future__ import annotations
@@ -148,6 +152,8 @@ class Collector:
                 if p.pid not in owner and (eid := markers.get(read_marker(p.pid))) is not None:
                     owner[p.pid] = eid
         gpus = _gpus(poll, owner)
+        state_errors = _state_errors(self.watches)
+        errors.extend(f"engine {eid}: state write failed: {why}" for eid, why in state_errors.items())
         wall = rfc3339()
         alerts = host_alerts(
             [
@@ -158,6 +164,7 @@ class Collector:
             wall=wall,
             previous=self._host_alerts,
             describe=process_brief,
+            state_errors=state_errors,
         )
         self._host_alerts = {a.code: a for a in alerts}
         self.seq += 1
@@ -199,6 +206,16 @@ def _host_facts(
         for eid, pids in audit.items()
     }
     return stats, rss, listeners
+
+
+def _state_errors(watches: Sequence[EngineWatch]) -> dict[str, str]:
+    """Engine id -> the one-line reason its supervisor's last state-file write failed (``state_error``)."""
+    out = {}
+    for w in watches:
+        why = getattr(w.supervisor, "state_error", None)
+        if isinstance(why, str) and why.strip():
+            out[w.config.id] = " ".join(why.split())[:300]
+    return out
 
 
 def _process_name(pid: int) -> str | None:

@@ -422,6 +422,20 @@ def _no_secret(argv: tuple[str, ...]) -> str | None:
     return secret_in_argv(argv)
 
 
+def _python_module(v: str) -> str | None:
+    ok = re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", v)
+    return None if ok else f"{show(v)} is not a Python module name (e.g. \"vllm.entrypoints.openai.api_server\")"
+
+
+def _guarded_env(v: str) -> str | None:
+    """allowed_env_overrides names only the variables the launch guard refuses (agents/launchguard.py)."""
+    from agents.launchguard import GUARDED_ENV
+
+    if v in GUARDED_ENV:
+        return None
+    return f"{show(v)} is not a guarded variable (one of {', '.join(GUARDED_ENV)}){suggest(v, GUARDED_ENV)}"
+
+
 def _env_table(v: Mapping[str, str]) -> str | None:
     bad = next((k for k in v if not re.fullmatch(ENV_NAME_RE, k)), None)
     return f"{show(bad)} is not a valid environment variable name" if bad is not None else None
@@ -502,6 +516,9 @@ class AgentConfig:
     ``log_dir`` = ``state_dir/logs``; ``scrape_timeout_s`` = min(0.8 × interval_s, 10)."""
 
     listen: str = setting("127.0.0.1:9300", check=_listen_check)
+    # The name this agent reports as its host (snapshots, /metrics `host` label); None: the machine's hostname.
+    # Set it when several agents share one machine, or the hostname is not the name operators use.
+    host: str | None = setting(None, check=matches(r"[A-Za-z0-9_.-]{1,253}", "a host name (letters, digits, '.', '_', '-')"))
     interval_s: float = setting(1.0, check=positive)
     history_s: float = setting(900.0, check=positive)
     stats_window_s: float = setting(60.0, check=positive)
@@ -520,8 +537,11 @@ class AgentConfig:
     tls_key: Path | None = setting(None)
     tls_client_ca: Path | None = setting(None)
     allowed_hosts: tuple[str, ...] = setting((), item_check=_host_header_name)
-    # Launch policy (agents/launchguard.py): None = not configured.
+    # Launch policy (agents/launchguard.py). allowed_executables None: the built-in engine launchers;
+    # allowed_python_modules None: the built-in engine modules for `python -m`.
     allowed_executables: tuple[Path, ...] | None = setting(None)
+    allowed_python_modules: tuple[str, ...] | None = setting(None, item_check=_python_module)
+    allowed_env_overrides: tuple[str, ...] = setting((), item_check=_guarded_env)
     model_roots: tuple[Path, ...] | None = setting(None)
     allow_hub_ids: bool | None = setting(None)
     supervision: Supervision = setting(factory=Supervision, flatten=True)
@@ -628,10 +648,17 @@ def agent_config_from_dict(
 
 
 def load_agent_config(path: str | os.PathLike[str]) -> AgentConfig:
-    """Read ``path`` and validate ``[agent]`` and ``[thresholds]``."""
+    """Read ``path`` and validate ``[agent]`` and ``[thresholds]``. The file must have an ``[agent]``
+    table: an empty file (or one written for the console only) is an error, never a start on defaults."""
     p = Path(path)
     data = read_toml(p)
-    return agent_config_from_dict(data, file=os.fspath(path), base_dir=p.resolve().parent, source=p)
+    config = agent_config_from_dict(data, file=os.fspath(path), base_dir=p.resolve().parent, source=p)
+    if "agent" not in data:  # checked after the tables' own errors, which say more
+        what = "is empty" if not data else "has no [agent] table"
+        raise ConfigError(
+            f"{os.fspath(path)}: {what}; the agent needs an [agent] table (see the repository's config.toml)"
+        )
+    return config
 
 
 def find_config(

@@ -1,39 +1,91 @@
-"""The agent's own Prometheus exposition: ``llmconsole_*`` series read from the latest HostSnapshot.
+"""The agent's own Prometheus exposition (``GET /metrics``): ``llmconsole_*`` series in Prometheus's terms.
 
-A custom prometheus-client Collector on a private registry; each scrape of ``GET /metrics`` renders the
-snapshot the collector last produced. A value the snapshot does not have (None) is omitted, never 0.
+Two sources, both immutable objects read by reference (the exporter runs on the API thread, does no I/O):
+
+* the latest HostSnapshot: lifecycle, host, GPU and alert series, plus the agent's precomputed values as
+  gauges whose names say what they are (``…_per_second``, ``…_p95_seconds``: a rate or quantile over the
+  agent's stats window, for one engine; not summable across a fleet);
+* per engine, an :class:`EngineExport`: the normalized Reading of its latest successful scrape, exported as
+  the engine's own cumulative counters (``…_total``) and histograms (``…_seconds_bucket/_sum/_count``, with
+  the engine's bucket boundaries), so one PromQL expression works for vLLM, SGLang and TGI alike.
+
+Every ``llmconsole_engine_*`` series carries ``host, engine, kind, model`` (``model`` = the served model
+name, else the configured model). A value the source does not have is absent, never 0: a family an engine
+does not expose (TGI: no TTFT histogram, no KV gauge) has no series for it. Stale stats (the snapshot's
+``stats_are_live`` rule: failed scrapes) export neither gauges nor cumulative series. ``le`` is written in
+float form (``"1.0"``): Prometheus 2.x stores it as written and 3.x normalizes to that form, so a rule's
+``le="1.0"`` matches on both. Counter resets (an engine restarted) are left to Prometheus's rate().
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import math
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
+from prometheus_client.utils import floatToGoString
 
-from agents import __version__
+from agents.engines.base import Reading
+from agents.metrics.model import Histogram
 from agents.schema import ENGINE_STATES, EngineSnapshot, HostSnapshot, stats_are_live
 
-ENGINE_LABELS = ["engine", "kind", "model"]
-GPU_LABELS = ["gpu", "uuid", "name"]
+ENGINE_LABELS = ["host", "engine", "kind", "model"]
+GPU_LABELS = ["host", "gpu", "uuid", "name"]
+ENGINE_INFO_LABELS = ("served_model_name", "version", "model_path", "gpus", "port", "simulated")
+ALERT_LABELS = ["host", "engine", "code", "severity", "summary"]
 
-# (metric suffix, stats key, help)
-_ENGINE_GAUGES = (
-    ("requests_running", "requests_running", "Requests in the engine's running batch."),
-    ("requests_waiting", "requests_waiting", "Requests waiting in the engine's queue."),
-    ("kv_cache_usage_ratio", "kv_cache_usage", "KV-cache usage, 0..1 (absent for engines without the gauge)."),
-    ("prompt_tokens_per_second", "prompt_tokens_per_s", "Prompt tokens processed per second (agent-computed rate)."),
-    ("generation_tokens_per_second", "generation_tokens_per_s", "Tokens generated per second (agent-computed rate)."),
-    ("preemptions_per_second", "preemptions_per_s", "Preemptions (vLLM) / retractions (SGLang) per second."),
-    ("request_errors_per_second", "request_errors_per_s", "Failed requests per second."),
-    ("prefix_cache_hit_ratio", "prefix_cache_hit_rate", "Prefix-cache hit rate over the recent window."),
-    ("itl_p95_seconds", "itl_p95_s", "Inter-token latency p95 over the recent window."),
-    ("e2e_p95_seconds", "e2e_p95_s", "End-to-end request latency p95 over the recent window."),
-    ("queue_time_p95_seconds", "queue_time_p95_s", "Queue time p95 over the recent window."),
-)
-_TTFT = (("0.5", "ttft_p50_s"), ("0.95", "ttft_p95_s"), ("0.99", "ttft_p99_s"))
-_GPU_GAUGES = (
+
+@dataclass(frozen=True, slots=True)
+class EngineExport:
+    """What ``/metrics`` exports of one engine beyond its snapshot: the normalized Reading of its latest
+    successful scrape (None before the first one, and after the engine's process changed) and its version
+    when known (from its log; None otherwise)."""
+
+    reading: Reading | None = None
+    version: str | None = None
+
+
+Exports = Callable[[], Mapping[str, EngineExport]]
+
+# Precomputed per-engine values (snapshot stats): (metric suffix, stats key, help).
+ENGINE_GAUGES = (
+    ("requests_running", "requests_running", "Requests in the engine's running batch (latest scrape)."),
+    ("requests_waiting", "requests_waiting", "Requests waiting in the engine's queue (latest scrape)."),
+    ("kv_cache_usage_ratio", "kv_cache_usage", "KV-cache usage, 0..1, of the fullest data-parallel engine."),
+    ("prompt_tokens_per_second", "prompt_tokens_per_s", "Prompt tokens per second over the agent's stats window."),
+    ("generation_tokens_per_second", "generation_tokens_per_s", "Generated tokens per second over the agent's stats window."),
+    ("preemptions_per_second", "preemptions_per_s", "Preemptions (vLLM) / retractions (SGLang) per second over the agent's stats window."),
+    ("request_errors_per_second", "request_errors_per_s", "Failed requests per second over the agent's stats window."),
+    ("prefix_cache_hit_ratio", "prefix_cache_hit_rate", "Prefix-cache hits over queries, 0..1, over the agent's stats window."),
+    ("ttft_p50_seconds", "ttft_p50_s", "Time to first token, median over the agent's stats window."),
+    ("ttft_p95_seconds", "ttft_p95_s", "Time to first token, p95 over the agent's stats window."),
+    ("ttft_p99_seconds", "ttft_p99_s", "Time to first token, p99 over the agent's stats window."),
+    ("itl_p95_seconds", "itl_p95_s", "Inter-token latency, p95 over the agent's stats window."),
+    ("e2e_p95_seconds", "e2e_p95_s", "End-to-end request latency, p95 over the agent's stats window."),
+    ("queue_time_p95_seconds", "queue_time_p95_s", "Queue time, p95 over the agent's stats window."),
+)  # fmt: skip
+# The engine's own cumulative counters, normalized (Reading.counters): (metric name, logical name, help).
+# "requests" is exported as soon as the adapters fill it (not yet a logical counter of agents.engines.base).
+ENGINE_COUNTERS = (
+    ("generation_tokens", "generation_tokens", "Tokens generated, the engine's own counter."),
+    ("prompt_tokens", "prompt_tokens", "Prompt tokens processed, the engine's own counter."),
+    ("requests", "requests", "Requests, the engine's own counter."),
+    ("request_errors", "request_errors", "Requests that failed in the engine (vLLM finished_reason=error, TGI failures)."),
+    ("preemptions", "preemptions", "Preemptions (vLLM) / retractions (SGLang), the engine's own counter."),
+)  # fmt: skip
+# The engine's own histograms, normalized (Reading.histograms), with its bucket boundaries.
+ENGINE_HISTOGRAMS = (
+    ("ttft_seconds", "ttft", "Time to first token, the engine's own histogram."),
+    ("itl_seconds", "itl", "Inter-token latency (TGI: per-request mean time per token), the engine's own histogram."),
+    ("e2e_seconds", "e2e", "End-to-end request latency, the engine's own histogram."),
+    ("queue_time_seconds", "queue_time", "Time requests waited in the queue, the engine's own histogram."),
+)  # fmt: skip
+GPU_GAUGES = (
     ("memory_used_bytes", "mem_used_bytes", "GPU memory in use."),
     ("memory_total_bytes", "mem_total_bytes", "GPU memory in total."),
     ("utilization_percent", "util_pct", "GPU utilization."),
@@ -45,55 +97,70 @@ _GPU_GAUGES = (
 
 
 class SnapshotCollector(Collector):
-    def __init__(self, latest: Callable[[], HostSnapshot | None]) -> None:
+    """Renders the latest snapshot and engine exports; families without a series are left out."""
+
+    def __init__(self, latest: Callable[[], HostSnapshot | None], exports: Exports | None = None) -> None:
         self._latest = latest
+        self._exports = exports
 
     def collect(self) -> Iterator[Metric]:
         snap = self._latest()
-        info = InfoMetricFamily("llmconsole_agent", "The llmconsole agent.")
-        info.add_metric([], {"version": __version__, "gpu_source": snap.gpu_source or "" if snap else "", "host": snap.host if snap else ""})
-        yield info
         if snap is None:
             return
-        seq = GaugeMetricFamily("llmconsole_snapshot_seq", "Sequence number of the latest snapshot.")
-        seq.add_metric([], snap.seq)
-        yield seq
-        yield from _host(snap)
-        yield from _engines(snap.engines, snap.interval_s)
-        yield from _alerts(snap)
-        yield from _gpus(snap)
+        exports = self._exports() if self._exports is not None else {}
+        families = [*_host(snap), *_engines(snap, exports), _alerts(snap), *_gpus(snap)]
+        yield from (f for f in families if f.samples)
 
 
-def _labels(e: EngineSnapshot) -> list[str]:
-    return [e.id, e.kind, e.served_model_name or e.model or ""]
+def _engine_labels(host: str, e: EngineSnapshot) -> list[str]:
+    return [host, e.id, e.kind, e.served_model_name or e.model or ""]
+
+
+def _host_gauge(name: str, text: str, host: str, value: float | None) -> GaugeMetricFamily:
+    fam = GaugeMetricFamily(name, text, labels=["host"])
+    if value is not None:
+        fam.add_metric([host], value)
+    return fam
 
 
 def _host(snap: HostSnapshot) -> Iterator[Metric]:
-    hs = snap.host_stats
-    for name, value, text in (
-        ("llmconsole_host_cpu_percent", hs and hs.cpu_pct, "Host CPU utilization."),
-        ("llmconsole_host_memory_used_bytes", hs and hs.mem_used_bytes, "Host memory in use."),
-        ("llmconsole_host_memory_total_bytes", hs and hs.mem_total_bytes, "Host memory in total."),
-    ):
-        if value is not None:
-            fam = GaugeMetricFamily(name, text)
-            fam.add_metric([], value)
-            yield fam
-
-
-def _engines(engines: tuple[EngineSnapshot, ...], interval_s: float | None) -> Iterator[Metric]:
-    up = GaugeMetricFamily("llmconsole_engine_up", "1 when the engine is ready and serving.", labels=ENGINE_LABELS)
-    state = GaugeMetricFamily("llmconsole_engine_state", "1 for the engine's current state.", labels=ENGINE_LABELS + ["state"])
-    restarts = CounterMetricFamily("llmconsole_engine_restarts", "Restarts after unexpected exits.", labels=ENGINE_LABELS)
-    rss = GaugeMetricFamily("llmconsole_engine_rss_bytes", "Resident memory of the engine's process tree.", labels=ENGINE_LABELS)
-    ttft = GaugeMetricFamily(
-        "llmconsole_engine_ttft_seconds", "Time to first token over the recent window.", labels=ENGINE_LABELS + ["quantile"]
+    host = snap.host
+    info = GaugeMetricFamily(
+        "llmconsole_host_info", "The agent and its host (value 1).", labels=["host", "agent_version", "gpu_source", "boot_id"]
     )
-    gauges = {
-        key: GaugeMetricFamily(f"llmconsole_engine_{suffix}", text, labels=ENGINE_LABELS) for suffix, key, text in _ENGINE_GAUGES
+    info.add_metric([snap.host, snap.agent_version or "", snap.gpu_source or "", snap.boot_id or ""], 1.0)
+    yield info
+    yield _host_gauge("llmconsole_snapshot_seq", "Sequence number of the latest snapshot.", host, snap.seq)
+    yield _host_gauge(
+        "llmconsole_snapshot_timestamp_seconds", "When the latest snapshot was taken (Unix time).", host, _epoch(snap.taken_at)
+    )
+    hs = snap.host_stats
+    yield _host_gauge("llmconsole_host_cpu_percent", "Host CPU utilization.", host, hs and hs.cpu_pct)
+    yield _host_gauge("llmconsole_host_memory_used_bytes", "Host memory in use.", host, hs and hs.mem_used_bytes)
+    yield _host_gauge("llmconsole_host_memory_total_bytes", "Host memory in total.", host, hs and hs.mem_total_bytes)
+
+
+def _engines(snap: HostSnapshot, exports: Mapping[str, EngineExport]) -> Iterator[Metric]:
+    def gauge(suffix: str, text: str, extra: tuple[str, ...] = ()) -> GaugeMetricFamily:
+        return GaugeMetricFamily(f"llmconsole_engine_{suffix}", text, labels=[*ENGINE_LABELS, *extra])
+
+    info = gauge("info", "The engine's identity (value 1): served name, version (when its log names it), GPUs.", ENGINE_INFO_LABELS)
+    up = gauge("up", "1 when the engine is ready and serving.")
+    state = gauge("state", "1 for the engine's current state.", ("state",))
+    restarts = CounterMetricFamily("llmconsole_engine_restarts", "Restarts after unexpected exits.", labels=ENGINE_LABELS)
+    rss = gauge("rss_bytes", "Resident memory of the engine's process tree.")
+    uptime = gauge("uptime_seconds", "Seconds since the engine's current process started.")
+    gauges = {key: gauge(suffix, text) for suffix, key, text in ENGINE_GAUGES}
+    counters = {
+        key: CounterMetricFamily(f"llmconsole_engine_{name}", text, labels=ENGINE_LABELS) for name, key, text in ENGINE_COUNTERS
     }
-    for e in engines:
-        labels = _labels(e)
+    hists = {
+        key: HistogramMetricFamily(f"llmconsole_engine_{name}", text, labels=ENGINE_LABELS) for name, key, text in ENGINE_HISTOGRAMS
+    }
+    for e in snap.engines:
+        labels = _engine_labels(snap.host, e)
+        export = exports.get(e.id) or EngineExport()
+        info.add_metric(labels + _info_values(e, export), 1.0)
         up.add_metric(labels, 1.0 if e.state == "ready" else 0.0)
         for s in ENGINE_STATES:
             state.add_metric(labels + [s], 1.0 if e.state == s else 0.0)
@@ -101,35 +168,71 @@ def _engines(engines: tuple[EngineSnapshot, ...], interval_s: float | None) -> I
             restarts.add_metric(labels, e.restarts)
         if e.rss_bytes is not None:
             rss.add_metric(labels, e.rss_bytes)
-        if not stats_are_live(e, interval_s):
-            continue  # stale stats are not exported as live values
+        if e.uptime_s is not None:
+            uptime.add_metric(labels, e.uptime_s)
+        if not stats_are_live(e, snap.interval_s):
+            continue  # stale stats are exported neither as gauges nor as the engine's counters
         for key, fam in gauges.items():
             value = getattr(e.stats, key)
             if value is not None:
                 fam.add_metric(labels, value)
-        for q, key in _TTFT:
-            value = getattr(e.stats, key)
-            if value is not None:
-                ttft.add_metric(labels + [q], value)
-    yield from (up, state, restarts, rss, ttft, *gauges.values())
+        reading = export.reading
+        if reading is None:
+            continue
+        for key, fam in counters.items():
+            value = reading.counters.get(key)
+            if value is not None and math.isfinite(value) and value >= 0:
+                fam.add_metric(labels, value)
+        for key, fam in hists.items():
+            _add_histogram(fam, labels, reading.histograms.get(key))
+    yield from (info, up, state, restarts, rss, uptime, *gauges.values(), *counters.values(), *hists.values())
 
 
-def _alerts(snap: HostSnapshot) -> Iterator[Metric]:
+def _info_values(e: EngineSnapshot, export: EngineExport) -> list[str]:
+    return [
+        e.served_model_name or "",
+        export.version or "",
+        e.model or "",
+        ",".join(str(g) for g in e.gpus),
+        "" if e.port is None else str(e.port),
+        "true" if e.simulated else "false",
+    ]
+
+
+def _add_histogram(fam: HistogramMetricFamily, labels: list[str], h: Histogram | None) -> None:
+    """One histogram series with the engine's own bounds; left out when it cannot be a valid one (no
+    ``+Inf`` bucket, a non-finite or decreasing count)."""
+    if h is None or not h.has_inf or any(not math.isfinite(c) or c < 0 for c in h.cumulative):
+        return
+    if any(later < earlier for earlier, later in zip(h.cumulative, h.cumulative[1:], strict=False)):
+        return
+    count = h.count if math.isfinite(h.count) else h.cumulative[-1]
+    keyed = dict(zip(ENGINE_LABELS, labels, strict=True))
+    for bound, value in zip(h.bounds, h.cumulative, strict=True):
+        fam.samples.append(Sample(fam.name + "_bucket", {**keyed, "le": floatToGoString(bound)}, value))
+    fam.samples.append(Sample(fam.name + "_count", keyed, count))
+    if math.isfinite(h.sum):
+        fam.samples.append(Sample(fam.name + "_sum", keyed, h.sum))
+
+
+def _alerts(snap: HostSnapshot) -> Metric:
     fam = GaugeMetricFamily(
-        "llmconsole_alerts_active", "Active alerts by code (engine empty for host alerts).", labels=["code", "severity", "engine"]
+        "llmconsole_alerts_active",
+        "1 per active agent alert (engine empty for host alerts); summary is the alert's one-line evidence.",
+        labels=ALERT_LABELS,
     )
     for a in snap.alerts:
-        fam.add_metric([a.code, a.severity, ""], 1.0)
+        fam.add_metric([snap.host, "", a.code, a.severity, a.summary], 1.0)
     for e in snap.engines:
         for a in e.alerts:
-            fam.add_metric([a.code, a.severity, e.id], 1.0)
-    yield fam
+            fam.add_metric([snap.host, e.id, a.code, a.severity, a.summary], 1.0)
+    return fam
 
 
 def _gpus(snap: HostSnapshot) -> Iterator[Metric]:
-    fams = {key: GaugeMetricFamily(f"llmconsole_gpu_{suffix}", text, labels=GPU_LABELS) for suffix, key, text in _GPU_GAUGES}
+    fams = {key: GaugeMetricFamily(f"llmconsole_gpu_{suffix}", text, labels=GPU_LABELS) for suffix, key, text in GPU_GAUGES}
     for g in snap.gpus:
-        labels = [str(g.index), g.uuid or "", g.name or ""]
+        labels = [snap.host, str(g.index), g.uuid or "", g.name or ""]
         for key, fam in fams.items():
             value = getattr(g, key)
             if value is not None:
@@ -137,9 +240,17 @@ def _gpus(snap: HostSnapshot) -> Iterator[Metric]:
     yield from fams.values()
 
 
-def make_registry(latest: Callable[[], HostSnapshot | None]) -> CollectorRegistry:
+def _epoch(stamp: str) -> float | None:
+    try:
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    except (ValueError, AttributeError):
+        return None
+
+
+def make_registry(latest: Callable[[], HostSnapshot | None], exports: Exports | None = None) -> CollectorRegistry:
+    """A private registry over ``latest`` (the newest snapshot) and ``exports`` (engine id -> EngineExport)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(SnapshotCollector(latest))
+    registry.register(SnapshotCollector(latest, exports))
     return registry
 
 

@@ -3,27 +3,51 @@
 Pure (stdlib only, no config imports), so ``agents.config`` can use :func:`secret_in_argv` while loading.
 Rules (reliability.md §3.9–§3.10):
 
-* **No secrets in argv** (always, at config load): argv is world-readable (``ps``, ``/proc/<pid>/cmdline``)
-  and the supervisor writes it into the engine log. ``--api-key VALUE``, ``--hf-token``, ``hf_...`` values
-  and the like are refused with a pointer to ``env``; the message never repeats the value.
+* **No secrets in argv** (always, at config load and again at launch): argv is world-readable (``ps``,
+  ``/proc/<pid>/cmdline``) and the supervisor writes it into the engine log. ``--api-key VALUE``,
+  ``--hf-token``, ``hf_...``/``sk-...`` values, ``NAME_TOKEN=value``, URL passwords and the like are refused
+  with a pointer to ``env``, in every argv element *and inside* strings such as ``sh -c "..."`` or
+  ``python -c "..."``; so is an argv element that repeats a secret value of the engine's ``env``. The
+  message never repeats the value.
 * **No NUL or control characters** in argv, environment or model (always).
-* **Executables** (``[agent] allowed_executables``): when set, the resolved, real path of argv[0] must be
-  one of the listed paths (also resolved), and neither it nor its folder may be writable by others.
-  When unset every executable is allowed and the agent warns once at start-up.
+* **Executables**. With ``[agent] allowed_executables`` unset, the built-in engine launchers apply,
+  matched by name: ``vllm``, ``text-generation-launcher``, ``llmconsole sim-engine`` and a Python
+  interpreter (``python``, ``python3``, ``python3.X``) running ``-m MODULE`` with MODULE one of
+  :data:`BUILTIN_PYTHON_MODULES`. Everything else (shells, ``python -c``, scripts, other modules) is
+  refused. When ``allowed_executables`` is set it replaces that list: the resolved, real path of argv[0]
+  must be one of the listed paths (also resolved); an interpreter among them still runs only ``-m``
+  modules of ``allowed_python_modules`` (default: the built-in modules). In both cases neither the
+  executable nor its folder may be writable by others.
+* **Environment**: ``LD_PRELOAD``, ``LD_AUDIT``, ``LD_LIBRARY_PATH``, ``PYTHONPATH``, ``PYTHONHOME`` and
+  ``PYTHONSTARTUP`` (code-injection paths) are refused unless listed in ``[agent] allowed_env_overrides``.
 * **Models** (``[agent] model_roots``, ``allow_hub_ids``): a model given as a path must resolve (realpath:
   ``..`` and symlinks followed) under one of the roots; a hub id (``org/name``) is allowed only when
   ``allow_hub_ids = true``. Without model_roots, paths are not confined and hub ids are allowed unless
   ``allow_hub_ids = false``.
+
+Redaction lives in :mod:`agents.redact`; its names are re-exported here for compatibility.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shlex
 import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from agents.redact import (  # noqa: F401 - re-exported for compatibility
+    MASK,
+    MIN_SECRET_LEN,
+    SECRET_ENV_RE,
+    URL_PASSWORD_RE,
+    Redactor,
+    looks_like_credential,
+    secret_values,
+)
 
 # Flags whose value is a credential (names normalized: lower case, leading dashes dropped, "_" -> "-").
 SECRET_FLAGS = frozenset({
@@ -32,10 +56,33 @@ SECRET_FLAGS = frozenset({
 })  # fmt: skip
 _API_KEY_SUFFIXES = ("api-key", "api-keys", "apikey")
 # Values that are credentials whatever flag carries them.
-SECRET_VALUE_RE = re.compile(r"\bhf_[A-Za-z0-9]{30,}\b|\bsk-[A-Za-z0-9_-]{20,}|\bBearer\s+\S{8,}", re.IGNORECASE)
+SECRET_VALUE_RE = re.compile(
+    r"\bhf_[A-Za-z0-9]{30,}\b|\bsk-(?=[A-Za-z0-9_-]*[0-9])[A-Za-z0-9_-]{20,}|\bBearer\s+\S{8,}", re.IGNORECASE
+)
+# NAME=VALUE / NAME:VALUE where NAME ends in a credential word (HF_TOKEN=..., api_key:...).
+_ASSIGNMENT_RE = re.compile(
+    r"-{0,2}(?P<name>[A-Za-z_][A-Za-z0-9_.-]*?(?:api[_-]?keys?|apikey|token|secret|secret[_-]?key|passw(?:or)?d"
+    r"|credentials?))[=:](?P<value>\S+)",
+    re.IGNORECASE,
+)
+# "api_key": "VALUE" inside a JSON argument (e.g. --hf-overrides '{...}').
+_JSON_SECRET_RE = re.compile(r'"[\w.-]*?(?:api[_-]?key|token|secret|passw(?:or)?d)"\s*:\s*"(?P<value>[^"]+)"', re.I)
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 HUB_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?")
 ENV_HINT = 'pass it through env instead, e.g. env = { VLLM_API_KEY = "..." } (TGI: API_KEY; hub: HF_TOKEN)'
+
+# The built-in engine launchers (used while [agent] allowed_executables is unset).
+BUILTIN_PYTHON_MODULES = (
+    "vllm.entrypoints.openai.api_server", "vllm.entrypoints.cli.main", "sglang.launch_server", "agents.sim",
+)  # fmt: skip
+BUILTIN_LAUNCHERS_TEXT = "vllm, text-generation-launcher, python -m <engine server module>, llmconsole sim-engine"
+_ANY_ARGS = frozenset({"vllm", "text-generation-launcher"})
+_SUBCOMMAND = {"llmconsole": "sim-engine"}
+_PYTHON_RE = re.compile(r"python(?:3(?:\.[0-9]+)?)?")
+# Interpreter switches that may come before -m (no code, no paths).
+_PY_SWITCHES = frozenset({"-u", "-B", "-O", "-OO", "-s", "-E", "-I", "-P", "-b", "-bb", "-q"})
+# Environment variables that inject code into the engine; refused unless in [agent] allowed_env_overrides.
+GUARDED_ENV = ("LD_PRELOAD", "LD_AUDIT", "LD_LIBRARY_PATH", "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP")
 
 
 def _flag_name(token: str) -> str | None:
@@ -49,17 +96,57 @@ def is_secret_flag(token: str) -> bool:
     return name is not None and (name in SECRET_FLAGS or name.endswith(_API_KEY_SUFFIXES))
 
 
+def _words(token: str) -> list[str]:
+    """The shell words of a string argument (``sh -c "..."``, ``python -c "..."``), best effort."""
+    if not any(c.isspace() for c in token):
+        return []
+    try:
+        return shlex.split(token)
+    except ValueError:  # unbalanced quotes: plain whitespace split
+        return token.split()
+
+
+def _secret_problem(part: str) -> str | None:
+    """What kind of secret ``part`` (one argv element or one word inside it) carries, or None."""
+    if is_secret_flag(part):
+        return f"flag {part.split('=', 1)[0]!r} takes a secret"
+    m = _ASSIGNMENT_RE.fullmatch(part)
+    if m and looks_like_credential(m["value"].strip("\"'")):
+        return f"{m['name']!r} is assigned a credential"
+    if SECRET_VALUE_RE.search(part) or URL_PASSWORD_RE.search(part):
+        return "it looks like a credential (token, API key or URL password)"
+    j = _JSON_SECRET_RE.search(part)
+    if j and looks_like_credential(j["value"]):
+        return "it holds a credential in JSON"
+    return None
+
+
 def secret_in_argv(argv: Iterable[str]) -> str | None:
-    """A one-line refusal when ``argv`` carries an obvious secret (the value is never repeated); else None."""
+    """A one-line refusal when ``argv`` carries an obvious secret (the value is never repeated); else None.
+    Every element is checked, and every shell word inside an element (``sh -c``, ``python -c`` strings)."""
     for i, token in enumerate(argv):
-        if is_secret_flag(token):
-            flag = token.split("=", 1)[0]
+        problem = _secret_problem(token)
+        inside = ""
+        if problem is None:
+            problem = next((p for w in _words(token) if (p := _secret_problem(w))), None)
+            inside = " (inside its string)"
+        if problem is not None:
             return (
-                f"item {i} ({flag!r}) puts a secret on the command line, where `ps`, /proc/<pid>/cmdline and the "
-                f"engine log show it; {ENV_HINT}"
+                f"item {i}{inside}: {problem}; argv is shown by `ps`, /proc/<pid>/cmdline and the engine log, "
+                f"so never put secrets in it; {ENV_HINT}"
             )
-        if SECRET_VALUE_RE.search(token):
-            return f"item {i} looks like a credential (token or API key); never put secrets in argv; {ENV_HINT}"
+    return None
+
+
+def secret_repeated(argv: Sequence[str], env: Mapping[str, str]) -> str | None:
+    """A refusal when an argv element contains the value of one of the engine's secret env variables."""
+    for name, value in env.items():
+        if len(value) < MIN_SECRET_LEN or not SECRET_ENV_RE.search(name):
+            continue
+        forms = {value, json.dumps(value)[1:-1]}
+        for i, token in enumerate(argv):
+            if any(f in token for f in forms):
+                return f"item {i} repeats the value of env {name}; argv is world-readable, so the engine must read it from env"
     return None
 
 
@@ -75,6 +162,8 @@ class LaunchPolicy:
     allowed_executables: tuple[Path, ...] | None = None
     model_roots: tuple[Path, ...] | None = None
     allow_hub_ids: bool | None = None
+    allowed_python_modules: tuple[str, ...] | None = None  # None: BUILTIN_PYTHON_MODULES
+    allowed_env_overrides: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, agent: object) -> LaunchPolicy:
@@ -83,35 +172,106 @@ class LaunchPolicy:
             allowed_executables=getattr(agent, "allowed_executables", None),
             model_roots=getattr(agent, "model_roots", None),
             allow_hub_ids=getattr(agent, "allow_hub_ids", None),
+            allowed_python_modules=getattr(agent, "allowed_python_modules", None),
+            allowed_env_overrides=tuple(getattr(agent, "allowed_env_overrides", ()) or ()),
         )
 
     @property
     def hub_ids_allowed(self) -> bool:
         return self.allow_hub_ids if self.allow_hub_ids is not None else self.model_roots is None
 
+    @property
+    def python_modules(self) -> tuple[str, ...]:
+        return self.allowed_python_modules if self.allowed_python_modules is not None else BUILTIN_PYTHON_MODULES
+
     def warnings(self) -> list[str]:
         """What an operator should hear once at start-up about this policy."""
         out = []
         if self.allowed_executables is None:
             out.append(
-                "[agent] allowed_executables is not set: engines may run any executable; list the engine "
-                "binaries (absolute paths) to refuse everything else"
+                "[agent] allowed_executables is not set: engines may run only the built-in launchers "
+                f"({BUILTIN_LAUNCHERS_TEXT}), matched by name; list their absolute paths to pin them"
             )
         if self.model_roots is None:
             out.append("[agent] model_roots is not set: model paths are not confined to allow-listed folders")
         return out
 
 
-def check_executable(argv0: str, allowed: Sequence[Path] | None) -> str | None:
-    """None when ``argv0`` (already resolved on PATH by the caller) may run under ``allowed``."""
-    if allowed is None:
+def is_interpreter(path: str) -> bool:
+    """``python``, ``python3`` or ``python3.X`` (by the file name, or the name it resolves to)."""
+    names = {os.path.basename(path)}
+    if os.path.isabs(path):
+        names.add(os.path.basename(os.path.realpath(path)))
+    return any(_PYTHON_RE.fullmatch(n) for n in names)
+
+
+def python_target(argv: Sequence[str]) -> tuple[str | None, str]:
+    """(module, what) for an interpreter argv: the module of ``-m MODULE`` after harmless switches, or None
+    and what the interpreter would run instead (for messages)."""
+    i = 1
+    while i < len(argv) and argv[i] in _PY_SWITCHES:
+        i += 1
+    if i >= len(argv):
+        return None, "an interactive interpreter"
+    arg = argv[i]
+    if arg == "-m":
+        return (argv[i + 1], f"-m {argv[i + 1]}") if i + 1 < len(argv) else (None, "-m without a module")
+    if arg.startswith("-m") and len(arg) > 2:
+        return arg[2:], f"-m {arg[2:]}"
+    if arg.startswith("-c") or arg == "-":
+        return None, f"{arg[:2]} CODE"
+    return None, f"{arg[:60]!r}" if not arg.startswith("-") else f"switch {arg[:20]!r}"
+
+
+def check_python(argv: Sequence[str], policy: LaunchPolicy) -> str | None:
+    """None when an interpreter argv runs one of the allowed ``-m`` modules."""
+    module, what = python_target(argv)
+    if module is not None and module in policy.python_modules:
         return None
-    if not os.path.isabs(argv0):
-        return f"executable {argv0!r} was not found on PATH, so it cannot match [agent] allowed_executables"
-    real = os.path.realpath(argv0)
-    if real not in {os.path.realpath(os.path.expanduser(str(p))) for p in allowed}:
-        shown = argv0 if real == argv0 else f"{argv0} (resolves to {real})"
-        return f"executable {shown} is not in [agent] allowed_executables"
+    listed = "built-in: " if policy.allowed_python_modules is None else ""
+    return (
+        f"{os.path.basename(argv[0])} may only run -m MODULE with MODULE in [agent] allowed_python_modules "
+        f"({listed}{', '.join(policy.python_modules) or 'none'}), not {what}; add the module there to allow it"
+    )
+
+
+def check_launcher(argv: Sequence[str], policy: LaunchPolicy) -> str | None:
+    """None when ``argv`` (argv[0] already resolved on PATH by the caller) may run under ``policy``."""
+    argv0 = argv[0]
+    if policy.allowed_executables is not None:
+        problem = check_executable(argv0, policy.allowed_executables)
+        if problem is None and is_interpreter(argv0):
+            problem = check_python(argv, policy)
+        return problem
+    name = os.path.basename(argv0)
+    if _PYTHON_RE.fullmatch(name):
+        problem = check_python(argv, policy)
+    elif name in _ANY_ARGS or (name in _SUBCOMMAND and len(argv) > 1 and argv[1] == _SUBCOMMAND[name]):
+        problem = None
+    else:
+        what = f"{name} {argv[1]}" if name in _SUBCOMMAND and len(argv) > 1 else argv0
+        return (
+            f"command {what!r} is not a built-in engine launcher ({BUILTIN_LAUNCHERS_TEXT}); to run it, list its "
+            "absolute path in [agent] allowed_executables"
+        )
+    # a missing file is left to the supervisor, which reports it as it starts the engine
+    return problem or (writable_by_others(argv0) if os.path.isabs(argv0) and os.path.exists(argv0) else None)
+
+
+def check_env(env: Mapping[str, str], policy: LaunchPolicy) -> str | None:
+    """None unless ``env`` sets a code-injection variable that ``allowed_env_overrides`` does not list."""
+    bad = [k for k in GUARDED_ENV if k in env and k not in policy.allowed_env_overrides]
+    if not bad:
+        return None
+    return (
+        f"env {', '.join(bad)} can inject code into the engine and is refused; list it in "
+        f"[agent] allowed_env_overrides to allow it"
+    )
+
+
+def writable_by_others(executable: str) -> str | None:
+    """A refusal when the real file or its folder may be replaced by any user (sticky folders excepted)."""
+    real = os.path.realpath(executable)
     for path in (real, os.path.dirname(real)):
         try:
             mode = os.stat(path).st_mode
@@ -120,6 +280,20 @@ def check_executable(argv0: str, allowed: Sequence[Path] | None) -> str | None:
         if mode & stat.S_IWOTH and not (stat.S_ISDIR(mode) and mode & stat.S_ISVTX):
             return f"executable {real}: {path} is writable by others, so anyone could replace it"
     return None
+
+
+def check_executable(argv0: str, allowed: Sequence[Path] | None) -> str | None:
+    """None when ``argv0`` (already resolved on PATH by the caller) is one of the paths ``allowed`` (by
+    real path) and not replaceable by others. ``allowed=None`` checks nothing (see :func:`check_launcher`)."""
+    if allowed is None:
+        return None
+    if not os.path.isabs(argv0):
+        return f"executable {argv0!r} was not found on PATH, so it cannot match [agent] allowed_executables"
+    real = os.path.realpath(argv0)
+    if real not in {os.path.realpath(os.path.expanduser(str(p))) for p in allowed}:
+        shown = argv0 if real == argv0 else f"{argv0} (resolves to {real})"
+        return f"executable {shown} is not in [agent] allowed_executables"
+    return writable_by_others(real)
 
 
 def looks_like_path(model: str, cwd: str) -> bool:
@@ -173,64 +347,8 @@ def refusal(
         control_chars(argv, "command line")
         or control_chars([f"{k}={v}" for k, v in env.items()], "environment")
         or secret_in_argv(argv)
-        or check_executable(argv[0], policy.allowed_executables)
+        or secret_repeated(argv, env)
+        or check_env(env, policy)
+        or check_launcher(argv, policy)
         or check_model(model, policy, cwd)
     )
-
-
-# --- redaction ---------------------------------------------------------------------------------------
-
-SECRET_ENV_RE = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
-MIN_SECRET_LEN = 8  # shorter values are not replaced (they would mangle unrelated text); warned about
-_PATTERN = re.compile(
-    r"(?P<k>(?:api[_-]?key|hf[_-]?token|auth[_-]?token|access[_-]?token|secret(?:[_-]?key)?|password|passwd))"
-    r"(?P<sep>\\?[\"']?\s*[:=]\s*\\?[\"']?)(?P<v>[^\s\"'\\,;}\]]{4,})"
-    r"|(?P<b>\bBearer\s+)[A-Za-z0-9._~+/=-]{8,}"
-    r"|\bhf_[A-Za-z0-9]{20,}"
-    r"|\bsk-[A-Za-z0-9_-]{20,}",
-    re.IGNORECASE,
-)
-MASK = "***"
-# The pattern only runs when one of these (lower-cased) appears: a fast path for large clean bodies.
-_TRIGGERS = ("api_key", "api-key", "apikey", "hf_", "hf-token", "auth_token", "auth-token", "access_token",
-             "access-token", "secret", "passw", "bearer", "sk-")
-
-
-def _mask(m: re.Match[str]) -> str:
-    if m.group("k"):
-        return m.group("k") + m.group("sep") + MASK
-    if m.group("b"):
-        return m.group("b") + MASK
-    return m.group(0)[:3] + MASK
-
-
-def secret_values(env: Mapping[str, str]) -> list[str]:
-    """Values of ``env`` whose names say they are secrets (``*KEY*``, ``*TOKEN*``, ``*SECRET*`` ...)."""
-    return [v for k, v in env.items() if SECRET_ENV_RE.search(k) and v]
-
-
-class Redactor:
-    """Replace known secret values (and their JSON-escaped forms) and common credential shapes
-    (``api_key=...``, ``Bearer ...``, ``hf_...``, ``sk-...``) with ``***``."""
-
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        import json
-
-        values: set[str] = set()
-        self.too_short = 0
-        for s in secrets:
-            if len(s) < MIN_SECRET_LEN:
-                self.too_short += 1
-                continue
-            values.add(s)
-            values.add(json.dumps(s)[1:-1])
-        self.secrets = tuple(sorted(values, key=len, reverse=True))
-
-    def __call__(self, text: str) -> str:
-        for s in self.secrets:
-            if s in text:
-                text = text.replace(s, MASK)
-        low = text.lower()
-        if not any(t in low for t in _TRIGGERS):
-            return text
-        return _PATTERN.sub(_mask, text)

@@ -2,6 +2,12 @@
 
 ``AgentRuntime`` is what the API talks to (snapshots, history, logs, actions); ``agents.server.serve``
 runs it with the HTTP API in one asyncio loop.
+
+The supervisors' automatic decisions (restarts, backoff, adoptions, refusals) go to one event sink,
+``set_event_sink(sink)``, called as ``sink(action, engine_id, result)`` (the audit log, with actor
+"agent"). Events raised before a sink is set (e.g. launch-policy refusals while the runtime is built) are
+kept, up to ``EVENT_BACKLOG``, and delivered when it is set. A sink that raises is logged and never stops
+supervision.
 """
 
 from __future__ import annotations
@@ -12,7 +18,8 @@ import logging
 import os
 import shutil
 import sys
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import httpx
@@ -25,6 +32,7 @@ from agents.gpu import open_gpu_source
 from agents.gpu.base import GpuSource
 from agents.http1 import Http1Client
 from agents.launchguard import LaunchPolicy, refusal
+from agents.redact import Redactor, secret_values
 from agents.schema import HostSnapshot
 from agents.supervisor import EngineSupervisor, Policy, ProcessPlan
 from agents.supervisor.proctree import boot_id
@@ -33,6 +41,8 @@ from agents.watch import EngineWatch
 log = logging.getLogger(__name__)
 
 SIM_GPU_ENV = "LLMCONSOLE_SIM_GPU_DIR"
+EVENT_BACKLOG = 256
+EventSink = Callable[[str, str, str], None]  # (action, engine_id, result)
 
 # The engine environment starts from these variables of the agent's own environment, nothing else
 # (secrets and proxies of the agent's shell never reach an engine unless the config names them).
@@ -93,8 +103,13 @@ class AgentRuntime:
             base_env[SIM_GPU_ENV] = str(self.sim_gpu_dir)
         self.supervisors: dict[str, EngineSupervisor] = {}
         self.watches: dict[str, EngineWatch] = {}
+        self._sink: EventSink | None = None
+        self._backlog: deque[tuple[str, str, str]] = deque(maxlen=EVENT_BACKLOG)
+        self.sink_errors = 0
         self.policy = LaunchPolicy.of(config)
         self.refused: dict[str, str] = {}  # engine id -> why the launch guard refuses it
+        # engine log files are masked on disk with the same secrets the API masks in its answers
+        self.redactor = Redactor(v for e in config.engines for v in secret_values(e.env))
         for engine in config.engines:
             self._add_engine(engine, base_env)
         self.collector = Collector(
@@ -102,6 +117,7 @@ class AgentRuntime:
             self.gpu,
             interval_s=config.interval_s,
             history_s=config.history_s,
+            host=config.host,
             boot_id=boot_id(),
         )
         self._tasks: set[asyncio.Task[None]] = set()
@@ -132,6 +148,8 @@ class AgentRuntime:
             self.log_dir,
             is_ready=is_ready,
             gpu_pids=gpu_pids,
+            on_event=self._emit,
+            log_redact=self.redactor,
         )
         watch = EngineWatch(engine, self.config, sup, self.client, self.http)
         holder["watch"] = watch
@@ -141,6 +159,27 @@ class AgentRuntime:
             self.refused[engine.id] = refused
             sup.refuse(f"refused by launch policy: {refused}")  # never launched; start/restart say why
             log.error("engine %s refused by launch policy: %s", engine.id, refused)
+
+    # --- automatic decisions -> the event sink ---------------------------------------------------------------
+    def set_event_sink(self, sink: EventSink | None) -> None:
+        """Send every automatic decision to ``sink(action, engine_id, result)``; the backlog goes first."""
+        self._sink = sink
+        while sink is not None and self._backlog and self._sink is sink:
+            self._deliver(sink, *self._backlog.popleft())
+
+    def _emit(self, action: str, engine_id: str, result: str) -> None:
+        sink = self._sink
+        if sink is None:
+            self._backlog.append((action, engine_id, result))
+        else:
+            self._deliver(sink, action, engine_id, result)
+
+    def _deliver(self, sink: EventSink, action: str, engine_id: str, result: str) -> None:
+        try:
+            sink(action, engine_id, result)
+        except Exception as exc:  # the audit trail failing must never stop supervision
+            self.sink_errors += 1
+            log.error("event sink failed on %s %s: %s: %s", action, engine_id, type(exc).__name__, exc)
 
     # --- AgentRuntime protocol (used by the API) -----------------------------------------------------------
     def latest(self) -> HostSnapshot | None:

@@ -75,11 +75,14 @@ ALERT_CODES: Mapping[str, str] = {
     "DANGEROUS_FLAG": "the engine's argv/env carries a dangerous switch (--trust-remote-code, request logging, "
     "VLLM_SERVER_DEV_MODE, VLLM_ALLOW_INSECURE_SERIALIZATION, a non-loopback --host, a telemetry opt-out undone)",
     "ENGINE_ADVISORY": "the engine's version (from its log) is inside a known advisory range of the dated offline file",
+    "STATE_WRITE_FAILED": "the agent cannot write an engine's record in its state directory (read-only, full); "
+    "that engine cannot be re-adopted after an agent restart",
     "AGENT_UNREACHABLE": "console: the agent did not answer (connection failed or timed out)",
+    "AGENT_UNAUTHORIZED": "console: the agent refused the console's token (HTTP 401/403)",
     "AGENT_STALE": "console: the agent answers but its snapshot is old",
     "SCHEMA_MISMATCH": "console: the agent speaks an incompatible wire-schema version",
 }
-CONSOLE_ALERT_CODES = frozenset({"AGENT_UNREACHABLE", "AGENT_STALE", "SCHEMA_MISMATCH"})
+CONSOLE_ALERT_CODES = frozenset({"AGENT_UNREACHABLE", "AGENT_UNAUTHORIZED", "AGENT_STALE", "SCHEMA_MISMATCH"})
 
 _SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
 
@@ -235,6 +238,7 @@ class Health:
     http_status: int | None = None
     latency_s: float | None = None
     checked_at: str | None = None
+    error: str | None = None  # additive: why it failed ("no complete response within 2s", "HTTP 503 …")
 
 
 @dataclass(**_FROZEN)

@@ -8,10 +8,14 @@ Transport rules (reliability.md §3.3, §3.5, §3.11):
   certificates (mTLS) against that CA. Identity still comes from the bearer token (uvicorn does not hand
   the peer certificate to the app).
 * Hardening: h11 only (its header-size limit applies; httptools would ignore it), headers at most 64 KiB,
-  at most 64 concurrent connections, a request must arrive in full within ``RECEIPT_DEADLINE_S`` (uvicorn's
-  keep-alive timer resets on every byte, so a slowloris would otherwise hold a connection forever),
   ``X-Forwarded-For`` is never trusted (it would let a local caller forge the audit log's address), and
-  no ``Server`` header.
+  no ``Server`` header. Idle sockets cannot starve real requests (agents/connguard.py: header and receipt
+  deadlines that a trickle does not reset, connection caps that close the oldest *waiting* socket first,
+  keep-alive limits, JSON 503 + Retry-After when load must be shed; uvicorn's ``limit_concurrency``,
+  which counted idle sockets and answered text/plain, is off). The open-file limit is raised to the hard
+  limit and the connection cap kept under it.
+* The API runs on its own thread and event loop (agents/apithread.py), so however busy it is, the
+  collection loop keeps its cadence.
 """
 
 from __future__ import annotations
@@ -21,27 +25,27 @@ import contextlib
 import errno
 import logging
 import os
+import resource
 import socket
 import ssl
 from collections.abc import Callable
 from typing import Any
 
-import h11
-from uvicorn.protocols.http.h11_impl import H11Protocol
-
 from agents import __version__
 from agents.api import Guard, create_app, is_loopback_host
-from agents.audit import AuditLog
+from agents.apithread import ApiServer, LoopBridge
+from agents.audit import AuditLog, AuditUnavailable
 from agents.auth import TokenFile, TokenStore, loose_permissions
 from agents.config import AgentConfig
+from agents.connguard import ConnectionTable, Limits, limit_tls_handshake, limited_protocol, raise_fd_limit
 from agents.launchguard import LaunchPolicy, Redactor, secret_values
 from agents.runtime import AgentRuntime
 
 log = logging.getLogger(__name__)
 
-RECEIPT_DEADLINE_S = 10.0
-LIMIT_CONCURRENCY = 64
 MAX_HEADER_BYTES = 64 * 1024
+LISTEN_BACKLOG = 1024
+HANDSHAKE_S = 5.0  # a TLS handshake must finish within this (asyncio's default is 60 s)
 
 
 def bind_problem(config: AgentConfig) -> str | None:
@@ -87,55 +91,12 @@ def startup_warnings(config: AgentConfig) -> list[str]:
     return out
 
 
-def deadline_protocol(deadline_s: float = RECEIPT_DEADLINE_S) -> type[H11Protocol]:
-    """An h11 protocol that closes a connection whose request has not fully arrived ``deadline_s`` after
-    its first byte (or after the connection opened, for a silent client)."""
-
-    class DeadlineH11(H11Protocol):
-        _started: float | None = None
-        _timer: asyncio.TimerHandle | None = None
-
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            self._started = self.loop.time()
-            self._arm(deadline_s)
-
-        def data_received(self, data: bytes) -> None:
-            if self._started is None:
-                self._started = self.loop.time()
-            super().data_received(data)
-            if self.conn.their_state not in (h11.IDLE, h11.SEND_BODY):
-                self._started = None  # the request is in; the response is ours to deliver
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-            super().connection_lost(exc)
-
-        def _arm(self, delay: float) -> None:
-            self._timer = self.loop.call_later(max(0.05, delay), self._check)
-
-        def _check(self) -> None:
-            self._timer = None
-            if self.transport.is_closing():
-                return
-            if self._started is None:
-                self._arm(deadline_s)
-                return
-            left = self._started + deadline_s - self.loop.time()
-            if left <= 0:
-                self.transport.close()
-            else:
-                self._arm(left)
-
-    return DeadlineH11
-
-
-def uvicorn_config(config: AgentConfig, app: Any, *, deadline_s: float = RECEIPT_DEADLINE_S):
-    """The uvicorn configuration for ``config`` (loaded, TLS floor applied)."""
+def uvicorn_config(config: AgentConfig, app: Any, *, limits: Limits | None = None) -> Any:
+    """The uvicorn configuration for ``config`` (loaded, TLS floor applied). ``limits``: connection limits
+    and deadlines (default: sized to this process's open-file limit)."""
     import uvicorn
 
+    limits = limits or Limits.for_fd_limit(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
     tls: dict[str, Any] = {}
     if config.tls_cert is not None:
         tls = {"ssl_certfile": str(config.tls_cert), "ssl_keyfile": str(config.tls_key)}
@@ -145,16 +106,18 @@ def uvicorn_config(config: AgentConfig, app: Any, *, deadline_s: float = RECEIPT
         app,
         host=config.listen_host,
         port=config.listen_port,
-        http=deadline_protocol(deadline_s),
+        http=limited_protocol(ConnectionTable(limits)),
         ws="none",
         log_level="warning",
         lifespan="off",
         access_log=False,
         proxy_headers=False,
         server_header=False,
-        limit_concurrency=LIMIT_CONCURRENCY,
+        limit_concurrency=None,  # it counted idle sockets and answered text/plain: see agents/connguard.py
         h11_max_incomplete_event_size=MAX_HEADER_BYTES,
-        timeout_keep_alive=5,
+        timeout_keep_alive=max(1, round(limits.keep_alive_s)),
+        timeout_graceful_shutdown=5,
+        backlog=LISTEN_BACKLOG,
         **tls,
     )
     ucfg.load()
@@ -163,14 +126,20 @@ def uvicorn_config(config: AgentConfig, app: Any, *, deadline_s: float = RECEIPT
     return ucfg
 
 
-def build_app(config: AgentConfig, runtime: AgentRuntime) -> Guard:
+def build_app(config: AgentConfig, runtime: AgentRuntime, loop: asyncio.AbstractEventLoop | None = None) -> Guard:
+    """The API app over ``runtime``; ``loop``: the runtime's loop, when the API is served from another."""
     tokens = TokenFile(config.tokens_file) if config.tokens_file is not None else TokenStore()
     audit = AuditLog(runtime.state_dir / "audit.log", host=runtime.collector.host, agent_version=__version__)
+    try:
+        audit.prepare()  # the chain's key is created at first start, not at the first record
+    except AuditUnavailable as exc:
+        log.error("audit log unavailable, actions will be refused: %s", exc)
+    # The agent's own decisions (automatic restarts, backoff, adoptions, refusals) go to the same chain.
+    runtime.set_event_sink(lambda action, engine, result: audit.append_agent(action, result=result, engine=engine))
     allowed = {*config.allowed_hosts, _hostname()}
     if not is_loopback_host(config.listen_host.lower()):
         allowed.add(config.listen_host)
-    redact = Redactor(v for e in config.engines for v in secret_values(e.env))
-    return create_app(runtime, tokens, audit, allowed_hosts=allowed, redact=redact)
+    return create_app(LoopBridge(runtime, loop), tokens, audit, allowed_hosts=allowed, redact=runtime.redactor)
 
 
 def listen_socket(host: str, port: int) -> socket.socket:
@@ -184,7 +153,7 @@ def listen_socket(host: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # restart over TIME_WAIT, never SO_REUSEPORT
         sock.bind(addr)
-        sock.listen(128)
+        sock.listen(LISTEN_BACKLOG)
     except OSError as exc:
         sock.close()
         why = "address already in use (another agent?)" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
@@ -208,6 +177,14 @@ async def serve(
     """Run the agent (supervision, collection, API) until ``stop`` is set."""
     import uvicorn  # imported here: only the running agent needs the server
 
+    from agents.statedir import claim_state_dir
+
+    # One agent per state_dir, held for its whole life, claimed before it binds, adopts or starts anything
+    # (StateDirError: one line). Released when this task ends, or by the kernel if the process dies.
+    state_lock = claim_state_dir(config.state_dir)
+    if (task := asyncio.current_task()) is not None:
+        task.add_done_callback(lambda _t: state_lock.release())
+
     problem = startup_problems(config)
     if problem:
         raise ValueError(problem)
@@ -216,30 +193,26 @@ async def serve(
     sock = listen_socket(config.listen_host, config.listen_port)
     if on_listening is not None:
         on_listening()
+    raise_fd_limit()  # before the connection cap is sized from it (uvicorn_config)
     runtime = AgentRuntime(config)
     try:
-        app = build_app(config, runtime)
-        server = uvicorn.Server(uvicorn_config(config, app))
+        app = build_app(config, runtime, asyncio.get_running_loop())
+        ucfg = uvicorn_config(config, app)
+        api = ApiServer(uvicorn.Server(ucfg), sock, prepare_loop=lambda loop: limit_tls_handshake(loop, HANDSHAKE_S))
     except BaseException:
         sock.close()
         await runtime.shutdown(False)
         raise
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # the CLI owns signals
     for warning in startup_warnings(config):
         log.warning("%s", warning)
     await runtime.start()
-    server_task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
-        while not server.started and not server_task.done():
-            await asyncio.sleep(0.05)
-        if server_task.done():
-            server_task.result()  # raises the bind error
-            raise OSError(f"cannot listen on {config.listen}")
+        await api.start()  # its own thread and loop: however busy the API is, collection keeps its cadence
         if ready is not None:
             ready.set()
         await stop.wait()
     finally:
-        server.should_exit = True
+        await api.stop()
         with contextlib.suppress(Exception):
-            await server_task
+            app.close()  # pending audit summaries of rate-limited denials
         await runtime.shutdown(stop_engines)

@@ -1,9 +1,15 @@
 """EngineWatch: everything the agent observes about one supervised engine, turned into an EngineSnapshot.
 
-Per collector tick it scrapes the engine's ``/metrics`` (total deadline, byte cap, all or nothing),
-checks its health endpoint (deadline), keeps a canary (a 1-token streaming completion with a hard timeout,
-every ``canary_interval_s`` while the engine serves), feeds the stats window and the alert rules, and
-tells the supervisor when health moves the engine between ready / degraded / hung.
+Per collector tick it starts a scrape of the engine's ``/metrics`` (total deadline, byte cap, all or
+nothing) and a check of its health endpoint (deadline), keeps a canary (a 1-token streaming completion with
+a hard timeout, every ``canary_interval_s`` while the engine serves), feeds the stats window and the alert
+rules, and tells the supervisor when health moves the engine between ready / degraded / hung.
+
+Probes never hold the host's tick: each runs as its own task on its own deadline, at most one of each kind
+in flight. A tick waits for them at most ``PROBE_BUDGET`` × ``interval_s``; a probe still running then
+keeps running, the snapshot carries the previous result, and the probe's outcome (its answer, or "no
+complete response within …" when its deadline passes) lands in the next tick. So a hung engine costs the
+host a bounded wait per tick, never its own deadlines.
 
 All network I/O goes through the one ``httpx.AsyncClient`` the collector owns. Engine differences come
 from the adapter; nothing here branches on the engine's kind.
@@ -45,6 +51,19 @@ from agents.supervisor import EngineSupervisor
 SERVING = frozenset({"ready", "degraded", "hung"})
 _PARSE_INLINE_BYTES = 256 * 1024  # bigger bodies are parsed in a worker thread
 HEALTH_MAX_BYTES = 64 * 1024
+PROBE_BUDGET = 0.25  # of interval_s: the longest a tick waits for this engine's probes
+NOT_SERVING = ScrapeOutcome(ok=False, error="engine not serving", reachable=False)
+FIRST_SCRAPE_PENDING = ScrapeOutcome(ok=False, error="first scrape still in flight", reachable=True)
+
+
+@dataclass(frozen=True, slots=True)
+class _Scraped:
+    """One finished scrape, not yet applied: ``t`` is the monotonic time it was started at."""
+
+    t: float
+    outcome: ScrapeOutcome
+    reading: Reading | None = None
+    simulated: bool = False
 
 
 @dataclass(slots=True)
@@ -78,12 +97,22 @@ class EngineWatch:
         self._stats: dict[str, float | None] | None = None
         self._stats_t: float | None = None  # monotonic time of the scrape the stats come from
         self._tokens: float | None = None
+        self._reading: Reading | None = None  # the latest successful scrape's, for /metrics (agents/exporter.py)
         self._simulated = False
         self._health: Health | None = None
+        self._scrape_last: ScrapeOutcome | None = None  # the latest scrape that finished
+        self._scrape_task: asyncio.Task[_Scraped] | None = None
+        self._health_task: asyncio.Task[Health] | None = None
         self._canary = _CanaryState()
         self._pid_seen: int | None = None
         self._restart_times: list[float] = []
-        self._restarts_seen = 0
+        self._restarts_seen = supervisor.restarts  # inherited restarts (re-adoption) are history, not a crash loop now
+
+    @property
+    def latest_reading(self) -> Reading | None:
+        """The normalized Reading of the latest successful scrape of the engine's current process (None
+        before the first one). Immutable and replaced whole, so another thread may read it (the exporter)."""
+        return self._reading
 
     # --- readiness for the supervisor -----------------------------------------------------------------
     async def is_ready(self) -> bool:
@@ -97,12 +126,13 @@ class EngineWatch:
         sup = self.supervisor
         self._track_restarts(now)
         state = sup.state
-        scrape = ScrapeOutcome(ok=False, error="engine not serving", reachable=False)
+        scrape = NOT_SERVING
         if state in SERVING or state == "starting":
-            scrape, _ = await asyncio.gather(self._scrape(now), self._check_health())
+            scrape = await self._probe(now)
             self._drive_canary(now, state)
         else:
             self._health = None
+            self._cancel_probes()
             self._cancel_canary()
         obs = EngineObservation(
             t=now,
@@ -135,10 +165,50 @@ class EngineWatch:
         self._restart_times = [t for t in self._restart_times if now - t <= horizon]
         if self.supervisor.pid != self._pid_seen:
             self._pid_seen = self.supervisor.pid
+            self._cancel_probes()  # an answer of the old process must not land in the new one's window
             self.window.reset()  # a new process: its counters start over
             self._stats, self._stats_t, self._tokens = None, None, None
+            self._reading = None
+            self._scrape_last = None
 
-    async def _scrape(self, now: float) -> ScrapeOutcome:
+    # --- probes: own tasks, own deadlines; a tick waits at most its budget --------------------------------
+    async def _probe(self, now: float) -> ScrapeOutcome:
+        """Land what finished, start what is due, wait at most the budget, land again; the scrape outcome
+        this tick reports (the previous one while a scrape is still in flight)."""
+        self._land()
+        if self._scrape_task is None:
+            self._scrape_task = asyncio.create_task(self._scrape(now), name=f"scrape {self.config.id}")
+        if self._health_task is None:
+            self._health_task = asyncio.create_task(self._check_health(), name=f"health {self.config.id}")
+        await asyncio.wait((self._scrape_task, self._health_task), timeout=self.agent.interval_s * PROBE_BUDGET)
+        self._land()
+        return self._scrape_last or FIRST_SCRAPE_PENDING
+
+    def _land(self) -> None:
+        """Apply the finished probes' results (a probe that raised re-raises here, once)."""
+        task, health = self._scrape_task, self._health_task
+        if health is not None and health.done():
+            self._health_task = None
+            self._health = health.result()
+        if task is not None and task.done():
+            self._scrape_task = None
+            got = task.result()
+            if got.reading is not None:
+                self._simulated = got.simulated
+                self.window.add(got.t, got.reading)
+                self._stats = self.window.stats()
+                self._stats_t = got.t
+                self._tokens = _progress(got.reading)
+                self._reading = got.reading
+            self._scrape_last = got.outcome
+
+    def _cancel_probes(self) -> None:
+        for task in (self._scrape_task, self._health_task):
+            if task is not None:
+                task.cancel()
+        self._scrape_task, self._health_task = None, None
+
+    async def _scrape(self, started: float) -> _Scraped:
         got = await fetch(
             self.http,
             self.adapter.metrics_url(self.spec),
@@ -146,7 +216,7 @@ class EngineWatch:
             max_bytes=self.agent.metrics_max_bytes,
         )
         if not got.ok:
-            return ScrapeOutcome(ok=False, error=got.error, reachable=got.reachable)
+            return _Scraped(started, ScrapeOutcome(ok=False, error=got.error, reachable=got.reachable))
         body = got.body or b""
         if len(body) > _PARSE_INLINE_BYTES:
             metrics = await asyncio.to_thread(parse, body, self._wanted)
@@ -155,25 +225,22 @@ class EngineWatch:
         if metrics.problems:
             first = metrics.problems[0]
             more = f" (+{len(metrics.problems) - 1} more)" if len(metrics.problems) > 1 else ""
-            return ScrapeOutcome(ok=False, error=f"malformed exposition: {first}{more}", reachable=True)
+            return _Scraped(started, ScrapeOutcome(ok=False, error=f"malformed exposition: {first}{more}", reachable=True))
         reading = self.adapter.read(metrics)
         if not _has_data(reading):
-            return ScrapeOutcome(ok=False, error=f"no {self.config.kind} metrics in the exposition", reachable=True)
-        self._simulated = metrics.has(SIM_MARKER)
-        self.window.add(now, reading)
-        self._stats = self.window.stats()
-        self._stats_t = now
-        self._tokens = _progress(reading)
-        return ScrapeOutcome(ok=True)
+            error = f"no {self.config.kind} metrics in the exposition"
+            return _Scraped(started, ScrapeOutcome(ok=False, error=error, reachable=True))
+        return _Scraped(started, ScrapeOutcome(ok=True), reading, metrics.has(SIM_MARKER))
 
-    async def _check_health(self) -> None:
+    async def _check_health(self) -> Health:
         deadline = min(2.0, self.agent.interval_s * 2)
         got = await fetch(self.http, self.adapter.health_url(self.spec), deadline_s=deadline, max_bytes=HEALTH_MAX_BYTES)
-        self._health = Health(
+        return Health(
             http_ok=got.status == 200,
             http_status=got.status,
             latency_s=round(got.elapsed_s, 4) if got.status is not None else None,
             checked_at=rfc3339(),
+            error=None if got.status == 200 else got.error,
         )
 
     # --- canary -----------------------------------------------------------------------------------------
@@ -228,9 +295,10 @@ class EngineWatch:
         c.task, c.started, c.result = None, None, None
 
     async def close(self) -> None:
-        task = self._canary.task
+        tasks = [t for t in (self._canary.task, self._scrape_task, self._health_task) if t is not None]
         self._cancel_canary()
-        if task is not None:
+        self._cancel_probes()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
@@ -244,7 +312,8 @@ class EngineWatch:
         elif "HEALTH_LIES" in codes:
             self.supervisor.set_health("degraded", codes["HEALTH_LIES"].summary)
         elif self._health is not None and not self._health.http_ok:
-            self.supervisor.set_health("degraded", f"health check failed (HTTP {self._health.http_status})")
+            why = self._health.error or f"HTTP {self._health.http_status}"
+            self.supervisor.set_health("degraded", f"health check failed: {why}")
         else:
             self.supervisor.set_health("ready", "healthy")
 

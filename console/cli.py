@@ -22,6 +22,7 @@ PARSED_VERBS: dict[str, str] = {
     "status": "console.status",
     "probe": "console.probe",
     "calc": "console.calc.cli",
+    "rules": "console.rules",
 }
 
 # Verbs that own their whole argv (agent-side programs); value: "module:function" taking argv -> int.

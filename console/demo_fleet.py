@@ -171,7 +171,7 @@ def agent_toml(
 ) -> str:
     """The agent's config.toml for one host (engine_ports: id → (port, metrics_port))."""
     agent = {
-        "listen": f"127.0.0.1:{listen_port}", "interval_s": t.interval_s, "history_s": t.history_s,
+        "listen": f"127.0.0.1:{listen_port}", "host": host.name, "interval_s": t.interval_s, "history_s": t.history_s,
         "stats_window_s": t.stats_window_s, "state_dir": str(hostdir / "state"), "gpu_source": "simulated",
         "canary_interval_s": t.canary_interval_s, "canary_timeout_s": t.canary_timeout_s,
         "stop_engines_on_exit": True, "tokens_file": str(hostdir / "tokens"),

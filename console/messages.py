@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.message import Message
 
-from console.source import ActionResult
+from console.fleet import ActionResult
 from console.state import FleetState
 
 

@@ -1,4 +1,5 @@
-"""The console's side of ``config.toml``: ``[console]``, ``[[console.hosts]]`` and ``[thresholds]``.
+"""The console's side of ``config.toml``: ``[console]``, ``[[console.hosts]]``, ``[[console.prometheus]]``
+and ``[thresholds]``.
 
 Built on the strict-table machinery of :mod:`agents.config` (pure), so mistakes read the same on both
 sides: one line naming the file, the table, the key, and the closest valid key for typos.
@@ -44,6 +45,11 @@ def _http_url(url: str) -> str | None:
     return None
 
 
+def http_url_problem(url: str) -> str | None:
+    """Why ``url`` is not an http(s) URL with a host (one line), or None."""
+    return _http_url(url)
+
+
 def _ssh_destination(dest: str) -> str | None:
     if dest.startswith("-"):
         return f"must not start with '-' (it would be read as an ssh option), got {show(dest)}"
@@ -79,6 +85,58 @@ class HostConfig:
         return parts.port or (443 if parts.scheme == "https" else 80)
 
 
+_MATCHER = r'\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\\n]|\\.)*)"\s*'
+_MATCHER_RE = re.compile(_MATCHER)
+DEFAULT_MATCH = 'job="llmconsole"'  # the scrape job name of the README's scrape config
+
+
+def parse_matchers(text: str) -> list[tuple[str, str, str]] | str:
+    """``job="llmconsole", env=~"prod.*"`` as (label, op, quoted value) triples, or the reason it is not
+    a list of PromQL label matchers (double-quoted values; ``__name__`` is the console's to choose)."""
+    out: list[tuple[str, str, str]] = []
+    rest = text.strip()
+    while rest:
+        m = _MATCHER_RE.match(rest)
+        if m is None:
+            return f'expected label matchers such as job="llmconsole" (double-quoted values), got {show(text)}'
+        if m[1] == "__name__":
+            return "must not match __name__ (the console chooses the metric names)"
+        out.append((m[1], m[2], m[3]))
+        rest = rest[m.end():]
+        if rest and not rest.startswith(","):
+            return f"expected a comma between label matchers, got {show(text)}"
+        rest = rest[1:].lstrip()
+    return out
+
+
+def _matchers(text: str) -> str | None:
+    got = parse_matchers(text)
+    return got if isinstance(got, str) else None
+
+
+def _user(name: str) -> str | None:
+    if not name or ":" in name or any(c.isspace() or not c.isprintable() for c in name):
+        return f"must be non-empty, without spaces, control characters or ':', got {show(name)}"
+    return None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PrometheusConfig:
+    """One ``[[console.prometheus]]`` entry: a Prometheus-compatible query API (Prometheus, Thanos Querier,
+    VictoriaMetrics) whose ``llmconsole_*`` series are a fleet source. Its hosts are read-only."""
+
+    name: str = setting(check=_host_name)
+    url: str = setting(check=_http_url)  # the server's base URL (VictoriaMetrics: also .../prometheus)
+    match: str = setting(DEFAULT_MATCH, check=_matchers)  # which series are the agents' (the scrape job)
+    token_file: Path | None = setting(None)  # bearer token (Authorization: Bearer ...)
+    basic_auth_user: str | None = setting(None, check=_user)
+    basic_auth_password_file: Path | None = setting(None)
+    tls_ca: Path | None = setting(None)  # CA bundle for an https:// url
+    refresh_s: float = setting(5.0, check=positive)  # how often to query (Prometheus has news once a scrape)
+    stale_after_s: float = setting(45.0, check=positive)  # > scrape interval + ingestion delay + refresh_s
+    query_timeout_s: float = setting(10.0, check=positive)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ConsoleConfig:
     """``[console]`` (+ ``[thresholds]``)."""
@@ -87,6 +145,7 @@ class ConsoleConfig:
     request_timeout_s: float = setting(2.0, check=positive)
     stale_after_s: float = setting(5.0, check=positive)
     hosts: tuple[HostConfig, ...] = setting((), label="console.hosts", name_key="name")
+    prometheus: tuple[PrometheusConfig, ...] = setting((), label="console.prometheus", name_key="name")
     thresholds: Thresholds = setting(factory=Thresholds, external=True)
     source: Path | None = setting(None, external=True)
 
@@ -112,6 +171,25 @@ def _check_console(cfg: ConsoleConfig, raw: Mapping[str, Any], where: Where) -> 
             for key in ("ssh_options", "remote_port"):
                 if key in raw["hosts"][i]:
                     raise at.error(key, 'only applies with ssh = "user@host"')
+    _check_prometheus(cfg, raw, where)
+
+
+def _check_prometheus(cfg: ConsoleConfig, raw: Mapping[str, Any], where: Where) -> None:
+    seen: dict[str, int] = {}
+    for i, p in enumerate(cfg.prometheus):
+        at = where.at(entry_label("console.prometheus", i, raw["prometheus"][i], "name"))
+        if p.name in seen:
+            raise at.error("name", f"duplicate name {show(p.name)} (also entry #{seen[p.name] + 1})")
+        seen[p.name] = i
+        if p.token_file is not None and (p.basic_auth_user is not None or p.basic_auth_password_file is not None):
+            raise at.error("token_file", "set either token_file or basic_auth_user + basic_auth_password_file, not both")
+        if (p.basic_auth_user is None) != (p.basic_auth_password_file is None):
+            missing = "basic_auth_password_file" if p.basic_auth_password_file is None else "basic_auth_user"
+            raise at.error(missing, "basic auth needs both basic_auth_user and basic_auth_password_file")
+        if p.tls_ca is not None and not p.url.lower().startswith("https://"):
+            raise at.error("tls_ca", "only applies to an https:// url")
+        if p.stale_after_s < p.refresh_s:
+            raise at.error("stale_after_s", f"must be at least refresh_s ({show(p.refresh_s)}), got {show(p.stale_after_s)}")
 
 
 def console_config_from_dict(
@@ -144,4 +222,7 @@ def load_console_config(path: str | os.PathLike[str]) -> ConsoleConfig:
     return console_config_from_dict(data, file=os.fspath(path), base_dir=p.resolve().parent, source=p)
 
 
-__all__ = ["ConsoleConfig", "HostConfig", "console_config_from_dict", "load_console_config"]
+__all__ = [
+    "DEFAULT_MATCH", "ConsoleConfig", "HostConfig", "PrometheusConfig", "console_config_from_dict", "http_url_problem",
+    "load_console_config", "parse_matchers",
+]  # fmt: skip

@@ -1,12 +1,20 @@
-"""Fleet sources: where the console's data comes from. All console I/O lives in this module.
+"""Fleet sources over HTTP and recordings: adapters behind the protocol of :mod:`console.fleet`.
 
-``FleetSource`` is the protocol the App polls. ``HttpFleetSource`` talks to agents over HTTP (one
+``FleetSource`` (the protocol the App polls) and its result types live in :mod:`console.fleet` and are
+re-exported here for compatibility; :func:`build_fleet_source` picks the sources a config asks for
+(direct hosts, ``[[console.prometheus]]`` servers — :mod:`console.promsource`). ``HttpFleetSource`` talks to agents over HTTP (one
 ``httpx.AsyncClient``, every host concurrently, a total deadline per host, so a slow or dead host never
 delays the others beyond its own deadline). ``FixtureFleetSource`` replays recorded JSON (tests, snapshot
 images, offline review) on a clock of its own that advances one step per poll round.
 
 Errors are values, never exceptions: a poll returns one ``HostResult`` per host, with either a decoded
-snapshot or a ``HostError`` (kind: unreachable | http | incompatible | bad_payload).
+snapshot or a ``HostError`` (kind: unreachable | http | unauthorized | incompatible | bad_payload). One
+host's answer can never break another's: every body is read by ``decode_snapshot`` / ``decode_history``
+(size cap, strict UTF-8, nesting bound, finite numbers, the schema's types), whose only exception is
+``PayloadError``, and a round turns any other surprise in one host's poll into that host's error.
+
+Tokens: a ``token_file`` is re-read when it changes (no restart), and one that group or others may read
+gets a warning (as ssh does for keys). A 401/403 is ``unauthorized``, never ``unreachable``.
 """
 
 from __future__ import annotations
@@ -15,14 +23,17 @@ import asyncio
 import errno
 import gzip
 import json
+import math
 import os
+import re
 import socket
+import stat
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 
@@ -32,77 +43,26 @@ from agents.schema import (
     SchemaError,
     SchemaMismatch,
     from_dict,
-    from_json,
     history_from_dict,
-    history_from_json,
     parse_rfc3339,
+)
+from console.fleet import (
+    ACTIONS,
+    ActionResult,
+    CombinedFleetSource,
+    FleetSource,
+    HostError,
+    HostResult,
+    one_line,
 )
 from console.settings import ConsoleConfig, HostConfig
 
-ACTIONS = ("start", "stop", "restart")
 MAX_BODY_BYTES = 64 * 1024 * 1024  # one /v1/history of a big host is a few MiB
+MAX_SNAPSHOT_BYTES = 8 * 1024 * 1024  # one snapshot of a big host is tens of KiB
+MAX_SMALL_BYTES = 1024 * 1024  # error bodies, action answers
+MAX_DEPTH = 32  # JSON nesting: a snapshot needs 6 levels, alert evidence a few more
+INT_LIMIT = 2**63  # integers beyond int64 are no counter, pid or byte count: refused
 UrlFor = Callable[[HostConfig], Awaitable[str]]
-
-
-@dataclass(frozen=True, slots=True)
-class HostError:
-    """Why a host gave no snapshot: ``kind`` is unreachable | http | incompatible | bad_payload."""
-
-    kind: str
-    message: str  # one line for the operator
-    found_schema: str | None = None  # incompatible: the schema string the agent sent
-    status: int | None = None  # http: the status code
-
-
-@dataclass(frozen=True, slots=True)
-class HostResult:
-    """One host's answer to one poll round."""
-
-    host: str
-    snapshot: HostSnapshot | None
-    error: HostError | None
-    rtt_s: float | None  # request round-trip (None when nothing came back)
-    received_at: float  # console monotonic clock when the answer (or the failure) arrived
-    history: tuple[HostSnapshot, ...] = ()  # on first contact / after an outage: the agent's recent past
-    route: str | None = None  # how the host is reached when not directly, e.g. "ssh ops@gpu01: up"
-
-    @property
-    def ok(self) -> bool:
-        return self.snapshot is not None
-
-
-@dataclass(frozen=True, slots=True)
-class ActionResult:
-    """The outcome of start/stop/restart. ``outcome``: accepted | refused | unknown (timed out:
-    the agent may or may not have acted — re-check; the console never replays it)."""
-
-    host: str
-    engine: str
-    verb: str
-    outcome: str
-    message: str
-    state: str | None = None
-    status: int | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.outcome == "accepted"
-
-
-class FleetSource(Protocol):
-    async def poll(self) -> list[HostResult]: ...
-
-    async def history(self, host: str) -> History | HostError: ...
-
-    async def logs(self, host: str, engine: str, lines: int = 200) -> list[str] | HostError: ...
-
-    async def action(self, host: str, engine: str, verb: str) -> ActionResult: ...
-
-    def action_block(self, host: str) -> str | None:
-        """Why actions on this host are disabled (one line), or None when they are allowed."""
-        ...
-
-    async def aclose(self) -> None: ...
 
 
 # --- HTTP -------------------------------------------------------------------------------------------
@@ -110,21 +70,75 @@ class FleetSource(Protocol):
 
 def read_token(host: HostConfig, environ: Mapping[str, str]) -> tuple[str | None, str | None]:
     """(token, None) or (None, reason actions are disabled) for one host."""
-    if host.token_env is not None:
-        value = environ.get(host.token_env, "").strip()
-        if not value:
-            return None, f"actions disabled on {host.name}: ${host.token_env} is not set"
-        return value, None
-    if host.token_file is not None:
+    got = TokenState.read(host, environ)
+    return got.value, got.block
+
+
+def token_file_warning(path: Path, mode: int) -> str | None:
+    """A warning when a token file's permissions let group or others read (or write) it, as ssh warns
+    about private keys; None when only its owner can."""
+    if not mode & 0o077:
+        return None
+    how = "readable" if mode & 0o044 else "writable"
+    return (f"token_file {path} is {how} by group or others (mode {stat.S_IMODE(mode):04o}): "
+            f"run chmod 600 {path}")  # fmt: skip
+
+
+_TOKEN = re.compile(r"[\x21-\x7e]+")  # what can go in an Authorization header as it is
+_NOT_A_TOKEN = "does not hold one token (printable ASCII without spaces)"
+
+
+@dataclass(frozen=True, slots=True)
+class TokenState:
+    """One host's token as last read: ``value`` or ``block`` (why actions are disabled), a permission
+    ``warning``, and ``stamp`` (the token file's identity, size and times) to notice a change."""
+
+    value: str | None
+    block: str | None
+    warning: str | None = None
+    stamp: tuple[int, ...] | None = None
+
+    @classmethod
+    def read(cls, host: HostConfig, environ: Mapping[str, str], known: TokenState | None = None) -> TokenState:
+        """Read the host's token; with ``known``, a token file whose stamp has not changed is not re-read."""
+        if host.token_env is not None:
+            value = environ.get(host.token_env, "").strip()
+            if not value:
+                return cls(None, f"actions disabled on {host.name}: ${host.token_env} is not set")
+            if not _TOKEN.fullmatch(value):
+                return cls(None, f"actions disabled on {host.name}: ${host.token_env} {_NOT_A_TOKEN}")
+            return cls(value, None)
+        if host.token_file is None:
+            return cls(None, f"actions disabled on {host.name}: no token configured (token_env or token_file)")
         path = Path(host.token_file).expanduser()
         try:
+            st = path.stat()
+        except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+            return cls(None, f"actions disabled on {host.name}: cannot read {path}: {getattr(exc, 'strerror', None) or exc}")
+        stamp = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode)
+        if known is not None and known.stamp == stamp:
+            return known
+        warning = token_file_warning(path, st.st_mode)
+        try:
             value = path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            return None, f"actions disabled on {host.name}: cannot read {path}: {exc.strerror or exc}"
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+            return cls(None, f"actions disabled on {host.name}: cannot read {path}: {reason}", warning, stamp)
         if not value:
-            return None, f"actions disabled on {host.name}: {path} is empty"
-        return value, None
-    return None, f"actions disabled on {host.name}: no token configured (token_env or token_file)"
+            return cls(None, f"actions disabled on {host.name}: {path} is empty", warning, stamp)
+        if not _TOKEN.fullmatch(value):
+            return cls(None, f"actions disabled on {host.name}: {path} {_NOT_A_TOKEN}", warning, stamp)
+        return cls(value, None, warning, stamp)
+
+    def hint(self, host: HostConfig) -> str:
+        """What to check when the agent refuses this host's token (the tail of an "unauthorized" message)."""
+        if self.value is not None:
+            env, path = host.token_env, Path(host.token_file or "").expanduser()
+            return f"check ${env}" if env is not None else f"check token_file {path}"
+        if host.token_env is None and host.token_file is None:
+            return "no token configured for this host (set token_env or token_file)"
+        why = (self.block or "").split(": ", 1)[-1]  # "$X is not set", "cannot read …", "… is empty"
+        return f"no token configured for this host: {why}"
 
 
 class _Failure(Exception):
@@ -134,14 +148,15 @@ class _Failure(Exception):
 
 
 def _error_text(body: bytes) -> str:
+    """The one-line reason in an error answer: its JSON ``error``, else the start of its text."""
     try:
-        data = json.loads(body)
-    except ValueError:
+        data = load_json(body, limit=MAX_SMALL_BYTES)
+    except PayloadError:
         data = None
     if isinstance(data, dict) and isinstance(data.get("error"), str):
-        return data["error"]
+        return one_line(data["error"], 200)
     text = body[:200].decode("utf-8", "replace").strip().splitlines()
-    return text[0] if text else ""
+    return one_line(text[0], 200) if text else ""
 
 
 def _connect_reason(exc: BaseException) -> str:
@@ -192,11 +207,8 @@ class HttpFleetSource:
         self._url_for = url_for
         self._clock = clock
         self._timeout = config.request_timeout_s
-        env = os.environ if environ is None else environ
-        self._tokens: dict[str, str | None] = {}
-        self._blocks: dict[str, str | None] = {}
-        for host in config.hosts:
-            self._tokens[host.name], self._blocks[host.name] = read_token(host, env)
+        self._environ = os.environ if environ is None else environ
+        self._token_states = {h.name: TokenState.read(h, self._environ) for h in config.hosts}
         n = max(10, len(config.hosts))
         self._client = httpx.AsyncClient(
             transport=transport,
@@ -209,9 +221,19 @@ class HttpFleetSource:
         self._lock = asyncio.Lock()
 
     # -- helpers
+    def token(self, host: str) -> TokenState | None:
+        """The host's token, re-read first if its token file changed (None for an unknown host)."""
+        known = self._token_states.get(host)
+        cfg = self._host(host)
+        if known is None or cfg is None:
+            return None
+        if cfg.token_file is not None:
+            known = self._token_states[host] = TokenState.read(cfg, self._environ, known)
+        return known
+
     def _headers(self, host: str) -> dict[str, str]:
-        token = self._tokens.get(host)
-        return {"Authorization": f"Bearer {token}"} if token else {}
+        got = self.token(host)
+        return {"Authorization": f"Bearer {got.value}"} if got is not None and got.value else {}
 
     async def _base(self, host: HostConfig) -> str:
         if self._url_for is not None:
@@ -221,16 +243,21 @@ class HttpFleetSource:
                 raise _Failure(HostError("unreachable", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)) from None
         return host.url.rstrip("/")
 
-    async def _request(self, method: str, host: HostConfig, path: str, params: dict[str, Any] | None = None) -> bytes:
-        """The body of a 2xx answer; _Failure otherwise (unreachable or http)."""
+    async def _request(self, method: str, host: HostConfig, path: str, params: dict[str, Any] | None = None,
+                       limit: int = MAX_BODY_BYTES) -> bytes:  # fmt: skip
+        """The body of a 2xx answer of at most ``limit`` bytes; _Failure otherwise (unreachable, http,
+        unauthorized, or bad_payload for a body over the limit)."""
         url = await self._base(host) + path
         try:
             async with self._client.stream(method, url, params=params, headers=self._headers(host.name)) as resp:
                 chunks, size = [], 0
+                cap = limit if 200 <= resp.status_code < 300 else MAX_SMALL_BYTES
                 async for chunk in resp.aiter_bytes():
                     size += len(chunk)
-                    if size > MAX_BODY_BYTES:
-                        raise _Failure(HostError("bad_payload", f"answer larger than {MAX_BODY_BYTES >> 20} MiB"))
+                    if size > cap:
+                        if cap != limit:  # an error answer: its start says enough
+                            break
+                        raise _Failure(_too_big(limit))
                     chunks.append(chunk)
                 body = b"".join(chunks)
         except httpx.TimeoutException:
@@ -241,11 +268,19 @@ class HttpFleetSource:
             raise _Failure(HostError("unreachable", f"connection broken: {_connect_reason(exc)}")) from None
         except httpx.HTTPError as exc:
             raise _Failure(HostError("unreachable", _connect_reason(exc))) from None
+        if resp.status_code in (401, 403):
+            raise _Failure(self._unauthorized(host, resp.status_code, _error_text(body)))
         if not 200 <= resp.status_code < 300:
             text = _error_text(body)
             msg = f"HTTP {resp.status_code}" + (f": {text}" if text else "")
             raise _Failure(HostError("http", msg, status=resp.status_code))
         return body
+
+    def _unauthorized(self, host: HostConfig, status: int, text: str) -> HostError:
+        """A 401/403: an authorization failure with what to check, never "unreachable"."""
+        got = self.token(host.name) or TokenState(None, None)
+        msg = f"not authorized (HTTP {status}): {got.hint(host)}" + (f"; agent: {text}" if text else "")
+        return HostError("unauthorized", msg, status=status)
 
     async def _deadline(self, coro: Awaitable[Any]) -> Any:
         try:
@@ -256,9 +291,18 @@ class HttpFleetSource:
 
     # -- polling
     async def poll(self) -> list[HostResult]:
-        """One round: every host concurrently, each under its own total deadline."""
+        """One round: every host concurrently, each under its own total deadline. One result per host,
+        whatever happens to the others."""
         async with self._lock:  # rounds never overlap, even if a caller forgets to await the last one
-            return list(await asyncio.gather(*(self._poll_host(h) for h in self.config.hosts)))
+            return list(await asyncio.gather(*(self._poll_guarded(h) for h in self.config.hosts)))
+
+    async def _poll_guarded(self, host: HostConfig) -> HostResult:
+        try:
+            return await self._poll_host(host)
+        except Exception as exc:  # a console bug for one host's answer: that host's error, never the round's
+            self._contact.discard(host.name)
+            reason = f"console could not read this answer: {type(exc).__name__}: {exc}"
+            return HostResult(host.name, None, HostError("bad_payload", reason), None, self._clock())
 
     def _route(self, host: HostConfig) -> str | None:
         if self.tunnels is None or host.ssh is None:
@@ -272,20 +316,20 @@ class HttpFleetSource:
     async def _poll_host(self, host: HostConfig) -> HostResult:
         result = await self._poll_host_direct(host)
         route = self._route(host)
-        return replace(result, route=route) if route else result
+        got = self.token(host.name)
+        warnings = (got.warning,) if got is not None and got.warning else ()
+        return replace(result, route=route, warnings=warnings) if route or warnings else result
 
     async def _poll_host_direct(self, host: HostConfig) -> HostResult:
         start = self._clock()
         try:
-            body = await self._deadline(self._request("GET", host, "/v1/snapshot"))
+            body = await self._deadline(self._request("GET", host, "/v1/snapshot", limit=MAX_SNAPSHOT_BYTES))
             rtt = self._clock() - start
-            snap = _decode(from_json, body)
+            snap = decode_snapshot(body)
         except _Failure as f:
             self._contact.discard(host.name)
-            if f.error.status == 401 and self._tokens.get(host.name) is None:
-                f = _Failure(replace(f.error, message=f.error.message + " (no token configured for this host)"))
             now = self._clock()
-            rtt = now - start if f.error.kind in ("http", "incompatible", "bad_payload") else None
+            rtt = now - start if f.error.kind != "unreachable" else None
             return HostResult(host.name, None, f.error, rtt, now)
         received = self._clock()
         history: tuple[HostSnapshot, ...] = ()
@@ -302,7 +346,7 @@ class HttpFleetSource:
             return HostError("unreachable", f"unknown host {host!r}")
         try:  # no ?seconds: the agent answers all it keeps (its history_s, 900 s by default)
             body = await self._deadline(self._request("GET", cfg, "/v1/history"))
-            return await asyncio.to_thread(_decode, history_from_json, body)  # big: decode off the UI loop
+            return await asyncio.to_thread(decode_history, body)  # big: decode off the UI loop
         except _Failure as f:
             return f.error
 
@@ -312,21 +356,20 @@ class HttpFleetSource:
             return HostError("unreachable", f"unknown host {host!r}")
         try:
             body = await self._deadline(self._request("GET", cfg, f"/v1/engines/{engine}/logs", {"lines": lines}))
+            data = load_json(body)
         except _Failure as f:
             return f.error
-        try:
-            data = json.loads(body)
-            got = data["lines"]
-            if not isinstance(got, list):
-                raise TypeError
-            return [str(x) for x in got]
-        except (ValueError, KeyError, TypeError):
-            return HostError("bad_payload", "logs: expected {\"lines\": [...]}")
+        got = data.get("lines") if isinstance(data, dict) else None
+        if not isinstance(got, list) or not all(isinstance(x, str) for x in got):
+            return HostError("bad_payload", 'logs: expected {"lines": ["...", ...]}')
+        return got
 
     def action_block(self, host: str) -> str | None:
-        if host not in self._blocks:
-            return f"unknown host {host!r}"
-        return self._blocks[host]
+        got = self.token(host)
+        return f"unknown host {host!r}" if got is None else got.block
+
+    def problems(self) -> list[str]:
+        return []  # every failure here is one host's: its HostResult says it
 
     async def action(self, host: str, engine: str, verb: str) -> ActionResult:
         """POST one action, once. A timeout is reported as outcome "unknown", never retried."""
@@ -352,10 +395,12 @@ class HttpFleetSource:
                                 _connect_reason(exc) + (": outcome unknown, re-check" if sent else ""))  # fmt: skip
         if resp.status_code == 202:
             try:
-                state = resp.json().get("state")
-            except ValueError:
-                state = None
-            return ActionResult(host, engine, verb, "accepted", f"{verb} accepted", state if isinstance(state, str) else None, 202)
+                data = load_json(resp.content, limit=MAX_SMALL_BYTES)
+            except PayloadError:
+                data = None
+            state = data.get("state") if isinstance(data, dict) else None
+            state = one_line(state, 40) if isinstance(state, str) else None
+            return ActionResult(host, engine, verb, "accepted", f"{verb} accepted", state, 202)
         text = _error_text(resp.content) or resp.reason_phrase
         return ActionResult(host, engine, verb, "refused", f"HTTP {resp.status_code}: {text}", status=resp.status_code)
 
@@ -368,16 +413,156 @@ class HttpFleetSource:
             await self.tunnels.aclose()
 
 
-def _decode(decoder: Callable[[Any], Any], body: bytes | str | Any) -> Any:
-    """Decode with the schema's rules, turning schema errors into host errors."""
+# --- reading answers --------------------------------------------------------------------------------
+
+
+class PayloadError(_Failure):
+    """An answer this console cannot read: the only exception of ``load_json``, ``decode_snapshot`` and
+    ``decode_history``. ``error`` is the host's HostError (bad_payload, or incompatible), one line."""
+
+
+def _bad(reason: str) -> PayloadError:
+    return PayloadError(HostError("bad_payload", f"bad payload: {reason}"))
+
+
+def _too_big(limit: int) -> HostError:
+    size = f"{limit >> 20} MiB" if limit >= 1 << 20 else f"{limit >> 10} KiB" if limit >= 1 << 10 else f"{limit} bytes"
+    return HostError("bad_payload", f"bad payload: answer larger than {size}")
+
+
+class _OutOfRange(ValueError):
+    pass
+
+
+def _nonfinite(_literal: str) -> None:
+    return None  # NaN, Infinity, -Infinity read as null (the schema's reading rule)
+
+
+def _finite_float(text: str) -> float | None:
+    value = float(text)
+    return value if math.isfinite(value) else None  # 1e999 overflows to Infinity: null as well
+
+
+def _bounded_int(text: str) -> int:
+    if len(text) > 20 or not -INT_LIMIT <= (value := int(text)) < INT_LIMIT:
+        raise _OutOfRange(f"integer out of range: {text[:24]}{'…' if len(text) > 24 else ''}")
+    return value
+
+
+def _shape(c: int) -> int:
+    if 0x30 <= c <= 0x39:
+        return 0x30  # digits: "0"
+    if c in (0x45, 0x65):
+        return 0x65  # e, E: "e"
+    if c in (0x22, 0x2B):
+        return c  # '"' and "+" as themselves
+    return 0x78 if chr(c).isalpha() or c >= 0x80 else 0x20  # letters (and UTF-8 bytes): "x"; the rest: " "
+
+
+_NUMBER_SHAPES = bytes(_shape(c) for c in range(256))
+_LONG_DIGITS = b"0" * 19
+
+
+_BIG_EXPONENT = re.compile(rb'0e\+?000+(?:[^0"ex]|\Z)')  # in shapes: 3+ exponent digits where a number ends
+
+
+def _plain_numbers(raw: bytes) -> bool:
+    """True when no number in ``raw`` can be out of range, so the C parser's own numbers are exact: no run
+    of 19+ digits (an integer beyond int64, a float mantissa long enough to overflow) and no exponent of 3+
+    digits ending where a number ends (a hex id such as "…9e442a…" goes on with a letter or a quote). A
+    false alarm only costs the careful path; the answer is the same either way."""
+    shapes = raw.translate(_NUMBER_SHAPES)
+    return _LONG_DIGITS not in shapes and _BIG_EXPONENT.search(shapes) is None
+
+
+def _parse(body: bytes | str, limit: int) -> Any:
+    """JSON of at most ``limit`` bytes, strict UTF-8, integers within int64, NaN/Infinity (and
+    overflowing floats) as null, no lone surrogates; nesting is bounded by the interpreter (callers bound
+    what they keep). Raises PayloadError only."""
+    if len(body) > limit:
+        raise PayloadError(_too_big(limit))
+    raw = bytes(body) if isinstance(body, bytes | bytearray) else None
     try:
-        return decoder(body)
+        text = raw.decode("utf-8") if raw is not None else str(body)
+    except UnicodeDecodeError as exc:
+        raise _bad(f"invalid UTF-8 at byte {exc.start}") from None
+    try:
+        if raw is not None and _plain_numbers(raw):  # the common case: C speed for every number
+            data = json.loads(text, parse_constant=_nonfinite)
+        else:
+            data = json.loads(text, parse_constant=_nonfinite, parse_float=_finite_float, parse_int=_bounded_int)
+    except RecursionError:
+        raise _bad("JSON nested too deeply") from None
+    except _OutOfRange as exc:
+        raise _bad(str(exc)) from None
+    except ValueError as exc:  # JSONDecodeError
+        raise _bad(f"invalid JSON: {exc}") from None
+    if "\\ud" in text or "\\uD" in text:  # rare: every \uD800-\uDFFF escape must be half of a pair
+        try:
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise _bad("a string holds a lone UTF-16 surrogate (\\uD800-\\uDFFF)") from None
+        except (RecursionError, ValueError):
+            raise _bad("JSON nested too deeply") from None
+    return data
+
+
+def _too_deep(value: Any, limit: int) -> bool:
+    """Whether a decoded JSON value nests deeper than ``limit`` (iterative: no recursion to exhaust)."""
+    stack = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        items = v.values() if type(v) is dict else v if type(v) is list else None
+        if items:
+            if depth >= limit:
+                return True
+            stack.extend((x, depth + 1) for x in items if type(x) is dict or type(x) is list)
+    return False
+
+
+def load_json(body: bytes | str, *, limit: int = MAX_BODY_BYTES, max_depth: int = MAX_DEPTH) -> Any:
+    """One answer's JSON (see ``_parse``), nested at most ``max_depth`` levels. Raises PayloadError only."""
+    data = _parse(body, limit)
+    if _too_deep(data, max_depth):
+        raise _bad(f"JSON nested deeper than {max_depth} levels")
+    return data
+
+
+def _decode(decoder: Callable[[Any], Any], data: Any) -> Any:
+    """Decode parsed JSON with the schema's rules, turning every failure into a PayloadError."""
+    try:
+        return decoder(data)
     except SchemaMismatch as exc:
         found = exc.found if isinstance(exc.found, str) else (None if exc.found is None else repr(exc.found)[:40])
         msg = f"agent speaks {found}, this console reads {exc.expected}.x" if found else str(exc)
-        raise _Failure(HostError("incompatible", msg, found_schema=found)) from None
+        raise PayloadError(HostError("incompatible", msg, found_schema=found)) from None
     except SchemaError as exc:
-        raise _Failure(HostError("bad_payload", f"bad payload: {exc}"[:300])) from None
+        raise _bad(str(exc)) from None
+    except (RecursionError, ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+        raise _bad(f"{type(exc).__name__}: {exc}") from None
+
+
+def _check_evidence(snap: HostSnapshot) -> HostSnapshot:
+    """Alert evidence is the one place the schema keeps JSON as it came: bound its nesting (everything
+    else has the schema's fixed shape)."""
+    for alerts in (snap.alerts, *(e.alerts for e in snap.engines)):
+        for a in alerts:
+            if a.evidence and _too_deep(a.evidence, MAX_DEPTH - 4):  # 4 levels: host, engines, alerts, alert
+                raise _bad(f"alert {a.code[:40]!r}: evidence nested deeper than {MAX_DEPTH - 4} levels")
+    return snap
+
+
+def decode_snapshot(body: bytes | str, *, limit: int = MAX_SNAPSHOT_BYTES) -> HostSnapshot:
+    """``GET /v1/snapshot`` as a HostSnapshot; PayloadError for anything this console cannot read."""
+    return _check_evidence(_decode(from_dict, _parse(body, limit)))
+
+
+def decode_history(body: bytes | str, *, limit: int = MAX_BODY_BYTES) -> History:
+    """``GET /v1/history`` as a History; PayloadError for anything this console cannot read."""
+    history = _decode(history_from_dict, _parse(body, limit))
+    for snap in history.snapshots:
+        _check_evidence(snap)
+    return history
 
 
 # --- fixtures --------------------------------------------------------------------------------------
@@ -500,6 +685,9 @@ class FixtureFleetSource:
     def action_block(self, host: str) -> str | None:
         return "recorded fleet: actions are not available on a replay"
 
+    def problems(self) -> list[str]:
+        return []
+
     async def action(self, host: str, engine: str, verb: str) -> ActionResult:
         self.actions.append((host, engine, verb))
         return ActionResult(host, engine, verb, "refused", self.action_block(host) or "")
@@ -530,7 +718,7 @@ def _fixture_hosts(item: FixtureHost | HostSnapshot | str | os.PathLike[str]) ->
 def _epoch(taken_at: str) -> float | None:
     try:
         return parse_rfc3339(taken_at)
-    except ValueError:
+    except (ValueError, OverflowError):
         return None
 
 
@@ -569,7 +757,25 @@ def _fixture_host(base: Path, spec: Mapping[str, Any]) -> FixtureHost:
     return host
 
 
+def build_fleet_source(config: ConsoleConfig, *, fetch_history: bool = True) -> FleetSource:
+    """The source for ``config``: its direct hosts (``HttpFleetSource``) and one
+    ``PrometheusFleetSource`` per ``[[console.prometheus]]`` entry; several are combined, direct hosts
+    first (they keep their own route, for actions and logs, even when a Prometheus also sees them)."""
+    http = HttpFleetSource(config, fetch_history=fetch_history) if config.hosts or not config.prometheus else None
+    if not config.prometheus and http is not None:
+        return http
+    from console.promsource import PrometheusFleetSource  # only when some Prometheus is configured
+
+    proms: list[FleetSource] = [PrometheusFleetSource(p, fetch_history=fetch_history) for p in config.prometheus]
+    if http is None and len(proms) == 1:
+        return proms[0]
+    sources: list[FleetSource] = ([http] if http is not None else []) + proms
+    pinned: dict[str, FleetSource] = {h.name: http for h in config.hosts} if http is not None else {}
+    return CombinedFleetSource(sources, pinned)
+
+
 __all__ = [
-    "ACTIONS", "ActionResult", "FixtureFleetSource", "FixtureHost", "FleetSource", "FrameClock",
-    "HostError", "HostResult", "HttpFleetSource", "read_json_file", "read_token",
+    "ACTIONS", "ActionResult", "CombinedFleetSource", "FixtureFleetSource", "FixtureHost", "FleetSource", "FrameClock",
+    "HostError", "HostResult", "HttpFleetSource", "PayloadError", "TokenState", "build_fleet_source", "decode_history",
+    "decode_snapshot", "load_json", "one_line", "read_json_file", "read_token", "token_file_warning",
 ]  # fmt: skip

@@ -1,13 +1,19 @@
 """The fleet state reducer: ``apply(state, results, now) -> FleetState``. Pure: no Textual, no I/O.
 
-Per host a status — pending (never answered yet) | fresh | stale | unreachable | incompatible:
+Per host a status — pending (never answered yet) | fresh | stale | unreachable | unauthorized |
+incompatible:
 
 - fresh / stale: the newest snapshot (by ``seq``) was RECEIVED at most / more than ``stale_after_s``
   ago, by the console's monotonic clock. Agent wall time is never compared with console wall time
   (reliability.md §2.8); an agent that keeps answering the same ``seq`` goes stale.
 - unreachable: the last poll failed (refused, timeout, DNS, HTTP error, bad payload). The last good
   snapshot is kept so screens can show its values greyed, with their age.
+- unauthorized: the agent answered 401/403: the console's token is missing, wrong or lacks the role
+  (AGENT_UNAUTHORIZED, naming what to check), never reported as unreachable.
 - incompatible: the agent speaks another schema major (SCHEMA_MISMATCH).
+
+One host's result can never break the round: if reducing it fails, that host alone becomes unreachable
+with the reason (kind bad_payload), and every other host is reduced as usual.
 
 Per engine a bounded ``EngineSeries`` (15 minutes at the poll rate) of TTFT p50/p95, running, waiting,
 KV usage and generation/prompt tokens per second, seeded from ``/v1/history`` on first contact, then one
@@ -15,8 +21,8 @@ point per new snapshot (de-duplicated by ``seq``); points whose stats are not li
 Series buffers are append-only and shared between successive states (copying 15 minutes of points per
 tick would cost more than the whole tick); everything else in a state is immutable.
 
-Console-side alerts: AGENT_UNREACHABLE, AGENT_STALE, SCHEMA_MISMATCH. Alerts that clear are kept as
-"recent" for the window; acknowledgements are keyed by (host, engine, code, since).
+Console-side alerts: AGENT_UNREACHABLE, AGENT_UNAUTHORIZED, AGENT_STALE, SCHEMA_MISMATCH. Alerts that
+clear are kept as "recent" for the window; acknowledgements are keyed by (host, engine, code, since).
 """
 
 from __future__ import annotations
@@ -39,12 +45,12 @@ from agents.schema import (
     severity_rank,
     stats_are_live,
 )
+from console.fleet import HostError, HostResult
 from console.settings import ConsoleConfig
-from console.source import HostError, HostResult
 
 WINDOW_S = 900.0
 RECENT_MAX = 200
-HOST_STATUSES = ("pending", "fresh", "stale", "unreachable", "incompatible")
+HOST_STATUSES = ("pending", "fresh", "stale", "unreachable", "unauthorized", "incompatible")
 METRICS: tuple[str, ...] = (
     "ttft_p50_s",
     "ttft_p95_s",
@@ -144,6 +150,8 @@ class HostState:
     series: Mapping[str, EngineSeries] = field(default_factory=dict)
     alerts: tuple[Alert, ...] = ()  # console-side alerts for this host
     route: str | None = None  # e.g. "ssh ops@gpu01: up" (None: reached directly)
+    warnings: tuple[str, ...] = ()  # about the console's own setup for this host (a token file others can read)
+    stale_after_s: float | None = None  # the host's source's own limit (None: the console's stale_after_s)
 
     def age(self, now: float) -> float | None:
         """Seconds since the newest snapshot was received (None if never)."""
@@ -231,9 +239,7 @@ def apply(state: FleetState, results: Iterable[HostResult], now: float, wall: fl
     hosts: dict[str, HostState] = {}
     for name in dict.fromkeys([*state.hosts, *by_host]):
         old = state.hosts.get(name) or HostState(name)
-        r = by_host.get(name)
-        h = _with_result(old, r, cfg) if r is not None else old
-        hosts[name] = _settle(h, old.status, now, wall, cfg)
+        hosts[name] = _reduce_host(old, by_host.get(name), now, wall, cfg)
     alerts = _collect_alerts(hosts)
     active = {a.key for a in alerts}
     cleared = tuple(
@@ -254,15 +260,31 @@ def acknowledge(state: FleetState, key: AlertKey) -> FleetState:
 def _epoch(text: str) -> float | None:
     try:
         return parse_rfc3339(text)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):
         return None
+
+
+def _reduce_host(old: HostState, r: HostResult | None, now: float, wall: float | None, cfg: ConsoleConfig) -> HostState:
+    """One host's new state; a failure while reducing its result makes that host (alone) unreachable."""
+    try:
+        h = _with_result(old, r, cfg) if r is not None else old
+        return _settle(h, old.status, now, wall, cfg)
+    except Exception as exc:  # a console bug on one odd answer must not drop the whole round
+        err = HostError("bad_payload", f"console could not use this answer: {type(exc).__name__}: {exc}")
+        failed = replace(old, status="unreachable", error=err, contact=False,
+                         warnings=r.warnings if r is not None else old.warnings)  # fmt: skip
+        return _settle(failed, old.status, now, wall, cfg)
+
+
+_ERROR_STATUS = {"incompatible": "incompatible", "unauthorized": "unauthorized"}  # any other kind: unreachable
 
 
 def _with_result(prev: HostState, r: HostResult, cfg: ConsoleConfig) -> HostState:
     if r.snapshot is None:
         err = r.error or HostError("unreachable", "no answer")
-        status = "incompatible" if err.kind == "incompatible" else "unreachable"
-        return replace(prev, status=status, error=err, rtt_s=r.rtt_s, contact=False, route=r.route)
+        status = _ERROR_STATUS.get(err.kind, "unreachable")
+        return replace(prev, status=status, error=err, rtt_s=r.rtt_s, contact=False, route=r.route,
+                       warnings=r.warnings, stale_after_s=r.stale_after_s)  # fmt: skip
     snap = r.snapshot
     last = prev.snapshot
     restarted = last is not None and snap.seq < last.seq  # the agent restarted: its seq began again
@@ -274,7 +296,8 @@ def _with_result(prev: HostState, r: HostResult, cfg: ConsoleConfig) -> HostStat
         ordered = [snap] if snap.seq > watermark else []
     if not ordered:  # the same snapshot again: nothing new, it keeps ageing
         status = prev.status if prev.status in ("fresh", "stale") else "stale"
-        return replace(prev, status=status, error=None, rtt_s=r.rtt_s, contact=True, route=r.route)
+        return replace(prev, status=status, error=None, rtt_s=r.rtt_s, contact=True, route=r.route,
+                       warnings=r.warnings, stale_after_s=r.stale_after_s)  # fmt: skip
     newest = ordered[-1]
     taken = _epoch(newest.taken_at)
     offset = prev.offset
@@ -294,7 +317,7 @@ def _with_result(prev: HostState, r: HostResult, cfg: ConsoleConfig) -> HostStat
             if buf is not None:
                 buf.append(x, e.stats if stats_are_live(e, s.interval_s) else None)
     return HostState(prev.name, "fresh", prev.since, prev.since_wall, newest, r.received_at, None, r.rtt_s, True,
-                     offset, series, prev.alerts, r.route)  # fmt: skip
+                     offset, series, prev.alerts, r.route, r.warnings, r.stale_after_s)  # fmt: skip
 
 
 def _drift_limit(cfg: ConsoleConfig) -> float:
@@ -315,13 +338,14 @@ def _series_for(old: Mapping[str, EngineSeries], snap: HostSnapshot, cfg: Consol
 def _settle(h: HostState, old_status: str, now: float, wall: float | None, cfg: ConsoleConfig) -> HostState:
     """Age the host (fresh → stale by receive age), stamp ``since`` on a status change, console alerts."""
     status = h.status
+    limit = _stale_after(h, cfg)
     if status in ("fresh", "stale") and h.received_at is not None:
-        status = "stale" if now - h.received_at > cfg.stale_after_s else "fresh"
+        status = "stale" if now - h.received_at > limit else "fresh"
     since, since_wall = h.since, h.since_wall
     if since is None or status != old_status:
         since = now
         if status == "stale" and h.received_at is not None:
-            since = min(now, h.received_at + cfg.stale_after_s)
+            since = min(now, h.received_at + limit)
         since_wall = None if wall is None else wall - (now - since)
     out = h if (status, since, since_wall) == (h.status, h.since, h.since_wall) else replace(
         h, status=status, since=since, since_wall=since_wall
@@ -332,6 +356,10 @@ def _settle(h: HostState, old_status: str, now: float, wall: float | None, cfg: 
     return out if alerts == out.alerts else replace(out, alerts=alerts)
 
 
+def _stale_after(h: HostState, cfg: ConsoleConfig) -> float:
+    return h.stale_after_s if h.stale_after_s is not None else cfg.stale_after_s
+
+
 def _console_alerts(h: HostState, now: float, cfg: ConsoleConfig) -> tuple[Alert, ...]:
     since = rfc3339(h.since_wall) if h.since_wall is not None else None
     age = h.age(now)
@@ -340,15 +368,23 @@ def _console_alerts(h: HostState, now: float, cfg: ConsoleConfig) -> tuple[Alert
                                     "last_snapshot_age_s": None if age is None else round(age, 1)}  # fmt: skip
         if h.error.status is not None:
             evidence["http_status"] = h.error.status
-        return (Alert(code="AGENT_UNREACHABLE", severity="critical", since=since,
-                      summary=f"agent did not answer: {h.error.message}", evidence=evidence),)  # fmt: skip
+        if h.error.kind == "bad_payload":
+            summary = "agent's answer could not be read: " + h.error.message.removeprefix("bad payload: ")
+        else:
+            summary = "agent did not answer: " + h.error.message
+        return (Alert(code="AGENT_UNREACHABLE", severity="critical", since=since, summary=summary,
+                      evidence=evidence),)  # fmt: skip
+    if h.status == "unauthorized" and h.error is not None:
+        return (Alert(code="AGENT_UNAUTHORIZED", severity="critical", since=since,
+                      summary=f"{h.name}: {h.error.message}",
+                      evidence={"http_status": h.error.status, "message": h.error.message}),)  # fmt: skip
     if h.status == "incompatible" and h.error is not None:
         return (Alert(code="SCHEMA_MISMATCH", severity="critical", since=since, summary=h.error.message,
                       evidence={"found": h.error.found_schema, "expected": SCHEMA}),)  # fmt: skip
     if h.status == "stale":
         return (Alert(code="AGENT_STALE", severity="warning", since=since,
-                      summary=f"newest snapshot is {age or 0:.0f}s old (stale after {cfg.stale_after_s:g}s)",
-                      evidence={"age_s": None if age is None else round(age, 1), "stale_after_s": cfg.stale_after_s,
+                      summary=f"newest snapshot is {age or 0:.0f}s old (stale after {_stale_after(h, cfg):g}s)",
+                      evidence={"age_s": None if age is None else round(age, 1), "stale_after_s": _stale_after(h, cfg),
                                 "seq": h.snapshot.seq if h.snapshot else None}),)  # fmt: skip
     return ()
 

@@ -1,7 +1,14 @@
-"""``llmconsole status [--config PATH] [--json]``: one poll of every host, for scripts and tickets.
+"""``llmconsole status [--config PATH | --prometheus URL [--match M]] [--json]``: one poll, for scripts.
+
+Every configured source is polled once: the direct hosts and each ``[[console.prometheus]]``; with
+``--prometheus URL`` only that server (Prometheus, Thanos, VictoriaMetrics), whose ``llmconsole_*``
+series of the scrape job ``--match`` selects (default ``job="llmconsole"``) are the fleet.
 
 Exit code: 0 when every host answered, every engine is ready and no alert is critical; 1 otherwise
-(an unreachable or incompatible host, an engine not ready, a critical alert); 2 for bad input or config.
+(an unreachable, unauthorized or incompatible host, an engine not ready, a critical alert, a source that
+failed); 2 for bad input or config. A host whose answer cannot be read is that host's error line; the
+others still print. A source that failed as a whole is one line (stderr, the table's notes, ``problems``).
+Warnings about the console's own setup (a token file others can read) go to stderr (and ``warnings``).
 
 The table uses the same presenters as the console. Plain text has no colours, so values that are not
 live (stale stats) are prefixed with "~" and explained under the table; JSON gives stats only when live.
@@ -14,13 +21,16 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from agents.config import ConfigError
 from agents.schema import Alert, stats_are_live, to_dict
+from console.fleet import FleetSource
 from console.launch import PROG, resolve_config
 from console.settings import ConsoleConfig
-from console.source import HttpFleetSource
+from console.source import build_fleet_source, one_line
 from console.state import FleetState, HostState, apply
 from console.views import FLEET_COLUMNS, RIGHT_COLUMNS, fleet_table
 
@@ -35,20 +45,32 @@ def add_parser(subparsers: Any) -> None:
         "Exit 0: all engines ready, no critical alert; 1: anything else; 2: bad config.",
     )
     p.add_argument("--config", metavar="PATH", help="config file (default: the usual search order)")
+    p.add_argument("--prometheus", metavar="URL",
+                   help="read the fleet from this Prometheus-compatible server instead of the configured sources")  # fmt: skip
+    p.add_argument("--match", metavar="MATCHERS",
+                   help='with --prometheus: the agents\' series (default: job="llmconsole")')  # fmt: skip
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
-async def poll_once(config: ConsoleConfig, source: HttpFleetSource | None = None) -> FleetState:
-    src = source or HttpFleetSource(config, fetch_history=False)
+async def poll_fleet(config: ConsoleConfig, source: FleetSource | None = None) -> tuple[FleetState, list[str]]:
+    """One poll of every source: the reduced state and one line per source that failed."""
+    src = source or build_fleet_source(config, fetch_history=False)
     try:
         results = await src.poll()
+        problems = src.problems()
     finally:
         await src.aclose()
     now = time.monotonic()
-    return apply(FleetState.initial(config, now), results, now, time.time())
+    return apply(FleetState.initial(config, now), results, now, time.time()), problems
 
 
-def exit_code(state: FleetState) -> int:
+async def poll_once(config: ConsoleConfig, source: FleetSource | None = None) -> FleetState:
+    return (await poll_fleet(config, source))[0]
+
+
+def exit_code(state: FleetState, problems: Sequence[str] = ()) -> int:
+    if problems:
+        return 1
     if any(a.alert.severity == "critical" for a in state.alerts):
         return 1
     for h in state.hosts.values():
@@ -59,11 +81,13 @@ def exit_code(state: FleetState) -> int:
     return 0
 
 
-def render_table(state: FleetState) -> str:
+def render_table(state: FleetState, problems: Sequence[str] = ()) -> str:
     view = fleet_table(state, state.now)
     keys = [k for k, _ in FLEET_COLUMNS]
     header = [label for _, label in FLEET_COLUMNS]
-    lines = [[("~" + c.display) if c.tone == "stale" else c.display for c in view.rows[k]] for k in view.order]
+    # agent-supplied text goes through one_line: no escape sequence or newline reaches the terminal
+    lines = [[one_line(("~" + c.display) if c.tone == "stale" and c.display else c.display, 200) for c in view.rows[k]]
+             for k in view.order]  # fmt: skip
     widths = [max(len(header[i]), *(len(r[i]) for r in lines)) if lines else len(header[i]) for i in range(len(keys))]
 
     def fmt(cells: list[str]) -> str:
@@ -71,15 +95,17 @@ def render_table(state: FleetState) -> str:
         return "  ".join(out).rstrip()
 
     text = [fmt(header)] + [fmt(r) for r in lines]
-    notes = []
+    notes = [one_line(p) for p in problems]
     if any(c.startswith("~") for r in lines for c in r):
         notes.append("~ = not live: the last known value of a stale or unreachable source")
     for h in state.hosts.values():
-        if h.error is not None:
+        if h.error is not None and h.status == "unauthorized":
+            notes.append(f"{h.name}: {h.error.message}")  # "h1: not authorized (HTTP 401): check …"
+        elif h.error is not None:
             notes.append(f"{h.name}: {h.status}: {h.error.message}")
     for a in state.alerts:
         if not a.console:
-            notes.append(f"{a.alert.severity.upper():8} {a.alert.code} {a.where}: {a.alert.summary}")
+            notes.append(one_line(f"{a.alert.severity.upper():8} {a.alert.code} {a.where}: {a.alert.summary}"))
     return "\n".join(text + ([""] + notes if notes else []))
 
 
@@ -101,7 +127,7 @@ def _host_json(h: HostState) -> dict[str, Any]:
     return {
         "name": h.name, "status": h.status,
         "error": None if h.error is None else {"kind": h.error.kind, "message": h.error.message},
-        "rtt_s": h.rtt_s, "agent_version": snap.agent_version if snap else None,
+        "rtt_s": h.rtt_s, "route": h.route, "agent_version": snap.agent_version if snap else None,
         "gpu_source": snap.gpu_source if snap else None, "seq": snap.seq if snap else None,
         "taken_at": snap.taken_at if snap else None,
         "alerts": [_alert(a) for a in h.alerts] + [_alert(a) for a in (snap.alerts if snap else ())],
@@ -109,27 +135,55 @@ def _host_json(h: HostState) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def render_json(state: FleetState) -> str:
+def warnings(state: FleetState) -> list[str]:
+    """The console-side warnings of every host (each once)."""
+    return list(dict.fromkeys(w for h in state.hosts.values() for w in h.warnings))
+
+
+def render_json(state: FleetState, problems: Sequence[str] = ()) -> str:
     hosts = [_host_json(h) for h in state.hosts.values()]
     severities: dict[str, int] = {}
     for a in state.alerts:
         severities[a.alert.severity] = severities.get(a.alert.severity, 0) + 1
-    doc = {"schema": STATUS_SCHEMA, "exit_code": exit_code(state), "alerts": severities, "hosts": hosts}
+    doc = {"schema": STATUS_SCHEMA, "exit_code": exit_code(state, problems), "alerts": severities, "hosts": hosts,
+           "warnings": warnings(state), "problems": [one_line(p) for p in problems]}  # fmt: skip
     return json.dumps(doc, indent=2)
+
+
+def _config(args: argparse.Namespace) -> ConsoleConfig:
+    """The config to poll; ConfigError (one line) for bad input."""
+    config = resolve_config(getattr(args, "config", None) or getattr(args, "console_config", None))
+    url, match = getattr(args, "prometheus", None), getattr(args, "match", None)
+    if url is None:
+        if match is not None:
+            raise ConfigError("--match only applies with --prometheus URL")
+        return config
+    from console.promsource import config_for_url
+
+    try:
+        entry = config_for_url(url, match)
+    except ValueError as exc:
+        raise ConfigError(f"--prometheus: {exc}" if not str(exc).startswith("--") else str(exc)) from None
+    return replace(config, hosts=(), prometheus=(entry,))
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        config = resolve_config(getattr(args, "config", None) or getattr(args, "console_config", None))
+        config = _config(args)
     except ConfigError as exc:
         sys.stderr.write(f"{PROG} status: {exc}\n")
         return 2
-    if not config.hosts:
-        sys.stderr.write(f"{PROG} status: no hosts configured: add [[console.hosts]] or try `{PROG} demo`\n")
+    if not config.hosts and not config.prometheus:
+        sys.stderr.write(f"{PROG} status: no hosts configured: add [[console.hosts]] or [[console.prometheus]], "
+                         f"or try `{PROG} demo`\n")  # fmt: skip
         return 2
-    state = asyncio.run(poll_once(config))
-    sys.stdout.write((render_json(state) if args.json else render_table(state)) + "\n")
-    return exit_code(state)
+    state, problems = asyncio.run(poll_fleet(config))
+    for w in warnings(state):
+        sys.stderr.write(f"{PROG} status: warning: {w}\n")
+    for p in problems:
+        sys.stderr.write(f"{PROG} status: {one_line(p)}\n")
+    sys.stdout.write((render_json(state, problems) if args.json else render_table(state, problems)) + "\n")
+    return exit_code(state, problems)
 
 
-__all__ = ["add_parser", "exit_code", "poll_once", "render_json", "render_table", "run"]
+__all__ = ["add_parser", "exit_code", "poll_fleet", "poll_once", "render_json", "render_table", "run", "warnings"]

@@ -46,7 +46,7 @@ DESCENDING = frozenset({"state", "alerts", "ttft", "kv", "queue", "gen", "restar
 RUNNING_STATES = frozenset({"ready", "degraded", "hung"})
 _STATE_RANK = {"failed": 9, "hung": 8, "exited": 7, "backoff": 6, "degraded": 5, "starting": 4, "stopping": 3,
                "stopped": 2, "ready": 1}  # fmt: skip
-_HOST_RANK = {"unreachable": 9, "incompatible": 8, "stale": 7, "pending": 3, "fresh": 1}
+_HOST_RANK = {"unreachable": 9, "unauthorized": 9, "incompatible": 8, "stale": 7, "pending": 3, "fresh": 1}
 _SEVERITY_TONE: dict[str, Tone] = {"critical": "crit", "warning": "warn", "info": "info"}
 GiB = 1024**3
 
@@ -207,6 +207,9 @@ def host_state_cell(h: HostState, now: float) -> Cell:
         return Cell(f"stale {age_text(h.age(now))}", "stale", rank)
     if h.status == "unreachable":
         return Cell(f"unreachable {age_text(h.status_age(now))}", "crit", rank)
+    if h.status == "unauthorized":
+        code = f" ({h.error.status})" if h.error is not None and h.error.status is not None else ""
+        return Cell(f"not authorized{code}", "crit", rank)
     if h.status == "incompatible":
         found = h.error.found_schema if h.error else None
         version = found.rsplit("/", 1)[-1] if found and "/" in found else "?"
@@ -510,7 +513,7 @@ def header_counts(state: FleetState) -> list[Cell]:
             out.append(Cell(f"{n} {name}", tone_of(name)))
         out.append(Cell("   ", "live"))
 
-    section("HOSTS", hosts, ("unreachable", "incompatible", "stale", "pending", "fresh"),
+    section("HOSTS", hosts, ("unreachable", "unauthorized", "incompatible", "stale", "pending", "fresh"),
             lambda s: host_state_cell(HostState("", status=s), 0).tone)  # fmt: skip
     section("ENGINES", engines, (*_STATE_RANK, "unknown"),
             lambda s: "stale" if s == "unknown" else state_tone(s))  # fmt: skip
@@ -628,6 +631,10 @@ def host_status_line(state: FleetState, key: str | None, block: str | None = Non
         parts.append((f"UNREACHABLE {since}({age_text(h.status_age(now))}): {msg}", "crit"))
         if h.snapshot is not None:
             parts.append((f"  · values shown are {age_text(h.age(now))} old", "stale"))
+    elif h.status == "unauthorized":
+        parts.append((f"NOT AUTHORIZED: {h.error.message if h.error else '?'}", "crit"))
+        if h.snapshot is not None:
+            parts.append((f"  · values shown are {age_text(h.age(now))} old", "stale"))
     elif h.status == "incompatible":
         parts.append((f"INCOMPATIBLE: {h.error.message if h.error else '?'}", "error"))
     elif h.status == "stale":
@@ -651,6 +658,7 @@ def host_status_line(state: FleetState, key: str | None, block: str | None = Non
         parts.append((f"  · ERR {snap.errors[0]}" + (f" (+{len(snap.errors) - 1})" if len(snap.errors) > 1 else ""), "error"))
     if block:
         parts.append((f"  · {block}", "dim"))
+    parts.extend((f"  · warning: {w}", "warn") for w in h.warnings)
     return parts
 
 

@@ -60,7 +60,8 @@ def test_agent_engines_and_console_make_no_outbound_connections(tmp_path: Path) 
     ]  # fmt: skip
     tokens = write_tokens(tmp_path / "tokens", ops="operator")
     port = free_port()
-    config = write_config(tmp_path, port, engines, agent={"tokens_file": str(tmp_path / "tokens")})
+    config = write_config(tmp_path, port, engines, agent={"tokens_file": str(tmp_path / "tokens"),
+                                                          "allowed_env_overrides": ["PYTHONPATH"]})
     agent = SecureAgent(config, port, token=tokens["ops"], env=env)
     agent.start()
     try:

@@ -11,6 +11,7 @@ itself, so it does hold its key: that is asserted too, to prove the redactor had
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -35,16 +36,18 @@ os.execv(sys.executable, [sys.executable, "-m", "agents.sim", "--dialect", "vllm
 
 def test_secrets_never_leave_the_agent(tmp_path: Path) -> None:
     wrapper = tmp_path / "leaky_engine.py"
-    wrapper.write_text(WRAPPER)
+    wrapper.write_text(f"#!{sys.executable}\n" + WRAPPER)  # an executable of its own, listed below
+    wrapper.chmod(0o700)
     engines = [
         {"id": "e1", "kind": "vllm", "model": "sim-a", "port": free_port(), "command": sim("vllm"),
          "args": ["--load", "2"], "env": {"VLLM_API_KEY": KEY1}},
-        {"id": "e2", "kind": "vllm", "model": "sim-b", "port": free_port(), "command": [sys.executable, str(wrapper)],
+        {"id": "e2", "kind": "vllm", "model": "sim-b", "port": free_port(), "command": [str(wrapper)],
          "args": ["--load", "2"], "env": {"VLLM_API_KEY": KEY2}},
     ]  # fmt: skip
     tokens = write_tokens(tmp_path / "tokens", ops="operator")
     port = free_port()
-    config = write_config(tmp_path, port, engines, agent={"tokens_file": str(tmp_path / "tokens")})
+    allowed = [str(wrapper), os.path.realpath(sys.executable)]
+    config = write_config(tmp_path, port, engines, agent={"tokens_file": str(tmp_path / "tokens"), "allowed_executables": allowed})
     agent = SecureAgent(config, port, token=tokens["ops"], env={"HF_TOKEN": AGENT_SECRET, "OPENAI_API_KEY": AGENT_SECRET})
     agent.start()
     bodies: list[str] = []
@@ -86,8 +89,11 @@ def test_secrets_never_leave_the_agent(tmp_path: Path) -> None:
     assert all("sentinel-" not in b for b in bodies), [b[:300] for b in bodies if "sentinel-" in b]
     assert "sentinel-" not in agent.stderr_text()
     by_engine_itself = tmp_path / "state" / "logs" / "e2.log"
-    assert KEY2 in by_engine_itself.read_text()  # the engine printed it; the agent never passed it on
-    allowed = (by_engine_itself, config, wrapper)
+    logged = by_engine_itself.read_text()
+    # the engine printed its key; the agent masked it in the file (same length) and keeps the file private
+    assert KEY2 not in logged and "*" * len(KEY2) in logged and "the key is ***" in logged
+    assert by_engine_itself.stat().st_mode & 0o777 == 0o600
+    allowed = (config, wrapper)
     files = [p for p in tmp_path.rglob("*") if p.is_file() and p not in allowed]
     assert any(p.name == "audit.log" for p in files) and any(p.suffix == ".json" for p in files)
     leaks = [str(p.relative_to(tmp_path)) for p in files if b"sentinel-" in p.read_bytes()]

@@ -26,6 +26,7 @@ STATE_TONES: Final[dict[str, Tone]] = {
     "fresh": "ok",
     "stale": "stale",
     "unreachable": "crit",
+    "unauthorized": "crit",
     "incompatible": "error",
 }
 

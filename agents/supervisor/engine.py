@@ -27,19 +27,27 @@ Rules implemented here:
 - Engine output goes to a log file opened O_APPEND, never a pipe (see ``logs.py``).
 - ``shutdown(stop_engines=False)`` (the default) leaves engines running; the state file lets the next
   agent adopt them. ``adopt_or_start`` rules are in ``adopt.py`` and on the method below.
+- The state file carries ``restarts`` (crash-loop history survives an agent restart on the same boot)
+  and stays in place while the engine backs off after a crash; only a stop removes it.
+- A failed state write is never silent: ``state_error`` holds its one-line reason (None after the next
+  successful write), it is logged once per cause, and the write is retried while the engine runs.
+- Before any start, a process on the engine's port that carries this engine's launch marker with this
+  agent's tag (``ownership.py``) is adopted (its leader) or reported as unrecorded, never "in use by" itself.
+- Automatic decisions are reported to the event sink as ``(action, engine_id, result)``: ``restart``,
+  ``backoff``, ``adopt``, ``refuse``. A sink that raises is logged and never stops supervision.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import inspect
 import logging
 import os
 import signal
 import subprocess
 import time
-import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -49,11 +57,13 @@ from typing import Any
 
 import psutil
 
+from agents.redact import Redactor
 from agents.supervisor import statefile
 from agents.supervisor.adopt import judge
 from agents.supervisor.backoff import CrashBackoff, StartBudget
 from agents.supervisor.exitcause import root_cause, tail_with_cause
 from agents.supervisor.logs import LogFile
+from agents.supervisor.ownership import OwnLaunch, agent_tag, find_own_launch, new_marker
 from agents.supervisor.plan import MARKER_VAR, Policy, ProcessPlan
 from agents.supervisor.portcheck import check_port
 from agents.supervisor.proctree import (
@@ -77,6 +87,7 @@ _KILL_CONFIRM_MIN_S = 5.0  # SIGKILL gets at least this long to empty the tree b
 
 ReadyCheck = Callable[[], Awaitable[bool]]
 GpuPids = Callable[[], "Awaitable[set[int]] | set[int]"]
+EventSink = Callable[[str, str, str], None]  # (action, engine_id, result)
 
 
 def rfc3339(ts: float) -> str:
@@ -114,6 +125,8 @@ class EngineSupervisor:
         tree_refresh_s: float = 2.0,
         events_max: int = 256,
         reaper: Reaper | None = None,
+        on_event: EventSink | None = None,
+        log_redact: Redactor | None = None,
     ) -> None:
         if min(tick_s, ready_poll_s, ready_timeout_s, tree_refresh_s) <= 0:
             raise ValueError("tick_s, ready_poll_s, ready_timeout_s and tree_refresh_s must be > 0")
@@ -130,14 +143,19 @@ class EngineSupervisor:
         self._ready_timeout_s = ready_timeout_s
         self._tree_refresh_s = tree_refresh_s
         self._reaper = reaper or REAPER
-        self._log = LogFile(self.log_path, log_max_bytes, log_backups, tail_lines)
+        self._log = LogFile(self.log_path, log_max_bytes, log_backups, tail_lines, redact=log_redact)
+        self._tag = agent_tag(state_dir)
+        self._on_event = on_event
+        self.sink_errors = 0
 
         self._state = "stopped"
         self._reason: str | None = None
         self._events: deque[dict[str, Any]] = deque(maxlen=events_max)
         self.events_total = 0
         self.state_errors = 0
-        self._restarts = 0
+        self._state_error: str | None = None
+        self._state_causes_logged: set[str] = set()
+        self._restarts = self._restarts_inherited = _recorded_restarts(self.state_path)
         self._start_attempts = 0
         self._series_open = False
         self._crash = CrashBackoff(policy.backoff_initial_s, policy.backoff_max_s, policy.backoff_reset_s)
@@ -187,7 +205,22 @@ class EngineSupervisor:
 
     @property
     def restarts(self) -> int:
+        """Automatic relaunches, including those recorded by earlier agents this boot (the state file)."""
         return self._restarts
+
+    @property
+    def restarts_inherited(self) -> int:
+        """The part of ``restarts`` read from the state file at construction (earlier agents, same boot)."""
+        return self._restarts_inherited
+
+    @property
+    def state_error(self) -> str | None:
+        """Why the last state-file write (or removal) failed, one line without paths; None once one succeeds."""
+        return self._state_error
+
+    def set_event_sink(self, sink: EventSink | None) -> None:
+        """Report automatic decisions as ``sink(action, engine_id, result)`` (see the module docstring)."""
+        self._on_event = sink
 
     @property
     def start_attempts(self) -> int:
@@ -275,6 +308,7 @@ class EngineSupervisor:
         if self._state in ALIVE_STATES:
             raise RuntimeError(f"cannot refuse engine {self.plan.engine_id}: it is {self._state}")
         self._fail(reason)
+        self._emit("refuse", reason)
 
     # ================================================================ operator actions
     async def start(self) -> None:
@@ -338,7 +372,10 @@ class EngineSupervisor:
             if verdict.action == "refuse":
                 check = check_port(self.plan.host, self.plan.port)
                 if not check.free:
+                    if await self._take_own_holder(check):
+                        return
                     self._fail(f"{verdict.reason}; {check.error}")
+                    self._emit("refuse", self._reason or verdict.reason)
                     return
                 self._note(f"{verdict.reason}; port is free, starting fresh")
             else:
@@ -361,8 +398,37 @@ class EngineSupervisor:
         self._budget.reset()
         self._crash.reset()
         self._series_open = False
+        check = check_port(self.plan.host, self.plan.port)
+        if not check.free and await self._take_own_holder(check):
+            return
         if self._launch():
             self._task = asyncio.create_task(self._life(), name=f"supervise:{self.plan.engine_id}")
+
+    async def _take_own_holder(self, check: Any) -> bool:
+        """If the port is held by a launch of this engine by this agent that no state file records (a
+        state write failed), adopt its leader, or end ``failed`` naming it as unrecorded. False when the
+        holder is not ours (the caller reports "port in use" as usual)."""
+        if check.holder_pid is None:
+            return False
+        own = find_own_launch(check.holder_pid, self.plan.engine_id, self._tag)
+        if own is None:
+            return False
+        if not own.leader:
+            self._fail(f"{check.error}: an unrecorded leftover of this engine's earlier launch (marker {own.marker}) "
+                       "whose leader is gone; not adopted, stop it to start the engine")
+            self._emit("refuse", self._reason or "unrecorded leftover on the port")
+            return True
+        await self._adopt(self._record_of(own), own.info,
+                          source=f"an unrecorded launch found on port {self.plan.port}")
+        return True
+
+    def _record_of(self, own: OwnLaunch) -> statefile.EngineRecord:
+        age = process_age_s(own.info.starttime)
+        return statefile.EngineRecord(
+            engine_id=self.plan.engine_id, boot_id=boot_id(), pid=own.pid, starttime=own.info.starttime,
+            create_time=None, cmdline_sha256=cmdline_hash(own.pid), marker=own.marker, host=self.plan.host,
+            port=self.plan.port, log_path=str(self.log_path), launched_at=rfc3339(self._wall() - age),
+            restarts=self._restarts)
 
     def _launch(self) -> bool:
         """Pre-flight the port and spawn; False (state failed) when the engine cannot be started."""
@@ -370,7 +436,7 @@ class EngineSupervisor:
         if not check.free:
             self._fail(check.error or "port in use")
             return False
-        marker = f"{self.plan.engine_id}:{uuid.uuid4().hex}"
+        marker = new_marker(self.plan.engine_id, self._tag)
         env = {**self.plan.env, MARKER_VAR: marker}
         if not self._series_open:
             self._start_attempts, self._series_open = 0, True
@@ -412,7 +478,7 @@ class EngineSupervisor:
         self._set("starting", f"launched PID {pid} (attempt {self._start_attempts})")
         return True
 
-    async def _adopt(self, rec: statefile.EngineRecord, info: Any) -> None:
+    async def _adopt(self, rec: statefile.EngineRecord, info: Any, source: str = "the state file") -> None:
         self._tree = ProcessTree(rec.marker, rec.pid, rec.starttime, pgid=info.pgrp, sid=info.session)
         self._tree.refresh(fresh=True)
         self._leader, self._marker, self._adopted, self._exit = rec.pid, rec.marker, True, None
@@ -424,13 +490,17 @@ class EngineSupervisor:
         self._launched_wall = self._wall() - age
         self._start_attempts, self._series_open = 0, False
         self._launch_mark = self._log.mark()
+        self._restarts = max(self._restarts, rec.restarts)
+        self._write_state_file()  # records an unrecorded launch; refreshes the hash and restarts otherwise
         ready = await self._ready_once() if self._is_ready is not None else False
+        how = f"adopted PID {rec.pid} from {source} (running {age:.0f}s)"
         if ready:
             self._ready_at = now
-            self._set("ready", f"adopted PID {rec.pid} (running {age:.0f}s)")
+            self._set("ready", how)
         else:
             self._ready_at = None
-            self._set("starting", f"adopted PID {rec.pid} (running {age:.0f}s); not ready yet")
+            self._set("starting", f"{how}; not ready yet")
+        self._emit("adopt", how)
         self._task = asyncio.create_task(self._life(), name=f"supervise:{self.plan.engine_id}")
 
     # ================================================================ the supervision loop
@@ -445,15 +515,23 @@ class EngineSupervisor:
                 if exit_reason is None or not self.policy.restart_on_exit:
                     return
                 delay = self._budget.on_failure() if during_startup else self._crash.on_crash(ran)
+                failures = self._budget.failures if during_startup else self._crash.streak
+                what = "start-up failure" if during_startup else "crash"
                 if delay is None:
                     self._fail(exit_reason)
+                    self._emit("backoff", f"no retry left after {failures} {what}s; failed: {exit_reason}")
                     return
                 self._backoff_until = self._clock() + delay
                 self._set("backoff", f"restart in {delay:g}s after: {exit_reason}")
+                self._emit("backoff", f"next start in {delay:g} s after {failures} {what}"
+                                      f"{'s' if failures != 1 else ''}: {exit_reason}")
                 await self._sleep_until(self._backoff_until)
                 self._backoff_until = None
                 self._restarts += 1
-                if not self._launch():
+                launched = self._launch()
+                self._emit("restart", f"automatic: {exit_reason}; "
+                                      + (f"relaunched as PID {self._leader}" if launched else f"failed: {self._reason}"))
+                if not launched:
                     return
         except asyncio.CancelledError:
             raise
@@ -475,8 +553,9 @@ class EngineSupervisor:
                 if self._tree is not None and now >= next_refresh:  # a /proc scan: not every tick
                     self._tree.refresh()
                     next_refresh = now + self._tree_refresh_s
-                    if self._leader is not None and cmdline_hash(self._leader) not in (None, self._written_hash):
-                        self._write_state_file()  # the engine retitled itself: keep it adoptable
+                    if self._leader is not None and (self._state_error is not None
+                                                     or cmdline_hash(self._leader) not in (None, self._written_hash)):
+                        self._write_state_file()  # retitled itself, or the last write failed: keep it adoptable
                 if self._state == "starting":
                     self._drive_ready(now)
                     if self._state == "starting" and self._progress_at is not None and \
@@ -512,12 +591,14 @@ class EngineSupervisor:
             self._fail(f"processes survived SIGKILL: PIDs {sorted(left)}")
             return None
         held = await self._await_gpu_release(self._tree)
+        # The record stays: during backoff it carries ``restarts`` to the next agent (its PID is gone,
+        # so that agent starts fresh); the relaunch overwrites it.
         if held:
             self._fail(f"GPU memory not released by PIDs {sorted(held)} after "
                        f"{self.policy.gpu_release_timeout_s:g}s")
-            self._forget_launch()
+            self._forget_launch(keep_record=True)
             return None
-        self._forget_launch()
+        self._forget_launch(keep_record=True)
         return reason
 
     # ================================================================ stopping and killing
@@ -719,9 +800,10 @@ class EngineSupervisor:
             self._exit_watch.close()
             self._exit_watch = None
 
-    def _forget_launch(self) -> None:
+    def _forget_launch(self, *, keep_record: bool = False) -> None:
         self._close_watch()
-        self._remove_state_file()
+        if not keep_record:
+            self._remove_state_file()
         self._tree, self._leader = None, None
 
     def _write_state_file(self) -> None:
@@ -736,20 +818,53 @@ class EngineSupervisor:
             starttime=self._tree.leader_starttime, create_time=create_time,
             cmdline_sha256=cmdline_hash(self._leader), marker=self._marker, host=self.plan.host,
             port=self.plan.port, log_path=str(self.log_path),
-            launched_at=rfc3339(self._launched_wall or self._wall()))
+            launched_at=rfc3339(self._launched_wall or self._wall()), restarts=self._restarts)
         self._written_hash = rec.cmdline_sha256
         try:
             statefile.write_atomic(self.state_path, rec.to_json())
-        except OSError as exc:  # counted; supervision goes on (the engine just won't be adoptable)
-            self.state_errors += 1
-            self._note(f"state file not written: {exc}")
+        except OSError as exc:  # supervision goes on; the engine is found by its marker if not re-adopted
+            self._state_failed(exc, f"PID {self._leader} is not recorded for re-adoption")
+        else:
+            self._state_ok()
 
     def _remove_state_file(self) -> None:
         try:
             statefile.remove(self.state_path)
         except OSError as exc:
-            self.state_errors += 1
-            self._note(f"state file not removed: {exc}")
+            self._state_failed(exc, "the record of a stopped launch was not removed")
+        else:
+            self._state_ok()
+
+    def _state_failed(self, exc: OSError, consequence: str) -> None:
+        """Count, expose (``state_error``) and log once per cause a failed state-file write or removal."""
+        cause = exc.strerror or type(exc).__name__
+        name = errno.errorcode.get(exc.errno or 0)
+        why = f"{cause} ({name})" if name else cause
+        self.state_errors += 1
+        self._state_error = f"{why}; {consequence}"
+        if why not in self._state_causes_logged:
+            self._state_causes_logged.add(why)
+            log.error("engine %s: state file %s: %s; %s", self.plan.engine_id, self.state_path, why, consequence)
+            self._note(f"state file write failed: {why}; {consequence}")
+
+    def _state_ok(self) -> None:
+        if self._state_error is not None:
+            log.warning("engine %s: state file written again", self.plan.engine_id)
+            self._note("state file written again")
+        self._state_error = None
+        self._state_causes_logged.clear()
+
+    def _emit(self, action: str, result: str) -> None:
+        """Report an automatic decision to the event sink; a failing sink is logged, never raised."""
+        sink = self._on_event
+        if sink is None:
+            return
+        try:
+            sink(action, self.plan.engine_id, result)
+        except Exception as exc:
+            self.sink_errors += 1
+            log.error("engine %s: event sink failed on %s: %s: %s", self.plan.engine_id, action,
+                      type(exc).__name__, exc)
 
     def _fail(self, reason: str) -> None:
         self._backoff_until = None
@@ -768,3 +883,9 @@ class EngineSupervisor:
         self._events.append({"at": rfc3339(self._wall()), "mono": self._clock(), "state": state,
                              "reason": reason, "exit_code": code, "signal": sig})
         self.events_total += 1
+
+
+def _recorded_restarts(path: Path) -> int:
+    """``restarts`` of a valid state file from this boot (a reboot starts the history over), else 0."""
+    rec, _ = statefile.read_record(path)
+    return rec.restarts if rec is not None and rec.boot_id is not None and rec.boot_id == boot_id() else 0

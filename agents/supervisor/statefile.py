@@ -33,6 +33,7 @@ class EngineRecord:
     port: int
     log_path: str
     launched_at: str  # RFC 3339 wall time, display only
+    restarts: int = 0  # automatic restarts so far (crash-loop history survives an agent restart)
     schema: str = SCHEMA
 
     def to_json(self) -> dict[str, Any]:
@@ -49,16 +50,19 @@ class EngineRecord:
             "engine_id": (str,), "boot_id": (str, type(None)), "pid": (int,), "starttime": (int,),
             "create_time": (float, int, type(None)), "cmdline_sha256": (str, type(None)),
             "marker": (str,), "host": (str,), "port": (int,), "log_path": (str,), "launched_at": (str,),
-            "schema": (str,),
+            "restarts": (int,), "schema": (str,),
         }
+        optional = {"restarts": 0}  # written by newer agents only
         values = {}
         for f in fields(cls):
-            value = data.get(f.name)
+            value = data.get(f.name, optional.get(f.name))
             if not isinstance(value, kinds[f.name]) or isinstance(value, bool):
                 raise ValueError(f"field {f.name!r} missing or of the wrong type")
             values[f.name] = value
         if values["pid"] <= 1 or not values["marker"]:
             raise ValueError("field 'pid' or 'marker' invalid")
+        if values["restarts"] < 0:
+            raise ValueError("field 'restarts' is negative")
         return cls(**values)
 
 

@@ -158,3 +158,14 @@ def test_taken_listen_port_is_one_line_exit_2_and_starts_nothing(tmp_path: Path)
     assert out.returncode == 2
     assert out.stderr.strip() == f"llmconsole agent: error: cannot listen on 127.0.0.1:{port}: address already in use (another agent?)"
     assert not (tmp_path / "state" / "engines" / "e.json").exists()  # no engine was launched
+
+
+def test_audit_verb_is_dispatched_by_the_agent_cli(tmp_path: Path) -> None:
+    """`llmconsole agent audit ...` reaches agents/audit_cli.py, not the agent's own argument parser."""
+    run = [sys.executable, "-m", "console.cli", "agent", "audit"]
+    out = subprocess.run([*run, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0 and "verify" in out.stdout, out.stderr
+    missing = tmp_path / "missing.toml"
+    out = subprocess.run([*run, "verify", "--config", str(missing)], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and str(missing) in out.stderr

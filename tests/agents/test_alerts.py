@@ -129,6 +129,24 @@ def test_queue_growing_with_flat_throughput() -> None:
     assert "QUEUE_GROWING" not in got
 
 
+def test_queue_growing_counts_samples_not_ticks_that_repeat_one() -> None:
+    """A tick whose scrape was still in flight carries the previous sample (same last_scrape_ok_t): it is
+    one sample, so it neither breaks a rising queue nor counts as an interval of its own."""
+    rules = EngineRules(T(queue_growing_intervals=4))
+    series = [(0, 0, 1), (1, 1, 2), (2, 1, 2), (3, 3, 4), (4, 4, 7)]  # (tick t, sample t, waiting)
+    got: set[str] = set()
+    for t, sample_t, w in series:
+        o = obs(t, stats={"requests_waiting": float(w), "generation_tokens_per_s": 50.0}, last_scrape_ok_t=float(sample_t))
+        got = codes(rules.evaluate(o))
+    assert "QUEUE_GROWING" not in got  # 4 distinct samples: one short of 4 intervals
+    o = obs(5, stats={"requests_waiting": 9.0, "generation_tokens_per_s": 50.0}, last_scrape_ok_t=5.0)
+    alert = next(a for a in rules.evaluate(o) if a.code == "QUEUE_GROWING")
+    assert alert.evidence["requests_waiting"] == [1.0, 2.0, 4.0, 7.0, 9.0]
+    # a failed scrape among the last samples still hides the rule
+    bad = ScrapeOutcome(ok=False, error="x", reachable=True)
+    assert "QUEUE_GROWING" not in codes(rules.evaluate(obs(6, scrape=bad, last_scrape_ok_t=5.0)))
+
+
 def test_crash_loop_counts_restarts_in_window() -> None:
     rules = EngineRules(T(crash_loop_restarts=3, crash_loop_window_s=100))
     assert "CRASH_LOOP" not in codes(rules.evaluate(obs(200, state="backoff", restart_times=(10.0, 150.0, 190.0))))
@@ -184,3 +202,17 @@ def test_host_alerts_orphans_and_gpu_faults() -> None:
     again = host_alerts(gpus, {100}, "2026-11-29T00:05:00Z", previous=by)
     assert {a.since for a in again} == {"2026-11-29T00:00:00Z"}
     assert host_alerts(gpus[:1], {100, 200}, "x") == ()
+
+
+def test_host_alert_state_write_failed_names_engines_and_reasons() -> None:
+    why = {"b": "Read-only file system (EROFS); PID 7 is not recorded", "a": "No space left on device (ENOSPC); PID 8"}
+    alerts = host_alerts([], (), "2026-11-29T00:00:00Z", state_errors=why)
+    (alert,) = alerts
+    assert (alert.code, alert.severity) == ("STATE_WRITE_FAILED", "critical")
+    assert alert.evidence == {"engines": [{"engine": "a", "reason": why["a"]}, {"engine": "b", "reason": why["b"]}]}
+    assert alert.summary.startswith("state file not written for a, b: No space left on device")
+    again = host_alerts([], (), "2026-11-29T00:05:00Z", previous={alert.code: alert}, state_errors={"b": why["b"]})
+    assert again[0].since == "2026-11-29T00:00:00Z" and [r["engine"] for r in again[0].evidence["engines"]] == ["b"]
+    many = host_alerts([], (), "x", state_errors={f"e{i}": "EROFS" for i in range(5)})
+    assert "e0, e1, e2 and 2 more" in many[0].summary and len(many[0].evidence["engines"]) == 5
+    assert host_alerts([], (), "x", state_errors={}) == () and host_alerts([], (), "x") == ()

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agents.api import create_app
+from agents.apithread import LoopBridge
 from agents.audit import AuditLog
 from agents.auth import TokenFileError, TokenStore, hash_token
 from agents.config import agent_config_from_dict
@@ -24,6 +25,7 @@ def make(tmp_path: Path, tokens: str | None = None, engines: list | None = None)
         "agent": {
             "state_dir": str(tmp_path / "state"),
             "gpu_source": "none",
+            "allowed_executables": ["/bin/false"],
             "engines": engines
             or [{"id": "e1", "kind": "vllm", "model": "m", "port": 18555, "command": ["/bin/false"], "autostart": False}],
         }
@@ -36,7 +38,7 @@ def make(tmp_path: Path, tokens: str | None = None, engines: list | None = None)
         path.write_text(tokens)
         store = TokenStore.load(path)
     audit = AuditLog(tmp_path / "state" / "audit.log")
-    app = create_app(runtime, store, audit)
+    app = create_app(LoopBridge(runtime), store, audit)
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1")
     return runtime, client, audit
 
@@ -66,8 +68,16 @@ async def test_read_endpoints(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("method", "path", "status", "fragment"),
     [
-        ("GET", "/v1/history?seconds=abc", 400, "must be an integer"),
-        ("GET", "/v1/history?seconds=-5", 400, "between 1 and"),
+        ("GET", "/v1/history?seconds=abc", 400, "must be an integer of ASCII digits"),
+        ("GET", "/v1/history?seconds=-5", 400, "ASCII digits"),
+        ("GET", "/v1/history?seconds=0", 400, "between 1 and"),
+        ("GET", "/v1/history?seconds=%D9%A3", 400, "ASCII digits"),  # Arabic-Indic three
+        ("GET", "/v1/history?seconds=1_0", 400, "ASCII digits"),
+        ("GET", "/v1/history?seconds=%2B3", 400, "ASCII digits"),  # +3
+        ("GET", "/v1/history?seconds=%203", 400, "ASCII digits"),  # " 3"
+        ("GET", "/v1/history?seconds=" + "9" * 5000, 400, "between 1 and"),
+        ("GET", "/v1/engines/e1/logs?lines=%EF%BC%93", 400, "ASCII digits"),  # fullwidth three
+        ("GET", "/v1/engines/e1/audit?lines=-1", 400, "ASCII digits"),
         ("GET", "/v1/history?seconds=99999999", 400, "between 1 and"),
         ("GET", "/v1/engines/nope/logs", 404, "no engine 'nope'"),
         ("GET", "/v1/engines/e1/logs?lines=0", 400, "between 1 and"),
@@ -129,7 +139,18 @@ async def test_unwritable_audit_log_refuses_mutations(tmp_path: Path) -> None:
     async with client:
         r = await client.post("/v1/engines/e1/start", headers={"Authorization": f"Bearer {OPERATOR}"})
     assert r.status_code == 503 and "audit log unavailable" in r.json()["error"]
+    assert "/dev" not in r.text and "full" not in r.text and r.headers["retry-after"]  # no path, no details
     assert runtime.supervisors["e1"].state == "stopped"  # nothing was done
+    await runtime.shutdown()
+
+
+async def test_a_refused_action_names_no_filesystem_path(tmp_path: Path) -> None:
+    engines = [{"id": "e1", "kind": "vllm", "model": "m", "port": 18555, "command": ["/opt/nowhere/engine-bin"], "autostart": False}]
+    runtime, client, _ = make(tmp_path, tokens=TOKENS, engines=engines)
+    async with client:
+        r = await client.post("/v1/engines/e1/start", headers={"Authorization": f"Bearer {OPERATOR}"})
+    assert r.status_code == 409 and "refused by launch policy" in r.json()["error"]
+    assert "/opt" not in r.text and "…/engine-bin" in r.json()["error"]  # says which binary, not where
     await runtime.shutdown()
 
 
@@ -228,7 +249,7 @@ def test_every_route_declares_its_role(tmp_path: Path) -> None:
 async def test_host_header_must_be_loopback_or_configured(tmp_path: Path, host: str, status: int) -> None:
     config = agent_config_from_dict({"agent": {"state_dir": str(tmp_path / "s"), "gpu_source": "none"}}, file="t.toml")
     runtime = AgentRuntime(config)
-    app = create_app(runtime, TokenStore(), AuditLog(tmp_path / "a.log"), allowed_hosts=["gpu01.example"])
+    app = create_app(LoopBridge(runtime), TokenStore(), AuditLog(tmp_path / "a.log"), allowed_hosts=["gpu01.example"])
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as client:
         r = await client.get("/healthz", headers={"Host": host})
     assert r.status_code == status
@@ -260,7 +281,7 @@ async def test_oversized_bodies_and_websockets_are_refused(tmp_path: Path) -> No
 
 
 async def test_audit_endpoint_and_record_fields(tmp_path: Path) -> None:
-    from agents.audit import verify_chain
+    from agents.audit import verify_log
 
     runtime, client, audit = make(tmp_path, tokens=TOKENS)
     op = {"Authorization": f"Bearer {OPERATOR}"}
@@ -283,10 +304,10 @@ async def test_audit_endpoint_and_record_fields(tmp_path: Path) -> None:
         assert (await client.get("/v1/engines/e1/audit?lines=0", headers=op)).status_code == 400
         assert (await client.get("/v1/engines/zz/audit", headers=op)).status_code == 404
     await runtime.act("e1", "stop")
-    assert verify_chain(audit.path) == []
+    assert verify_log(audit.path).ok
     lines = audit.path.read_text().splitlines()
     audit.path.write_text("\n".join(lines[:1] + lines[2:]) + "\n")  # remove one record: the chain shows it
-    assert verify_chain(audit.path) == [2]
+    assert verify_log(audit.path).bad_line == 2
     await runtime.shutdown()
 
 
@@ -301,9 +322,9 @@ def test_audit_tail_reads_backwards_across_blocks(tmp_path: Path) -> None:
     assert [r["n"] for r in log.tail(1000)] == list(range(500))
     fresh = AuditLog(tmp_path / "audit.log")  # a new agent continues the chain from the file's last line
     fresh.append(action="stop", engine="e0", result="allowed")
-    from agents.audit import verify_chain
+    from agents.audit import verify_log
 
-    assert verify_chain(tmp_path / "audit.log") == []
+    assert verify_log(tmp_path / "audit.log").ok
 
 
 def test_token_file_rotates_without_restart_and_fails_closed(tmp_path: Path) -> None:
@@ -311,15 +332,39 @@ def test_token_file_rotates_without_restart_and_fails_closed(tmp_path: Path) -> 
 
     path = tmp_path / "tokens"
     first = add_token(path, "alice", "operator")
-    tokens = TokenFile(path)
+    now = [100.0]
+    tokens = TokenFile(path, clock=lambda: now[0])
     assert tokens.current().identify(f"Bearer {first}").name == "alice"
     second = add_token(path, "bob", "viewer")
+    assert tokens.current().identify(f"Bearer {second}").role is None  # checked at most once a second
+    now[0] += 1.0
     assert tokens.current().identify(f"Bearer {second}").role == "viewer"
     assert remove_token(path, "alice") and not remove_token(path, "alice")
+    now[0] += 1.0
     assert tokens.current().identify(f"Bearer {first}").role is None
     path.write_text("garbage line\n")
+    now[0] += 1.0
     broken = tokens.current()
     assert broken.configured and broken.identify(f"Bearer {second}").role is None  # fail closed
+
+
+def test_token_file_sees_a_same_size_rewrite_within_one_timestamp_tick(tmp_path: Path) -> None:
+    """Two writes of equal size inside one mtime tick: the second is still picked up, because a file
+    changed in the last two seconds is re-read at every check until it settles."""
+    import os
+
+    from agents.auth import TokenFile, hash_token
+
+    path = tmp_path / "tokens"
+    path.write_text(f"alice viewer {hash_token('a' * 20)}\n")
+    frozen = path.stat().st_mtime_ns
+    now = [0.0]
+    tokens = TokenFile(path, clock=lambda: now[0])
+    path.write_text(f"alice viewer {hash_token('b' * 20)}\n")  # same size, same name
+    os.utime(path, ns=(frozen, frozen))  # and the same mtime: only the content differs
+    now[0] += 1.0
+    assert tokens.current().identify(f"Bearer {'b' * 20}").name == "alice"
+    assert tokens.current().identify(f"Bearer {'a' * 20}").role is None
 
 
 def test_token_cli(tmp_path: Path) -> None:

@@ -40,7 +40,12 @@ def expectation(path: Path, side: str) -> str:
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
 def test_data_configs(path: Path) -> None:
     expected = expectation(path, "agent")
-    if expected == "ok":
+    if expected == "ok" and "agent" not in cfg.read_toml(path):
+        # valid for the agent's tables, but the agent needs an [agent] table to start (issue 10 §9)
+        assert isinstance(agent_config_from_dict(cfg.read_toml(path), file=str(path)), AgentConfig)
+        with pytest.raises(ConfigError, match=r"(is empty|has no \[agent\] table); the agent needs an \[agent\] table"):
+            load_agent_config(path)
+    elif expected == "ok":
         assert isinstance(load_agent_config(path), AgentConfig)
     else:
         with pytest.raises(ConfigError) as info:
@@ -210,6 +215,48 @@ def test_error_names_the_file_as_given(tmp_path: Path, monkeypatch: pytest.Monke
     assert str(info.value) == 'config.toml: [agent] interval_s: expected a number, got "fast"'
 
 
+def test_a_file_without_an_agent_table_is_an_error_for_the_agent(tmp_path: Path) -> None:
+    """issue 10 §9: an empty file, or one written for the console only, never starts the agent on defaults."""
+    empty = tmp_path / "empty.toml"
+    empty.write_text("# nothing here\n")
+    with pytest.raises(ConfigError) as info:
+        load_agent_config(empty)
+    assert str(info.value) == f"{empty}: is empty; the agent needs an [agent] table (see the repository's config.toml)"
+    console_only = tmp_path / "console.toml"
+    console_only.write_text('[console]\nrefresh_s = 1.0\n\n[thresholds]\nttft_p95_s = 0.3\n')
+    with pytest.raises(ConfigError, match=r"console.toml: has no \[agent\] table;"):
+        load_agent_config(console_only)
+    bare = tmp_path / "bare.toml"
+    bare.write_text("[agent]\n")  # an explicit (empty) [agent] table: every default, on purpose
+    assert load_agent_config(bare).listen == "127.0.0.1:9300"
+    assert agent_config_from_dict({}).engines == ()  # the dict-level validator stays lenient
+
+
+def test_agent_cli_refuses_a_config_without_agent_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from agents.cli import main
+
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    assert main(["--config", str(empty)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is empty; the agent needs an [agent] table" in err and "Traceback" not in err
+
+
+def test_launch_policy_keys() -> None:
+    agent = agent_config_from_dict({"agent": {
+        "allowed_python_modules": ["vllm.entrypoints.openai.api_server", "my_pkg.serve"],
+        "allowed_env_overrides": ["LD_LIBRARY_PATH", "PYTHONPATH"]}})  # fmt: skip
+    assert agent.allowed_python_modules == ("vllm.entrypoints.openai.api_server", "my_pkg.serve")
+    assert agent.allowed_env_overrides == ("LD_LIBRARY_PATH", "PYTHONPATH")
+    defaults = agent_config_from_dict({})
+    assert defaults.allowed_python_modules is None and defaults.allowed_env_overrides == ()
+    with pytest.raises(ConfigError, match=r'allowed_python_modules\[0\]: "-c" is not a Python module name'):
+        agent_config_from_dict({"agent": {"allowed_python_modules": ["-c"]}}, file="c.toml")
+    with pytest.raises(ConfigError, match=r'allowed_env_overrides\[0\]: "PYTHONPAHT" is not a guarded variable .*'
+                                          r'\(did you mean "PYTHONPATH"\?\)$'):
+        agent_config_from_dict({"agent": {"allowed_env_overrides": ["PYTHONPAHT"]}}, file="c.toml")
+
+
 # --- find_config --------------------------------------------------------------------------------------
 
 
@@ -313,3 +360,18 @@ def test_random_documents_only_raise_config_error(doc: dict[str, Any]) -> None:
 def test_environment_is_not_consulted_for_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LLMCONSOLE_CONFIG", os.devnull)
     assert agent_config_from_dict({}).interval_s == 1.0
+
+
+def test_agent_host_name_is_optional_and_checked() -> None:
+    assert cfg.agent_config_from_dict({"agent": {}}).host is None  # the machine's hostname is used
+    assert cfg.agent_config_from_dict({"agent": {"host": "demo-gpu01"}}).host == "demo-gpu01"
+    for bad in ("gpu 01", "", "a/b", "x" * 254):
+        with pytest.raises(ConfigError, match=r"\[agent\] host"):
+            cfg.agent_config_from_dict({"agent": {"host": bad}})
+
+
+def test_the_runtime_reports_the_configured_host(tmp_path: Path) -> None:
+    from agents.runtime import AgentRuntime
+
+    config = cfg.agent_config_from_dict({"agent": {"host": "demo-gpu07", "state_dir": str(tmp_path), "gpu_source": "none"}})
+    assert AgentRuntime(config).collector.host == "demo-gpu07"

@@ -4,6 +4,7 @@ flags an engine bound to 0.0.0.0 with --trust-remote-code, VLLM_SERVER_DEV_MODE 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from importlib import resources
 from pathlib import Path
@@ -142,16 +143,18 @@ def test_real_agent_flags_an_exposed_dangerous_old_engine(tmp_path: Path) -> Non
     """An old vLLM (its log says 0.8.4; the wrapper prints that before becoming the simulated engine) bound
     to 0.0.0.0 with --trust-remote-code and VLLM_SERVER_DEV_MODE=1, next to a clean engine."""
     wrapper = tmp_path / "old_vllm.py"
-    wrapper.write_text(WRAPPER)
+    wrapper.write_text(f"#!{sys.executable}\n" + WRAPPER)  # an executable of its own, listed below
+    wrapper.chmod(0o700)
     engines = [
         {"id": "risky", "kind": "vllm", "model": "sim-old", "port": free_port(), "host": "0.0.0.0",
-         "command": [sys.executable, str(wrapper)], "args": ["--load", "1", "--trust-remote-code"],
+         "command": [str(wrapper)], "args": ["--load", "1", "--trust-remote-code"],
          "env": {"VLLM_SERVER_DEV_MODE": "1"}},
         {"id": "clean", "kind": "vllm", "model": "sim-new", "port": free_port(),
          "command": [sys.executable, "-m", "agents.sim", "--dialect", "vllm"], "args": ["--load", "1"]},
     ]  # fmt: skip
     port = free_port()
-    agent = SecureAgent(write_config(tmp_path, port, engines), port)
+    allowed = {"allowed_executables": [str(wrapper), os.path.realpath(sys.executable)]}
+    agent = SecureAgent(write_config(tmp_path, port, engines, agent=allowed), port)
     agent.start()
 
     def codes(snap: dict, eid: str) -> dict[str, dict]:

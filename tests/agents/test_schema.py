@@ -356,6 +356,8 @@ def test_constants() -> None:
         "HOST_RAM_LEAK", "EXPOSED_LISTENER", "AGENT_UNREACHABLE", "AGENT_STALE", "SCHEMA_MISMATCH",
     }  # fmt: skip
     added = {"DANGEROUS_FLAG", "ENGINE_ADVISORY"}  # additive codes of the exposure audit (README)
+    added |= {"STATE_WRITE_FAILED"}  # additive: a state-file write failed (host-level)
+    added |= {"AGENT_UNAUTHORIZED"}  # additive, console-side: the agent answered 401/403
     assert set(ALERT_CODES) == design_codes | added
     assert all(isinstance(m, str) and m and "\n" not in m for m in ALERT_CODES.values())
     assert set(ALERT_CODES) >= schema.CONSOLE_ALERT_CODES

@@ -12,7 +12,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agents.config import ConfigError, agent_config_from_dict
-from agents.launchguard import LaunchPolicy, Redactor, check_executable, check_model, refusal, secret_in_argv
+from agents.launchguard import (
+    BUILTIN_PYTHON_MODULES,
+    GUARDED_ENV,
+    LaunchPolicy,
+    Redactor,
+    check_env,
+    check_executable,
+    check_launcher,
+    check_model,
+    refusal,
+    secret_in_argv,
+    secret_repeated,
+)
 from agents.server import startup_warnings
 from tests.agents.agentproc import free_port, kill_everything
 from tests.support.secure_agent import SecureAgent, write_config, write_tokens
@@ -21,18 +33,26 @@ from tests.support.secure_agent import SecureAgent, write_config, write_tokens
 @pytest.mark.parametrize(
     "argv",
     [["--api-key", "x"], ["--api_key=x"], ["--admin-api-key", "x"], ["--hf-token", "x"], ["--token", "x"],
-     ["--ngrok-authtoken", "x"], ["--password=x"], ["--model", "hf_" + "A" * 34], ["Bearer abcdefghijkl"]],
+     ["--ngrok-authtoken", "x"], ["--password=x"], ["--model", "hf_" + "A" * 34], ["Bearer abcdefghijkl"],
+     # inside the strings a shell or an interpreter runs (issue 10 §5)
+     ["sh", "-c", "vllm serve m --api-key x"], ["sh", "-c", "exec vllm serve m --api-key=x"],
+     ["bash", "-lc", "HF_TOKEN=hunter2hunter2 vllm serve m"], ["python3", "-c", "key = 'sk-abcdefghij0123456789XYZ'"],
+     ["sh", "-c", "curl -H 'Authorization: Bearer abcdefghijkl' http://h"], ["--hf-overrides", '{"api_key": "Xy12345678"}'],
+     ["sh", "-c", "pip download --index-url https://u:pa55word@pypi.example/simple x"], ["--auth_token=Zk39xQ2mLp0w"]],
 )  # fmt: skip
 def test_secrets_in_argv_are_refused(argv: list[str]) -> None:
     problem = secret_in_argv(argv)
     assert problem is not None and "env" in problem
-    assert "hf_AAAA" not in problem and "abcdefgh" not in problem
+    for value in ("hf_AAAA", "abcdefgh", "hunter2", "sk-abc", "Xy1234", "pa55word", "Zk39x"):
+        assert value not in problem
 
 
 @pytest.mark.parametrize(
     "argv",
     [["--max-num-batched-tokens", "8192"], ["--tokenizer", "/m"], ["--max-total-tokens", "4"], ["--enable-tokenizer-info-endpoint"],
-     ["--skip-tokenizer-init"], ["--max-tokens", "5"]],
+     ["--skip-tokenizer-init"], ["--max-tokens", "5"], ["--served-model-name", "sk-learn-model-for-tests"],
+     ["sh", "-c", "HF_TOKEN=$HF_TOKEN exec vllm serve m"], ["--chat-template", "{% set token = messages[0] %}{{ bos_token }}"],
+     ["--hf-overrides", '{"pad_token": "<|endoftext|>"}'], ["python", "-c", "print('passwd: Permission denied')"]],
 )  # fmt: skip
 def test_ordinary_flags_are_not_secrets(argv: list[str]) -> None:
     assert secret_in_argv(argv) is None
@@ -83,9 +103,149 @@ def test_model_policy(tmp_path: Path) -> None:
 
 def test_refusal_checks_argv_env_and_model() -> None:
     policy = LaunchPolicy()
-    assert refusal([sys.executable, "-m", "x"], {"A": "1"}, "m", policy) is None
+    assert refusal([sys.executable, "-m", "agents.sim"], {"A": "1"}, "m", policy) is None
     assert "NUL" in (refusal([sys.executable, "a\0b"], {}, "m", policy) or "")
     assert "environment" in (refusal([sys.executable], {"A": "x\ny"}, "m", policy) or "")
+
+
+# --- the built-in launcher allow-list (issue 10 §5) --------------------------------------------------------
+
+LLMCONSOLE = os.path.join(os.path.dirname(sys.executable), "llmconsole")
+BUILTIN_OK = [
+    ["vllm", "serve", "m"], ["/opt/vllm/bin/vllm", "serve", "m"], ["text-generation-launcher", "--model-id", "m"],
+    [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", "m"],
+    [sys.executable, "-m", "vllm.entrypoints.cli.main", "serve", "m"], ["python3", "-m", "sglang.launch_server"],
+    ["python3.12", "-u", "-m", "sglang.launch_server"], [sys.executable, "-mvllm.entrypoints.openai.api_server"],
+    [LLMCONSOLE, "sim-engine", "--dialect", "vllm"], [sys.executable, "-m", "agents.sim", "--dialect", "tgi"],
+]  # fmt: skip
+BUILTIN_REFUSED = [  # (argv, what the one-line reason must name)
+    (["/bin/sh", "-c", "exec vllm serve m"], "not a built-in engine launcher"),
+    (["bash", "-c", "vllm serve m"], "not a built-in engine launcher"),
+    ([sys.executable, "-c", "import os; os.system('id')"], "not -c CODE"),
+    ([sys.executable, "-I", "-c", "pass"], "not -c CODE"),
+    ([sys.executable, "/tmp/serve.py"], "not '/tmp/serve.py'"),
+    ([sys.executable, "-m", "http.server"], "not -m http.server"),
+    ([sys.executable, "-X", "dev", "-m", "agents.sim"], "not switch '-X'"),
+    ([sys.executable], "not an interactive interpreter"),
+    ([LLMCONSOLE, "agent"], "'llmconsole agent' is not a built-in engine launcher"),
+    (["/usr/bin/env", "vllm", "serve"], "not a built-in engine launcher"),
+    (["/nonexistent/bin/vllm-engine"], "/nonexistent/bin/vllm-engine"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("argv", BUILTIN_OK, ids=lambda a: " ".join(os.path.basename(x) for x in a[:3]))
+def test_builtin_launchers_run_without_an_allow_list(argv: list[str]) -> None:
+    assert check_launcher(argv, LaunchPolicy()) is None
+
+
+@pytest.mark.parametrize(("argv", "why"), BUILTIN_REFUSED, ids=lambda a: str(a)[:40])
+def test_everything_else_is_refused_naming_the_key_to_set(argv: list[str], why: str) -> None:
+    problem = check_launcher(argv, LaunchPolicy())
+    assert problem is not None and why in problem and "\n" not in problem
+    assert "[agent] allowed_executables" in problem or "[agent] allowed_python_modules" in problem
+
+
+def test_an_explicit_allow_list_replaces_the_builtin_one(tmp_path: Path) -> None:
+    engine = tmp_path / "my-engine"
+    engine.write_text("#!/bin/sh\n")
+    engine.chmod(0o755)
+    python = os.path.realpath(sys.executable)
+    policy = LaunchPolicy(allowed_executables=(engine, Path(python)))
+    assert check_launcher([str(engine), "--port", "1"], policy) is None  # not a built-in name: allowed, listed
+    assert check_launcher([sys.executable, "-m", "agents.sim"], policy) is None  # built-in modules by default
+    assert "not in [agent] allowed_executables" in (check_launcher(["/usr/bin/vllm", "serve"], policy) or "")
+    assert "not -c CODE" in (check_launcher([python, "-c", "pass"], policy) or "")  # interpreters: -m only
+    own = LaunchPolicy(allowed_executables=(Path(python),), allowed_python_modules=("my_pkg.serve",))
+    assert check_launcher([python, "-m", "my_pkg.serve"], own) is None
+    problem = check_launcher([python, "-m", "agents.sim"], own) or ""
+    assert "allowed_python_modules (my_pkg.serve)" in problem and "built-in" not in problem
+    # allowed_python_modules alone also applies to the built-in, name-matched interpreters
+    assert check_launcher(["python3", "-m", "my_pkg.serve"], LaunchPolicy(allowed_python_modules=("my_pkg.serve",))) is None
+
+
+def test_builtin_launchers_writable_by_others_are_refused(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)  # no sticky bit: anyone may replace the file
+    fake = shared / "vllm"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    assert "writable by others" in (check_launcher([str(fake), "serve"], LaunchPolicy()) or "")
+
+
+@pytest.mark.parametrize("name", GUARDED_ENV)
+def test_code_injection_variables_are_refused_unless_allowed(name: str) -> None:
+    argv = [sys.executable, "-m", "agents.sim"]
+    problem = refusal(argv, {name: "/srv/x", "VLLM_CPU_KVCACHE_SPACE": "1"}, "m", LaunchPolicy())
+    assert problem is not None and name in problem and "[agent] allowed_env_overrides" in problem and "/srv/x" not in problem
+    assert refusal(argv, {name: "/srv/x"}, "m", LaunchPolicy(allowed_env_overrides=(name,))) is None
+    assert check_env({"HF_HOME": "/h", "CUDA_HOME": "/c"}, LaunchPolicy()) is None
+
+
+def test_a_secret_env_value_repeated_in_argv_is_refused() -> None:
+    env = {"VLLM_API_KEY": "sentinel-value-12", "TOKENIZERS_PARALLELISM": "false"}
+    problem = secret_repeated(["vllm", "serve", "m", "--x", "pre-sentinel-value-12"], env)
+    assert problem is not None and "VLLM_API_KEY" in problem and "sentinel" not in problem
+    assert secret_repeated(["vllm", "serve", "m", "--x", "false"], env) is None
+
+
+def _refusals(config_path: Path) -> dict[str, str | None]:
+    """What the agent's launch guard says about each engine of a config, built as AgentRuntime builds it."""
+    from agents.config import load_agent_config
+    from agents.engines import get_adapter
+    from agents.runtime import resolve_executable, scrubbed_env
+
+    config = load_agent_config(config_path)
+    policy = LaunchPolicy.of(config)
+    base = scrubbed_env(os.environ)
+    out = {}
+    for engine in config.engines:
+        adapter, spec = get_adapter(engine.kind), engine.launch_spec()
+        argv = resolve_executable(adapter.argv(spec), base.get("PATH"))
+        out[engine.id] = refusal(argv, adapter.env(spec, base), engine.model, policy)
+    return out
+
+
+def test_shipped_demo_and_e2e_configs_pass_the_default_guard(tmp_path: Path) -> None:
+    from console import demo_fleet
+    from tests.e2e.support import rig
+
+    root = Path(__file__).resolve().parents[2]
+    assert set(_refusals(root / "config.toml").values()) == {None}  # llmconsole sim-engine, as shipped
+    for i, host in enumerate(demo_fleet.plan_fleet(2, demo_fleet.FAST)):
+        ports = {e.id: (free_port(), free_port() if e.kind == "tgi" else None) for e in host.engines}
+        path = tmp_path / f"demo{i}.toml"
+        path.write_text(demo_fleet.agent_toml(host, tmp_path / f"h{i}", free_port(), ports, demo_fleet.FAST))
+        assert set(_refusals(path).values()) == {None}, host.name
+    engines = [rig.vllm_engine("main", Path(sys.executable), tmp_path, "run", ["--max-model-len", "256"],
+                               cache_root=tmp_path / "cache")]  # fmt: skip
+    path = rig.write_config(tmp_path / "e2e.toml", free_port(), tmp_path / "state", engines)
+    assert _refusals(path) == {"main": None}  # <venv python> -m vllm.entrypoints.openai.api_server
+
+
+def test_builtin_modules_are_the_documented_ones() -> None:
+    assert BUILTIN_PYTHON_MODULES == (
+        "vllm.entrypoints.openai.api_server", "vllm.entrypoints.cli.main", "sglang.launch_server", "agents.sim",
+    )  # fmt: skip
+
+
+_argv_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(argv=st.lists(_argv_text, min_size=1, max_size=6), env=st.dictionaries(st.sampled_from(
+    ["PATH", "VLLM_API_KEY", "PYTHONPATH", "HF_TOKEN", "X"]), _argv_text, max_size=3))  # fmt: skip
+def test_the_guard_never_raises(argv: list[str], env: dict[str, str]) -> None:
+    problem = refusal(argv, env, "m", LaunchPolicy())
+    assert problem is None or ("\n" not in problem and problem)
+
+
+@settings(max_examples=200, deadline=None)
+@given(before=_argv_text.filter(lambda t: "'" not in t and '"' not in t), flag=st.sampled_from(
+    ["--api-key", "--hf-token", "--token", "--password", "--admin-api-key"]), shell=st.sampled_from(["sh", "bash"]))  # fmt: skip
+def test_a_secret_flag_inside_a_shell_string_is_always_found(before: str, flag: str, shell: str) -> None:
+    problem = secret_in_argv([shell, "-c", f"{before} vllm serve m {flag} v4lue"])
+    assert problem is not None and "item 2" in problem and "v4lue" not in problem
 
 
 def test_startup_warns_once_when_no_allow_list() -> None:
@@ -149,5 +309,35 @@ def test_real_agent_refuses_engines_outside_the_policy(tmp_path: Path) -> None:
             assert c.post("/v1/engines/hub/restart").status_code == 409
         assert "engine badexe refused by launch policy" in agent.stderr_text()
         assert "allowed_executables is not set" not in agent.stderr_text()
+    finally:
+        kill_everything(agent, tmp_path / "state")
+
+
+def test_real_agent_default_policy_runs_launchers_and_refuses_the_rest(tmp_path: Path) -> None:
+    """No allowed_executables: `llmconsole sim-engine` (the shipped form) runs; a shell, `python -c` and a
+    PYTHONPATH override are `failed` with one line naming the key to set, and never launched."""
+    engines = [
+        {"id": "shipped", "kind": "vllm", "model": "sim-a", "port": free_port(),
+         "command": ["llmconsole", "sim-engine", "--dialect", "vllm"], "args": ["--load", "1"]},
+        {"id": "shell", "kind": "vllm", "model": "sim-b", "port": free_port(),
+         "command": ["sh", "-c", f"exec {sys.executable} -m agents.sim --dialect vllm \"$@\"", "sh"]},
+        {"id": "pyc", "kind": "vllm", "model": "sim-c", "port": free_port(),
+         "command": [sys.executable, "-c", "import runpy; runpy.run_module('agents.sim', run_name='__main__')"]},
+        {"id": "pypath", "kind": "vllm", "model": "sim-d", "port": free_port(),
+         "command": [sys.executable, "-m", "agents.sim", "--dialect", "vllm"], "env": {"PYTHONPATH": str(tmp_path)}},
+    ]  # fmt: skip
+    port = free_port()
+    agent = SecureAgent(write_config(tmp_path, port, engines), port)
+    agent.start()
+    try:
+        snap = agent.wait("shipped ready", lambda s: next(e for e in s["engines"] if e["id"] == "shipped")["state"] == "ready",
+                          timeout=40)  # fmt: skip
+        states = {e["id"]: (e["state"], e["events"][-1]["reason"] if e["events"] else "", e["pid"]) for e in snap["engines"]}
+        assert "not a built-in engine launcher" in states["shell"][1] and "[agent] allowed_executables" in states["shell"][1]
+        assert "not -c CODE" in states["pyc"][1] and "[agent] allowed_python_modules" in states["pyc"][1]
+        assert "PYTHONPATH" in states["pypath"][1] and "[agent] allowed_env_overrides" in states["pypath"][1]
+        for eid in ("shell", "pyc", "pypath"):
+            assert states[eid][0] == "failed" and states[eid][2] is None and "\n" not in states[eid][1], states[eid]
+        assert "allowed_executables is not set: engines may run only the built-in launchers" in agent.stderr_text()
     finally:
         kill_everything(agent, tmp_path / "state")

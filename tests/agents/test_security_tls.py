@@ -85,7 +85,7 @@ def test_uvicorn_tls_settings(tmp_path: Path) -> None:
     ucfg = uvicorn_config(config, app=lambda *a: None)
     assert ucfg.ssl is not None and ucfg.ssl.minimum_version == ssl.TLSVersion.TLSv1_2
     assert ucfg.ssl.verify_mode == ssl.CERT_REQUIRED
-    assert ucfg.proxy_headers is False and ucfg.limit_concurrency == 64 and ucfg.h11_max_incomplete_event_size == 65536
+    assert ucfg.proxy_headers is False and ucfg.limit_concurrency is None and ucfg.h11_max_incomplete_event_size == 65536
 
 
 @needs_openssl

@@ -346,3 +346,19 @@ async def test_operator_start_during_backoff_starts_now(tmp_path: Path) -> None:
         await sup.start()
         assert sup.state == "starting" and sup.backoff_remaining_s is None
         await K.wait_state(sup, "ready")
+
+
+async def test_log_redactor_is_applied_to_the_engine_log_on_disk(tmp_path: Path) -> None:
+    """The runtime hands every supervisor the API's redactor; the engine's log file is masked with it."""
+    from agents.redact import Redactor
+
+    secret = "Zq8xPlainValue123"
+    async with K.kit(tmp_path) as k:
+        sup = k.make(K.engine_argv("--say", f"loaded with key {secret}", "--tick", "0.05"), is_ready=lambda: True,
+                     log_redact=Redactor([secret]))
+        await sup.start()
+        await K.wait_state(sup, "ready")
+        assert await K.wait_until(lambda: any("loaded with key" in line for line in sup.log_tail(50)), timeout=30)
+        assert await K.wait_until(lambda: secret not in sup.log_path.read_text(), timeout=30)
+        assert "loaded with key" in sup.log_path.read_text()
+        assert not any(secret in line for line in sup.log_tail(50))

@@ -231,7 +231,7 @@ async def test_confirmed_restart_reaches_the_real_agent(agent: Agent) -> None:
         await wait_for(pilot, lambda: "viewer/vllm-a" in screen.table.keys, "the viewer host's row", 20)
         # without a token this agent refuses even reads: the host says why
         noauth = app.fleet.hosts["noauth"]
-        assert noauth.status == "unreachable" and noauth.error.status == 401
+        assert noauth.status == "unauthorized" and noauth.error.status == 401
         assert "no token configured for this host" in noauth.error.message
         # cancel first: nothing is sent
         assert screen.select("local/vllm-a")

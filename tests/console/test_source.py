@@ -217,7 +217,8 @@ async def test_real_agent_snapshot_history_logs_and_restart(agent: Agent) -> Non
     finally:
         await src.aclose()
     assert first.ok and {e.id for e in first.snapshot.engines} == {"vllm-a", "tgi-b"}
-    assert refused.error.status == 401 and refused.error.message.endswith("(no token configured for this host)")
+    assert (refused.error.kind, refused.error.status) == ("unauthorized", 401)  # never "unreachable"
+    assert refused.error.message.startswith("not authorized (HTTP 401): no token configured for this host")
     assert first.snapshot.gpu_source == "simulated" and all(e.simulated for e in first.snapshot.engines)
     assert len(first.history) >= 2 and [s.seq for s in first.history] == sorted(s.seq for s in first.history)
     assert second.ok and second.history == ()  # history only on first contact

@@ -15,7 +15,7 @@ class BadgeApp(App[None]):
 
 def test_state_tone_covers_engine_and_host_states() -> None:
     engine = ["stopped", "starting", "ready", "degraded", "hung", "exited", "backoff", "failed", "stopping"]
-    host = ["fresh", "stale", "unreachable", "incompatible"]
+    host = ["fresh", "stale", "unreachable", "unauthorized", "incompatible"]
     assert set(engine + host) == set(STATE_TONES)
     assert state_tone("ready") == "ok" and state_tone("HUNG") == "crit" and state_tone("stale") == "stale"
     assert state_tone("degraded") == "warn" and state_tone("incompatible") == "error"

@@ -1,0 +1,311 @@
+"""One console refresh through a real Prometheus, at fleet scale: 1,000 hosts × 4 engines (and 100 hosts).
+
+Run: `python bench/bench_prometheus.py [--hosts 1000] [--small 100] [--refreshes 8]`
+
+The fleet is synthetic but speaks the agents' own exposition: every host is a recorded snapshot
+(tests/data/fleet, 4 engines, 4 GPUs) renamed, rendered by the agent's exporter (agents.exporter) at 21
+moments 15 s apart (5 minutes; seq, timestamps and stats move at each), written as one OpenMetrics file
+of exactly the families the Prometheus source queries, backfilled with `promtool tsdb create-blocks-from
+openmetrics` into a temporary data directory, and served by Debian's `prometheus` started on it (by PID,
+stopped at the end) — not a thousand processes.
+
+One refresh is what the console does per Prometheus refresh: PrometheusFleetSource.poll() (the instant
+queries for the whole fleet and their reading into snapshots), the reduce (console.state.apply), the
+presenters (console.views.fleet_table) and the table update (KeyedTable.sync, then one pause for Textual to
+settle, as bench/bench_console.py measures it). Each refresh queries the next 15 s step (so every host
+has a new snapshot, as in a live fleet scraped every 15 s). Printed: median wall time of each part, the
+console's CPU time and Prometheus's CPU time per refresh (the machine may be shared: CPU time does not
+grow with other load), HTTP requests per refresh at both fleet sizes (they must be equal), the first
+refresh with the graphs' backfill (query_range), and the ratio against the reference measured in the same
+run: the direct-poll refresh of the same fleet (decode every host's /v1/snapshot JSON, reduce, present,
+table update — the network left out, which favours the reference).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import fields, replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+import psutil  # noqa: E402
+
+from agents.exporter import make_registry  # noqa: E402
+from agents.schema import EngineStats, HostSnapshot, rfc3339, to_json  # noqa: E402
+from bench.bench_console import Bench, recorded_snapshots  # noqa: E402
+from console.promsource import PrometheusFleetSource  # noqa: E402
+from console.settings import ConsoleConfig, PrometheusConfig  # noqa: E402
+from console.source import HostResult, decode_snapshot  # noqa: E402
+from console.state import FleetState, apply  # noqa: E402
+from console.views import FLEET_COLUMNS, RIGHT_COLUMNS, fleet_table  # noqa: E402
+from widgets.keyed_table import KeyedTable  # noqa: E402
+
+STEP_S = 15
+POINTS = 21  # 5 minutes: within Prometheus's 5-minute lookback at every step queried
+TARGET_MS = 250.0
+
+
+# --- the synthetic fleet ---------------------------------------------------------------------------------
+
+
+def host_at(base: HostSnapshot, host: str, n: int, t: float) -> HostSnapshot:
+    """Host ``host`` at step ``n`` (time ``t``): the base snapshot renamed, seq n+1, stats scaled a little."""
+    k = 1.0 + 0.2 * math.sin(n + len(host))
+
+    def scaled(stats: EngineStats) -> EngineStats:
+        values = {f.name: getattr(stats, f.name) for f in fields(EngineStats)}
+        return EngineStats(**{key: v * k if isinstance(v, float) else v for key, v in values.items()})
+
+    engines = tuple(replace(e, stats=scaled(e.stats)) if e.stats is not None else e for e in base.engines)
+    return replace(base, host=host, seq=n + 1, taken_at=rfc3339(t - 0.3), engines=engines)
+
+
+def _escape(v: str) -> str:
+    return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def write_openmetrics(path: Path, hosts: int, end: float) -> tuple[list[float], list[HostSnapshot]]:
+    """The fleet's series as OpenMetrics with timestamps (each series contiguous, oldest sample first);
+    returns the step times and each host's base snapshot (the direct-poll reference's input)."""
+    snaps = recorded_snapshots()
+    times = [end - STEP_S * (POINTS - 1 - n) for n in range(POINTS)]
+    families: dict[str, tuple[str, list[str]]] = {}
+    bases: list[HostSnapshot] = []
+    for i in range(hosts):
+        base = snaps[(i * 7) % len(snaps)]
+        name = f"h{i:04d}"
+        bases.append(replace(base, host=name))
+        series: dict[tuple[str, str, str], list[str]] = {}
+        for n, t in enumerate(times):
+            snap = host_at(base, name, n, t)
+            for metric in make_registry(lambda snap=snap: snap).collect():
+                for s in metric.samples:
+                    labels = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(s.labels.items()))
+                    series.setdefault((metric.name, metric.type, f"{s.name}{{{labels}}}"), []).append(f"{float(s.value)!r} {t:.3f}")
+        for (fam, kind, key), values in series.items():
+            families.setdefault(fam, (kind, []))[1].extend(f"{key} {v}" for v in values)
+    with open(path, "w") as f:
+        for fam, (kind, lines) in families.items():
+            f.write(f"# TYPE {fam} {kind}\n")
+            f.write("\n".join(lines))
+            f.write("\n")
+        f.write("# EOF\n")
+    return times, bases
+
+
+# --- a real Prometheus on the backfilled blocks ---------------------------------------------------------
+
+
+class Server:
+    def __init__(self, data: Path, workdir: Path) -> None:
+        self.data, self.dir = data, workdir
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = ""
+
+    def start(self) -> None:
+        binary = shutil.which("prometheus") or "/usr/bin/prometheus"
+        config = self.dir / "prometheus.yml"
+        config.write_text("global:\n  scrape_interval: 15s\nscrape_configs: []\n")
+        for _attempt in range(3):
+            import socket
+
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            self.url = f"http://127.0.0.1:{port}"
+            log = open(self.dir / "prometheus.log", "ab")  # noqa: SIM115 - closed with the process
+            self.proc = subprocess.Popen(
+                [binary, f"--config.file={config}", f"--storage.tsdb.path={self.data}", "--log.level=warn",
+                 f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=30d"],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            )  # fmt: skip
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                try:
+                    if httpx.get(self.url + "/-/ready", timeout=2, trust_env=False).status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.3)
+            self.stop()
+        raise SystemExit(f"prometheus did not start: {(self.dir / 'prometheus.log').read_text()[-2000:]}")
+
+    def cpu_s(self) -> float:
+        assert self.proc is not None
+        t = psutil.Process(self.proc.pid).cpu_times()
+        return t.user + t.system
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+
+
+def fleet_server(hosts: int, root: Path) -> tuple[Server, list[float], list[HostSnapshot]]:
+    om = root / f"fleet{hosts}.om"
+    t0 = time.monotonic()
+    times, last = write_openmetrics(om, hosts, float(int(time.time())))
+    t1 = time.monotonic()
+    data = root / f"data{hosts}"
+    promtool = shutil.which("promtool") or "/usr/bin/promtool"
+    subprocess.run([promtool, "tsdb", "create-blocks-from", "openmetrics", str(om), str(data)], check=True,
+                   capture_output=True, timeout=900)  # fmt: skip
+    size = om.stat().st_size
+    om.unlink()
+    t2 = time.monotonic()
+    server = Server(data, root)
+    server.start()
+    print(f"  {hosts} hosts: OpenMetrics {size / 1e6:.0f} MB written in {t1 - t0:.1f} s, "
+          f"promtool backfill {t2 - t1:.1f} s, prometheus ready in {time.monotonic() - t2:.1f} s")  # fmt: skip
+    return server, times, last
+
+
+# --- measuring ---------------------------------------------------------------------------------------------
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs) if xs else float("nan")
+
+
+async def measure_prometheus(server: Server, times: list[float], refreshes: int) -> dict[str, list[float]]:
+    prom = PrometheusConfig(name="bench", url=server.url, match="", refresh_s=0.001, stale_after_s=60)
+    config = ConsoleConfig()
+    out: dict[str, list[float]] = {k: [] for k in ("poll", "queries", "reduce", "present", "table", "total", "cpu",
+                                                   "prom_cpu", "requests", "first", "first_requests", "series")}  # fmt: skip
+    table = KeyedTable()
+    app = Bench(table)
+    async with app.run_test(size=(160, 45)) as pilot:
+        table.set_columns(FLEET_COLUMNS, right=RIGHT_COLUMNS)
+        # first contact: every host new, graphs backfilled with query_range
+        first = PrometheusFleetSource(prom, config, fetch_history=True)
+        first.query_time = lambda: times[-refreshes - 2]
+        before = first.requests
+        t0 = time.perf_counter()
+        results = await first.poll()
+        state = apply(FleetState.initial(config, time.monotonic()), results, time.monotonic(), time.time())
+        out["first"].append(time.perf_counter() - t0)
+        out["first_requests"].append(first.requests - before)
+        out["series"].append(sum(len(r.history) for r in results))
+        await first.aclose()
+        source = PrometheusFleetSource(prom, config, fetch_history=False)
+        for n in range(refreshes + 1):
+            source.query_time = lambda n=n: times[-refreshes - 1 + n]
+            before, pc0 = source.requests, server.cpu_s()
+            c0, t0 = time.process_time(), time.perf_counter()
+            results = await source.poll()
+            t1 = time.perf_counter()
+            state = apply(state, results, time.monotonic(), time.time())
+            t2 = time.perf_counter()
+            view = fleet_table(state, state.now)
+            t3 = time.perf_counter()
+            table.sync(view.rows, view.order, groups=view.groups)
+            await pilot.pause()
+            t4 = time.perf_counter()
+            c1, pc1 = time.process_time(), server.cpu_s()
+            assert source.problems() == [], source.problems()
+            assert all(r.snapshot is not None for r in results) and results, "every host has a snapshot"
+            if n == 0:
+                continue  # the first refresh of this source fills the table's rows from scratch
+            for key, value in (("poll", t1 - t0), ("queries", source.last_refresh["queries"]), ("reduce", t2 - t1),
+                               ("present", t3 - t2), ("table", t4 - t3), ("total", t4 - t0), ("cpu", c1 - c0),
+                               ("prom_cpu", pc1 - pc0), ("requests", source.requests - before)):  # fmt: skip
+                out[key].append(value)
+        await source.aclose()
+        assert table.row_count == len(view.order)
+    return out
+
+
+async def measure_direct(bases: list[HostSnapshot], times: list[float], refreshes: int) -> dict[str, list[float]]:
+    """The reference: the same fleet at the same steps polled directly (every host's /v1/snapshot JSON
+    decoded, reduced, presented, table updated)."""
+    steps = range(POINTS - refreshes - 1, POINTS)
+    bodies = [[to_json(host_at(b, b.host, n, times[n])).encode() for b in bases] for n in steps]
+    config = ConsoleConfig()
+    out: dict[str, list[float]] = {"total": [], "cpu": []}
+    table = KeyedTable()
+    app = Bench(table)
+    async with app.run_test(size=(160, 45)) as pilot:
+        table.set_columns(FLEET_COLUMNS, right=RIGHT_COLUMNS)
+        state = FleetState.initial(config, time.monotonic())
+        for n, round_ in enumerate(bodies):
+            c0, t0 = time.process_time(), time.perf_counter()
+            now = time.monotonic()
+            results = [HostResult(s.host, s, None, 0.002, now) for s in map(decode_snapshot, round_)]
+            state = apply(state, results, now, time.time())
+            view = fleet_table(state, state.now)
+            table.sync(view.rows, view.order, groups=view.groups)
+            await pilot.pause()
+            t1, c1 = time.perf_counter(), time.process_time()
+            if n:
+                out["total"].append(t1 - t0)
+                out["cpu"].append(c1 - c0)
+    return out
+
+
+def report(hosts: int, m: dict[str, list[float]], ref: dict[str, list[float]]) -> None:
+    ms = {k: median(v) * 1000 for k, v in m.items() if k not in ("requests", "first_requests", "series")}
+    print(f"  {hosts} hosts x 4 engines, median of {len(m['total'])} refreshes (ms):")
+    print(f"    poll {ms['poll']:7.1f} (queries {ms['queries']:7.1f})  reduce {ms['reduce']:6.1f}  present "
+          f"{ms['present']:6.1f}  table {ms['table']:6.1f}  = refresh {ms['total']:7.1f} wall")  # fmt: skip
+    print(f"    CPU per refresh: console {ms['cpu']:7.1f}, prometheus {ms['prom_cpu']:7.1f}")
+    print(f"    HTTP requests per refresh: {sorted(set(m['requests']))}; first refresh with backfill: "
+          f"{ms['first']:.0f} ms, {int(m['first_requests'][0])} requests, {int(m['series'][0])} past snapshots")  # fmt: skip
+    r = median(ref["total"]) * 1000
+    print(f"    reference (direct poll, same fleet, no network): {r:7.1f} ms wall, {median(ref['cpu']) * 1000:7.1f} ms CPU;"
+          f" prometheus refresh / reference = {ms['total'] / r:.2f}x")  # fmt: skip
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--hosts", type=int, default=1000)
+    ap.add_argument("--small", type=int, default=100)
+    ap.add_argument("--refreshes", type=int, default=8)
+    ns = ap.parse_args()
+    if ns.refreshes + 2 > POINTS:
+        raise SystemExit(f"--refreshes: at most {POINTS - 2}")
+    if not (shutil.which("prometheus") or os.access("/usr/bin/prometheus", os.X_OK)):
+        raise SystemExit("needs Debian's prometheus package (prometheus + promtool)")
+    root = Path(tempfile.mkdtemp(prefix="llmconsole-bench-prom-"))
+    print(f"console refresh through Prometheus ({json.dumps(ns.__dict__)}); target {TARGET_MS:.0f} ms for the whole fleet")
+    requests: dict[int, set[float]] = {}
+    try:
+        for hosts in (ns.small, ns.hosts):
+            server, times, last = fleet_server(hosts, root)
+            try:
+                m = asyncio.run(measure_prometheus(server, times, ns.refreshes))
+            finally:
+                server.stop()
+            ref = asyncio.run(measure_direct(last, times, ns.refreshes))
+            report(hosts, m, ref)
+            requests[hosts] = set(m["requests"])
+            total = median(m["total"]) * 1000
+            if hosts == ns.hosts:
+                verdict = "met" if total <= TARGET_MS else "MISSED"
+                print(f"target {TARGET_MS:.0f} ms at {hosts} hosts: {verdict} ({total:.0f} ms wall)")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    same = len({frozenset(v) for v in requests.values()}) == 1
+    print(f"requests per refresh independent of host count: {'yes' if same else 'NO'} {dict((k, sorted(v)) for k, v in requests.items())}")
+    return 0 if same else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
