@@ -23,7 +23,7 @@ T = TypeVar("T")
 
 
 class LoopBridge:
-    """An ``AgentRuntime`` as the API sees it (``agents.api.ApiRuntime``), safe to call from another
+    """An ``AgentRuntime`` as the API sees it (``agents.apihandlers.ApiRuntime``), safe to call from another
     thread than ``loop``'s. With ``loop`` None (or when called on that loop) calls go straight through."""
 
     def __init__(self, runtime: Any, loop: asyncio.AbstractEventLoop | None = None) -> None:

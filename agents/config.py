@@ -35,7 +35,7 @@ from dataclasses import MISSING, Field, dataclass, field, fields, is_dataclass, 
 from datetime import date, datetime, time
 from pathlib import Path
 from types import NoneType, UnionType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from agents.schema import ENGINE_KINDS
 
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from agents.engines.base import LaunchSpec
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 Check = Callable[[Any], "str | None"]  # returns an error message, or None when the value is fine
 
 KNOWN_TABLES = ("agent", "thresholds", "console", "calculator")
@@ -647,18 +648,34 @@ def agent_config_from_dict(
     return agent
 
 
+class DocumentBuilder(Protocol[T_co]):
+    """Builds one side's config from a whole parsed document (``agent_config_from_dict`` and the console's)."""
+
+    def __call__(self, data: Mapping[str, Any], *, file: str, base_dir: Path | None, source: Path | None) -> T_co: ...
+
+
+def load_config(path: str | os.PathLike[str], build: DocumentBuilder[T]) -> T:
+    """Read ``path`` and ``build`` a config from it: ``file`` names it in errors, relative paths resolve
+    against its directory, and ``source`` records it. Every failure is a one-line :class:`ConfigError`."""
+    p = Path(path)
+    return build(read_toml(p), file=os.fspath(path), base_dir=p.resolve().parent, source=p)
+
+
+def _agent_document(
+    data: Mapping[str, Any], *, file: str, base_dir: Path | None, source: Path | None
+) -> AgentConfig:
+    """An AgentConfig from a file, which must have an ``[agent]`` table."""
+    config = agent_config_from_dict(data, file=file, base_dir=base_dir, source=source)
+    if "agent" not in data:  # checked after the tables' own errors, which say more
+        what = "is empty" if not data else "has no [agent] table"
+        raise ConfigError(f"{file}: {what}; the agent needs an [agent] table (see the repository's config.toml)")
+    return config
+
+
 def load_agent_config(path: str | os.PathLike[str]) -> AgentConfig:
     """Read ``path`` and validate ``[agent]`` and ``[thresholds]``. The file must have an ``[agent]``
     table: an empty file (or one written for the console only) is an error, never a start on defaults."""
-    p = Path(path)
-    data = read_toml(p)
-    config = agent_config_from_dict(data, file=os.fspath(path), base_dir=p.resolve().parent, source=p)
-    if "agent" not in data:  # checked after the tables' own errors, which say more
-        what = "is empty" if not data else "has no [agent] table"
-        raise ConfigError(
-            f"{os.fspath(path)}: {what}; the agent needs an [agent] table (see the repository's config.toml)"
-        )
-    return config
+    return load_config(path, _agent_document)
 
 
 def find_config(
@@ -694,6 +711,6 @@ def find_config(
 __all__ = [
     "ENV_CONFIG", "KNOWN_TABLES", "AgentConfig", "ConfigError", "EngineConfig", "Supervision", "Thresholds",
     "Where", "agent_config_from_dict", "build_table", "build_tables", "check_top_level", "entry_label",
-    "find_config", "load_agent_config", "parse_listen", "read_toml", "setting", "show", "suggest",
+    "find_config", "load_agent_config", "load_config", "parse_listen", "read_toml", "setting", "show", "suggest",
     "table_keys", "thresholds_from_dict",
 ]  # fmt: skip

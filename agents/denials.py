@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 OTHER_PEERS = "(other peers)"
 
@@ -30,6 +31,22 @@ class Summary:
     suppressed: int
     window_s: float
     started_mono: float
+
+
+def summary_record(summary: Summary, full: int) -> dict[str, Any]:
+    """The audit record of one summary, all fields but ``request_id`` (``full``: the limiter's ``full``)."""
+    return {
+        "actor": None,
+        "role": None,
+        "auth": "none",
+        "remote": summary.peer,
+        "action": "rate-limited",
+        "engine": None,
+        "suppressed": summary.suppressed,
+        "window_s": summary.window_s,
+        "result": f"denied: {summary.suppressed} more attempt(s) without a valid token from this peer, counted, "
+        f"not recorded one by one (rate limit: {full} per {summary.window_s:.0f} s)",
+    }
 
 
 class DenialLimiter:

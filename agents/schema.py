@@ -53,6 +53,10 @@ ENGINE_STATES = (
     "failed",
     "stopping",
 )
+# Groups of ENGINE_STATES (an engine in a state of a later minor version is in neither):
+ALIVE_STATES = frozenset({"starting", "ready", "degraded", "hung", "stopping"})  # its process tree runs
+SERVING_STATES = frozenset({"ready", "degraded", "hung"})  # started up; health and progress are judged
+ACTIONS = ("start", "stop", "restart")  # what POST /v1/engines/{id}/{action} accepts
 ENGINE_KINDS = ("vllm", "sglang", "tgi")
 SEVERITIES = ("info", "warning", "critical")  # ascending
 
@@ -651,7 +655,8 @@ def parse_rfc3339(text: str) -> float:
 
 
 __all__ = [
-    "ALERT_CODES", "CONSOLE_ALERT_CODES", "ENGINE_KINDS", "ENGINE_STATES", "HISTORY_SCHEMA", "SCHEMA",
+    "ACTIONS", "ALERT_CODES", "ALIVE_STATES", "CONSOLE_ALERT_CODES", "ENGINE_KINDS", "ENGINE_STATES",
+    "HISTORY_SCHEMA", "SCHEMA", "SERVING_STATES",
     "SCHEMA_MAJOR", "SCHEMA_NAME", "SEVERITIES", "WIRE_TYPES",
     "Alert", "Canary", "EngineEvent", "EngineSnapshot", "EngineStats", "GpuInfo", "GpuProcess", "Health",
     "History", "HostSnapshot", "HostStats", "LastExit", "Loading", "SchemaError", "SchemaMismatch",

@@ -76,6 +76,7 @@ def test_secrets_never_leave_the_agent(tmp_path: Path) -> None:
         assert "api_key': '***'" in e2_logs and "Bearer ***" in e2_logs and "the key is ***" in e2_logs
 
         # the engines got their key through the environment, the agent's secrets not at all, and the opt-outs
+        pids = {e["id"]: e["pid"] for e in snap["engines"]}  # e2 was restarted: its pid is the new one
         for eid, key in (("e1", KEY1), ("e2", KEY2)):
             environ = Path(f"/proc/{pids[eid]}/environ").read_bytes().split(b"\0")
             assert f"VLLM_API_KEY={key}".encode() in environ

@@ -11,11 +11,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agents.api import create_app
+from agents import schema
+from agents.api import ROUTES, Endpoint, bind, create_app
+from agents.apihandlers import healthz
 from agents.apithread import LoopBridge
 from agents.audit import AuditLog
 from agents.auth import TokenFileError, TokenStore, hash_token
 from agents.config import agent_config_from_dict
+from agents.denials import DenialLimiter
 from agents.runtime import AgentRuntime
 from agents.schema import from_json, history_from_json
 
@@ -235,6 +238,74 @@ def test_every_route_declares_its_role(tmp_path: Path) -> None:
         "/v1/engines/{engine_id}/{action}": "operator",
         "/metrics": "viewer",
     }
+
+
+def test_a_route_with_an_unknown_role_fails_the_build(tmp_path: Path) -> None:
+    runtime, client, _ = make(tmp_path)
+    state = client._transport.app.app.state.api  # type: ignore[attr-defined]
+    assert {e.role for e in ROUTES} == {"public", "viewer", "operator"}
+    with pytest.raises(TypeError, match="deny by default"):
+        bind(state, Endpoint("/v1/secret", healthz, "admin"))
+
+
+async def test_the_api_accepts_exactly_the_schemas_actions(tmp_path: Path) -> None:
+    runtime, client, audit = make(tmp_path)
+    async with client:
+        for verb in schema.ACTIONS:  # reach the action handler: refused only for want of a token
+            r = await client.post(f"/v1/engines/e1/{verb}")
+            assert r.status_code == 403 and "no operator token" in r.json()["error"]
+        r = await client.post("/v1/engines/e1/reboot")
+    assert r.status_code == 404 and all(verb in r.json()["error"] for verb in schema.ACTIONS)
+    assert [x["action"] for x in audit.tail(10)] == list(schema.ACTIONS)  # the unknown verb is not an attempt
+    await runtime.shutdown()
+
+
+class CountingBridge(LoopBridge):
+    """The real runtime, counting how often a history answer is built."""
+
+    def __init__(self, runtime: AgentRuntime) -> None:
+        super().__init__(runtime)
+        self.built: list[float] = []
+
+    async def history_json(self, seconds: float) -> str:
+        self.built.append(seconds)
+        return await super().history_json(seconds)
+
+
+async def test_history_is_built_once_per_snapshot_and_span(tmp_path: Path) -> None:
+    runtime, _, _ = make(tmp_path)
+    bridge = CountingBridge(runtime)
+    app = create_app(bridge, TokenStore(), AuditLog(tmp_path / "a.log"))
+    await runtime.collector.tick()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as client:
+        bodies = [(await client.get("/v1/history?seconds=60")).content for _ in range(3)]
+        assert bridge.built == [60.0] and bodies[0] == bodies[2]
+        await client.get("/v1/history?seconds=120")
+        assert bridge.built == [60.0, 120.0]
+        await runtime.collector.tick()  # a new snapshot: a new answer
+        newer = history_from_json((await client.get("/v1/history?seconds=60")).content)
+        assert bridge.built == [60.0, 120.0, 60.0] and [s.seq for s in newer.snapshots] == [1, 2]
+        for span in (10, 20, 30, 40):  # four newer answers push the oldest out
+            await client.get(f"/v1/history?seconds={span}")
+        await client.get("/v1/history?seconds=60")
+        assert bridge.built[-1] == 60.0 and len(bridge.built) == 8
+    await runtime.shutdown()
+
+
+async def test_closing_the_app_writes_the_pending_denial_summary(tmp_path: Path) -> None:
+    runtime, _, _ = make(tmp_path)
+    tokens = tmp_path / "tokens"
+    tokens.write_text(TOKENS)
+    audit = AuditLog(tmp_path / "audit.log")
+    app = create_app(LoopBridge(runtime), TokenStore.load(tokens), audit, denials=DenialLimiter(full=2))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as client:
+        for _ in range(5):
+            assert (await client.post("/v1/engines/e1/stop")).status_code == 401
+    assert [x["result"] for x in audit.tail(10)] == ["denied: unauthenticated"] * 2  # 3 counted, not written
+    app.close()
+    summary = audit.tail(10)[-1]
+    assert summary["action"] == "rate-limited" and summary["suppressed"] == 3 and "rate limit: 2 per 60 s" in summary["result"]
+    await runtime.shutdown()
 
 
 @pytest.mark.parametrize(

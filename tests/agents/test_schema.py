@@ -363,6 +363,14 @@ def test_constants() -> None:
     assert set(ALERT_CODES) >= schema.CONSOLE_ALERT_CODES
 
 
+def test_actions_and_state_groups_are_defined_here_once() -> None:
+    assert schema.ACTIONS == ("start", "stop", "restart")  # what POST /v1/engines/{id}/{action} accepts
+    assert schema.SERVING_STATES < schema.ALIVE_STATES < set(ENGINE_STATES)
+    assert set(ENGINE_STATES) - schema.ALIVE_STATES == {"stopped", "exited", "backoff", "failed"}
+    assert {"ready", "degraded", "hung"} == schema.SERVING_STATES
+    assert {"ACTIONS", "ALIVE_STATES", "SERVING_STATES", "ENGINE_STATES"} <= set(schema.__all__)
+
+
 def test_stats_keys_in_contract_order() -> None:
     assert [f.name for f in dataclasses.fields(EngineStats)] == [
         "requests_running", "requests_waiting", "kv_cache_usage", "preemptions_per_s", "prompt_tokens_per_s",
