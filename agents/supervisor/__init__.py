@@ -7,7 +7,9 @@ never looks at the engine's kind. See ``engine.py`` for the state machine and th
 from __future__ import annotations
 
 from agents.supervisor.engine import STATES, EngineSupervisor
+from agents.supervisor.options import Hooks, Tuning
 from agents.supervisor.plan import MARKER_VAR, Policy, ProcessPlan
 from agents.supervisor.reaper import REAPER, ExitStatus
 
-__all__ = ["MARKER_VAR", "REAPER", "STATES", "EngineSupervisor", "ExitStatus", "Policy", "ProcessPlan"]
+__all__ = ["MARKER_VAR", "REAPER", "STATES", "EngineSupervisor", "ExitStatus", "Hooks", "Policy", "ProcessPlan",
+           "Tuning"]

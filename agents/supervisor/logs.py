@@ -1,9 +1,9 @@
 """Engine log files: size-capped, copy-truncate rotation, and an in-memory tail.
 
 The engine's stdout and stderr go straight into ``<log_dir>/<engine_id>.log`` opened ``O_APPEND`` —
-a file, not a pipe (reliability.md §1.5-G): nothing the agent does (a slow disk, a full disk, the
-agent being SIGKILLed and restarted) can fill a pipe and block or kill the engine with EPIPE, and an
-adopted engine keeps writing to the same file across agent restarts.
+a file, not a pipe: nothing the agent does (a slow disk, a full disk, the agent being SIGKILLed and
+restarted) can fill a pipe and block or kill the engine with EPIPE, and an adopted engine keeps
+writing to the same file across agent restarts.
 
 Rotation is copy-truncate: ``.log`` is copied to ``.log.1`` (older copies shift to ``.2`` … ``.N``)
 and then truncated in place, so O_APPEND writers — including an adopted engine's inherited fd —
@@ -14,10 +14,10 @@ writes between two polls. Every disk error is counted (``errors``) and never rai
 Secrets: log files and backups are created mode 0600 (an existing file is set to 0600 when opened), and
 every complete line passes through the same :class:`agents.redact.Redactor` as the API, *on disk*: the
 masked bytes are overwritten in place with ``*`` of the same length (``pwrite`` at offsets already read,
-so the engine's appends are never disturbed); the tail shows ``***`` as the API does. Until its line is complete and polled (one supervisor
-tick) a secret is on disk in clear, in a 0600 file. On start-up (seeding) the whole existing file is
-masked, so what an adopted engine wrote while the agent was down is covered too; older backups are not
-rewritten.
+so the engine's appends are never disturbed); the tail shows ``***`` as the API does. Until its line
+is complete and polled (one supervisor tick) a secret is on disk in clear, in a 0600 file. On start-up
+(seeding) the whole existing file is masked, so what an adopted engine wrote while the agent was down
+is covered too; older backups are not rewritten.
 """
 
 from __future__ import annotations

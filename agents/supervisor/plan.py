@@ -34,7 +34,7 @@ class ProcessPlan:
 
 @dataclass(frozen=True, slots=True)
 class Policy:
-    """Supervision timings (seconds). Defaults follow reliability.md §0 and §1.5.
+    """Supervision timings (seconds).
 
     - ``backoff_*``: runtime-crash restart delay, doubling from initial to max; the doubling resets
       after ``backoff_reset_s`` of running without a crash.
@@ -42,7 +42,8 @@ class Policy:
       with delays initial, 2x, 4x ...) before the engine goes ``failed``.
     - ``startup_timeout_s``: a start-up fails when this long passes with neither readiness nor
       progress (new log output); loading that keeps logging is never cut short.
-    - ``stop_timeout_s``: SIGTERM grace before SIGKILL (also the bound for SIGKILL to empty the tree).
+    - ``stop_timeout_s``: SIGTERM grace before SIGKILL; SIGKILL then gets ``max(stop_timeout_s, 5)`` to
+      empty the tree before the engine is ``failed``.
     - ``gpu_release_timeout_s``: how long to wait for the old tree's PIDs to leave the GPUs.
     - ``restart_on_exit``: restart after an exit the agent did not ask for (any exit code, even 0).
     """

@@ -1,4 +1,4 @@
-"""Pre-flight port check before every start (reliability.md §2.4).
+"""Pre-flight port check before every start: a port another process holds fails the start at once.
 
 A ``bind()`` *without* SO_REUSEPORT fails if any socket listens on the address, including one that
 set SO_REUSEPORT (which would otherwise let a second engine bind and silently split traffic).

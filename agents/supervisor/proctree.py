@@ -1,10 +1,11 @@
-"""Finding and killing an engine's whole process tree (reliability.md §1.5-A, fallback mechanism).
+"""Finding and killing an engine's whole process tree, without cgroups.
 
 An engine runs in its own session and process group (``start_new_session=True``) and every process
-it starts inherits ``LLMCONSOLE_ENGINE_ID=<engine_id>:<launch uuid>`` (the *marker*). A tree member
-is any live process that is the leader, is in the leader's group or session, carries the marker,
-or descends from a member. Workers that called ``setsid`` or were reparented after their parent was
-SIGKILLed are found by the marker; the agent is a child subreaper, so orphans stay its descendants.
+it starts inherits ``LLMCONSOLE_ENGINE_ID=<engine_id>:<agent tag>:<launch uuid>`` (the *marker*, see
+``ownership.py``). A tree member is any live process that is the leader, is in the leader's group or
+session, carries the marker, or descends from a member. Workers that called ``setsid`` or were
+reparented after their parent was SIGKILLed are found by the marker; the agent is a child subreaper
+(while a supervisor holds the reaper), so orphans stay its descendants.
 
 Identity is (pid, starttime) where starttime is field 22 of ``/proc/<pid>/stat``: a PID that was
 reused by an unrelated process never matches, and signals go through a pidfd opened *before* the

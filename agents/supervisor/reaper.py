@@ -1,4 +1,4 @@
-"""The one place in the agent that calls ``waitpid`` (reliability.md §1.5-A, §1.5-H).
+"""The one place in the agent that calls ``waitpid``.
 
 The agent is a child subreaper (``PR_SET_CHILD_SUBREAPER``), so engine workers orphaned by a killed
 parent are reparented to it and must be reaped here, or they stay zombies. The reaper runs on SIGCHLD
@@ -215,7 +215,7 @@ class ExitWatch:
     False when pidfds are unavailable; the supervisor then polls the process each tick.
     """
 
-    def __init__(self, pid: int, callback: Callable[[], None]) -> None:
+    def __init__(self, pid: int, callback: Callable[[], object]) -> None:
         self._loop = asyncio.get_running_loop()
         self._fd: int | None = None
         self._callback = callback

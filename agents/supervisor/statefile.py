@@ -1,4 +1,4 @@
-"""Per-engine state files for re-adoption after an agent restart (reliability.md §1.5-H, §2.2, §2.6).
+"""Per-engine state files, so that an agent restarted on the same boot can re-adopt running engines.
 
 ``<state_dir>/engines/<engine_id>.json`` is written atomically (temp file in the same directory,
 fsync, rename, fsync of the directory): a crash or a full disk leaves the previous good file intact.
