@@ -37,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     except SystemExit as exc:
         return int(exc.code or 0)
-    from agents.audit import verify_log
+    from agents.audit_verify import verify_log
     from agents.cli import _config_path
     from agents.config import ConfigError, load_agent_config
 

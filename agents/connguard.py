@@ -28,7 +28,7 @@ import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -81,7 +81,9 @@ def peer_key(host: str | None) -> str | None:
         addr = ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:
         return host
-    if addr.is_loopback or (isinstance(addr, ipaddress.IPv6Address) and (addr.ipv4_mapped or addr).is_loopback):
+    if addr.is_loopback or (
+        isinstance(addr, ipaddress.IPv6Address) and (addr.ipv4_mapped or addr).is_loopback
+    ):
         return None
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is None:
         return str(ipaddress.IPv6Network((addr, 64), strict=False))
@@ -120,7 +122,9 @@ class ConnectionTable:
         verdict = "ok"
         if key is not None:
             self._per_peer[key] = self._per_peer.get(key, 0) + 1
-            if self._per_peer[key] > self.limits.per_peer and not self._evict(self._waiting_by_peer.get(key, {}), conn):
+            if self._per_peer[key] > self.limits.per_peer and not self._evict(
+                self._waiting_by_peer.get(key, {}), conn
+            ):
                 verdict = "shed"
         if len(self._peer_of) > self.limits.max_connections and not self._evict(self._waiting, conn):
             verdict = "shed"
@@ -172,122 +176,138 @@ class ConnectionTable:
         return False
 
 
-def _json_answer(status: int, reason: bytes, message: str, extra: list[tuple[bytes, bytes]] = ()) -> tuple[h11.Response, bytes]:
+def _json_answer(
+    status: int, reason: bytes, message: str, extra: list[tuple[bytes, bytes]] = ()
+) -> tuple[h11.Response, bytes]:
     body = json.dumps({"error": message}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-               *extra, (b"connection", b"close")]  # fmt: skip
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *extra,
+        (b"connection", b"close"),
+    ]
     return h11.Response(status_code=status, headers=headers, reason=reason), body
 
 
 async def shed_app(scope: dict, receive: Callable, send: Callable) -> None:
     """The ASGI answer for a connection admitted over capacity: 503 JSON, Retry-After, then close."""
     body = json.dumps({"error": "agent busy: too many open connections; retry shortly"}).encode()
-    await send({
-        "type": "http.response.start",
-        "status": 503,
-        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                    (b"retry-after", str(RETRY_AFTER_S).encode()), (b"connection", b"close")],
-    })  # fmt: skip
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 503,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"retry-after", str(RETRY_AFTER_S).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-def limited_protocol(table_: ConnectionTable) -> type[H11Protocol]:
-    """An h11 protocol class that applies ``table_``'s limits and deadlines to every connection."""
-    table, limits = table_, table_.limits
+class LimitedH11(H11Protocol):
+    """uvicorn's h11 protocol under the limits and deadlines of the class's ``table``; use a subclass
+    made by :func:`limited_protocol` (each server has its own table)."""
 
-    class LimitedH11(H11Protocol):
-        table = table_  # the shared ConnectionTable (tests read ``ucfg.http_protocol_class.table``)
-        _deadline_timer: asyncio.TimerHandle | None = None
-        _since = 0.0
-        _busy = False
-        _requests = 0
-        _gone = False
+    # shared by every connection of one server (tests read ``ucfg.http_protocol_class.table``)
+    table: ClassVar[ConnectionTable]
+    _deadline_timer: asyncio.TimerHandle | None = None
+    _since = 0.0
+    _busy = False
+    _requests = 0
+    _gone = False
 
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            self._since = self.loop.time()
-            verdict = table.admit(self, self.client[0] if self.client else None)
-            if verdict == "reset":
-                self._gone = True
-                transport.abort()
-                return
-            if verdict == "shed":
-                self.app = shed_app  # uvicorn runs self.app for this connection's request
-            self._arm(limits.header_s)
-
-        def data_received(self, data: bytes) -> None:
-            super().data_received(data)
-            self._track()
-
-        def handle_events(self) -> None:
-            before = self.cycle
-            super().handle_events()
-            if self.cycle is not None and self.cycle is not before:
-                self._requests += 1
-                if self._requests >= limits.max_requests:
-                    self.cycle.keep_alive = False  # close after this response
-
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            self._track()
-
-        def connection_lost(self, exc: Exception | None) -> None:
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._since = self.loop.time()
+        verdict = self.table.admit(self, self.client[0] if self.client else None)
+        if verdict == "reset":
             self._gone = True
-            table.remove(self)
-            if self._deadline_timer is not None:
-                self._deadline_timer.cancel()
-                self._deadline_timer = None
-            super().connection_lost(exc)
+            transport.abort()
+            return
+        if verdict == "shed":
+            self.app = shed_app  # uvicorn runs self.app for this connection's request
+        self._arm(self.table.limits.header_s)
 
-        def send_400_response(self, msg: str) -> None:
-            event, body = _json_answer(400, b"Bad Request", f"malformed HTTP request: {msg}")
-            try:
-                self.transport.write(self.conn.send(event) + self.conn.send(h11.Data(data=body)))
-                self.transport.write(self.conn.send(h11.EndOfMessage()))
-            except h11.LocalProtocolError:
-                pass
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._track()
+
+    def handle_events(self) -> None:
+        before = self.cycle
+        super().handle_events()
+        if self.cycle is not None and self.cycle is not before:
+            self._requests += 1
+            if self._requests >= self.table.limits.max_requests:
+                self.cycle.keep_alive = False  # close after this response
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._track()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._gone = True
+        self.table.remove(self)
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+            self._deadline_timer = None
+        super().connection_lost(exc)
+
+    def send_400_response(self, msg: str) -> None:
+        event, body = _json_answer(400, b"Bad Request", f"malformed HTTP request: {msg}")
+        try:
+            self.transport.write(self.conn.send(event) + self.conn.send(h11.Data(data=body)))
+            self.transport.write(self.conn.send(h11.EndOfMessage()))
+        except h11.LocalProtocolError:
+            pass
+        self.transport.close()
+
+    def evict(self) -> None:
+        """Closed to make room (it was waiting for a request)."""
+        if not self.transport.is_closing():
             self.transport.close()
 
-        def evict(self) -> None:
-            """Closed to make room (it was waiting for a request)."""
-            if not self.transport.is_closing():
-                self.transport.close()
+    # --- bookkeeping ---------------------------------------------------------------------------------
+    def _track(self) -> None:
+        if self._gone:
+            return
+        busy = (
+            self.cycle is not None
+            and not self.cycle.response_complete
+            and self.conn.their_state is not h11.IDLE
+            and self.conn.their_state is not h11.SEND_BODY
+        )
+        if busy and not self._busy:
+            self.table.busy(self)
+        elif not busy and self._busy:
+            self._since = self.loop.time()
+            self.table.waiting(self)
+            self._arm(self.table.limits.header_s)
+        self._busy = busy
 
-        # --- bookkeeping -----------------------------------------------------------------------------
-        def _track(self) -> None:
-            if self._gone:
-                return
-            busy = (
-                self.cycle is not None
-                and not self.cycle.response_complete
-                and self.conn.their_state is not h11.IDLE
-                and self.conn.their_state is not h11.SEND_BODY
-            )
-            if busy and not self._busy:
-                table.busy(self)
-            elif not busy and self._busy:
-                self._since = self.loop.time()
-                table.waiting(self)
-                self._arm(limits.header_s)
-            self._busy = busy
+    def _arm(self, delay: float) -> None:
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+        self._deadline_timer = self.loop.call_later(max(0.05, delay), self._check)
 
-        def _arm(self, delay: float) -> None:
-            if self._deadline_timer is not None:
-                self._deadline_timer.cancel()
-            self._deadline_timer = self.loop.call_later(max(0.05, delay), self._check)
+    def _check(self) -> None:
+        self._deadline_timer = None
+        if self._gone or self.transport.is_closing() or self._busy:
+            return  # a busy connection is re-armed when it waits again
+        limits = self.table.limits
+        head_done = self.conn.their_state is h11.SEND_BODY
+        left = self._since + (limits.receipt_s if head_done else limits.header_s) - self.loop.time()
+        if left <= 0:
+            self.transport.close()
+        else:
+            self._arm(left)
 
-        def _check(self) -> None:
-            self._deadline_timer = None
-            if self._gone or self.transport.is_closing() or self._busy:
-                return  # a busy connection is re-armed when it waits again
-            head_done = self.conn.their_state is h11.SEND_BODY
-            left = self._since + (limits.receipt_s if head_done else limits.header_s) - self.loop.time()
-            if left <= 0:
-                self.transport.close()
-            else:
-                self._arm(left)
 
-    return LimitedH11
+def limited_protocol(table: ConnectionTable) -> type[H11Protocol]:
+    """An h11 protocol class that applies ``table``'s limits and deadlines to every connection."""
+    return type("LimitedH11", (LimitedH11,), {"table": table})
 
 
 def limit_tls_handshake(loop: asyncio.AbstractEventLoop, timeout_s: float) -> None:

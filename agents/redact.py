@@ -1,6 +1,6 @@
 """Redaction: mask configured secret values and credential-shaped tokens in text the agent hands out.
 
-Used on every API response body (agents/api.py) and, same-length, on engine log files in place
+Used on every API response body (agents/apiguard.py) and, same-length, on engine log files in place
 (agents/supervisor/logs.py). Pure (stdlib only).
 
 What is masked
