@@ -32,12 +32,30 @@ from agents.metrics.parse import parse
 from tests.e2e.support import drift, promtext, rig, timings
 from tests.e2e.support.loadgen import LoadSpec, LoadThread
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]  # the first test also waits for three start-ups
 
-STARTUP_S = 240.0  # per engine launch; ~60 s alone on 2 cores, three start at once here
+STARTUP_S = 420.0  # per engine launch: ~60-120 s alone on 2 cores; three at once, compiling on a fresh cache
+# and next to other work, measured up to 225 s: a generous deadline, not the expected time
 HUNG_AFTER_S = 8.0
 CANARY_TIMEOUT_S = 4.0
-STORM_ARGS = ["--max-model-len", "256", "--num-gpu-blocks-override", "12", "--block-size", "32", "--max-num-seqs", "6"]
+# --stream-interval 16: the API server sends (and the load generator parses) one chunk per 16 tokens, not
+# one per token, so on a busy 2-core machine the engine, not HTTP streaming, stays the bottleneck (vLLM's
+# latency histograms are recorded per engine step either way).
+MAIN_ARGS = ["--max-model-len", "512", "--block-size", "32", "--stream-interval", "16"]
+# Load is sized so the engine is busy whatever the machine's speed: long outputs (ignore_eos) of varied
+# length from staggered streams, so the streams never all end on the same step and leave the engine idle
+# while their clients turn around (with equal lengths they run in lock-step and the gauge reads 0 between).
+MAIN_CONCURRENCY = 4
+MAIN_LOAD = dict(concurrency=MAIN_CONCURRENCY, max_tokens=320, tokens_spread=0.5, stagger_s=0.3)
+# The storm: a KV pool of 63 usable blocks of 32 tokens (2,016 tokens) shared by up to 16 running sequences,
+# 24 streams that each want ~1,000 tokens. Demand is ~10x the pool, so it stays full and vLLM preempts
+# every few steps. Many sequences share the pool, so one preemption (the newest, shortest sequence) frees
+# only ~1-3 blocks (< 5 %): the KV gauge stays >= 0.95 on most samples instead of swinging (a pool of 12
+# blocks swings by 10-40 % per preemption and a sample rarely reads full).
+STORM_MAX_SEQS = 16
+STORM_ARGS = ["--max-model-len", "1024", "--num-gpu-blocks-override", "64", "--block-size", "32",
+              "--max-num-seqs", str(STORM_MAX_SEQS)]  # fmt: skip
+STORM_LOAD = dict(concurrency=24, max_tokens=1000, prompt="storm " * 8)
 AGENT = {
     "interval_s": 1.0,
     "history_s": 600,
@@ -50,8 +68,10 @@ AGENT = {
     "gpu_release_timeout_s": 5.0,
     "startup_timeout_s": STARTUP_S,
 }
+KV_PRESSURE = 0.95
 THRESHOLDS = {
     "hung_after_s": HUNG_AFTER_S,
+    "kv_pressure": KV_PRESSURE,
     "kv_pressure_for_s": 1.0,
     "preemption_storm_for_s": 1.0,
     "ttft_p95_s": 30.0,  # CPU TTFTs are not an SLO here; keeps healthy-load alerts empty
@@ -86,9 +106,8 @@ def env(tmp_path_factory: pytest.TempPathFactory, vllm_env) -> Iterator[Rig]:
     tmp = tmp_path_factory.mktemp("e2e")
     run_id = uuid.uuid4().hex
     py, model = vllm_env.python, vllm_env.model_dir
-    base_args = ["--max-model-len", "256", "--block-size", "32"]
     cache = vllm_env.vllm_cache
-    main = rig.vllm_engine("main", py, model, run_id, base_args, cache_root=cache)
+    main = rig.vllm_engine("main", py, model, run_id, MAIN_ARGS, cache_root=cache)
     storm = rig.vllm_engine("storm", py, model, run_id, STORM_ARGS, cache_root=cache)
     bad = rig.vllm_engine("bad", py, model, run_id, ["--max-model-len", "256", "--block-size", "16"], cache_root=cache,
                           start_retries=1, backoff_initial_s=1.0, backoff_max_s=2.0)  # fmt: skip
@@ -134,19 +153,27 @@ def test_ready_canary_and_stats_agree_with_engine_metrics(env: Rig) -> None:
     assert e["health"]["http_ok"] is True and e["health"]["http_status"] == 200
     assert e["canary"]["ttft_s"] is not None and e["canary"]["error"] is None
 
+    # storm starts beside main: measure once its start-up (CPU-heavy) is over, not while it competes
+    env.a.wait("storm done starting", lambda s: rig.find_engine(s, "storm")["state"] != "starting", timeout=STARTUP_S + 60)
     metrics_url = env.base("main") + "/metrics"
-    load = LoadThread(LoadSpec(env.base("main"), rig.SERVED, concurrency=4, duration_s=40, max_tokens=64)).start()
+    window_s = AGENT["stats_window_s"]
+    first = promtext.scrape(metrics_url)  # before any load: the engine's token count below starts here
+    load = LoadThread(LoadSpec(env.base("main"), rig.SERVED, duration_s=300, **MAIN_LOAD)).start()
     try:
-        first = promtext.scrape(metrics_url)
-        time.sleep(12)  # the agent's stats window (10 s) now holds load only
-        a = promtext.scrape(metrics_url)
-        samples = []  # our own gauge readings over the 10 s the agent's window will also cover
-        while time.monotonic() < a.t + 10:
-            time.sleep(0.5)
+        # awaited, not sampled once: the engine's own gauge shows the streams running
+        promtext.wait_for(metrics_url, "main's own /metrics to show the load running",
+                          lambda x: (x.total("vllm:num_requests_running") or 0) >= MAIN_CONCURRENCY // 2, timeout_s=120)  # fmt: skip
+        time.sleep(window_s + 1)  # the agent's stats window now holds load only
+        samples = []  # our own readings, every ~0.5 s, over the windows the agent's last stats may cover
+        until = time.monotonic() + window_s + 4
+        while time.monotonic() < until:
             samples.append(promtext.scrape(metrics_url))
-        b = samples[-1]
+            time.sleep(0.5)
         snap = env.a.snap()
-        history = httpx.get(env.a.url + "/v1/history?seconds=10", timeout=5, trust_env=False).json()["snapshots"]
+        t_snap = time.monotonic()
+        history = httpx.get(env.a.url + f"/v1/history?seconds={window_s}", timeout=5, trust_env=False).json()["snapshots"]
+        t_hist = time.monotonic()
+        samples.append(promtext.scrape(metrics_url))  # brackets the end of the agent's last window
     finally:
         result = load.stop()
     assert snap is not None
@@ -160,17 +187,25 @@ def test_ready_canary_and_stats_agree_with_engine_metrics(env: Rig) -> None:
         assert stats[key] is not None, f"stats.{key} is null for a loaded real vLLM: {stats}"
     assert e["stats_age_s"] is not None and e["stats_age_s"] < 3
 
-    # rates: the agent's window vs the test's own two scrapes 10 s apart (both end within ~1 s)
+    # The agent's stats cover its last window (9-10 s: its oldest reading within 10 s) ending at its last
+    # scrape, at most ~4 s before we read the snapshot (stats_age_s < 3, one tick). Our readings of every
+    # such window bracket what it may have seen, so the comparison holds at any speed and any alignment
+    # (a prompt-token rate is lumpy: one arrival per request).
+    pairs = promtext.windows(samples, span_s=(window_s - 1.5, window_s + 1.0), ends_within=(t_snap - 5.0, t_snap + 2.0))
+    assert pairs, f"no pair of our scrapes spans the agent's window: {[round(x.t - t_snap, 1) for x in samples]}"
     for key, name in (("generation_tokens_per_s", "vllm:generation_tokens_total"), ("prompt_tokens_per_s", "vllm:prompt_tokens_total")):
-        mine = promtext.rate(a, b, name)
-        assert mine is not None and mine > 0
-        assert stats[key] == pytest.approx(mine, rel=0.25), f"{key}: agent {stats[key]:.1f}/s vs /metrics {mine:.1f}/s"
-    assert stats["preemptions_per_s"] == 0 and promtext.rate(a, b, "vllm:num_preemptions_total") == 0
+        mine = [promtext.rate(x, y, name) for x, y in pairs]
+        assert all(r is not None and r > 0 for r in mine), (name, mine)
+        lo, hi = min(mine), max(mine)  # type: ignore[type-var]
+        assert 0.85 * lo <= stats[key] <= 1.15 * hi, f"{key}: agent {stats[key]:.1f}/s vs /metrics {lo:.1f}..{hi:.1f}/s"
+    assert stats["preemptions_per_s"] == 0 and all(promtext.rate(x, y, "vllm:num_preemptions_total") == 0 for x, y in pairs)
     assert stats["request_errors_per_s"] == 0
-    # gauges: instantaneous and jumpy in a closed loop (a stream ends, the next starts), so compare the
-    # agent's values over its last 10 s of history with our own readings over the same 10 s, on average
+    # gauges: compare the agent's values over its last 10 s of history with our own readings over the same
+    # 10 s, on average (instantaneous gauges; the streams end at different times, so both stay near 4)
+    recent = [x for x in samples if t_hist - window_s <= x.t <= t_hist]
+    assert len(recent) >= 3, [round(x.t - t_hist, 1) for x in samples]
     mine_avg = {
-        key: statistics.fmean(x.total(name) for x in samples)
+        key: statistics.fmean(x.total(name) for x in recent)
         for key, name in (("requests_running", "vllm:num_requests_running"), ("requests_waiting", "vllm:num_requests_waiting"),
                           ("kv_cache_usage", "vllm:kv_cache_usage_perc"))  # fmt: skip
     }
@@ -178,28 +213,28 @@ def test_ready_canary_and_stats_agree_with_engine_metrics(env: Rig) -> None:
                   for k in mine_avg}  # fmt: skip
     assert all(len(v) >= 5 for v in agent_vals.values()), agent_vals
     agent_avg = {k: statistics.fmean(v) for k, v in agent_vals.items()}
-    # (vLLM's running gauge swings 0 ↔ 4 under this load: the 4 streams run in lock-step, so a mean over
-    # ~10 samples is noisy; scenario 2 compares frozen gauges exactly)
-    assert 0 < mine_avg["requests_running"] <= 5.0, mine_avg  # 4 streams (+1 canary) in a closed loop
+    # the engine is busy, not idling between requests: on average at least one stream is in it (the stage
+    # used to read 0.0 here), never more than the streams plus a canary
+    assert 1.0 <= mine_avg["requests_running"] <= MAIN_CONCURRENCY + 1, (mine_avg, [x.total("vllm:num_requests_running") for x in recent])
     assert abs(agent_avg["requests_running"] - mine_avg["requests_running"]) <= 1.5, (agent_avg, mine_avg)
     assert abs(agent_avg["requests_waiting"] - mine_avg["requests_waiting"]) <= 0.5, (agent_avg, mine_avg)
     assert abs(agent_avg["kv_cache_usage"] - mine_avg["kv_cache_usage"]) <= 0.01, (agent_avg, mine_avg)
-    # percentiles: in (or next to) the bucket our own bucket deltas put them in
+    # percentiles: in (or next to) the bucket our own bucket deltas over the same windows put them in
     for key, q, hist in (("ttft_p50_s", 0.5, "vllm:time_to_first_token_seconds"), ("ttft_p95_s", 0.95, "vllm:time_to_first_token_seconds"),
                          ("itl_p95_s", 0.95, "vllm:inter_token_latency_seconds"), ("e2e_p95_s", 0.95, "vllm:e2e_request_latency_seconds")):  # fmt: skip
-        span = promtext.quantile_range(q, promtext.bucket_delta(a, b, hist), slack=1)
-        assert span is not None, f"no {hist} observations between our scrapes"
-        assert span[0] <= stats[key] <= span[1], f"{key} {stats[key]} outside {span} from /metrics bucket deltas"
+        spans = [promtext.quantile_range(q, promtext.bucket_delta(x, y, hist), slack=1) for x, y in pairs]
+        found = [sp for sp in spans if sp is not None]
+        assert found, f"no {hist} observations between our scrapes"
+        lo, hi = min(sp[0] for sp in found), max(sp[1] for sp in found)
+        assert lo <= stats[key] <= hi, f"{key} {stats[key]} outside {(lo, hi)} from /metrics bucket deltas"
     # the engine counted exactly what the load generator received (+1 token per canary at most)
-    gen = b.total("vllm:generation_tokens_total") - first.total("vllm:generation_tokens_total")
-    assert gen >= 0
     end = promtext.scrape(metrics_url)
     total = end.total("vllm:generation_tokens_total") - first.total("vllm:generation_tokens_total")
     canaries = (end.t - first.t) / AGENT["canary_interval_s"] + 2
     assert result.completion_tokens <= total <= result.completion_tokens + canaries, (result.summary(), total)
     # a healthy engine under load raises nothing
     assert rig.alert_codes(e) == set(), e["alerts"]
-    timings.record(f"main: 22 s of load, {result.summary()}", result.ended - result.started)
+    timings.record(f"main: load, {result.summary()}; running avg {mine_avg['requests_running']:.1f}", result.ended - result.started)
 
 
 # --- 7. metrics drift guard ------------------------------------------------------------------------------
@@ -221,27 +256,41 @@ def test_metrics_drift_guard(env: Rig) -> None:
 # --- 4. preemption storm ---------------------------------------------------------------------------------
 def test_preemption_storm_raises_kv_pressure_and_preemption_storm(env: Rig) -> None:
     wait_ready(env, "storm", "storm: agent start → ready")
-    before = promtext.scrape(env.base("storm") + "/metrics")
-    load = LoadThread(LoadSpec(env.base("storm"), rig.SERVED, concurrency=12, duration_s=120, max_tokens=200, prompt="storm " * 8)).start()
+    url = env.base("storm") + "/metrics"
+    kv_name, preempt_name = "vllm:kv_cache_usage_perc", "vllm:num_preemptions_total"
+    before = promtext.scrape(url)
+    load = LoadThread(LoadSpec(env.base("storm"), rig.SERVED, duration_s=600, **STORM_LOAD)).start()
     t0 = time.monotonic()
     try:
+        # the engine's own view first: the load fills its KV cache and it preempts (else the load is too
+        # small for this machine, and the failure says so rather than blaming the agent)
+        promtext.wait_for(url, "storm's own /metrics: KV cache full and preemptions counted",
+                          lambda x: (x.total(kv_name) or 0) >= KV_PRESSURE and (x.total(preempt_name) or 0) > (before.total(preempt_name) or 0),
+                          timeout_s=180)  # fmt: skip
+        timings.record("storm: load start → engine's own KV full + preempting", time.monotonic() - t0)
         snap = env.a.wait(
             "KV_PRESSURE and PREEMPTION_STORM on storm",
             lambda s: {"KV_PRESSURE", "PREEMPTION_STORM"} <= rig.alert_codes(rig.find_engine(s, "storm")),
-            timeout=120,
+            timeout=180,
         )
         timings.record("storm: load start → KV_PRESSURE + PREEMPTION_STORM", time.monotonic() - t0)
-        during = promtext.scrape(env.base("storm") + "/metrics")
+        during = promtext.scrape(url)
+        seen = httpx.get(env.a.url + f"/v1/history?seconds={time.monotonic() - t0:.0f}", timeout=5, trust_env=False).json()["snapshots"]
     finally:
         result = load.abort()
     e = rig.find_engine(snap, "storm")
     alerts = {a["code"]: a for a in e["alerts"]}
-    assert alerts["KV_PRESSURE"]["evidence"]["kv_cache_usage"] >= 0.95
+    assert alerts["KV_PRESSURE"]["evidence"]["kv_cache_usage"] >= KV_PRESSURE
     assert alerts["PREEMPTION_STORM"]["evidence"]["preemptions_per_s"] > 0
     # the engine's own counters confirm the storm the agent reported
-    assert during.total("vllm:num_preemptions_total") > before.total("vllm:num_preemptions_total")
-    assert e["stats"]["kv_cache_usage"] >= 0.95 and e["stats"]["preemptions_per_s"] > 0
-    assert e["stats"]["requests_running"] <= 6 and e["stats"]["requests_waiting"] >= 1  # --max-num-seqs 6, 12 streams
+    assert during.total(preempt_name) > before.total(preempt_name)
+    assert e["stats"]["kv_cache_usage"] >= KV_PRESSURE and e["stats"]["preemptions_per_s"] > 0
+    # --max-num-seqs caps running; 24 streams for 16 seats (plus the preempted) keep some waiting
+    assert e["stats"]["requests_running"] <= STORM_MAX_SEQS and e["stats"]["requests_waiting"] >= 1, e["stats"]
+    kvs = [(rig.find_engine(h, "storm")["stats"] or {}).get("kv_cache_usage") for h in seen]
+    kvs = [k for k in kvs if k is not None]
+    timings.record(f"storm: agent's KV samples under load: {sum(k >= KV_PRESSURE for k in kvs)}/{len(kvs)} >= {KV_PRESSURE}, "
+                   f"min {min(kvs, default=None)}", 0)  # fmt: skip
     timings.record(f"storm evidence: kv {e['stats']['kv_cache_usage']}, {e['stats']['preemptions_per_s']} preemptions/s, "
                    f"running {e['stats']['requests_running']}, waiting {e['stats']['requests_waiting']}", 0)  # fmt: skip
     assert not [err for err in result.errors if "HTTP" in err], result.errors[:3]
@@ -249,7 +298,7 @@ def test_preemption_storm_raises_kv_pressure_and_preemption_storm(env: Rig) -> N
     env.a.wait(
         "storm alerts clear",
         lambda s: not {"KV_PRESSURE", "PREEMPTION_STORM"} & rig.alert_codes(rig.find_engine(s, "storm")),
-        timeout=60,
+        timeout=120,
     )
 
 

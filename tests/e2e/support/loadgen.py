@@ -6,6 +6,10 @@ client-side time to first token, the end-to-end latency and the exact completion
 streamed ``usage``). ``LoadThread`` runs it in a background thread so a synchronous test can watch the
 agent meanwhile.
 
+Workers can start ``stagger_s`` apart and draw each request's ``max_tokens`` from
+``[max_tokens * (1 - tokens_spread), max_tokens]`` (seeded): streams of equal length run in lock-step and
+all end on the same engine step, so the engine would idle while every client turns around at once.
+
     python -m tests.e2e.support.loadgen http://127.0.0.1:8000 --model tiny --concurrency 4 --duration 10
 """
 
@@ -14,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import threading
 import time
 from dataclasses import dataclass, field
@@ -70,13 +75,20 @@ class LoadSpec:
     prompt: str = "the engine token cache queue request model server agent"
     ignore_eos: bool = True
     request_timeout_s: float = 120.0
+    stagger_s: float = 0.0  # worker i sends its first request i * stagger_s after the start
+    tokens_spread: float = 0.0  # each request's max_tokens is drawn from [max_tokens * (1 - spread), max_tokens]
+    seed: int = 0
+
+    def tokens_for(self, rng: random.Random) -> int:
+        low = max(1, round(self.max_tokens * (1.0 - min(max(self.tokens_spread, 0.0), 1.0))))
+        return rng.randint(low, self.max_tokens) if low < self.max_tokens else self.max_tokens
 
 
-async def _one(client: httpx.AsyncClient, spec: LoadSpec) -> RequestResult:
+async def _one(client: httpx.AsyncClient, spec: LoadSpec, max_tokens: int) -> RequestResult:
     payload = {
         "model": spec.model,
         "prompt": spec.prompt,
-        "max_tokens": spec.max_tokens,
+        "max_tokens": max_tokens,
         "temperature": 0,
         "stream": True,
         "stream_options": {"include_usage": True},
@@ -122,13 +134,17 @@ async def run_load(
     limits = httpx.Limits(max_connections=spec.concurrency + 2, max_keepalive_connections=spec.concurrency)
     async with httpx.AsyncClient(trust_env=False, limits=limits, timeout=httpx.Timeout(spec.request_timeout_s, connect=5.0)) as client:
 
-        async def worker() -> None:
+        async def worker(index: int) -> None:
             nonlocal sent
+            rng = random.Random(spec.seed * 1000 + index)
+            start_at = result.started + index * spec.stagger_s
+            while time.monotonic() < start_at and not (stop and stop.is_set()):
+                await asyncio.sleep(min(0.05, start_at - time.monotonic()))
             while time.monotonic() < deadline and sent < spec.max_requests and not (stop and stop.is_set()):
                 sent += 1
-                result.results.append(await _one(client, spec))
+                result.results.append(await _one(client, spec, spec.tokens_for(rng)))
 
-        workers = [asyncio.create_task(worker()) for _ in range(spec.concurrency)]
+        workers = [asyncio.create_task(worker(i)) for i in range(spec.concurrency)]
         while not all(w.done() for w in workers):
             if abort is not None and abort.is_set():
                 for w in workers:

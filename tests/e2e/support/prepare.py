@@ -28,7 +28,7 @@ from tests.e2e.support.cache import (
     write_marker,
 )
 
-MODEL_RECIPE = 1  # bump when tiny_model.py changes: cached models are regenerated
+MODEL_RECIPE = 3  # bump when tiny_model.py changes: cached models are regenerated (3: hidden 2048)
 TINY_MODEL_SCRIPT = Path(__file__).with_name("tiny_model.py")
 
 

@@ -80,3 +80,37 @@ def quantile_range(q: float, cumulative: list[tuple[float, float]], slack: int =
     if not math.isfinite(upper):
         upper = finite[-1] if finite else 0.0
     return (min(lower, upper), upper)
+
+
+def wait_for(url: str, what: str, cond: Callable[[Scrape], bool], timeout_s: float, poll_s: float = 0.5) -> Scrape:
+    """Scrape ``url`` until ``cond(scrape)`` holds; AssertionError naming ``what`` and the last gauges."""
+    deadline = time.monotonic() + timeout_s
+    last: Scrape | None = None
+    error: str | None = None
+    while True:
+        try:
+            last = scrape(url)
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        else:
+            if cond(last):
+                return last
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(poll_s)
+    seen = {n: last.total(n) for n in sorted(last.names) if ":num_" in n or "usage" in n} if last else None
+    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}; last gauges {seen}; last error {error}")
+
+
+def windows(samples: list[Scrape], span_s: tuple[float, float], ends_within: tuple[float, float]) -> list[tuple[Scrape, Scrape]]:
+    """Pairs (a, b) of ``samples`` (in time order) with ``b.t - a.t`` inside ``span_s`` and ``b.t`` inside
+    ``ends_within``: our readings of every window another reader's (the agent's) may have covered, so a
+    rate or percentile it computed must lie within what these pairs give, whatever the exact alignment."""
+    lo_span, hi_span = span_s
+    lo_end, hi_end = ends_within
+    return [
+        (a, b)
+        for i, a in enumerate(samples)
+        for b in samples[i + 1 :]
+        if lo_span <= b.t - a.t <= hi_span and lo_end <= b.t <= hi_end
+    ]

@@ -3,8 +3,13 @@
 Run with the e2e virtualenv's python (it needs torch, transformers and tokenizers, which the project's
 own environment does not have):  ``python tiny_model.py OUT_DIR``.  It imports nothing from the project.
 
-The shapes follow what vLLM's CPU backend accepts (DESIGN.md "Real engines on CPU"): hidden 256, 2 layers,
-4 heads, 2 KV heads, head_dim 64 (head_dim 16 fails with "Unsupported CPU attention configuration").
+The shapes follow what vLLM's CPU backend accepts (DESIGN.md "Real engines on CPU"): 2 layers, head_dim 64
+(head_dim 16 fails with "Unsupported CPU attention configuration"). It is small (2 layers, so start-up and
+torch.compile stay short) but not too small: at hidden 256 (1.7 M parameters) an engine step is mostly
+Python overhead, a stream of 64 tokens is over in milliseconds and the engine idles while its API server
+streams, so its running gauge reads 0 under load; at hidden 1024 a loaded 2-core machine still left the
+engine idle half the time. At hidden 2048 / MLP 8192 (~130 M parameters) each step is matrix work that
+outweighs the API server's per-token cost, so a loaded engine is visibly busy.
 Everything is seeded, so the same versions produce the same files.
 """
 
@@ -15,6 +20,7 @@ import sys
 from pathlib import Path
 
 VOCAB_SIZE = 1024
+HIDDEN = 2048
 SPECIAL = ("<unk>", "<s>", "</s>")
 WORDS_TEXT = (
     "the a an engine token cache queue request model server agent metric latency gpu host kernel batch "
@@ -65,11 +71,11 @@ def build_model(tokenizer):
     torch.manual_seed(0)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=256,
-        intermediate_size=512,
+        hidden_size=HIDDEN,
+        intermediate_size=4 * HIDDEN,
         num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        num_attention_heads=HIDDEN // 64,
+        num_key_value_heads=HIDDEN // 128,
         head_dim=64,
         max_position_embeddings=2048,
         bos_token_id=tokenizer.bos_token_id,
