@@ -5,6 +5,9 @@ The source (all I/O) and the config are injected, so the same app runs on live a
 loop awaits each round, reduces it (console.state.apply) and posts ``FleetUpdated``; the ``fleet``
 reactive then drives whichever screen is visible. Actions go through a ModalScreen confirmation and
 are sent once: a failed or unanswered action is reported, never replayed.
+
+Screens and palette commands never call the App: they post the messages of console.messages
+(``EngineChosen``, ``HostChosen``, ``ActionRequested``, ``AcknowledgeRequested``), handled here.
 """
 
 from __future__ import annotations
@@ -22,14 +25,21 @@ from textual.reactive import var
 from textual.widgets import Input, TextArea
 
 from console.commands import FleetCommands
-from console.messages import ActionFinished, FleetUpdated
+from console.fleet import ActionResult, FleetSource
+from console.messages import (
+    AcknowledgeRequested,
+    ActionFinished,
+    ActionRequested,
+    EngineChosen,
+    FleetUpdated,
+    HostChosen,
+)
 from console.screens.alerts import AlertsScreen
 from console.screens.confirm import ConfirmScreen
 from console.screens.engine import EngineScreen
 from console.screens.fleet import FleetScreen
 from console.screens.help import HelpScreen
 from console.settings import ConsoleConfig
-from console.source import ActionResult, FleetSource
 from console.state import FleetAlert, FleetState, acknowledge, apply
 from console.views import live_engine_fields, model_name
 
@@ -116,6 +126,19 @@ class LlmConsole(App[int]):
     def acknowledge(self, alert: FleetAlert) -> None:
         self._publish(acknowledge(self._state, alert.key))
 
+    # -- what screens and palette commands ask for (console.messages)
+    async def on_engine_chosen(self, message: EngineChosen) -> None:
+        await self.open_engine(message.host, message.engine)
+
+    async def on_host_chosen(self, message: HostChosen) -> None:
+        await self.show_fleet_row(message.host)
+
+    def on_action_requested(self, message: ActionRequested) -> None:
+        self.request_action(message.host, message.engine, message.verb)
+
+    def on_acknowledge_requested(self, message: AcknowledgeRequested) -> None:
+        self.acknowledge(message.alert)
+
     # -- navigation
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # "q" types into the filter box instead of quitting
@@ -142,7 +165,10 @@ class LlmConsole(App[int]):
 
     def action_help(self) -> None:
         sections = [
-            ("everywhere", [*self.BINDINGS, Binding(self.COMMAND_PALETTE_BINDING, "command_palette", "Command palette")]),
+            (
+                "everywhere",
+                [*self.BINDINGS, Binding(self.COMMAND_PALETTE_BINDING, "command_palette", "Command palette")],
+            ),
             ("fleet", FleetScreen.BINDINGS),
             ("engine detail", EngineScreen.BINDINGS),
             ("alerts", AlertsScreen.BINDINGS),
@@ -178,8 +204,10 @@ class LlmConsole(App[int]):
             if yes:
                 self.send_action(host, engine, verb)
 
-        self.push_screen(ConfirmScreen(verb, host, engine, model or (model_name(e) if e else None), e.kind if e else None),
-                         answered)  # fmt: skip
+        self.push_screen(
+            ConfirmScreen(verb, host, engine, model or (model_name(e) if e else None), e.kind if e else None),
+            answered,
+        )
 
     @work(group="actions", exit_on_error=False, description="engine action")
     async def send_action(self, host: str, engine: str, verb: str) -> ActionResult:

@@ -39,21 +39,25 @@ class AlertItem:
         return f"{self.where}|{self.code}"
 
 
-def format_evidence(evidence: Mapping[str, object], limit: int = 8) -> str:
+def format_evidence(evidence: Mapping[str, object], limit: int | None = 8) -> str:
     """``key=value`` pairs separated by two spaces; floats with 3 significant digits, lists joined by ",",
-    None as "null"; more than ``limit`` pairs end in "…"."""
+    None as "null"; more than ``limit`` pairs end in "…" (``limit`` None: every pair). One definition:
+    whoever shows alert evidence outside this widget formats it with this function too."""
+    items = list(evidence.items())
+    shown = items if limit is None else items[:limit]
+    pairs = [f"{k}={evidence_value(v)}" for k, v in shown]
+    return "  ".join(pairs) + ("  …" if len(shown) < len(items) else "")
 
-    def value(v: object) -> str:
-        if v is None:
-            return "null"
-        if isinstance(v, float):
-            return f"{v:.3g}"
-        if isinstance(v, list | tuple):
-            return ",".join(value(x) for x in v)
-        return str(v)
 
-    pairs = [f"{k}={value(v)}" for k, v in list(evidence.items())[:limit]]
-    return "  ".join(pairs) + ("  …" if len(evidence) > limit else "")
+def evidence_value(v: object) -> str:
+    """One evidence value: "null", a float with 3 significant digits, a list joined by ",", else str()."""
+    if v is None:
+        return "null"
+    if isinstance(v, float):
+        return f"{v:.3g}"
+    if isinstance(v, list | tuple):
+        return ",".join(evidence_value(x) for x in v)
+    return str(v)
 
 
 def ordered(alerts: Sequence[AlertItem], acknowledged: frozenset[str] = frozenset()) -> list[AlertItem]:
@@ -72,7 +76,8 @@ class AlertList(OptionList):
     """
 
     COMPONENT_CLASSES: ClassVar[set[str]] = OptionList.COMPONENT_CLASSES | {
-        f"alert-list--{n}" for n in ("crit", "warn", "info", "other", "code", "where", "evidence", "acknowledged", "empty")
+        f"alert-list--{n}"
+        for n in ("crit", "warn", "info", "other", "code", "where", "evidence", "acknowledged", "empty")
     }
     DEFAULT_CSS = """
     AlertList > .alert-list--crit { color: $error; text-style: bold; }
@@ -135,7 +140,9 @@ class AlertList(OptionList):
         ids = _unique_ids(self._shown)
         self.clear_options()
         if not self._shown:
-            self.add_option(Option(Text("no active alerts", style=self._style("empty")), id=EMPTY_ID, disabled=True))
+            self.add_option(
+                Option(Text("no active alerts", style=self._style("empty")), id=EMPTY_ID, disabled=True)
+            )
             return
         options: list[Option | None] = []
         for alert, option_id in zip(self._shown, ids, strict=True):

@@ -19,7 +19,10 @@ Row = tuple[Cell, ...]
 
 
 class _Rendered:
-    """What the DataTable stores: a Cell whose style is looked up in the table's theme at render time."""
+    """What the DataTable stores: a Cell whose style is looked up in the table's theme at render time.
+
+    One per look (text, tone, group row, justification), shared by every cell that looks the same: a
+    fleet table repeats most looks ("ready", "0", "73ms"), so its data holds far fewer objects."""
 
     __slots__ = ("cell", "group", "justify", "table")
 
@@ -28,14 +31,17 @@ class _Rendered:
 
     def __rich__(self) -> Text:
         style = self.table.tone_style(self.cell.tone, group=self.group)
-        return Text(self.cell.display, style=style, justify=self.justify, no_wrap=True, overflow="ellipsis", end="")  # type: ignore[arg-type]
+        return Text(
+            self.cell.display, style=style, justify=self.justify, no_wrap=True, overflow="ellipsis", end=""
+        )  # type: ignore[arg-type]
 
 
 class KeyedTable(DataTable):
     """A row-cursor DataTable whose content is set with ``sync(rows)``; rows are identified by str keys.
 
     - ``sync`` diffs inside ``app.batch_update()``: removes vanished rows, ``update_cell`` only where a
-      cell (text, tone) changed, appends new rows. It rebuilds with ``clear()`` + ``add_row`` instead when
+      cell's look (text, tone) changed (a row passed again as the same tuple is skipped outright; a
+      new ``sort_key`` alone redraws nothing: read cells back with ``cells(key)``), appends new rows. It rebuilds with ``clear()`` + ``add_row`` instead when
       the order changes (including a new key that is not at the end) or more than half the rows vanish
       (``remove_row`` is O(n)). Column widths grow when a new text is wider, never shrink.
     - The cursor stays on the same row key across syncs; if that key vanished, on its nearest surviving
@@ -49,14 +55,17 @@ class KeyedTable(DataTable):
       ``RowChosen(key)`` on Enter or a click on the highlighted row.
     """
 
-    COMPONENT_CLASSES: ClassVar[set[str]] = DataTable.COMPONENT_CLASSES | tone_classes(_PREFIX) | {
-        f"{_PREFIX}--group"
-    }
+    COMPONENT_CLASSES: ClassVar[set[str]] = (
+        DataTable.COMPONENT_CLASSES | tone_classes(_PREFIX) | {f"{_PREFIX}--group"}
+    )
     DEFAULT_CSS = (
-        tone_css("KeyedTable", _PREFIX) + "\nKeyedTable > .keyed-table--group { color: $text-primary; text-style: bold; }"
+        tone_css("KeyedTable", _PREFIX)
+        + "\nKeyedTable > .keyed-table--group { color: $text-primary; text-style: bold; }"
     )
     REBUILD_FRACTION: ClassVar[float] = 0.5
     """Rebuild instead of remove_row when more than this fraction of the rows vanished."""
+    LOOKS_MAX: ClassVar[int] = 100_000
+    """At most this many shared cell renderables (one per look) are remembered."""
 
     class RowHighlighted(Message):
         """The highlighted row key changed."""
@@ -87,6 +96,7 @@ class KeyedTable(DataTable):
         self._shown: dict[str, Row] = {}  # key -> cells, in display order
         self._groups: frozenset[str] = frozenset()
         self._announced: str | None = None
+        self._looks: dict[tuple[str, str, bool, bool], _Rendered] = {}
 
     # -- public API ---------------------------------------------------------------------------------
     def set_columns(self, columns: Sequence[tuple[str, str]], *, right: Collection[str] = ()) -> None:
@@ -95,7 +105,7 @@ class KeyedTable(DataTable):
         if columns == self._columns and right_set == self._right:
             return
         self._columns, self._right = columns, right_set
-        self._shown, self._groups, self._announced = {}, frozenset(), None
+        self._shown, self._groups, self._announced, self._looks = {}, frozenset(), None, {}
         self.clear(columns=True)
         for key, label in columns:
             self.add_column(Text(label, justify="right" if key in right_set else "left"), key=key)
@@ -155,16 +165,26 @@ class KeyedTable(DataTable):
 
     # -- diff machinery -----------------------------------------------------------------------------
     def _normalize(self, cells: Sequence[Cell | str]) -> Row:
-        if len(cells) > len(self._columns):
-            raise ValueError(f"row has {len(cells)} cells but the table has {len(self._columns)} columns")
+        n = len(self._columns)
+        if type(cells) is tuple and len(cells) == n and all(type(c) is Cell for c in cells):
+            return cells  # already a full row of Cells (the presenters' rows): kept as is, no copy
+        if len(cells) > n:
+            raise ValueError(f"row has {len(cells)} cells but the table has {n} columns")
         row = tuple(as_cell(c) for c in cells)
-        return row + (Cell(""),) * (len(self._columns) - len(row))
+        return row + (Cell(""),) * (n - len(row))
 
     def _wrap(self, row: Row, group: bool) -> list[_Rendered]:
         return [self._wrap_one(cell, key, group) for (key, _), cell in zip(self._columns, row, strict=True)]
 
     def _wrap_one(self, cell: Cell, column: str, group: bool) -> _Rendered:
-        return _Rendered(self, cell, group, "right" if column in self._right else "left")
+        right = column in self._right
+        look = (cell.text, cell.tone, group, right)
+        rendered = self._looks.get(look)
+        if rendered is None:
+            if len(self._looks) >= self.LOOKS_MAX:
+                self._looks.clear()  # shown cells keep theirs; new ones start sharing again
+            rendered = self._looks[look] = _Rendered(self, cell, group, "right" if right else "left")
+        return rendered
 
     def _rebuild(self, new: dict[str, Row], groups: frozenset[str]) -> None:
         self.clear()
@@ -175,18 +195,21 @@ class KeyedTable(DataTable):
         changed: list[tuple[str, str, object, bool]] = []
         for key in removed:
             self.remove_row(key)
+        shown, old_groups = self._shown, self._groups
+        columns = [key for key, _ in self._columns]
+        widths = {key: self.columns[key].content_width for key in columns}  # type: ignore[index]
         for key, row in new.items():
-            old = self._shown.get(key)
+            old = shown.get(key)
             group = key in groups
             if old is None:
                 self.add_row(*self._wrap(row, group), key=key)
                 continue
-            if old == row and group == (key in self._groups):
-                continue
-            regroup = group != (key in self._groups)
-            for (col_key, _), cell, before in zip(self._columns, row, old, strict=True):
-                if regroup or cell != before:
-                    wider = cell_len(cell.display) > self.columns[col_key].content_width  # type: ignore[index]
+            regroup = group != (key in old_groups)
+            if old is row and not regroup:
+                continue  # the presenter gave the very same row: nothing to compare
+            for col_key, cell, before in zip(columns, row, old, strict=True):
+                if regroup or (cell is not before and (cell.text != before.text or cell.tone != before.tone)):
+                    wider = cell_len(cell.display) > widths[col_key]
                     changed.append((key, col_key, self._wrap_one(cell, col_key, group), wider))
         self._update_cells(changed)
 
@@ -201,13 +224,22 @@ class KeyedTable(DataTable):
         if not changed:
             return
         data = getattr(self, "_data", None)
-        if not isinstance(data, dict) or not hasattr(self, "_update_count") or not hasattr(self, "_updated_cells"):
+        if (
+            not isinstance(data, dict)
+            or not hasattr(self, "_update_count")
+            or not hasattr(self, "_updated_cells")
+        ):
             for key, col_key, value, wider in changed:
                 self.update_cell(key, col_key, value, update_width=wider)
             return
+        column_keys = {key: ColumnKey(key) for key, _ in self._columns}
+        last_key, row_data, row_key = None, None, None
         for key, col_key, value, wider in changed:
-            row_key, column_key = RowKey(key), ColumnKey(col_key)
-            data[row_key][column_key] = value
+            if key != last_key:  # changes come row by row: look each row up once
+                last_key, row_key = key, RowKey(key)
+                row_data = data[row_key]
+            column_key = column_keys[col_key]
+            row_data[column_key] = value  # type: ignore[index]
             if wider:
                 self._updated_cells.add(CellKey(row_key, column_key))
                 self._require_update_dimensions = True

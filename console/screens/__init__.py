@@ -1,19 +1,32 @@
-"""Console screens, plus the two small pieces they share: ``ToneLine`` (a line of toned text parts) and
-``EngineActions`` (the r/s/S bindings on "the selected engine", with their availability check)."""
+"""Console screens, plus the small pieces they share: ``ToneLine`` (a line of toned text parts),
+``FleetStateScreen`` (redraw on each new FleetState while visible) and ``EngineActions`` (the r/s/S
+bindings on "the selected engine", with their availability check).
+
+Screens never import the App (console.app): they read the fleet through ``console.messages.ConsoleView``
+and ask for everything else (open an engine, show a host, an engine action, an acknowledgement) by
+posting the messages of console.messages, which bubble up to the App.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from rich.text import Text
 from textual.binding import Binding, BindingType
+from textual.dom import DOMNode
+from textual.screen import Screen
 from textual.widgets import Static
 
+from agents.schema import ACTIONS
+from console.messages import ActionRequested, ConsoleView
+from console.state import FleetState
 from widgets.tone import Tone, component_style, tone_class, tone_classes, tone_css
 
-if TYPE_CHECKING:
-    from console.app import LlmConsole
+
+def console_view(node: DOMNode) -> ConsoleView:
+    """The App a screen or widget runs in, as the read-only view screens may use."""
+    return cast(ConsoleView, node.app)
 
 
 class ToneLine(Static):
@@ -48,18 +61,48 @@ class ToneLine(Static):
         return out
 
 
-ENGINE_ACTIONS = {"restart": "Restart", "stop": "Stop", "start": "Start"}
+class FleetStateScreen(Screen[None]):
+    """A screen drawn from the App's FleetState: ``redraw(state)`` on each new state while it is the
+    current screen; a hidden screen redraws once when shown again."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._dirty = False
+
+    @property
+    def console(self) -> ConsoleView:
+        return console_view(self)
+
+    def watch_fleet(self) -> None:
+        """Start following the App's ``fleet`` (call from on_mount); draws the current state now."""
+        self.watch(self.app, "fleet", self._on_fleet, init=True)
+
+    def _on_fleet(self, state: FleetState) -> None:
+        if not self.is_current:
+            self._dirty = True  # hidden: redraw when shown again
+            return
+        self.redraw(state)
+
+    def on_screen_resume(self) -> None:
+        if self._dirty:
+            self._dirty = False
+            self.redraw(self.console.fleet)
+
+    def redraw(self, state: FleetState) -> None:
+        raise NotImplementedError
+
+
+ENGINE_ACTION_KEYS = {"restart": "r", "stop": "s", "start": "S"}  # footer and palette order: restart first
+ENGINE_ACTIONS = {verb: verb.capitalize() for verb in ENGINE_ACTION_KEYS if verb in ACTIONS}
 ENGINE_ACTION_BINDINGS: list[BindingType] = [
-    Binding("r", "engine('restart')", "Restart", id="engine.restart"),
-    Binding("s", "engine('stop')", "Stop", id="engine.stop"),
-    Binding("S", "engine('start')", "Start", id="engine.start"),
+    Binding(ENGINE_ACTION_KEYS[verb], f"engine('{verb}')", label, id=f"engine.{verb}")
+    for verb, label in ENGINE_ACTIONS.items()
 ]
 
 
 class EngineActions:
-    """Mixin for screens with a selected engine: ``selected_engine()`` → (host, engine) or None."""
-
-    app: LlmConsole
+    """Mixin for screens with a selected engine: ``selected_engine()`` → (host, engine) or None. An
+    action key posts ``ActionRequested``; the App confirms it and sends it once."""
 
     def selected_engine(self) -> tuple[str, str] | None:
         raise NotImplementedError
@@ -69,13 +112,22 @@ class EngineActions:
             target = self.selected_engine()
             if target is None:
                 return None  # shown greyed: no engine selected
-            return None if self.app.source.action_block(target[0]) is not None else True
+            blocked = console_view(cast(DOMNode, self)).source.action_block(target[0])
+            return None if blocked is not None else True
         return True
 
     def action_engine(self, verb: str) -> None:
         target = self.selected_engine()
         if target is not None:
-            self.app.request_action(target[0], target[1], verb)
+            cast(DOMNode, self).post_message(ActionRequested(target[0], target[1], verb))
 
 
-__all__ = ["ENGINE_ACTIONS", "ENGINE_ACTION_BINDINGS", "EngineActions", "ToneLine"]
+__all__ = [
+    "ENGINE_ACTIONS",
+    "ENGINE_ACTION_BINDINGS",
+    "ENGINE_ACTION_KEYS",
+    "EngineActions",
+    "FleetStateScreen",
+    "ToneLine",
+    "console_view",
+]

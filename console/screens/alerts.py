@@ -9,26 +9,31 @@ from typing import Any, ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.screen import Screen
 from textual.widgets import Footer
 
-from console.screens import ToneLine
+from console.messages import AcknowledgeRequested, EngineChosen, HostChosen
+from console.screens import FleetStateScreen, ToneLine
 from console.state import FleetAlert, FleetState
 from console.views import alert_detail, alert_rows
 from widgets.keyed_table import KeyedTable
 
-ALERT_COLUMNS = (("since", "SINCE"), ("severity", "SEVERITY"), ("code", "CODE"), ("where", "WHERE"),
-                 ("status", "STATUS"), ("summary", "SUMMARY"))  # fmt: skip
+ALERT_COLUMNS = (
+    ("since", "SINCE"),
+    ("severity", "SEVERITY"),
+    ("code", "CODE"),
+    ("where", "WHERE"),
+    ("status", "STATUS"),
+    ("summary", "SUMMARY"),
+)
 
 
-class AlertsScreen(Screen[None]):
+class AlertsScreen(FleetStateScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("a", "acknowledge", "Acknowledge", id="alerts.acknowledge"),
     ]
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._dirty = False
         self._by_key: dict[str, FleetAlert] = {}
 
     def compose(self) -> ComposeResult:
@@ -43,32 +48,28 @@ class AlertsScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.table.set_columns(ALERT_COLUMNS)
-        self.watch(self.app, "fleet", self._on_fleet, init=True)
+        self.watch_fleet()
         self.table.focus()
-
-    def _on_fleet(self, state: FleetState) -> None:
-        if not self.is_current:
-            self._dirty = True
-            return
-        self.redraw(state)
-
-    def on_screen_resume(self) -> None:
-        if self._dirty:
-            self._dirty = False
-            self.redraw(self.app.fleet)
 
     def redraw(self, state: FleetState) -> None:
         rows, self._by_key = alert_rows(state)
         self.table.sync(rows)
         active = len(state.alerts)
         self.query_one("#alerts-title", ToneLine).set_parts(
-            [(f"ALERTS  {active} active · {len(state.recent)} cleared in the last 15 min", "info" if active else "ok")]
+            [
+                (
+                    f"ALERTS  {active} active · {len(state.recent)} cleared in the last 15 min",
+                    "info" if active else "ok",
+                )
+            ]
         )
         self._detail()
 
     def _detail(self) -> None:
         alert = self.highlighted
-        self.query_one("#alert-detail", ToneLine).set_parts(alert_detail(alert) if alert else [("no alerts", "ok")])
+        self.query_one("#alert-detail", ToneLine).set_parts(
+            alert_detail(alert) if alert else [("no alerts", "ok")]
+        )
 
     @property
     def highlighted(self) -> FleetAlert | None:
@@ -79,22 +80,26 @@ class AlertsScreen(Screen[None]):
         self._detail()
         self.refresh_bindings()
 
-    async def on_keyed_table_row_chosen(self, message: KeyedTable.RowChosen) -> None:
+    def on_keyed_table_row_chosen(self, message: KeyedTable.RowChosen) -> None:
         alert = self._by_key.get(message.key)
         if alert is None:
             return
         if alert.engine is not None:
-            await self.app.open_engine(alert.host, alert.engine)
+            self.post_message(EngineChosen(alert.host, alert.engine))
         else:
-            await self.app.show_fleet_row(alert.host)
+            self.post_message(HostChosen(alert.host))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "acknowledge":
             alert = self.highlighted
-            return None if alert is None or not alert.active or self.app.fleet.is_acknowledged(alert) else True
+            return (
+                None
+                if alert is None or not alert.active or self.console.fleet.is_acknowledged(alert)
+                else True
+            )
         return True
 
     def action_acknowledge(self) -> None:
         alert = self.highlighted
         if alert is not None and alert.active:
-            self.app.acknowledge(alert)
+            self.post_message(AcknowledgeRequested(alert))

@@ -35,7 +35,8 @@ class ConfirmScreen(ModalScreen[bool]):
         with Vertical(id="confirm-box"):
             yield Static(f"{self.verb.capitalize()} engine {self.engine} on {self.host}?", id="confirm-title")
             yield Static(
-                f"host    {self.host}\nengine  {self.engine}" + (f" ({self.kind})" if self.kind else "")
+                f"host    {self.host}\nengine  {self.engine}"
+                + (f" ({self.kind})" if self.kind else "")
                 + f"\nmodel   {self.model or 'unknown'}",
                 id="confirm-target",
             )

@@ -9,13 +9,12 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
-from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Static
 
 from agents.schema import EngineSnapshot, GpuInfo, HostSnapshot
-from console.screens import ENGINE_ACTION_BINDINGS, EngineActions, ToneLine
-from console.source import HostError
+from console.fleet import HostError
+from console.screens import ENGINE_ACTION_BINDINGS, EngineActions, FleetStateScreen, ToneLine
 from console.state import EngineSeries, FleetState, HostState, engine_alerts
 from console.views import (
     GiB,
@@ -40,15 +39,24 @@ STALE_COLOURS = ("$secondary-background-lighten-3", "$foreground-darken-2")
 # graph id -> (title, y label, [(series label, metric, colour, scale)])
 GRAPHS: dict[str, tuple[str, str, list[tuple[str, str, str, float]]]] = {
     "ttft": ("TTFT", "s", [("p50", "ttft_p50_s", "$primary", 1.0), ("p95", "ttft_p95_s", "$accent", 1.0)]),
-    "queue": ("Queue", "requests", [("running", "requests_running", "$primary", 1.0),
-                                    ("waiting", "requests_waiting", "$warning", 1.0)]),
+    "queue": (
+        "Queue",
+        "requests",
+        [("running", "requests_running", "$primary", 1.0), ("waiting", "requests_waiting", "$warning", 1.0)],
+    ),
     "kv": ("KV cache", "%", [("usage", "kv_cache_usage", "$primary", 100.0)]),
-    "tps": ("Tokens/s", "tok/s", [("generation", "generation_tokens_per_s", "$primary", 1.0),
-                                  ("prompt", "prompt_tokens_per_s", "$secondary", 1.0)]),
-}  # fmt: skip
+    "tps": (
+        "Tokens/s",
+        "tok/s",
+        [
+            ("generation", "generation_tokens_per_s", "$primary", 1.0),
+            ("prompt", "prompt_tokens_per_s", "$secondary", 1.0),
+        ],
+    ),
+}
 
 
-class EngineScreen(EngineActions, Screen[None]):
+class EngineScreen(EngineActions, FleetStateScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back", id="engine.back"),
         *ENGINE_ACTION_BINDINGS,
@@ -58,7 +66,6 @@ class EngineScreen(EngineActions, Screen[None]):
     def __init__(self, host: str, engine: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.host, self.engine = host, engine
-        self._dirty = False
         self._log_timer: Timer | None = None
         self._gpu_ids: tuple[int, ...] | None = None
 
@@ -81,7 +88,7 @@ class EngineScreen(EngineActions, Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one("#log", LogView).border_title = f"log · {self.host}/{self.engine}"
-        self.watch(self.app, "fleet", self._on_fleet, init=True)
+        self.watch_fleet()
         self._log_timer = self.set_interval(LOG_REFRESH_S, self.fetch_logs)
         self.fetch_logs()
 
@@ -89,12 +96,9 @@ class EngineScreen(EngineActions, Screen[None]):
         if self._log_timer is not None:
             self._log_timer.pause()
 
-    def on_screen_resume(self) -> None:
+    def on_screen_resume(self) -> None:  # (FleetStateScreen's handler redraws a missed state too)
         if self._log_timer is not None:
             self._log_timer.resume()
-        if self._dirty:
-            self._dirty = False
-            self.redraw(self.app.fleet)
 
     def selected_engine(self) -> tuple[str, str] | None:
         return (self.host, self.engine)
@@ -111,7 +115,7 @@ class EngineScreen(EngineActions, Screen[None]):
     # -- logs (I/O through the app's source, on a worker that dies with this screen)
     @work(exclusive=True, group="logs", exit_on_error=False, description="engine log tail")
     async def fetch_logs(self) -> None:
-        got = await self.app.source.logs(self.host, self.engine, LOG_LINES)
+        got = await self.console.source.logs(self.host, self.engine, LOG_LINES)
         log = self.query_one("#log", LogView)
         if isinstance(got, HostError):
             log.border_subtitle = f"log unavailable: {got.message}"
@@ -120,12 +124,6 @@ class EngineScreen(EngineActions, Screen[None]):
         log.set_lines(got)
 
     # -- data in
-    def _on_fleet(self, state: FleetState) -> None:
-        if not self.is_current:
-            self._dirty = True
-            return
-        self.redraw(state)
-
     def redraw(self, state: FleetState) -> None:
         h = state.host(self.host)
         e = h.engine(self.engine) if h is not None else None
@@ -139,7 +137,9 @@ class EngineScreen(EngineActions, Screen[None]):
         if h.snapshot is not None:
             self._gpus(h, h.snapshot, e)
         self._alerts(state)
-        self.query_one("#events", ToneLine).set_parts(_lines(event_lines(e)) or [("no transitions recorded", "dim")])
+        self.query_one("#events", ToneLine).set_parts(
+            _lines(event_lines(e)) or [("no transitions recorded", "dim")]
+        )
         self._loading(e)
 
     def _graphs(self, state: FleetState, h: HostState, e: EngineSnapshot) -> None:
@@ -150,13 +150,17 @@ class EngineScreen(EngineActions, Screen[None]):
         for gid, (_, _, lines) in GRAPHS.items():
             graph = self.query_one(f"#graph-{gid}", TimeSeries)
             graph.series = tuple(
-                Series(label, _scaled(series, metric, scale, state), colour if h.live else STALE_COLOURS[i % 2])
+                Series(
+                    label, _scaled(series, metric, scale, state), colour if h.live else STALE_COLOURS[i % 2]
+                )
                 for i, (label, metric, colour, scale) in enumerate(lines)
             )  # a host that is not live: its past values in greys, never in healthy colours
             graph.target = targets.get(gid)
             graph_note_text = note
             if gid == "kv" and e.stats is not None and e.stats.kv_cache_usage is None and h.live:
-                graph_note_text = " · ".join(x for x in ("n/a: this engine exports no KV-cache gauge", note) if x)
+                graph_note_text = " · ".join(
+                    x for x in ("n/a: this engine exports no KV-cache gauge", note) if x
+                )
             graph.note = graph_note_text
 
     def _gpus(self, h: HostState, snap: HostSnapshot, e: EngineSnapshot) -> None:
@@ -171,8 +175,14 @@ class EngineScreen(EngineActions, Screen[None]):
             self._gpu_ids = ids
             box.remove_children()
             box.mount_all(
-                [w for g in gpus for w in (UsageBar(label=f"GPU{g.index}", unit="GiB", id=f"gpu-{g.index}-mem"),
-                                           ToneLine(id=f"gpu-{g.index}-info"))]  # fmt: skip
+                [
+                    w
+                    for g in gpus
+                    for w in (
+                        UsageBar(label=f"GPU{g.index}", unit="GiB", id=f"gpu-{g.index}-mem"),
+                        ToneLine(id=f"gpu-{g.index}-info"),
+                    )
+                ]
                 or [Static("no GPU data for this engine", classes="muted")]
             )
             self.call_after_refresh(self._gpus, h, snap, e)
@@ -181,14 +191,24 @@ class EngineScreen(EngineActions, Screen[None]):
             bar = self.query_one(f"#gpu-{g.index}-mem", UsageBar)
             bar.segments = _segments(g, self.engine, h.live)
             bar.total = None if g.mem_total_bytes is None else g.mem_total_bytes / GiB
-            info: list[tuple[str, Tone]] = [(f"{g.name or 'GPU'}  ", "dim"), (gpu_summary(g), "live" if h.live else "stale")]
+            info: list[tuple[str, Tone]] = [
+                (f"{g.name or 'GPU'}  ", "dim"),
+                (gpu_summary(g), "live" if h.live else "stale"),
+            ]
             info += [("\n", "live")] + _lines(gpu_process_lines(snap, g))
             self.query_one(f"#gpu-{g.index}-info", ToneLine).set_parts(info)
 
     def _alerts(self, state: FleetState) -> None:
         items, acked = [], set()
         for a in engine_alerts(state, self.host, self.engine):
-            item = AlertItem(a.alert.code, a.alert.severity, a.alert.summary, alert_time(a) or None, a.where, a.alert.evidence)
+            item = AlertItem(
+                a.alert.code,
+                a.alert.severity,
+                a.alert.summary,
+                alert_time(a) or None,
+                a.where,
+                a.alert.evidence,
+            )
             items.append(item)
             if state.is_acknowledged(a):
                 acked.add(item.key)
@@ -210,7 +230,9 @@ class EngineScreen(EngineActions, Screen[None]):
         panel.set_parts(parts)
 
 
-def _scaled(series: EngineSeries | None, metric: str, scale: float, state: FleetState) -> tuple[tuple[float, float | None], ...]:
+def _scaled(
+    series: EngineSeries | None, metric: str, scale: float, state: FleetState
+) -> tuple[tuple[float, float | None], ...]:
     if series is None:
         return ()
     points = series.points(metric, state.now, state.window_s, state.gap_s)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.reactive import reactive
-from textual.screen import Screen
 from textual.widgets import Footer, Input
 
-from console.screens import ENGINE_ACTION_BINDINGS, EngineActions, ToneLine
+from console.messages import EngineChosen
+from console.screens import ENGINE_ACTION_BINDINGS, EngineActions, FleetStateScreen, ToneLine
 from console.state import FleetState
 from console.views import (
     FLEET_COLUMNS,
@@ -24,7 +24,7 @@ from console.views import (
 from widgets.keyed_table import KeyedTable
 
 
-class FleetScreen(EngineActions, Screen[None]):
+class FleetScreen(EngineActions, FleetStateScreen):
     """Enter opens an engine; ``/`` filters (``state:hung alert:KV host:gpu01 kind:vllm -state:ready``);
     ``o`` cycles the sort column, ``O`` reverses it."""
 
@@ -40,16 +40,14 @@ class FleetScreen(EngineActions, Screen[None]):
     sort: reactive[str] = reactive("name")
     reverse: reactive[bool] = reactive(False)
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._dirty = False
-
     def compose(self) -> ComposeResult:
         yield ToneLine(id="counts")
         yield KeyedTable(id="fleet")
         yield ToneLine(id="status")
-        yield Input(placeholder="filter: text  state:hung  alert:KV_PRESSURE  host:gpu01  kind:vllm  -state:ready",
-                    id="filter")  # fmt: skip
+        yield Input(
+            placeholder="filter: text  state:hung  alert:KV_PRESSURE  host:gpu01  kind:vllm  -state:ready",
+            id="filter",
+        )
         yield Footer()
 
     @property
@@ -59,23 +57,12 @@ class FleetScreen(EngineActions, Screen[None]):
     def on_mount(self) -> None:
         self.table.set_columns(FLEET_COLUMNS, right=RIGHT_COLUMNS)
         self.query_one("#filter", Input).display = False
-        self.watch(self.app, "fleet", self._on_fleet, init=True)
+        self.watch_fleet()
         self.table.focus()
 
     # -- data in
-    def _on_fleet(self, state: FleetState) -> None:
-        if not self.is_current:
-            self._dirty = True  # hidden: redraw when shown again
-            return
-        self.redraw(state)
-
-    def on_screen_resume(self) -> None:
-        if self._dirty:
-            self._dirty = False
-            self.redraw(self.app.fleet)
-
     def redraw(self, state: FleetState | None = None) -> None:
-        state = state or self.app.fleet
+        state = state or self.console.fleet
         view = fleet_table(state, state.now, self.filter_text, self.sort, self.reverse)
         self.table.sync(view.rows, view.order, groups=view.groups)
         self.query_one("#counts", ToneLine).set_parts([(c.display, c.tone) for c in header_counts(state)])
@@ -83,7 +70,9 @@ class FleetScreen(EngineActions, Screen[None]):
 
     def _status(self, state: FleetState) -> None:
         key = self.table.cursor_key
-        parts = host_status_line(state, key, self.app.source.action_block(split_key(key)[0]) if key else None)
+        parts = host_status_line(
+            state, key, self.console.source.action_block(split_key(key)[0]) if key else None
+        )
         arrow = "↑" if (self.sort in ("name", "model", "kind")) != self.reverse else "↓"
         parts.append((f"   sort {self.sort} {arrow}", "dim"))
         if self.filter_text:
@@ -111,13 +100,13 @@ class FleetScreen(EngineActions, Screen[None]):
         return (host, engine) if engine is not None else None
 
     def on_keyed_table_row_highlighted(self, _: KeyedTable.RowHighlighted) -> None:
-        self._status(self.app.fleet)
+        self._status(self.console.fleet)
         self.refresh_bindings()
 
-    async def on_keyed_table_row_chosen(self, message: KeyedTable.RowChosen) -> None:
+    def on_keyed_table_row_chosen(self, message: KeyedTable.RowChosen) -> None:
         host, engine = split_key(message.key)
         if engine is not None:
-            await self.app.open_engine(host, engine)
+            self.post_message(EngineChosen(host, engine))
 
     # -- actions
     def action_filter(self) -> None:
@@ -141,7 +130,11 @@ class FleetScreen(EngineActions, Screen[None]):
         self.table.focus()
 
     def action_sort(self) -> None:
-        self.sort = SORTABLE[(SORTABLE.index(self.sort) + 1) % len(SORTABLE)] if self.sort in SORTABLE else SORTABLE[0]
+        self.sort = (
+            SORTABLE[(SORTABLE.index(self.sort) + 1) % len(SORTABLE)]
+            if self.sort in SORTABLE
+            else SORTABLE[0]
+        )
 
     def action_sort_reverse(self) -> None:
         self.reverse = not self.reverse

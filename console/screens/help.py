@@ -30,7 +30,9 @@ def _bindings(bindings: Iterable[BindingType]) -> list[Binding]:
     return out
 
 
-def binding_rows(app: App, sections: Sequence[tuple[str, Iterable[BindingType]]], keymap: dict[str, str]) -> list[tuple[str, str, str, str]]:
+def binding_rows(
+    app: App, sections: Sequence[tuple[str, Iterable[BindingType]]], keymap: dict[str, str]
+) -> list[tuple[str, str, str, str]]:
     """(section, keys, description, binding id) for every binding, keys after the keymap."""
     rows = []
     for section, bindings in sections:
@@ -42,7 +44,9 @@ def binding_rows(app: App, sections: Sequence[tuple[str, Iterable[BindingType]]]
 
 
 class HelpScreen(ModalScreen[None]):
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,question_mark", "dismiss", "Close", id="help.close")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,question_mark", "dismiss", "Close", id="help.close")
+    ]
 
     def __init__(self, sections: Sequence[tuple[str, Iterable[BindingType]]], keymap: dict[str, str]) -> None:
         super().__init__()

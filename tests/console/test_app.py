@@ -9,8 +9,11 @@ from pathlib import Path
 import pytest
 
 from agents.auth import hash_token
+from agents.schema import ACTIONS
 from console.app import LlmConsole
 from console.commands import fleet_commands
+from console.messages import HostChosen
+from console.screens import ENGINE_ACTION_BINDINGS, ENGINE_ACTIONS
 from console.screens.alerts import AlertsScreen
 from console.screens.confirm import ConfirmScreen
 from console.screens.engine import EngineScreen
@@ -18,7 +21,7 @@ from console.screens.fleet import FleetScreen
 from console.screens.help import HelpScreen
 from console.settings import ConsoleConfig, HostConfig
 from console.source import FixtureFleetSource, HttpFleetSource
-from console.views import fleet_table
+from console.views import FLEET_COLUMNS, fleet_table
 from tests.agents.agentproc import Agent, free_port, kill_everything, sim, write_config
 from tests.console.conftest import FLEET
 from widgets.log_view import LogView
@@ -29,7 +32,9 @@ SIZE = (160, 45)
 
 def recorded(**kwargs) -> LlmConsole:
     src = FixtureFleetSource.from_dir(FLEET, **kwargs)
-    hosts = tuple(HostConfig(name=h.name, url=f"http://127.0.0.1:{9300 + i}") for i, h in enumerate(src.hosts))
+    hosts = tuple(
+        HostConfig(name=h.name, url=f"http://127.0.0.1:{9300 + i}") for i, h in enumerate(src.hosts)
+    )
     return LlmConsole(src, ConsoleConfig(hosts=hosts), clock=src.clock, wall=src.wall, poll=False, **{})
 
 
@@ -45,7 +50,13 @@ async def test_fleet_filter_sort_and_cursor_kept_across_updates() -> None:
         await replay(app, pilot, 3)
         screen = app.screen
         assert isinstance(screen, FleetScreen)
-        assert screen.table.keys[:5] == ("gpu01", "gpu01/llama-8b", "gpu01/qwen-7b", "gpu01/mistral-7b", "gpu01/llama-hang")
+        assert screen.table.keys[:5] == (
+            "gpu01",
+            "gpu01/llama-8b",
+            "gpu01/qwen-7b",
+            "gpu01/mistral-7b",
+            "gpu01/llama-hang",
+        )
         assert "gpu05" in screen.table.keys
         screen.select("gpu02/qwen-slow")
         seq = app.fleet.hosts["gpu02"].snapshot.seq
@@ -68,7 +79,28 @@ async def test_fleet_filter_sort_and_cursor_kept_across_updates() -> None:
         assert list(screen.table.keys) == expected and expected[0] == "gpu04"  # unreachable first
         await pilot.press("O")
         await pilot.pause()
-        assert screen.reverse and list(screen.table.keys) == fleet_table(app.fleet, app.fleet.now, "", "state", True).order
+        assert (
+            screen.reverse
+            and list(screen.table.keys) == fleet_table(app.fleet, app.fleet.now, "", "state", True).order
+        )
+
+
+async def test_the_table_on_screen_is_what_the_presenters_say() -> None:
+    """After many diffed updates (shared cells, rows kept by identity, looks compared), every row on
+    screen holds the presenters' cells and draws their text and tone."""
+    app = recorded(rounds=None)
+    async with app.run_test(size=SIZE) as pilot:
+        for _ in range(4):
+            await replay(app, pilot, 3)
+            screen = app.screen
+            assert isinstance(screen, FleetScreen)
+            view = fleet_table(app.fleet, app.fleet.now)
+            assert list(screen.table.keys) == view.order
+            for key in view.order:
+                assert screen.table.cells(key) == tuple(view.rows[key]), key
+                for (col, _), cell in zip(FLEET_COLUMNS, view.rows[key], strict=True):
+                    drawn = screen.table.get_cell(key, col).cell
+                    assert (drawn.display, drawn.tone) == (cell.display, cell.tone), (key, col)
 
 
 async def test_engine_detail_graphs_gpus_alerts_and_log() -> None:
@@ -144,12 +176,32 @@ async def test_alerts_screen_acknowledge_and_jump() -> None:
         await pilot.press("a")
         assert app.fleet.is_acknowledged(first)
         assert screen.check_action("acknowledge", ()) is None  # already acknowledged: greyed
-        key = next(k for k, a in screen._by_key.items() if a.engine == "llama-hang" and a.alert.code == "ENGINE_HUNG")
+        key = next(
+            k for k, a in screen._by_key.items() if a.engine == "llama-hang" and a.alert.code == "ENGINE_HUNG"
+        )
         screen.table.select_key(key)
         await pilot.press("enter")
         await pilot.pause()
         assert isinstance(app.screen, EngineScreen) and app.screen.engine == "llama-hang"
         assert app.current_mode == "fleet"
+
+
+async def test_a_host_chosen_anywhere_shows_its_fleet_row() -> None:
+    app = recorded()
+    async with app.run_test(size=SIZE) as pilot:
+        await replay(app, pilot)
+        await pilot.press("2")
+        await pilot.pause()
+        assert isinstance(app.screen, AlertsScreen)
+        app.screen.post_message(HostChosen("gpu04"))  # what a host-level alert's Enter posts
+        await pilot.pause()
+        assert app.current_mode == "fleet" and isinstance(app.screen, FleetScreen)
+        assert app.screen.table.cursor_key == "gpu04"
+
+
+def test_every_wire_action_has_a_key_and_a_label() -> None:
+    assert set(ENGINE_ACTIONS) == set(ACTIONS)
+    assert {b.id for b in ENGINE_ACTION_BINDINGS} == {f"engine.{verb}" for verb in ACTIONS}
 
 
 async def test_actions_disabled_on_a_replay_and_palette_commands() -> None:
@@ -198,8 +250,17 @@ def agent(tmp_path: Path):
     port = free_port()
     tokens = tmp_path / "tokens"
     tokens.write_text(f"op operator {hash_token(TOKEN)}\nro viewer {hash_token(VIEWER)}\n")
-    engines = [{"id": "vllm-a", "kind": "vllm", "model": "sim-llama", "port": free_port(), "gpus": [0],
-                "command": sim("vllm"), "args": ["--load", "2"]}]  # fmt: skip
+    engines = [
+        {
+            "id": "vllm-a",
+            "kind": "vllm",
+            "model": "sim-llama",
+            "port": free_port(),
+            "gpus": [0],
+            "command": sim("vllm"),
+            "args": ["--load", "2"],
+        }
+    ]
     a = Agent(write_config(tmp_path, port, engines, {"tokens_file": str(tokens)}), port)
     a.start()
     try:
@@ -216,13 +277,16 @@ async def wait_for(pilot, cond, what: str, timeout: float = 90.0) -> None:
 
 
 async def test_confirmed_restart_reaches_the_real_agent(agent: Agent) -> None:
-    hosts = (HostConfig(name="local", url=agent.url, token_env="LLMC_PILOT_TOKEN"),
-             HostConfig(name="viewer", url=agent.url, token_env="LLMC_PILOT_VIEWER"),
-             HostConfig(name="noauth", url=agent.url, token_env="LLMC_UNSET_TOKEN"))  # fmt: skip
+    hosts = (
+        HostConfig(name="local", url=agent.url, token_env="LLMC_PILOT_TOKEN"),
+        HostConfig(name="viewer", url=agent.url, token_env="LLMC_PILOT_VIEWER"),
+        HostConfig(name="noauth", url=agent.url, token_env="LLMC_UNSET_TOKEN"),
+    )
     config = ConsoleConfig(hosts=hosts, refresh_s=0.5, request_timeout_s=2.0)
     source = HttpFleetSource(config, environ={"LLMC_PILOT_TOKEN": TOKEN, "LLMC_PILOT_VIEWER": VIEWER})
     app = LlmConsole(source, config)
     async with app.run_test(size=SIZE) as pilot:
+
         def engine(host: str = "local"):
             return app.fleet.engine(host, "vllm-a")
 
@@ -241,7 +305,12 @@ async def test_confirmed_restart_reaches_the_real_agent(agent: Agent) -> None:
         await pilot.pause()
         confirm = app.screen
         assert isinstance(confirm, ConfirmScreen)
-        assert (confirm.verb, confirm.host, confirm.engine, confirm.model) == ("restart", "local", "vllm-a", "sim-llama")
+        assert (confirm.verb, confirm.host, confirm.engine, confirm.model) == (
+            "restart",
+            "local",
+            "vllm-a",
+            "sim-llama",
+        )
         await pilot.press("n")
         await pilot.pause()
         assert app.actions_sent == [] and isinstance(app.screen, FleetScreen)
@@ -262,10 +331,18 @@ async def test_confirmed_restart_reaches_the_real_agent(agent: Agent) -> None:
         await pilot.press("y")
         await wait_for(pilot, lambda: len(app.actions_sent) == 2, "the action's answer", 20)
         result = app.actions_sent[1]
-        assert result.outcome == "accepted" and (result.host, result.engine, result.verb) == ("local", "vllm-a", "restart")
+        assert result.outcome == "accepted" and (result.host, result.engine, result.verb) == (
+            "local",
+            "vllm-a",
+            "restart",
+        )
         assert any("restart local/vllm-a: accepted" in n.message for n in app._notifications)
         # operator restarts are not counted in `restarts`: the new process is the evidence
-        await wait_for(pilot, lambda: engine().pid not in (None, pid_before) and engine().state == "ready", "the restarted engine")
+        await wait_for(
+            pilot,
+            lambda: engine().pid not in (None, pid_before) and engine().state == "ready",
+            "the restarted engine",
+        )
         assert len(app.actions_sent) == 2  # each sent once, never replayed
 
 

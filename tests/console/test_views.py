@@ -8,6 +8,7 @@ from agents.schema import EngineStats
 from console.state import FleetState, acknowledge, apply
 from console.views import (
     FLEET_COLUMNS,
+    alert_detail,
     alerts_cell,
     fleet_table,
     header_counts,
@@ -15,7 +16,9 @@ from console.views import (
     live_engine_fields,
     parse_filter,
 )
+from console.views import rows as row_memo
 from tests.console.conftest import T0, cfg, down, load_snapshot, ok, snap_at
+from widgets.alert_list import format_evidence
 
 COL = {k: i for i, (k, _) in enumerate(FLEET_COLUMNS)}
 
@@ -67,10 +70,14 @@ def test_stale_and_unreachable_values_are_greyed_with_age_never_healthy() -> Non
     assert cells(t, "gpu01")["kind"] == ("nvml", "stale")  # where GPU data came from: last known, not live
     llama = cells(t, "gpu01/llama70b")
     assert llama["state"] == ("ready (1m09s ago)", "stale") and llama["ttft"] == ("164ms", "stale")
-    assert all(tone not in ("ok", "live", "zero") for k, (_, tone) in llama.items() if k not in ("name",)), llama
+    assert all(tone not in ("ok", "live", "zero") for k, (_, tone) in llama.items() if k not in ("name",)), (
+        llama
+    )
     assert all(f["tokens_per_s"] is None for f in live_engine_fields(s))  # never offered as live
     line = "".join(text for text, _ in host_status_line(s, "gpu01"))
-    assert "UNREACHABLE since" in line and "connection refused" in line and "values shown are 1m09s old" in line
+    assert (
+        "UNREACHABLE since" in line and "connection refused" in line and "values shown are 1m09s old" in line
+    )
 
 
 def test_engine_stats_not_live_and_scrape_error() -> None:
@@ -93,12 +100,20 @@ def test_simulated_engines_and_gpus_are_labelled() -> None:
     row = cells(t, "gpu01/llama70b")
     assert row["kind"] == ("vllm SIMULATED", "simulated")
     (f,) = live_engine_fields(fleet(ok("gpu01", sim, 1.0)))
-    assert f["simulated"] is True and f["tokens_per_s"] == 1874.2 + 5231.7 and f["gpu_name"] == "NVIDIA H100 80GB HBM3"
+    assert (
+        f["simulated"] is True
+        and f["tokens_per_s"] == 1874.2 + 5231.7
+        and f["gpu_name"] == "NVIDIA H100 80GB HBM3"
+    )
 
 
 def test_filters_by_text_field_and_negation() -> None:
-    s = fleet(ok("gpu01", snap_at(1), 1.0), ok("gpu02", snap_at(1, host="b"), 1.0), down("gpu03", 1.0),
-              names=("gpu01", "gpu02", "gpu03"))  # fmt: skip
+    s = fleet(
+        ok("gpu01", snap_at(1), 1.0),
+        ok("gpu02", snap_at(1, host="b"), 1.0),
+        down("gpu03", 1.0),
+        names=("gpu01", "gpu02", "gpu03"),
+    )
 
     def keys(q: str) -> list[str]:
         return fleet_table(s, s.now, q).order
@@ -116,8 +131,13 @@ def test_filters_by_text_field_and_negation() -> None:
 
 def test_sort_groups_engines_under_hosts_worst_first() -> None:
     slow = snap_at(1, host="b")
-    slow = replace(slow, engines=tuple(replace(e, stats=replace(e.stats, ttft_p95_s=2.5)) if e.id == "llama70b" else e
-                                       for e in slow.engines))  # fmt: skip
+    slow = replace(
+        slow,
+        engines=tuple(
+            replace(e, stats=replace(e.stats, ttft_p95_s=2.5)) if e.id == "llama70b" else e
+            for e in slow.engines
+        ),
+    )
     s = fleet(ok("gpu01", snap_at(1), 1.0), ok("gpu02", slow, 1.0), names=("gpu01", "gpu02"))
     order = fleet_table(s, s.now, sort="ttft").order
     assert order[0] == "gpu02" and order[1] == "gpu02/llama70b"  # the host with the worst engine first
@@ -153,8 +173,12 @@ def test_alerts_cell_orders_by_severity() -> None:
 
 def test_zero_is_not_missing() -> None:
     snap = snap_at(1)
-    zero = replace(snap.engines[0], stats=EngineStats(requests_running=0.0, requests_waiting=0.0, kv_cache_usage=0.0,
-                                                      generation_tokens_per_s=0.0))  # fmt: skip
+    zero = replace(
+        snap.engines[0],
+        stats=EngineStats(
+            requests_running=0.0, requests_waiting=0.0, kv_cache_usage=0.0, generation_tokens_per_s=0.0
+        ),
+    )
     t = fleet_table(fleet(ok("gpu01", replace(snap, engines=(zero,)), 1.0)), 1.0)
     row = cells(t, "gpu01/llama70b")
     assert row["kv"] == ("0%", "zero") and row["gen"] == ("0", "zero") and row["queue"] == ("0/0", "zero")
@@ -168,3 +192,47 @@ def test_engine_states_of_a_host_that_is_not_live_are_unknown_to_filters() -> No
     assert "gpu02/llama70b" in keys and "gpu01/llama70b" not in keys  # "ready" 1 s ago is not "ready" now
     assert fleet_table(s, s.now, "state:ready").order == ["gpu01", "gpu01/llama70b", "gpu01/mistral-tgi"]
     assert "ENGINES 1 hung · 2 ready · 3 unknown" in "".join(c.display for c in header_counts(s))
+
+
+def _with_engine_stats(snap, engine_id: str, **stats):
+    engines = tuple(
+        replace(e, stats=replace(e.stats, **stats)) if e.id == engine_id else e for e in snap.engines
+    )
+    return replace(snap, engines=engines)
+
+
+def test_an_unchanged_engine_keeps_its_row_and_a_changed_one_is_presented_anew() -> None:
+    s1 = fleet(ok("gpu01", snap_at(1), 1.0))
+    first = fleet_table(s1, s1.now)
+    s2 = apply(s1, [ok("gpu01", _with_engine_stats(snap_at(2), "llama70b", ttft_p95_s=0.25), 2.0)], 2.0)
+    second = fleet_table(s2, s2.now)
+    assert second.rows["gpu01/mistral-tgi"] is first.rows["gpu01/mistral-tgi"]  # same inputs: the same tuple
+    before, after = cells(first, "gpu01/llama70b"), cells(second, "gpu01/llama70b")
+    assert before["ttft"] == ("164ms", "live") and after["ttft"] == ("250ms", "crit")  # over the 0.2 s target
+    assert second.rows["gpu01/llama70b"][COL["kv"]] is first.rows["gpu01/llama70b"][COL["kv"]]  # 61% again
+    row_memo._PREVIOUS.clear()  # what the same state gives with nothing remembered: equal rows
+    assert fleet_table(s2, s2.now).rows == second.rows
+
+
+def test_remembered_rows_never_carry_a_look_over() -> None:
+    """A value equal to last round's but now stale (or an error) is shown stale (or ERR), not as before."""
+    s = fleet(ok("gpu01", snap_at(1), 1.0))
+    fleet_table(s, s.now)
+    stale = apply(s, [ok("gpu01", snap_at(1), 9.0)], 9.0)
+    assert cells(fleet_table(stale, stale.now), "gpu01/llama70b")["ttft"] == ("164ms", "stale")
+    noscrape = replace(snap_at(2), engines=tuple(replace(e, stats=None) for e in snap_at(2).engines))
+    err = apply(stale, [ok("gpu01", noscrape, 10.0)], 10.0)
+    assert cells(fleet_table(err, err.now), "gpu01/llama70b")["ttft"] == ("ERR", "error")
+    back = apply(err, [ok("gpu01", snap_at(3), 11.0)], 11.0)
+    assert cells(fleet_table(back, back.now), "gpu01/llama70b")["ttft"] == ("164ms", "live")
+
+
+def test_alert_evidence_has_one_format_everywhere() -> None:
+    s = fleet(ok("gpu01", snap_at(1), 1.0))
+    a = next(a for a in s.alerts if a.alert.evidence)
+    evidence = {**a.alert.evidence, **{f"k{i}": 0.123456 for i in range(10)}}
+    detail = alert_detail(replace(a, alert=replace(a.alert, evidence=evidence)))
+    text = detail[-1][0]
+    assert text == "\nevidence: " + format_evidence(evidence, limit=None)  # the widget's own formatter
+    assert "k9=0.123" in text and "…" not in text  # every pair, 3 significant digits
+    assert format_evidence(evidence).endswith("  …")  # the engine screen's list keeps its limit

@@ -1,0 +1,103 @@
+"""Presenters: FleetState → cells and text for the screens. Pure (no Textual, no I/O, no clock).
+
+The rendering rule (DESIGN "Quality bar", reliability.md §4.2) is decided here, once:
+
+| data                                   | cell                                             |
+|----------------------------------------|--------------------------------------------------|
+| live value                             | the number, tone "live" (threshold tones on top) |
+| live zero                              | "0", tone "zero"                                 |
+| live null, unsupported (TGI KV gauge)  | "n/a", tone "unsupported"                        |
+| live null, nothing in the window       | "—", tone "missing"                              |
+| stats not live / host stale or down    | the last value, tone "stale", never a health tone; the age is in the state cell |
+| scrape failed (running engine, no stats) | "ERR", tone "error"                            |
+| engine not running                     | "—", tone "missing"                              |
+
+Simulated engines and GPUs say SIMULATED.
+
+Modules by concern: ``cells`` (formatters, one value's cell), ``rows`` (a host's and an engine's fleet
+row), ``filters`` (the filter grammar), ``table`` (the fleet table, its sort and the header counts),
+``detail`` (engine detail, the fleet status line), ``alerts`` (the alerts table and evidence). Every
+public name is re-exported here.
+"""
+
+from __future__ import annotations
+
+from console.views.alerts import alert_detail, alert_rows, alert_time
+from console.views.cells import (
+    EngineView,
+    GiB,
+    age_text,
+    alerts_cell,
+    engine_view,
+    gib,
+    gpu_source_cell,
+    host_state_cell,
+    metric_cell,
+    model_name,
+    rate_text,
+    seconds_text,
+    wall_clock,
+)
+from console.views.detail import (
+    engine_summary,
+    event_lines,
+    gpu_process_lines,
+    gpu_summary,
+    graph_note,
+    host_status_line,
+    live_engine_fields,
+)
+from console.views.filters import FILTER_FIELDS, Term, matches, parse_filter
+from console.views.rows import FLEET_COLUMNS, RIGHT_COLUMNS, RowInputs, engine_gpus, engine_row, host_row
+from console.views.table import (
+    DESCENDING,
+    SORTABLE,
+    FleetTable,
+    engine_key,
+    fleet_table,
+    header_counts,
+    split_key,
+)
+
+__all__ = [
+    "DESCENDING",
+    "FILTER_FIELDS",
+    "FLEET_COLUMNS",
+    "RIGHT_COLUMNS",
+    "SORTABLE",
+    "EngineView",
+    "FleetTable",
+    "GiB",
+    "RowInputs",
+    "Term",
+    "age_text",
+    "alert_detail",
+    "alert_rows",
+    "alert_time",
+    "alerts_cell",
+    "engine_gpus",
+    "engine_key",
+    "engine_row",
+    "engine_summary",
+    "engine_view",
+    "event_lines",
+    "fleet_table",
+    "gib",
+    "gpu_process_lines",
+    "gpu_source_cell",
+    "gpu_summary",
+    "graph_note",
+    "header_counts",
+    "host_row",
+    "host_state_cell",
+    "host_status_line",
+    "live_engine_fields",
+    "matches",
+    "metric_cell",
+    "model_name",
+    "parse_filter",
+    "rate_text",
+    "seconds_text",
+    "split_key",
+    "wall_clock",
+]
