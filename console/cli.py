@@ -23,6 +23,7 @@ PARSED_VERBS: dict[str, str] = {
     "probe": "console.probe",
     "calc": "console.calc.cli",
     "rules": "console.rules",
+    "bench": "console.bench.cli",
 }
 
 # Verbs that own their whole argv (agent-side programs); value: "module:function" taking argv -> int.

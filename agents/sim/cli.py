@@ -64,7 +64,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sim-gpu-mem-gib", type=float, default=18.0, help="simulated GPU memory (ledger)")
     parser.add_argument("--decode-ms", type=float, default=20.0, help="one decode step at batch size 1")
     parser.add_argument("--prefill-ms-per-1k", type=float, default=40.0, help="prefill time per 1000 tokens")
-    parser.add_argument("--prefix-hit-rate", type=float, default=0.0, help="fraction of prompts cached")
+    parser.add_argument("--prefix-hit-rate", type=float, default=0.0, help="at least this fraction of every prompt counts as cached (the prefix cache "
+                        "serves repeated prefixes anyway)")
     parser.add_argument("--tick-ms", type=float, default=25.0, help="scheduler tick")
     parser.add_argument("--health-generate-timeout", type=float,
                         help="SGLang /health_generate timeout (default $SGLANG_HEALTH_CHECK_TIMEOUT or 20)")
@@ -189,6 +190,7 @@ def parse_config(argv: Sequence[str]) -> SimConfig:
             decode_s=ns.decode_ms / 1000.0,
             prefill_s_per_token=ns.prefill_ms_per_1k / 1e6,
             prefix_hit_rate=ns.prefix_hit_rate,
+            prefix_caching=bool(resolved.get("prefix_caching", True)),
         )
     except FaultSpecError as exc:
         raise UsageError(f"argument --fault: {exc}") from None

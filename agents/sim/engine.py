@@ -95,8 +95,9 @@ class Runtime:
 
     # --- requests (called by handlers) --------------------------------------------------------
     def submit(self, prompt_tokens: int, max_tokens: int, ignore_eos: bool, rid: str,
-               source: str = "http") -> SimRequest:
-        req = self.model.new_request(prompt_tokens, max_tokens, time.monotonic(), ignore_eos, source, rid)
+               source: str = "http", prefix_blocks: tuple[int, ...] = ()) -> SimRequest:
+        req = self.model.new_request(prompt_tokens, max_tokens, time.monotonic(), ignore_eos, source, rid,
+                                     prefix_blocks)
         self._events[id(req)] = asyncio.Event()
         self.model.submit(req)
         return req

@@ -28,6 +28,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from agents.sim.prefixcache import BLOCK_TOKENS, PrefixCache
+
 FINISH_REASONS = ("stop", "length")
 
 
@@ -41,7 +43,8 @@ class ModelConfig:
     decode_s: float = 0.02  # one decode step with a batch of one
     decode_slowdown: float = 0.01  # relative slowdown per running request
     prefill_s_per_token: float = 0.00004
-    prefix_hit_rate: float = 0.0  # fraction of each prompt served from the prefix cache
+    prefix_hit_rate: float = 0.0  # a floor: at least this fraction of each prompt counts as cached
+    prefix_caching: bool = True  # cache prompt blocks and serve repeated prefixes from the cache
     max_iterations_per_step: int = 10000
 
     def __post_init__(self) -> None:
@@ -139,6 +142,7 @@ class SimRequest:
     generated: int = 0
     held: int = 0  # KV tokens held while running
     cached: int = 0  # prompt tokens served from the prefix cache at first admission
+    prefix_blocks: tuple[int, ...] = ()  # chained block hashes of the prompt (agents/sim/prefixcache.py)
     first_scheduled: float | None = None
     first_token_at: float | None = None
     last_token_at: float | None = None
@@ -170,6 +174,7 @@ class QueueModel:
         self.slow = 1.0
         self.totals = Totals()
         self.gauges = Gauges(kv_capacity=config.kv_tokens)
+        self.prefix_cache = PrefixCache(max(1, config.kv_tokens // BLOCK_TOKENS))
         self.last_receive: float | None = None  # engine time of the last token produced
         self._inbox: list[SimRequest] = []
         self._waiting: deque[SimRequest] = deque()
@@ -189,15 +194,20 @@ class QueueModel:
         ignore_eos: bool = False,
         source: str = "http",
         request_id: str | None = None,
+        prefix_blocks: tuple[int, ...] = (),
     ) -> SimRequest:
-        """A request (not yet submitted); its natural EOS length is drawn from the model's RNG."""
+        """A request (not yet submitted); its natural EOS length is drawn from the model's RNG.
+
+        ``prefix_blocks``: the prompt's chained block hashes, for the prefix cache (none: never a hit).
+        """
         if prompt_tokens < 1 or max_tokens < 1:
             raise ValueError("prompt_tokens and max_tokens must be >= 1")
         if prompt_tokens + max_tokens > self.config.max_model_len:
             raise ValueError("prompt_tokens + max_tokens exceeds max_model_len")
         stop_at = None if ignore_eos else self.rng.randint(8, 160)
         rid = request_id or f"sim-{next(self._ids)}"
-        return SimRequest(rid, prompt_tokens, max_tokens, stop_at, now, source=source, seq=next(self._seq))
+        return SimRequest(rid, prompt_tokens, max_tokens, stop_at, now, source=source, seq=next(self._seq),
+                          prefix_blocks=prefix_blocks)
 
     def submit(self, req: SimRequest) -> None:
         """Hand a request to the engine; the scheduler sees it at its next iteration."""
@@ -300,7 +310,7 @@ class QueueModel:
         self._running.append(req)
         if req.first_scheduled is None:
             req.first_scheduled = t
-            req.cached = int(req.prompt_tokens * self.config.prefix_hit_rate)
+            req.cached = self._cached_tokens(req)
             self.sink.observe("queue_time", t - req.arrival)
             self.totals.prefix_queries += req.prompt_tokens
             self.totals.prefix_hits += req.cached
@@ -308,6 +318,15 @@ class QueueModel:
             self.sink.inc("prefix_hits", req.cached)
             return need - req.cached
         return need  # recompute after preemption
+
+    def _cached_tokens(self, req: SimRequest) -> int:
+        """Prompt tokens served from the prefix cache: the leading blocks already cached (at least one
+        prompt token is always computed, as in vLLM), or the configured floor fraction if larger."""
+        floor = int(req.prompt_tokens * self.config.prefix_hit_rate)
+        if not self.config.prefix_caching or not req.prefix_blocks:
+            return floor
+        hit = self.prefix_cache.lookup_and_insert(req.prefix_blocks) * BLOCK_TOKENS
+        return max(floor, min(hit, req.prompt_tokens - 1))
 
     def _preempt(self, req: SimRequest) -> None:
         self._kv_used -= req.held

@@ -1,7 +1,9 @@
 """OpenAI-compatible request parsing and response shaping for the simulated engine (pure).
 
 Token counts are estimates: a prompt's tokens are ``max(words, ceil(chars / 4))`` (at least 1); a list
-of token ids counts its length. Generated text is a deterministic sequence of placeholder words.
+of token ids counts its length. Generated text is a deterministic sequence of placeholder words. Each
+request also carries its prompt's chained block hashes (agents/sim/prefixcache.py) for the prefix cache;
+a chat request's blocks cover its messages in order (role and content), as the chat template renders them.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import math
 import zlib
 from dataclasses import dataclass
 from typing import Any
+
+from agents.sim.prefixcache import id_blocks, text_blocks
 
 WORDS = (
     "the", "simulated", "engine", "produces", "placeholder", "tokens", "for", "testing", "llmconsole",
@@ -38,6 +42,7 @@ class CompletionRequest:
     stream: bool
     include_usage: bool
     model: str
+    prefix_blocks: tuple[int, ...] = ()
 
 
 def count_tokens(text: str) -> int:
@@ -63,7 +68,19 @@ def _prompt_tokens(prompt: Any) -> int:
     raise BadRequest(400, "'prompt' must be a non-empty string, a list of token ids, or a list with one string")
 
 
-def _chat_tokens(messages: Any) -> int:
+def _prompt_blocks(prompt: Any) -> tuple[int, ...]:
+    """The prefix-cache block hashes of a prompt already validated by ``_prompt_tokens``."""
+    if isinstance(prompt, str):
+        return text_blocks(prompt)
+    if isinstance(prompt, list) and len(prompt) == 1:
+        prompt = prompt[0]
+        if isinstance(prompt, str):
+            return text_blocks(prompt)
+    return id_blocks(prompt) if isinstance(prompt, list) else ()
+
+
+def _chat_tokens(messages: Any, rendered: list[str] | None = None) -> int:
+    """Prompt tokens of a chat request; the rendered messages are appended to ``rendered`` if given."""
     if not isinstance(messages, list) or not messages:
         raise BadRequest(400, "'messages' must be a non-empty list")
     total = 3  # the chat template's assistant header
@@ -79,6 +96,8 @@ def _chat_tokens(messages: Any) -> int:
         if not isinstance(content, str):
             raise BadRequest(400, f"messages[{i}].content must be a string or a list of parts")
         total += 4 + (count_tokens(content) if content else 0)
+        if rendered is not None:
+            rendered.append(f"<|{msg['role']}|>\n{content}\n")
     return total
 
 
@@ -111,7 +130,13 @@ def parse_completion(raw: bytes, chat: bool, served_name: str, max_model_len: in
     model = body.get("model")
     if model is not None and model != served_name:
         raise BadRequest(404, f"The model `{model}` does not exist.", kind="not_found")
-    prompt_tokens = _chat_tokens(body.get("messages")) if chat else _prompt_tokens(body.get("prompt"))
+    if chat:
+        rendered: list[str] = []
+        prompt_tokens = _chat_tokens(body.get("messages"), rendered)
+        blocks = text_blocks("".join(rendered))
+    else:
+        prompt_tokens = _prompt_tokens(body.get("prompt"))
+        blocks = _prompt_blocks(body.get("prompt"))
     n = body.get("n", 1)
     if n != 1 or isinstance(n, bool):
         raise BadRequest(400, "only n=1 is supported by the simulated engine")
@@ -143,7 +168,22 @@ def parse_completion(raw: bytes, chat: bool, served_name: str, max_model_len: in
             "completion). Please reduce the length of the messages or completion.",
         )
     return CompletionRequest(chat, prompt_tokens, max_tokens, ignore_eos, stream,
-                             bool(options.get("include_usage")), served_name)
+                             bool(options.get("include_usage")), served_name, blocks)
+
+
+def parse_tokenize(raw: bytes, served_name: str, max_model_len: int) -> dict[str, Any]:
+    """vLLM's ``POST /tokenize`` answer for a ``prompt`` or ``messages`` body (token ids are placeholders:
+    the count is the simulator's estimate); raises BadRequest."""
+    body = parse_json_body(raw)
+    model = body.get("model")
+    if model is not None and model != served_name:
+        raise BadRequest(404, f"The model `{model}` does not exist.", kind="not_found")
+    if "messages" in body:
+        count = _chat_tokens(body.get("messages"))
+    else:
+        count = _prompt_tokens(body.get("prompt"))
+    return {"count": count, "max_model_len": max_model_len,
+            "tokens": [zlib.crc32(i.to_bytes(4, "little")) % 32000 for i in range(count)], "token_strs": None}
 
 
 def token_text(request_id: str, index: int) -> str:

@@ -42,6 +42,8 @@ def build_app(rt: Runtime) -> Starlette:
     ]
     if rt.dialect.has_health_generate:
         routes.append(Route("/health_generate", h.health_generate, methods=["GET"]))
+    if rt.dialect.has_tokenize:
+        routes.append(Route("/tokenize", h.tokenize, methods=["POST"]))
     if rt.dialect.info(rt.cfg) is not None:
         routes.append(Route("/info", h.info, methods=["GET"]))
     return Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
@@ -100,6 +102,14 @@ class _Handlers:
             return StreamingResponse(_trickle(body, fault.param("bps")), media_type=METRICS_CONTENT_TYPE)
         return Response(rt.metrics_text(), media_type=METRICS_CONTENT_TYPE)
 
+    async def tokenize(self, request: Request) -> Response:
+        cfg = self.rt.cfg
+        try:
+            body = openai.parse_tokenize(await request.body(), cfg.served_name, cfg.model_config.max_model_len)
+        except BadRequest as exc:
+            return self._error(exc)
+        return JSONResponse(body)
+
     # --- completions --------------------------------------------------------------------------
     async def completions(self, request: Request) -> Response:
         return await self._complete(request, chat=False)
@@ -125,7 +135,7 @@ class _Handlers:
             return JSONResponse(rt.dialect.error_body(503, "the engine is still starting", "overloaded"),
                                 status_code=503)
         rid = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
-        sim = rt.submit(req.prompt_tokens, req.max_tokens, req.ignore_eos, rid)
+        sim = rt.submit(req.prompt_tokens, req.max_tokens, req.ignore_eos, rid, prefix_blocks=req.prefix_blocks)
         created = int(time.time())
         if req.stream:
             return StreamingResponse(self._stream(req, sim, rid, created), media_type="text/event-stream")

@@ -4,6 +4,7 @@
                          [--overhead flat|vllm] [--gpu-memory-utilization F] [--json]
     llmconsole calc breakeven --gpu-hourly USD --gpus N (--api NAME | --price-in USD --price-out USD)
                               [--input-share F] [--tokens-per-day N] [--model ... --gpu ... --quant ...] [--json]
+                              [--measured RESULT.json]  (capacity from `llmconsole bench`, not the estimate)
     llmconsole calc models|gpus|apis [--json]
 
 ``[calculator]`` price overrides come from the config (``--config PATH``, else the usual search order).
@@ -26,6 +27,7 @@ from console.calc.catalog import Catalog
 from console.calc.errors import CalcError
 from console.calc.hfconfig import load_config_path
 from console.calc.kv import KV_DTYPES
+from console.calc.measured import load_measured
 from console.calc.models import ModelSpec
 from console.calc.quant import QUANTS
 from console.calc.report import (
@@ -96,6 +98,9 @@ def _breakeven_parser(sub: Any) -> None:
     p.add_argument("--utilization", type=float, metavar="F", help="sustained fraction of peak (default 0.5)")
     p.add_argument("--seq-len", type=int, default=DEFAULT_SEQ_LEN, metavar="L",
                    help=f"average tokens in context per sequence, for capacity (default {DEFAULT_SEQ_LEN})")  # fmt: skip
+    p.add_argument("--measured", metavar="RESULT.json",
+                   help="capacity from an `llmconsole bench` result (its sustained throughput per GPU, at the SLO "
+                   "when it had one) instead of the catalog estimate")  # fmt: skip
     _model_args(p, required=False)
     _common(p)
 
@@ -175,22 +180,38 @@ def _prices(args: argparse.Namespace, cat: Catalog) -> tuple[float, float, str, 
 def _capacity(
     args: argparse.Namespace, cfg: CalculatorConfig, cat: Catalog, gpu: Any, share: float
 ) -> tuple[float | None, str | None, dict[str, Any]]:
+    if getattr(args, "measured", None) is not None:
+        return _measured_capacity(args, share)
     if args.model is not None and gpu is None:
         raise CalcError("--model needs --gpu for the capacity estimate")
     if args.model is None:  # --gpu alone only prices the GPU
-        return None, None, {"model": None, "gpu": None, "quant": None, "capacity": None}
+        return None, None, {"model": None, "gpu": None, "quant": None, "capacity": None, "capacity_source": None}
     model = resolve_model(args.model, cat)
     util = args.utilization if args.utilization is not None else cfg.utilization
     mem_util = args.gpu_memory_utilization if args.gpu_memory_utilization is not None else cfg.gpu_memory_utilization
     c = estimate(CapacityQuery(model, gpu, args.gpus, args.quant, args.kv_dtype, args.seq_len, share, util, mem_util))
     quant = args.quant or model.native_quant
     if c.fits:
-        label = (f" ({model.slug} {quant} on {args.gpus} x {gpu.slug}: batch {c.batch}, {c.decode_bound}-bound decode, "
-                 f"{c.utilization:.0%} of peak)")  # fmt: skip
+        label = (f" (ESTIMATE from the catalog: {model.slug} {quant} on {args.gpus} x {gpu.slug}: batch {c.batch}, "
+                 f"{c.decode_bound}-bound decode, {c.utilization:.0%} of peak; `--measured RESULT.json` uses a "
+                 "benchmark instead)")  # fmt: skip
     else:
         label = f" ({model.slug} {quant} does not fit {args.gpus} x {gpu.slug}: see `calc vram`)"
-    extra = {"model": model.slug, "gpu": gpu.slug, "quant": quant, "capacity": capacity_json(c)}
+    extra = {"model": model.slug, "gpu": gpu.slug, "quant": quant, "capacity": capacity_json(c),
+             "capacity_source": "estimate"}
     return c.tokens_per_day, label, extra
+
+
+def _measured_capacity(args: argparse.Namespace, share: float) -> tuple[float, str, dict[str, Any]]:
+    """Capacity from a benchmark result (``--measured``) instead of the catalog estimate."""
+    if args.model is not None:
+        raise CalcError("give --measured RESULT.json or --model for the capacity estimate, not both")
+    if args.gpus < 1:
+        raise CalcError(f"--gpus must be 1 or more, got {args.gpus}")
+    m = load_measured(args.measured)
+    extra = {"model": m.model, "gpu": args.gpu, "quant": None, "capacity": None, "capacity_source": "measured",
+             "measured": m.describe(args.gpus)}  # fmt: skip
+    return m.tokens_per_day(args.gpus), m.label(args.gpus, share), extra
 
 
 def _listing(kind: str) -> Any:

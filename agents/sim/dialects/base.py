@@ -25,6 +25,7 @@ class Dialect(ABC):
     default_port: int
     listens_while_loading = False  # SGLang: listen during start-up, /health 503 until ready
     has_health_generate = False  # SGLang's /health_generate
+    has_tokenize = False  # vLLM's POST /tokenize (the engine's own tokenizer, here the simulator's estimate)
     # engine boolean flags we do not implement (so the flag parser does not eat the next token)
     boolean_flags: frozenset[str] = frozenset()
 

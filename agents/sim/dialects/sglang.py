@@ -24,7 +24,7 @@ from agents.sim.sink import Log, Route, TableSink
 PREFIX = "sglang:"
 
 SGLANG_BOOLEAN_FLAGS = frozenset({
-    "--trust-remote-code", "--disable-radix-cache", "--enable-torch-compile", "--disable-cuda-graph",
+    "--trust-remote-code", "--enable-torch-compile", "--disable-cuda-graph",
     "--enable-dp-attention", "--skip-server-warmup", "--enable-cache-report", "--log-requests",
     "--enable-mixed-chunk", "--disable-overlap-schedule", "--enable-p2p-check", "--show-time-cost",
     "--enable-metrics-for-all-schedulers", "--enable-lora", "--disable-cuda-graph-padding",
@@ -126,6 +126,7 @@ class SglangMetrics(TableSink):
         self._decodes = 0
         self._gen_since = 0
         self._retracted_since = 0
+        self._cached_since = 0  # prefix-cache hit tokens of the requests admitted since the last prefill log
         self._last_log_t: float | None = None
 
     def inc(self, name: str, amount: float = 1.0) -> None:
@@ -134,15 +135,19 @@ class SglangMetrics(TableSink):
             self._gen_since += int(amount)
         elif name == "preemptions":
             self._retracted_since += int(amount)
+        elif name == "prefix_hits":
+            self._cached_since += int(amount)
 
     def iteration(self, gauges: Gauges, prefill_tokens: int, decode_tokens: int, now: float) -> None:
         if self._last_log_t is None:
             self._last_log_t = now
         if prefill_tokens:
+            cached, self._cached_since = self._cached_since, 0
             self.set_gauges(gauges)
+            self.registry["sglang:cache_hit_rate"].set(self.S, cached / (cached + prefill_tokens))
             self.log(_sglang_line(
                 f"Prefill batch. #new-seq: {max(1, gauges.running - decode_tokens)}, #new-token: {prefill_tokens}, "
-                f"#cached-token: 0, token usage: {gauges.kv_usage:.2f}, #running-req: {decode_tokens}, "
+                f"#cached-token: {cached}, token usage: {gauges.kv_usage:.2f}, #running-req: {decode_tokens}, "
                 f"#queue-req: {gauges.waiting}", tp=True))
             return
         self._decodes += 1
@@ -193,13 +198,15 @@ class Sglang(Dialect):
         parser.add_argument("--enable-metrics", action="store_true", help="serve /metrics (else 404, as SGLang)")
         parser.add_argument("--max-running-requests", dest="max_num_seqs", type=int, help="= --max-num-seqs")
         parser.add_argument("--context-length", dest="max_model_len", type=int, help="= --max-model-len")
+        parser.add_argument("--disable-radix-cache", action="store_true", help="no prefix (radix) cache")
 
     def resolve(self, ns: argparse.Namespace) -> dict[str, Any]:
         if ns.model_path and ns.model and ns.model_path != ns.model:
             raise ValueError(f"model given twice: --model-path {ns.model_path!r} and --model {ns.model!r}")
         model = ns.model_path or ns.model or "sim-model"
         return {"model": model, "served_name": ns.served_model_name or model,
-                "metrics_enabled": bool(ns.enable_metrics), "metrics_port": None, "log_stats": True}
+                "metrics_enabled": bool(ns.enable_metrics), "metrics_port": None, "log_stats": True,
+                "prefix_caching": not ns.disable_radix_cache}
 
     def make_metrics(self, cfg: SimConfig, created: float, log: Log) -> TableSink:
         return SglangMetrics(cfg, created, log)

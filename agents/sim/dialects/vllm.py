@@ -25,7 +25,7 @@ from agents.sim.sink import Log, Route, TableSink
 PREFIX = "vllm:"
 
 VLLM_BOOLEAN_FLAGS = frozenset({
-    "--enable-prefix-caching", "--no-enable-prefix-caching", "--enforce-eager", "--trust-remote-code",
+    "--enforce-eager", "--trust-remote-code",
     "--disable-log-requests", "--enable-log-requests", "--no-enable-log-requests", "--enable-chunked-prefill",
     "--no-enable-chunked-prefill", "--disable-custom-all-reduce", "--enable-auto-tool-choice",
     "--kv-cache-metrics", "--disable-frontend-multiprocessing", "--enable-lora", "--disable-fastapi-docs",
@@ -190,7 +190,7 @@ def _add_histograms(r: Registry, L: Mapping[str, str], created: float, max_model
 def _add_cache_config_info(r: Registry, mc: ModelConfig) -> None:
     kv, block = mc.kv_tokens, 16
     info = {
-        "block_size": str(block), "cache_dtype": "auto", "enable_prefix_caching": "True",
+        "block_size": str(block), "cache_dtype": "auto", "enable_prefix_caching": str(mc.prefix_caching),
         "engine": "0", "gpu_memory_utilization": "0.9", "kv_cache_size_tokens": str(kv),
         "num_gpu_blocks": str(kv // block), "num_gpu_blocks_override": "None", "num_cpu_blocks": "None",
         "kv_cache_max_concurrency": f"{kv / mc.max_model_len:.1f}", "prefix_caching_hash_algo": "sha256",
@@ -238,18 +238,22 @@ class Vllm(Dialect):
     name = "vllm"
     title = "vLLM"
     default_port = 8000
+    has_tokenize = True
     boolean_flags = VLLM_BOOLEAN_FLAGS
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("model_pos", nargs="?", metavar="MODEL", help="model (as in `vllm serve MODEL`)")
         parser.add_argument("--disable-log-stats", action="store_true", help="no periodic throughput lines")
+        parser.add_argument("--enable-prefix-caching", action=argparse.BooleanOptionalAction, default=True,
+                            help="serve repeated prompt prefixes from the prefix cache (default on, as vLLM V1)")
 
     def resolve(self, ns: argparse.Namespace) -> dict[str, Any]:
         if ns.model_pos and ns.model and ns.model_pos != ns.model:
             raise ValueError(f"model given twice: positional {ns.model_pos!r} and --model {ns.model!r}")
         model = ns.model_pos or ns.model or "sim-model"
         return {"model": model, "served_name": ns.served_model_name or model, "metrics_enabled": True,
-                "metrics_port": None, "log_stats": not ns.disable_log_stats}
+                "metrics_port": None, "log_stats": not ns.disable_log_stats,
+                "prefix_caching": ns.enable_prefix_caching}
 
     def make_metrics(self, cfg: SimConfig, created: float, log: Log) -> TableSink:
         return VllmMetrics(cfg, created, log)
@@ -298,12 +302,13 @@ class Vllm(Dialect):
         ]
 
     def ready_lines(self, cfg: SimConfig) -> list[str]:
-        routes = ["/health", "/metrics", "/v1/models", "/v1/completions", "/v1/chat/completions", "/ping"]
+        routes = ["/health", "/metrics", "/tokenize", "/v1/models", "/v1/completions", "/v1/chat/completions",
+                  "/ping"]
+        posts = ("/tokenize", "/v1/completions", "/v1/chat/completions")
         lines = [self._line(f"Starting vLLM API server 0 on {cfg.url}", "api_server.py:1912"),
                  self._line("Available routes are:", "launcher.py:46")]
-        lines += [self._line(f"Route: {path}, Methods: GET" if path not in ("/v1/completions",
-                                                                            "/v1/chat/completions")
-                             else f"Route: {path}, Methods: POST", "launcher.py:54") for path in routes]
+        lines += [self._line(f"Route: {path}, Methods: {'POST' if path in posts else 'GET'}", "launcher.py:54")
+                  for path in routes]
         pid = os.getpid()
         lines += [f"(APIServer pid={pid}) INFO:     Started server process [{pid}]",
                   f"(APIServer pid={pid}) INFO:     Waiting for application startup.",
