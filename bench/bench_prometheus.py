@@ -16,9 +16,10 @@ settle, as bench/bench_console.py measures it). Each refresh queries the next 15
 has a new snapshot, as in a live fleet scraped every 15 s). Printed: median wall time of each part, the
 console's CPU time and Prometheus's CPU time per refresh (the machine may be shared: CPU time does not
 grow with other load), HTTP requests per refresh at both fleet sizes (they must be equal), the first
-refresh with the graphs' backfill (query_range), and the ratio against the reference measured in the same
-run: the direct-poll refresh of the same fleet (decode every host's /v1/snapshot JSON, reduce, present,
-table update — the network left out, which favours the reference).
+refresh with the graphs' backfill (query_range), a refresh between two scrapes (no host has news: one
+small query), and the ratio against the reference measured in the same run: the direct-poll refresh of
+the same fleet (decode every host's /v1/snapshot JSON, reduce, present, table update — the network left
+out, which favours the reference).
 """
 
 from __future__ import annotations
@@ -189,13 +190,14 @@ async def measure_prometheus(server: Server, times: list[float], refreshes: int)
     prom = PrometheusConfig(name="bench", url=server.url, match="", refresh_s=0.001, stale_after_s=60)
     config = ConsoleConfig()
     out: dict[str, list[float]] = {k: [] for k in ("poll", "queries", "reduce", "present", "table", "total", "cpu",
-                                                   "prom_cpu", "requests", "first", "first_requests", "series")}  # fmt: skip
+                                                   "poll_cpu", "prom_cpu", "requests", "first", "first_requests",
+                                                   "series", "idle", "idle_cpu", "idle_requests")}  # fmt: skip
     table = KeyedTable()
     app = Bench(table)
     async with app.run_test(size=(160, 45)) as pilot:
         table.set_columns(FLEET_COLUMNS, right=RIGHT_COLUMNS)
         # first contact: every host new, graphs backfilled with query_range
-        first = PrometheusFleetSource(prom, config, fetch_history=True)
+        first = PrometheusFleetSource(prom, fetch_history=True, full=False)
         first.query_time = lambda: times[-refreshes - 2]
         before = first.requests
         t0 = time.perf_counter()
@@ -205,13 +207,13 @@ async def measure_prometheus(server: Server, times: list[float], refreshes: int)
         out["first_requests"].append(first.requests - before)
         out["series"].append(sum(len(r.history) for r in results))
         await first.aclose()
-        source = PrometheusFleetSource(prom, config, fetch_history=False)
+        source = PrometheusFleetSource(prom, fetch_history=False, full=False)  # what the console asks for
         for n in range(refreshes + 1):
             source.query_time = lambda n=n: times[-refreshes - 1 + n]
             before, pc0 = source.requests, server.cpu_s()
             c0, t0 = time.process_time(), time.perf_counter()
             results = await source.poll()
-            t1 = time.perf_counter()
+            t1, c_poll = time.perf_counter(), time.process_time()
             state = apply(state, results, time.monotonic(), time.time())
             t2 = time.perf_counter()
             view = fleet_table(state, state.now)
@@ -226,8 +228,20 @@ async def measure_prometheus(server: Server, times: list[float], refreshes: int)
                 continue  # the first refresh of this source fills the table's rows from scratch
             for key, value in (("poll", t1 - t0), ("queries", source.last_refresh["queries"]), ("reduce", t2 - t1),
                                ("present", t3 - t2), ("table", t4 - t3), ("total", t4 - t0), ("cpu", c1 - c0),
+                               ("poll_cpu", c_poll - c0),
                                ("prom_cpu", pc1 - pc0), ("requests", source.requests - before)):  # fmt: skip
                 out[key].append(value)
+        for _ in range(3):  # between two scrapes: no host has a new snapshot
+            before, pc0 = source.requests, server.cpu_s()
+            c0, t0 = time.process_time(), time.perf_counter()
+            results = await source.poll()
+            state = apply(state, results, time.monotonic(), time.time())
+            view = fleet_table(state, state.now)
+            table.sync(view.rows, view.order, groups=view.groups)
+            await pilot.pause()
+            out["idle"].append(time.perf_counter() - t0)
+            out["idle_cpu"].append(time.process_time() - c0 + server.cpu_s() - pc0)
+            out["idle_requests"].append(source.requests - before)
         await source.aclose()
         assert table.row_count == len(view.order)
     return out
@@ -261,13 +275,16 @@ async def measure_direct(bases: list[HostSnapshot], times: list[float], refreshe
 
 
 def report(hosts: int, m: dict[str, list[float]], ref: dict[str, list[float]]) -> None:
-    ms = {k: median(v) * 1000 for k, v in m.items() if k not in ("requests", "first_requests", "series")}
+    ms = {k: median(v) * 1000 for k, v in m.items() if k not in ("requests", "first_requests", "series", "idle_requests")}
     print(f"  {hosts} hosts x 4 engines, median of {len(m['total'])} refreshes (ms):")
     print(f"    poll {ms['poll']:7.1f} (queries {ms['queries']:7.1f})  reduce {ms['reduce']:6.1f}  present "
           f"{ms['present']:6.1f}  table {ms['table']:6.1f}  = refresh {ms['total']:7.1f} wall")  # fmt: skip
-    print(f"    CPU per refresh: console {ms['cpu']:7.1f}, prometheus {ms['prom_cpu']:7.1f}")
+    print(f"    CPU per refresh: console {ms['cpu']:7.1f} (of which poll {ms['poll_cpu']:6.1f}), "
+          f"prometheus {ms['prom_cpu']:7.1f}")  # fmt: skip
     print(f"    HTTP requests per refresh: {sorted(set(m['requests']))}; first refresh with backfill: "
           f"{ms['first']:.0f} ms, {int(m['first_requests'][0])} requests, {int(m['series'][0])} past snapshots")  # fmt: skip
+    print(f"    between two scrapes (no new snapshot): {ms['idle']:.0f} ms wall, {ms['idle_cpu']:.0f} ms CPU (console + "
+          f"prometheus), requests {sorted(set(m['idle_requests']))}")  # fmt: skip
     r = median(ref["total"]) * 1000
     print(f"    reference (direct poll, same fleet, no network): {r:7.1f} ms wall, {median(ref['cpu']) * 1000:7.1f} ms CPU;"
           f" prometheus refresh / reference = {ms['total'] / r:.2f}x")  # fmt: skip

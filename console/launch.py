@@ -13,7 +13,7 @@ from dataclasses import replace
 
 from agents.config import ConfigError, find_config
 from console.settings import ConsoleConfig, load_console_config
-from console.source import FixtureFleetSource, FleetSource, HttpFleetSource
+from console.source import FixtureFleetSource, FleetSource, build_fleet_source
 from console.tunnels import ssh_hosts
 
 PROG = "llmconsole"
@@ -51,9 +51,9 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         sys.stderr.write(f"{PROG}: {exc}\n")
         return 2
-    if not config.hosts:
+    if not config.hosts and not config.prometheus:
         where = f" in {config.source}" if config.source else " (no config file found)"
-        sys.stderr.write(f"{PROG}: no hosts configured{where}: add [[console.hosts]] or try `{PROG} demo` "
+        sys.stderr.write(f"{PROG}: no hosts configured{where}: add [[console.hosts]] or [[console.prometheus]], or try `{PROG} demo` "
                          "for a local simulated fleet\n")  # fmt: skip
         return 2
     return run_console(config)
@@ -63,7 +63,7 @@ def run_console(config: ConsoleConfig, *, source: FleetSource | None = None, tit
     """Run the console app until the user quits; the exit code."""
     from console.app import LlmConsole  # Textual is imported only when the console really runs
 
-    source = source if source is not None else HttpFleetSource(config)
+    source = source if source is not None else build_fleet_source(config)
     if isinstance(source, FixtureFleetSource):
         app = LlmConsole(source, config, clock=source.clock, wall=source.wall, title=title)
     else:

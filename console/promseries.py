@@ -18,7 +18,7 @@ series gets ``stats_age_s`` 0 (relative to its snapshot, whose age comes from
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -85,16 +85,23 @@ def name_regex(names: Iterable[str]) -> str:
     return P + "(" + "|".join(names) + ")"
 
 
-def host_names() -> list[str]:
-    return [HOST_INFO, *HOST_VALUES]
+# What the console shows of every host at each refresh (fleet table, graphs, engine header, GPU memory and
+# utilization); ``full`` reads every exported family (``status``, scripts).
+LEAN_HOST = ("snapshot_seq", "snapshot_timestamp_seconds")
+LEAN_ENGINE = (*GRAPHED, "restarts_total", "uptime_seconds")
+LEAN_GPU = ("memory_used_bytes", "memory_total_bytes", "utilization_percent")
 
 
-def engine_value_names() -> list[str]:
-    return [f"engine_{s}" for s in (*ENGINE_STATS, *ENGINE_OTHER)]
+def host_names(full: bool = True) -> list[str]:
+    return [HOST_INFO, *(HOST_VALUES if full else LEAN_HOST)]
 
 
-def gpu_names() -> list[str]:
-    return [f"gpu_{s}" for s in GPU_VALUES]
+def engine_value_names(full: bool = True) -> list[str]:
+    return [f"engine_{s}" for s in ((*ENGINE_STATS, *ENGINE_OTHER) if full else LEAN_ENGINE)]
+
+
+def gpu_names(full: bool = True) -> list[str]:
+    return [f"gpu_{s}" for s in (GPU_VALUES if full else LEAN_GPU)]
 
 
 def history_names() -> list[str]:
@@ -212,27 +219,22 @@ def read_fleet(
             h.labels = dict(labels)
         elif fam in HOST_VALUES:
             put(h.values, HOST_VALUES[fam], _value(v, labels, notes), labels)
-    for labels, v in (*engines, *values):
+    for labels, _v in engines:
         h = host_of(labels)
         if h is None:
             continue
-        eid = labels.get("engine")
-        if not eid:
-            notes.add("engine series without an engine label ignored", show_series(labels))
-            continue
-        e = h.engines.get(eid)
+        e = _engine_of(h, labels, notes)
         if e is None:
-            e = h.engines[eid] = _Engine()
+            continue
         e.kind = e.kind or labels.get("kind") or None
         e.model = e.model or labels.get("model") or None
         if "state" in labels:
             if e.state is not None:
                 notes.add("duplicate series ignored (two targets report one host?)", show_series(labels))
             e.state = labels["state"]
-        elif (fam := _family(labels, P + "engine_")) == "info" or (fam is None and "model_path" in labels):
-            e.info = dict(labels)
-        elif fam in ENGINE_STATS or fam in ENGINE_OTHER:
-            put(e.values, fam, _value(v, labels, notes), labels)
+        elif _family(labels, P + "engine_") == "info" or "model_path" in labels:
+            e.info = labels
+    _engine_values(fleet, values, notes, host_of)
     for labels, v in gpus:
         h = host_of(labels)
         fam = _family(labels, P + "gpu_")
@@ -255,6 +257,48 @@ def read_fleet(
         alert = Alert(code=code, severity=labels.get("severity") or "warning", summary=labels.get("summary", ""))
         h.alerts.append((labels.get("engine", ""), alert))
     return _snapshots(fleet, at, notes)
+
+
+_ENGINE_FAMILIES = frozenset((*ENGINE_STATS, *ENGINE_OTHER))
+_ENGINE_PREFIX = P + "engine_"
+
+
+def _engine_of(h: _Host, labels: Mapping[str, str], notes: Notes) -> _Engine | None:
+    eid = labels.get("engine")
+    if not eid:
+        notes.add("engine series without an engine label ignored", show_series(labels))
+        return None
+    e = h.engines.get(eid)
+    if e is None:
+        e = h.engines[eid] = _Engine()
+    return e
+
+
+def _engine_values(fleet: dict[str, _Host], values: Sequence[Series], notes: Notes,
+                   host_of: Callable[[Mapping[str, str]], _Host | None]) -> None:  # fmt: skip
+    """The engine values, the bulk of a refresh (ten per engine): one tight loop, no calls per series
+    beyond dict lookups unless something is wrong."""
+    isfinite, cut = math.isfinite, len(_ENGINE_PREFIX)
+    for labels, v in values:
+        get = labels.get
+        h = fleet.get(get("host") or "") or host_of(labels)
+        if h is None:
+            continue
+        name = get("__name__") or ""
+        fam = name[cut:] if name.startswith(_ENGINE_PREFIX) else ""
+        if fam not in _ENGINE_FAMILIES:
+            continue
+        e = h.engines.get(get("engine") or "") or _engine_of(h, labels, notes)
+        if e is None:
+            continue
+        if fam in e.values:
+            notes.add("duplicate series ignored (two targets report one host?)", show_series(labels))
+            continue
+        if not isfinite(v):
+            notes.add("NaN/Inf values read as missing", show_series(labels))
+            e.values[fam] = None
+            continue
+        e.values[fam] = v
 
 
 def _int_label(text: str | None) -> int | None:

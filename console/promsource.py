@@ -4,10 +4,12 @@ Prometheus, Thanos Querier and VictoriaMetrics serve the same ``/api/v1/query`` 
 agents' own ``llmconsole_*`` series there (the scrape job chosen by ``match``), so a console can watch a
 site of a thousand hosts with a few requests per refresh:
 
-- one refresh is three instant queries for the whole fleet, whatever its size — host-level families with
-  ``up``, GPUs and the agents' active alerts; engine identity and state (``== 1``); engine values — plus
-  Prometheus's own firing alerts (``/api/v1/alerts``), merged with the agents' (:mod:`console.promseries`
-  turns the series into the snapshots the reducer already reads);
+- one refresh is at most three instant queries for the whole fleet, whatever its size — host-level
+  families (``up``, seq, snapshot timestamp, identity, the agents' active alerts); then, only for hosts
+  whose snapshot changed since the last refresh, engine identity and state (``== 1``) and the engine and
+  GPU values, at the first query's evaluation time — plus Prometheus's own firing alerts
+  (``/api/v1/alerts``), merged with the agents' (:mod:`console.promseries` turns the series into the
+  snapshots the reducer already reads; :mod:`console.promapi` speaks HTTP);
 - hosts seen for the first time come with their recent past, for the graphs, from one ``query_range``;
 - a refresh happens every ``refresh_s`` (Prometheus has news only once per scrape); polls in between
   return nothing, and each host ages from ``llmconsole_snapshot_timestamp_seconds`` against the server's
@@ -24,12 +26,12 @@ used. A ``target down`` (``up == 0``) makes that host unreachable.
 from __future__ import annotations
 
 import asyncio
-import json
-import ssl
+import contextlib
+import gc
+import math
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from pathlib import Path
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -37,6 +39,7 @@ import httpx
 
 from agents.schema import History, HostSnapshot
 from console.fleet import ActionResult, HostError, HostResult, one_line
+from console.promapi import Answer, PromClient, PromError
 from console.promseries import (
     ALERTS,
     Series,
@@ -50,25 +53,10 @@ from console.promseries import (
     rule_alerts,
 )
 from console.settings import DEFAULT_MATCH, PrometheusConfig, http_url_problem, parse_matchers
-from console.source import _connect_reason, token_file_warning
 
-MAX_ANSWER_BYTES = 256 * 1024 * 1024  # a 1,000-host refresh is a few tens of MiB at most
 WINDOW_S = 900.0  # the graphs' window (console.state.WINDOW_S)
 HISTORY_POINTS = 60  # per series in a backfill: one point every 15 s of a 15-minute window
 HOST_FILTER_MAX = 100  # backfill more new hosts than this without a host=~ filter (and pick them here)
-
-
-class PromError(Exception):
-    """One request to the server failed; ``str()`` is one line naming what failed."""
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """A successful answer: ``data``, the server's ``warnings`` (a partial response), its wall time."""
-
-    data: Any
-    warnings: tuple[str, ...]
-    seconds: float
 
 
 def selector(match: str, names: Sequence[str], *, also: str = "", extra: str = "") -> str:
@@ -88,13 +76,20 @@ def _matchers(match: str) -> list[tuple[str, str, str]]:
     return got
 
 
-def fleet_queries(match: str) -> dict[str, str]:
-    """The instant queries of one refresh, by part (see the module docstring)."""
+def fleet_queries(match: str, full: bool = True, only: str = "") -> dict[str, str]:
+    """The instant queries of one refresh, by part (see the module docstring); ``full``: every exported
+    family, else what the console shows of every host (see :data:`console.promseries.LEAN_ENGINE`);
+    ``only``: a matcher restricting the engine and value parts to some hosts."""
     return {
-        "hosts": selector(match, [*host_names(), ALERTS, *gpu_names()], also="up"),
-        "engines": selector(match, ["engine_info", "engine_state"]) + " == 1",
-        "values": selector(match, engine_value_names()),
+        "hosts": selector(match, [*host_names(full), ALERTS], also="up"),
+        "engines": selector(match, ["engine_info", "engine_state"], extra=only) + " == 1",
+        "values": selector(match, [*engine_value_names(full), *gpu_names(full)], extra=only),
     }
+
+
+def host_matcher(hosts: Sequence[str]) -> str:
+    """``host=~"a|b"`` matching exactly these host names."""
+    return 'host=~"' + "|".join(_promql_regex_literal(h) for h in hosts) + '"'
 
 
 def _promql_regex_literal(text: str) -> str:
@@ -104,173 +99,57 @@ def _promql_regex_literal(text: str) -> str:
     return escaped.replace("\\", "\\\\").replace('"', '\\"')
 
 
-class PromClient:
-    """The HTTP side: one ``httpx.AsyncClient`` with the entry's credentials and CA; envelopes checked."""
-
-    def __init__(self, cfg: PrometheusConfig, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self.cfg = cfg
-        self.requests = 0
-        verify: ssl.SSLContext | bool = True
-        self.setup_error: str | None = None
-        if cfg.tls_ca is not None:
-            try:
-                verify = ssl.create_default_context(cafile=str(cfg.tls_ca))
-            except (OSError, ssl.SSLError) as exc:
-                self.setup_error = f"tls_ca {cfg.tls_ca}: {getattr(exc, 'strerror', None) or exc}"
-        self._client = httpx.AsyncClient(
-            base_url=cfg.url.rstrip("/"), transport=transport, verify=verify, trust_env=False,
-            timeout=httpx.Timeout(cfg.query_timeout_s + 1.0), headers={"User-Agent": "llmconsole"},
-        )  # fmt: skip
-
-    def credentials(self) -> tuple[dict[str, str], httpx.BasicAuth | None, str | None]:
-        """(headers, basic auth, warning about a secret file others can read); PromError if unreadable."""
-        cfg = self.cfg
-        if cfg.token_file is not None:
-            token, warning = _secret(cfg.token_file, "token_file")
-            return {"Authorization": f"Bearer {token}"}, None, warning
-        if cfg.basic_auth_user is not None and cfg.basic_auth_password_file is not None:
-            password, warning = _secret(cfg.basic_auth_password_file, "basic_auth_password_file")
-            return {}, httpx.BasicAuth(cfg.basic_auth_user, password), warning
-        return {}, None, None
-
-    def _auth_hint(self) -> str:
-        cfg = self.cfg
-        if cfg.token_file is not None:
-            return f"check token_file {cfg.token_file}"
-        if cfg.basic_auth_user is not None:
-            return f"check basic_auth_user {cfg.basic_auth_user!r} and basic_auth_password_file"
-        return "no credentials configured (token_file, or basic_auth_user + basic_auth_password_file)"
-
-    async def get(self, path: str, params: Mapping[str, str] | None = None, *, post: bool = False) -> Answer:
-        """One API call: the ``data`` of a ``"status": "success"`` envelope; PromError otherwise."""
-        if self.setup_error is not None:
-            raise PromError(self.setup_error)
-        headers, auth, _ = self.credentials()
-        started = time.monotonic()
-        self.requests += 1
-        try:
-            async with asyncio.timeout(self.cfg.query_timeout_s + 2.0):
-                body, resp = await self._send(path, params, headers, auth, post)
-        except (TimeoutError, httpx.TimeoutException):
-            raise PromError(f"{path}: no answer within {self.cfg.query_timeout_s:g}s (query timeout)") from None
-        except httpx.ConnectError as exc:
-            raise PromError(f"cannot connect: {_connect_reason(exc)}") from None
-        except httpx.HTTPError as exc:
-            raise PromError(f"{path}: connection broken: {_connect_reason(exc)}") from None
-        return self._envelope(path, resp, body, time.monotonic() - started)
-
-    async def _send(self, path: str, params: Mapping[str, str] | None, headers: dict[str, str],
-                    auth: httpx.BasicAuth | None, post: bool) -> tuple[bytes, httpx.Response]:  # fmt: skip
-        kwargs: dict[str, Any] = {"data": dict(params or {})} if post else {"params": dict(params or {})}
-        request = self._client.build_request("POST" if post else "GET", path, headers=headers, **kwargs)
-        resp = await self._client.send(request, auth=auth, stream=True)
-        try:
-            chunks, size = [], 0
-            async for chunk in resp.aiter_bytes():
-                size += len(chunk)
-                if size > MAX_ANSWER_BYTES:
-                    raise PromError(f"{path}: answer larger than {MAX_ANSWER_BYTES >> 20} MiB")
-                chunks.append(chunk)
-        finally:
-            await resp.aclose()
-        return b"".join(chunks), resp
-
-    def _envelope(self, path: str, resp: httpx.Response, body: bytes, seconds: float) -> Answer:
-        status = resp.status_code
-        if status in (401, 403):
-            raise PromError(f"not authorized (HTTP {status}): {self._auth_hint()}")
-        try:
-            doc = json.loads(body)
-        except (ValueError, RecursionError):
-            doc = None
-        if not isinstance(doc, dict) or doc.get("status") not in ("success", "error"):
-            kind = resp.headers.get("content-type", "no content type").split(";")[0]
-            first = body[:120].decode("utf-8", "replace").strip().splitlines()
-            start = f": {first[0]!r}" if first else ""
-            raise PromError(f"not a Prometheus query API: {path} answered HTTP {status} ({kind}){start}")
-        if doc["status"] == "error" or not 200 <= status < 300:
-            kind, error = str(doc.get("errorType") or f"HTTP {status}"), str(doc.get("error") or "")
-            if kind == "timeout" or status == 503:
-                raise PromError(f"query timed out on the server ({kind}): {error}")
-            raise PromError(f"query failed ({kind}, HTTP {status}): {error}")
-        warnings = doc.get("warnings")
-        warned = tuple(str(w) for w in warnings) if isinstance(warnings, list) else ()
-        return Answer(doc.get("data"), warned, seconds)
-
-    async def vector(self, expr: str, at: float | None = None) -> tuple[float | None, list[Series], Answer]:
-        """An instant query (at the server's now, or at ``at``): (evaluation time, series, answer);
-        PromError for any other result type."""
-        params = {"query": expr, "timeout": f"{self.cfg.query_timeout_s:g}s"}
-        if at is not None:
-            params["time"] = f"{at:.3f}"
-        got = await self.get("/api/v1/query", params, post=True)
-        data = got.data
-        if not isinstance(data, dict) or data.get("resultType") != "vector" or not isinstance(data.get("result"), list):
-            found = data.get("resultType") if isinstance(data, dict) else type(data).__name__
-            raise PromError(f"not a Prometheus query API: /api/v1/query gave {found!r}, not a vector")
-        at: float | None = None
-        out: list[Series] = []
-        for item in data["result"]:
-            parsed = _sample(item)
-            if parsed is None:
-                raise PromError("not a Prometheus query API: /api/v1/query gave a malformed sample")
-            labels, t, v = parsed
-            at = t if at is None else max(at, t)
-            out.append((labels, v))
-        return at, out, got
-
-    async def matrix(self, expr: str, start: float, end: float, step: float) -> tuple[list[Any], Answer]:
-        params = {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}",
-                  "timeout": f"{self.cfg.query_timeout_s:g}s"}  # fmt: skip
-        got = await self.get("/api/v1/query_range", params, post=True)
-        data = got.data
-        if not isinstance(data, dict) or data.get("resultType") != "matrix" or not isinstance(data.get("result"), list):
-            raise PromError("not a Prometheus query API: /api/v1/query_range gave no matrix")
-        out = []
-        for item in data["result"]:
-            labels = item.get("metric") if isinstance(item, dict) else None
-            values = item.get("values") if isinstance(item, dict) else None
-            if not isinstance(labels, dict) or not isinstance(values, list):
-                continue
-            points = [p for p in (_point(v) for v in values) if p is not None]
-            out.append(({str(k): str(v) for k, v in labels.items()}, points))
-        return out, got
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
+Stamps = dict[str, tuple[float, float]]  # host -> (seq, snapshot timestamp)
 
 
-def _secret(path: Path, key: str) -> tuple[str, str | None]:
-    p = Path(path).expanduser()
+def _split_hosts(series: list[Series], instances: dict[str, str]) -> tuple[list[Series], list[Series], list[Series], Stamps]:
+    """The host-level answer as (up, host families, active agent alerts) plus each host's (seq, snapshot
+    timestamp); ``instances`` learns which scrape target each host is."""
+    up, hosts, alerts = [], [], []
+    seqs: dict[str, float] = {}
+    taken: dict[str, float] = {}
+    for sv in series:
+        labels, v = sv
+        name = labels.get("__name__")
+        if name == "up":
+            up.append(sv)
+        elif name == "llmconsole_" + ALERTS:
+            if v == 1:
+                alerts.append(sv)
+        else:
+            hosts.append(sv)
+            host = labels.get("host")
+            if host and name == "llmconsole_snapshot_seq":
+                seqs[host] = v
+                if labels.get("instance"):
+                    instances[labels["instance"]] = host
+            elif host and name == "llmconsole_snapshot_timestamp_seconds":
+                taken[host] = v
+    stamps = {h: (seq, taken[h]) for h, seq in seqs.items() if h in taken and math.isfinite(seq) and math.isfinite(taken[h])}
+    return up, hosts, alerts, stamps
+
+
+def _only(series: list[Series], hosts: set[str | None]) -> list[Series]:
+    """The series of these hosts, and those without a host label (read_fleet reports them)."""
+    return [sv for sv in series if sv[0].get("host") in hosts or not sv[0].get("host")]
+
+
+def _partial(warning: str) -> str:
+    """A server warning (Thanos/Prometheus: some data may be missing) as part of the source's line."""
+    return warning if warning.lower().startswith("partial response") else f"partial response: {warning}"
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic GC while a refresh's answers are decoded and read: tens of thousands of fresh containers
+    make the collector walk them again and again (it doubled the cost); parsing creates no cycles."""
+    was = gc.isenabled()
+    gc.disable()
     try:
-        st = p.stat()
-        value = p.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise PromError(f"cannot read {key} {p}: {getattr(exc, 'strerror', None) or 'not UTF-8 text'}") from None
-    if not value or any(c.isspace() or not c.isprintable() for c in value):
-        raise PromError(f"{key} {p} does not hold one secret (printable, without spaces)")
-    return value, token_file_warning(p, st.st_mode)
-
-
-def _point(raw: Any) -> tuple[float, float] | None:
-    if not isinstance(raw, list) or len(raw) != 2:
-        return None
-    try:
-        return float(raw[0]), float(raw[1])
-    except (TypeError, ValueError):
-        return None
-
-
-def _sample(item: Any) -> tuple[dict[str, str], float, float] | None:
-    if not isinstance(item, dict):
-        return None
-    labels, value = item.get("metric"), item.get("value")
-    if not isinstance(labels, dict):
-        return None
-    point = _point(value)
-    if point is None:
-        return None
-    return {str(k): str(v) for k, v in labels.items()}, point[0], point[1]
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 # --- the source ------------------------------------------------------------------------------------
@@ -287,17 +166,23 @@ class PrometheusFleetSource:
         clock: Callable[[], float] = time.monotonic,
         fetch_history: bool = True,
         history_step_s: float | None = None,
+        full: bool = True,
     ) -> None:
-        """``history_step_s``: the graphs' backfill resolution (default: 15 s, or ``refresh_s`` if longer)."""
+        """``history_step_s``: the graphs' backfill resolution (default: 15 s, or ``refresh_s`` if longer);
+        ``full``: read every exported family (False: only what the console shows of every host, about half
+        the series — the console's choice at fleet scale; the families left out are None)."""
         self.prom = prom
         self.history_step_s = history_step_s or max(prom.refresh_s, WINDOW_S / HISTORY_POINTS)
         self.client = PromClient(prom, transport=transport)
-        self.queries = fleet_queries(prom.match)
+        self.full = full
+        self.queries = fleet_queries(prom.match, full)
         self.fetch_history = fetch_history
         self._clock = clock
         self._next_due: float | None = None
         self._last: dict[str, HostResult] = {}  # the newest good result of each host this source showed
         self._instances: dict[str, str] = {}  # scrape target -> host, as last seen
+        self._stamps: Stamps = {}  # host -> (seq, snapshot timestamp) last read
+        self._base: dict[str, HostSnapshot] = {}  # host -> its snapshot as last read (before rule alerts)
         self._problem: str | None = None
         self._rule_alerts = True  # False once the server said it has no /api/v1/alerts (VictoriaMetrics)
         self.last_refresh: dict[str, float] = {}  # timings of the last refresh (seconds), for bench/
@@ -336,47 +221,68 @@ class PrometheusFleetSource:
         return [replace(r, warnings=(self._problem,)) for r in self._last.values() if self._problem]
 
     async def _refresh(self) -> list[HostResult]:
+        with _gc_paused():
+            return await self._refresh_now()
+
+    async def _refresh_now(self) -> list[HostResult]:
+        """Host-level series first (``up``, seq, timestamps, identity, the agents' alerts) with the rule
+        alerts; then engines and values only for hosts whose snapshot changed since the last refresh (all
+        at the first one's evaluation time, so the parts agree): a refresh between two scrapes costs one
+        small query."""
         started = time.perf_counter()
         _, _, warning = self.client.credentials()
-        names = list(self.queries)
         at_time = self.query_time() if self.query_time is not None else None
-        gathered = await asyncio.gather(*(self.client.vector(self.queries[n], at_time) for n in names), self._alerts())
-        answers = dict(zip(names, gathered[:-1], strict=True))
+        first, (rules, rule_problem) = await asyncio.gather(self.client.vector(self.queries["hosts"], at_time),
+                                                            self._alerts())  # fmt: skip
+        at, host_series, answer = first
+        up, hosts, alerts, stamps = _split_hosts(host_series, self._instances)
+        changed = [h for h, st in stamps.items() if self._stamps.get(h) != st or h not in self._base]
+        answers = [answer]
+        engines: list[Series] = []
+        values: list[Series] = []
+        if changed:
+            only = host_matcher(changed) if len(changed) <= HOST_FILTER_MAX and len(changed) < len(stamps) else ""
+            queries = fleet_queries(self.prom.match, self.full, only)
+            (_, engines, a2), (_, values, a3) = await asyncio.gather(
+                self.client.vector(queries["engines"], at_time if at_time is not None else at),
+                self.client.vector(queries["values"], at_time if at_time is not None else at))  # fmt: skip
+            answers += [a2, a3]
         queried = time.perf_counter()
-        at = max((a[0] for a in answers.values() if a[0] is not None), default=None)
-        up = [(lab, v) for lab, v in answers["hosts"][1] if lab.get("__name__") == "up"]
-        host_level = [(lab, v) for lab, v in answers["hosts"][1] if lab.get("__name__") != "up"]
-        hosts = [s for s in host_level if not s[0].get("__name__", "").startswith(("llmconsole_gpu_", "llmconsole_alerts"))]
-        gpus = [s for s in host_level if s[0].get("__name__", "").startswith("llmconsole_gpu_")]
-        alerts = [s for s in host_level if s[0].get("__name__") == "llmconsole_" + ALERTS and s[1] == 1]
-        read = read_fleet(at, hosts, answers["engines"][1], answers["values"][1], gpus, alerts)
-        self._instances.update(read.instances)
-        what = [f"partial response: {w}" for a in answers.values() for w in a[2].warnings]
-        what += read.notes
-        snaps = read.snapshots
-        rules, rule_problem = gathered[-1]
+        # changed hosts, and those without a usable seq/timestamp (read_fleet says what is wrong with them)
+        wanted = set(changed) | ({sv[0].get("host") for sv in hosts} - stamps.keys())
+        if len(wanted) < len(stamps):  # unfiltered answers also hold unchanged hosts: leave them out
+            engines, values = _only(engines, wanted), _only(values, wanted)
+        gpus = [sv for sv in values if sv[0].get("__name__", "").startswith("llmconsole_gpu_")]
+        values = [sv for sv in values if not sv[0].get("__name__", "").startswith("llmconsole_gpu_")]
+        read = read_fleet(at, _only(hosts, wanted), engines, values, gpus, _only(alerts, wanted))
+        self._base.update(read.snapshots)
+        self._stamps.update({h: stamps[h] for h in read.snapshots})
+        base = {h: self._base[h] for h in stamps if h in self._base}
+        what = [_partial(w) for a in answers for w in a.warnings] + read.notes
+        snaps = base
         if rule_problem:
             what.append(rule_problem)
         if rules is not None:
-            snaps, notes = rule_alerts(snaps, rules, self._instances, self.prom.name)
+            snaps, notes = rule_alerts(base, rules, self._instances, self.prom.name)
             what += notes
         if warning:
             what.append(warning)
         history = await self._backfill(snaps, at, what)
         self._problem = self._line(what) if what else None
         done = self._clock()
-        rtt = max(a[2].seconds for a in answers.values())
+        rtt = max(a.seconds for a in answers)
         warnings = (self._problem,) if self._problem else ()
         out: dict[str, HostResult] = {}
         for host, snap in snaps.items():
-            received = done - read.ages.get(host, 0.0)
-            out[host] = HostResult(host, snap, None, rtt, received, tuple(history.get(host, ())), self.route(),
+            age = max(0.0, at - stamps[host][1]) if at is not None else 0.0
+            out[host] = HostResult(host, snap, None, rtt, done - age, tuple(history.get(host, ())), self.route(),
                                    warnings, self.prom.stale_after_s)  # fmt: skip
         out.update(self._down(up, snaps, done, warnings))
         self._last = {h: replace(r, history=()) for h, r in out.items() if r.snapshot is not None} | {
             h: r for h, r in self._last.items() if h not in out and r.snapshot is not None
         }
-        self.last_refresh = {"queries": queried - started, "read": time.perf_counter() - queried}
+        self.last_refresh = {"queries": queried - started, "read": time.perf_counter() - queried,
+                             "changed": float(len(changed))}  # fmt: skip
         return list(out.values())
 
     def _down(self, up: list[Series], snaps: Mapping[str, HostSnapshot], now: float,
@@ -424,7 +330,7 @@ class PrometheusFleetSource:
         except PromError as exc:
             what.append(f"graphs not backfilled: {exc}")
             return {}
-        what.extend(f"partial response: {w}" for w in got.warnings)
+        what.extend(_partial(w) for w in got.warnings)
         past = read_history(matrix, set(new))
         return {h: [s for s in snaps_ if s.seq < snaps[h].seq] for h, snaps_ in past.items()}
 

@@ -46,10 +46,10 @@ from agents.schema import (
     history_from_dict,
     parse_rfc3339,
 )
+from console.combined import CombinedFleetSource
 from console.fleet import (
     ACTIONS,
     ActionResult,
-    CombinedFleetSource,
     FleetSource,
     HostError,
     HostResult,
@@ -757,16 +757,17 @@ def _fixture_host(base: Path, spec: Mapping[str, Any]) -> FixtureHost:
     return host
 
 
-def build_fleet_source(config: ConsoleConfig, *, fetch_history: bool = True) -> FleetSource:
+def build_fleet_source(config: ConsoleConfig, *, fetch_history: bool = True, full: bool = False) -> FleetSource:
     """The source for ``config``: its direct hosts (``HttpFleetSource``) and one
     ``PrometheusFleetSource`` per ``[[console.prometheus]]`` entry; several are combined, direct hosts
-    first (they keep their own route, for actions and logs, even when a Prometheus also sees them)."""
+    first (they keep their own route, for actions and logs, even when a Prometheus also sees them).
+    ``full``: a Prometheus is asked for every exported family, not only what the console shows."""
     http = HttpFleetSource(config, fetch_history=fetch_history) if config.hosts or not config.prometheus else None
     if not config.prometheus and http is not None:
         return http
     from console.promsource import PrometheusFleetSource  # only when some Prometheus is configured
 
-    proms: list[FleetSource] = [PrometheusFleetSource(p, fetch_history=fetch_history) for p in config.prometheus]
+    proms: list[FleetSource] = [PrometheusFleetSource(p, fetch_history=fetch_history, full=full) for p in config.prometheus]
     if http is None and len(proms) == 1:
         return proms[0]
     sources: list[FleetSource] = ([http] if http is not None else []) + proms

@@ -4,7 +4,8 @@ Per host a status — pending (never answered yet) | fresh | stale | unreachable
 incompatible:
 
 - fresh / stale: the newest snapshot (by ``seq``) was RECEIVED at most / more than ``stale_after_s``
-  ago, by the console's monotonic clock. Agent wall time is never compared with console wall time
+  ago, by the console's monotonic clock (a host's source may set its own limit: a Prometheus has news
+  only once per scrape, so its hosts use that entry's ``stale_after_s``). Agent wall time is never compared with console wall time
   (reliability.md §2.8); an agent that keeps answering the same ``seq`` goes stale.
 - unreachable: the last poll failed (refused, timeout, DNS, HTTP error, bad payload). The last good
   snapshot is kept so screens can show its values greyed, with their age.

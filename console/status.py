@@ -54,7 +54,7 @@ def add_parser(subparsers: Any) -> None:
 
 async def poll_fleet(config: ConsoleConfig, source: FleetSource | None = None) -> tuple[FleetState, list[str]]:
     """One poll of every source: the reduced state and one line per source that failed."""
-    src = source or build_fleet_source(config, fetch_history=False)
+    src = source or build_fleet_source(config, fetch_history=False, full=True)
     try:
         results = await src.poll()
         problems = src.problems()

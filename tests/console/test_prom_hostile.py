@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from agents.schema import HostSnapshot, rfc3339
-from console.fleet import CombinedFleetSource
+from console.combined import CombinedFleetSource
 from console.promsource import PrometheusFleetSource
 from console.settings import ConsoleConfig, PrometheusConfig
 from console.source import FixtureFleetSource, FixtureHost, FrameClock
@@ -143,7 +143,7 @@ def test_a_partial_response_is_used_and_said() -> None:
         (r,) = run(poll_once(src))
     assert r.snapshot is not None and len(r.snapshot.engines) == 3
     (line,) = src.problems()
-    assert "partial response: partial response: store 10.0.0.3:10901 unavailable" in line
+    assert "): partial response: store 10.0.0.3:10901 unavailable" in line
     assert r.warnings == (line,)
 
 
@@ -186,6 +186,25 @@ def test_requests_per_refresh_do_not_grow_with_the_fleet() -> None:
             assert len(results) == hosts and all(r.snapshot for r in results)
             counts.append(len(server.requests))
     assert counts[0] == counts[1] == 4, counts  # three fleet-wide instant queries + /api/v1/alerts
+
+
+def test_between_scrapes_a_refresh_asks_only_for_host_level_series() -> None:
+    clock = FrameClock(100.0)
+    snaps = [live_snapshot(f"h{i:03d}", 5) for i in range(3)]
+    with PromLike(exposition(snaps)) as server:
+        src = PrometheusFleetSource(prom(server.url), clock=clock, fetch_history=False)
+        first = {r.host: r.snapshot for r in run(src.poll())}
+        assert len(server.requests) == 4 and all(s is not None and s.seq == 5 for s in first.values())
+        clock.now += 1.0
+        again = {r.host: r.snapshot for r in run(src.poll())}  # nothing scraped since: one small query + alerts
+        assert len(server.requests) == 6 and again == first
+        server.series = exposition([snaps[0], replace(snaps[1], seq=6), snaps[2]])
+        clock.now += 1.0
+        third = {r.host: r.snapshot for r in run(src.poll())}
+        run(src.aclose())
+    assert len(server.requests) == 10 and src.problems() == []
+    assert [q for q in server.queries[-2:] if 'host=~"h001"' in q] == server.queries[-2:]  # only the changed host
+    assert third["h001"] is not None and third["h001"].seq == 6 and third["h000"] == first["h000"]
 
 
 def test_prometheus_hosts_are_read_only_and_direct_hosts_keep_their_route() -> None:

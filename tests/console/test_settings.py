@@ -10,7 +10,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agents.config import ConfigError, Thresholds, table_keys
-from console.settings import ConsoleConfig, HostConfig, console_config_from_dict, load_console_config
+from console.rules import AGENT_JOB
+from console.settings import (
+    DEFAULT_MATCH,
+    ConsoleConfig,
+    HostConfig,
+    PrometheusConfig,
+    console_config_from_dict,
+    load_console_config,
+    parse_matchers,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data" / "config"
@@ -38,7 +47,8 @@ def test_data_configs_console_side(path: Path) -> None:
 
 def test_repo_config_loads_for_the_console() -> None:
     console = load_console_config(ROOT / "config.toml")
-    assert [h.name for h in console.hosts] == ["local"]
+    assert [h.name for h in console.hosts] == ["local"] and console.prometheus == ()  # the example is commented
+    assert "# [[console.prometheus]]" in (ROOT / "config.toml").read_text()
     assert console.hosts[0].url == "http://127.0.0.1:9300" and console.hosts[0].tunnel_port == 9300
     assert console.thresholds.ttft_p95_s == 0.2
 
@@ -100,7 +110,63 @@ def test_mistakes_name_file_table_and_key() -> None:
     )
 
 
-_KEYS = list(table_keys(ConsoleConfig)) + list(table_keys(HostConfig)) + list(table_keys(Thresholds))
+def test_prometheus_entries_with_defaults_and_paths(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[[console.prometheus]]\nname = "site-a"\nurl = "https://prom.example:9090"\ntoken_file = "prom.token"\n'
+        'tls_ca = "ca.pem"\nmatch = \'job="llmconsole", env=~"prod.*"\'\nrefresh_s = 10\nstale_after_s = 60\n\n'
+        '[[console.prometheus]]\nname = "vm"\nurl = "http://vm:8428/prometheus"\nbasic_auth_user = "ops"\n'
+        'basic_auth_password_file = "/etc/vm.pass"\n'
+    )
+    a, vm = load_console_config(path).prometheus
+    assert a == PrometheusConfig(name="site-a", url="https://prom.example:9090", match='job="llmconsole", env=~"prod.*"',
+                                 token_file=tmp_path / "prom.token", tls_ca=tmp_path / "ca.pem", refresh_s=10.0,
+                                 stale_after_s=60.0)  # fmt: skip
+    assert (vm.basic_auth_user, vm.basic_auth_password_file, vm.match) == ("ops", Path("/etc/vm.pass"), DEFAULT_MATCH)
+    assert (vm.refresh_s, vm.stale_after_s, vm.query_timeout_s) == (5.0, 45.0, 10.0)
+    assert f'job="{AGENT_JOB}"' == DEFAULT_MATCH  # the job name the shipped rules expect
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"name": "p", "url": "http://x", "match": "job=x"},
+         'match: expected label matchers such as job="llmconsole" (double-quoted values), got "job=x"'),
+        ({"name": "p", "url": "http://x", "match": '__name__="up"'}, "match: must not match __name__"),
+        ({"name": "p", "url": "http://x", "match": 'a="1" b="2"'}, "match: expected a comma between label matchers"),
+        ({"name": "p", "url": "prom:9090"}, 'url: expected an http:// or https:// URL, got "prom:9090"'),
+        ({"name": "p", "url": "http://x", "tls_ca": "/ca.pem"}, "tls_ca: only applies to an https:// url"),
+        ({"name": "p", "url": "http://x", "token_file": "/t", "basic_auth_user": "u", "basic_auth_password_file": "/p"},
+         "token_file: set either token_file or basic_auth_user + basic_auth_password_file, not both"),
+        ({"name": "p", "url": "http://x", "basic_auth_user": "u"},
+         "basic_auth_password_file: basic auth needs both basic_auth_user and basic_auth_password_file"),
+        ({"name": "p", "url": "http://x", "basic_auth_user": "a:b", "basic_auth_password_file": "/p"},
+         "basic_auth_user: must be non-empty, without spaces, control characters or ':'"),
+        ({"name": "p", "url": "http://x", "refresh_s": 10, "stale_after_s": 5},
+         "stale_after_s: must be at least refresh_s (10.0), got 5.0"),
+        ({"name": "p", "url": "http://x", "mtach": 'job="a"'}, 'unknown key "mtach" (did you mean "match"?)'),
+        ({"url": "http://x"}, 'missing required key "name"'),
+    ],
+)  # fmt: skip
+def test_prometheus_mistakes_are_one_line(entry: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        console_config_from_dict({"console": {"prometheus": [entry]}}, file="ops.toml")
+    assert str(info.value).startswith("ops.toml: [[console.prometheus]] #1") and message in str(info.value), str(info.value)
+
+
+def test_prometheus_names_are_unique() -> None:
+    entries = [{"name": "p", "url": "http://a"}, {"name": "p", "url": "http://b"}]
+    with pytest.raises(ConfigError) as info:
+        console_config_from_dict({"console": {"prometheus": entries}})
+    assert str(info.value) == 'config.toml: [[console.prometheus]] #2 (name "p") name: duplicate name "p" (also entry #1)'
+
+
+def test_matchers_keep_promql_escapes() -> None:
+    assert parse_matchers('job="a\\"b", x!~"y|z"') == [("job", "=", 'a\\"b'), ("x", "!~", "y|z")]
+    assert parse_matchers("") == []
+
+
+_KEYS = [*table_keys(ConsoleConfig), *table_keys(HostConfig), *table_keys(PrometheusConfig), *table_keys(Thresholds)]
 _key = st.sampled_from(_KEYS) | st.text(max_size=6)
 _scalar = (
     st.booleans()

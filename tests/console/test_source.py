@@ -268,3 +268,77 @@ async def test_fixture_source_from_snapshot_and_history_files() -> None:
     assert first[0].snapshot.seq == second[0].snapshot.seq == 48213  # one snapshot: answered forever
     assert second[1].snapshot.seq > first[1].snapshot.seq  # a history replays one snapshot per poll
     assert src.clock() - first[0].received_at == src.step_s
+
+
+# --- the protocol module and combined sources ------------------------------------------------------------
+
+
+def test_fleet_protocol_module_is_pure_and_source_re_exports_it() -> None:
+    import json as _json
+    import subprocess
+    import sys
+
+    probe = "import json, sys; import console.fleet; print(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60,
+                         cwd=Path(__file__).resolve().parents[2], check=True)  # fmt: skip
+    modules = set(_json.loads(out.stdout))
+    assert not {"httpx", "socket", "gzip", "ssl", "asyncio", "console.source", "console.tunnels", "textual"} & modules
+    import console.combined as combined
+    import console.fleet as fleet
+    import console.messages as messages
+    import console.source as source
+    import console.state as state
+
+    for name in ("ACTIONS", "ActionResult", "FleetSource", "HostError", "HostResult", "one_line"):
+        assert getattr(source, name) is getattr(fleet, name), name
+    assert source.CombinedFleetSource is combined.CombinedFleetSource
+    assert state.HostResult is fleet.HostResult and messages.ActionResult is fleet.ActionResult
+
+
+class _Broken:
+    """A source whose poll raises (a bug in it): the combined source must carry on without it."""
+
+    async def poll(self) -> list:
+        raise RuntimeError("boom")
+
+    def action_block(self, host: str) -> str | None:
+        return "never"
+
+    def problems(self) -> list[str]:
+        return []
+
+    async def aclose(self) -> None:
+        raise RuntimeError("close failed too")
+
+
+async def test_combined_source_survives_a_raising_source_and_names_it() -> None:
+    from console.combined import CombinedFleetSource
+
+    fixture = FixtureFleetSource.from_dir(FLEET)
+    combined = CombinedFleetSource([_Broken(), fixture])  # type: ignore[list-item]
+    results = await combined.poll()
+    assert {r.host for r in results} == {h.name for h in fixture.hosts}
+    assert combined.problems() == ["source #1 failed: RuntimeError: boom"]
+    assert combined.action_block("gpu01") == fixture.action_block("gpu01")  # routed to the host's own source
+    assert combined.action_block("nowhere") == "unknown host 'nowhere'"
+    got = await combined.logs("gpu01", "llama-8b", 5)
+    assert got == await fixture.logs("gpu01", "llama-8b", 5)
+    await combined.aclose()  # one source failing to close does not stop the others
+
+
+def test_build_fleet_source_picks_what_the_config_asks_for() -> None:
+    from console.combined import CombinedFleetSource
+    from console.promsource import PrometheusFleetSource
+    from console.settings import PrometheusConfig
+    from console.source import build_fleet_source
+
+    host = HostConfig(name="a", url="http://127.0.0.1:9")
+    prom = PrometheusConfig(name="p", url="http://127.0.0.1:9")
+    only_hosts = build_fleet_source(ConsoleConfig(hosts=(host,)))
+    only_prom = build_fleet_source(ConsoleConfig(prometheus=(prom,)))
+    both = build_fleet_source(ConsoleConfig(hosts=(host,), prometheus=(prom,)))
+    assert isinstance(only_hosts, HttpFleetSource) and isinstance(only_prom, PrometheusFleetSource)
+    assert isinstance(both, CombinedFleetSource) and [type(s) for s in both.sources] == [HttpFleetSource, PrometheusFleetSource]
+    assert both.action_block("a") == only_hosts.action_block("a")  # a direct host keeps its own route
+    for s in (only_hosts, only_prom, both):
+        asyncio.run(s.aclose())

@@ -14,7 +14,7 @@ import pytest
 
 from agents.auth import hash_token
 from console.state import FleetState, apply
-from console.status import exit_code, render_table
+from console.status import exit_code, render_json, render_table
 from tests.agents.agentproc import ROOT, Agent, free_port, kill_everything, sim, write_config
 from tests.console.conftest import DATA, cfg, down, ok, snap_at
 
@@ -109,6 +109,15 @@ def test_status_exit_codes_from_state() -> None:
     assert exit_code(s) == 1  # a hung engine with critical alerts
     s = apply(FleetState.initial(config, 0.0), [down("gpu01", 1.0)], 1.0)
     assert exit_code(s) == 1 and "gpu01: unreachable: connection refused" in render_table(s)
+
+
+def test_a_failed_source_is_one_line_and_exit_1() -> None:
+    s = apply(FleetState.initial(cfg("gpu01"), 0.0), [], 1.0)
+    problem = "prometheus site-a (http://prom:9090): cannot connect: connection refused"
+    assert exit_code(s) == 1 and exit_code(s, [problem]) == 1  # a pending host is not a healthy fleet either
+    assert problem in render_table(s, [problem]).splitlines()
+    doc = json.loads(render_json(s, [problem + "\nsecond line"]))
+    assert doc["problems"] == [problem + " second line"] and doc["exit_code"] == 1  # one line, always
 
 
 def test_stale_values_are_marked_in_plain_text() -> None:

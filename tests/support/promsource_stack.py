@@ -1,10 +1,11 @@
 """Test helper: real agents (simulated engines) scraped by a real Prometheus or VictoriaMetrics, on loopback.
 
 Builds on :mod:`tests.support.promstack` (its :class:`Server` runs a binary by PID in its own directory);
-adds Debian's ``victoria-metrics`` (single node, scraping with ``-promscrape.config``) and
-:class:`ScrapedFleet`: agents from :mod:`tests.agents.agentproc`, each with a viewer token in its tokens
-file, and one server scraping them with that token from a credentials file — the scrape config README
-recommends. Everything lives under one directory and is stopped by PID.
+adds Debian's ``victoria-metrics`` (single node, scraping with ``-promscrape.config``),
+:class:`ScrapedFleet` — agents from :mod:`tests.agents.agentproc`, each naming its own host
+(``[agent] host``) with a viewer token in its tokens file, and one server scraping them with that token
+from a credentials file, the scrape config README recommends; everything under one directory, stopped by
+PID — and :class:`PromLike`, a Prometheus look-alike that can turn hostile.
 """
 
 from __future__ import annotations
@@ -76,13 +77,14 @@ class ScrapedFleet:
             tokens.write_text(f"scraper viewer {hash_token(self.viewer_token)}\n")
             port = free_port()
             extra = dict(self.thresholds[i]) if i < len(self.thresholds) else None
-            config = write_config(home, port, [dict(e) for e in engines], {"tokens_file": str(tokens)}, extra)
+            settings = {"tokens_file": str(tokens), "host": self.host(i)}  # every agent here shares one machine
+            config = write_config(home, port, [dict(e) for e in engines], settings, extra)
             agent = Agent(config, port)
             agent.start()
             self.agents.append(agent)
         sub = self.root / self.kind
         rules = self.rule_files if self.kind == "prometheus" else ()
-        text = scrape_config([(self.host(i), f"127.0.0.1:{a.port}") for i, a in enumerate(self.agents)], creds, rules)
+        text = scrape_config([f"127.0.0.1:{a.port}" for a in self.agents], creds, rules)
         if self.kind == "prometheus":
             binary = prometheus_binary()
             assert binary is not None
@@ -95,8 +97,7 @@ class ScrapedFleet:
 
     @staticmethod
     def host(i: int) -> str:
-        """Agent ``i``'s host name in the scraped series (every agent here runs on this one machine, whose
-        hostname they all report: the scrape config gives each target its own ``host`` label)."""
+        """Agent ``i``'s host name (``[agent] host``: these agents share one machine and its hostname)."""
         return f"fleet-h{i}"
 
     def snapshot(self, agent: Agent) -> dict[str, Any] | None:
@@ -132,13 +133,12 @@ class ScrapedFleet:
                 self.server.stop()
 
 
-def scrape_config(targets: Sequence[tuple[str, str]], credentials_file: Path, rule_files: Sequence[Path] = ()) -> str:
-    """The README's scrape job (bearer token from a file), one static target per agent with its ``host``
-    label (the agent's own ``host`` becomes ``exported_host``), scraped every second."""
+def scrape_config(targets: Sequence[str], credentials_file: Path, rule_files: Sequence[Path] = ()) -> str:
+    """The README's scrape job (bearer token from a file; the agents name their own ``host``), every second."""
     job = {
         "job_name": JOB, "metrics_path": "/metrics",
         "authorization": {"type": "Bearer", "credentials_file": str(credentials_file)},
-        "static_configs": [{"targets": [addr], "labels": {"host": host}} for host, addr in targets],
+        "static_configs": [{"targets": list(targets)}],
     }  # fmt: skip
     interval = f"{SCRAPE_INTERVAL_S:g}s"
     doc: dict[str, Any] = {"global": {"scrape_interval": interval, "scrape_timeout": interval}, "scrape_configs": [job]}
@@ -192,6 +192,7 @@ class PromLike:
         self.slow_s = 3.0
         self.alerts: list[dict[str, Any]] = []
         self.requests: list[tuple[str, dict[str, str]]] = []
+        self.queries: list[str] = []  # the PromQL of each query request
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -238,6 +239,8 @@ class PromLike:
         parts = urlsplit(h.path)
         self.requests.append((parts.path, dict(h.headers.items())))
         params = {k: v[-1] for k, v in {**parse_qs(parts.query), **parse_qs(raw.decode())}.items()}
+        if "query" in params:
+            self.queries.append(params["query"])
         auth = h.headers.get("Authorization", "")
         wanted = (f"Bearer {self.token}" if self.token else
                   "Basic " + base64.b64encode(":".join(self.basic).encode()).decode() if self.basic else None)  # fmt: skip
@@ -273,10 +276,14 @@ class PromLike:
 
         m = re.search(r'__name__=~"([^"]+)"', query)
         name = re.compile(m[1]) if m else None
+        h = re.search(r'host=~"((?:[^"\\]|\\.)*)"', query)
+        host = re.compile(h[1].replace("\\\\", "\\")) if h else None
         only_one = query.rstrip().endswith("== 1")
         out = []
         for labels, value in self.series:
             if name is not None and not name.fullmatch(labels["__name__"]):
+                continue
+            if host is not None and not host.fullmatch(labels.get("host", "")):
                 continue
             if only_one and value != 1:
                 continue

@@ -1,0 +1,216 @@
+"""The Prometheus HTTP query API as the console uses it (Prometheus, Thanos Querier, VictoriaMetrics).
+
+:class:`PromClient`: one ``httpx.AsyncClient`` with an entry's credentials (bearer token file, or basic auth
+with a password file; re-read at each request, so a fixed file needs no restart) and CA; answers are read
+under a size cap and their envelope checked. Every failure is a :class:`PromError` whose text is one line
+naming what failed: cannot connect, not authorized (with what to check), not a Prometheus query API, no
+answer within the query timeout, the server's own error (its ``errorType``), a malformed sample.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import ssl
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from console.promseries import Series
+from console.settings import PrometheusConfig
+from console.source import _connect_reason, token_file_warning
+
+MAX_ANSWER_BYTES = 256 * 1024 * 1024  # a 1,000-host refresh is a few tens of MiB at most
+
+class PromError(Exception):
+    """One request to the server failed; ``str()`` is one line naming what failed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A successful answer: ``data``, the server's ``warnings`` (a partial response), its wall time."""
+
+    data: Any
+    warnings: tuple[str, ...]
+    seconds: float
+
+
+class PromClient:
+    """The HTTP side: one ``httpx.AsyncClient`` with the entry's credentials and CA; envelopes checked."""
+
+    def __init__(self, cfg: PrometheusConfig, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.cfg = cfg
+        self.requests = 0
+        verify: ssl.SSLContext | bool = True
+        self.setup_error: str | None = None
+        if cfg.tls_ca is not None:
+            try:
+                verify = ssl.create_default_context(cafile=str(cfg.tls_ca))
+            except (OSError, ssl.SSLError) as exc:
+                self.setup_error = f"tls_ca {cfg.tls_ca}: {getattr(exc, 'strerror', None) or exc}"
+        self._client = httpx.AsyncClient(
+            base_url=cfg.url.rstrip("/"), transport=transport, verify=verify, trust_env=False,
+            timeout=httpx.Timeout(cfg.query_timeout_s + 1.0), headers={"User-Agent": "llmconsole"},
+        )  # fmt: skip
+
+    def credentials(self) -> tuple[dict[str, str], httpx.BasicAuth | None, str | None]:
+        """(headers, basic auth, warning about a secret file others can read); PromError if unreadable."""
+        cfg = self.cfg
+        if cfg.token_file is not None:
+            token, warning = _secret(cfg.token_file, "token_file")
+            return {"Authorization": f"Bearer {token}"}, None, warning
+        if cfg.basic_auth_user is not None and cfg.basic_auth_password_file is not None:
+            password, warning = _secret(cfg.basic_auth_password_file, "basic_auth_password_file")
+            return {}, httpx.BasicAuth(cfg.basic_auth_user, password), warning
+        return {}, None, None
+
+    def _auth_hint(self) -> str:
+        cfg = self.cfg
+        if cfg.token_file is not None:
+            return f"check token_file {cfg.token_file}"
+        if cfg.basic_auth_user is not None:
+            return f"check basic_auth_user {cfg.basic_auth_user!r} and basic_auth_password_file"
+        return "no credentials configured (token_file, or basic_auth_user + basic_auth_password_file)"
+
+    async def get(self, path: str, params: Mapping[str, str] | None = None, *, post: bool = False) -> Answer:
+        """One API call: the ``data`` of a ``"status": "success"`` envelope; PromError otherwise."""
+        if self.setup_error is not None:
+            raise PromError(self.setup_error)
+        headers, auth, _ = self.credentials()
+        started = time.monotonic()
+        self.requests += 1
+        try:
+            async with asyncio.timeout(self.cfg.query_timeout_s + 2.0):
+                body, resp = await self._send(path, params, headers, auth, post)
+        except (TimeoutError, httpx.TimeoutException):
+            raise PromError(f"{path}: no answer within {self.cfg.query_timeout_s:g}s (query timeout)") from None
+        except httpx.ConnectError as exc:
+            raise PromError(f"cannot connect: {_connect_reason(exc)}") from None
+        except httpx.HTTPError as exc:
+            raise PromError(f"{path}: connection broken: {_connect_reason(exc)}") from None
+        return self._envelope(path, resp, body, time.monotonic() - started)
+
+    async def _send(self, path: str, params: Mapping[str, str] | None, headers: dict[str, str],
+                    auth: httpx.BasicAuth | None, post: bool) -> tuple[bytes, httpx.Response]:  # fmt: skip
+        kwargs: dict[str, Any] = {"data": dict(params or {})} if post else {"params": dict(params or {})}
+        request = self._client.build_request("POST" if post else "GET", path, headers=headers, **kwargs)
+        resp = await self._client.send(request, auth=auth, stream=True)
+        try:
+            chunks, size = [], 0
+            async for chunk in resp.aiter_bytes():
+                size += len(chunk)
+                if size > MAX_ANSWER_BYTES:
+                    raise PromError(f"{path}: answer larger than {MAX_ANSWER_BYTES >> 20} MiB")
+                chunks.append(chunk)
+        finally:
+            await resp.aclose()
+        return b"".join(chunks), resp
+
+    def _envelope(self, path: str, resp: httpx.Response, body: bytes, seconds: float) -> Answer:
+        status = resp.status_code
+        if status in (401, 403):
+            raise PromError(f"not authorized (HTTP {status}): {self._auth_hint()}")
+        try:
+            doc = json.loads(body)
+        except (ValueError, RecursionError):
+            doc = None
+        if not isinstance(doc, dict) or doc.get("status") not in ("success", "error"):
+            kind = resp.headers.get("content-type", "no content type").split(";")[0]
+            first = body[:120].decode("utf-8", "replace").strip().splitlines()
+            start = f": {first[0]!r}" if first else ""
+            raise PromError(f"not a Prometheus query API: {path} answered HTTP {status} ({kind}){start}")
+        if doc["status"] == "error" or not 200 <= status < 300:
+            kind, error = str(doc.get("errorType") or f"HTTP {status}"), str(doc.get("error") or "")
+            if kind == "timeout" or status == 503:
+                raise PromError(f"query timed out on the server ({kind}): {error}")
+            raise PromError(f"query failed ({kind}, HTTP {status}): {error}")
+        warnings = doc.get("warnings")
+        warned = tuple(str(w) for w in warnings) if isinstance(warnings, list) else ()
+        return Answer(doc.get("data"), warned, seconds)
+
+    async def vector(self, expr: str, at: float | None = None) -> tuple[float | None, list[Series], Answer]:
+        """An instant query (at the server's now, or at ``at``): (evaluation time, series, answer);
+        PromError for any other result type."""
+        params = {"query": expr, "timeout": f"{self.cfg.query_timeout_s:g}s"}
+        if at is not None:
+            params["time"] = f"{at:.3f}"
+        got = await self.get("/api/v1/query", params, post=True)
+        data = got.data
+        if not isinstance(data, dict) or data.get("resultType") != "vector" or not isinstance(data.get("result"), list):
+            found = data.get("resultType") if isinstance(data, dict) else type(data).__name__
+            raise PromError(f"not a Prometheus query API: /api/v1/query gave {found!r}, not a vector")
+        try:
+            out, at = _samples(data["result"])
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError):
+            raise PromError("not a Prometheus query API: /api/v1/query gave a malformed sample") from None
+        return at, out, got
+
+    async def matrix(self, expr: str, start: float, end: float, step: float) -> tuple[list[Any], Answer]:
+        params = {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}",
+                  "timeout": f"{self.cfg.query_timeout_s:g}s"}  # fmt: skip
+        got = await self.get("/api/v1/query_range", params, post=True)
+        data = got.data
+        if not isinstance(data, dict) or data.get("resultType") != "matrix" or not isinstance(data.get("result"), list):
+            raise PromError("not a Prometheus query API: /api/v1/query_range gave no matrix")
+        out = []
+        for item in data["result"]:
+            labels = item.get("metric") if isinstance(item, dict) else None
+            values = item.get("values") if isinstance(item, dict) else None
+            if not isinstance(labels, dict) or not isinstance(values, list):
+                continue
+            points = [p for p in (_point(v) for v in values) if p is not None]
+            out.append(({str(k): str(v) for k, v in labels.items()}, points))
+        return out, got
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def _secret(path: Path, key: str) -> tuple[str, str | None]:
+    p = Path(path).expanduser()
+    try:
+        st = p.stat()
+        value = p.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise PromError(f"cannot read {key} {p}: {getattr(exc, 'strerror', None) or 'not UTF-8 text'}") from None
+    if not value or any(c.isspace() or not c.isprintable() for c in value):
+        raise PromError(f"{key} {p} does not hold one secret (printable, without spaces)")
+    return value, token_file_warning(p, st.st_mode)
+
+
+def _point(raw: Any) -> tuple[float, float] | None:
+    if not isinstance(raw, list) or len(raw) != 2:
+        return None
+    try:
+        return float(raw[0]), float(raw[1])
+    except (TypeError, ValueError):
+        return None
+
+
+def _samples(result: list[Any]) -> tuple[list[Series], float | None]:
+    """A vector's samples as (labels, value) and the latest evaluation time. Hot at fleet scale (tens of
+    thousands per refresh): no copies; every label value is checked to be a string in one C call each;
+    any malformed item raises (TypeError, ValueError, KeyError, IndexError, AttributeError)."""
+    out: list[Series] = []
+    append = out.append
+    join = "".join
+    at = -math.inf
+    for item in result:
+        labels = item["metric"]
+        t, v = item["value"]
+        join(labels.values())  # TypeError unless every label value is a string
+        if type(labels) is not dict or type(v) is not str:
+            raise TypeError("malformed sample")
+        t = float(t)
+        if t > at:
+            at = t
+        append((labels, float(v)))
+    return out, (at if out else None)
+
+
+__all__ = ["MAX_ANSWER_BYTES", "Answer", "PromClient", "PromError"]
