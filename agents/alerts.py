@@ -16,10 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from agents.schema import Alert
-
-# Supervisor states in which the engine is expected to serve.
-SERVING_STATES = frozenset({"ready", "degraded", "hung"})
+from agents.schema import SERVING_STATES, Alert
 
 
 class ThresholdSettings(Protocol):

@@ -16,9 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Protocol
 
-from agents.schema import History, HostSnapshot
-
-ACTIONS = ("start", "stop", "restart")
+from agents.schema import ACTIONS, History, HostSnapshot
 
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]+")
 

@@ -21,9 +21,10 @@ from typing import Any
 
 import httpx
 
+from console.netutil import connect_reason as _connect_reason
+from console.netutil import token_file_warning
 from console.promseries import Series
 from console.settings import PrometheusConfig
-from console.source import _connect_reason, token_file_warning
 
 MAX_ANSWER_BYTES = 256 * 1024 * 1024  # a 1,000-host refresh is a few tens of MiB at most
 

@@ -20,14 +20,11 @@ gets a warning (as ssh does for keys). A 401/403 is ``unauthorized``, never ``un
 from __future__ import annotations
 
 import asyncio
-import errno
 import gzip
 import json
 import math
 import os
 import re
-import socket
-import stat
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -55,6 +52,8 @@ from console.fleet import (
     HostResult,
     one_line,
 )
+from console.netutil import connect_reason as _connect_reason
+from console.netutil import token_file_warning
 from console.settings import ConsoleConfig, HostConfig
 
 MAX_BODY_BYTES = 64 * 1024 * 1024  # one /v1/history of a big host is a few MiB
@@ -72,16 +71,6 @@ def read_token(host: HostConfig, environ: Mapping[str, str]) -> tuple[str | None
     """(token, None) or (None, reason actions are disabled) for one host."""
     got = TokenState.read(host, environ)
     return got.value, got.block
-
-
-def token_file_warning(path: Path, mode: int) -> str | None:
-    """A warning when a token file's permissions let group or others read (or write) it, as ssh warns
-    about private keys; None when only its owner can."""
-    if not mode & 0o077:
-        return None
-    how = "readable" if mode & 0o044 else "writable"
-    return (f"token_file {path} is {how} by group or others (mode {stat.S_IMODE(mode):04o}): "
-            f"run chmod 600 {path}")  # fmt: skip
 
 
 _TOKEN = re.compile(r"[\x21-\x7e]+")  # what can go in an Authorization header as it is
@@ -157,30 +146,6 @@ def _error_text(body: bytes) -> str:
         return one_line(data["error"], 200)
     text = body[:200].decode("utf-8", "replace").strip().splitlines()
     return one_line(text[0], 200) if text else ""
-
-
-def _connect_reason(exc: BaseException) -> str:
-    """A short reason for a failed connection, from the exception and its causes (httpx wraps the
-    OS error: "All connection attempts failed" hides "connection refused")."""
-    chain: list[BaseException] = []
-    seen: BaseException | None = exc
-    while seen is not None and len(chain) < 8:
-        chain.append(seen)
-        seen = seen.__cause__ or seen.__context__
-    for e in chain:
-        if isinstance(e, socket.gaierror):
-            return "DNS lookup failed"
-        if isinstance(e, ConnectionRefusedError) or getattr(e, "errno", None) == errno.ECONNREFUSED:
-            return "connection refused"
-        if isinstance(e, OSError) and e.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
-            return "no route to host"
-    text = " ".join(str(e) for e in chain).lower()
-    if "refused" in text:
-        return "connection refused"
-    if "name or service not known" in text or "name resolution" in text or "nodename nor servname" in text:
-        return "DNS lookup failed"
-    first = str(exc) or type(exc).__name__
-    return first.splitlines()[0][:160]
 
 
 class HttpFleetSource:

@@ -9,12 +9,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from agents.schema import Alert, EngineSnapshot, severity_rank, stats_are_live
+from agents.schema import SERVING_STATES, Alert, EngineSnapshot, severity_rank, stats_are_live
 from console.state import HostState
 from widgets.tone import Cell, Tone
 
 GiB = 1024**3
-RUNNING_STATES = frozenset({"ready", "degraded", "hung"})
+RUNNING_STATES = SERVING_STATES  # the wire schema's name: started up, health and progress judged
 STATE_RANK = {
     "failed": 9,
     "hung": 8,
