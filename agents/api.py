@@ -18,6 +18,7 @@ GET /v1/engines/{id}/logs              viewer     engine output, passed through 
 GET /v1/engines/{id}/audit?lines=N     viewer     recent audit records for that engine
 GET /metrics                           viewer     Prometheus scrapers send ``authorization`` too
 POST /v1/engines/{id}/start|stop|restart  operator  refused (403) until a tokens file is configured
+GET /v1/bundle?since=&engine=&reason=  operator  incident bundle (.tar.gz), audited (agents/bundle_api.py)
 =====================================  =========  ==============================================
 
 Every mutation attempt, allowed or denied, is appended to the audit log before anything happens; if the
@@ -60,6 +61,7 @@ from agents.apihandlers import (
 )
 from agents.audit import AuditLog
 from agents.auth import TokenSource
+from agents.bundle_api import bundle
 from agents.denials import DenialLimiter
 from agents.exporter import make_registry
 
@@ -89,6 +91,7 @@ ROUTES: tuple[Endpoint, ...] = (
     Endpoint("/v1/engines/{engine_id}/audit", audit_tail, VIEWER),
     Endpoint("/v1/engines/{engine_id}/{action}", action, OPERATOR, ("POST",)),
     Endpoint("/metrics", metrics, VIEWER),
+    Endpoint("/v1/bundle", bundle, OPERATOR),
 )
 
 

@@ -10,6 +10,7 @@ because every attempt, allowed or denied, is audited before anything happens.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import time
@@ -28,6 +29,7 @@ from agents.auth import Identity, TokenSource, TokenStore
 from agents.denials import DenialLimiter, Summary, summary_record
 from agents.exporter import render
 from agents.schema import ACTIONS, ALIVE_STATES, HostSnapshot
+from agents.supervisor.actions import OUTCOME_REPORTER
 
 log = logging.getLogger(__name__)
 
@@ -265,11 +267,16 @@ async def action(state: AppState, request: Request) -> Response:
         extra = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
         return json_error(status, message, {**rid, **extra})
     before = state.runtime.engine_state(engine_id)
+    # A watched engine's action command finishes after this answer: its outcome (exit status, output tail) is
+    # audited under this request's actor and id through the reporter (agents/supervisor/actions.py).
+    reporter = OUTCOME_REPORTER.set(functools.partial(_audit_outcome, state, dict(record)))
     try:
         reported = await state.runtime.act(engine_id, verb)
     except ActionError as exc:
         await asyncio.to_thread(state.audit.try_append, **record, result=f"failed: {exc}")
         return json_error(409, without_paths(str(exc)), rid)
+    finally:
+        OUTCOME_REPORTER.reset(reporter)
     body = {
         "engine": engine_id,
         "action": verb,
@@ -278,6 +285,12 @@ async def action(state: AppState, request: Request) -> Response:
         "request_id": record["request_id"],
     }
     return JSONResponse(body, status_code=202, headers=rid)
+
+
+def _audit_outcome(state: AppState, record: dict[str, Any], outcome: str) -> None:
+    """The outcome of an accepted action, as a second record of its request (blocking: a worker thread)."""
+    if not state.audit.try_append(**record, result=outcome):
+        log.error("audit log unavailable: the outcome of request %s was not recorded: %s", record["request_id"], outcome)
 
 
 async def _audit_attempt(state: AppState, record: dict[str, Any], decision: str, *, named: bool) -> bool:

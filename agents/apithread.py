@@ -66,6 +66,13 @@ class LoopBridge:
     async def act(self, engine_id: str, action: str) -> str:
         return await self._await_on_loop(lambda: self.runtime.act(engine_id, action))
 
+    async def bundle(self, request: Any, audit: Any) -> Any:
+        """An incident bundle (agents/bundle.py): gathered on the agent's loop, written in a worker thread."""
+        from agents import bundle
+
+        inputs = await self._on_loop(bundle.gather, self.runtime, request)
+        return await asyncio.to_thread(bundle.write_bundle, inputs, request, audit)
+
     async def _on_loop(self, fn: Callable[..., T], *args: Any) -> T:
         async def call() -> T:
             return fn(*args)

@@ -1,13 +1,14 @@
 """The agent's one collection loop: every ``interval_s`` it observes every engine, the GPUs and the host,
 builds an immutable HostSnapshot and keeps it in a ring buffer of ``history_s``.
 
-Blocking reads (NVML, psutil) run through ``asyncio.to_thread`` here and nowhere else. Ticks never overlap:
-the next one is scheduled after the previous one finished (a slow tick delays, never stacks). An engine's
-probes (scrape, health, canary) run on their own deadlines in their own tasks; a tick waits for them at most
-a small budget (agents/watch.py), so a hung engine never slows the snapshots of the others. One broken
-engine or GPU never blanks the others: each failure becomes an entry in ``errors`` or an alert. A failed
-state-file write of any engine (its supervisor's ``state_error``) is an ``errors`` entry and the host alert
-STATE_WRITE_FAILED while it lasts.
+Blocking reads (NVML, psutil, /proc, and the listener reads of the engines' exposure audits when their
+watches find them due, agents/exposure_watch.py) run through ``asyncio.to_thread`` here and nowhere else.
+Ticks never overlap: the next one is scheduled after the previous one finished (a slow tick delays, never
+stacks). An engine's probes (scrape, health, canary) run on their own deadlines in their own tasks; a tick
+waits for them at most a small budget (agents/watch.py), so a hung engine never slows the snapshots of the
+others. One broken engine or GPU never blanks the others: each failure becomes an entry in ``errors`` or
+an alert. A failed state-file write of any engine (its supervisor's ``state_error``) is an ``errors`` entry
+and the host alert STATE_WRITE_FAILED while it lasts.
 """
 
 from __future__ import annotations
@@ -18,15 +19,13 @@ import logging
 import socket
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
-from dataclasses import replace
-from urllib.parse import urlsplit
+from collections.abc import Callable, Sequence
 
 from agents import __version__
 from agents.alerts import GpuFacts, host_alerts
-from agents.exposure import ExposureAudit, describe_listeners
+from agents.exposure import ExposureAudit
 from agents.gpu.base import GpuPoll, GpuSource
-from agents.host import listening_sockets, process_brief, read_host, tree_rss_bytes
+from agents.host import process_brief, read_host, tree_rss_bytes
 from agents.schema import (
     Alert,
     EngineSnapshot,
@@ -42,8 +41,6 @@ from agents.supervisor.proctree import read_marker
 from agents.watch import EngineWatch
 
 log = logging.getLogger(__name__)
-
-LISTENER_AUDIT_S = 30.0
 
 
 class Collector:
@@ -68,17 +65,12 @@ class Collector:
         self._host_alerts: dict[str, Alert] = {}
         self._stop = asyncio.Event()
         self.tick_cost_s: float | None = None
-        # Listening-socket audit (EXPOSED_LISTENER): costly (/proc/net scans), so refreshed every
-        # LISTENER_AUDIT_S or when an engine's process tree or state changes (e.g. it starts listening
-        # once ready), not every tick.
-        self._listeners: dict[str, tuple[tuple[int, str, int, str], ...]] = {}
-        self._listeners_for: dict[str, tuple[tuple[int, ...], str]] = {}
-        self._listeners_at = -float("inf")
-        # Exposure audit (agents/exposure.py): ports to classify listeners by, dangerous switches, version.
-        self._ports = {w.config.id: (w.config.port, _metrics_port(w)) for w in self.watches}
-        self._exposure = {
-            w.config.id: ExposureAudit(w.config.kind, w.supervisor.plan.argv, w.supervisor.plan.env) for w in self.watches
-        }
+
+    @property
+    def _exposure(self) -> dict[str, ExposureAudit]:
+        """Engine id -> its exposure audit. Kept for agents/apithread.py, which reads the engines' versions
+        here; each audit now lives in its engine's watch (``EngineWatch.exposure.version``)."""
+        return {w.config.id: w.exposure.audit for w in self.watches}
 
     # --- reading side (API) -----------------------------------------------------------------------------
     def latest(self) -> HostSnapshot | None:
@@ -112,37 +104,18 @@ class Collector:
     async def tick(self) -> HostSnapshot:
         errors: list[str] = []
         tree_pids = {w.config.id: tuple(w.supervisor.pids) for w in self.watches}
-        audit_key = {w.config.id: (tree_pids[w.config.id], w.supervisor.state) for w in self.watches}
         now = time.monotonic()
-        audit = {
-            eid: pids
-            for eid, pids in tree_pids.items()
-            if now - self._listeners_at >= LISTENER_AUDIT_S or self._listeners_for.get(eid) != audit_key[eid]
-        }
-        for w in self.watches:
-            if w.config.id in audit:
-                self._exposure[w.config.id].refresh(w.supervisor.log_tail(1000))
-        host_task = asyncio.to_thread(_host_facts, tree_pids, audit, self._ports)
+        audits = [job for w in self.watches if (job := w.audit_job(now)) is not None]
+        host_task = asyncio.to_thread(_host_facts, tree_pids, audits)
         gpu_task = asyncio.to_thread(self.gpu.poll)
-        (host_stats, rss, fresh_listeners), poll = await asyncio.gather(host_task, gpu_task)
-        if len(audit) == len(tree_pids):
-            self._listeners_at = now
-        self._listeners.update(fresh_listeners)
-        self._listeners_for.update({eid: audit_key[eid] for eid in audit})
-        listeners = self._listeners
+        (host_stats, rss), poll = await asyncio.gather(host_task, gpu_task)
         engines: list[EngineSnapshot] = []
-        results = await asyncio.gather(
-            *(w.observe(rss.get(w.config.id), listeners.get(w.config.id, ())) for w in self.watches),
-            return_exceptions=True,
-        )
+        results = await asyncio.gather(*(w.observe(rss.get(w.config.id)) for w in self.watches), return_exceptions=True)
         for watch, result in zip(self.watches, results, strict=True):
             if isinstance(result, BaseException):
                 errors.append(f"engine {watch.config.id}: collection failed: {type(result).__name__}: {result}")
                 log.error("engine %s: observe failed", watch.config.id, exc_info=result)
                 continue
-            exposure = self._exposure[watch.config.id].alerts(rfc3339())
-            if exposure:
-                result = replace(result, alerts=tuple(sorted((*result.alerts, *exposure), key=_severity_order)))
             engines.append(result)
         errors.extend(poll.errors)
         owner = {pid: eid for eid, pids in tree_pids.items() for pid in pids}
@@ -187,25 +160,16 @@ class Collector:
 
 
 def _host_facts(
-    tree_pids: dict[str, tuple[int, ...]],
-    audit: dict[str, tuple[int, ...]],
-    ports: Mapping[str, tuple[int | None, int | None]],
-):
-    """Blocking psutil reads for one tick (runs in a worker thread); listeners only for ``audit``, each
-    as (pid, ip, port, what) with non-loopback ones classified (agents/exposure.py)."""
+    tree_pids: dict[str, tuple[int, ...]], audits: Sequence[Callable[[], None]]
+) -> tuple[HostStats, dict[str, int | None]]:
+    """Blocking reads for one tick (runs in a worker thread): host CPU and memory, each engine tree's RSS,
+    and the listener audits the watches found due (each stores its own result)."""
     reading = read_host()
     stats = HostStats(cpu_pct=reading.cpu_pct, mem_used_bytes=reading.mem_used_bytes, mem_total_bytes=reading.mem_total_bytes)
     rss = {eid: tree_rss_bytes(pids) for eid, pids in tree_pids.items()}
-    listeners = {
-        eid: describe_listeners(
-            ((s.pid, s.ip, s.port) for s in listening_sockets(pids)),
-            api_port=ports[eid][0],
-            metrics_port=ports[eid][1],
-            process_name=_process_name,
-        )
-        for eid, pids in audit.items()
-    }
-    return stats, rss, listeners
+    for audit in audits:
+        audit()
+    return stats, rss
 
 
 def _state_errors(watches: Sequence[EngineWatch]) -> dict[str, str]:
@@ -216,25 +180,6 @@ def _state_errors(watches: Sequence[EngineWatch]) -> dict[str, str]:
         if isinstance(why, str) and why.strip():
             out[w.config.id] = " ".join(why.split())[:300]
     return out
-
-
-def _process_name(pid: int) -> str | None:
-    brief = process_brief(pid)
-    return None if brief is None else brief.split(":", 1)[0]
-
-
-def _metrics_port(watch: EngineWatch) -> int | None:
-    try:
-        return urlsplit(watch.adapter.metrics_url(watch.spec)).port
-    except ValueError:
-        return None
-
-
-_SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
-
-
-def _severity_order(alert: Alert) -> tuple[int, str]:
-    return (_SEVERITY_RANK.get(alert.severity, 3), alert.code)
 
 
 def _gpus(poll: GpuPoll, owner: dict[int, str]) -> tuple[GpuInfo, ...]:

@@ -423,6 +423,46 @@ def _no_secret(argv: tuple[str, ...]) -> str | None:
     return secret_in_argv(argv)
 
 
+def _action_argv(argv: tuple[str, ...]) -> str | None:
+    """A watched engine's action command: a non-empty argv without control characters or secrets."""
+    from agents.launchguard import ENV_HINT, control_chars
+    from agents.supervisor.actions import SECRET_HINT
+
+    secret = _no_secret(argv)
+    return non_empty(argv) or control_chars(argv, "command") or (secret and secret.replace(ENV_HINT, SECRET_HINT))
+
+
+# Keys of an engine entry that mean nothing for a watched engine (managed = false): the agent never launches
+# it, so it has no command line, environment or restart policy of the agent's. stop_timeout_s (bounds its
+# action commands), startup_timeout_s (how long it may take to answer after a start/restart command) apply.
+WATCHED_NOT_APPLICABLE = (
+    "command", "args", "env", "autostart", "backoff_initial_s", "backoff_max_s", "backoff_reset_s", "start_retries",
+    "gpu_release_timeout_s",
+)  # fmt: skip
+ACTION_COMMAND_KEYS = ("start_command", "stop_command", "restart_command")
+
+
+def _check_managed_keys(engine: EngineConfig, raw: Mapping[str, Any], at: Where) -> None:
+    """A watched engine names no launch keys; a managed one no action commands (each an error naming them)."""
+    if not engine.managed:
+        wrong = [k for k in WATCHED_NOT_APPLICABLE if k in raw]
+        if wrong:
+            raise at.error(
+                None,
+                f"{', '.join(wrong)} {'does' if len(wrong) == 1 else 'do'} not apply to a watched engine (managed = false): "
+                "the agent never launches it; remove them (restart_command, stop_command and start_command "
+                "make the console's actions available for it)",
+            )
+        return
+    wrong = [k for k in ACTION_COMMAND_KEYS if k in raw]
+    if wrong:
+        raise at.error(
+            None,
+            f"{', '.join(wrong)} {'applies' if len(wrong) == 1 else 'apply'} only to a watched engine (managed = false); "
+            "the agent starts and stops a managed engine itself",
+        )
+
+
 def _python_module(v: str) -> str | None:
     ok = re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", v)
     return None if ok else f"{show(v)} is not a Python module name (e.g. \"vllm.entrypoints.openai.api_server\")"
@@ -495,6 +535,17 @@ class EngineConfig:
     metrics_port: int | None = setting(None, check=port_number)
     autostart: bool = setting(True)
     supervision: Supervision = setting(factory=Supervision, flatten=True)
+    # managed = false: the agent never launches or signals this engine; it finds and watches whatever serves
+    # host:port (agents/supervisor/watched.py). The *_command argv lists make the console's actions available
+    # for it (run by the agent under the action-command policy, audited); they apply only to such engines.
+    managed: bool = setting(True)
+    start_command: tuple[str, ...] | None = setting(None, check=_action_argv, item_check=non_empty)
+    stop_command: tuple[str, ...] | None = setting(None, check=_action_argv, item_check=non_empty)
+    restart_command: tuple[str, ...] | None = setting(None, check=_action_argv, item_check=non_empty)
+
+    def action_command(self, action: str) -> tuple[str, ...] | None:
+        """The configured command of ``action`` ("start", "stop", "restart") for a watched engine."""
+        return {"start": self.start_command, "stop": self.stop_command, "restart": self.restart_command}.get(action)
 
     def launch_spec(self) -> LaunchSpec:
         """What the engine's adapter needs to build its command line."""
@@ -543,6 +594,9 @@ class AgentConfig:
     allowed_executables: tuple[Path, ...] | None = setting(None)
     allowed_python_modules: tuple[str, ...] | None = setting(None, item_check=_python_module)
     allowed_env_overrides: tuple[str, ...] = setting((), item_check=_guarded_env)
+    # Watched engines' action commands (agents/supervisor/actions.py). None: the built-in ones, matched by
+    # name (systemctl, docker, podman); a list replaces them, compared by real path.
+    allowed_action_commands: tuple[Path, ...] | None = setting(None)
     model_roots: tuple[Path, ...] | None = setting(None)
     allow_hub_ids: bool | None = setting(None)
     supervision: Supervision = setting(factory=Supervision, flatten=True)
@@ -605,6 +659,7 @@ def _check_agent(agent: AgentConfig, raw: Mapping[str, Any], where: Where) -> No
     for i, engine in enumerate(agent.engines):
         at = where.at(entry_label("agent.engines", i, raw_engines[i], "id"))
         _check_supervision(engine.supervision, at)
+        _check_managed_keys(engine, raw_engines[i], at)
         if engine.id in ids:
             raise at.error("id", f"duplicate id {show(engine.id)} (also engine #{ids[engine.id] + 1})")
         ids[engine.id] = i

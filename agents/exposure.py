@@ -1,10 +1,11 @@
 """Exposure audit of one engine (reliability.md §5.5): what its process tree listens on, which dangerous
 switches its effective argv/environment carries, and whether its version is inside a known advisory range.
 
-Pure except :func:`load_advisories` (reads the packaged, dated ``advisories.json``). The collector runs the
-audit when an engine's process tree changes and every ``LISTENER_AUDIT_S`` (30 s): listeners feed the
-``EXPOSED_LISTENER`` rule (agents/alerts.py) with a classification of each port; :class:`ExposureAudit`
-yields the ``DANGEROUS_FLAG`` and ``ENGINE_ADVISORY`` alerts (severity warning).
+Pure except :func:`load_advisories` (reads the packaged, dated ``advisories.json``). Each engine's watch
+(``ExposureWatch``, agents/exposure_watch.py) runs the audit when the engine's process tree or state
+changes and every ``LISTENER_AUDIT_S`` (30 s): listeners feed the ``EXPOSED_LISTENER`` rule
+(agents/alerts.py) with a classification of each port; :class:`ExposureAudit` yields the
+``DANGEROUS_FLAG`` and ``ENGINE_ADVISORY`` alerts (severity warning).
 
 Engine version: read from the engine's own log, the last launch only (the line after the supervisor's
 ``=== llmconsole: launch`` marker), with the per-engine patterns stored in ``advisories.json`` (vLLM:

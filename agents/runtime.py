@@ -22,8 +22,6 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-import httpx
-
 from agents.api import ActionError
 from agents.collector import Collector
 from agents.config import AgentConfig, EngineConfig
@@ -36,6 +34,7 @@ from agents.redact import Redactor, secret_values
 from agents.schema import HostSnapshot
 from agents.supervisor import EngineSupervisor, Policy, ProcessPlan
 from agents.supervisor.proctree import boot_id
+from agents.supervisor.watchsetup import build_watched
 from agents.watch import EngineWatch
 
 log = logging.getLogger(__name__)
@@ -92,11 +91,8 @@ class AgentRuntime:
         for d in (self.state_dir, self.log_dir, self.sim_gpu_dir):
             d.mkdir(parents=True, exist_ok=True)
         self.gpu = gpu or open_gpu_source(config.gpu_source, sim_dir=self.sim_gpu_dir)  # type: ignore[arg-type]
-        # The canary's client: idle connections expire before the engines' own keep-alive timeout (uvicorn's
-        # default is 5 s), so a canary never reuses a connection the engine is closing (a false HEALTH_LIES).
-        self.client = httpx.AsyncClient(
-            trust_env=False, timeout=httpx.Timeout(5.0, connect=2.0), limits=httpx.Limits(keepalive_expiry=2.0)
-        )
+        # The one HTTP client of the engine probes (scrape, health, canary): keep-alive, and a request on an
+        # idle connection the engine closed meanwhile is retried once on a new one (agents/http1.py).
         self.http = Http1Client()
         base_env = scrubbed_env(os.environ if environ is None else environ)
         if config.gpu_source == "simulated":
@@ -125,6 +121,12 @@ class AgentRuntime:
     def _add_engine(self, engine: EngineConfig, base_env: dict[str, str]) -> None:
         adapter = get_adapter(engine.kind)
         spec = engine.launch_spec()
+        if not engine.managed:  # watched through its port, never launched or signalled (agents/supervisor/watched.py)
+            watched = build_watched(engine, self.config, adapter, spec, self.http, base_env, on_event=self._emit,
+                                    redact=self.redactor)
+            self.supervisors[engine.id] = watched  # type: ignore[assignment]  # the same surface
+            self.watches[engine.id] = EngineWatch(engine, self.config, watched, adapter, spec, self.http)  # type: ignore[arg-type]
+            return
         plan = ProcessPlan(
             engine_id=engine.id,
             argv=tuple(resolve_executable(adapter.argv(spec), base_env.get("PATH"))),
@@ -151,7 +153,7 @@ class AgentRuntime:
             on_event=self._emit,
             log_redact=self.redactor,
         )
-        watch = EngineWatch(engine, self.config, sup, self.client, self.http)
+        watch = EngineWatch(engine, self.config, sup, adapter, spec, self.http)
         holder["watch"] = watch
         self.supervisors[engine.id] = sup
         self.watches[engine.id] = watch
@@ -203,6 +205,8 @@ class AgentRuntime:
             raise ActionError(f"no engine {engine_id!r}")
         if engine_id in self.refused and action != "stop":
             raise ActionError(f"engine {engine_id} is refused by launch policy: {self.refused[engine_id]}")
+        if (why := sup.action_refusal(action)) is not None:  # e.g. a watched engine without that command
+            raise ActionError(why)
         if action == "start" and sup.state not in ("stopped", "failed", "exited", "backoff"):
             raise ActionError(f"engine {engine_id} is {sup.state}; stop it first or use restart")
         if action == "stop" and sup.state in ("stopped", "stopping"):
@@ -241,7 +245,6 @@ class AgentRuntime:
             task.cancel()
         with contextlib.suppress(Exception):
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.client.aclose()
         await self.http.aclose()
         with contextlib.suppress(Exception):
             self.gpu.close()

@@ -60,14 +60,14 @@ async def fetch(
         return done(None, f"bad HTTP response: {exc}", reachable=progress.status is not None)
     except OSError as exc:
         where = "connection failed" if not progress.connected else "connection lost"
-        return done(None, f"{where}: {_reason(exc)}", reachable=progress.status is not None)
+        return done(None, f"{where}: {transport_reason(exc)}", reachable=progress.status is not None)
     if response.status != 200:
         return done(None, f"HTTP {response.status} {response.reason}".rstrip())
     return done(response.body, None)
 
 
-def _reason(exc: BaseException) -> str:
-    """The root cause of a transport error in a few words (httpx often hides it behind its own text)."""
+def transport_reason(exc: BaseException) -> str:
+    """The root cause of a transport error in a few words ("connection refused")."""
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, ConnectionRefusedError):

@@ -11,8 +11,13 @@ keeps running, the snapshot carries the previous result, and the probe's outcome
 complete response within …" when its deadline passes) lands in the next tick. So a hung engine costs the
 host a bounded wait per tick, never its own deadlines.
 
-All network I/O goes through the one ``httpx.AsyncClient`` the collector owns. Engine differences come
-from the adapter; nothing here branches on the engine's kind.
+The watch also owns the engine's exposure audit and its cadence (agents/exposure_watch.py); the collector
+only runs the audit's blocking read in its per-tick worker thread.
+
+All HTTP goes through the agent's one small keep-alive client (agents/http1.py): the scrape and health
+GETs, the readiness gate and the canary's streaming POST. The runtime builds the engine's adapter and
+launch spec once and hands them in. Engine differences come from the adapter; nothing here branches on the
+engine's kind.
 """
 
 from __future__ import annotations
@@ -22,15 +27,15 @@ import contextlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 
-import httpx
-
+from agents import bundle_scrapes, stacks
 from agents.alerts import EngineObservation, EngineRules, ScrapeOutcome
 from agents.config import AgentConfig, EngineConfig
-from agents.engines import get_adapter
-from agents.engines.base import LaunchSpec, Reading
-from agents.http1 import Http1Client
+from agents.engines.base import EngineAdapter, LaunchSpec, Reading
+from agents.exposure_watch import ExposureWatch
+from agents.http1 import Http1Client, Http1Error, NoResponse
 from agents.metrics.parse import parse
 from agents.metrics.window import Window
 from agents.probe import SIM_MARKER
@@ -45,7 +50,7 @@ from agents.schema import (
     Loading,
     rfc3339,
 )
-from agents.scrape import fetch
+from agents.scrape import fetch, transport_reason
 from agents.supervisor import EngineSupervisor
 
 SERVING = frozenset({"ready", "degraded", "hung"})
@@ -54,6 +59,8 @@ HEALTH_MAX_BYTES = 64 * 1024
 PROBE_BUDGET = 0.25  # of interval_s: the longest a tick waits for this engine's probes
 NOT_SERVING = ScrapeOutcome(ok=False, error="engine not serving", reachable=False)
 FIRST_SCRAPE_PENDING = ScrapeOutcome(ok=False, error="first scrape still in flight", reachable=True)
+AUDIT_LOG_LINES = 1000  # log lines searched for the engine's version
+_JSON = {"Content-Type": "application/json"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,16 +87,18 @@ class EngineWatch:
         config: EngineConfig,
         agent: AgentConfig,
         supervisor: EngineSupervisor,
-        client: httpx.AsyncClient,
+        adapter: EngineAdapter,
+        spec: LaunchSpec,
         http: Http1Client,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        # ``http`` (small, cheap) carries the per-tick scrape and health GETs; ``client`` (httpx) the
-        # streaming canary, every canary_interval_s.
-        self.config, self.agent, self.supervisor, self.client, self.http = config, agent, supervisor, client, http
+        # ``adapter`` and ``spec`` are the ones the runtime built the launch with; ``http`` is the agent's
+        # one keep-alive client (scrape, health, canary).
+        self.config, self.agent, self.supervisor, self.http = config, agent, supervisor, http
         self.clock = clock
-        self.adapter = get_adapter(config.kind)
-        self.spec: LaunchSpec = config.launch_spec()
+        self.adapter = adapter
+        self.spec = spec
+        self.exposure = ExposureWatch.of(config, supervisor.plan, adapter.metrics_url(spec))
         self.rules = EngineRules(agent.thresholds, history_s=agent.history_s)
         self.window = Window(agent.stats_window_s)
         self.alerts: tuple[Alert, ...] = ()
@@ -104,6 +113,8 @@ class EngineWatch:
         self._scrape_task: asyncio.Task[_Scraped] | None = None
         self._health_task: asyncio.Task[Health] | None = None
         self._canary = _CanaryState()
+        self._events_cache: tuple[EngineEvent, ...] = ()
+        self._events_for: int | None = None  # the supervisor's events_total the cache was built at
         self._pid_seen: int | None = None
         self._restart_times: list[float] = []
         self._restarts_seen = supervisor.restarts  # inherited restarts (re-adoption) are history, not a crash loop now
@@ -120,8 +131,20 @@ class EngineWatch:
         got = await fetch(self.http, self.adapter.health_url(self.spec), deadline_s=2.0, max_bytes=HEALTH_MAX_BYTES)
         return got.status == 200
 
+    # --- exposure audit (its blocking read runs in the collector's worker thread) -------------------------
+    def audit_job(self, now: float) -> Callable[[], None] | None:
+        """When this engine's exposure audit is due: look for its version in its log now and return the
+        blocking listener read, for the collector to run in its worker thread before this tick's
+        ``observe``; else None."""
+        sup = self.supervisor
+        pids, state = tuple(sup.pids), sup.state
+        if not self.exposure.due(now, pids, state):
+            return None
+        self.exposure.refresh_version(sup.log_tail(AUDIT_LOG_LINES))
+        return partial(self.exposure.read_listeners, now, pids, state)
+
     # --- one collector tick ---------------------------------------------------------------------------
-    async def observe(self, rss_bytes: int | None, listeners: tuple[tuple[int, str, int], ...]) -> EngineSnapshot:
+    async def observe(self, rss_bytes: int | None) -> EngineSnapshot:
         now = self.clock()
         sup = self.supervisor
         self._track_restarts(now)
@@ -151,11 +174,15 @@ class EngineWatch:
             restart_times=tuple(self._restart_times),
             backoff_s=sup.backoff_remaining_s,
             rss_bytes=rss_bytes,
-            listeners=listeners,
+            listeners=self.exposure.listeners,
         )
-        self.alerts = self.rules.evaluate(obs)
+        self.alerts = stacks.on_alerts(self, self.rules.evaluate(obs))  # py-spy once per hang (agents/stacks.py)
         self._apply_health(state)
-        return self._snapshot(now, rss_bytes)
+        snap = self._snapshot(now, rss_bytes)
+        exposure = self.exposure.alerts(rfc3339())
+        if exposure:
+            snap = replace(snap, alerts=tuple(sorted((*snap.alerts, *exposure), key=_severity_order)))
+        return snap
 
     def _track_restarts(self, now: float) -> None:
         if self.supervisor.restarts > self._restarts_seen:
@@ -215,6 +242,7 @@ class EngineWatch:
             deadline_s=self.agent.scrape_timeout_s,  # type: ignore[arg-type]
             max_bytes=self.agent.metrics_max_bytes,
         )
+        bundle_scrapes.record(self, got)  # the last raw scrapes, for incident bundles (agents/bundle_scrapes.py)
         if not got.ok:
             return _Scraped(started, ScrapeOutcome(ok=False, error=got.error, reachable=got.reachable))
         body = got.body or b""
@@ -264,24 +292,28 @@ class EngineWatch:
             "temperature": 0,
             "stream": True,
         }
+        body = json.dumps(payload, separators=(",", ":")).encode()
         ttft: float | None = None
         error: str | None = None
         try:
             async with asyncio.timeout(self.agent.canary_timeout_s):
-                async with self.client.stream("POST", self.adapter.completions_url(self.spec), json=payload) as resp:
-                    if resp.status_code != 200:
-                        body = (await resp.aread())[:200].decode(errors="replace")
-                        error = f"HTTP {resp.status_code}: {_short_error(body)}"
+                url = self.adapter.completions_url(self.spec)
+                async with self.http.stream("POST", url, body=body, headers=_JSON) as resp:
+                    if resp.status != 200:
+                        text = (await resp.read(200, truncate=True)).decode(errors="replace")
+                        error = f"HTTP {resp.status}: {_short_error(text)}"
                     else:
-                        async for line in resp.aiter_lines():
+                        async for line in resp.lines():
                             if line.startswith("data:") and line.strip() != "data: [DONE]":
                                 ttft = ttft if ttft is not None else time.monotonic() - started
                         if ttft is None:
                             error = "stream ended without a token"
         except TimeoutError:
             error = f"no completion within {self.agent.canary_timeout_s:g}s"
-        except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}".strip()
+        except Http1Error as exc:
+            error = str(exc) if isinstance(exc, NoResponse) else f"bad HTTP response: {exc}"
+        except OSError as exc:
+            error = f"connection failed: {transport_reason(exc)}"
         except asyncio.CancelledError:
             c.task, c.started = None, None
             raise
@@ -318,6 +350,19 @@ class EngineWatch:
             self.supervisor.set_health("ready", "healthy")
 
     # --- snapshot -----------------------------------------------------------------------------------------
+    def _events(self) -> tuple[EngineEvent, ...]:
+        """The supervisor's last 20 events; rebuilt only when it recorded a new one (its journal only
+        appends, counted by ``events_total``), not copied every tick."""
+        sup = self.supervisor
+        total = getattr(sup, "events_total", None)
+        if total is None or total != self._events_for:
+            self._events_cache = tuple(
+                EngineEvent(at=e["at"], state=e["state"], reason=e.get("reason"), exit_code=e.get("exit_code"), signal=e.get("signal"))
+                for e in sup.events[-20:]
+            )
+            self._events_for = total
+        return self._events_cache
+
     def _snapshot(self, now: float, rss_bytes: int | None) -> EngineSnapshot:
         sup = self.supervisor
         info = sup.snapshot()
@@ -346,13 +391,20 @@ class EngineWatch:
             canary=self._canary.result,
             alerts=self.alerts,
             simulated=self._simulated,
-            events=tuple(
-                EngineEvent(at=e["at"], state=e["state"], reason=e.get("reason"), exit_code=e.get("exit_code"), signal=e.get("signal"))
-                for e in sup.events[-20:]
-            ),
+            events=self._events(),
             loading=loading,
             rss_bytes=rss_bytes,
+            managed=sup.managed,  # issue 13: watched engines (agents/supervisor/watched.py)
+            actions=sup.actions,
+            watch=sup.watch_info,
         )
+
+
+_SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
+
+
+def _severity_order(alert: Alert) -> tuple[int, str]:
+    return (_SEVERITY_RANK.get(alert.severity, 3), alert.code)
 
 
 def _has_data(reading: Reading) -> bool:

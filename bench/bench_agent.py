@@ -6,7 +6,11 @@ In one run it measures two agents one after the other on the same machine: the r
 no engines (its fixed cost: the loop, NVML/psutil reads, the API), and the agent under test with N
 simulated engines at a 1 s interval (scrape + parse + health + canary + rules + snapshot per engine).
 It prints both, the difference per engine and the ratio. Only the agent process is measured; the
-simulated engines are separate processes. Numbers are measured, never assumed.
+simulated engines are separate processes. CPU is the agent's own CPU time (utime + stime of
+/proc/<pid>/stat, through psutil) over the wall-clock span, so other load on the machine slows the agent
+without being counted; the CPU time per collector tick is printed too, and the load average, since a
+loaded machine still inflates CPU time a little (cache and scheduler effects). Numbers are measured,
+never assumed.
 """
 
 from __future__ import annotations
@@ -102,6 +106,7 @@ def measure(n: int, seconds: float, warmup: float) -> dict[str, float]:
             return {
                 "engines": n,
                 "cpu_pct_of_core": 100.0 * cpu / (t1 - t0),
+                "cpu_ms_per_tick": 1000.0 * cpu / max(1, seq1 - seq0),
                 "rss_mb": rss_max / 2**20,
                 "ticks": seq1 - seq0,
                 "seconds": t1 - t0,
@@ -114,6 +119,10 @@ def measure(n: int, seconds: float, warmup: float) -> dict[str, float]:
                 proc.kill()
 
 
+def _load() -> float:
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=60.0)
@@ -121,13 +130,15 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=5.0)
     args = ap.parse_args()
     print(f"machine: {os.cpu_count()} cores; interval 1 s; measuring {args.seconds:.0f} s after {args.warmup:.0f} s warm-up")
+    load0 = _load()
     ref = measure(0, args.seconds, args.warmup)
     run = measure(args.engines, args.seconds, args.warmup)
     for r, label in ((ref, "reference: agent, no engines"), (run, f"agent supervising {args.engines} simulated engines")):
         print(
-            f"{label:48s} CPU {r['cpu_pct_of_core']:6.2f} % of one core   RSS {r['rss_mb']:6.1f} MB   "
-            f"{r['ticks']} ticks in {r['seconds']:.1f} s"
+            f"{label:48s} CPU {r['cpu_pct_of_core']:6.2f} % of one core ({r['cpu_ms_per_tick']:5.2f} ms per tick)   "
+            f"RSS {r['rss_mb']:6.1f} MB   {r['ticks']} ticks in {r['seconds']:.1f} s"
         )
+    print(f"load average (1 min) at start {load0:.1f}, at end {_load():.1f}")
     per_engine = (run["cpu_pct_of_core"] - ref["cpu_pct_of_core"]) / max(1, args.engines)
     ratio = run["cpu_pct_of_core"] / ref["cpu_pct_of_core"] if ref["cpu_pct_of_core"] > 0 else float("nan")
     print(f"per engine: +{per_engine:.2f} % of a core; CPU ratio (N engines / none): {ratio:.2f}x")

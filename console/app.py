@@ -34,6 +34,7 @@ from console.messages import (
     FleetUpdated,
     HostChosen,
 )
+from console.screens import action_reason
 from console.screens.alerts import AlertsScreen
 from console.screens.confirm import ConfirmScreen
 from console.screens.engine import EngineScreen
@@ -193,9 +194,9 @@ class LlmConsole(App[int]):
 
     # -- actions: confirm, send once, report
     def request_action(self, host: str, engine: str, verb: str) -> None:
-        block = self.source.action_block(host)
+        block = action_reason(self, host, engine, verb)  # the host's reason, then the engine's agent's
         if block is not None:
-            self.notify(block, severity="warning")
+            self.notify(f"{verb} {host}/{engine}: {block}", severity="warning")
             return
         e = self.fleet.engine(host, engine)
         model = (e.served_model_name or e.model) if e is not None else None
@@ -205,7 +206,14 @@ class LlmConsole(App[int]):
                 self.send_action(host, engine, verb)
 
         self.push_screen(
-            ConfirmScreen(verb, host, engine, model or (model_name(e) if e else None), e.kind if e else None),
+            ConfirmScreen(
+                verb,
+                host,
+                engine,
+                model or (model_name(e) if e else None),
+                e.kind if e else None,
+                managed=e.managed if e is not None else True,
+            ),
             answered,
         )
 

@@ -24,6 +24,7 @@ PARSED_VERBS: dict[str, str] = {
     "calc": "console.calc.cli",
     "rules": "console.rules",
     "bench": "console.bench.cli",
+    "bundle": "console.bundle",
 }
 
 # Verbs that own their whole argv (agent-side programs); value: "module:function" taking argv -> int.

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from console.demo_fleet import FAST, NORMAL, DemoError, DemoFleet, plan_fleet
+from console.demo_fleet import FAST, NORMAL, WATCHED_NOTE, DemoError, DemoFleet, plan_fleet
 
 PROG = "llmconsole demo"
 TITLE = "llmconsole demo (SIMULATED fleet)"
@@ -199,6 +199,8 @@ def _headless(fleet: DemoFleet, workdir: Path, elapsed_s: float, *, keep: bool) 
         for e in agent.plan.engines:
             if e.incident:
                 out.write(f"#   incident on {agent.plan.name}/{e.id}: {e.incident}\n")
+            if not e.managed:
+                out.write(f"#   watched on {agent.plan.name}/{e.id}: {WATCHED_NOTE} (managed = false)\n")
     out.write(f"# console config (also at {fleet.console_config}):\n")
     out.write(f"#   llmconsole --config {fleet.console_config}\n")
     out.write(fleet.console_config.read_text())

@@ -2,11 +2,14 @@
 
 Every agent is the real one (``python -m console.cli agent``), started in its own session with
 ``--stop-engines-on-exit``; its engines are the simulated engine (``python -m agents.sim``), which become
-simulated by their command alone. Everything lives under one work directory.
+simulated by their command alone. One engine of the first host is *watched* (``managed = false``): the demo
+starts it itself, in its own session, as a systemd unit or a container would, and its agent only finds it on
+its port and watches it (the snapshot says ``managed: false``; it has no action commands, so its actions are
+refused with the key to set). Everything lives under one work directory.
 
 Teardown (:meth:`DemoFleet.stop`) is idempotent and leaves nothing behind: SIGTERM to every agent (they
-stop their engines), a short wait, then SIGKILL to every process group and every process still marked as
-one of this fleet's (the supervisor's ``LLMCONSOLE_ENGINE_ID`` marker together with a
+stop their engines) and to every watched engine (no agent stops those), a short wait, then SIGKILL to every
+process group and every process still marked as one of this fleet's (the supervisor's ``LLMCONSOLE_ENGINE_ID`` marker together with a
 ``LLMCONSOLE_SIM_GPU_DIR`` under the work directory, or the demo's own ``LLMCONSOLE_DEMO_DIR``), and every
 child that was reparented to this process is reaped.
 """
@@ -35,7 +38,7 @@ DEMO_ENV = "LLMCONSOLE_DEMO_DIR"  # set on every agent the demo starts: the work
 MARKER_ENV = "LLMCONSOLE_ENGINE_ID"  # the supervisor's marker on every engine process
 SIM_GPU_ENV = "LLMCONSOLE_SIM_GPU_DIR"  # the simulated-GPU ledger (under an agent's state_dir)
 DIALECTS = ("vllm", "sglang", "tgi")
-WAITING_STATES = frozenset({"stopped", "starting"})  # an engine in these has not come up yet
+WAITING_STATES = frozenset({"stopped", "starting", "unreachable"})  # an engine in these has not come up yet
 
 
 class DemoError(Exception):
@@ -87,6 +90,7 @@ class EnginePlan:
     model: str
     args: tuple[str, ...]
     incident: str | None = None  # what the scripted fault shows, for the banner
+    managed: bool = True  # False: started by the demo outside the agent, which only watches it
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,8 +136,15 @@ def plan_fleet(hosts: int, timings: Timings) -> list[HostPlan]:
             if kind not in have:
                 eid, model, args = _HEALTHY[kind]
                 engines.append(EnginePlan(eid, kind, model, args))
+        if i == 0:
+            engines.append(WATCHED)
         plans.append(HostPlan(f"demo-gpu{i + 1:02d}", tuple(engines)))
     return plans
+
+
+# Started by the demo itself beside the first host's agent, which only watches it (managed = false).
+WATCHED = EnginePlan("llama-8b-ext", "vllm", "sim/llama-3.1-8b-external", ("--load", "2"), managed=False)
+WATCHED_NOTE = "started outside its agent (like a systemd unit or a container); the agent only watches it"
 
 
 def toml_value(value: object) -> str:
@@ -183,15 +194,24 @@ def agent_toml(
     lines += toml_table("[thresholds]", thresholds_table(t))
     for gpu, e in enumerate(host.engines):
         port, metrics_port = engine_ports[e.id]
-        entry: dict[str, object] = {
-            "id": e.id, "kind": e.kind, "model": e.model, "port": port, "gpus": [gpu % 4],
-            "command": [sys.executable, "-m", "agents.sim", "--dialect", e.kind], "args": list(e.args),
-        }  # fmt: skip
+        entry: dict[str, object] = {"id": e.id, "kind": e.kind, "model": e.model, "port": port, "gpus": [gpu % 4]}
+        if e.managed:
+            entry.update(command=[sys.executable, "-m", "agents.sim", "--dialect", e.kind], args=list(e.args))
+        else:
+            entry["managed"] = False
         if metrics_port is not None:
             entry["metrics_port"] = metrics_port
         note = [f"# SIMULATED incident: {e.incident}"] if e.incident else []
+        if not e.managed:
+            note = [f"# WATCHED (managed = false): {WATCHED_NOTE}. Without restart_command, stop_command and",
+                    "# start_command its actions are refused, with the reason shown."]
         lines += ["", *note, *toml_table("[[agent.engines]]", entry)]
     return "\n".join(lines) + "\n"
+
+
+def watched_argv(e: EnginePlan, port: int) -> list[str]:
+    """The command the demo runs a watched engine with (the simulated engine, outside any agent)."""
+    return [sys.executable, "-m", "agents.sim", "--dialect", e.kind, "--port", str(port), "--model", e.model, *e.args]
 
 
 def console_toml(hosts: Iterable[tuple[str, str, Path]], t: Timings) -> str:
@@ -356,6 +376,8 @@ class DemoFleet:
     agents: list[AgentProc] = field(default_factory=list)
     console_config: Path | None = None
     stopped: bool = False
+    watched: list[tuple[AgentProc, EnginePlan, int, int]] = field(default_factory=list)  # (agent, engine, port, gpu)
+    watched_procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
     def engine_count(self) -> int:
@@ -383,6 +405,8 @@ class DemoFleet:
             config = hostdir / "agent.toml"
             config.write_text(agent_toml(plan, hostdir, listen, engine_ports, self.timings))
             self.agents.append(AgentProc(plan, hostdir, listen, config, token_file, token))
+            self.watched += [(self.agents[-1], e, engine_ports[e.id][0], gpu % 4)
+                             for gpu, e in enumerate(plan.engines) if not e.managed]
             hosts.append((plan.name, f"http://127.0.0.1:{listen}", token_file))
         self.console_config = self.workdir / "console.toml"
         self.console_config.write_text(console_toml(hosts, self.timings))
@@ -390,6 +414,16 @@ class DemoFleet:
     def start(self) -> None:
         _prctl(PR_SET_CHILD_SUBREAPER, 1)  # orphans of a killed agent come back to us to be reaped
         env = {**os.environ, DEMO_ENV: str(self.workdir)}
+        for agent, e, port, gpu in self.watched:  # engines no agent starts: as a systemd unit would
+            if self.stopped:
+                return
+            ledger = agent.hostdir / "state" / "sim-gpu"  # the agent's simulated GPUs attribute its memory
+            with open(agent.hostdir / f"{e.id}.log", "ab") as log:
+                self.watched_procs.append(subprocess.Popen(
+                    watched_argv(e, port), cwd=agent.hostdir, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                    env={**env, SIM_GPU_ENV: str(ledger), "CUDA_VISIBLE_DEVICES": str(gpu)},
+                    start_new_session=True, preexec_fn=_agent_preexec,
+                ))  # fmt: skip
         for agent in self.agents:
             if self.stopped:
                 return
@@ -453,8 +487,8 @@ class DemoFleet:
         if self.stopped:
             return
         self.stopped = True
-        procs = [a.proc for a in self.agents if a.proc is not None]
-        for p in procs:
+        procs = [a.proc for a in self.agents if a.proc is not None] + self.watched_procs
+        for p in procs:  # agents stop their engines; the watched ones the demo stops itself, as their owner would
             if p.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
                     p.send_signal(signal.SIGTERM)
@@ -497,6 +531,6 @@ def _write_private(path: Path, text: str) -> None:
 
 
 __all__ = [
-    "DEMO_ENV", "FAST", "NORMAL", "AgentProc", "DemoError", "DemoFleet", "EnginePlan", "HostPlan", "Timings",
-    "agent_toml", "console_toml", "marked_pids", "plan_fleet",
+    "DEMO_ENV", "FAST", "NORMAL", "WATCHED", "AgentProc", "DemoError", "DemoFleet", "EnginePlan", "HostPlan",
+    "Timings", "agent_toml", "console_toml", "marked_pids", "plan_fleet", "watched_argv",
 ]  # fmt: skip

@@ -27,6 +27,9 @@ CONSOLE_MAY_IMPORT_FROM_AGENTS = (
     "agents.scrape",  # bounded GET (stdlib)
     "agents.http1",
     "agents.auth",  # token hashing, for the demo's generated tokens
+    "agents.bundle_files",  # the incident-bundle format (manifest, sha256, safe extraction; stdlib only)
+    "agents.bundle_redact",  # the bundle's redaction rules, applied again by the console
+    "agents.redact",  # the redactor (stdlib only)
 )
 
 PROBE = textwrap.dedent(

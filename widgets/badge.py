@@ -22,7 +22,7 @@ STATE_TONES: Final[dict[str, Tone]] = {
     "hung": "crit",
     "failed": "crit",
     "stopped": "dim",
-    # host states (console fleet reducer)
+    # host states (console fleet reducer); "unreachable" is also a watched engine's (listening, no HTTP answer)
     "fresh": "ok",
     "stale": "stale",
     "unreachable": "crit",

@@ -66,10 +66,21 @@ class Layout:
     def parts(self, metrics: MetricSet, names: Iterable[str]) -> list[Part]:
         """Every part that has a series for any of ``names``, sorted."""
         found: set[Part] = set()
+        if isinstance(metrics, PartIndex) and metrics.layout is self:
+            for name in names:
+                found.update(metrics.by_part(name))
+            return sorted(found)
         for name in names:
             for labels, _ in metrics.get(name):
                 found.add(self.part_of(labels))
         return sorted(found)
+
+    def series(self, metrics: MetricSet, name: str, part: Part) -> list[tuple[Labels, float]]:
+        """The series of ``name`` in ``part``, in exposition order."""
+        if isinstance(metrics, PartIndex) and metrics.layout is self:
+            return metrics.by_part(name).get(part, [])
+        part_of = self.part_of
+        return [(labels, value) for labels, value in metrics.get(name) if part_of(labels) == part]
 
     # --- one part -----------------------------------------------------------------------------------
     def scalar(
@@ -88,7 +99,7 @@ class Layout:
         matched); a family absent from the part gives None.
         """
         for name in candidates:
-            series = [(labels, value) for labels, value in metrics.get(name) if self.part_of(labels) == part]
+            series = self.series(metrics, name, part)
             if not series:
                 continue
             copies: dict[tuple[tuple[str, str], ...], float] = {}
@@ -120,16 +131,7 @@ class Layout:
         self, metrics: MetricSet, base: str, part: Part
     ) -> dict[tuple[tuple[str, str], ...], list[Histogram]]:
         """Histograms of ``base`` in ``part``, grouped by distinct series, one entry per replica."""
-        buckets: dict[tuple[tuple[str, str], ...], list[tuple[float, float]]] = {}
-        for labels, value in metrics.get(base + "_bucket"):
-            if "le" not in labels or self.part_of(labels) != part:
-                continue
-            try:
-                bound = float(labels["le"])
-            except ValueError:
-                continue
-            key = _series_key(labels)
-            buckets.setdefault(key, []).append((bound, value))
+        buckets = _bucket_series(self.series(metrics, base + "_bucket", part))
         if not buckets:
             return {}
         sums = self._by_series(metrics, base + "_sum", part)
@@ -145,13 +147,76 @@ class Layout:
     def _by_series(
         self, metrics: MetricSet, name: str, part: Part
     ) -> dict[tuple[tuple[str, str], ...], float]:
-        return {
-            _series_key(labels): value for labels, value in metrics.get(name) if self.part_of(labels) == part
-        }
+        return {_series_key(labels): value for labels, value in self.series(metrics, name, part)}
+
+
+class PartIndex(MetricSet):
+    """An exposition as :func:`read_parts` hands it to an adapter: the same samples, types and problems, with
+    each name's series split by ``layout``'s parts once, on first use, instead of filtered again by every
+    lookup of every part (the agent reads every engine every second)."""
+
+    __slots__ = ("layout", "_by_part")
+
+    def __init__(self, metrics: MetricSet, layout: Layout) -> None:
+        super().__init__(metrics.samples, metrics.types, metrics.problems, metrics.lines)
+        self.layout = layout
+        self._by_part: dict[str, dict[Part, list[tuple[Labels, float]]]] = {}
+
+    def by_part(self, name: str) -> dict[Part, list[tuple[Labels, float]]]:
+        found = self._by_part.get(name)
+        if found is None:
+            found = {}
+            part_of = self.layout.part_of
+            for sample in self.samples.get(name, ()):
+                key = part_of(sample[0])
+                if key in found:
+                    found[key].append(sample)
+                else:
+                    found[key] = [sample]
+            self._by_part[name] = found
+        return found
 
 
 def _series_key(labels: Labels) -> tuple[tuple[str, str], ...]:
     return tuple(sorted((k, v) for k, v in labels.items() if k != "le"))
+
+
+def _bucket_series(samples: Sequence[tuple[Labels, float]]) -> dict[tuple[tuple[str, str], ...], list[tuple[float, float]]]:
+    """``_bucket`` samples grouped by series (:func:`_series_key`) as (bound, value) in exposition order;
+    samples without a readable ``le`` are left out.
+
+    Fast path: the buckets of one series carry their labels in one order (as client libraries write them),
+    so they are grouped by their labels as written and each group's key is sorted once. Should two groups
+    name one series (labels written in different orders), the careful grouping, one sorted key per
+    sample, is used instead, so the result never depends on the path."""
+    raw: dict[tuple[tuple[str, str], ...], list[tuple[float, float]]] = {}
+    for labels, value in samples:
+        rest = labels.copy()
+        le = rest.pop("le", None)
+        if le is None:
+            continue
+        try:
+            bound = float(le)
+        except ValueError:
+            continue
+        key = tuple(rest.items())
+        group = raw.get(key)
+        if group is None:
+            raw[key] = [(bound, value)]
+        else:
+            group.append((bound, value))
+    grouped = {tuple(sorted(key)): pairs for key, pairs in raw.items()}
+    if len(grouped) == len(raw):
+        return grouped
+    careful: dict[tuple[tuple[str, str], ...], list[tuple[float, float]]] = {}
+    for labels, value in samples:
+        if "le" in labels:
+            try:
+                bound = float(labels["le"])
+            except ValueError:
+                continue
+            careful.setdefault(_series_key(labels), []).append((bound, value))
+    return careful
 
 
 def replica_max(copies: Sequence[Histogram]) -> Histogram | None:
@@ -240,7 +305,8 @@ def read_parts(
     read_part: Callable[[MetricSet, Part], Reading],
 ) -> Reading:
     """Split ``metrics`` into the parts found among ``names``, read each, and :func:`combine` them."""
-    return combine(kind, {part: read_part(metrics, part) for part in layout.parts(metrics, names)})
+    indexed = PartIndex(metrics, layout)
+    return combine(kind, {part: read_part(indexed, part) for part in layout.parts(indexed, names)})
 
 
 def part_reading(

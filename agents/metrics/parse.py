@@ -108,10 +108,12 @@ def _parse_lines(
     problems: _Problems,
 ) -> None:
     samples = result.samples
+    types = result.types
     seen: dict[tuple[str, frozenset[tuple[str, str]]], int] = {}
     valid_names: set[str] = set()
     label_names: set[str] = set()
     keep_all = wanted is None
+    cache = None if keep_all else _LABEL_CACHE  # the agent's per-second scrapes repeat their label sets
     stored = 0
     lineno = 0
     for lineno, line in enumerate(lines, 1):  # noqa: B007 - lineno is read after the loop
@@ -127,7 +129,11 @@ def _parse_lines(
             if line.startswith("# HELP "):
                 continue
             if line.startswith("# TYPE "):
-                _type_line(line, lineno, result.types, problems)
+                family, sep, kind = line[7:].partition(" ")
+                if sep and family and kind in _TYPES and family not in types:
+                    types[family] = kind  # the common case, inline; _type_line reads the rest or says why
+                else:
+                    _type_line(line, lineno, types, problems)
             elif _other_comment(line, lineno, result.types, problems):
                 _after_eof(lines, lineno, problems)
                 break
@@ -150,6 +156,7 @@ def _parse_lines(
                 if not keep_all and name not in wanted:  # type: ignore[operator]
                     continue
                 labels: Labels = {}
+                label_set = _NO_LABELS
                 value = _value(tokens, 1)
             else:
                 if not keep_all and name not in wanted:  # type: ignore[operator]
@@ -158,11 +165,12 @@ def _parse_lines(
                     if line.rfind("}") < brace:
                         raise _Bad("unterminated label set")
                     continue
-                fast = None if "\\" in line else _plain_labels(line, brace + 1, label_names)
+                fast = None if "\\" in line else _plain_labels(line, brace + 1, label_names, cache)
                 if fast is None:
                     labels, end = _labels(line, brace + 1, label_names)
+                    label_set = None
                 else:
-                    labels, end = fast
+                    labels, label_set, end = fast
                 value = _value(line[end:].split(), 0)
             if keep_all and name not in valid_names:
                 if not _METRIC_NAME.match(name):
@@ -171,7 +179,7 @@ def _parse_lines(
         except _Bad as bad:
             problems.add(f"line {lineno}: {bad}")
             continue
-        key = (name, frozenset(labels.items()))
+        key = (name, frozenset(labels.items()) if label_set is None else label_set)
         series = samples.get(name)
         if series is None:
             series = samples[name] = []
@@ -214,17 +222,45 @@ def _value(tokens: list[str], at: int) -> float:
     return value
 
 
-def _plain_labels(line: str, pos: int, known: set[str]) -> tuple[Labels, int] | None:
+_NO_LABELS: frozenset[tuple[str, str]] = frozenset()
+# Label text (between "{" and '"}') -> what _plain_labels makes of it: (labels, their items as a frozenset),
+# or None when the careful parser must read it. A pure function of the text, so sharing it between parses
+# and threads is exact; bounded by emptying it when full. Used only with ``wanted`` (the agent's scrapes).
+_LABEL_CACHE: dict[str, tuple[Labels, frozenset[tuple[str, str]]] | None] = {}
+_LABEL_CACHE_MAX = 8192
+_MISSING = object()
+
+
+def _plain_labels(
+    line: str, pos: int, known: set[str], cache: dict[str, tuple[Labels, frozenset[tuple[str, str]]] | None] | None = None
+) -> tuple[Labels, frozenset[tuple[str, str]], int] | None:
     """Fast path for a label set as engines write it: ``k="v",k="v"}``, no spaces, no backslashes.
 
     Without backslashes no label value can hold a quote, so the first ``"}`` ends the set and ``",``
-    separates pairs. Returns None for anything else (the careful parser then reads it or says why).
-    """
+    separates pairs. Returns (labels, their items as a frozenset, the index after ``}``), or None for
+    anything else (the careful parser then reads it or says why). With ``cache``, a label text read before
+    is not split again (the labels come back as a fresh dict)."""
     close = line.find('"}', pos)
     if close < 0:
         return None
+    text = line[pos:close]
+    if cache is None:
+        found = _split_plain(text, known)
+    else:
+        found = cache.get(text, _MISSING)  # type: ignore[arg-type]
+        if found is _MISSING:
+            found = _split_plain(text, known)
+            if len(cache) >= _LABEL_CACHE_MAX:
+                cache.clear()
+            cache[text] = found
+    if found is None:
+        return None
+    return found[0].copy(), found[1], close + 2  # type: ignore[index]
+
+
+def _split_plain(text: str, known: set[str]) -> tuple[Labels, frozenset[tuple[str, str]]] | None:
     labels: Labels = {}
-    for part in line[pos:close].split('",'):
+    for part in text.split('",'):
         name, sep, value = part.partition('="')
         if not sep or '"' in value or name in labels:
             return None
@@ -233,7 +269,7 @@ def _plain_labels(line: str, pos: int, known: set[str]) -> tuple[Labels, int] | 
                 return None
             known.add(name)
         labels[name] = value
-    return labels, close + 2
+    return labels, frozenset(labels.items())
 
 
 def _labels(line: str, pos: int, known: set[str]) -> tuple[Labels, int]:

@@ -33,6 +33,7 @@ from agents.schema.codec import (
 from agents.schema.model import (
     STALE_AFTER_INTERVALS,
     WIRE_TYPES,
+    ActionAvailability,
     Alert,
     Canary,
     EngineEvent,
@@ -88,6 +89,7 @@ __all__ = [
     "SCHEMA_NAME",
     "SEVERITIES",
     "WIRE_TYPES",
+    "ActionAvailability",
     "Alert",
     "Canary",
     "EngineEvent",

@@ -124,6 +124,17 @@ class Loading:
 
 
 @dataclass(**_FROZEN)
+class ActionAvailability:
+    """Additive: per action of ``POST /v1/engines/{id}/{action}``, None when the agent runs it (state
+    permitting: a start of a running engine is still a 409) or the reason it refuses it, e.g. a watched
+    engine without ``restart_command``, or an engine the launch policy refused."""
+
+    start: str | None = None
+    stop: str | None = None
+    restart: str | None = None
+
+
+@dataclass(**_FROZEN)
 class WatchInfo:
     """Additive: how the agent sees an engine it watches but did not start (``managed = false``)."""
 
@@ -158,8 +169,7 @@ class EngineSnapshot:
     loading: Loading | None = None  # set while state is "starting"
     rss_bytes: int | None = None
     managed: bool = True  # False: the agent watches it but did not start it and never signals it
-    # action -> None (the agent runs it, state permitting) or why it is refused; {}: not reported (older agents)
-    actions: dict[str, Any] = field(default_factory=dict)
+    actions: ActionAvailability | None = None  # None: not reported (older agents; every action as before)
     watch: WatchInfo | None = None  # set for a watched engine (managed False)
 
 
@@ -204,6 +214,7 @@ WIRE_TYPES: tuple[type, ...] = (
     Alert,
     EngineEvent,
     Loading,
+    ActionAvailability,
     WatchInfo,
     EngineSnapshot,
     HostSnapshot,

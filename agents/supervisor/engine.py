@@ -34,7 +34,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from agents.schema import ENGINE_STATES
+from agents.schema import ACTIONS, ENGINE_STATES, ActionAvailability
 from agents.supervisor.adopt import Takeover, after_agent_restart, on_port
 from agents.supervisor.backoff import Retries
 from agents.supervisor.journal import SUPERVISOR_LOGGER, Journal
@@ -64,10 +64,16 @@ SNAPSHOT_FIELDS = ("state", "reason", "pid", "pids", "restarts", "start_attempts
 class EngineSupervisor:
     """Launches and supervises one engine process tree; every timer runs on ``hooks.clock`` (monotonic).
 
+    ``managed``, ``actions``, ``action_refusal()`` and ``watch_info`` are shared with
+    :class:`~agents.supervisor.watched.WatchedEngine` (an engine the agent only watches).
+
     Collaborators come in ``hooks`` (readiness check, GPU view, event sink, clocks, reaper, redactor) and
     poll periods and sizes in ``tuning``; any of their fields may also be passed as a keyword
     (``is_ready=...``, ``tick_s=...``). All methods must be called from the one event loop the agent runs.
     """
+
+    managed = True  # launched and supervised by the agent
+    watch_info = None  # only a watched engine has one
 
     def __init__(self, plan: ProcessPlan, policy: Policy, state_dir: Path, log_dir: Path,
                  hooks: Hooks | None = None, tuning: Tuning | None = None, **options: Any) -> None:
@@ -94,6 +100,16 @@ class EngineSupervisor:
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._reaper_held = False
+        self._refused: str | None = None  # why the launch policy refused it (refuse())
+
+    @property
+    def actions(self) -> ActionAvailability:
+        """Per action: None when the agent runs it (state permitting), else why it is refused."""
+        return ActionAvailability(**{a: self.action_refusal(a) for a in ACTIONS})
+
+    def action_refusal(self, action: str) -> str | None:
+        """A refused engine may be stopped, never started."""
+        return self._refused if action != "stop" else None
 
     # ================================================================ read-only surface
     @property
@@ -227,6 +243,7 @@ class EngineSupervisor:
         """Mark a never-launched engine ``failed`` with ``reason`` (e.g. the launch policy refused it)."""
         if self.state in ALIVE_STATES:
             raise RuntimeError(f"cannot refuse engine {self.plan.engine_id}: it is {self.state}")
+        self._refused = reason
         self._fail(reason)
         self._journal.emit("refuse", reason)
 

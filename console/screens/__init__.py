@@ -1,6 +1,6 @@
 """Console screens, plus the small pieces they share: ``ToneLine`` (a line of toned text parts),
 ``FleetStateScreen`` (redraw on each new FleetState while visible) and ``EngineActions`` (the r/s/S
-bindings on "the selected engine", with their availability check).
+bindings on "the selected engine", with their availability check: ``action_reason``).
 
 Screens never import the App (console.app): they read the fleet through ``console.messages.ConsoleView``
 and ask for everything else (open an engine, show a host, an engine action, an acknowledgement) by
@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar, cast
 
 from rich.text import Text
+from textual import events
 from textual.binding import Binding, BindingType
 from textual.dom import DOMNode
 from textual.screen import Screen
@@ -21,6 +22,7 @@ from textual.widgets import Static
 from agents.schema import ACTIONS
 from console.messages import ActionRequested, ConsoleView
 from console.state import FleetState
+from console.views import action_refusal
 from widgets.tone import Tone, component_style, tone_class, tone_classes, tone_css
 
 
@@ -100,9 +102,23 @@ ENGINE_ACTION_BINDINGS: list[BindingType] = [
 ]
 
 
+_VERB_OF_ACTION = {f"engine('{verb}')": verb for verb in ENGINE_ACTIONS}
+
+
+def action_reason(view: ConsoleView, host: str, engine: str, verb: str) -> str | None:
+    """Why ``verb`` on host/engine is not available, or None: the host's own reason first (no operator
+    token, a read-only Prometheus host, a replay), then the engine's agent's (its snapshot's
+    ``actions``: e.g. a watched engine without ``restart_command``)."""
+    block = view.source.action_block(host)
+    if block is not None:
+        return block
+    return action_refusal(view.fleet.engine(host, engine), verb)
+
+
 class EngineActions:
     """Mixin for screens with a selected engine: ``selected_engine()`` → (host, engine) or None. An
-    action key posts ``ActionRequested``; the App confirms it and sends it once."""
+    action key posts ``ActionRequested``; the App confirms it and sends it once. An action that is not
+    available is greyed in the footer, and its key says why (a notification) instead of doing nothing."""
 
     def selected_engine(self) -> tuple[str, str] | None:
         raise NotImplementedError
@@ -112,9 +128,26 @@ class EngineActions:
             target = self.selected_engine()
             if target is None:
                 return None  # shown greyed: no engine selected
-            blocked = console_view(cast(DOMNode, self)).source.action_block(target[0])
+            verb = str(parameters[0]) if parameters else ""
+            blocked = action_reason(console_view(cast(DOMNode, self)), target[0], target[1], verb)
             return None if blocked is not None else True
         return True
+
+    def on_key(self, event: events.Key) -> None:
+        """A greyed action's key (after the keymap) tells why it is not available. Runs before the
+        bindings: a key event reaches the screen on its way to the App, where they are checked."""
+        active = cast(Screen[None], self).active_bindings.get(event.key)
+        if active is None or active.enabled:
+            return
+        verb = _VERB_OF_ACTION.get(active.binding.action)
+        target = self.selected_engine()
+        if verb is None or target is None:
+            return
+        reason = action_reason(console_view(cast(DOMNode, self)), target[0], target[1], verb)
+        if reason is not None:
+            event.stop()
+            event.prevent_default()
+            cast(DOMNode, self).app.notify(f"{verb} {target[0]}/{target[1]}: {reason}", severity="warning")
 
     def action_engine(self, verb: str) -> None:
         target = self.selected_engine()
@@ -129,5 +162,6 @@ __all__ = [
     "EngineActions",
     "FleetStateScreen",
     "ToneLine",
+    "action_reason",
     "console_view",
 ]

@@ -17,6 +17,10 @@ WHAT_HAPPENS = {
     "In-flight requests fail.",
     "start": "The agent launches the engine with its configured command.",
 }
+WATCHED_WHAT_HAPPENS = (
+    "This engine is watched, not started by the agent: the agent runs its configured {verb}_command "
+    "(never a signal to the engine's processes). What it does to in-flight requests is up to that command."
+)
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -27,20 +31,24 @@ class ConfirmScreen(ModalScreen[bool]):
         Binding("n,escape", "answer(False)", "Cancel", id="confirm.no"),
     ]
 
-    def __init__(self, verb: str, host: str, engine: str, model: str | None, kind: str | None = None) -> None:
+    def __init__(
+        self, verb: str, host: str, engine: str, model: str | None, kind: str | None = None, *, managed: bool = True
+    ) -> None:
         super().__init__()
         self.verb, self.host, self.engine, self.model, self.kind = verb, host, engine, model, kind
+        self.managed = managed  # False: a watched engine, whose action is its configured command
 
     def compose(self) -> ComposeResult:
         with Vertical(id="confirm-box"):
             yield Static(f"{self.verb.capitalize()} engine {self.engine} on {self.host}?", id="confirm-title")
             yield Static(
                 f"host    {self.host}\nengine  {self.engine}"
-                + (f" ({self.kind})" if self.kind else "")
+                + (f" ({self.kind}{', watched' if not self.managed else ''})" if self.kind else "")
                 + f"\nmodel   {self.model or 'unknown'}",
                 id="confirm-target",
             )
-            yield Static(WHAT_HAPPENS.get(self.verb, ""), id="confirm-what")
+            what = WHAT_HAPPENS.get(self.verb, "") if self.managed else WATCHED_WHAT_HAPPENS.format(verb=self.verb)
+            yield Static(what, id="confirm-what")
             with Horizontal(id="confirm-buttons"):
                 yield Button(f"{self.verb.capitalize()} (y)", variant="error", id="confirm-yes")
                 yield Button("Cancel (n)", variant="primary", id="confirm-no")

@@ -1,5 +1,5 @@
-"""Engine detail: 15-minute graphs, GPUs with per-process memory, alerts with evidence, state history,
-loading progress and the log tail (followed while the screen is visible)."""
+"""Engine detail: 15-minute graphs, how the agent sees a watched engine, GPUs with per-process memory,
+alerts with evidence, state history, loading progress and the log tail (followed while visible)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from console.views import (
     gpu_process_lines,
     gpu_summary,
     graph_note,
+    watch_lines,
 )
 from widgets.alert_list import AlertItem, AlertList
 from widgets.log_view import LogView
@@ -76,6 +77,8 @@ class EngineScreen(EngineActions, FleetStateScreen):
                 for gid, (title, y_label, _) in GRAPHS.items():
                     yield TimeSeries(title, y_label=y_label, y_min=0.0, id=f"graph-{gid}")
             with VerticalScroll(id="side"):
+                yield Static("Watched", classes="panel-title", id="watch-title")
+                yield ToneLine(id="watch")
                 yield Static("GPUs", classes="panel-title", id="gpus-title")
                 yield Vertical(id="gpus")
                 yield Static("Alerts", classes="panel-title")
@@ -87,6 +90,7 @@ class EngineScreen(EngineActions, FleetStateScreen):
         yield Footer()
 
     def on_mount(self) -> None:
+        self._watch(None)
         self.query_one("#log", LogView).border_title = f"log · {self.host}/{self.engine}"
         self.watch_fleet()
         self._log_timer = self.set_interval(LOG_REFRESH_S, self.fetch_logs)
@@ -133,6 +137,7 @@ class EngineScreen(EngineActions, FleetStateScreen):
             return
         now = state.now
         summary.set_parts(engine_summary(h, e, now))
+        self._watch(e)
         self._graphs(state, h, e)
         if h.snapshot is not None:
             self._gpus(h, h.snapshot, e)
@@ -141,6 +146,16 @@ class EngineScreen(EngineActions, FleetStateScreen):
             _lines(event_lines(e)) or [("no transitions recorded", "dim")]
         )
         self._loading(e)
+
+    def _watch(self, e: EngineSnapshot | None) -> None:
+        """The "Watched" panel: shown for an engine the agent did not start, or one whose actions it refuses."""
+        lines = watch_lines(e) if e is not None else []
+        title = self.query_one("#watch-title", Static)
+        panel = self.query_one("#watch", ToneLine)
+        title.display = panel.display = bool(lines)
+        if e is not None and lines:
+            title.update("Watched · not started by this agent" if not e.managed else "Actions")
+            panel.set_parts(_lines(lines))
 
     def _graphs(self, state: FleetState, h: HostState, e: EngineSnapshot) -> None:
         series = h.series.get(self.engine)

@@ -12,12 +12,12 @@ The rendering rule (DESIGN "Quality bar", reliability.md §4.2) is decided here,
 | scrape failed (running engine, no stats) | "ERR", tone "error"                            |
 | engine not running                     | "—", tone "missing"                              |
 
-Simulated engines and GPUs say SIMULATED.
+Simulated engines and GPUs say SIMULATED; engines the agent watches but did not start say "watched".
 
 Modules by concern: ``cells`` (formatters, one value's cell), ``rows`` (a host's and an engine's fleet
 row), ``filters`` (the filter grammar), ``table`` (the fleet table, its sort and the header counts),
-``detail`` (engine detail, the fleet status line), ``alerts`` (the alerts table and evidence). Every
-public name is re-exported here.
+``detail`` (engine detail, a watched engine, the agent's action refusals, the fleet status line),
+``alerts`` (the alerts table and evidence). Every public name is re-exported here.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from console.views.cells import (
     wall_clock,
 )
 from console.views.detail import (
+    action_refusal,
     engine_summary,
     event_lines,
     gpu_process_lines,
@@ -46,6 +47,8 @@ from console.views.detail import (
     graph_note,
     host_status_line,
     live_engine_fields,
+    refused_actions,
+    watch_lines,
 )
 from console.views.filters import FILTER_FIELDS, Term, matches, parse_filter
 from console.views.rows import FLEET_COLUMNS, RIGHT_COLUMNS, RowInputs, engine_gpus, engine_row, host_row
@@ -70,6 +73,7 @@ __all__ = [
     "GiB",
     "RowInputs",
     "Term",
+    "action_refusal",
     "age_text",
     "alert_detail",
     "alert_rows",
@@ -97,7 +101,9 @@ __all__ = [
     "model_name",
     "parse_filter",
     "rate_text",
+    "refused_actions",
     "seconds_text",
     "split_key",
     "wall_clock",
+    "watch_lines",
 ]

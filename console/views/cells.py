@@ -15,9 +15,10 @@ from widgets.tone import Cell, Tone
 
 GiB = 1024**3
 RUNNING_STATES = SERVING_STATES  # the wire schema's name: started up, health and progress judged
-STATE_RANK = {
+STATE_RANK: dict[str, float] = {
     "failed": 9,
     "hung": 8,
+    "unreachable": 7.5,  # a watched engine listening but not answering HTTP: just below hung
     "exited": 7,
     "backoff": 6,
     "degraded": 5,

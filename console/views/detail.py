@@ -1,12 +1,13 @@
 """Engine detail and the fleet's status line: toned text parts for the engine screen's header, GPUs,
-state history and graph notes; the line under the fleet table; the calculator's live engines.
+state history, graph notes and how the agent sees a watched engine; the agent's refusals of an engine's
+actions; the line under the fleet table; the calculator's live engines.
 
 Pure: no Textual, no I/O, no clock.
 """
 
 from __future__ import annotations
 
-from agents.schema import EngineSnapshot, GpuInfo, HostSnapshot, severity_rank, stats_are_live
+from agents.schema import ACTIONS, EngineSnapshot, GpuInfo, HostSnapshot, severity_rank, stats_are_live
 from console.state import FleetState, HostState
 from console.views.cells import SEVERITY_TONE, GiB, age_text, engine_view, wall_clock
 from console.views.table import split_key
@@ -64,6 +65,52 @@ def event_lines(e: EngineSnapshot) -> Parts:
     return out
 
 
+def action_refusal(e: EngineSnapshot | None, verb: str) -> str | None:
+    """Why the engine's agent refuses ``verb`` (its snapshot's ``actions``), or None: it runs it (state
+    permitting), or the agent does not say (an older agent, an engine not in the snapshot)."""
+    if e is None or e.actions is None or verb not in ACTIONS:
+        return None
+    reason = getattr(e.actions, verb, None)
+    return reason if isinstance(reason, str) else None
+
+
+def refused_actions(e: EngineSnapshot | None) -> list[str]:
+    """The verbs the engine's agent refuses, in the wire's order."""
+    return [verb for verb in ACTIONS if action_refusal(e, verb) is not None]
+
+
+def watch_lines(e: EngineSnapshot) -> Parts:
+    """How the agent sees an engine it watches but did not start: its listener, the socket's owner, its
+    process and memory (or "not visible"), the kind seen against the configured one, a kind error, each
+    line of what it cannot observe and why, then the actions it refuses. Empty for a managed engine
+    (unless the agent refuses some of its actions)."""
+    out: Parts = []
+    w = e.watch
+    if not e.managed:
+        port = f"port {e.port}" if e.port is not None else "its port"
+        if w is not None and w.listener:
+            out.append((f"listener {w.listener}", "live"))
+        else:
+            out.append((f"listener: nothing seen listening on {port}", "warn"))
+        owner = w.owner if w is not None else None
+        out.append((f"owner {owner}" if owner else "owner not visible", "live" if owner else "dim"))
+        pid = "pid not visible" if e.pid is None else f"pid {e.pid}"
+        rss = "RSS not visible" if e.rss_bytes is None else f"RSS {e.rss_bytes / GiB:.1f} GiB"
+        out.append((f"{pid} · {rss}", "dim" if e.pid is None or e.rss_bytes is None else "live"))
+        seen = w.kind_seen if w is not None else None
+        kind_error = w.kind_error if w is not None else None
+        if seen is None:
+            out.append((f"kind configured {e.kind} · seen: not identified yet", "dim"))
+        else:
+            bad = kind_error is not None or seen != e.kind
+            out.append((f"kind configured {e.kind} · seen {seen}", "error" if bad else "ok"))
+        if kind_error:
+            out.append((f"kind error: {kind_error}", "error"))
+        out.extend((f"not observed: {line}", "dim") for line in (w.unobserved if w is not None else ()))
+    out.extend((f"{verb} refused: {action_refusal(e, verb)}", "dim") for verb in refused_actions(e))
+    return out
+
+
 def engine_summary(h: HostState, e: EngineSnapshot, now: float) -> Parts:
     """The detail screen's header line parts."""
     view = engine_view(h, e, now)
@@ -71,9 +118,13 @@ def engine_summary(h: HostState, e: EngineSnapshot, now: float) -> Parts:
     parts.append((f"  {h.name}/{e.id}  {e.kind}", "live"))
     if e.simulated:
         parts.append(("  SIMULATED", "simulated"))
+    if not e.managed:
+        parts.append(("  watched (not started by this agent)", "info"))
     parts.append((f"  model {e.served_model_name or e.model or '?'}", "live"))
     if e.pid is not None:
         parts.append((f"  pid {e.pid}", "dim"))
+    elif not e.managed:
+        parts.append(("  pid not visible", "dim"))
     if e.port is not None:
         parts.append((f"  port {e.port}", "dim"))
     if e.uptime_s is not None:
@@ -88,7 +139,12 @@ def engine_summary(h: HostState, e: EngineSnapshot, now: float) -> Parts:
         parts.append(("  stats: scrape failed", "error"))
     if e.last_exit is not None:
         le = e.last_exit
-        how = f"signal {le.signal}" if le.signal is not None else f"code {le.code}"
+        if le.signal is not None:
+            how = f"signal {le.signal}"
+        elif le.code is not None:
+            how = f"code {le.code}"
+        else:  # e.g. a watched engine's: not the agent's child, its exit status cannot be known
+            how = "status unknown"
         parts.append((f"  last exit {how}", "warn"))
     return parts
 
@@ -131,6 +187,11 @@ def host_status_line(state: FleetState, key: str | None, block: str | None = Non
                 )
             elif engine_view(h, e, state.now).error:
                 parts.append(("  · ERR: no stats from the engine's metrics endpoint", "error"))
+            if not e.managed:
+                parts.append(("  · watched: not started by this agent", "dim"))
+            refused = refused_actions(e)
+            if refused and not block:
+                parts.append((f"  · {', '.join(refused)} refused by the agent (the key says why)", "dim"))
     elif snap is not None and snap.errors and h.live:
         more = f" (+{len(snap.errors) - 1})" if len(snap.errors) > 1 else ""
         parts.append((f"  · ERR {snap.errors[0]}{more}", "error"))
@@ -191,6 +252,7 @@ def live_engine_fields(state: FleetState) -> list[dict[str, object]]:
 
 
 __all__ = [
+    "action_refusal",
     "engine_summary",
     "event_lines",
     "gpu_process_lines",
@@ -198,4 +260,6 @@ __all__ = [
     "graph_note",
     "host_status_line",
     "live_engine_fields",
+    "refused_actions",
+    "watch_lines",
 ]

@@ -1,7 +1,8 @@
 """The fleet filter grammar: ``state:hung alert:KV_PRESSURE host:gpu0* kind:vllm model:llama -state:ready !text``.
 
-Words are ANDed; a plain word matches host, engine, kind, model and state; ``-`` or ``!`` negates; ``*?[``
-make a word a glob. Pure: no Textual, no I/O.
+Words are ANDed; a plain word matches host, engine, kind, model and state ("watched" and ``kind:watched``
+match the engines the agent watches but did not start); ``-`` or ``!`` negates; ``*?[`` make a word a
+glob. Pure: no Textual, no I/O.
 """
 
 from __future__ import annotations
@@ -50,8 +51,8 @@ def _term_matches(t: Term, h: HostState, e: EngineSnapshot | None) -> bool:
         return _like(t.value, h.name)
     if t.field == "state":  # an engine's state is only known while its host is live
         return (e is not None and h.live and e.state.lower() == t.value) or h.status == t.value
-    if t.field == "kind":
-        return e is not None and e.kind.lower() == t.value
+    if t.field == "kind":  # kind:watched: the engines the agent watches but did not start
+        return e is not None and (e.kind.lower() == t.value or (t.value == "watched" and not e.managed))
     if t.field == "model":
         return e is not None and any(_like(t.value, m) for m in (e.model or "", e.served_model_name or ""))
     if t.field == "alert":
@@ -62,7 +63,9 @@ def _term_matches(t: Term, h: HostState, e: EngineSnapshot | None) -> bool:
             codes += [a.code.lower() for a in e.alerts]
         return any(c.startswith(t.value) for c in codes)
     hay = [h.name] + (
-        [e.id, e.kind, e.model or "", e.served_model_name or "", e.state] if e is not None else [h.status]
+        [e.id, e.kind, e.model or "", e.served_model_name or "", e.state, "" if e.managed else "watched"]
+        if e is not None
+        else [h.status]
     )
     return any(_like(t.value, x) for x in hay)
 

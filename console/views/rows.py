@@ -130,6 +130,16 @@ def _state_cell(h: HostState, e: EngineSnapshot, now: float, stats_live: bool, e
     return shared_cell(e.state, state_tone(e.state), rank)
 
 
+def _kind_cell(e: EngineSnapshot, live: bool, muted: Tone) -> Cell:
+    """ "vllm", "vllm SIMULATED", "vllm watched" (the agent watches it but did not start it)."""
+    text = e.kind
+    if e.simulated:
+        text += " SIMULATED"
+    if not e.managed:
+        text += " watched"
+    return shared_cell(text, "simulated" if e.simulated and live else muted, e.kind)
+
+
 def _alerts_cell(h: HostState, e: EngineSnapshot, inputs: RowInputs) -> Cell:
     live = h.live
     if not e.alerts:  # the absence of alerts on a host that is not live is not live either
@@ -223,11 +233,7 @@ def engine_row(
     row = (
         shared_cell("  " + e.id, muted, key),
         _state_cell(h, e, now, stats_live, error),
-        shared_cell(
-            f"{e.kind} SIMULATED" if e.simulated else e.kind,
-            "simulated" if e.simulated and live else muted,
-            e.kind,
-        ),
+        _kind_cell(e, live, muted),
         shared_cell(model, muted, model),
         shared_cell(gpus_text, muted, gpu_frac),  # the host row says where GPU data comes from (SIMULATED)
         kv,
@@ -265,6 +271,9 @@ def host_row(h: HostState, now: float, state: FleetState | RowInputs) -> Row:
     restarts = sum(e.restarts or 0 for e in engines)
     src = gpu_source_cell(snap.gpu_source if snap else None)
     meta = f"{len(engines)} engine{'s' if len(engines) != 1 else ''}"
+    watched = sum(1 for e in engines if not e.managed)
+    if watched:
+        meta += f" ({watched} watched)"
     if snap is not None and snap.agent_version:
         meta += f" · agent {snap.agent_version}"
     if h.route:

@@ -375,3 +375,60 @@ def test_the_runtime_reports_the_configured_host(tmp_path: Path) -> None:
 
     config = cfg.agent_config_from_dict({"agent": {"host": "demo-gpu07", "state_dir": str(tmp_path), "gpu_source": "none"}})
     assert AgentRuntime(config).collector.host == "demo-gpu07"
+
+
+# --- watched engines (managed = false, issue 13) ------------------------------------------------------------
+
+
+def _one_engine(**keys: Any) -> dict[str, Any]:
+    return {"agent": {"engines": [{"id": "w", "kind": "vllm", "model": "m", "port": 8000, **keys}]}}
+
+
+def test_watched_engine_keys() -> None:
+    e = agent_config_from_dict(_one_engine(managed=False, restart_command=["systemctl", "restart", "vllm@w"],
+                                           stop_command=["docker", "stop", "vllm-w"], stop_timeout_s=5)).engines[0]
+    assert e.managed is False and e.restart_command == ("systemctl", "restart", "vllm@w")
+    assert e.action_command("stop") == ("docker", "stop", "vllm-w") and e.action_command("start") is None
+    assert e.supervision.stop_timeout_s == 5.0
+    managed = agent_config_from_dict(_one_engine()).engines[0]
+    assert managed.managed is True and managed.restart_command is None and managed.start_command is None
+    assert agent_config_from_dict({}).allowed_action_commands is None
+    assert agent_config_from_dict({"agent": {"allowed_action_commands": ["/usr/local/bin/restart-vllm"]}},
+                                  base_dir=Path("/etc")).allowed_action_commands == (Path("/usr/local/bin/restart-vllm"),)
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        ({"command": ["vllm", "serve"]}, "command does not apply to a watched engine (managed = false)"),
+        ({"command": ["vllm"], "args": ["--x"], "env": {"A": "b"}}, "command, args, env do not apply"),
+        ({"autostart": False, "backoff_initial_s": 3}, "autostart, backoff_initial_s do not apply"),
+    ],
+)
+def test_launch_keys_on_a_watched_engine_are_named(keys: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        agent_config_from_dict(_one_engine(managed=False, **keys), file="c.toml")
+    text = str(info.value)
+    assert text.startswith('c.toml: [agent] [[agent.engines]] #1 (id "w"): ') or text.startswith(
+        'c.toml: [[agent.engines]] #1 (id "w"): '), text
+    assert message in text and "\n" not in text and "restart_command" in text
+
+
+def test_action_commands_on_a_managed_engine_are_an_error() -> None:
+    with pytest.raises(ConfigError, match=r"stop_command, restart_command apply only to a watched engine \(managed = false\)"):
+        agent_config_from_dict(_one_engine(restart_command=["x"], stop_command=["y"]), file="c.toml")
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        ([], "restart_command: must not be empty"),
+        (["systemctl", ""], r"restart_command\[1\]: must not be empty"),
+        (["systemctl", "restart\nx"], "restart_command: command item 1 contains a NUL or control character"),
+        (["docker", "login", "--password", "hunter2hunter2"], "restart_command: item 2: flag '--password' takes a secret"),
+    ],
+)
+def test_bad_action_commands(command: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as info:
+        agent_config_from_dict(_one_engine(managed=False, restart_command=command), file="c.toml")
+    assert "hunter2" not in str(info.value) and "env =" not in str(info.value)

@@ -8,6 +8,7 @@ import sys
 import psutil
 import pytest
 
+from agents import host
 from agents.host import (
     CpuMeter,
     HostReading,
@@ -85,6 +86,38 @@ def test_listening_sockets_finds_a_child_listening_on_loopback(spawn) -> None:
     assert len(found) == 2  # the connected client and accepted sockets are not listeners
     assert listening_sockets([child.pid]) == [(child.pid, "127.0.0.1", port)]
     assert listening_sockets([]) == []
+
+
+LISTENERS_V4_V6 = """
+import socket, time
+socks = []
+for family, ip in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::1"),
+                   (socket.AF_INET6, "::"), (socket.AF_INET6, "::ffff:127.0.0.1")):
+    s = socket.socket(family)
+    s.bind((ip, 0))
+    s.listen()
+    socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks), flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.skipif(not host._PROC_NET, reason="the /proc and netlink paths are Linux-only")
+def test_proc_netlink_and_proc_table_listeners_match_psutil(spawn, monkeypatch) -> None:
+    child = spawn(LISTENERS_V4_V6)
+    ports = [int(p) for p in child.stdout.readline().split()]
+    expected = [
+        Listener(child.pid, ip, port)
+        for ip, port in zip(("127.0.0.1", "0.0.0.0", "::1", "::", "::ffff:127.0.0.1"), ports, strict=True)
+    ]
+    via_netlink = listening_sockets([child.pid])
+    assert via_netlink == sorted(expected) == host._psutil_listeners({child.pid})
+
+    def no_netlink(family: int) -> list:
+        raise OSError("netlink unavailable")
+
+    monkeypatch.setattr(host, "_diag_listening", no_netlink)  # e.g. a sandbox without NETLINK_SOCK_DIAG
+    assert listening_sockets([child.pid]) == via_netlink  # read from /proc/net/tcp and tcp6 instead
 
 
 def test_tree_rss_sums_living_pids_and_is_none_when_all_are_gone(sleeper) -> None:

@@ -348,6 +348,7 @@ def test_constants() -> None:
         "backoff",
         "failed",
         "stopping",
+        "unreachable",  # additive: a watched engine that listens but does not answer (managed = false)
     )
     assert schema.ENGINE_KINDS == ("vllm", "sglang", "tgi")
     design_codes = {

@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from agents.config import agent_config_from_dict
-from console.demo_fleet import FAST, NORMAL, _is_zombie, agent_toml, plan_fleet
+from console.demo_fleet import FAST, NORMAL, WATCHED, _is_zombie, agent_toml, plan_fleet, watched_argv
 from console.settings import console_config_from_dict
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -166,6 +166,15 @@ def test_plan_puts_every_incident_once_and_all_dialects_on_every_host(hosts: int
     assert any("hang@8" in e.args for p in plan_fleet(hosts, FAST) for e in p.engines)
 
 
+@pytest.mark.parametrize("hosts", [1, 3])
+def test_the_first_host_has_one_watched_engine_the_demo_starts_itself(hosts: int) -> None:
+    plans = plan_fleet(hosts, FAST)
+    watched = [(p.name, e) for p in plans for e in p.engines if not e.managed]
+    assert watched == [("demo-gpu01", WATCHED)]
+    argv = watched_argv(WATCHED, 12345)
+    assert argv[1:5] == ["-m", "agents.sim", "--dialect", "vllm"] and argv[5:7] == ["--port", "12345"]
+
+
 def test_generated_agent_config_loads_with_the_real_loader(tmp_path: Path) -> None:
     plan = plan_fleet(1, NORMAL)[0]
     ports = {e.id: (20000 + i, 21000 + i if e.kind == "tgi" else None) for i, e in enumerate(plan.engines)}
@@ -180,11 +189,16 @@ def test_generated_agent_config_loads_with_the_real_loader(tmp_path: Path) -> No
     )
     assert [e.id for e in cfg.engines] == [e.id for e in plan.engines]
     for e in cfg.engines:
+        if not e.managed:  # the watched engine: the demo starts it, the agent only watches it
+            assert e.command is None and e.args == () and e.restart_command is None
+            continue
         assert (
             e.command is not None
             and e.command[1:4] == ("-m", "agents.sim", "--dialect")
             and e.command[4] == e.kind
         )
+    assert [e.id for e in cfg.engines if not e.managed] == [WATCHED.id]
+    assert "# WATCHED (managed = false): started outside its agent" in text
     tgi = next(e for e in cfg.engines if e.kind == "tgi")
     assert tgi.metrics_port is not None
 
@@ -241,6 +255,7 @@ def test_headless_fleet_shows_incidents_and_sigterm_leaves_nothing(tmp_path: Pat
             assert h.url.startswith("http://127.0.0.1:") and h.token_file is not None
             assert h.token_file.is_relative_to(workdir) and h.token_file.stat().st_mode & 0o777 == 0o600
         assert "# agent demo-gpu01 http://127.0.0.1:" in text
+        assert f"#   watched on demo-gpu01/{WATCHED.id}: started outside its agent" in text
         fleet = Fleet(text)
 
         # reads need the token (the agents have a tokens file), the generated one works
@@ -264,6 +279,14 @@ def test_headless_fleet_shows_incidents_and_sigterm_leaves_nothing(tmp_path: Pat
         incidents_s = time.monotonic() - started
         hung = next(e for e in engines(snaps) if e["id"] == "llama-70b")
         assert hung["state"] == "hung"
+        # the watched engine beside the managed ones, labelled as such, with its refused actions explained
+        (watched,) = [e for e in engines(snaps) if e["managed"] is False]
+        assert watched["id"] == WATCHED.id and watched["state"] == "ready" and watched["watch"]["kind_seen"] == "vllm"
+        assert all("set " in why and "_command" in why for why in watched["actions"].values())
+        assert all(e["actions"] == {"start": None, "stop": None, "restart": None} for e in engines(snaps)
+                   if e["managed"] and e["id"] != WATCHED.id)
+        assert watched["pid"] is not None and any(
+            p["engine_id"] == WATCHED.id for s in snaps.values() for g in s["gpus"] for p in g["processes"])
         crashy = next(e for e in engines(snaps) if e["id"] == "deepseek-v2")
         assert crashy["restarts"] >= 3
 
