@@ -37,7 +37,7 @@ from typing import Any
 from agents.schema import ACTIONS, ENGINE_STATES, ActionAvailability
 from agents.supervisor.adopt import Takeover, after_agent_restart, on_port
 from agents.supervisor.backoff import Retries
-from agents.supervisor.journal import SUPERVISOR_LOGGER, Journal
+from agents.supervisor.journal import SUPERVISOR_LOGGER, Journal, JournalView
 from agents.supervisor.launch import Launch, Launcher, record_of_own
 from agents.supervisor.logs import LogFile
 from agents.supervisor.options import EventSink, Hooks, Tuning, split_options
@@ -61,7 +61,7 @@ SNAPSHOT_FIELDS = ("state", "reason", "pid", "pids", "restarts", "start_attempts
                    "backoff_remaining_s", "last_exit", "adopted")
 
 
-class EngineSupervisor:
+class EngineSupervisor(JournalView):
     """Launches and supervises one engine process tree; every timer runs on ``hooks.clock`` (monotonic).
 
     ``managed``, ``actions``, ``action_refusal()`` and ``watch_info`` are shared with
@@ -159,11 +159,6 @@ class EngineSupervisor:
         self._journal.sink = sink
 
     @property
-    def sink_errors(self) -> int:
-        """Event-sink calls that raised."""
-        return self._journal.sink_errors
-
-    @property
     def start_attempts(self) -> int:
         """Launches in the current start-up series (reset by an operator start or by reaching ready)."""
         return self._retries.attempts
@@ -186,20 +181,6 @@ class EngineSupervisor:
         if self.state == "backoff" and self._backoff_until is not None:
             return max(0.0, self._backoff_until - self._clock())
         return None
-
-    @property
-    def last_exit(self) -> dict[str, Any] | None:
-        """{code, signal, at (RFC 3339), stderr_tail (last lines of the engine's output)} or None."""
-        return self._journal.last_exit
-
-    @property
-    def events(self) -> list[dict[str, Any]]:
-        """Recent transitions, oldest first: {at, mono, state, reason, exit_code, signal}."""
-        return self._journal.events
-
-    @property
-    def events_total(self) -> int:
-        return self._journal.total
 
     @property
     def adopted(self) -> bool:

@@ -78,3 +78,29 @@ class Journal:
         except Exception as exc:
             self.sink_errors += 1
             log.error("engine %s: event sink failed on %s: %s: %s", self.engine_id, action, type(exc).__name__, exc)
+
+
+class JournalView:
+    """What a supervised or watched engine shows of its :class:`Journal` (``self._journal``)."""
+
+    _journal: Journal
+
+    @property
+    def last_exit(self) -> dict[str, Any] | None:
+        """{code, signal, at (RFC 3339), stderr_tail (last lines of the engine's output)} or None."""
+        return self._journal.last_exit
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        """Recent transitions, oldest first: {at, mono, state, reason, exit_code, signal}."""
+        return self._journal.events
+
+    @property
+    def events_total(self) -> int:
+        return self._journal.total
+
+    @property
+    def sink_errors(self) -> int:
+        """Event-sink calls that raised."""
+        return self._journal.sink_errors
+

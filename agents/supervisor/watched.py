@@ -48,7 +48,7 @@ from typing import Any
 from agents.schema import ACTIONS, SERVING_STATES, ActionAvailability, WatchInfo
 from agents.supervisor.actions import OUTCOME_REPORTER, action_refusal, run_command
 from agents.supervisor.engine import SNAPSHOT_FIELDS
-from agents.supervisor.journal import SUPERVISOR_LOGGER, Journal
+from agents.supervisor.journal import SUPERVISOR_LOGGER, Journal, JournalView
 from agents.supervisor.options import EventSink
 from agents.supervisor.plan import ProcessPlan
 from agents.supervisor.portowner import PortOwner, PortOwners
@@ -102,7 +102,7 @@ HealthCheck = Callable[[], Awaitable[HealthAnswer]]
 IdentityCheck = Callable[[], Awaitable["Identity | None"]]
 
 
-class WatchedEngine:
+class WatchedEngine(JournalView):
     """Watches one engine it never launches or signals (see the module docstring). Every method must be
     called from the agent's event loop; the blocking /proc reads run in a worker thread."""
 
@@ -192,21 +192,6 @@ class WatchedEngine:
             return max(0.0, self._clock() - since)
         return self.uptime_s
 
-    @property
-    def last_exit(self) -> dict[str, Any] | None:
-        return self._journal.last_exit
-
-    @property
-    def events(self) -> list[dict[str, Any]]:
-        return self._journal.events
-
-    @property
-    def events_total(self) -> int:
-        return self._journal.total
-
-    @property
-    def sink_errors(self) -> int:
-        return self._journal.sink_errors
 
     def set_event_sink(self, sink: EventSink | None) -> None:
         self._journal.sink = sink
