@@ -29,6 +29,7 @@ import resource
 import socket
 import ssl
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from agents import __version__
@@ -134,12 +135,26 @@ def build_app(config: AgentConfig, runtime: AgentRuntime, loop: asyncio.Abstract
         audit.prepare()  # the chain's key is created at first start, not at the first record
     except AuditUnavailable as exc:
         log.error("audit log unavailable, actions will be refused: %s", exc)
-    # The agent's own decisions (automatic restarts, backoff, adoptions, refusals) go to the same chain.
-    runtime.set_event_sink(lambda action, engine, result: audit.append_agent(action, result=result, engine=engine))
+    # The agent's own decisions (automatic restarts, backoff, adoptions, refusals) go to the same chain,
+    # written in order by one worker thread: an fsynced record never blocks the supervision loop.
+    runtime.set_event_sink(_threaded_agent_records(audit))
     allowed = {*config.allowed_hosts, _hostname()}
     if not is_loopback_host(config.listen_host.lower()):
         allowed.add(config.listen_host)
     return create_app(LoopBridge(runtime, loop), tokens, audit, allowed_hosts=allowed, redact=runtime.redactor)
+
+
+def _threaded_agent_records(audit: AuditLog) -> Callable[[str, str, str], None]:
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-agent")
+
+    def written(done: Future[object]) -> None:
+        if (exc := done.exception()) is not None:
+            log.error("audit record of an agent decision not written: %s", exc)
+
+    def sink(action: str, engine: str, result: str) -> None:
+        writer.submit(audit.append_agent, action, result=result, engine=engine).add_done_callback(written)
+
+    return sink
 
 
 def listen_socket(host: str, port: int) -> socket.socket:

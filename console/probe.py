@@ -15,7 +15,6 @@ import math
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -127,22 +126,9 @@ def _positive(flag: str, value: float) -> float:
 
 def read_file(path: str) -> bytes:
     """A saved exposition's bytes (at most 16 MiB)."""
-    try:
-        with Path(path).open("rb") as handle:
-            data = handle.read(MAX_BYTES + 1)
-    except FileNotFoundError:
-        raise UsageError(f"cannot read {path}: no such file") from None
-    except IsADirectoryError:
-        raise UsageError(f"cannot read {path}: it is a directory") from None
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if len(data) > MAX_BYTES:
-        raise UsageError(f"{path} is larger than {_size(MAX_BYTES)}")
-    return data
+    from console.fileread import read_bounded
 
-
-def _size(n: int) -> str:
-    return f"{n // (1024 * 1024)} MiB" if n >= 1024 * 1024 else f"{n} bytes"
+    return read_bounded(path, MAX_BYTES, UsageError)
 
 
 def metrics_url(url: str) -> str:

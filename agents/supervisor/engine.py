@@ -113,14 +113,6 @@ class EngineSupervisor(JournalView):
 
     # ================================================================ read-only surface
     @property
-    def state(self) -> str:
-        return self._journal.state
-
-    @property
-    def reason(self) -> str | None:
-        return self._journal.reason
-
-    @property
     def pid(self) -> int | None:
         """The leader's PID while a launch (or adopted process) is current."""
         return self._run.leader

@@ -86,6 +86,14 @@ class JournalView:
     _journal: Journal
 
     @property
+    def state(self) -> str:
+        return self._journal.state
+
+    @property
+    def reason(self) -> str | None:
+        return self._journal.reason
+
+    @property
     def last_exit(self) -> dict[str, Any] | None:
         """{code, signal, at (RFC 3339), stderr_tail (last lines of the engine's output)} or None."""
         return self._journal.last_exit

@@ -152,14 +152,6 @@ class WatchedEngine(JournalView):
 
     # ================================================================ read-only surface
     @property
-    def state(self) -> str:
-        return self._journal.state
-
-    @property
-    def reason(self) -> str | None:
-        return self._journal.reason
-
-    @property
     def pid(self) -> int | None:
         """The owner of the listening socket, while one is seen."""
         return self._seen.pid if self._present else None

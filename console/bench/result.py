@@ -20,8 +20,9 @@ import json
 import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
+
+from console.fileread import read_bounded
 
 SCHEMA = "llmconsole.bench/1"
 MAX_RESULT_BYTES = 256 * 1024 * 1024
@@ -98,17 +99,7 @@ def _default(obj: Any) -> Any:
 
 def load(path: str) -> dict[str, Any]:
     """A result document written by ``llmconsole bench``; ResultError (one line) for anything else."""
-    try:
-        with Path(path).open("rb") as fh:
-            raw = fh.read(MAX_RESULT_BYTES + 1)
-    except FileNotFoundError:
-        raise ResultError(f"cannot read {path}: no such file") from None
-    except IsADirectoryError:
-        raise ResultError(f"cannot read {path}: it is a directory") from None
-    except OSError as exc:
-        raise ResultError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if len(raw) > MAX_RESULT_BYTES:
-        raise ResultError(f"{path} is larger than {MAX_RESULT_BYTES >> 20} MiB")
+    raw = read_bounded(path, MAX_RESULT_BYTES, ResultError)
     try:
         doc = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:

@@ -25,8 +25,9 @@ import math
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
+
+from console.fileread import read_bounded
 
 KINDS = ("random", "prefix-repetition", "long-prompt", "jsonl")
 DEFAULT_CHARS_PER_TOKEN = 4.0
@@ -152,17 +153,7 @@ class Prompts:
 
 def load_jsonl(path: str, spec: WorkloadSpec) -> list[Prompt]:
     """Every prompt of a JSONL file; WorkloadError naming the file and line for the first bad one."""
-    try:
-        with Path(path).open("rb") as fh:
-            raw = fh.read(MAX_FILE_BYTES + 1)
-    except FileNotFoundError:
-        raise WorkloadError(f"cannot read {path}: no such file") from None
-    except IsADirectoryError:
-        raise WorkloadError(f"cannot read {path}: it is a directory") from None
-    except OSError as exc:
-        raise WorkloadError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if len(raw) > MAX_FILE_BYTES:
-        raise WorkloadError(f"{path} is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
+    raw = read_bounded(path, MAX_FILE_BYTES, WorkloadError)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
