@@ -25,7 +25,7 @@ MAX_BODY_BYTES = 4 * 2**20
 class RawScrape:
     """One scrape: wall time it finished, HTTP status, error (None when it succeeded), duration, body."""
 
-    at: str
+    wall: float  # Unix time it finished (formatted only when a bundle is built: ``at``)
     ok: bool
     status: int | None
     error: str | None
@@ -33,6 +33,10 @@ class RawScrape:
     body: bytes | None
     truncated: bool = False
     mono: float = 0.0
+
+    @property
+    def at(self) -> str:
+        return rfc3339(self.wall)
 
 
 _RINGS: weakref.WeakKeyDictionary[Any, deque[RawScrape]] = weakref.WeakKeyDictionary()
@@ -44,7 +48,7 @@ def record(owner: Any, fetched: Any) -> None:
         body = fetched.body
         truncated = body is not None and len(body) > MAX_BODY_BYTES
         scrape = RawScrape(
-            at=rfc3339(),
+            wall=time.time(),
             ok=bool(fetched.ok),
             status=fetched.status,
             error=fetched.error,
