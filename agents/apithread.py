@@ -44,9 +44,8 @@ class LoopBridge:
         """Per engine, what /metrics adds to the snapshot: the Reading of its latest successful scrape and its
         version (from its log, by the collector's exposure audit). Read directly, like the snapshot: each is
         an immutable object behind one reference."""
-        audits = self.runtime.collector._exposure
         return {
-            eid: EngineExport(w.latest_reading, getattr(audits.get(eid), "version", None))
+            eid: EngineExport(w.latest_reading, getattr(getattr(w, "exposure", None), "version", None))
             for eid, w in self.runtime.watches.items()
         }
 

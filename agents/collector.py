@@ -23,7 +23,6 @@ from collections.abc import Callable, Sequence
 
 from agents import __version__
 from agents.alerts import GpuFacts, host_alerts
-from agents.exposure import ExposureAudit
 from agents.gpu.base import GpuPoll, GpuSource
 from agents.host import process_brief, read_host, tree_rss_bytes
 from agents.schema import (
@@ -65,12 +64,6 @@ class Collector:
         self._host_alerts: dict[str, Alert] = {}
         self._stop = asyncio.Event()
         self.tick_cost_s: float | None = None
-
-    @property
-    def _exposure(self) -> dict[str, ExposureAudit]:
-        """Engine id -> its exposure audit. Kept for agents/apithread.py, which reads the engines' versions
-        here; each audit now lives in its engine's watch (``EngineWatch.exposure.version``)."""
-        return {w.config.id: w.exposure.audit for w in self.watches}
 
     # --- reading side (API) -----------------------------------------------------------------------------
     def latest(self) -> HostSnapshot | None:

@@ -121,18 +121,18 @@ def _proc_listeners(pids: set[int]) -> list[Listener]:
     namespace with those inodes (as psutil reports them: same addresses, same formatting)."""
     owners: dict[str, list[int]] = {}
     for pid in pids:
-        for inode in _socket_inodes(pid):
+        for inode in socket_inodes(pid):
             owners.setdefault(inode, []).append(pid)
     if not owners:
         return []
     found: set[Listener] = set()
-    for inode, ip, port in _tcp_listening():
+    for inode, ip, port in tcp_listening():
         for pid in owners.get(inode, ()):
             found.add(Listener(pid, ip, port))
     return sorted(found)
 
 
-def _tcp_listening() -> list[tuple[str, str, int]]:
+def tcp_listening() -> list[tuple[str, str, int]]:
     """(inode, ip, port) of every listening TCP socket: asked of the kernel through sock_diag netlink, which
     walks only the listening sockets; /proc/net/tcp{,6} (whose every read walks the whole connection table,
     milliseconds of kernel time on a busy host) only where netlink is unavailable."""
@@ -195,7 +195,7 @@ def _diag_listening(family: int) -> list[tuple[str, str, int]]:
                 at += (length + 3) & ~3
 
 
-def _socket_inodes(pid: int) -> list[str]:
+def socket_inodes(pid: int) -> list[str]:
     """Inodes of the sockets ``pid`` holds open; empty when it is gone or cannot be inspected."""
     base = f"/proc/{pid}/fd"
     try:

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 # agents/host.py's readers of the kernel's listening-socket table and of a process's socket inodes (the
 # exposure audit's); private there, shared here rather than copied.
-from agents.host import _socket_inodes as socket_inodes
-from agents.host import _tcp_listening as listening_table
+from agents.host import socket_inodes
+from agents.host import tcp_listening as listening_table
 from agents.supervisor.proctree import ProcInfo, read_stat
 
 UNSEEN_RESCAN_S = 30.0
