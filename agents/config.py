@@ -46,7 +46,7 @@ T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
 Check = Callable[[Any], "str | None"]  # returns an error message, or None when the value is fine
 
-KNOWN_TABLES = ("agent", "thresholds", "console", "calculator")
+KNOWN_TABLES = ("agent", "thresholds", "slo", "console", "calculator")
 ENV_CONFIG = "LLMCONSOLE_CONFIG"
 MiB = 1024 * 1024
 
@@ -154,6 +154,8 @@ def _specs(cls: type) -> tuple[_Spec, ...]:
             shape, item = "flatten", hint
         elif hint in _SIMPLE:
             shape = _SIMPLE[hint]
+        elif is_dataclass(hint):
+            shape, item = "table", hint
         elif origin is tuple:
             inner = typing.get_args(hint)[0]
             shape, item = ("tables", inner) if is_dataclass(inner) else ("list", _SIMPLE[inner])
@@ -237,6 +239,8 @@ def _convert(spec: _Spec, value: Any, where: Where) -> Any:
             if not isinstance(v, str):
                 raise where.error(f"{key}.{key_name(k)}", f"expected a string, got {show(v)}")
         out = dict(value)
+    elif spec.shape == "table":
+        out = build_table(spec.item, value, where.at(f"{where.table} {key}".strip()))  # type: ignore[arg-type]
     elif spec.shape == "tables":
         out = build_tables(spec.item, value, where, key, meta.get("label") or key, meta.get("name_key"))  # type: ignore[arg-type]
     else:  # any: free-form
@@ -502,6 +506,34 @@ class Thresholds:
     metrics_stale_after_s: float = setting(5.0, check=positive)
     ram_leak_mb_per_min: float = setting(50.0, check=positive)
     ram_leak_window_s: float = setting(600.0, check=positive)
+    # silent failures that still answer 200 (README "Alerts"); seconds are how long the condition must hold
+    alert_clear_s: float = setting(15.0, check=non_negative)  # hysteresis: false this long before an alert clears
+    admission_stall_s: float = setting(60.0, check=positive)
+    gpu_wedge_s: float = setting(30.0, check=positive)
+    rank_divergence_s: float = setting(60.0, check=positive)
+    frontend_hang_s: float = setting(30.0, check=positive)
+    drift_factor: float = setting(2.0, check=lambda v: None if v > 1 else "must be greater than 1")
+    drift_baseline_s: float = setting(600.0, check=positive)
+    kv_eta_warn_s: float = setting(300.0, check=positive)
+
+
+@dataclass(**_KW)
+class Golden:
+    """An engine's ``golden = { prompt = "...", expect = "..." }``: the correctness canary. Without
+    ``expect`` the first answer after ready becomes the reference."""
+
+    prompt: str = setting(check=non_empty)
+    expect: str | None = setting(None)
+    max_tokens: int = setting(16, check=at_least(1))
+
+
+@dataclass(**_KW)
+class Slo:
+    """``[slo]``: the TTFT objective the agent burns an error budget against (SLO_BURN). ``ttft_s`` must
+    be a bucket boundary of the engine's TTFT histogram (checked when the engine's buckets are known)."""
+
+    ttft_s: float = setting(check=positive)
+    objective: float = setting(0.99, check=lambda v: None if 0 < v < 1 else "must be between 0 and 1 (exclusive)")
 
 
 @dataclass(**_KW)
@@ -532,6 +564,8 @@ class EngineConfig:
     args: tuple[str, ...] = setting((), check=_no_secret)
     env: dict[str, str] = setting(factory=dict, check=_env_table)
     canary: bool = setting(True)
+    golden: Golden | None = setting(None)
+    golden_interval_s: float = setting(60.0, check=positive)
     metrics_port: int | None = setting(None, check=port_number)
     autostart: bool = setting(True)
     supervision: Supervision = setting(factory=Supervision, flatten=True)
@@ -602,6 +636,7 @@ class AgentConfig:
     supervision: Supervision = setting(factory=Supervision, flatten=True)
     engines: tuple[EngineConfig, ...] = setting((), label="agent.engines", name_key="id")
     thresholds: Thresholds = setting(factory=Thresholds, external=True)
+    slo: Slo | None = setting(None, external=True)
     source: Path | None = setting(None, external=True)  # the file this came from, if any
 
     def __post_init__(self) -> None:
@@ -674,7 +709,7 @@ def _check_agent(agent: AgentConfig, raw: Mapping[str, Any], where: Where) -> No
 
 def _hints() -> dict[str, tuple[str, ...]]:
     from_console: tuple[str, ...] = ("refresh_s", "request_timeout_s", "stale_after_s", "hosts")
-    return {"agent": table_keys(AgentConfig), "thresholds": table_keys(Thresholds), "console": from_console}
+    return {"agent": table_keys(AgentConfig), "thresholds": table_keys(Thresholds), "slo": table_keys(Slo), "console": from_console}
 
 
 def thresholds_from_dict(data: Mapping[str, Any], where: Where) -> Thresholds:
@@ -692,13 +727,14 @@ def agent_config_from_dict(
     check_top_level(data, file, _hints())
     where = Where(file, "", base_dir)
     thresholds = thresholds_from_dict(data, where)
+    slo = build_table(Slo, data["slo"], where.at("[slo]")) if "slo" in data else None
     raw = data.get("agent", {})
     at = where.at("[agent]")
     # engines inherit the agent-wide supervision: build [agent] without them first
     base = build_table(AgentConfig, {k: v for k, v in raw.items() if k != "engines"}, at)
     sup = {"supervision": base.supervision}
     engines = build_tables(EngineConfig, raw.get("engines", []), at, "engines", "agent.engines", "id", sup)
-    agent = replace(base, engines=engines, thresholds=thresholds, source=source)
+    agent = replace(base, engines=engines, thresholds=thresholds, slo=slo, source=source)
     _check_agent(agent, raw, at)
     return agent
 

@@ -76,6 +76,18 @@ class EngineStats:
     queue_time_p95_s: float | None = None
     request_errors_per_s: float | None = None
     prefix_cache_hit_rate: float | None = None
+    # additive (schema 1 extras)
+    itl_p50_s: float | None = None
+    itl_p99_s: float | None = None
+    e2e_p50_s: float | None = None
+    e2e_p99_s: float | None = None
+    queue_time_p50_s: float | None = None
+    queue_time_p99_s: float | None = None
+    preemptions_in_window: float | None = None  # preemptions counted over percentile_window_s
+    requests_waiting_capacity: float | None = None  # vLLM num_requests_waiting_by_reason{reason="capacity"}
+    requests_waiting_deferred: float | None = None  # vLLM num_requests_waiting_by_reason{reason="deferred"}
+    rate_window_s: float | None = None  # the span the per-second rates were measured over (a few scrapes)
+    percentile_window_s: float | None = None  # the span percentiles and window counts were measured over
 
 
 @dataclass(**_FROZEN)
@@ -102,6 +114,9 @@ class Alert:
     since: str | None = None
     summary: str = ""
     evidence: dict[str, Any] = field(default_factory=dict)  # JSON values only
+    # additive: how often this alert was raised in the agent's history window (> 1: it flaps); the alert
+    # clears only after its condition was false for alert_clear_s (hysteresis)
+    raised_count: int = 1
 
 
 @dataclass(**_FROZEN)
@@ -146,6 +161,36 @@ class WatchInfo:
 
 
 @dataclass(**_FROZEN)
+class SloWindow:
+    """One burn-rate window of SLO_BURN: the error rate over ``window_s`` divided by the allowed one."""
+
+    window_s: float
+    burn_rate: float | None = None  # None: no request finished in the window (zero traffic never burns)
+
+
+@dataclass(**_FROZEN)
+class SloStatus:
+    """Additive: the engine's TTFT objective from ``[slo]`` and its error budget."""
+
+    ttft_s: float
+    objective: float  # e.g. 0.99: that share of requests must see their first token within ttft_s
+    source: str  # "histogram": the engine's TTFT histogram; "canary": the agent's own canary timings
+    budget_left: float | None = None  # fraction of the error budget left over the longest window
+    windows: tuple[SloWindow, ...] = ()
+    problem: str | None = None  # why the objective cannot be judged or can never alert (stated at start)
+
+
+@dataclass(**_FROZEN)
+class BenchmarkMarker:
+    """Additive: a benchmark announced to the agent (``llmconsole bench``) is running against the engine."""
+
+    run_id: str
+    started_at: str  # RFC 3339
+    client: str | None = None  # who announced it (the API peer)
+    workload: str | None = None  # one line: "poisson 4 req/s, 256→128 tokens"
+
+
+@dataclass(**_FROZEN)
 class EngineSnapshot:
     id: str
     kind: str
@@ -171,6 +216,10 @@ class EngineSnapshot:
     managed: bool = True  # False: the agent watches it but did not start it and never signals it
     actions: ActionAvailability | None = None  # None: not reported (older agents; every action as before)
     watch: WatchInfo | None = None  # set for a watched engine (managed False)
+    client_connections: int | None = None  # established TCP connections to the engine's port (from /proc)
+    kv_eta_s: float | None = None  # seconds until KV usage reaches 100 % at its recent trend; None: not rising
+    slo: SloStatus | None = None
+    benchmark: BenchmarkMarker | None = None
 
 
 @dataclass(**_FROZEN)
@@ -209,6 +258,9 @@ WIRE_TYPES: tuple[type, ...] = (
     GpuInfo,
     LastExit,
     EngineStats,
+    SloWindow,
+    SloStatus,
+    BenchmarkMarker,
     Health,
     Canary,
     Alert,

@@ -55,6 +55,15 @@ ALERT_CODES: Mapping[str, str] = {
     "DANGEROUS_FLAG": "the engine's argv/env carries a dangerous switch (--trust-remote-code, request logging, "
     "VLLM_SERVER_DEV_MODE, VLLM_ALLOW_INSECURE_SERIALIZATION, a non-loopback --host, a telemetry opt-out undone)",
     "ENGINE_ADVISORY": "the engine's version (from its log) is inside a known advisory range of the dated offline file",
+    "ENGINE_DOWN": "a serving engine exited or was killed and is not ready again (exit code or signal, time down, next restart)",
+    "ADMISSION_STALLED": "requests wait while few or none run and the KV cache is mostly free; admission makes no progress",
+    "GPU_WEDGED": "the engine's GPUs are busy (≥ 90 % utilization) while requests run and its token counters are flat",
+    "RANK_DIVERGENCE": "an engine on several GPUs has one busy (≥ 90 %) and another idle (< 10 %) without progress",
+    "FRONTEND_HUNG": "the canary times out while the engine reports nothing running or waiting and /health answers 200",
+    "WRONG_ANSWERS": "the golden canary's temperature-0 answer differs from its reference or between two runs",
+    "LATENCY_DRIFT": "TTFT p95 at comparable load is drift_factor × its own baseline from after ready",
+    "SLO_BURN": "the TTFT objective's error budget burns fast (multi-window multi-burn-rate)",
+    "KV_EXHAUSTION_ETA": "KV-cache usage trends up and reaches 100 % within kv_eta_warn_s",
     "STATE_WRITE_FAILED": "the agent cannot write an engine's record in its state directory (read-only, full); "
     "that engine cannot be re-adopted after an agent restart",
     "AGENT_UNREACHABLE": "console: the agent did not answer (connection failed or timed out)",

@@ -359,6 +359,10 @@ def test_constants() -> None:
     added = {"DANGEROUS_FLAG", "ENGINE_ADVISORY"}  # additive codes of the exposure audit (README)
     added |= {"STATE_WRITE_FAILED"}  # additive: a state-file write failed (host-level)
     added |= {"AGENT_UNAUTHORIZED"}  # additive, console-side: the agent answered 401/403
+    added |= {  # additive: silent failures that still answer 200, and the SLO burn (issue 14)
+        "ENGINE_DOWN", "ADMISSION_STALLED", "GPU_WEDGED", "RANK_DIVERGENCE", "FRONTEND_HUNG", "WRONG_ANSWERS",
+        "LATENCY_DRIFT", "SLO_BURN", "KV_EXHAUSTION_ETA",
+    }  # fmt: skip
     assert set(ALERT_CODES) == design_codes | added
     assert all(isinstance(m, str) and m and "\n" not in m for m in ALERT_CODES.values())
     assert set(ALERT_CODES) >= schema.CONSOLE_ALERT_CODES
@@ -377,6 +381,10 @@ def test_stats_keys_in_contract_order() -> None:
         "requests_running", "requests_waiting", "kv_cache_usage", "preemptions_per_s", "prompt_tokens_per_s",
         "generation_tokens_per_s", "ttft_p50_s", "ttft_p95_s", "ttft_p99_s", "itl_p95_s", "e2e_p95_s",
         "queue_time_p95_s", "request_errors_per_s", "prefix_cache_hit_rate",
+        # additive keys, appended in the order they were added
+        "itl_p50_s", "itl_p99_s", "e2e_p50_s", "e2e_p99_s", "queue_time_p50_s", "queue_time_p99_s",
+        "preemptions_in_window", "requests_waiting_capacity", "requests_waiting_deferred", "rate_window_s",
+        "percentile_window_s",
     ]  # fmt: skip
     assert list(to_dict(EngineStats())) == [f.name for f in dataclasses.fields(EngineStats)]
 
