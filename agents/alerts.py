@@ -61,6 +61,12 @@ class EngineObservation:
     backoff_s: float | None = None
     rss_bytes: int | None = None
     listeners: tuple[tuple[int, str, int], ...] = ()  # (pid, ip, port) listening sockets of the tree
+    # additive inputs of the silent-failure rules (None / () where the collector cannot see them)
+    generation_tokens_total: float | None = None  # the engine's cumulative generation-token counter
+    prompt_tokens_total: float | None = None  # the engine's cumulative prompt-token counter
+    gpu_util_pct: tuple[float | None, ...] = ()  # utilization of the engine's GPUs (NVML), in its gpus order
+    client_connections: int | None = None  # established TCP connections to the engine's port (/proc)
+    golden: Mapping[str, Any] | None = None  # the golden canary's last verdict (agents/golden.py), if any
 
 
 @dataclass(slots=True)
