@@ -25,6 +25,7 @@ PARSED_VERBS: dict[str, str] = {
     "rules": "console.rules",
     "bench": "console.bench.cli",
     "bundle": "console.bundle",
+    "replay": "console.replay_cli",
 }
 
 # Verbs that own their whole argv (agent-side programs); value: "module:function" taking argv -> int.
