@@ -29,7 +29,8 @@ from typing import Any
 from agents.bundle_files import verify_bundle
 from agents.config import ConfigError
 from console.fleet import one_line
-from console.launch import PROG, resolve_config
+from console.fleetargs import add_fleet_arguments, chosen, fleet_config
+from console.launch import PROG
 from console.settings import HostConfig
 
 _DURATION_RE = re.compile(r"([0-9]{1,7})([smhd]?)")
@@ -53,8 +54,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("-o", "--output", metavar="FILE", help="output file (default llmconsole-bundle-<UTC time>.tar.gz)")
     p.add_argument("--mask-hosts", action="store_true",
                    help="replace host names and IP addresses with placeholders (mapping in FILE.hostmap.json)")  # fmt: skip
-    p.add_argument("--config", dest="bundle_config", metavar="PATH", help="config file (default: the usual search order)")
-    p.add_argument("--ssh", dest="bundle_ssh", metavar="USER@HOST,...", help="add hosts reached through SSH")
+    add_fleet_arguments(p, "bundle")
     p.add_argument("--timeout", type=float, default=120.0, metavar="S", help="time cap for the whole capture (default 120)")
     p.add_argument("--max-mib", type=int, default=256, metavar="N", help="size cap per host's answer (default 256)")
     p.add_argument("--json", action="store_true", help="with verify: print the result as JSON")
@@ -83,8 +83,8 @@ def run(args: argparse.Namespace) -> int:
         return _fail("--json applies to `bundle verify FILE` only")
     try:
         since = parse_duration(args.since)
-        ssh = args.bundle_ssh or getattr(args, "ssh", None)
-        config = resolve_config(args.bundle_config or getattr(args, "console_config", None), ssh)
+        ssh = chosen(args, "bundle", "ssh")
+        config = fleet_config(args, "bundle")
     except (ValueError, ConfigError) as exc:
         return _fail(str(exc))
     if not 1 <= args.timeout <= 3600 or not 1 <= args.max_mib <= 4096:

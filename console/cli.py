@@ -82,6 +82,18 @@ def build_parser() -> Parser:
     return parser
 
 
+def _delegate(args: argparse.Namespace, args_list: list[str]) -> int:
+    """``llmconsole --config X agent ...``: the delegated verb gets ``--config X`` and its own arguments."""
+    verb = args.verb
+    rest = args_list[args_list.index(verb) + 1 :]
+    if getattr(args, "ssh", None):
+        sys.stderr.write(f"{PROG} {verb}: error: --ssh does not apply to `{verb}` (it runs on this machine)\n")
+        return 2
+    config = getattr(args, "console_config", None)
+    target, _ = DELEGATED_VERBS[verb]
+    return _resolve(target)((["--config", config] if config else []) + rest)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list and args_list[0] in DELEGATED_VERBS:
@@ -90,6 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args, extra = parser.parse_known_args(args_list)
+        if args.verb in DELEGATED_VERBS:  # global options before an agent-side verb: hand them over
+            return _delegate(args, args_list)
         if extra:  # reported by the verb's own parser, so the message names the verb
             owner = args._verbs.get(args.verb, parser) if args.verb else parser
             owner.error(f"unrecognized arguments: {' '.join(extra)}")

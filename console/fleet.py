@@ -31,7 +31,7 @@ def one_line(text: str, limit: int = 300) -> str:
 @dataclass(frozen=True, slots=True)
 class HostError:
     """Why a host gave no snapshot: ``kind`` is unreachable | http | unauthorized | incompatible |
-    bad_payload. ``message`` is always one printable line (agent-supplied text is cleaned here)."""
+    bad_payload | connecting (an SSH tunnel still starting). ``message`` is always one printable line (agent-supplied text is cleaned here)."""
 
     kind: str
     message: str  # one line for the operator

@@ -160,6 +160,7 @@ class HttpFleetSource:
         clock: Callable[[], float] = time.monotonic,
         environ: Mapping[str, str] | None = None,
         fetch_history: bool = True,
+        one_shot: bool = False,
     ) -> None:
         self.config = config
         self.fetch_history = fetch_history
@@ -167,7 +168,7 @@ class HttpFleetSource:
         if url_for is None and any(h.ssh for h in config.hosts):
             from console.tunnels import TunnelManager  # only when some host is reached over SSH
 
-            self.tunnels = TunnelManager(config.hosts)
+            self.tunnels = TunnelManager(config.hosts, wait=one_shot)
             url_for = self.tunnels.url_for
         self._url_for = url_for
         self._clock = clock
@@ -205,14 +206,15 @@ class HttpFleetSource:
             try:
                 return (await self._url_for(host)).rstrip("/")
             except Exception as exc:  # a tunnel that cannot be opened: the host is unreachable
-                raise _Failure(HostError("unreachable", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)) from None
+                text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise _Failure(HostError("connecting" if getattr(exc, "starting", False) else "unreachable", text)) from None
         return host.url.rstrip("/")
 
     async def _request(self, method: str, host: HostConfig, path: str, params: dict[str, Any] | None = None,
-                       limit: int = MAX_BODY_BYTES) -> bytes:  # fmt: skip
+                       limit: int = MAX_BODY_BYTES, base: str | None = None) -> bytes:  # fmt: skip
         """The body of a 2xx answer of at most ``limit`` bytes; _Failure otherwise (unreachable, http,
-        unauthorized, or bad_payload for a body over the limit)."""
-        url = await self._base(host) + path
+        unauthorized, or bad_payload for a body over the limit). ``base``: the URL already resolved."""
+        url = (base if base is not None else await self._base(host)) + path
         try:
             async with self._client.stream(method, url, params=params, headers=self._headers(host.name)) as resp:
                 chunks, size = [], 0
@@ -230,6 +232,9 @@ class HttpFleetSource:
         except httpx.ConnectError as exc:
             raise _Failure(HostError("unreachable", _connect_reason(exc))) from None
         except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+            if host.ssh is not None:  # ssh accepted locally, then found nothing listening on the far side
+                far = f"the ssh tunnel is up but agent port {host.tunnel_port} on {host.ssh.rsplit('@', 1)[-1]} did not answer"
+                raise _Failure(HostError("unreachable", f"{far} ({_connect_reason(exc)})")) from None
             raise _Failure(HostError("unreachable", f"connection broken: {_connect_reason(exc)}")) from None
         except httpx.HTTPError as exc:
             raise _Failure(HostError("unreachable", _connect_reason(exc))) from None
@@ -276,7 +281,10 @@ class HttpFleetSource:
         if t is None:
             return None
         again = f", {t.restarts} restart{'s' if t.restarts != 1 else ''}" if t.restarts else ""
-        return f"ssh {host.ssh}: {t.status}{again}"
+        status = "failed" if self.tunnels.wait and t.status == "backoff" else t.status  # one shot: no retry
+        if t.status == "backoff" and not self.tunnels.wait and t.retry_in_s is not None:
+            status = f"backoff, retrying in {t.retry_in_s:.0f}s"
+        return f"ssh {host.ssh}: {status}{again}"
 
     async def _poll_host(self, host: HostConfig) -> HostResult:
         result = await self._poll_host_direct(host)
@@ -286,9 +294,14 @@ class HttpFleetSource:
         return replace(result, route=route, warnings=warnings) if route or warnings else result
 
     async def _poll_host_direct(self, host: HostConfig) -> HostResult:
+        try:  # the tunnel has its own deadline: a slow ProxyJump is not the agent's 2 s poll deadline
+            base = await self._base(host)
+        except _Failure as f:
+            self._contact.discard(host.name)
+            return HostResult(host.name, None, f.error, None, self._clock())
         start = self._clock()
         try:
-            body = await self._deadline(self._request("GET", host, "/v1/snapshot", limit=MAX_SNAPSHOT_BYTES))
+            body = await self._deadline(self._request("GET", host, "/v1/snapshot", limit=MAX_SNAPSHOT_BYTES, base=base))
             rtt = self._clock() - start
             snap = decode_snapshot(body)
         except _Failure as f:
@@ -722,12 +735,14 @@ def _fixture_host(base: Path, spec: Mapping[str, Any]) -> FixtureHost:
     return host
 
 
-def build_fleet_source(config: ConsoleConfig, *, fetch_history: bool = True, full: bool = False) -> FleetSource:
+def build_fleet_source(config: ConsoleConfig, *, fetch_history: bool = True, full: bool = False,
+                       one_shot: bool = False) -> FleetSource:  # fmt: skip
     """The source for ``config``: its direct hosts (``HttpFleetSource``) and one
     ``PrometheusFleetSource`` per ``[[console.prometheus]]`` entry; several are combined, direct hosts
     first (they keep their own route, for actions and logs, even when a Prometheus also sees them).
-    ``full``: a Prometheus is asked for every exported family, not only what the console shows."""
-    http = HttpFleetSource(config, fetch_history=fetch_history) if config.hosts or not config.prometheus else None
+    ``full``: a Prometheus is asked for every exported family, not only what the console shows.
+    ``one_shot``: a single poll (``status``): SSH tunnels are waited for, and nothing says "retrying"."""
+    http = HttpFleetSource(config, fetch_history=fetch_history, one_shot=one_shot) if config.hosts or not config.prometheus else None
     if not config.prometheus and http is not None:
         return http
     from console.promsource import PrometheusFleetSource  # only when some Prometheus is configured

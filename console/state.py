@@ -277,7 +277,8 @@ def _reduce_host(old: HostState, r: HostResult | None, now: float, wall: float |
         return _settle(failed, old.status, now, wall, cfg)
 
 
-_ERROR_STATUS = {"incompatible": "incompatible", "unauthorized": "unauthorized"}  # any other kind: unreachable
+# any other kind: unreachable; "connecting" (an SSH tunnel still starting) keeps the host pending
+_ERROR_STATUS = {"incompatible": "incompatible", "unauthorized": "unauthorized", "connecting": "pending"}
 
 
 def _with_result(prev: HostState, r: HostResult, cfg: ConsoleConfig) -> HostState:

@@ -28,7 +28,8 @@ from typing import Any
 from agents.config import ConfigError
 from agents.schema import Alert, stats_are_live, to_dict
 from console.fleet import FleetSource
-from console.launch import PROG, resolve_config
+from console.fleetargs import add_fleet_arguments, fleet_config
+from console.launch import PROG
 from console.settings import ConsoleConfig
 from console.source import build_fleet_source, one_line
 from console.state import FleetState, HostState, apply
@@ -44,7 +45,7 @@ def add_parser(subparsers: Any) -> None:
         description="Poll every configured host once and print hosts, engines, key stats and alerts. "
         "Exit 0: all engines ready, no critical alert; 1: anything else; 2: bad config.",
     )
-    p.add_argument("--config", metavar="PATH", help="config file (default: the usual search order)")
+    add_fleet_arguments(p, "status")
     p.add_argument("--prometheus", metavar="URL",
                    help="read the fleet from this Prometheus-compatible server instead of the configured sources")  # fmt: skip
     p.add_argument("--match", metavar="MATCHERS",
@@ -54,7 +55,7 @@ def add_parser(subparsers: Any) -> None:
 
 async def poll_fleet(config: ConsoleConfig, source: FleetSource | None = None) -> tuple[FleetState, list[str]]:
     """One poll of every source: the reduced state and one line per source that failed."""
-    src = source or build_fleet_source(config, fetch_history=False, full=True)
+    src = source or build_fleet_source(config, fetch_history=False, full=True, one_shot=True)
     try:
         results = await src.poll()
         problems = src.problems()
@@ -152,7 +153,7 @@ def render_json(state: FleetState, problems: Sequence[str] = ()) -> str:
 
 def _config(args: argparse.Namespace) -> ConsoleConfig:
     """The config to poll; ConfigError (one line) for bad input."""
-    config = resolve_config(getattr(args, "config", None) or getattr(args, "console_config", None))
+    config = fleet_config(args, "status")
     url, match = getattr(args, "prometheus", None), getattr(args, "match", None)
     if url is None:
         if match is not None:
@@ -167,16 +168,22 @@ def _config(args: argparse.Namespace) -> ConsoleConfig:
     return replace(config, hosts=(), prometheus=(entry,))
 
 
+def _usage_error(message: str, as_json: bool) -> int:
+    """Bad input: one line on stderr, exit 2 — and with ``--json`` a JSON document on stdout as well."""
+    if as_json:
+        sys.stdout.write(json.dumps({"schema": STATUS_SCHEMA, "exit_code": 2, "error": one_line(message)}, indent=2) + "\n")
+    sys.stderr.write(f"{PROG} status: {message}\n")
+    return 2
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         config = _config(args)
     except ConfigError as exc:
-        sys.stderr.write(f"{PROG} status: {exc}\n")
-        return 2
+        return _usage_error(str(exc), args.json)
     if not config.hosts and not config.prometheus:
-        sys.stderr.write(f"{PROG} status: no hosts configured: add [[console.hosts]] or [[console.prometheus]], "
-                         f"or try `{PROG} demo`\n")  # fmt: skip
-        return 2
+        return _usage_error(f"no hosts configured: add [[console.hosts]] or [[console.prometheus]], or try `{PROG} demo`",
+                            args.json)  # fmt: skip
     state, problems = asyncio.run(poll_fleet(config))
     for w in warnings(state):
         sys.stderr.write(f"{PROG} status: warning: {w}\n")

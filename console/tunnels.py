@@ -47,6 +47,7 @@ BASE_OPTIONS = (
     "-o", "BatchMode=yes",
 )  # fmt: skip
 DEFAULT_AGENT_PORT = 9300
+BACKOFF_MAX_S = 30.0  # the longest wait between two attempts to bring a failed tunnel back
 _TARGET_RE = re.compile(r"[^\s@]+@[^\s@]+|[^\s@]+")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _REFUSED_OPTIONS = {"-f": "backgrounds ssh, so the tunnel could not be supervised", "-N": "is always set"}
@@ -54,7 +55,12 @@ STATUSES = ("up", "starting", "down", "backoff")
 
 
 class TunnelError(ConnectionError):
-    """The host's tunnel is not up; the message is one line with ssh's reason."""
+    """The host's tunnel is not up; the message is one line with ssh's reason. ``starting``: it is still
+    coming up (the host is "connecting via ssh", not unreachable)."""
+
+    def __init__(self, message: str, *, starting: bool = False) -> None:
+        super().__init__(message)
+        self.starting = starting
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +71,7 @@ class TunnelState:
     restarts: int  # relaunches after the tunnel dropped or failed
     pid: int | None  # the ssh process, when one is running
     local_port: int | None = None
+    retry_in_s: float | None = None  # backoff: seconds until the next attempt (counts down)
 
 
 def check_target(target: str) -> str | None:
@@ -85,19 +92,34 @@ def check_options(options: Sequence[str]) -> str | None:
     return None
 
 
+def split_agent_port(target: str, default: int = DEFAULT_AGENT_PORT) -> tuple[str, int]:
+    """``user@gpu01:9400`` → (``user@gpu01``, 9400); without ``:PORT`` the default agent port. ValueError
+    (one line) for a port that is not 1-65535. An IPv6 address needs brackets to carry a port."""
+    head, sep, tail = target.rpartition(":")
+    if not sep or (head.count(":") and not head.endswith("]")):
+        return target, default  # no port, or a bare IPv6 address
+    if not tail.isdigit() or not 1 <= int(tail) <= 65535:
+        raise ValueError(f"ssh target {target!r}: the agent port after ':' must be 1-65535")
+    user, at, host = head.rpartition("@")
+    if host.startswith("[") and host.endswith("]"):
+        head = f"{user}{at}{host[1:-1]}"
+    return head, int(tail)
+
+
 def ssh_hosts(spec: str, *, agent_port: int = DEFAULT_AGENT_PORT) -> list[HostConfig]:
-    """Hosts for ``llmconsole --ssh user@gpu01,user@gpu02``: each reached through a tunnel to the agent's
-    default loopback port. Raises ValueError (one line) on a bad or duplicate target."""
+    """Hosts for ``llmconsole --ssh user@gpu01,user@gpu02:9400``: each reached through a tunnel to the
+    agent's loopback port on that host (``:PORT``, default 9300). ValueError (one line) on a bad or
+    duplicate target."""
     hosts: list[HostConfig] = []
     for raw in spec.split(","):
-        target = raw.strip()
+        target, port = split_agent_port(raw.strip(), agent_port)
         problem = check_target(target)
         if problem:
             raise ValueError(problem)
         name = target.rsplit("@", 1)[-1]
         if any(h.name == name for h in hosts):
             raise ValueError(f"--ssh names host {name!r} twice")
-        hosts.append(HostConfig(name=name, url=f"http://127.0.0.1:{agent_port}", ssh=target))
+        hosts.append(HostConfig(name=name, url=f"http://127.0.0.1:{port}", ssh=target))
     if not hosts:
         raise ValueError("--ssh needs at least one user@host")
     return hosts
@@ -168,13 +190,15 @@ class _Tunnel:
         self.task: asyncio.Task[None] | None = None
         self.stderr: deque[str] = deque(maxlen=20)
         self.changed = asyncio.Event()
+        self.retry_at: float | None = None  # backoff: when the next attempt starts (manager clock)
 
     @property
     def url(self) -> str:
         return f"{urlsplit(self.host.url).scheme}://127.0.0.1:{self.local_port}"
 
     def state(self) -> TunnelState:
-        return TunnelState(self.status, self.detail, self.since, self.restarts, self.pid, self.local_port)
+        left = None if self.status != "backoff" or self.retry_at is None else max(0.0, self.retry_at - self.m.clock())
+        return TunnelState(self.status, self.detail, self.since, self.restarts, self.pid, self.local_port, left)
 
     def set(self, status: str, detail: str) -> None:
         if status != self.status:
@@ -199,8 +223,10 @@ class _Tunnel:
             if up_for is not None and up_for >= self.m.stable_s:
                 delay = self.m.backoff_initial_s
             wait = delay * (0.5 + 0.5 * self.m.rng())
-            self.set("backoff", f"{self.detail}; retrying in {wait:.1f}s")
+            self.retry_at = self.m.clock() + wait
+            self.set("backoff", self.detail)  # "retrying in" is computed when shown, so it counts down
             await asyncio.sleep(wait)
+            self.retry_at = None
             delay = min(delay * 2, self.m.backoff_max_s)
 
     async def once(self) -> float | None:
@@ -287,15 +313,20 @@ class TunnelManager:
         clock: Callable[[], float] = time.monotonic,
         connect_timeout_s: float = 15.0,
         backoff_initial_s: float = 1.0,
-        backoff_max_s: float = 30.0,
+        backoff_max_s: float = BACKOFF_MAX_S,
         stable_s: float = 30.0,
         rng: Callable[[], float] = random.random,
+        wait: bool = True,
     ) -> None:
+        """``wait``: ``url_for`` waits (up to ``connect_timeout_s``, the tunnel's own deadline) for a
+        starting tunnel — one-shot verbs; False: it answers at once that the host is still connecting —
+        the interactive console, whose poll rounds must not stall behind one slow ProxyJump."""
         self.hosts = {h.name: h for h in hosts}
         self.ssh_binary, self.clock, self.rng = ssh_binary, clock, rng
         self.connect_timeout_s, self.stable_s = connect_timeout_s, stable_s
         self.backoff_initial_s, self.backoff_max_s = backoff_initial_s, backoff_max_s
         self.preexec = _pdeathsig()
+        self.wait = wait
         self._tunnels: dict[str, _Tunnel] = {}
         self._closed = False
 
@@ -320,6 +351,8 @@ class TunnelManager:
             raise TunnelError(f"{host.name}: tunnels are closed")
         t = self._tunnel(host)
         t.start()
+        if t.status == "starting" and not self.wait:
+            raise TunnelError(f"connecting via ssh {host.ssh} ({self.clock() - t.since:.0f}s)", starting=True)
         deadline = self.clock() + self.connect_timeout_s + 1.0
         while t.status == "starting":
             left = deadline - self.clock()
@@ -329,7 +362,11 @@ class TunnelManager:
                 await asyncio.wait_for(t.changed.wait(), left)
         if t.status == "up":
             return t.url
-        raise TunnelError(f"{host.name}: ssh tunnel {t.status}: {t.detail}")
+        if t.status == "starting":
+            raise TunnelError(f"ssh tunnel did not come up within {self.connect_timeout_s:g}s: {t.detail}")
+        state = t.state()
+        again = "" if self.wait or state.retry_in_s is None else f"; retrying in {state.retry_in_s:.0f}s"
+        raise TunnelError(f"ssh tunnel {'failed' if self.wait else t.status}: {t.detail}{again}")
 
     def state(self, host_name: str) -> TunnelState | None:
         """The tunnel's state; None for a host reached directly (no ``ssh``). KeyError if unknown."""

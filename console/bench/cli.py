@@ -47,6 +47,7 @@ from console.bench.workload import (
     WorkloadSpec,
 )
 from console.bench.workload import check as check_workload
+from console.fleetargs import add_fleet_arguments, chosen
 
 PROG = "llmconsole bench"
 LONG_PROMPT_DEFAULT = 16384
@@ -66,7 +67,7 @@ def add_parser(subparsers: Any) -> None:
         "Ctrl-C keeps partial results.",
     )  # fmt: skip
     p.add_argument("target", nargs="?", metavar="TARGET", help="http://host:port, or HOST/ENGINE of the fleet")
-    p.add_argument("--config", dest="bench_config", metavar="PATH", help="console config for HOST/ENGINE")
+    add_fleet_arguments(p, "bench")  # --config / --ssh: the fleet that HOST/ENGINE names
     p.add_argument("--compare", nargs=2, metavar=("A.json", "B.json"), help="print two results side by side")
     g = p.add_argument_group("request")
     g.add_argument("--model", help="model to ask for (default: the engine's first, or the fleet's served name)")
@@ -336,7 +337,8 @@ async def _bench(args: argparse.Namespace, p: Plan) -> tuple[int, dict[str, Any]
     session: Session | None = None
     try:
         api_key = os.environ.get(args.api_key_env) if args.api_key_env else None
-        target = await resolve(p.target, args.bench_config, args.metrics_url, api_key)
+        target = await resolve(p.target, chosen(args, "bench", "config"), args.metrics_url, api_key,
+                               ssh=chosen(args, "bench", "ssh"))
         await check_openai(target, args.model)
         session = Session(args, p, target, stop)
         await session.prepare()

@@ -91,12 +91,12 @@ def parse_fleet_name(text: str) -> tuple[str, str]:
 
 
 async def resolve(text: str, config_path: str | None, metrics_url: str | None = None,
-                  api_key: str | None = None) -> Target:
+                  api_key: str | None = None, *, ssh: str | None = None) -> Target:
     """The target named by ``text``; TargetError (one line) when it cannot be reached or used."""
     if is_url(text):
         target = _url_target(text, text)
     else:
-        target = await _fleet_target(text, config_path)
+        target = await _fleet_target(text, config_path, ssh)
     if metrics_url is not None:
         try:
             split_url(metrics_url)
@@ -175,10 +175,10 @@ async def chars_per_token(target: Target, sample: str) -> float | None:
 
 
 # --- HOST/ENGINE --------------------------------------------------------------------------------------------
-async def _fleet_target(text: str, config_path: str | None) -> Target:
+async def _fleet_target(text: str, config_path: str | None, ssh: str | None = None) -> Target:
     host_name, engine_id = parse_fleet_name(text)
     try:
-        config = resolve_config(config_path)
+        config = resolve_config(config_path, ssh)
     except ConfigError as exc:
         raise TargetError(str(exc)) from None
     host = config.host(host_name)

@@ -144,3 +144,16 @@ def test_cli_errors_are_one_line_and_exit_2(args: tuple[str, ...], message: str,
     r = cli(*args, cwd=tmp_path)
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert len(r.stderr.strip().splitlines()) == 1 and message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_json_mode_prints_json_even_for_bad_input(tmp_path: Path) -> None:
+    env = {**os.environ, "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path)}
+    env.pop("LLMCONSOLE_CONFIG", None)
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[console]\nrefresh_s = -1\n")
+    for extra in ([], ["--config", str(bad)]):
+        out = subprocess.run([sys.executable, "-m", "console.cli", "status", "--json", *extra], cwd=tmp_path, env=env,
+                      capture_output=True, text=True, timeout=60)  # fmt: skip
+        doc = json.loads(out.stdout)
+        assert out.returncode == 2 and doc["exit_code"] == 2 and doc["error"], out
+        assert len(out.stderr.strip().splitlines()) == 1

@@ -94,7 +94,7 @@ async def test_tunnel_reaches_the_agent_and_recovers_from_ssh_and_sshd_deaths(ag
             sshd.kill()
             await wait_status(tm, "gpu01", {"backoff"})
             await asyncio.sleep(0.5)  # at least one reconnect attempt against the dead port
-            with pytest.raises(TunnelError, match="gpu01: ssh tunnel (down|backoff|starting)"):
+            with pytest.raises(TunnelError, match="^ssh tunnel (failed|did not come up)"):  # no name repeated
                 await tm.url_for(host)
             assert tm.state("gpu01").status != "up"
 
@@ -198,10 +198,18 @@ async def test_fleet_source_polls_through_the_tunnel_and_shows_the_route(agent: 
 
     host = HostConfig(name="gpu01", url=agent.url, ssh=sshd.target, ssh_options=sshd.client_options)
     config = ConsoleConfig(hosts=(host,), request_timeout_s=10.0)
-    source = HttpFleetSource(config)
+    source = HttpFleetSource(config)  # the interactive console: a starting tunnel never stalls a round
     try:
         assert source.tunnels is not None
         result = (await source.poll())[0]
+        assert result.error is not None and result.error.kind == "connecting", result
+        assert result.error.message.startswith(f"connecting via ssh {sshd.target}")
+        pending = apply(FleetState.initial(config, 0.0), [result], result.received_at)
+        assert pending.hosts["gpu01"].status == "pending"  # not "unreachable" while the tunnel starts
+        deadline = time.monotonic() + 30
+        while not result.ok and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+            result = (await source.poll())[0]
         assert result.ok, result.error
         assert result.route == f"ssh {sshd.target}: up"
         state = apply(FleetState.initial(config, 0.0), [result], result.received_at)
@@ -210,10 +218,69 @@ async def test_fleet_source_polls_through_the_tunnel_and_shows_the_route(agent: 
         sshd.kill()  # the tunnel drops: the host becomes unreachable, with the tunnel's reason
         await wait_status(source.tunnels, "gpu01", {"backoff", "down"})
         down = (await source.poll())[0]
-        assert not down.ok and down.error.kind == "unreachable" and "ssh tunnel" in down.error.message
+        assert not down.ok and down.error.kind in ("unreachable", "connecting") and "ssh" in down.error.message
+        assert not down.error.message.startswith("gpu01")  # the host's name is not repeated in its own error
+        state = await wait_status(source.tunnels, "gpu01", {"backoff"})
+        first = state[0].retry_in_s
+        await asyncio.sleep(0.3)
+        again = source.tunnels.state("gpu01")
+        assert again.status != "backoff" or (first is not None and again.retry_in_s < first)  # it counts down
     finally:
         await source.aclose()
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+@needs_sshd
+async def test_a_tunnel_to_a_port_where_no_agent_listens_says_so(sshd: Sshd) -> None:
+    from console.settings import ConsoleConfig
+    from console.source import HttpFleetSource
+
+    nobody = free_port()
+    host = HostConfig(name="gpu01", url=f"http://127.0.0.1:{nobody}", ssh=sshd.target, ssh_options=sshd.client_options)
+    source = HttpFleetSource(ConsoleConfig(hosts=(host,), request_timeout_s=10.0), one_shot=True)
+    try:
+        result = (await source.poll())[0]
+    finally:
+        await source.aclose()
+    assert not result.ok and result.error.kind == "unreachable"
+    assert f"the ssh tunnel is up but agent port {nobody} on 127.0.0.1 did not answer" in result.error.message, result.error
+
+
+def test_ssh_targets_may_name_the_agent_port() -> None:
+    hosts = ssh_hosts("ops@gpu01:9400,gpu02,root@[fe80::1]:9301")
+    assert [(h.name, h.ssh, h.tunnel_port) for h in hosts] == [
+        ("gpu01", "ops@gpu01", 9400), ("gpu02", "gpu02", 9300), ("fe80::1", "root@fe80::1", 9301)
+    ]  # fmt: skip
+    for bad in ("ops@gpu01:0", "ops@gpu01:70000", "ops@gpu01:x"):
+        with pytest.raises(ValueError, match="agent port"):
+            ssh_hosts(bad)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--ssh", "nobody@127.0.0.1:1", "status"], ["status", "--ssh", "nobody@127.0.0.1:1"],
+     ["--ssh", "nobody@127.0.0.1:1", "status", "--json"]],
+)  # fmt: skip
+def test_status_takes_ssh_before_or_after_the_verb(argv: list[str], tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path)}
+    env.pop("LLMCONSOLE_CONFIG", None)
+    out = subprocess.run([sys.executable, "-m", "console.cli", *argv], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=90)  # fmt: skip
+    assert out.returncode == 1, out.stderr  # the host was polled (and is unreachable), not "no hosts configured"
+    assert "no hosts configured" not in out.stderr
+    text = out.stdout + out.stderr
+    assert "127.0.0.1" in text and "retrying" not in text  # a one-shot status never retries
+
+
+def test_global_config_before_an_agent_side_verb_is_handed_over(tmp_path: Path) -> None:
+    bad = tmp_path / "c.toml"
+    bad.write_text("[agent]\nbogus = 1\n")
+    out = subprocess.run([sys.executable, "-m", "console.cli", "--config", str(bad), "agent"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert out.returncode == 2 and "bogus" in out.stderr and "Traceback" not in out.stderr, out.stderr
+    out = subprocess.run([sys.executable, "-m", "console.cli", "--ssh", "a@b", "agent"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert out.returncode == 2 and "--ssh does not apply" in out.stderr
 
 
 def test_bad_ssh_argument_is_one_line_exit_2() -> None:
