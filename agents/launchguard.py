@@ -38,6 +38,7 @@ import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from agents.redact import (  # noqa: F401 - re-exported for compatibility
     MASK,
@@ -194,6 +195,20 @@ class LaunchPolicy:
             )
         if self.model_roots is None:
             out.append("[agent] model_roots is not set: model paths are not confined to allow-listed folders")
+        return out
+
+    @staticmethod
+    def engine_warnings(engines: Sequence[Any]) -> list[str]:
+        """Per engine, once at start-up: a bare interpreter name resolves through the agent's PATH, not the
+        engine's virtualenv."""
+        out = []
+        for e in engines:
+            command = getattr(e, "command", None)
+            if getattr(e, "managed", True) and command and os.sep not in command[0] and is_interpreter(command[0]):
+                out.append(
+                    f"engine {e.id}: command[0] is the bare name {command[0]!r}: it resolves through the agent's PATH, "
+                    "not the engine's virtualenv; give the interpreter's absolute path (e.g. /opt/vllm/bin/python)"
+                )
         return out
 
 

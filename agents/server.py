@@ -80,7 +80,7 @@ def startup_problems(config: AgentConfig) -> str | None:
 
 
 def startup_warnings(config: AgentConfig) -> list[str]:
-    out = LaunchPolicy.of(config).warnings()
+    out = LaunchPolicy.of(config).warnings() + LaunchPolicy.engine_warnings(config.engines)
     for path in (config.tokens_file, config.tls_key):
         if path is not None:
             warning = loose_permissions(path)

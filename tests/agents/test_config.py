@@ -67,7 +67,7 @@ def test_repo_config_loads() -> None:
         assert engine.command == ("llmconsole", "sim-engine", "--dialect", engine.kind)
     text = (ROOT / "config.toml").read_text()
     assert (
-        '# command = ["python", "-m", "vllm.entrypoints.openai.api_server"]' in text
+        '# command = ["/opt/vllm/bin/python", "-m", "vllm.entrypoints.openai.api_server"]' in text
     )  # the real engine, commented
     assert agent.listen_port == 9300
 

@@ -341,3 +341,19 @@ def test_real_agent_default_policy_runs_launchers_and_refuses_the_rest(tmp_path:
         assert "allowed_executables is not set: engines may run only the built-in launchers" in agent.stderr_text()
     finally:
         kill_everything(agent, tmp_path / "state")
+
+
+def test_a_bare_interpreter_name_is_warned_about_at_start() -> None:
+    from types import SimpleNamespace
+
+    from agents.launchguard import LaunchPolicy
+
+    engines = [
+        SimpleNamespace(id="bare", command=("python", "-m", "vllm.entrypoints.openai.api_server"), managed=True),
+        SimpleNamespace(id="pinned", command=("/opt/vllm/bin/python3", "-m", "vllm"), managed=True),
+        SimpleNamespace(id="script", command=("vllm", "serve"), managed=True),
+        SimpleNamespace(id="default", command=None, managed=True),
+    ]
+    warned = LaunchPolicy.engine_warnings(engines)
+    assert len(warned) == 1 and warned[0].startswith("engine bare: command[0] is the bare name 'python'")
+    assert "agent's PATH" in warned[0]
