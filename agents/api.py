@@ -61,6 +61,7 @@ from agents.apihandlers import (
 )
 from agents.audit import AuditLog
 from agents.auth import TokenSource
+from agents.bench_api import bench
 from agents.bundle_api import bundle
 from agents.denials import DenialLimiter
 from agents.exporter import make_registry
@@ -89,6 +90,7 @@ ROUTES: tuple[Endpoint, ...] = (
     Endpoint("/v1/history", history, VIEWER),
     Endpoint("/v1/engines/{engine_id}/logs", logs, VIEWER),
     Endpoint("/v1/engines/{engine_id}/audit", audit_tail, VIEWER),
+    Endpoint("/v1/engines/{engine_id}/bench", bench, OPERATOR, ("POST",)),
     Endpoint("/v1/engines/{engine_id}/{action}", action, OPERATOR, ("POST",)),
     Endpoint("/metrics", metrics, VIEWER),
     Endpoint("/v1/bundle", bundle, OPERATOR),

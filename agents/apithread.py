@@ -34,6 +34,11 @@ class LoopBridge:
     def history_s(self) -> float:
         return self.runtime.history_s
 
+    @property
+    def benchmarks(self) -> Any:
+        """The runtime's BenchmarkBook (thread-safe: written here, read by the collector)."""
+        return self.runtime.benchmarks
+
     def latest(self) -> HostSnapshot | None:
         return self.runtime.latest()
 

@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from agents.api import ActionError
+from agents.benchmarks import BenchmarkBook
 from agents.collector import Collector
 from agents.config import AgentConfig, EngineConfig
 from agents.engines import get_adapter
@@ -94,6 +95,7 @@ class AgentRuntime:
         # The one HTTP client of the engine probes (scrape, health, canary): keep-alive, and a request on an
         # idle connection the engine closed meanwhile is retried once on a new one (agents/http1.py).
         self.http = Http1Client()
+        self.benchmarks = BenchmarkBook()  # benchmarks announced through the API (agents/bench_api.py)
         base_env = scrubbed_env(os.environ if environ is None else environ)
         if config.gpu_source == "simulated":
             base_env[SIM_GPU_ENV] = str(self.sim_gpu_dir)

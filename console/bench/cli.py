@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from console.bench import result as results
+from console.bench.announce import AnnounceError, Announcer
 from console.bench.enginewatch import EngineWatch
 from console.bench.gpuwatch import GpuWatch
 from console.bench.http import Client
@@ -310,6 +311,21 @@ class Session:
         await self.client.aclose()
 
 
+def _workload_line(p: Plan) -> str:
+    """One line for the engine detail: "random 1024→128 tokens; concurrency 4"."""
+    w = p.workload.describe()
+    size = (f"{w['input_len']}→{w['output_len']} tokens" if "input_len" in w else
+            f"{w.get('prefix_count')}×{w.get('prefix_len')}-token prefixes +{w.get('suffix_len')}→{w['output_len']}"
+            if w["kind"] == "prefix-repetition" else f"prompts file →{w['output_len']} tokens")  # fmt: skip
+    loads = ", ".join(s.label() for s in p.shapes[:3]) + (" …" if len(p.shapes) > 3 else "") if p.shapes else "SLO search"
+    return f"{w['kind']} {size}; {loads}"
+
+
+def _announced_params(p: Plan) -> dict[str, Any]:
+    return {"workload": p.workload.describe(), "bounds": p.bounds.describe(),
+            "loads": [s.describe() for s in p.shapes], "objectives": len(p.objectives)}  # fmt: skip
+
+
 def _say(text: str) -> None:
     with contextlib.suppress(OSError, ValueError):
         sys.stderr.write(f"{PROG}: {text}\n")
@@ -335,6 +351,7 @@ async def _bench(args: argparse.Namespace, p: Plan) -> tuple[int, dict[str, Any]
         loop.add_signal_handler(sig, on_signal)
     target: Target | None = None
     session: Session | None = None
+    announcer: Announcer | None = None
     try:
         api_key = os.environ.get(args.api_key_env) if args.api_key_env else None
         target = await resolve(p.target, chosen(args, "bench", "config"), args.metrics_url, api_key,
@@ -342,12 +359,18 @@ async def _bench(args: argparse.Namespace, p: Plan) -> tuple[int, dict[str, Any]
         await check_openai(target, args.model)
         session = Session(args, p, target, stop)
         await session.prepare()
+        if target.fleet is not None and target.agent_route is not None:  # load on production: tell the agent
+            announcer = Announcer(target.agent_route, target.agent_token, target.fleet["engine"],
+                                  _workload_line(session.plan), _announced_params(session.plan))  # fmt: skip
+            await announcer.start()
         mode, runs = await session.runs()
         doc = session.document(mode, runs)
-    except (TargetError, WorkloadError) as exc:
+    except (TargetError, WorkloadError, AnnounceError) as exc:
         _say(f"error: {exc}")
         return 2, None
     finally:
+        if announcer is not None:
+            await announcer.end()
         if session is not None:
             await session.aclose()
         await close_quietly(target)

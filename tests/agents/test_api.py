@@ -235,6 +235,7 @@ def test_every_route_declares_its_role(tmp_path: Path) -> None:
         "/v1/history": "viewer",
         "/v1/engines/{engine_id}/logs": "viewer",
         "/v1/engines/{engine_id}/audit": "viewer",
+        "/v1/engines/{engine_id}/bench": "operator",
         "/v1/engines/{engine_id}/{action}": "operator",
         "/metrics": "viewer",
         "/v1/bundle": "operator",

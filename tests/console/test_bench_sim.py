@@ -23,8 +23,10 @@ import httpx
 import pytest
 
 from console.cli import main
-from tests.agents.agentproc import Agent, free_port, kill_everything, sim, write_config
+from tests.agents.agentproc import free_port, kill_everything, sim
 from tests.agents.simproc import ROOT, SimProc, sim_engine
+from tests.support.secure_agent import SecureAgent, write_tokens
+from tests.support.secure_agent import write_config as secure_config
 
 FAST = ("--tick-ms", "2", "--decode-ms", "4", "--prefill-ms-per-1k", "300")
 SMALL = ("--quiet", "--json", "--concurrency", "4", "--output-len", "4", "--max-requests", "16", "--metrics-interval", "0.2",
@@ -196,12 +198,24 @@ def test_fleet_target_through_the_console_config(tmp_path: Path, capsys: pytest.
     agent_port, engine_port = free_port(), free_port()
     engines = [{"id": "e1", "kind": "vllm", "model": "sim-llama", "port": engine_port, "gpus": [0, 1],
                 "command": sim("vllm"), "args": list(FAST)}]
-    agent = Agent(write_config(tmp_path, agent_port, engines), agent_port)
+    tokens = write_tokens(tmp_path / "tokens", ops="operator", eye="viewer")
+    config = secure_config(tmp_path, agent_port, engines, agent={"tokens_file": str(tmp_path / "tokens")})
+    agent = SecureAgent(config, agent_port, token=tokens["ops"])
+    for name in ("ops", "eye"):
+        (tmp_path / f"{name}.token").write_text(tokens[name] + "\n")
+        (tmp_path / f"{name}.token").chmod(0o600)
     console = tmp_path / "console.toml"
-    console.write_text(f'[[console.hosts]]\nname = "h1"\nurl = "http://127.0.0.1:{agent_port}"\n')
+    console.write_text(f'[[console.hosts]]\nname = "h1"\nurl = "http://127.0.0.1:{agent_port}"\n'
+                       f'token_file = "{tmp_path / "ops.token"}"\n')  # fmt: skip
+    viewer = tmp_path / "viewer.toml"
+    viewer.write_text(console.read_text().replace("ops.token", "eye.token"))
     agent.start()
     try:
         agent.wait("engine ready", lambda s: any(e["state"] == "ready" for e in s["engines"]), timeout=30)
+        # load on production needs the operator role: a viewer's token is refused before any request
+        code = main(["bench", "h1/e1", "--config", str(viewer), "--quiet", "--max-requests", "4"])
+        err = capsys.readouterr().err
+        assert code == 2 and "the agent refused the benchmark (HTTP 403)" in err and err.count("\n") == 1, err
         code, doc, err = bench(capsys, "h1/e1", "--config", str(console), "--quiet", "--json", "--max-requests", "4",
                                "--input-len", "32", "--output-len", "4")
         assert code == 0, err
@@ -215,6 +229,12 @@ def test_fleet_target_through_the_console_config(tmp_path: Path, capsys: pytest.
         assert gpu["mean_power_w"] is None and gpu["output_tokens_per_joule"] is None
         assert "gpu_source simulated" in gpu["null_reasons"]["output_tokens_per_joule"]
         assert "token" not in json.dumps(doc["target"]).lower()  # the agent's token never lands in a result
+        audit = [json.loads(line) for line in (tmp_path / "state" / "audit.log").read_text().splitlines()]
+        benches = [(r["action"], r["result"]) for r in audit if str(r.get("action", "")).startswith("bench")]
+        assert ("bench-start", "denied: role viewer") in benches
+        assert ("bench-start", "allowed") in benches and benches[-1] == ("bench-end", "allowed")
+        start = next(r for r in audit if r.get("action") == "bench-start" and r["result"] == "allowed")
+        assert start["workload"].startswith("random 32→4 tokens") and start["params"]["bounds"]
         for target, words in (("h2/e1", "no host 'h2'"), ("h1/e9", "no engine 'e9' on h1 (engines: e1)")):
             code = main(["bench", target, "--config", str(console), "--quiet"])
             err = capsys.readouterr().err

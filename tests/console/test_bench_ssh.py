@@ -13,7 +13,9 @@ from console.bench.target import engine_tunnel_host
 from console.cli import main
 from console.settings import HostConfig
 from console.tunnels import ssh_argv
-from tests.agents.agentproc import Agent, free_port, kill_everything, sim, write_config
+from tests.agents.agentproc import free_port, kill_everything, sim
+from tests.support.secure_agent import SecureAgent, write_tokens
+from tests.support.secure_agent import write_config as secure_config
 from tests.support.sshd import Sshd, skip_reason
 
 
@@ -30,7 +32,11 @@ def test_fleet_engine_through_ssh(tmp_path: Path, capsys: pytest.CaptureFixture[
     agent_port, engine_port = free_port(), free_port()
     engines = [{"id": "e1", "kind": "vllm", "model": "sim-llama", "port": engine_port, "gpus": [0],
                 "command": sim("vllm"), "args": ["--tick-ms", "2"]}]
-    agent = Agent(write_config(tmp_path, agent_port, engines), agent_port)
+    tokens = write_tokens(tmp_path / "tokens", ops="operator")  # a fleet benchmark needs the operator role
+    config = secure_config(tmp_path, agent_port, engines, agent={"tokens_file": str(tmp_path / "tokens")})
+    agent = SecureAgent(config, agent_port, token=tokens["ops"])
+    (tmp_path / "ops.token").write_text(tokens["ops"] + "\n")
+    (tmp_path / "ops.token").chmod(0o600)
     sshd = Sshd(tmp_path)
     agent.start()
     sshd.start()
@@ -38,7 +44,8 @@ def test_fleet_engine_through_ssh(tmp_path: Path, capsys: pytest.CaptureFixture[
         agent.wait("engine ready", lambda s: any(e["state"] == "ready" for e in s["engines"]), timeout=30)
         console = tmp_path / "console.toml"
         console.write_text(f'[[console.hosts]]\nname = "h1"\nurl = "http://127.0.0.1:{agent_port}"\n'
-                           f"ssh = {json.dumps(sshd.target)}\nssh_options = {json.dumps(list(sshd.client_options))}\n")
+                           f"ssh = {json.dumps(sshd.target)}\nssh_options = {json.dumps(list(sshd.client_options))}\n"
+                           f'token_file = "{tmp_path / "ops.token"}"\n')
         code = main(["bench", "h1/e1", "--config", str(console), "--quiet", "--json", "--max-requests", "4",
                      "--input-len", "32", "--output-len", "4"])
         out, err = capsys.readouterr()
