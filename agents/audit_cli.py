@@ -39,7 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     from agents.audit_verify import verify_log
     from agents.cli import _config_path
-    from agents.config import ConfigError, load_agent_config
+    from agents.config import load_agent_config
+    from agents.tomltables import ConfigError
 
     try:
         config = load_agent_config(_config_path(args.config))

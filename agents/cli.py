@@ -78,7 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:
         return int(exc.code or 0)
     from agents.auth import TokenFileError, TokenStore
-    from agents.config import ConfigError, load_agent_config
+    from agents.config import load_agent_config
+    from agents.tomltables import ConfigError
 
     try:
         config = load_agent_config(_config_path(args.config))
@@ -108,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _config_path(explicit: str | None) -> Path:
-    from agents.config import ConfigError, find_config
+    from agents.tomltables import ConfigError, find_config
 
     path = find_config(explicit)
     if path is None:
@@ -125,7 +126,8 @@ def token_main(argv: Sequence[str]) -> int:
     except SystemExit as exc:
         return int(exc.code or 0)
     from agents.auth import TokenFileError, add_token, list_tokens, remove_token
-    from agents.config import ConfigError, load_agent_config
+    from agents.config import load_agent_config
+    from agents.tomltables import ConfigError
 
     try:
         if args.tokens_file:

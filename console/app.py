@@ -178,7 +178,7 @@ class LlmConsole(App[int]):
         self.push_screen(HelpScreen(sections, self.keymap))
 
     def action_calculator(self) -> None:
-        from agents.config import ConfigError
+        from agents.tomltables import ConfigError
         from console.calc.live import LiveEngine
         from console.calc.settings import CalculatorConfig, load_calculator_config
         from console.screens.calc import CalcScreen

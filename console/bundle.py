@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.bundle_files import verify_bundle
-from agents.config import ConfigError
+from agents.tomltables import ConfigError
 from console.fleet import one_line
 from console.fleetargs import add_fleet_arguments, chosen, fleet_config
 from console.launch import PROG

@@ -11,7 +11,7 @@ import argparse
 import sys
 from dataclasses import replace
 
-from agents.config import ConfigError, find_config
+from agents.tomltables import ConfigError, find_config
 from console.settings import ConsoleConfig, load_console_config
 from console.source import FixtureFleetSource, FleetSource, build_fleet_source
 from console.tunnels import ssh_hosts

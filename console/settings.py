@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from agents.config import (
-    AgentConfig,
-    Thresholds,
+from agents.config import AgentConfig, Thresholds, thresholds_from_dict
+from agents.tomltables import (
     Where,
     build_table,
     check_top_level,
@@ -30,7 +29,6 @@ from agents.config import (
     setting,
     show,
     table_keys,
-    thresholds_from_dict,
 )
 
 

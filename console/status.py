@@ -25,8 +25,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from agents.config import ConfigError
 from agents.schema import Alert, stats_are_live, to_dict
+from agents.tomltables import ConfigError
 from console.fleet import FleetSource
 from console.fleetargs import add_fleet_arguments, fleet_config
 from console.launch import PROG

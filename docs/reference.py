@@ -113,7 +113,7 @@ def _default(spec: Any) -> str:
 
 def config_rows(cls: type, skip: tuple[str, ...] = ()) -> Iterator[tuple[str, str, str, str]]:
     """(key, type, default, check) for every key a table of ``cls`` accepts (flattened ones inline)."""
-    from agents.config import _specs  # the table machinery's own view of the dataclass
+    from agents.tomltables import _specs
 
     for spec in _specs(cls):
         meta = spec.field.metadata
@@ -135,7 +135,7 @@ def config_rows(cls: type, skip: tuple[str, ...] = ()) -> Iterator[tuple[str, st
 
 def config_tables() -> list[tuple[str, type]]:
     """Every config table: its TOML header and its dataclass (read at call time, so additions show)."""
-    from agents.config import AgentConfig, EngineConfig, Supervision, Thresholds
+    from agents.config import AgentConfig, EngineConfig, Golden, Slo, Supervision, Thresholds
     from console.calc.settings import ApiPrice, CalculatorConfig, CustomApi
     from console.settings import ConsoleConfig, HostConfig, PrometheusConfig
 
@@ -143,7 +143,9 @@ def config_tables() -> list[tuple[str, type]]:
         ("[agent]", AgentConfig),
         ("[[agent.engines]]", EngineConfig),
         ("[agent] / [[agent.engines]] supervision", Supervision),
+        ("[[agent.engines]] golden = { … }", Golden),
         ("[thresholds]", Thresholds),
+        ("[slo]", Slo),
         ("[console]", ConsoleConfig),
         ("[[console.hosts]]", HostConfig),
         ("[[console.prometheus]]", PrometheusConfig),

@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # parent of these; a prefix below allows that module and its submodules).
 CONSOLE_MAY_IMPORT_FROM_AGENTS = (
     "agents.schema",
-    "agents.config",
+    "agents.config",  # the agent's tables: [thresholds] is shared with the console
+    "agents.tomltables",  # the strict-table machinery of config.toml (stdlib only)
     "agents.probe",  # parse + adapters' pure reading + window math
     "agents.metrics",
     "agents.engines",

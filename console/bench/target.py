@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from agents.config import ConfigError
+from agents.tomltables import ConfigError
 from console.bench.http import Client, HttpError, Origin, split_url
 from console.launch import resolve_config
 from console.settings import HostConfig

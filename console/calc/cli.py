@@ -20,7 +20,7 @@ import os
 import sys
 from typing import Any
 
-from agents.config import ConfigError
+from agents.tomltables import ConfigError
 from console.calc.breakeven import BreakevenQuery, breakeven
 from console.calc.capacity import DEFAULT_SEQ_LEN, CapacityQuery, estimate
 from console.calc.catalog import Catalog

@@ -33,7 +33,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from agents.config import (
+from agents.tomltables import (
     ConfigError,
     Where,
     build_table,

@@ -14,14 +14,13 @@ from hypothesis import strategies as st
 from agents import config as cfg
 from agents.config import (
     AgentConfig,
-    ConfigError,
     EngineConfig,
     Supervision,
     Thresholds,
     agent_config_from_dict,
-    find_config,
     load_agent_config,
 )
+from agents.tomltables import ConfigError, find_config
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data" / "config"

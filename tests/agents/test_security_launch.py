@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agents.config import ConfigError, agent_config_from_dict
+from agents.config import agent_config_from_dict
 from agents.launchguard import (
     BUILTIN_PYTHON_MODULES,
     GUARDED_ENV,
@@ -26,6 +26,7 @@ from agents.launchguard import (
     secret_repeated,
 )
 from agents.server import startup_warnings
+from agents.tomltables import ConfigError
 from tests.agents.agentproc import free_port, kill_everything
 from tests.support.secure_agent import SecureAgent, write_config, write_tokens
 

@@ -123,7 +123,7 @@ def test_tls_with_client_certificates_on_a_wildcard_bind(tmp_path: Path) -> None
 
 
 def test_security_config_keys() -> None:
-    from agents.config import ConfigError
+    from agents.tomltables import ConfigError
 
     cfg = agent_config_from_dict({"agent": {
         "tls_cert": "c.pem", "tls_key": "k.pem", "tls_client_ca": "ca.pem", "allowed_hosts": ["gpu01.example", "10.0.0.5", "[fd00::1]"],

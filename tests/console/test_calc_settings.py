@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.config import ConfigError
+from agents.tomltables import ConfigError
 from console.calc.catalog import builtin
 from console.calc.settings import (
     CalculatorConfig,

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agents.config import ConfigError, Thresholds, table_keys
+from agents.config import Thresholds
+from agents.tomltables import ConfigError, table_keys
 from console.rules import AGENT_JOB
 from console.settings import (
     DEFAULT_MATCH,
