@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agents import config as cfg
+from agents import tomltables
 from agents.config import (
     AgentConfig,
     EngineConfig,
@@ -39,9 +40,9 @@ def expectation(path: Path, side: str) -> str:
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
 def test_data_configs(path: Path) -> None:
     expected = expectation(path, "agent")
-    if expected == "ok" and "agent" not in cfg.read_toml(path):
+    if expected == "ok" and "agent" not in tomltables.read_toml(path):
         # valid for the agent's tables, but the agent needs an [agent] table to start (issue 10 §9)
-        assert isinstance(agent_config_from_dict(cfg.read_toml(path), file=str(path)), AgentConfig)
+        assert isinstance(agent_config_from_dict(tomltables.read_toml(path), file=str(path)), AgentConfig)
         with pytest.raises(ConfigError, match=r"(is empty|has no \[agent\] table); the agent needs an \[agent\] table"):
             load_agent_config(path)
     elif expected == "ok":
