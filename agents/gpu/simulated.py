@@ -9,9 +9,12 @@ frees a process's memory when it dies, this reader treats files of dead PIDs as 
 optional ``release_delay_s`` emulating asynchronous driver teardown) and removes them. A live process
 keeps its memory however it got orphaned, which is what ORPHAN_GPU_MEMORY is about.
 
-An entry may carry an optional ``"util_pct"`` (0..100) to drive the GPUs' utilization; otherwise a
-GPU is 100 % busy while any process holds memory on it and 0 % when none does. Temperature, power,
-ECC, Xid and throttle reasons are not simulated and stay None.
+An entry may carry an optional ``"util_pct"`` (0..100) to drive its GPUs' utilization, and an optional
+``"util_pct_by_gpu"`` (``{"0": 100, "1": 0}``: GPU index as a string -> 0..100) that overrides it for
+the GPUs it names (a simulated engine writes it for a collective hang: one rank busy, the others idle).
+A GPU's utilization is the highest any entry sets for it; with none set, a GPU is 100 % busy while any
+process holds memory on it and 0 % when none does. Temperature, power, ECC, Xid and throttle reasons
+are not simulated and stay None.
 """
 
 from __future__ import annotations
@@ -48,6 +51,11 @@ class LedgerEntry:
     dialect: str
     model: str
     util_pct: float | None = None
+    util_pct_by_gpu: tuple[tuple[int, float], ...] = ()  # (gpu index, util) overriding util_pct
+
+    def util_of(self, gpu: int) -> float | None:
+        """The utilization this entry sets for ``gpu``, or None when it sets none."""
+        return dict(self.util_pct_by_gpu).get(gpu, self.util_pct)
 
 
 def parse_entry(obj: Any) -> LedgerEntry:
@@ -62,10 +70,14 @@ def parse_entry(obj: Any) -> LedgerEntry:
     if not _is_int(mem) or mem < 0:
         raise ValueError(f"bad mem_bytes {mem!r}")
     util = obj.get("util_pct")
-    if util is not None and (
-        isinstance(util, bool) or not isinstance(util, int | float) or not 0 <= util <= 100
-    ):
+    if util is not None and not _is_pct(util):
         raise ValueError(f"bad util_pct {util!r}")
+    by_gpu = obj.get("util_pct_by_gpu")
+    if by_gpu is not None and (
+        not isinstance(by_gpu, dict)
+        or not all(isinstance(k, str) and k.isdigit() and k.isascii() and _is_pct(v) for k, v in by_gpu.items())
+    ):
+        raise ValueError(f"bad util_pct_by_gpu {by_gpu!r}")
     return LedgerEntry(
         pid=pid,
         gpus=tuple(dict.fromkeys(gpus)),
@@ -74,11 +86,16 @@ def parse_entry(obj: Any) -> LedgerEntry:
         dialect=str(obj.get("dialect", "")),
         model=str(obj.get("model", "")),
         util_pct=None if util is None else float(util),
+        util_pct_by_gpu=tuple(sorted((int(k), float(v)) for k, v in (by_gpu or {}).items())),
     )
 
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_pct(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float) and 0 <= value <= 100
 
 
 def split_evenly(total: int, parts: int) -> list[int]:
@@ -138,8 +155,9 @@ class SimulatedGpuSource:
             for gpu, share in zip(gpus, split_evenly(entry.mem_bytes, len(gpus) or 1), strict=False):
                 used[gpu] += share
                 procs[gpu][entry.pid] = procs[gpu].get(entry.pid, 0) + share
-                if entry.util_pct is not None:
-                    utils[gpu].append(entry.util_pct)
+                util = entry.util_of(gpu)
+                if util is not None:
+                    utils[gpu].append(util)
         gpus_out = tuple(self._reading(i, used[i], procs[i], utils[i]) for i in range(self.count))
         errors += [
             f"simulated gpu {g.index}: {g.mem_used_bytes} bytes committed, only {self.mem_total_bytes} exist"

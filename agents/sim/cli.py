@@ -14,9 +14,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from agents.sim import dialects
+from agents.sim import dialects, ledger
 from agents.sim.config import SimConfig
-from agents.sim.faults import FaultSpecError, parse_faults
+from agents.sim.faults import MULTI_GPU_KINDS, FaultSpecError, parse_faults
 from agents.sim.model import ModelConfig
 
 PROG = "llmconsole sim-engine"
@@ -181,8 +181,13 @@ def parse_config(argv: Sequence[str]) -> SimConfig:
         _positive(flag, value, zero)
     if ns.max_model_len is not None and ns.max_model_len > ns.kv_tokens:
         raise UsageError(f"--max-model-len {ns.max_model_len} does not fit in --kv-tokens {ns.kv_tokens}")
+    gpus = tuple(ledger.gpus_from_env(os.environ))
     try:
         faults = tuple(parse_faults(ns.fault))
+        for fault in faults:
+            if fault.kind in MULTI_GPU_KINDS and len(gpus) < 2:
+                raise FaultSpecError(f"fault {fault.kind!r} needs an engine on two or more GPUs "
+                                     f"(CUDA_VISIBLE_DEVICES gives {len(gpus)})")
         model_config = ModelConfig(
             max_num_seqs=ns.max_num_seqs or 64,
             kv_tokens=ns.kv_tokens,
@@ -209,7 +214,7 @@ def parse_config(argv: Sequence[str]) -> SimConfig:
         worker_max_s=ns.worker_max_s, load_rps=ns.load, seed=ns.seed, gpu_mem_gib=ns.sim_gpu_mem_gib,
         tick_s=ns.tick_ms / 1000.0, metrics_enabled=resolved["metrics_enabled"],
         metrics_port=resolved["metrics_port"], health_generate_timeout_s=timeout,
-        log_stats=resolved["log_stats"], ignored=tuple(ignored),
+        log_stats=resolved["log_stats"], ignored=tuple(ignored), gpus=gpus,
     )
 
 

@@ -29,6 +29,7 @@ class SimConfig:
     health_generate_timeout_s: float = 20.0
     log_stats: bool = True
     ignored: tuple[str, ...] = ()
+    gpus: tuple[int, ...] = (0,)  # the engine's GPU indices (CUDA_VISIBLE_DEVICES; agents/sim/ledger.py)
 
     @property
     def url(self) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 import logging
 import math
 import os
@@ -17,11 +18,13 @@ import socket
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import uvicorn
 
 from agents.sim import ledger
+from agents.sim import openai_api as openai
 from agents.sim.config import SimConfig
 from agents.sim.dialects import Dialect
 from agents.sim.faults import Fault, FaultClock, start_fault
@@ -68,7 +71,14 @@ class Runtime:
         self.serving = False
         self.closing = False
         self.hung = False
+        self.wrong_answers = False
         self.metrics_fault: Fault | None = None
+        self.gpu_fault: Fault | None = None  # gpu-wedge / rank-diverge while active
+        self._front_door = asyncio.Event()  # cleared while the front end hangs (frontend-hang)
+        self._front_door.set()
+        self._wrong = itertools.count()
+        self._paused = False
+        self._ledger_util: tuple[float | None, tuple[tuple[int, float], ...] | None] = (None, None)
         self._faults = FaultClock(cfg.faults)
         self._ready_at: float | None = None
         self._events: dict[int, asyncio.Event] = {}
@@ -95,12 +105,30 @@ class Runtime:
 
     # --- requests (called by handlers) --------------------------------------------------------
     def submit(self, prompt_tokens: int, max_tokens: int, ignore_eos: bool, rid: str,
-               source: str = "http", prefix_blocks: tuple[int, ...] = ()) -> SimRequest:
+               source: str = "http", prefix_blocks: tuple[int, ...] = (), eos_seed: int | None = None) -> SimRequest:
         req = self.model.new_request(prompt_tokens, max_tokens, time.monotonic(), ignore_eos, source, rid,
-                                     prefix_blocks)
+                                     prefix_blocks, eos_seed)
         self._events[id(req)] = asyncio.Event()
         self.model.submit(req)
         return req
+
+    @property
+    def frontend_hung(self) -> bool:
+        return not self._front_door.is_set()
+
+    async def front_door(self) -> bool:
+        """Wait while the front end hangs (requests never reach the scheduler); False when closing."""
+        await self._front_door.wait()
+        return not self.closing
+
+    def answer_seed(self, text_seed: int | None, rid: str) -> int:
+        """The seed of a request's generated text: the prompt's for temperature 0 (deterministic), else
+        the request id's; under ``wrong-answers`` another seed for every temperature-0 request."""
+        if text_seed is None:
+            return zlib.crc32(rid.encode())
+        if self.wrong_answers:
+            return openai.wrong_seed(text_seed, next(self._wrong))
+        return text_seed
 
     async def wait_progress(self, req: SimRequest) -> None:
         """Return once ``req`` got tokens or finished since the last call (or the engine is closing)."""
@@ -125,19 +153,24 @@ class Runtime:
     async def health_generate(self) -> bool:
         """SGLang's /health_generate: a 1-token probe; OK as soon as *any* output arrives."""
         tic = time.monotonic()
-        probe = self.submit(1, 1, True, f"health-{tic}", source="health")
         deadline = tic + self.cfg.health_generate_timeout_s
-        try:
-            while time.monotonic() < deadline and not self.closing:
-                last = self.model.last_receive
-                if probe.done or (last is not None and last > tic):
-                    return True
-                await asyncio.sleep(0.05)
-            self.log(f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] Health check failed. Server couldn't get a "
-                     f"response from detokenizer for last {self.cfg.health_generate_timeout_s:g} seconds.")
+        with contextlib.suppress(TimeoutError):  # the probe goes through the (maybe hung) front end too
+            await asyncio.wait_for(self._front_door.wait(), timeout=self.cfg.health_generate_timeout_s)
+        if self.closing:
             return False
-        finally:
-            self.release(probe)
+        if not self.frontend_hung:
+            probe = self.submit(1, 1, True, f"health-{tic}", source="health")
+            try:
+                while time.monotonic() < deadline and not self.closing:
+                    last = self.model.last_receive
+                    if probe.done or (last is not None and last > tic):
+                        return True
+                    await asyncio.sleep(0.05)
+            finally:
+                self.release(probe)
+        self.log(f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] Health check failed. Server couldn't get a "
+                 f"response from detokenizer for last {self.cfg.health_generate_timeout_s:g} seconds.")
+        return False
 
     def metrics_text(self) -> str:
         return self.dialect.extra_metrics_text() + self.sink.render()
@@ -245,6 +278,7 @@ class Runtime:
         self.closing = True
         self.serving = False
         self.log_all(self.dialect.shutdown_lines(self.cfg))
+        self._front_door.set()  # requests held by a hung front end answer 503 now
         for event in self._events.values():
             event.set()
         for server in self._servers:
@@ -262,10 +296,15 @@ class Runtime:
             now = time.monotonic()
             self._apply_faults(now)
             self._watch_worker(now)
-            if not self.hung and not self._worker_stopped():
-                for at, prompt, gen in self.load.arrivals(now):
-                    req = self.model.new_request(prompt, gen, at, source="load")
-                    self.model.submit(req)
+            paused = self.hung or self._worker_stopped()
+            if not paused:
+                if self._paused:
+                    self.model.resume(now)  # no burst of catch-up iterations after a pause
+                if self.frontend_hung:
+                    self.load.reset()  # the internal load comes through the front end too
+                else:
+                    for at, prompt, gen in self.load.arrivals(now):
+                        self.model.submit(self.model.new_request(prompt, gen, at, source="load"))
                 for req in self.model.step(now):
                     event = self._events.get(id(req))
                     if event is not None:
@@ -273,20 +312,59 @@ class Runtime:
                 self._log_stats(now)
             else:
                 self.load.reset()
+            self._paused = paused
+            self._update_ledger_util(paused)
             await asyncio.sleep(self.cfg.tick_s)
 
     def _apply_faults(self, now: float) -> None:
         if self._ready_at is None:
             return
-        for fault in self._faults.due(now - self._ready_at):
-            if fault.kind == "hang":
-                self.hung = True
-            elif fault.kind == "slow":
-                self.model.slow = fault.param("factor")
-            elif fault.kind == "crash":
-                self._crash(int(fault.param("code")), orphan=bool(fault.param("orphan")))
-            elif fault.kind.startswith("metrics-"):
-                self.metrics_fault = fault
+        elapsed = now - self._ready_at
+        for fault in self._faults.due(elapsed):
+            self._start_fault(fault)
+        for fault in self._faults.ended(elapsed):
+            self._end_fault(fault, now)
+
+    def _start_fault(self, fault: Fault) -> None:
+        kind, model = fault.kind, self.model
+        if kind == "hang":
+            self.hung = True
+        elif kind == "slow":
+            model.slow = fault.param("factor")
+        elif kind == "crash":
+            self._crash(int(fault.param("code")), orphan=bool(fault.param("orphan")))
+        elif kind.startswith("metrics-"):
+            self.metrics_fault = fault
+        elif kind == "admission-stall":
+            model.admission_stalled = True
+            model.stall_trickle_s = fault.param("trickle")
+        elif kind in ("gpu-wedge", "rank-diverge"):
+            model.wedged = True
+            self.gpu_fault = fault
+        elif kind == "frontend-hang":
+            self._front_door.clear()
+        elif kind == "wrong-answers":
+            self.wrong_answers = True
+        elif kind == "drift":
+            model.prefill_factor = fault.param("factor")
+
+    def _end_fault(self, fault: Fault, now: float) -> None:
+        """A fault with ``for=D`` ran out: the engine behaves normally again."""
+        kind, model = fault.kind, self.model
+        if kind == "hang":
+            self.hung = False
+        elif kind == "admission-stall":
+            model.admission_stalled = False
+        elif kind in ("gpu-wedge", "rank-diverge"):
+            model.wedged = False
+            model.resume(now)
+            self.gpu_fault = None
+        elif kind == "frontend-hang":
+            self._front_door.set()
+        elif kind == "wrong-answers":
+            self.wrong_answers = False
+        elif kind == "drift":
+            model.prefill_factor = 1.0
 
     def _crash(self, code: int, orphan: bool = False) -> None:
         """Die like the real engine: its last log lines, then exit ``code`` (no graceful shutdown)."""
@@ -321,12 +399,30 @@ class Runtime:
     def _memory(self) -> tuple[int, int]:
         return ledger.split_memory(self.cfg.gpu_mem_gib, self.cfg.worker)
 
+    def _gpu_util(self, paused: bool) -> tuple[float | None, tuple[tuple[int, float], ...] | None]:
+        """(util_pct, per-GPU util) the ledger should say now; (None, None) leaves the reader's default."""
+        fault = self.gpu_fault
+        if fault is not None and self.model.wedge_struck:
+            if fault.kind == "rank-diverge":  # one rank still in its kernel, the others idle in the collective
+                return 100.0, tuple((gpu, 100.0 if i == 0 else 0.0) for i, gpu in enumerate(self.cfg.gpus))
+            return 100.0, None
+        if paused:
+            return 0.0, None  # a hung scheduler or a stopped worker launches no kernels
+        return None, None
+
+    def _update_ledger_util(self, paused: bool) -> None:
+        util = self._gpu_util(paused)
+        if util != self._ledger_util and self._ledger is not None:
+            self._ledger_util = util
+            self._write_ledger()
+
     def _write_ledger(self) -> None:
         folder = os.environ.get(ledger.ENV_DIR)
         if not folder:
             return
-        entry = ledger.record(os.getpid(), ledger.gpus_from_env(os.environ), self._memory()[0], "engine",
-                              self.cfg.dialect, self.cfg.served_name)
+        util, by_gpu = self._ledger_util
+        entry = ledger.record(os.getpid(), list(self.cfg.gpus), self._memory()[0], "engine",
+                              self.cfg.dialect, self.cfg.served_name, util, dict(by_gpu) if by_gpu else None)
         try:
             self._ledger = ledger.write(folder, entry)
         except OSError as exc:

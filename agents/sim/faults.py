@@ -2,7 +2,7 @@
 
 ``T`` is seconds after the engine became ready (default 0). Kinds and their parameters:
 
-- ``hang@T``                 the scheduler stops stepping; /health and /metrics keep answering
+- ``hang@T[:for=D]``         the scheduler stops stepping; /health and /metrics keep answering (for D s)
 - ``crash@T[:code=N,orphan=1]`` exit with code N (default 1) after the dialect's last log lines;
                              ``orphan=1`` leaves the worker process running (as after a hard crash)
 - ``slow@T:factor=F``        prefill and decode F times slower (default 4)
@@ -11,6 +11,33 @@
 - ``metrics-garbage@T``      /metrics answers 200 with random non-exposition bytes
 - ``metrics-huge@T[:mb=M]``  /metrics streams a valid-looking body of M MiB (default 50)
 - ``metrics-slow@T[:bps=B]`` /metrics trickles B bytes per second (default 10)
+
+Silent failures (the engine answers 200 while users get nothing, or garbage). Each (and ``hang``) takes ``for=D``:
+the fault lasts D seconds and then ends (default: it never ends), so a test can see an alert clear.
+
+- ``admission-stall@T[:trickle=S]``  the scheduler stops admitting waiting requests: running ones
+                             finish except the last, which stays running and gets one token every S
+                             seconds (default 2, as vllm#53130's 0.48 tok/s); waiting grows with the
+                             load and KV is mostly free; vLLM's
+                             ``num_requests_waiting_by_reason`` counts the waiting as ``deferred``
+- ``gpu-wedge@T``            a kernel never returns: the iteration in flight at T (or the first one
+                             after T, if the engine is idle) never completes, so token counters stay
+                             flat and its requests stay running; /health 200; the engine's
+                             simulated GPUs report 100 % utilization (ledger ``util_pct``)
+- ``rank-diverge@T``         a collective hang on an engine with two or more GPUs
+                             (CUDA_VISIBLE_DEVICES; refused at start with fewer): no progress as in
+                             ``gpu-wedge``, the first GPU at 100 % and the others at 0 % (ledger
+                             ``util_pct_by_gpu``)
+- ``frontend-hang@T``        completion requests are read but never reach the scheduler (no response,
+                             ever), nor does the internal load or SGLang's /health_generate probe;
+                             running and waiting drain to 0; /health and /metrics answer 200
+- ``wrong-answers@T``        temperature-0 completions (deterministic per prompt before T) return other
+                             plausible text: never the pre-fault answer, and never the same text twice
+                             in a row for the same prompt; lengths and latency stay normal
+- ``drift@T[:factor=F]``     iterations that prefill take F times as long (default 3): TTFT is about
+                             F times its earlier value at the same load, decode-only steps are unchanged
+
+A ``hang`` (and a SIGSTOPped worker) leaves the GPU idle: the engine's ledger then says 0 %.
 """
 
 from __future__ import annotations
@@ -26,7 +53,7 @@ class FaultSpecError(ValueError):
 
 # kind -> (takes @T, {param: (type, default)})
 KINDS: dict[str, tuple[bool, dict[str, tuple[type, float | int | None]]]] = {
-    "hang": (True, {}),
+    "hang": (True, {"for": (float, None)}),
     "crash": (True, {"code": (int, 1), "orphan": (bool, 0)}),
     "slow": (True, {"factor": (float, 4.0)}),
     "start-fail": (False, {"code": (int, 1)}),
@@ -34,7 +61,15 @@ KINDS: dict[str, tuple[bool, dict[str, tuple[type, float | int | None]]]] = {
     "metrics-garbage": (True, {}),
     "metrics-huge": (True, {"mb": (float, 50.0)}),
     "metrics-slow": (True, {"bps": (float, 10.0)}),
+    "admission-stall": (True, {"trickle": (float, 2.0), "for": (float, None)}),
+    "gpu-wedge": (True, {"for": (float, None)}),
+    "rank-diverge": (True, {"for": (float, None)}),
+    "frontend-hang": (True, {"for": (float, None)}),
+    "wrong-answers": (True, {"for": (float, None)}),
+    "drift": (True, {"factor": (float, 3.0), "for": (float, None)}),
 }
+# kinds that need an engine on two or more GPUs
+MULTI_GPU_KINDS = frozenset({"rank-diverge"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +80,12 @@ class Fault:
 
     def param(self, name: str) -> float:
         return float(self.params[name])
+
+    @property
+    def until(self) -> float | None:
+        """Seconds after ready when the fault ends (``for=D``), or None if it never ends."""
+        duration = self.params.get("for")
+        return None if duration is None or self.at is None else self.at + float(duration)
 
 
 def _number(kind: str, name: str, text: str, typ: type) -> float:
@@ -62,7 +103,7 @@ def _check(kind: str, name: str, value: float) -> None:
         raise FaultSpecError(f"fault {kind!r}: code must be 0..255")
     if name == "orphan" and value not in (0, 1):
         raise FaultSpecError(f"fault {kind!r}: orphan must be 0 or 1")
-    if name in ("factor", "mb", "bps") and value <= 0:
+    if name in ("factor", "mb", "bps", "trickle", "for") and value <= 0:
         raise FaultSpecError(f"fault {kind!r}: {name} must be > 0")
     if name == "s" and value < 0:
         raise FaultSpecError(f"fault {kind!r}: s must be >= 0")
@@ -113,15 +154,25 @@ def parse_faults(specs: Iterable[str]) -> list[Fault]:
 
 
 class FaultClock:
-    """Releases each timed fault once, when ``elapsed`` (seconds since ready) reaches its T."""
+    """Releases each timed fault once, when ``elapsed`` (seconds since ready) reaches its T, and ends
+    each fault with a ``for=D`` once, when ``elapsed`` reaches T + D."""
 
     def __init__(self, faults: Iterable[Fault]) -> None:
         self._pending = sorted((f for f in faults if f.at is not None), key=lambda f: f.at or 0.0)
+        self._active: list[Fault] = []
 
     def due(self, elapsed: float) -> list[Fault]:
         out = [f for f in self._pending if (f.at or 0.0) <= elapsed]
         if out:
             self._pending = self._pending[len(out) :]
+            self._active += [f for f in out if f.until is not None]
+        return out
+
+    def ended(self, elapsed: float) -> list[Fault]:
+        """Faults released earlier whose ``for=D`` ran out (each returned once)."""
+        out = [f for f in self._active if (f.until or 0.0) <= elapsed]
+        if out:
+            self._active = [f for f in self._active if f not in out]
         return out
 
     @property

@@ -15,7 +15,15 @@ File format (JSON object)::
      "mem_bytes": 17179869184,    # bytes held on EACH GPU in "gpus"
      "role": "engine",            # "engine" | "worker"
      "dialect": "vllm",           # "vllm" | "sglang" | "tgi"
-     "model": "llama-3.3-70b"}    # the served model name
+     "model": "llama-3.3-70b",    # the served model name
+     "util_pct": 100,             # optional: utilization of every GPU in "gpus" (0..100)
+     "util_pct_by_gpu": {"0": 100, "1": 0}}  # optional: per GPU index (a string key), overriding
+                                  #   util_pct for the GPUs it names
+
+Without ``util_pct`` a reader (agents/gpu/simulated.py) counts a GPU 100 % busy while any process holds
+memory on it. The engine writes a utilization only when a fault decides it: 0 while its scheduler is
+hung or its worker stopped, 100 while wedged (``gpu-wedge``), 100 on the first GPU and 0 on the others
+in a collective hang (``rank-diverge``); it rewrites its file (atomically) when that value changes.
 
 Memory split: ``--sim-gpu-mem-gib`` (default 18) is split 1/9 engine, 8/9 worker when the engine
 has a worker, else all on the engine.
@@ -55,8 +63,16 @@ def split_memory(total_gib: float, has_worker: bool) -> tuple[int, int]:
     return engine, total - engine
 
 
-def record(pid: int, gpus: list[int], mem_bytes: int, role: str, dialect: str, model: str) -> dict:
-    return {"pid": pid, "gpus": gpus, "mem_bytes": mem_bytes, "role": role, "dialect": dialect, "model": model}
+def record(pid: int, gpus: list[int], mem_bytes: int, role: str, dialect: str, model: str,
+           util_pct: float | None = None, util_pct_by_gpu: Mapping[int, float] | None = None) -> dict:
+    """One ledger entry; the utilization keys are present only when given."""
+    entry: dict = {"pid": pid, "gpus": gpus, "mem_bytes": mem_bytes, "role": role, "dialect": dialect,
+                   "model": model}
+    if util_pct is not None:
+        entry["util_pct"] = util_pct
+    if util_pct_by_gpu is not None:
+        entry["util_pct_by_gpu"] = {str(gpu): pct for gpu, pct in util_pct_by_gpu.items()}
+    return entry
 
 
 def write(directory: str | os.PathLike[str], entry: Mapping[str, object]) -> Path:

@@ -17,6 +17,13 @@ Statistics go to a ``StatsSink`` as dialect-neutral events (see ``StatsSink``); 
 onto its own metric names, and the neutral ``Totals`` here are kept for tests and log lines.
 Gauges (``Gauges``) change only when an iteration is scheduled, so a model that is no longer stepped
 keeps frozen gauges, exactly like an engine whose scheduler is stuck.
+
+Fault switches (set by the runtime, agents/sim/faults.py): ``admission_stalled`` (no admission; one
+running request, the one with the most tokens left, only trickles one token per ``stall_trickle_s``
+while the others finish), ``wedged`` (the iteration in
+flight never completes), ``prefill_factor`` (iterations that prefill take that many times as long) and
+``slow`` (every iteration). ``resume(now)`` after a pause puts engine time at ``now`` without a burst
+of catch-up iterations.
 """
 
 from __future__ import annotations
@@ -108,6 +115,7 @@ class Gauges:
     waiting: int = 0
     kv_used: int = 0
     kv_capacity: int = 1
+    deferred: int = 0  # waiting requests held back by the scheduler itself (not by capacity)
 
     @property
     def kv_usage(self) -> float:
@@ -172,6 +180,11 @@ class QueueModel:
         self.rng = random.Random(seed)
         self.sink: StatsSink = sink or NullSink()
         self.slow = 1.0
+        self.prefill_factor = 1.0
+        self.admission_stalled = False
+        self.stall_trickle_s = 2.0
+        self.wedged = False
+        self._held: SimRequest | None = None  # the request that trickles while admission is stalled
         self.totals = Totals()
         self.gauges = Gauges(kv_capacity=config.kv_tokens)
         self.prefix_cache = PrefixCache(max(1, config.kv_tokens // BLOCK_TOKENS))
@@ -195,8 +208,10 @@ class QueueModel:
         source: str = "http",
         request_id: str | None = None,
         prefix_blocks: tuple[int, ...] = (),
+        eos_seed: int | None = None,
     ) -> SimRequest:
-        """A request (not yet submitted); its natural EOS length is drawn from the model's RNG.
+        """A request (not yet submitted); its natural EOS length is drawn from the model's RNG, or from
+        ``eos_seed`` when given (a temperature-0 request: the same prompt ends at the same length).
 
         ``prefix_blocks``: the prompt's chained block hashes, for the prefix cache (none: never a hit).
         """
@@ -204,7 +219,8 @@ class QueueModel:
             raise ValueError("prompt_tokens and max_tokens must be >= 1")
         if prompt_tokens + max_tokens > self.config.max_model_len:
             raise ValueError("prompt_tokens + max_tokens exceeds max_model_len")
-        stop_at = None if ignore_eos else self.rng.randint(8, 160)
+        rng = self.rng if eos_seed is None else random.Random(eos_seed)
+        stop_at = None if ignore_eos else rng.randint(8, 160)
         rid = request_id or f"sim-{next(self._ids)}"
         return SimRequest(rid, prompt_tokens, max_tokens, stop_at, now, source=source, seq=next(self._seq),
                           prefix_blocks=prefix_blocks)
@@ -234,11 +250,26 @@ class QueueModel:
         self.sink.inc("aborted")
 
     @property
+    def wedge_struck(self) -> bool:
+        """Wedged with an iteration in flight (a kernel that never returns)."""
+        return self.wedged and self._inflight is not None
+
+    @property
     def pending(self) -> int:
         """Requests not finished (inbox + waiting + running)."""
         return len(self._inbox) + len(self._waiting) + len(self._running)
 
     # --- stepping -----------------------------------------------------------------------------
+    def resume(self, now: float) -> None:
+        """After a pause (nothing stepped, or a wedged iteration): engine time jumps to ``now``; the
+        iteration in flight ends no earlier than ``now`` (it spanned the pause)."""
+        if self._t is None:
+            return
+        if self._inflight is not None:
+            self._inflight.end = max(self._inflight.end, now)
+        else:
+            self._t = max(self._t, now)
+
     def step(self, now: float) -> list[SimRequest]:
         """Advance engine time to ``now``; returns the requests that got tokens or finished."""
         if self._t is None:
@@ -260,7 +291,7 @@ class QueueModel:
                         self.sink.idle(self.gauges, now)
                     break
                 self._inflight = self._schedule(self._t)
-            if self._inflight.end > now:
+            if self.wedged or self._inflight.end > now:
                 break
             for req in self._complete(self._inflight):
                 progressed[id(req)] = req
@@ -283,9 +314,9 @@ class QueueModel:
         # 1. the next step needs one KV slot per running request: preempt the newest until it fits.
         while len(self._running) > 1 and self._kv_used + len(self._running) > cap:
             self._preempt(self._running.pop())
-        # 2. admit FIFO.
+        # 2. admit FIFO (nothing while admission is stalled).
         prefill_tokens = 0
-        while self._waiting and len(self._running) < self.config.max_num_seqs:
+        while not self.admission_stalled and self._waiting and len(self._running) < self.config.max_num_seqs:
             req = self._waiting[0]
             need = req.prompt_tokens + req.generated
             if self._kv_used + need + len(self._running) + 1 > cap:
@@ -293,12 +324,18 @@ class QueueModel:
             self._waiting.popleft()
             prefill_tokens += self._admit(req, need, t)
         batch = list(self._running)
-        self.gauges = Gauges(len(batch), len(self._waiting), self._kv_used, cap)
+        self._pick_held()
+        deferred = len(self._waiting) if self.admission_stalled else 0
+        self.gauges = Gauges(len(batch), len(self._waiting), self._kv_used, cap, deferred)
         decode_tokens = sum(1 for r in batch if r.first_token_at is not None and r.held > 0)
         cfg = self.config
         duration = self.slow * (
             cfg.decode_s * (1.0 + cfg.decode_slowdown * len(batch)) + cfg.prefill_s_per_token * prefill_tokens
         )
+        if prefill_tokens:
+            duration *= self.prefill_factor
+        if self._held is not None and batch == [self._held]:
+            duration = max(duration, self.stall_trickle_s)  # alone, the held request only trickles
         self.sink.iteration(self.gauges, prefill_tokens, decode_tokens, t)
         return _Iteration(t, t + duration, batch, prefill_tokens)
 
@@ -342,9 +379,12 @@ class QueueModel:
     def _complete(self, it: _Iteration) -> list[SimRequest]:
         t = it.end
         self.totals.iterations += 1
-        self.sink.observe("iteration_tokens", it.prefill_tokens + len(it.batch))
+        if not it.batch:
+            return []  # an admission-stalled step with nothing running: no tokens, no output
+        batch = [r for r in it.batch if not self._trickle_wait(r, t)]
+        self.sink.observe("iteration_tokens", it.prefill_tokens + len(batch))
         done: list[SimRequest] = []
-        for req in it.batch:
+        for req in batch:
             req.generated += 1
             req.held += 1
             self._kv_used += 1
@@ -368,8 +408,25 @@ class QueueModel:
                 done.append(req)
         if done:
             self._running = [r for r in self._running if not r.done]
-        self.last_receive = t
-        return it.batch
+        if batch:
+            self.last_receive = t
+        return batch
+
+    def _pick_held(self) -> None:
+        """While admission is stalled, hold one running request (the one with most tokens left)."""
+        if not self.admission_stalled:
+            self._held = None
+        elif (self._held is None or self._held.state != "running") and self._running:
+            self._held = max(self._running, key=lambda r: (r.max_tokens - r.generated, -r.seq))
+        elif not self._running:
+            self._held = None
+
+    def _trickle_wait(self, req: SimRequest, t: float) -> bool:
+        """The held request gets a token only once per ``stall_trickle_s``."""
+        if req is not self._held or not self.admission_stalled:
+            return False
+        last = req.last_token_at if req.last_token_at is not None else req.first_scheduled
+        return last is not None and t - last < self.stall_trickle_s - 1e-9
 
     @staticmethod
     def _finish_reason(req: SimRequest) -> str | None:

@@ -1,7 +1,9 @@
 """OpenAI-compatible request parsing and response shaping for the simulated engine (pure).
 
 Token counts are estimates: a prompt's tokens are ``max(words, ceil(chars / 4))`` (at least 1); a list
-of token ids counts its length. Generated text is a deterministic sequence of placeholder words. Each
+of token ids counts its length. Generated text is a sequence of placeholder words drawn from a seed: at
+temperature 0 the seed is the prompt's (the same prompt gives the same text, as greedy decoding does),
+otherwise the request id's (every request differs). Each
 request also carries its prompt's chained block hashes (agents/sim/prefixcache.py) for the prefix cache;
 a chat request's blocks cover its messages in order (role and content), as the chat template renders them.
 """
@@ -43,6 +45,7 @@ class CompletionRequest:
     include_usage: bool
     model: str
     prefix_blocks: tuple[int, ...] = ()
+    text_seed: int | None = None  # temperature 0: the prompt's seed (deterministic text); else None
 
 
 def count_tokens(text: str) -> int:
@@ -112,6 +115,21 @@ def _int_field(body: dict[str, Any], name: str) -> int | None:
     return value
 
 
+def _greedy(body: dict[str, Any]) -> bool:
+    """Whether the request decodes greedily (``temperature`` 0); raises BadRequest on a bad value."""
+    value = body.get("temperature")
+    if value is None:
+        return False
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise BadRequest(400, f"'temperature' must be a number >= 0, got {value!r}")
+    return value == 0
+
+
+def prompt_seed(prompt: Any) -> int:
+    """A stable seed for a prompt (a string, token ids or chat messages)."""
+    return zlib.crc32(json.dumps(prompt, sort_keys=True, separators=(",", ":")).encode())
+
+
 def parse_json_body(raw: bytes) -> dict[str, Any]:
     if len(raw) > MAX_BODY_BYTES:
         raise BadRequest(413, f"request body larger than {MAX_BODY_BYTES} bytes")
@@ -134,9 +152,12 @@ def parse_completion(raw: bytes, chat: bool, served_name: str, max_model_len: in
         rendered: list[str] = []
         prompt_tokens = _chat_tokens(body.get("messages"), rendered)
         blocks = text_blocks("".join(rendered))
+        seed = prompt_seed(["chat", body.get("messages")])
     else:
         prompt_tokens = _prompt_tokens(body.get("prompt"))
         blocks = _prompt_blocks(body.get("prompt"))
+        seed = prompt_seed(body.get("prompt"))
+    greedy = _greedy(body)
     n = body.get("n", 1)
     if n != 1 or isinstance(n, bool):
         raise BadRequest(400, "only n=1 is supported by the simulated engine")
@@ -168,7 +189,7 @@ def parse_completion(raw: bytes, chat: bool, served_name: str, max_model_len: in
             "completion). Please reduce the length of the messages or completion.",
         )
     return CompletionRequest(chat, prompt_tokens, max_tokens, ignore_eos, stream,
-                             bool(options.get("include_usage")), served_name, blocks)
+                             bool(options.get("include_usage")), served_name, blocks, seed if greedy else None)
 
 
 def parse_tokenize(raw: bytes, served_name: str, max_model_len: int) -> dict[str, Any]:
@@ -186,14 +207,19 @@ def parse_tokenize(raw: bytes, served_name: str, max_model_len: int) -> dict[str
             "tokens": [zlib.crc32(i.to_bytes(4, "little")) % 32000 for i in range(count)], "token_strs": None}
 
 
-def token_text(request_id: str, index: int) -> str:
-    """The text of generated token ``index`` of a request (deterministic)."""
-    base = zlib.crc32(request_id.encode())
-    return " " + WORDS[(base + 7 * index) % len(WORDS)]
+def token_text(seed: int, index: int) -> str:
+    """The text of generated token ``index`` of a request whose text seed is ``seed`` (deterministic)."""
+    return " " + WORDS[(seed + 7 * index) % len(WORDS)]
 
 
-def text_of(request_id: str, start: int, stop: int) -> str:
-    return "".join(token_text(request_id, i) for i in range(start, stop))
+def text_of(seed: int, start: int, stop: int) -> str:
+    return "".join(token_text(seed, i) for i in range(start, stop))
+
+
+def wrong_seed(seed: int, n: int) -> int:
+    """The seed of the ``n``-th wrong answer to a prompt whose right seed is ``seed``: its text differs
+    from the right one from the first token on, and from the (n-1)-th and (n+1)-th wrong answers."""
+    return seed + 1 + n % (len(WORDS) - 1)
 
 
 def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:

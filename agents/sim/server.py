@@ -134,11 +134,16 @@ class _Handlers:
         if not rt.serving:
             return JSONResponse(rt.dialect.error_body(503, "the engine is still starting", "overloaded"),
                                 status_code=503)
+        if not await rt.front_door():  # frontend-hang: read, then held here (no response) while it lasts
+            return JSONResponse(rt.dialect.error_body(503, "the engine is shutting down", "overloaded"),
+                                status_code=503)
         rid = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
-        sim = rt.submit(req.prompt_tokens, req.max_tokens, req.ignore_eos, rid, prefix_blocks=req.prefix_blocks)
+        seed = rt.answer_seed(req.text_seed, rid)
+        sim = rt.submit(req.prompt_tokens, req.max_tokens, req.ignore_eos, rid, prefix_blocks=req.prefix_blocks,
+                        eos_seed=req.text_seed)
         created = int(time.time())
         if req.stream:
-            return StreamingResponse(self._stream(req, sim, rid, created), media_type="text/event-stream")
+            return StreamingResponse(self._stream(req, sim, rid, seed, created), media_type="text/event-stream")
         try:
             await rt.wait_done(sim)
         finally:
@@ -146,11 +151,12 @@ class _Handlers:
         if not sim.done:
             return JSONResponse(rt.dialect.error_body(503, "the engine is shutting down", "overloaded"),
                                 status_code=503)
-        text = openai.text_of(rid, 0, sim.generated)
+        text = openai.text_of(seed, 0, sim.generated)
         body = openai.full_response(req, rid, created, text, sim.finish_reason, sim.generated, sim.prompt_tokens)
         return JSONResponse(body)
 
-    async def _stream(self, req: openai.CompletionRequest, sim, rid: str, created: int) -> AsyncIterator[bytes]:
+    async def _stream(self, req: openai.CompletionRequest, sim, rid: str, seed: int,
+                      created: int) -> AsyncIterator[bytes]:
         rt = self.rt
         sent = 0
         try:
@@ -159,7 +165,7 @@ class _Handlers:
                 upto = sim.generated
                 for i in range(sent, upto):
                     finish = sim.finish_reason if (sim.done and i == upto - 1) else None
-                    yield openai.sse(openai.chunk(req, rid, created, openai.token_text(rid, i), finish, i == 0))
+                    yield openai.sse(openai.chunk(req, rid, created, openai.token_text(seed, i), finish, i == 0))
                 sent = max(sent, upto)
                 if sim.done or rt.closing:
                     break

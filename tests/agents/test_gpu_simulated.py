@@ -223,3 +223,24 @@ def test_split_evenly_adds_up() -> None:
 def test_factory_without_a_ledger_dir_is_unavailable() -> None:
     label = open_gpu_source("simulated").poll().source_label
     assert label == "unavailable: simulated GPUs need a ledger directory (sim_dir)"
+
+
+def test_util_by_gpu_overrides_util_pct_for_the_gpus_it_names(tmp_path: Path, sleeper) -> None:
+    """A collective hang as the simulated engine writes it: one rank busy, the other idle."""
+    a, b = sleeper(), sleeper()
+    src = SimulatedGpuSource(tmp_path, count=3)
+    write_entry(tmp_path, a.pid, [0, 1, 2], 30 * GiB, util_pct=100, util_pct_by_gpu={"0": 100, "1": 0})
+    assert [g.util_pct for g in src.poll().gpus] == [100.0, 0.0, 100.0]  # GPU 2 falls back to util_pct
+    write_entry(tmp_path, a.pid, [0, 1], 30 * GiB, util_pct_by_gpu={"1": 0})
+    assert [g.util_pct for g in src.poll().gpus] == [100.0, 0.0, 0.0]  # unnamed, no util_pct: busy default
+    write_entry(tmp_path, b.pid, [1], GiB, role="worker", util_pct=40)
+    assert [g.util_pct for g in src.poll().gpus] == [100.0, 40.0, 0.0]  # the highest any entry sets
+
+
+def test_parse_entry_validates_util_by_gpu() -> None:
+    ok = parse_entry({"pid": 5, "gpus": [0, 3], "mem_bytes": 9, "util_pct_by_gpu": {"3": 0, "0": 99.5}})
+    assert ok.util_pct_by_gpu == ((0, 99.5), (3, 0.0)) and ok.util_of(3) == 0.0 and ok.util_of(7) is None
+    assert parse_entry({"pid": 5, "gpus": [0], "mem_bytes": 9}).util_pct_by_gpu == ()
+    for bad in ([1, 0], {"0": 101}, {"0": -1}, {"x": 5}, {"-1": 5}, {"0": True}, {"0": "50"}, {"٣": 5}):
+        with pytest.raises(ValueError, match="util_pct_by_gpu"):
+            parse_entry({"pid": 1, "gpus": [0], "mem_bytes": 1, "util_pct_by_gpu": bad})

@@ -318,7 +318,7 @@ def test_parse_completion_requests() -> None:
         with pytest.raises(openai.BadRequest) as info:
             openai.parse_completion(body, False, "m", 100)
         assert info.value.status == status
-    assert openai.text_of("a", 0, 3) == openai.text_of("a", 0, 3) and len(openai.text_of("a", 0, 3).split()) == 3
+    assert openai.text_of(7, 0, 3) == openai.text_of(7, 0, 3) and len(openai.text_of(7, 0, 3).split()) == 3
 
 
 # --- CLI parsing (no process) ------------------------------------------------------------------

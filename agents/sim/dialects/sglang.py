@@ -1,7 +1,7 @@
 """The simulated SGLang: ``sglang.launch_server`` flags, its metric families and its log lines.
 
-Family names and bucket bounds follow recent SGLang (``python/sglang/srt/metrics/collector.py``, the
-names after ``time_per_output_token_seconds`` became ``inter_token_latency_seconds``): scheduler
+Family names and bucket bounds follow SGLang 0.5.23 (``sglang/srt/observability/metrics_collector.py``
+of its wheel; tests/e2e/test_sglang_drift_guard.py checks every name and bound against it): scheduler
 families carry ``engine_type="unified"``, ``model_name``, ``pp_rank`` and ``tp_rank``; tokenizer-side
 families carry ``model_name`` only. prometheus_client renders them in multiprocess mode (no
 ``_created`` series).
@@ -50,8 +50,8 @@ RETRACTION_COUNTERS: HelpTable = (
     ("num_retracted_input_tokens", "Total number of retracted input tokens."),
     ("num_retracted_output_tokens", "Total number of retracted output tokens."),
 )
-QUEUE_S = (0.0, 0.1, 0.2, 0.5, 1, 2, 3, 4, 5, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90, 100, 200, 300, 400,
-           500, 600, 700, 800, 900, 1000, 1200, 1400, 1600, 1800, 2000, 2500, 3000)
+QUEUE_S = (0.0, 0.001, 0.005, 0.010, 0.050, 0.1, 0.2, 0.5, 1, 2, 3, 4, 5, 10, 15, 20, 30, 40, 50, 60, 70, 80,
+           90, 100, 200, 300, 400, 500, 600, 700, 800, 900, 1000, 1200, 1400, 1600, 1800, 2000, 2500, 3000)
 TOKENIZER_COUNTERS: HelpTable = (
     ("prompt_tokens", "Number of prefill tokens processed."),
     ("generation_tokens", "Number of generation tokens processed."),

@@ -224,7 +224,9 @@ class VllmMetrics(TableSink):
         r, L = self.registry, self.L
         r["vllm:num_requests_running"].set(L, gauges.running)
         r["vllm:num_requests_waiting"].set(L, gauges.waiting)
-        r["vllm:num_requests_waiting_by_reason"].set({**L, "reason": "capacity"}, gauges.waiting)
+        # the reasons sum to num_requests_waiting; a stalled scheduler defers (admission-stall fault)
+        r["vllm:num_requests_waiting_by_reason"].set({**L, "reason": "capacity"}, gauges.waiting - gauges.deferred)
+        r["vllm:num_requests_waiting_by_reason"].set({**L, "reason": "deferred"}, gauges.deferred)
         r["vllm:kv_cache_usage_perc"].set(L, gauges.kv_usage)
 
 
@@ -347,8 +349,10 @@ class Vllm(Dialect):
     def stats_line(self, prompt_tps: float, gen_tps: float, gauges: Gauges, preemptions: int,
                    hit_rate: float) -> str | None:
         pre = f"Preemptions: {preemptions}, " if preemptions else ""
+        deferred = f"Deferred: {gauges.deferred} reqs, " if gauges.deferred else ""
         return self._line(
             f"Engine 000: Avg prompt throughput: {prompt_tps:.1f} tokens/s, Avg generation throughput: "
-            f"{gen_tps:.1f} tokens/s, Running: {gauges.running} reqs, Waiting: {gauges.waiting} reqs, {pre}"
+            f"{gen_tps:.1f} tokens/s, Running: {gauges.running} reqs, Waiting: {gauges.waiting} reqs, "
+            f"{deferred}{pre}"
             f"GPU KV cache usage: {100 * gauges.kv_usage:.1f}%, Prefix cache hit rate: {100 * hit_rate:.1f}%",
             "loggers.py:236")
