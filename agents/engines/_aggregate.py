@@ -33,6 +33,8 @@ GAUGE_COMBINE: Mapping[str, Callable[[Iterable[float]], float]] = {
     "requests_running": sum,
     "requests_waiting": sum,
     "kv_cache_usage": max,
+    "requests_waiting_capacity": sum,
+    "requests_waiting_deferred": sum,
 }
 
 
@@ -111,6 +113,13 @@ class Layout:
                 copies[key] = value if old is None else max(old, value)
             return float(across(copies.values())) if copies else 0.0
         return None
+
+    def labelled(self, metrics: MetricSet, name: str, part: Part, label: str, value: str) -> float | None:
+        """The value of ``name``'s series in ``part`` whose ``label`` is ``value`` (replicas max, others sum);
+        None when no such series exists (unlike :meth:`scalar` with ``where``, which gives 0.0)."""
+        if not any(labels.get(label) == value for labels, _ in self.series(metrics, name, part)):
+            return None
+        return self.scalar(metrics, (name,), part, where=lambda labels: labels.get(label) == value)
 
     def histogram(self, metrics: MetricSet, candidates: Sequence[str], part: Part) -> Histogram | None:
         """The histogram of the first of ``candidates`` (base names) that has buckets in ``part``."""

@@ -12,7 +12,17 @@ from dataclasses import dataclass, field
 from agents.metrics.model import Histogram, MetricSet
 
 # Logical names every adapter fills (None where the engine has no such metric).
-GAUGES = ("requests_running", "requests_waiting", "kv_cache_usage")
+# requests_waiting_capacity / _deferred: the waiting requests split by why they wait (vLLM's
+# num_requests_waiting_by_reason, newest versions only): for scheduling capacity, or deferred by a
+# transient constraint (LoRA budget, KV transfer, blocked status).
+GAUGES = (
+    "requests_running",
+    "requests_waiting",
+    "kv_cache_usage",
+    "requests_waiting_capacity",
+    "requests_waiting_deferred",
+)
+# requests: finished requests, whatever the outcome (stop, length, abort, error), since start.
 COUNTERS = (
     "prompt_tokens",
     "generation_tokens",
@@ -20,6 +30,7 @@ COUNTERS = (
     "request_errors",
     "prefix_cache_hits",
     "prefix_cache_queries",
+    "requests",
 )
 HISTOGRAMS = ("ttft", "itl", "e2e", "queue_time")
 

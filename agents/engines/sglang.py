@@ -32,6 +32,9 @@ COUNTER_NAMES: Mapping[str, tuple[str, ...]] = {
     # in the last batch), not a count since start: it cannot be rated, so it is not read.
     "preemptions": ("sglang:num_retracted_requests_total",),
 }
+# Finished requests (incremented in observe_one_finished_request). Late-2024 versions had
+# request_success_total{finished_reason} instead: summed over the reasons, the same count.
+FINISHED_NAMES = ("sglang:num_requests_total", "sglang:request_success_total")
 # Prefix-cache hit rate from counters: cached prompt tokens over all prompt tokens. The
 # sglang:cache_hit_rate gauge is reset to 0 by every decode log and is not usable (engines.md §1.2).
 CACHED_TOKENS = "sglang:cached_tokens_total"
@@ -59,7 +62,7 @@ ENABLE_METRICS = Flag(("--enable-metrics",))
 
 def _wanted() -> frozenset[str]:
     names = {n for names in (*GAUGE_NAMES.values(), *COUNTER_NAMES.values()) for n in names}
-    names.update((CACHED_TOKENS, PROMPT_TOKENS))
+    names.update((CACHED_TOKENS, PROMPT_TOKENS, *FINISHED_NAMES))
     names.update(histogram_names(n for names in HISTOGRAM_NAMES.values() for n in names))
     return frozenset(names)
 
@@ -76,7 +79,10 @@ class SglangAdapter(HttpEngineAdapter):
     health_path = "/health"
     default_port = 30000
     # Logical metrics this engine never exposes, in any version (their values are always None).
-    unsupported: frozenset[str] = frozenset({"request_errors"})
+    # No waiting-by-reason split either.
+    unsupported: frozenset[str] = frozenset(
+        {"request_errors", "requests_waiting_capacity", "requests_waiting_deferred"}
+    )
 
     # --- launch ---------------------------------------------------------------------------------------
     def argv(self, spec: LaunchSpec) -> list[str]:
@@ -91,7 +97,9 @@ class SglangAdapter(HttpEngineAdapter):
             name: LAYOUT.scalar(metrics, names, part, across=max if name == "kv_cache_usage" else sum)
             for name, names in GAUGE_NAMES.items()
         }
+        gauges["requests_waiting_capacity"] = gauges["requests_waiting_deferred"] = None
         counters = {name: LAYOUT.scalar(metrics, names, part) for name, names in COUNTER_NAMES.items()}
+        counters["requests"] = LAYOUT.scalar(metrics, FINISHED_NAMES, part)
         counters["request_errors"] = None  # no error counter; aborted requests are not errors
         prompt = LAYOUT.scalar(metrics, (PROMPT_TOKENS,), part)
         hits = LAYOUT.scalar(metrics, (CACHED_TOKENS,), part)

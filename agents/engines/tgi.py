@@ -27,7 +27,8 @@ GAUGE_NAMES: Mapping[str, tuple[str, ...]] = {
     "requests_running": ("tgi_batch_current_size",),  # size of the running batch; 0 when it empties
     "requests_waiting": ("tgi_queue_size",),
 }
-REQUEST_COUNT = "tgi_request_count"
+REQUEST_COUNT = "tgi_request_count"  # counts requests on *entry*: in-flight ones included
+SUCCESSES = "tgi_request_success"  # finished requests = successes + failures
 FAILURES = "tgi_request_failure"  # {err=overloaded|validation|template|incomplete|dropped|generation}
 # Token counters are the _sum of per-request histograms (input length at validation; generated tokens
 # on success only).
@@ -65,7 +66,7 @@ def metrics_port(spec: LaunchSpec) -> int:
 
 def _wanted() -> frozenset[str]:
     names = {n for names in (*GAUGE_NAMES.values(), *COUNTER_NAMES.values()) for n in names}
-    names.update((REQUEST_COUNT, FAILURES))
+    names.update((REQUEST_COUNT, SUCCESSES, FAILURES))
     names.update(histogram_names(n for names in HISTOGRAM_NAMES.values() for n in names))
     return frozenset(names)
 
@@ -84,7 +85,15 @@ class TgiAdapter(HttpEngineAdapter):
     default_port = 3000
     # Logical metrics this engine never exposes, in any version (their values are always None).
     unsupported: frozenset[str] = frozenset(
-        {"kv_cache_usage", "preemptions", "prefix_cache_hits", "prefix_cache_queries", "ttft"}
+        {
+            "kv_cache_usage",
+            "preemptions",
+            "prefix_cache_hits",
+            "prefix_cache_queries",
+            "ttft",
+            "requests_waiting_capacity",
+            "requests_waiting_deferred",
+        }
     )
 
     # --- launch ---------------------------------------------------------------------------------------
@@ -108,12 +117,17 @@ class TgiAdapter(HttpEngineAdapter):
             name: LAYOUT.scalar(metrics, names, part) for name, names in GAUGE_NAMES.items()
         }
         gauges["kv_cache_usage"] = None  # no KV-cache metric in TGI
+        gauges["requests_waiting_capacity"] = gauges["requests_waiting_deferred"] = None
         counters: dict[str, float | None] = {}
         for name, names in COUNTER_NAMES.items():
             value = LAYOUT.scalar(metrics, names, part)
             counters[name] = lazy_zero if value is None else value
         errors = LAYOUT.scalar(metrics, (FAILURES,), part)  # summed over err
         counters["request_errors"] = lazy_zero if errors is None else errors
+        # Finished requests: tgi_request_count would also count the ones still in flight.
+        successes = LAYOUT.scalar(metrics, (SUCCESSES,), part)
+        finished = [v for v in (successes, errors) if v is not None]
+        counters["requests"] = sum(finished) if finished else lazy_zero
         counters["preemptions"] = None  # nearest signal: tgi_batch_concat{reason="backpressure"}
         counters["prefix_cache_hits"] = counters["prefix_cache_queries"] = None
         histograms = {name: LAYOUT.histogram(metrics, names, part) for name, names in HISTOGRAM_NAMES.items()}

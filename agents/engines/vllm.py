@@ -29,7 +29,15 @@ COUNTER_NAMES: Mapping[str, tuple[str, ...]] = {
     "generation_tokens": ("vllm:generation_tokens_total",),
     "preemptions": ("vllm:num_preemptions_total",),
 }
-ERRORS = "vllm:request_success_total"  # {finished_reason="error"}; "abort" is the client's doing
+# Finished requests by finished_reason (stop, length, abort, error, repetition): all of them summed are
+# the "requests" counter; the "error" reason alone is request_errors ("abort" is the client's doing).
+FINISHED = "vllm:request_success_total"
+# Newest only: the waiting requests split by reason; the reasons sum to num_requests_waiting.
+WAITING_BY_REASON = "vllm:num_requests_waiting_by_reason"
+WAITING_REASONS: Mapping[str, str] = {
+    "requests_waiting_capacity": "capacity",
+    "requests_waiting_deferred": "deferred",
+}
 # Hits and queries must come from the same generation: the new pair counts tokens, the deprecated
 # gpu_prefix_cache_* pair counts blocks. Only their ratio is used, so either unit is fine.
 PREFIX_CACHE_PAIRS = (
@@ -54,7 +62,7 @@ SERVED = Flag(("--served-model-name",), many=True)
 
 def _wanted() -> frozenset[str]:
     names = {n for names in (*GAUGE_NAMES.values(), *COUNTER_NAMES.values()) for n in names}
-    names.add(ERRORS)
+    names.update((FINISHED, WAITING_BY_REASON))
     names.update(n for pair in PREFIX_CACHE_PAIRS for n in pair)
     names.update(histogram_names(n for names in HISTOGRAM_NAMES.values() for n in names))
     return frozenset(names)
@@ -91,11 +99,14 @@ class VllmAdapter(HttpEngineAdapter):
             name: LAYOUT.scalar(metrics, names, part, across=max if name == "kv_cache_usage" else sum)
             for name, names in GAUGE_NAMES.items()
         }
+        for name, reason in WAITING_REASONS.items():
+            gauges[name] = LAYOUT.labelled(metrics, WAITING_BY_REASON, part, "reason", reason)
         counters = {name: LAYOUT.scalar(metrics, names, part) for name, names in COUNTER_NAMES.items()}
         # 0 when the family is there without an "error" series (older versions had no such reason).
         counters["request_errors"] = LAYOUT.scalar(
-            metrics, (ERRORS,), part, where=lambda labels: labels.get("finished_reason") == "error"
+            metrics, (FINISHED,), part, where=lambda labels: labels.get("finished_reason") == "error"
         )
+        counters["requests"] = LAYOUT.scalar(metrics, (FINISHED,), part)  # every finished_reason
         counters["prefix_cache_hits"] = counters["prefix_cache_queries"] = None
         for hits, queries in PREFIX_CACHE_PAIRS:
             h, q = LAYOUT.scalar(metrics, (hits,), part), LAYOUT.scalar(metrics, (queries,), part)

@@ -238,3 +238,34 @@ def test_unsupported_metrics_are_none_in_every_exposition(adapter):
         r = adapter.read(parse(fixture.read_text()))
         values = {**r.gauges, **r.counters, **r.histograms}
         assert all(values[name] is None for name in adapter.unsupported), fixture.name
+
+
+def test_every_logical_gauge_has_a_rule_to_combine_parts():
+    from agents.engines._aggregate import GAUGE_COMBINE
+
+    assert set(GAUGE_COMBINE) == set(GAUGES)
+
+
+@adapters
+def test_every_engine_counts_finished_requests(adapter):
+    """``requests`` is never "unsupported": each engine has a finished-requests counter, read from its own
+    expositions as a non-negative float."""
+    assert "requests" not in adapter.unsupported
+    own = [f for f in FIXTURES if adapter.detect(parse(f.read_text())) > 0.5]
+    assert own, adapter.kind
+    seen = [adapter.read(parse(f.read_text())).counters["requests"] for f in own]
+    assert any(v is not None for v in seen)
+    assert all(v is None or v >= 0 for v in seen)
+
+
+def test_waiting_reasons_add_up_to_the_waiting_queue_wherever_both_are_read():
+    checked = 0
+    for adapter in ADAPTERS.values():
+        for fixture in FIXTURES:
+            g = adapter.read(parse(fixture.read_text())).gauges
+            reasons = [g["requests_waiting_capacity"], g["requests_waiting_deferred"]]
+            if None in reasons or g["requests_waiting"] is None:
+                continue
+            assert sum(reasons) == g["requests_waiting"], (adapter.kind, fixture.name)  # the engine's own invariant
+            checked += 1
+    assert checked >= 3  # the three vLLM 0.32-shaped fixtures

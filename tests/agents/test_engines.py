@@ -75,6 +75,8 @@ def test_vllm_real_exposition_maps_every_logical_name():
         "requests_running": value(text, "vllm:num_requests_running" + E0),
         "requests_waiting": value(text, "vllm:num_requests_waiting" + E0),
         "kv_cache_usage": value(text, "vllm:kv_cache_usage_perc" + E0),
+        "requests_waiting_capacity": value(text, f'vllm:num_requests_waiting_by_reason{{{L0},reason="capacity"}}'),
+        "requests_waiting_deferred": value(text, f'vllm:num_requests_waiting_by_reason{{{L0},reason="deferred"}}'),
     }
     assert r.gauges["requests_running"] == 11  # the fixture's README: scraped with 11 running
     errors = value(
@@ -87,6 +89,10 @@ def test_vllm_real_exposition_maps_every_logical_name():
         "request_errors": errors,
         "prefix_cache_hits": value(text, "vllm:prefix_cache_hits_total" + E0),
         "prefix_cache_queries": value(text, "vllm:prefix_cache_queries_total" + E0),
+        "requests": sum(
+            value(text, f'vllm:request_success_total{{engine="0",finished_reason="{reason}",model_name="tiny-llama"}}')
+            for reason in ("stop", "length", "abort", "error", "repetition")
+        ),
     }
     for logical, base in [
         ("ttft", "vllm:time_to_first_token_seconds"),
@@ -187,6 +193,65 @@ def test_vllm_data_parallel_and_two_models_aggregate():
     assert total.parts["tiny-llama/1"].histograms["ttft"].count == 2 * one.count
 
 
+def by_reason(text: str, reason: str) -> list[float]:
+    """Every num_requests_waiting_by_reason value of ``reason`` in the text (any engine, any model)."""
+    return [
+        float(line.split()[-1])
+        for line in text.splitlines()
+        if line.startswith("vllm:num_requests_waiting_by_reason{") and f'reason="{reason}"' in line
+    ]
+
+
+def test_vllm_waiting_by_reason_adds_up_across_engines_and_models():
+    text = text_of(VLLM_DP2)
+    r = read(VLLM, text)
+    capacity, deferred = by_reason(text, "capacity"), by_reason(text, "deferred")
+    assert len(capacity) == 3 and sum(capacity) > 0  # the fixture puts 2 + 5 on the copies
+    assert r.gauges["requests_waiting_capacity"] == sum(capacity)
+    assert r.gauges["requests_waiting_deferred"] == sum(deferred)
+    # The engine's own rule: the reasons sum to num_requests_waiting.
+    assert r.gauges["requests_waiting_capacity"] + r.gauges["requests_waiting_deferred"] == r.gauges["requests_waiting"]
+    assert r.parts["tiny-llama/1"].gauges["requests_waiting_capacity"] == value(
+        text, 'vllm:num_requests_waiting_by_reason{engine="1",model_name="tiny-llama",reason="capacity"}'
+    )
+
+
+def test_vllm_deferred_requests_are_read_apart_from_capacity():
+    text = text_of(VLLM_LOADED).replace(
+        f'vllm:num_requests_waiting_by_reason{{{L0},reason="deferred"}} 0.0',
+        f'vllm:num_requests_waiting_by_reason{{{L0},reason="deferred"}} 473.0',
+    )
+    r = read(VLLM, text)
+    assert r.gauges["requests_waiting_deferred"] == 473.0
+    assert r.gauges["requests_waiting_capacity"] == value(text, f'vllm:num_requests_waiting_by_reason{{{L0},reason="capacity"}}')
+
+
+def test_vllm_waiting_by_reason_is_none_where_not_exposed():
+    older = read(VLLM, text_of(VLLM_DOCS))  # early V1: no such family
+    assert older.gauges["requests_running"] is not None
+    assert older.gauges["requests_waiting_capacity"] is None and older.gauges["requests_waiting_deferred"] is None
+    # A family without one of the reasons: that reason is unknown (None), not 0.
+    text = "\n".join(line for line in text_of(VLLM_LOADED).splitlines() if 'reason="deferred"' not in line)
+    r = read(VLLM, text)
+    assert r.gauges["requests_waiting_deferred"] is None and r.gauges["requests_waiting_capacity"] is not None
+
+
+def test_vllm_requests_counter_sums_every_finished_reason():
+    text = text_of(VLLM_IDLE).replace(
+        'vllm:request_success_total{engine="0",finished_reason="abort",model_name="tiny-llama"} 0.0',
+        'vllm:request_success_total{engine="0",finished_reason="abort",model_name="tiny-llama"} 4.0',
+    )
+    reasons = [line for line in text.splitlines() if line.startswith("vllm:request_success_total{")]
+    r = read(VLLM, text)
+    assert r.counters["requests"] == sum(float(line.split()[-1]) for line in reasons) == 17.0  # 5 + 8 + 4
+    dp = read(VLLM, text_of(VLLM_DP2))
+    assert dp.counters["requests"] == sum(p.counters["requests"] for p in dp.parts.values())
+    docs = read(VLLM, text_of(VLLM_DOCS))  # early V1, no engine label
+    assert docs.counters["requests"] == 132.0  # stop 1 + length 131 + abort 0 in the sample
+    no_family = "\n".join(line for line in text.splitlines() if not line.startswith("vllm:request_success_total"))
+    assert read(VLLM, no_family).counters["requests"] is None
+
+
 # --- SGLang --------------------------------------------------------------------------------------------
 SG_MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 QWEN = "Qwen/Qwen2.5-7B-Instruct"
@@ -201,6 +266,8 @@ def test_sglang_docs_sample_old_naming():
         "requests_running": value(text, "sglang:num_running_reqs" + m),
         "requests_waiting": value(text, "sglang:num_queue_reqs" + m),
         "kv_cache_usage": value(text, "sglang:token_usage" + m),
+        "requests_waiting_capacity": None,  # SGLang has no waiting-by-reason split
+        "requests_waiting_deferred": None,
     }
     assert r.counters["prompt_tokens"] == value(text, "sglang:prompt_tokens_total" + m)
     assert r.counters["generation_tokens"] == value(text, "sglang:generation_tokens_total" + m)
@@ -284,6 +351,20 @@ def test_sglang_cached_tokens_declared_without_samples_means_zero_hits():
     assert r.counters["prefix_cache_hits"] is None and r.counters["prefix_cache_queries"] is None
 
 
+def test_sglang_requests_counter_and_its_late_2024_name():
+    text = text_of(SGLANG_RECENT)
+    assert read(SGLANG, text).counters["requests"] == value(text, f'sglang:num_requests_total{{model_name="{QWEN}"}}')
+    assert read(SGLANG, text_of(SGLANG_DOCS)).counters["requests"] is None  # not in the docs sample
+    late_2024 = text_of(SGLANG_DOCS) + (
+        "# TYPE sglang:request_success_total counter\n"
+        f'sglang:request_success_total{{finished_reason="stop",model_name="{SG_MODEL}"}} 40.0\n'
+        f'sglang:request_success_total{{finished_reason="length",model_name="{SG_MODEL}"}} 2.0\n'
+    )
+    r = read(SGLANG, late_2024)
+    assert r.counters["requests"] == 42.0
+    assert r.gauges["requests_waiting_capacity"] is None and r.gauges["requests_waiting_deferred"] is None
+
+
 # --- TGI -----------------------------------------------------------------------------------------------
 def test_tgi_constructed_exposition():
     text = text_of(TGI)
@@ -293,6 +374,8 @@ def test_tgi_constructed_exposition():
         "requests_running": value(text, "tgi_batch_current_size"),
         "requests_waiting": value(text, "tgi_queue_size"),
         "kv_cache_usage": None,
+        "requests_waiting_capacity": None,
+        "requests_waiting_deferred": None,
     }
     errors = sum(
         value(text, f'tgi_request_failure{{err="{e}"}}') for e in ("validation", "overloaded", "generation")
@@ -304,7 +387,9 @@ def test_tgi_constructed_exposition():
         "request_errors": errors,
         "prefix_cache_hits": None,
         "prefix_cache_queries": None,
+        "requests": value(text, "tgi_request_success") + errors,  # finished: not the in-flight ones
     }
+    assert r.counters["requests"] < value(text, "tgi_request_count")
     assert r.histograms["ttft"] is None  # TGI has no TTFT metric
     assert r.histograms["itl"].count == value(text, "tgi_request_mean_time_per_token_duration_count")
     assert r.histograms["e2e"].count == value(text, "tgi_request_duration_count")
@@ -324,9 +409,14 @@ def test_tgi_lazily_created_series_read_as_zero_once_requests_are_counted():
     r = read(TGI_ADAPTER, "\n".join(lazy))
     assert r.counters["request_errors"] == 0.0
     assert r.counters["prompt_tokens"] == 0.0 and r.counters["generation_tokens"] == 0.0
+    assert r.counters["requests"] == value(text_of(TGI), "tgi_request_success")  # no failure yet
+    nothing_finished = [line for line in lazy if not line.startswith("tgi_request_success")]
+    assert read(TGI_ADAPTER, "\n".join(nothing_finished)).counters["requests"] == 0.0
     before_any_request = [line for line in lazy if not line.startswith("tgi_request_count")]
     r = read(TGI_ADAPTER, "\n".join(before_any_request))
     assert r.counters["request_errors"] is None and r.counters["prompt_tokens"] is None
+    before_any = [line for line in before_any_request if not line.startswith("tgi_request_success")]
+    assert read(TGI_ADAPTER, "\n".join(before_any)).counters["requests"] is None
     assert r.gauges["requests_waiting"] == value(text_of(TGI), "tgi_queue_size")
 
 
