@@ -16,10 +16,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
+import struct
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from agents import __version__
 from agents.alerts import GpuFacts, host_alerts
@@ -99,11 +101,15 @@ class Collector:
         tree_pids = {w.config.id: tuple(w.supervisor.pids) for w in self.watches}
         now = time.monotonic()
         audits = [job for w in self.watches if (job := w.audit_job(now)) is not None]
-        host_task = asyncio.to_thread(_host_facts, tree_pids, audits)
+        ports = {w.config.port for w in self.watches}
+        host_task = asyncio.to_thread(_host_facts, tree_pids, audits, ports)
         gpu_task = asyncio.to_thread(self.gpu.poll)
-        (host_stats, rss), poll = await asyncio.gather(host_task, gpu_task)
+        (host_stats, rss, conns), poll = await asyncio.gather(host_task, gpu_task)
         engines: list[EngineSnapshot] = []
-        results = await asyncio.gather(*(w.observe(rss.get(w.config.id)) for w in self.watches), return_exceptions=True)
+        util = {g.index: g.util_pct for g in poll.gpus}  # each watch picks its engine's GPUs (GPU_WEDGED, RANK_DIVERGENCE)
+        results = await asyncio.gather(
+            *(w.observe(rss.get(w.config.id), util, conns.get(w.config.port)) for w in self.watches), return_exceptions=True
+        )
         for watch, result in zip(self.watches, results, strict=True):
             if isinstance(result, BaseException):
                 errors.append(f"engine {watch.config.id}: collection failed: {type(result).__name__}: {result}")
@@ -131,6 +137,8 @@ class Collector:
             previous=self._host_alerts,
             describe=process_brief,
             state_errors=state_errors,
+            unobserved=_unobserved(self.watches),
+            visible=_visible,
         )
         self._host_alerts = {a.code: a for a in alerts}
         self.seq += 1
@@ -153,16 +161,124 @@ class Collector:
 
 
 def _host_facts(
-    tree_pids: dict[str, tuple[int, ...]], audits: Sequence[Callable[[], None]]
-) -> tuple[HostStats, dict[str, int | None]]:
+    tree_pids: dict[str, tuple[int, ...]], audits: Sequence[Callable[[], None]], ports: Iterable[int] = ()
+) -> tuple[HostStats, dict[str, int | None], dict[int, int | None]]:
     """Blocking reads for one tick (runs in a worker thread): host CPU and memory, each engine tree's RSS,
-    and the listener audits the watches found due (each stores its own result)."""
+    the client connections to each engine port, and the listener audits the watches found due (each stores
+    its own result)."""
     reading = read_host()
     stats = HostStats(cpu_pct=reading.cpu_pct, mem_used_bytes=reading.mem_used_bytes, mem_total_bytes=reading.mem_total_bytes)
     rss = {eid: tree_rss_bytes(pids) for eid, pids in tree_pids.items()}
     for audit in audits:
         audit()
-    return stats, rss
+    return stats, rss, client_connections(ports)
+
+
+_TCP_TABLES = ("/proc/net/tcp", "/proc/net/tcp6")
+_ESTABLISHED = 1  # TCP_ESTABLISHED
+
+
+def client_connections(ports: Iterable[int]) -> dict[int, int | None]:
+    """Established TCP connections to each local ``port``, not counting the agent's own (its scrape, health
+    and canary connections); None per port where the socket table cannot be read. Asked of the kernel
+    through sock_diag netlink (established sockets only); /proc/net/tcp{,6} only where netlink is not
+    available (its every read walks the whole connection table). FRONTEND_HUNG compares them with the
+    engine's running + waiting."""
+    wanted = set(ports)
+    if not wanted:
+        return {}
+    try:
+        rows = _diag_established(socket.AF_INET) + _diag_established(socket.AF_INET6)
+    except OSError:
+        rows = _proc_established()
+        if rows is None:
+            return dict.fromkeys(wanted)
+    own = _own_socket_inodes()
+    own_ports = {local for local, _, inode in rows if inode in own}
+    counts: dict[int, int | None] = dict.fromkeys(wanted, 0)
+    for local, remote, _inode in rows:
+        if local in wanted and remote not in own_ports:
+            counts[local] = (counts[local] or 0) + 1
+    return counts
+
+
+_NLMSG = struct.Struct("=IHHII")  # nlmsghdr: len, type, flags, seq, pid
+_DIAG_MSG = struct.Struct("=BBBB2s2s16s16sI8sIIIII")  # inet_diag_msg (family, state, ..., uid, inode)
+
+
+def _diag_established(family: int) -> list[tuple[int, int, str]]:
+    """(local port, remote port, inode) of the established TCP sockets of ``family`` (NETLINK_SOCK_DIAG)."""
+    request = struct.pack("=BBBBI48s", family, socket.IPPROTO_TCP, 0, 0, 1 << _ESTABLISHED, b"")
+    header = _NLMSG.pack(_NLMSG.size + len(request), 20, 0x1 | 0x300, 1, 0)  # SOCK_DIAG_BY_FAMILY, REQUEST|DUMP
+    rows: list[tuple[int, int, str]] = []
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 4) as nl:  # NETLINK_SOCK_DIAG
+        nl.settimeout(2.0)
+        nl.sendall(header + request)
+        while True:
+            data = nl.recv(1 << 16)
+            if not data:
+                raise OSError("sock_diag: empty answer")
+            at = 0
+            while at + _NLMSG.size <= len(data):
+                length, kind = _NLMSG.unpack_from(data, at)[:2]
+                if length < _NLMSG.size:
+                    raise OSError("sock_diag: malformed answer")
+                if kind == 3:  # NLMSG_DONE
+                    return rows
+                if kind == 2:  # NLMSG_ERROR
+                    raise OSError("sock_diag: the kernel refused the dump")
+                if kind == 20 and length >= _NLMSG.size + _DIAG_MSG.size:
+                    msg = _DIAG_MSG.unpack_from(data, at + _NLMSG.size)
+                    if msg[1] == _ESTABLISHED:
+                        rows.append((int.from_bytes(msg[4], "big"), int.from_bytes(msg[5], "big"), str(msg[-1])))
+                at += (length + 3) & ~3
+
+
+def _proc_established() -> list[tuple[int, int, str]] | None:
+    rows: list[tuple[int, int, str]] = []
+    readable = False
+    for table in _TCP_TABLES:
+        try:
+            with open(table, encoding="ascii", errors="replace") as fh:
+                lines = fh.read().splitlines()[1:]
+        except OSError:
+            continue
+        readable = True
+        for line in lines:
+            f = line.split()
+            if len(f) < 10 or f[3] != f"{_ESTABLISHED:02X}":
+                continue
+            try:
+                rows.append((int(f[1].rsplit(":", 1)[1], 16), int(f[2].rsplit(":", 1)[1], 16), f[9]))
+            except (ValueError, IndexError):
+                continue
+    return rows if readable else None
+
+
+def _own_socket_inodes() -> set[str]:
+    out = set()
+    with contextlib.suppress(OSError):
+        for fd in os.listdir("/proc/self/fd"):
+            with contextlib.suppress(OSError):
+                target = os.readlink(f"/proc/self/fd/{fd}")
+                if target.startswith("socket:["):
+                    out.add(target[8:-1])
+    return out
+
+
+def _unobserved(watches: Sequence[EngineWatch]) -> tuple[str, ...]:
+    """Watched engines whose serving process the agent cannot see (their GPU processes are not orphans)."""
+    out = []
+    for w in watches:
+        info = getattr(w.supervisor, "watch_info", None)
+        if info is not None and info.unobserved and w.supervisor.state != "stopped":
+            out.append(w.config.id)
+    return tuple(out)
+
+
+def _visible(pid: int) -> bool:
+    """The agent can see ``pid`` in its /proc (a process of another PID namespace cannot be attributed)."""
+    return os.path.exists(f"/proc/{pid}")
 
 
 def _state_errors(watches: Sequence[EngineWatch]) -> dict[str, str]:

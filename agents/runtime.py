@@ -127,7 +127,8 @@ class AgentRuntime:
             watched = build_watched(engine, self.config, adapter, spec, self.http, base_env, on_event=self._emit,
                                     redact=self.redactor)
             self.supervisors[engine.id] = watched  # type: ignore[assignment]  # the same surface
-            self.watches[engine.id] = EngineWatch(engine, self.config, watched, adapter, spec, self.http)  # type: ignore[arg-type]
+            self.watches[engine.id] = EngineWatch(engine, self.config, watched, adapter, spec, self.http,  # type: ignore[arg-type]
+                                                  benchmarks=self.benchmarks)  # fmt: skip
             return
         plan = ProcessPlan(
             engine_id=engine.id,
@@ -155,7 +156,7 @@ class AgentRuntime:
             on_event=self._emit,
             log_redact=self.redactor,
         )
-        watch = EngineWatch(engine, self.config, sup, adapter, spec, self.http)
+        watch = EngineWatch(engine, self.config, sup, adapter, spec, self.http, benchmarks=self.benchmarks)
         holder["watch"] = watch
         self.supervisors[engine.id] = sup
         self.watches[engine.id] = watch

@@ -11,6 +11,14 @@ keeps running, the snapshot carries the previous result, and the probe's outcome
 complete response within …" when its deadline passes) lands in the next tick. So a hung engine costs the
 host a bounded wait per tick, never its own deadlines.
 
+Rates come from the last few scrapes (``RATE_WINDOW_S``, at least two intervals), percentiles and window
+counts from ``stats_window_s`` (agents/metrics/window.py). The engine's state follows the alert conditions
+that hold now (``EngineRules.firing``), never an alert held for hysteresis, and its reasons carry no live
+counters (one history line per transition). Probe safety: while the token counters advance, a failing
+/health degrades the engine with the reason ``health_failing_but_progressing: …`` and never makes it hung.
+Per tick the collector hands in the host's GPU utilization (the engine's ``gpus`` are picked from it) and
+the client connections to the engine's port; extra rules' estimates (``kv_eta_s``) reach the snapshot.
+
 The watch also owns the engine's exposure audit and its cadence (agents/exposure_watch.py); the collector
 only runs the audit's blocking read in its per-tick worker thread.
 
@@ -26,20 +34,22 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 
 from agents import bundle_scrapes, stacks
-from agents.alerts import EngineObservation, EngineRules, ScrapeOutcome
+from agents.alerts import EngineObservation, EngineRules, Rule, ScrapeOutcome
+from agents.benchmarks import BenchmarkBook
 from agents.config import AgentConfig, EngineConfig
 from agents.engines.base import EngineAdapter, LaunchSpec, Reading
 from agents.exposure_watch import ExposureWatch
 from agents.http1 import Http1Client, Http1Error, NoResponse
 from agents.metrics.parse import parse
-from agents.metrics.window import Window
+from agents.metrics.window import RATE_WINDOW_S, Window
 from agents.probe import SIM_MARKER
 from agents.schema import (
+    CANARY_MARK,
     Alert,
     Canary,
     EngineEvent,
@@ -52,6 +62,7 @@ from agents.schema import (
 )
 from agents.scrape import fetch, transport_reason
 from agents.supervisor import EngineSupervisor
+from agents.watch_extras import EngineExtras
 
 SERVING = frozenset({"ready", "degraded", "hung"})
 _PARSE_INLINE_BYTES = 256 * 1024  # bigger bodies are parsed in a worker thread
@@ -91,21 +102,29 @@ class EngineWatch:
         spec: LaunchSpec,
         http: Http1Client,
         clock: Callable[[], float] = time.monotonic,
+        extra_rules: Sequence[Rule] = (),
+        benchmarks: BenchmarkBook | None = None,
     ) -> None:
         # ``adapter`` and ``spec`` are the ones the runtime built the launch with; ``http`` is the agent's
-        # one keep-alive client (scrape, health, canary).
+        # one keep-alive client (scrape, health, canary). ``extra_rules``: further alert rules
+        # (agents/silent.py), evaluated with the built-ins (agents/alerts.py).
         self.config, self.agent, self.supervisor, self.http = config, agent, supervisor, http
         self.clock = clock
+        self.benchmarks = benchmarks  # benchmarks announced through the API (agents/benchmarks.py)
         self.adapter = adapter
         self.spec = spec
         self.exposure = ExposureWatch.of(config, supervisor.plan, adapter.metrics_url(spec))
-        self.rules = EngineRules(agent.thresholds, history_s=agent.history_s)
-        self.window = Window(agent.stats_window_s)
+        self.extras = EngineExtras(config, agent, adapter, spec, http)  # silent rules, golden canary, SLO burn
+        rules = (*self.extras.rules(), *extra_rules)
+        self.rules = EngineRules(agent.thresholds, history_s=agent.history_s, extra_rules=rules)
+        # rates over the last few scrapes, percentiles and window counts over stats_window_s
+        self.window = Window(agent.stats_window_s, rate_window_s=max(RATE_WINDOW_S, 2 * agent.interval_s))
         self.alerts: tuple[Alert, ...] = ()
         self._wanted = self.adapter.wanted() | {SIM_MARKER}
         self._stats: dict[str, float | None] | None = None
         self._stats_t: float | None = None  # monotonic time of the scrape the stats come from
         self._tokens: float | None = None
+        self._counters: Mapping[str, float | None] = {}  # the latest successful scrape's counters
         self._reading: Reading | None = None  # the latest successful scrape's, for /metrics (agents/exporter.py)
         self._simulated = False
         self._health: Health | None = None
@@ -115,6 +134,7 @@ class EngineWatch:
         self._canary = _CanaryState()
         self._events_cache: tuple[EngineEvent, ...] = ()
         self._events_for: int | None = None  # the supervisor's events_total the cache was built at
+        self._exited_t: float | None = None  # monotonic time of the latest "exited" event (ENGINE_DOWN)
         self._pid_seen: int | None = None
         self._restart_times: list[float] = []
         self._restarts_seen = supervisor.restarts  # inherited restarts (re-adoption) are history, not a crash loop now
@@ -144,7 +164,14 @@ class EngineWatch:
         return partial(self.exposure.read_listeners, now, pids, state)
 
     # --- one collector tick ---------------------------------------------------------------------------
-    async def observe(self, rss_bytes: int | None) -> EngineSnapshot:
+    async def observe(
+        self,
+        rss_bytes: int | None,
+        gpu_util: Mapping[int, float | None] | None = None,
+        client_connections: int | None = None,
+    ) -> EngineSnapshot:
+        """One tick. ``gpu_util``: the host's GPU poll, GPU index -> utilization % (the collector's);
+        ``client_connections``: established TCP connections to the engine's port, where /proc shows them."""
         now = self.clock()
         sup = self.supervisor
         self._track_restarts(now)
@@ -157,6 +184,10 @@ class EngineWatch:
             self._health = None
             self._cancel_probes()
             self._cancel_canary()
+        self.extras.drive_golden(now, state in SERVING, sup.pid)
+        self._events()  # notes the latest exit's time for ENGINE_DOWN
+        last = sup.last_exit or {}
+        counters = self._counters
         obs = EngineObservation(
             t=now,
             wall=rfc3339(),
@@ -175,10 +206,20 @@ class EngineWatch:
             backoff_s=sup.backoff_remaining_s,
             rss_bytes=rss_bytes,
             listeners=self.exposure.listeners,
+            generation_tokens_total=counters.get("generation_tokens"),
+            prompt_tokens_total=counters.get("prompt_tokens"),
+            gpu_util_pct=tuple((gpu_util or {}).get(i) for i in self.config.gpus) if gpu_util is not None else (),
+            client_connections=client_connections,
+            preemptions_total=counters.get("preemptions"),
+            health_error=self._health.error if self._health else None,
+            exit_code=last.get("code"),
+            exit_signal=last.get("signal"),
+            exited_t=self._exited_t,
+            golden=self.extras.verdict,
         )
         self.alerts = stacks.on_alerts(self, self.rules.evaluate(obs))  # py-spy once per hang (agents/stacks.py)
-        self._apply_health(state)
-        snap = self._snapshot(now, rss_bytes)
+        self._apply_health(state, obs)
+        snap = self._snapshot(now, rss_bytes, self._events(), client_connections)
         exposure = self.exposure.alerts(rfc3339())
         if exposure:
             snap = replace(snap, alerts=tuple(sorted((*snap.alerts, *exposure), key=_severity_order)))
@@ -195,6 +236,7 @@ class EngineWatch:
             self._cancel_probes()  # an answer of the old process must not land in the new one's window
             self.window.reset()  # a new process: its counters start over
             self._stats, self._stats_t, self._tokens = None, None, None
+            self._counters = {}
             self._reading = None
             self._scrape_last = None
 
@@ -226,7 +268,9 @@ class EngineWatch:
                 self._stats = self.window.stats()
                 self._stats_t = got.t
                 self._tokens = _progress(got.reading)
+                self._counters = got.reading.counters
                 self._reading = got.reading
+                self.extras.on_scrape(got.t, got.reading)
             self._scrape_last = got.outcome
 
     def _cancel_probes(self) -> None:
@@ -297,7 +341,7 @@ class EngineWatch:
         error: str | None = None
         try:
             async with asyncio.timeout(self.agent.canary_timeout_s):
-                url = self.adapter.completions_url(self.spec)
+                url = _marked(self.adapter.completions_url(self.spec))
                 async with self.http.stream("POST", url, body=body, headers=_JSON) as resp:
                     if resp.status != 200:
                         text = (await resp.read(200, truncate=True)).decode(errors="replace")
@@ -319,6 +363,7 @@ class EngineWatch:
             raise
         c.result = Canary(ok=error is None, ttft_s=None if ttft is None else round(ttft, 4), error=error, at=rfc3339())
         c.task, c.started = None, None
+        self.extras.on_canary(time.monotonic(), c.result)
 
     def _cancel_canary(self) -> None:
         c = self._canary
@@ -330,40 +375,58 @@ class EngineWatch:
         tasks = [t for t in (self._canary.task, self._scrape_task, self._health_task) if t is not None]
         self._cancel_canary()
         self._cancel_probes()
+        await self.extras.close()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
     # --- health → supervisor state ---------------------------------------------------------------------
-    def _apply_health(self, state: str) -> None:
+    def _apply_health(self, state: str, obs: EngineObservation) -> None:
+        """Move the engine between ready / degraded / hung by the conditions that hold now (``firing``),
+        not by alerts held for hysteresis. Reasons carry no live counters: the journal gains an event only
+        when the state or the reason's category changes. Probe safety: while the token counters advance,
+        a failing or slow /health never makes the engine hung (nor restarted); the decision is the reason."""
         if state not in SERVING:
             return
-        codes = {a.code: a for a in self.alerts}
+        firing = self.rules.firing
+        codes = {a.code: a for a in self.alerts if a.code in firing}
         if "ENGINE_HUNG" in codes:
-            self.supervisor.set_health("hung", codes["ENGINE_HUNG"].summary)
+            pending = codes["ENGINE_HUNG"].evidence.get("pending")
+            why = {"canary only": "only the canary is pending", "canary": "the canary is pending"}
+            self.supervisor.set_health("hung", f"no token progress: {why.get(str(pending), 'work pending')}")
         elif "HEALTH_LIES" in codes:
-            self.supervisor.set_health("degraded", codes["HEALTH_LIES"].summary)
+            self.supervisor.set_health("degraded", "health lies: /health answers but the canary completion fails")
         elif self._health is not None and not self._health.http_ok:
             why = self._health.error or f"HTTP {self._health.http_status}"
-            self.supervisor.set_health("degraded", f"health check failed: {why}")
+            if self.rules.progressing(obs):
+                self.supervisor.set_health(
+                    "degraded",
+                    f"health_failing_but_progressing: /health failed ({why}) while tokens advance: not hung, not restarted",
+                )
+            else:
+                self.supervisor.set_health("degraded", f"health check failed: {why}")
         else:
             self.supervisor.set_health("ready", "healthy")
 
     # --- snapshot -----------------------------------------------------------------------------------------
     def _events(self) -> tuple[EngineEvent, ...]:
         """The supervisor's last 20 events; rebuilt only when it recorded a new one (its journal only
-        appends, counted by ``events_total``), not copied every tick."""
+        appends, counted by ``events_total``), not copied every tick. Also notes the latest exit's time."""
         sup = self.supervisor
         total = getattr(sup, "events_total", None)
         if total is None or total != self._events_for:
+            recent = sup.events
             self._events_cache = tuple(
                 EngineEvent(at=e["at"], state=e["state"], reason=e.get("reason"), exit_code=e.get("exit_code"), signal=e.get("signal"))
-                for e in sup.events[-20:]
+                for e in recent[-20:]
             )
+            self._exited_t = next((e.get("mono") for e in reversed(recent) if e.get("state") == "exited"), None)
             self._events_for = total
         return self._events_cache
 
-    def _snapshot(self, now: float, rss_bytes: int | None) -> EngineSnapshot:
+    def _snapshot(
+        self, now: float, rss_bytes: int | None, events: tuple[EngineEvent, ...], client_connections: int | None
+    ) -> EngineSnapshot:
         sup = self.supervisor
         info = sup.snapshot()
         last = sup.last_exit
@@ -371,6 +434,7 @@ class EngineWatch:
         loading = None
         if info["state"] == "starting":
             loading = Loading(elapsed_s=_round(info["loading_elapsed_s"]), log_tail=tuple(sup.log_tail(10)))
+        kv_eta = self.rules.extra_value("kv_eta_s")  # a KV-trend rule's estimate (agents/silent.py), if any
         return EngineSnapshot(
             id=self.config.id,
             kind=self.config.kind,
@@ -391,12 +455,16 @@ class EngineWatch:
             canary=self._canary.result,
             alerts=self.alerts,
             simulated=self._simulated,
-            events=self._events(),
+            events=events,
             loading=loading,
             rss_bytes=rss_bytes,
             managed=sup.managed,  # issue 13: watched engines (agents/supervisor/watched.py)
             actions=sup.actions,
             watch=sup.watch_info,
+            client_connections=client_connections,
+            kv_eta_s=None if kv_eta is None else _round(float(kv_eta), 1),
+            slo=self.extras.slo_status(),
+            benchmark=self.benchmarks.current(self.config.id, now) if self.benchmarks is not None else None,
         )
 
 
@@ -405,6 +473,12 @@ _SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
 
 def _severity_order(alert: Alert) -> tuple[int, str]:
     return (_SEVERITY_RANK.get(alert.severity, 3), alert.code)
+
+
+def _marked(url: str) -> str:
+    """The canary's URL with ``llmconsole-canary=1``: engines ignore the parameter, and the console tells
+    the agent's own canary lines in the engine's access log from a user's by it."""
+    return url + ("&" if "?" in url else "?") + CANARY_MARK + "=1"
 
 
 def _has_data(reading: Reading) -> bool:

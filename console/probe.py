@@ -20,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from agents.http1 import Http1Client
 from agents.probe import ProbeError, ProbeResult, known_engines, probe_texts
+from agents.schema.units import duration
 from agents.scrape import fetch
 
 MAX_BYTES = 16 * 1024 * 1024
@@ -209,8 +210,8 @@ def format_value(key: str, value: float | None, reason: str | None = None) -> st
         return f"{value:g} {unit}"
     if unit is not None:
         return f"{value:.2f} {unit}"
-    if key.endswith("_s"):  # a latency in seconds
-        return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.3f} s"
+    if key.endswith("_s"):  # a latency or a span in seconds: the one duration rule
+        return duration(value)
     return f"{value:g}"
 
 

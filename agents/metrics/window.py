@@ -1,7 +1,10 @@
 """Rates and windowed percentiles from cumulative engine readings.
 
 Pure and stdlib only: the caller owns the (monotonic) clock and passes timestamps in. Percentiles are
-computed from histogram bucket *deltas* over a recent window, never over an engine's lifetime.
+computed from histogram bucket *deltas* over a recent window, never over an engine's lifetime. Two
+windows: per-second rates over a short one (the last few scrapes, ``RATE_WINDOW_S``: an engine that stops
+serving reads 0 tok/s within seconds), percentiles and window counts over the long one (``stats_window_s``);
+the spans actually measured are reported as ``rate_window_s`` and ``percentile_window_s``.
 """
 
 from __future__ import annotations
@@ -22,10 +25,14 @@ if TYPE_CHECKING:  # agents.engines imports this module; a runtime import would 
 # The snapshot's ``stats`` keys, in contract order: defined once, by the wire schema.
 STATS_KEYS: tuple[str, ...] = tuple(f.name for f in fields(EngineStats))
 
+RATE_WINDOW_S = 4.0  # the agent's short window for per-second rates (a few scrapes at the 1 s interval)
+
 _GAUGE_STATS = (
     ("requests_running", "requests_running"),
     ("requests_waiting", "requests_waiting"),
     ("kv_cache_usage", "kv_cache_usage"),
+    ("requests_waiting_capacity", "requests_waiting_capacity"),  # adapters that split waiting by reason
+    ("requests_waiting_deferred", "requests_waiting_deferred"),
 )
 _RATE_STATS = (
     ("preemptions_per_s", "preemptions"),
@@ -35,9 +42,9 @@ _RATE_STATS = (
 )
 _QUANTILE_STATS = (
     ("ttft", (("ttft_p50_s", 0.50), ("ttft_p95_s", 0.95), ("ttft_p99_s", 0.99))),
-    ("itl", (("itl_p95_s", 0.95),)),
-    ("e2e", (("e2e_p95_s", 0.95),)),
-    ("queue_time", (("queue_time_p95_s", 0.95),)),
+    ("itl", (("itl_p50_s", 0.50), ("itl_p95_s", 0.95), ("itl_p99_s", 0.99))),
+    ("e2e", (("e2e_p50_s", 0.50), ("e2e_p95_s", 0.95), ("e2e_p99_s", 0.99))),
+    ("queue_time", (("queue_time_p50_s", 0.50), ("queue_time_p95_s", 0.95), ("queue_time_p99_s", 0.99))),
 )
 
 _INF = math.inf
@@ -182,24 +189,36 @@ def counter_delta(prev: float | None, cur: float | None) -> float | None:
 # --- stats -----------------------------------------------------------------------------------------
 
 
-def derive_stats(start: Reading | None, end: Reading, dt_s: float | None) -> dict[str, float | None]:
+def derive_stats(
+    start: Reading | None,
+    end: Reading,
+    dt_s: float | None,
+    rate_start: Reading | None = None,
+    rate_dt_s: float | None = None,
+) -> dict[str, float | None]:
     """The DESIGN.md ``stats`` of one engine from two readings ``dt_s`` seconds apart.
 
-    Gauges come from ``end``. Rates need ``start`` and ``dt_s > 0``; percentiles and the prefix-cache
-    hit rate need ``start`` (they are over ``start``..``end`` only) and are None when nothing was
-    observed in between. A histogram absent from ``start`` but present in ``end`` counts whole (it
-    appeared within the window). Non-finite results are None (the wire format has no NaN).
+    Gauges come from ``end``. Percentiles, ``preemptions_in_window`` and the prefix-cache hit rate are over
+    ``start``..``end`` only (None when nothing was observed in between, or without ``start``). Rates are
+    over ``rate_start``..``end`` (``rate_dt_s`` apart) when given, else over ``start``..``end``; they need a
+    span > 0. A histogram absent from ``start`` but present in ``end`` counts whole (it appeared within the
+    window). ``rate_window_s`` and ``percentile_window_s`` are the spans used. Non-finite results are None
+    (the wire format has no NaN).
     """
     stats: dict[str, float | None] = dict.fromkeys(STATS_KEYS)
     for key, gauge in _GAUGE_STATS:
         stats[key] = _finite(end.gauges.get(gauge))
     if start is None:
         return stats
-    span = dt_s if dt_s is not None and dt_s > 0 and math.isfinite(dt_s) else None
+    if rate_start is None:
+        rate_start, rate_dt_s = start, dt_s
+    span = _span(rate_dt_s)
     if span is not None:
+        stats["rate_window_s"] = span
         for key, counter in _RATE_STATS:
-            increase = counter_delta(start.counters.get(counter), end.counters.get(counter))
+            increase = counter_delta(rate_start.counters.get(counter), end.counters.get(counter))
             stats[key] = None if increase is None else _finite(increase / span)
+    stats["percentile_window_s"] = _span(dt_s)
     for hist_name, wanted in _QUANTILE_STATS:
         cur = end.histograms.get(hist_name)
         if cur is None:
@@ -207,6 +226,9 @@ def derive_stats(start: Reading | None, end: Reading, dt_s: float | None) -> dic
         window = delta(start.histograms.get(hist_name), cur)
         for key, q in wanted:
             stats[key] = _finite(quantile(q, window))
+    stats["preemptions_in_window"] = counter_delta(
+        start.counters.get("preemptions"), end.counters.get("preemptions")
+    )
     hits = counter_delta(start.counters.get("prefix_cache_hits"), end.counters.get("prefix_cache_hits"))
     queries = counter_delta(
         start.counters.get("prefix_cache_queries"), end.counters.get("prefix_cache_queries")
@@ -216,28 +238,44 @@ def derive_stats(start: Reading | None, end: Reading, dt_s: float | None) -> dic
     return stats
 
 
+def _span(dt_s: float | None) -> float | None:
+    return dt_s if dt_s is not None and dt_s > 0 and math.isfinite(dt_s) else None
+
+
 def _finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
 class Window:
-    """Recent readings of one engine, for rates and percentiles over the last ``window_s`` seconds.
+    """Recent readings of one engine, for percentiles over the last ``window_s`` seconds and rates over
+    the last ``rate_window_s`` (None: the same ``window_s``).
 
     ``add`` takes a monotonic timestamp from the caller (no clock is read here). ``stats`` compares the
-    newest reading with the oldest one still within ``window_s`` of it. When a gap (failed scrapes)
+    newest reading with the oldest one still within the window of it. When a gap (failed scrapes)
     leaves no other reading in the window, the newest older reading within ``max_age_s`` is used
     instead (a rate over a longer span beats none); ``max_age_s`` defaults to ``window_s``, i.e. no
-    such fallback. Memory is bounded by time and by ``max_readings``.
+    such fallback for percentiles. A rate whose short window holds no other reading (scrapes further
+    apart than it) is measured from the newest older reading within ``max_age_s``. Memory is bounded by
+    time and by ``max_readings``.
     """
 
-    __slots__ = ("window_s", "max_age_s", "max_readings", "_items")
+    __slots__ = ("window_s", "max_age_s", "max_readings", "rate_window_s", "_items")
 
-    def __init__(self, window_s: float = 60.0, max_age_s: float | None = None, max_readings: int = 4096):
+    def __init__(
+        self,
+        window_s: float = 60.0,
+        max_age_s: float | None = None,
+        max_readings: int = 4096,
+        rate_window_s: float | None = None,
+    ):
         if not window_s > 0:
             raise ValueError("window_s must be positive")
+        if rate_window_s is not None and not rate_window_s > 0:
+            raise ValueError("rate_window_s must be positive")
         self.window_s = float(window_s)
         self.max_age_s = max(self.window_s, float(max_age_s)) if max_age_s is not None else self.window_s
         self.max_readings = max(2, int(max_readings))
+        self.rate_window_s = None if rate_window_s is None else min(float(rate_window_s), self.window_s)
         self._items: deque[tuple[float, Reading]] = deque()
 
     def __len__(self) -> int:
@@ -263,28 +301,39 @@ class Window:
         self._items.clear()
 
     def stats(self) -> dict[str, float | None]:
-        """derive_stats over the window; all None before the first reading."""
+        """derive_stats over the windows; all None before the first reading."""
         items = self._items
         if not items:
             return dict.fromkeys(STATS_KEYS)
         t_end, end = items[-1]
-        start_at: tuple[float, Reading] | None = None
-        # The oldest reading inside the window that already has every counter the newest one has: engines
-        # create some counters lazily (TGI on its first request), and a start without them would leave those
-        # rates None for a whole window.
-        have = [k for k, v in end.counters.items() if v is not None]
-        fallback: tuple[float, Reading] | None = None
-        for t, reading in items:
-            if t >= t_end - self.window_s and t < t_end:
-                fallback = fallback or (t, reading)
-                if all(reading.counters.get(k) is not None for k in have):
-                    start_at = (t, reading)
-                    break
-        start_at = start_at or fallback
-        if start_at is None and len(items) > 1:
-            t, reading = items[-2]
-            if t >= t_end - self.max_age_s:
-                start_at = (t, reading)
+        start_at = self._start(t_end, end, self.window_s)
         if start_at is None:
             return derive_stats(None, end, None)
-        return derive_stats(start_at[1], end, t_end - start_at[0])
+        if self.rate_window_s is None:
+            return derive_stats(start_at[1], end, t_end - start_at[0])
+        rate_at = self._start(t_end, end, self.rate_window_s) or start_at
+        return derive_stats(start_at[1], end, t_end - start_at[0], rate_at[1], t_end - rate_at[0])
+
+    def _start(self, t_end: float, end: Reading, span: float) -> tuple[float, Reading] | None:
+        """The reading to measure from over ``span``: the oldest one within ``span`` of the newest that
+        already has every counter the newest one has (engines create some counters lazily: TGI on its first
+        request; a start without them would leave those rates None for a whole window), else the oldest
+        within ``span``, else the newest older one within ``max_age_s``."""
+        items = self._items
+        have = [k for k, v in end.counters.items() if v is not None]
+        fallback: tuple[float, Reading] | None = None
+        earlier: tuple[float, Reading] | None = None
+        for t, reading in items:
+            if t >= t_end:
+                break
+            if t < t_end - span:
+                earlier = (t, reading)
+                continue
+            fallback = fallback or (t, reading)
+            if all(reading.counters.get(k) is not None for k in have):
+                return (t, reading)
+        if fallback is not None:
+            return fallback
+        if earlier is not None and earlier[0] >= t_end - self.max_age_s:
+            return earlier
+        return None

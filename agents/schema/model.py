@@ -164,7 +164,7 @@ class WatchInfo:
 class SloWindow:
     """One burn-rate window of SLO_BURN: the error rate over ``window_s`` divided by the allowed one."""
 
-    window_s: float
+    window_s: float | None = None
     burn_rate: float | None = None  # None: no request finished in the window (zero traffic never burns)
 
 
@@ -172,9 +172,9 @@ class SloWindow:
 class SloStatus:
     """Additive: the engine's TTFT objective from ``[slo]`` and its error budget."""
 
-    ttft_s: float
-    objective: float  # e.g. 0.99: that share of requests must see their first token within ttft_s
-    source: str  # "histogram": the engine's TTFT histogram; "canary": the agent's own canary timings
+    ttft_s: float | None = None
+    objective: float | None = None  # e.g. 0.99: that share of requests must see their first token within ttft_s
+    source: str | None = None  # "histogram": the engine's TTFT histogram; "canary": the agent's own canary timings
     budget_left: float | None = None  # fraction of the error budget left over the longest window
     windows: tuple[SloWindow, ...] = ()
     problem: str | None = None  # why the objective cannot be judged or can never alert (stated at start)

@@ -32,7 +32,10 @@ ENGINE_STATES = (
 # Groups of ENGINE_STATES (an engine in a state of a later minor version is in neither):
 ALIVE_STATES = frozenset({"starting", "ready", "degraded", "hung", "stopping", "unreachable"})  # its process tree runs
 SERVING_STATES = frozenset({"ready", "degraded", "hung"})  # started up; health and progress are judged
-ACTIONS = ("start", "stop", "restart")  # what POST /v1/engines/{id}/{action} accepts
+ACTIONS = ("start", "stop", "restart")
+# The agent's canary requests carry this query parameter, so its lines in an engine's access log can be told
+# from users' requests (the console hides them by default).
+CANARY_MARK = "llmconsole-canary"  # what POST /v1/engines/{id}/{action} accepts
 ENGINE_KINDS = ("vllm", "sglang", "tgi")
 SEVERITIES = ("info", "warning", "critical")  # ascending
 

@@ -16,6 +16,10 @@ from agents.supervisor.reaper import ExitStatus
 SUPERVISOR_LOGGER = "agents.supervisor.engine"
 log = logging.getLogger(SUPERVISOR_LOGGER)
 
+# States judged every tick (by the watch): staying in one with a reason of the same category only updates
+# the reason, so the history keeps one line per transition, never one per tick.
+_JUDGED_STATES = frozenset({"ready", "degraded", "hung", "unreachable"})
+
 
 class Journal:
     """State, reason, events and last exit of one engine. Every transition is logged at INFO and kept as
@@ -55,7 +59,13 @@ class Journal:
                            "stderr_tail": list(tail)}
 
     def set(self, state: str, reason: str, code: int | None = None, sig: int | None = None) -> None:
-        """A transition: the new state and reason, recorded and logged."""
+        """A transition: the new state and reason, recorded and logged. Staying in a judged state (ready,
+        degraded, hung, unreachable) with a reason of the same category (its text before the first ":",
+        digits ignored) is no transition: only the reason is updated, no event is added."""
+        if (state == self.state and state in _JUDGED_STATES and code is None and sig is None
+                and reason_category(reason) == reason_category(self.reason)):
+            self.reason = reason
+            return
         self.state, self.reason = state, reason
         self._append(state, reason, code, sig)
         log.info("engine %s: %s (%s)", self.engine_id, state, reason)
@@ -78,6 +88,12 @@ class Journal:
         except Exception as exc:
             self.sink_errors += 1
             log.error("engine %s: event sink failed on %s: %s: %s", self.engine_id, action, type(exc).__name__, exc)
+
+
+def reason_category(reason: str | None) -> str:
+    """What kind of reason this is: its text before the first ":", without digits, case-folded."""
+    head = (reason or "").split(":", 1)[0]
+    return "".join(ch for ch in head if not ch.isdigit()).strip().casefold()
 
 
 class JournalView:

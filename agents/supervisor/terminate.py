@@ -101,10 +101,10 @@ class Terminator:
             left = None
         self._log.poll()
         output = self._output(run)
-        cause = root_cause(output)
+        cause = root_cause(output, status.signal)  # a signal sent from outside is its own cause
         if cause:
             reason = f"{reason}: {cause[:300]}"
-        self._journal.record_exit(status, tail_with_cause(output, STDERR_TAIL_LINES))
+        self._journal.record_exit(status, tail_with_cause(output, STDERR_TAIL_LINES, status.signal))
         self._journal.set("exited", reason, status.code, status.signal)
         if left is None:  # the leader died on its own: SIGKILL whatever is left of its tree
             left = await self.terminate(run.tree, graceful=False)

@@ -24,7 +24,7 @@ def test_the_specific_error_beats_wrappers_and_warnings() -> None:
 def test_fallbacks() -> None:
     assert root_cause(["EngineDeadError: EngineCore encountered an issue. See stack trace (above) for the root cause."]).startswith("EngineDeadError")
     assert root_cause(["starting", "error: unrecognized arguments: --foo", ""]) == "error: unrecognized arguments: --foo"
-    assert root_cause(['INFO: 127.0.0.1:5 - "POST /v1/completions HTTP/1.1" 200 OK']).startswith("INFO")
+    assert root_cause(['INFO: 127.0.0.1:5 - "POST /v1/completions HTTP/1.1" 200 OK']) is None  # routine: never a cause
     assert root_cause([]) is None and root_cause(["", "  "]) is None
 
 

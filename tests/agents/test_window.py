@@ -393,3 +393,70 @@ def test_lazily_created_counters_get_rates_before_the_window_is_full() -> None:
     assert w.stats()["generation_tokens_per_s"] is None  # only one reading has the counter: no rate yet
     w.add(3.0, reading(50.0))
     assert w.stats()["generation_tokens_per_s"] == 20.0  # (50 - 10) / (3 - 1), not None until t=60
+
+
+# --- two windows: short rates, long percentiles (issue 14) ----------------------------------------------
+
+
+def test_rates_use_the_short_window_and_fall_to_zero_when_work_stops() -> None:
+    w = Window(window_s=60.0, rate_window_s=4.0)
+    tokens, preempted = 0.0, 0.0
+    for t in range(0, 31):
+        if t <= 20:
+            tokens += 3000.0  # 3,000 tok/s for 20 s, then nothing
+            preempted += 1.0
+        w.add(100.0 + t, reading(counters={"generation_tokens": tokens, "preemptions": preempted}))
+        stats = w.stats()
+        if t == 5:
+            assert stats["generation_tokens_per_s"] == 3000.0  # not diluted by a 60 s average
+        if t == 24:
+            assert stats["generation_tokens_per_s"] == 0.0  # 4 s after the last token
+            assert stats["rate_window_s"] == 4.0 and stats["percentile_window_s"] == 24.0
+            assert stats["preemptions_in_window"] == 20.0  # the count keeps the long window
+    assert w.stats()["preemptions_per_s"] == 0.0
+
+
+def test_rate_window_wider_scrape_gaps_use_the_previous_reading() -> None:
+    w = Window(window_s=60.0, rate_window_s=4.0)
+    w.add(0.0, reading(counters={"generation_tokens": 0.0}))
+    w.add(10.0, reading(counters={"generation_tokens": 100.0}))
+    stats = w.stats()
+    assert stats["generation_tokens_per_s"] == 10.0 and stats["rate_window_s"] == 10.0
+    with pytest.raises(ValueError):
+        Window(window_s=60.0, rate_window_s=0.0)
+
+
+def test_all_percentiles_and_waiting_reasons() -> None:
+    hist = Histogram((0.1, 1.0, 10.0, INF), (0.0, 0.0, 0.0, 0.0), 0.0, 0.0)
+    later = Histogram((0.1, 1.0, 10.0, INF), (50.0, 90.0, 100.0, 100.0), 0.0, 100.0)
+    start = reading(histograms={h: hist for h in ("itl", "e2e", "queue_time")})
+    end = reading(
+        gauges={"requests_waiting_capacity": 4.0, "requests_waiting_deferred": 1.0},
+        histograms={h: later for h in ("itl", "e2e", "queue_time")},
+    )
+    stats = derive_stats(start, end, 10.0)
+    for name in ("itl", "e2e", "queue_time"):
+        assert stats[f"{name}_p50_s"] == pytest.approx(0.1)
+        assert stats[f"{name}_p95_s"] == pytest.approx(5.5)
+        assert stats[f"{name}_p99_s"] == pytest.approx(9.1)
+    assert stats["requests_waiting_capacity"] == 4.0 and stats["requests_waiting_deferred"] == 1.0
+    assert derive_stats(None, reading(), None)["requests_waiting_capacity"] is None  # absent: None, never 0
+
+
+def test_a_hang_leaves_the_percentile_window_when_it_moves_on() -> None:
+    """A cleared hang: requests that waited 136 s are observed once; 60 s later p95 is back to normal."""
+    w = Window(window_s=60.0, rate_window_s=4.0)
+    bounds = (0.1, 1.0, 80.0, 160.0, INF)
+    fast = slow = 0.0
+    for t in range(0, 200):
+        if t == 50:
+            slow += 12.0  # the stuck streams finish after the hang
+        else:
+            fast += 1.0
+        cum = (fast, fast, fast, fast + slow, fast + slow)
+        w.add(float(t), reading(histograms={"ttft": Histogram(bounds, cum, 0.0, fast + slow)}))
+        p95 = w.stats()["ttft_p95_s"]
+        if 50 <= t < 110:
+            assert p95 is not None and p95 > 80.0, t
+        if t >= 111:
+            assert p95 is not None and p95 <= 0.1, t

@@ -36,7 +36,7 @@ def test_engine_row_live_values_thresholds_and_unsupported() -> None:
     t = fleet_table(s, s.now)
     llama = cells(t, "gpu01/llama70b")
     assert llama["state"] == ("ready", "ok")
-    assert llama["kv"] == ("61%", "live") and llama["queue"] == ("14/0", "live")
+    assert llama["kv"] == ("61% →6m52s", "live") and llama["queue"] == ("14/0", "live")  # fills in 412.5 s
     assert llama["ttft"] == ("164ms", "live")  # under the 0.2 s target
     assert llama["gen"] == ("1.9k", "live") and llama["restarts"] == ("0", "zero")
     assert llama["gpus"] == ("0 72/80G", "live") and llama["model"][0] == "llama-3.3-70b"
@@ -63,10 +63,10 @@ def test_stale_and_unreachable_values_are_greyed_with_age_never_healthy() -> Non
     assert llama["state"] == ("ready (8s ago)", "stale")
     for col in ("kv", "queue", "ttft", "gen", "gpus", "model"):
         assert llama[col][1] == "stale", col
-    assert cells(t, "gpu01")["state"] == ("stale 8s", "stale")
+    assert cells(t, "gpu01")["state"] == ("stale (8s ago)", "stale")  # the age its engines say
     s = apply(s, [down("gpu01", 70.0)], 70.0, T0 + 70)
     t = fleet_table(s, s.now)
-    assert cells(t, "gpu01")["state"] == ("unreachable 0s", "crit")
+    assert cells(t, "gpu01")["state"] == ("unreachable (1m09s ago)", "crit")  # one age per host
     assert cells(t, "gpu01")["kind"] == ("nvml", "stale")  # where GPU data came from: last known, not live
     llama = cells(t, "gpu01/llama70b")
     assert llama["state"] == ("ready (1m09s ago)", "stale") and llama["ttft"] == ("164ms", "stale")
@@ -175,6 +175,7 @@ def test_zero_is_not_missing() -> None:
     snap = snap_at(1)
     zero = replace(
         snap.engines[0],
+        kv_eta_s=None,
         stats=EngineStats(
             requests_running=0.0, requests_waiting=0.0, kv_cache_usage=0.0, generation_tokens_per_s=0.0
         ),

@@ -280,7 +280,7 @@ def test_preemption_storm_raises_kv_pressure_and_preemption_storm(env: Rig) -> N
         result = load.abort()
     e = rig.find_engine(snap, "storm")
     alerts = {a["code"]: a for a in e["alerts"]}
-    assert alerts["KV_PRESSURE"]["evidence"]["kv_cache_usage"] >= KV_PRESSURE
+    assert alerts["KV_PRESSURE"]["evidence"]["kv_p90"] >= KV_PRESSURE  # judged over the window, not one sample
     assert alerts["PREEMPTION_STORM"]["evidence"]["preemptions_per_s"] > 0
     # the engine's own counters confirm the storm the agent reported
     assert during.total(preempt_name) > before.total(preempt_name)
