@@ -15,6 +15,12 @@ does not expose (TGI: no TTFT histogram, no KV gauge) has no series for it. Stal
 ``stats_are_live`` rule: failed scrapes) export neither gauges nor cumulative series. ``le`` is written in
 float form (``"1.0"``): Prometheus 2.x stores it as written and 3.x normalizes to that form, so a rule's
 ``le="1.0"`` matches on both. Counter resets (an engine restarted) are left to Prometheus's rate().
+
+``llmconsole_engine_state`` is a state set with only its active member: one series per engine, value 1,
+labelled with the current state (not one 0/1 series per possible state, which made ~40 % of all series).
+When the state changes the old series is no longer exposed and Prometheus's staleness handling ends it at
+the next scrape, so ``llmconsole_engine_state{state="hung"} == 1`` and ``count by (state) (…)`` read as
+before; ``absent``/``== 0`` tests on a state do not (there is no 0 series).
 """
 
 from __future__ import annotations
@@ -32,11 +38,11 @@ from prometheus_client.utils import floatToGoString
 
 from agents.engines.base import Reading
 from agents.metrics.model import Histogram
-from agents.schema import ENGINE_STATES, EngineSnapshot, HostSnapshot, stats_are_live
+from agents.schema import EngineSnapshot, HostSnapshot, stats_are_live
 
 ENGINE_LABELS = ["host", "engine", "kind", "model"]
 GPU_LABELS = ["host", "gpu", "uuid", "name"]
-ENGINE_INFO_LABELS = ("served_model_name", "version", "model_path", "gpus", "port", "simulated")
+ENGINE_INFO_LABELS = ("served_model_name", "version", "model_path", "gpus", "port", "simulated", "managed")
 ALERT_LABELS = ["host", "engine", "code", "severity", "summary"]
 
 
@@ -56,11 +62,13 @@ Exports = Callable[[], Mapping[str, EngineExport]]
 ENGINE_GAUGES = (
     ("requests_running", "requests_running", "Requests in the engine's running batch (latest scrape)."),
     ("requests_waiting", "requests_waiting", "Requests waiting in the engine's queue (latest scrape)."),
+    ("requests_waiting_capacity", "requests_waiting_capacity", "Waiting requests held back for scheduling capacity (vLLM, newest versions)."),
+    ("requests_waiting_deferred", "requests_waiting_deferred", "Waiting requests deferred by a transient constraint: LoRA budget, KV transfer (vLLM, newest versions)."),
     ("kv_cache_usage_ratio", "kv_cache_usage", "KV-cache usage, 0..1, of the fullest data-parallel engine."),
-    ("prompt_tokens_per_second", "prompt_tokens_per_s", "Prompt tokens per second over the agent's stats window."),
-    ("generation_tokens_per_second", "generation_tokens_per_s", "Generated tokens per second over the agent's stats window."),
-    ("preemptions_per_second", "preemptions_per_s", "Preemptions (vLLM) / retractions (SGLang) per second over the agent's stats window."),
-    ("request_errors_per_second", "request_errors_per_s", "Failed requests per second over the agent's stats window."),
+    ("prompt_tokens_per_second", "prompt_tokens_per_s", "Prompt tokens per second over the agent's rate window (the last few scrapes)."),
+    ("generation_tokens_per_second", "generation_tokens_per_s", "Generated tokens per second over the agent's rate window (the last few scrapes)."),
+    ("preemptions_per_second", "preemptions_per_s", "Preemptions (vLLM) / retractions (SGLang) per second over the agent's rate window (the last few scrapes)."),
+    ("request_errors_per_second", "request_errors_per_s", "Failed requests per second over the agent's rate window (the last few scrapes)."),
     ("prefix_cache_hit_ratio", "prefix_cache_hit_rate", "Prefix-cache hits over queries, 0..1, over the agent's stats window."),
     ("ttft_p50_seconds", "ttft_p50_s", "Time to first token, median over the agent's stats window."),
     ("ttft_p95_seconds", "ttft_p95_s", "Time to first token, p95 over the agent's stats window."),
@@ -69,12 +77,17 @@ ENGINE_GAUGES = (
     ("e2e_p95_seconds", "e2e_p95_s", "End-to-end request latency, p95 over the agent's stats window."),
     ("queue_time_p95_seconds", "queue_time_p95_s", "Queue time, p95 over the agent's stats window."),
 )  # fmt: skip
+# EngineStats keys not exported as gauges: what Prometheus derives from the exported histograms and counters
+# (histogram_quantile, increase) over a window of its own choosing, and the agent's window lengths.
+STATS_NOT_EXPORTED = frozenset({"itl_p50_s", "itl_p99_s", "e2e_p50_s", "e2e_p99_s", "queue_time_p50_s",
+                                "queue_time_p99_s", "preemptions_in_window", "rate_window_s", "percentile_window_s"})  # fmt: skip
 # The engine's own cumulative counters, normalized (Reading.counters): (metric name, logical name, help).
-# "requests" is exported as soon as the adapters fill it (not yet a logical counter of agents.engines.base).
+# "requests": requests the engine finished, any outcome (vLLM request_success_total summed over finished_reason,
+# SGLang num_requests_total, TGI tgi_request_success + tgi_request_failure); no series where it is None.
 ENGINE_COUNTERS = (
     ("generation_tokens", "generation_tokens", "Tokens generated, the engine's own counter."),
     ("prompt_tokens", "prompt_tokens", "Prompt tokens processed, the engine's own counter."),
-    ("requests", "requests", "Requests, the engine's own counter."),
+    ("requests", "requests", "Requests the engine finished (any outcome), the engine's own counter."),
     ("request_errors", "request_errors", "Requests that failed in the engine (vLLM finished_reason=error, TGI failures)."),
     ("preemptions", "preemptions", "Preemptions (vLLM) / retractions (SGLang), the engine's own counter."),
 )  # fmt: skip
@@ -144,9 +157,10 @@ def _engines(snap: HostSnapshot, exports: Mapping[str, EngineExport]) -> Iterato
     def gauge(suffix: str, text: str, extra: tuple[str, ...] = ()) -> GaugeMetricFamily:
         return GaugeMetricFamily(f"llmconsole_engine_{suffix}", text, labels=[*ENGINE_LABELS, *extra])
 
-    info = gauge("info", "The engine's identity (value 1): served name, version (when its log names it), GPUs.", ENGINE_INFO_LABELS)
+    info = gauge("info", "The engine's identity (value 1): served name, version (when known), GPUs, whether the agent "
+                 "launched it (managed) or only watches it.", ENGINE_INFO_LABELS)
     up = gauge("up", "1 when the engine is ready and serving.")
-    state = gauge("state", "1 for the engine's current state.", ("state",))
+    state = gauge("state", "The engine's current state (value 1; only the current state has a series).", ("state",))
     restarts = CounterMetricFamily("llmconsole_engine_restarts", "Restarts after unexpected exits.", labels=ENGINE_LABELS)
     rss = gauge("rss_bytes", "Resident memory of the engine's process tree.")
     uptime = gauge("uptime_seconds", "Seconds since the engine's current process started.")
@@ -162,8 +176,7 @@ def _engines(snap: HostSnapshot, exports: Mapping[str, EngineExport]) -> Iterato
         export = exports.get(e.id) or EngineExport()
         info.add_metric(labels + _info_values(e, export), 1.0)
         up.add_metric(labels, 1.0 if e.state == "ready" else 0.0)
-        for s in ENGINE_STATES:
-            state.add_metric(labels + [s], 1.0 if e.state == s else 0.0)
+        state.add_metric(labels + [e.state], 1.0)  # the active member only: staleness ends the old one
         if e.restarts is not None:
             restarts.add_metric(labels, e.restarts)
         if e.rss_bytes is not None:
@@ -196,6 +209,7 @@ def _info_values(e: EngineSnapshot, export: EngineExport) -> list[str]:
         ",".join(str(g) for g in e.gpus),
         "" if e.port is None else str(e.port),
         "true" if e.simulated else "false",
+        "true" if e.managed else "false",
     ]
 
 

@@ -191,7 +191,8 @@ async def measure_prometheus(server: Server, times: list[float], refreshes: int)
     config = ConsoleConfig()
     out: dict[str, list[float]] = {k: [] for k in ("poll", "queries", "reduce", "present", "table", "total", "cpu",
                                                    "poll_cpu", "prom_cpu", "requests", "first", "first_requests",
-                                                   "series", "idle", "idle_cpu", "idle_requests")}  # fmt: skip
+                                                   "series", "idle", "idle_cpu", "idle_requests",
+                                                   "received")}  # fmt: skip
     table = KeyedTable()
     app = Bench(table)
     async with app.run_test(size=(160, 45)) as pilot:
@@ -229,7 +230,8 @@ async def measure_prometheus(server: Server, times: list[float], refreshes: int)
             for key, value in (("poll", t1 - t0), ("queries", source.last_refresh["queries"]), ("reduce", t2 - t1),
                                ("present", t3 - t2), ("table", t4 - t3), ("total", t4 - t0), ("cpu", c1 - c0),
                                ("poll_cpu", c_poll - c0),
-                               ("prom_cpu", pc1 - pc0), ("requests", source.requests - before)):  # fmt: skip
+                               ("prom_cpu", pc1 - pc0), ("requests", source.requests - before),
+                               ("received", source.last_refresh["series"])):  # fmt: skip
                 out[key].append(value)
         for _ in range(3):  # between two scrapes: no host has a new snapshot
             before, pc0 = source.requests, server.cpu_s()
@@ -275,12 +277,15 @@ async def measure_direct(bases: list[HostSnapshot], times: list[float], refreshe
 
 
 def report(hosts: int, m: dict[str, list[float]], ref: dict[str, list[float]]) -> None:
-    ms = {k: median(v) * 1000 for k, v in m.items() if k not in ("requests", "first_requests", "series", "idle_requests")}
+    ms = {k: median(v) * 1000 for k, v in m.items()
+          if k not in ("requests", "first_requests", "series", "idle_requests", "received")}
     print(f"  {hosts} hosts x 4 engines, median of {len(m['total'])} refreshes (ms):")
     print(f"    poll {ms['poll']:7.1f} (queries {ms['queries']:7.1f})  reduce {ms['reduce']:6.1f}  present "
           f"{ms['present']:6.1f}  table {ms['table']:6.1f}  = refresh {ms['total']:7.1f} wall")  # fmt: skip
     print(f"    CPU per refresh: console {ms['cpu']:7.1f} (of which poll {ms['poll_cpu']:6.1f}), "
           f"prometheus {ms['prom_cpu']:7.1f}")  # fmt: skip
+    print(f"    series received per refresh: {int(median(m['received']))} "
+          f"({median(m['received']) / (hosts * 4):.1f} per engine)")
     print(f"    HTTP requests per refresh: {sorted(set(m['requests']))}; first refresh with backfill: "
           f"{ms['first']:.0f} ms, {int(m['first_requests'][0])} requests, {int(m['series'][0])} past snapshots")  # fmt: skip
     print(f"    between two scrapes (no new snapshot): {ms['idle']:.0f} ms wall, {ms['idle_cpu']:.0f} ms CPU (console + "

@@ -22,6 +22,7 @@ from textual import work
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.reactive import var
+from textual.screen import Screen
 from textual.widgets import Input, TextArea
 
 from console.commands import FleetCommands
@@ -36,15 +37,26 @@ from console.messages import (
 )
 from console.screens import action_reason
 from console.screens.alerts import AlertsScreen
-from console.screens.confirm import ConfirmScreen
+from console.screens.confirm import GOAL_STATE, ConfirmScreen, PendingAction, action_progress
 from console.screens.engine import EngineScreen
 from console.screens.fleet import FleetScreen
-from console.screens.help import HelpScreen
+from console.screens.help import NAVIGATION, HelpScreen
 from console.settings import ConsoleConfig
 from console.state import FleetAlert, FleetState, acknowledge, apply
 from console.views import live_engine_fields, model_name
 
 Clock = Callable[[], float]
+PRELOAD_AFTER_S = 2.0
+MOVES = {  # j/k/g/G → the first of these the focused widget has
+    "down": ("action_cursor_down", "action_scroll_down"),
+    "up": ("action_cursor_up", "action_scroll_up"),
+    "top": ("action_scroll_top", "action_first", "action_scroll_home"),
+    "bottom": ("action_scroll_bottom", "action_last", "action_scroll_end"),
+}
+
+
+def _import_calculator() -> None:
+    import console.screens.calc  # noqa: F401
 
 
 class LlmConsole(App[int]):
@@ -59,9 +71,14 @@ class LlmConsole(App[int]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit", priority=True, id="app.quit"),
         Binding("question_mark", "help", "Help", id="app.help"),
-        Binding("1", "switch_mode('fleet')", "Fleet", id="app.fleet"),
-        Binding("2", "switch_mode('alerts')", "Alerts", id="app.alerts"),
-        Binding("c", "calculator", "Calculator", id="app.calculator"),
+        Binding("1", "go('fleet')", "Fleet", id="app.fleet"),
+        Binding("2", "go('alerts')", "Alerts", id="app.alerts"),
+        Binding("c", "go('calc')", "Calculator", id="app.calculator"),
+        # less/k9s movement in whatever list or pane has the focus (a widget's own binding wins)
+        Binding("j", "move('down')", "Down (like ↓)", show=False, id="app.down"),
+        Binding("k", "move('up')", "Up (like ↑)", show=False, id="app.up"),
+        Binding("g", "move('top')", "First row / top", show=False, id="app.top"),
+        Binding("G", "move('bottom')", "Last row / bottom", show=False, id="app.bottom"),
     ]
 
     fleet: var[FleetState] = var(None, always_update=True)  # type: ignore[arg-type]
@@ -85,6 +102,9 @@ class LlmConsole(App[int]):
         self.set_reactive(LlmConsole.fleet, self._state)
         self._poll = poll
         self.actions_sent: list[ActionResult] = []
+        self.pending: dict[tuple[str, str], PendingAction] = {}  # accepted actions not yet seen done
+        self._back_mode = "fleet"  # where Escape on the calculator returns to
+        self.add_mode("calc", self._calculator_screen)
         if title:
             self.title = title
 
@@ -93,6 +113,12 @@ class LlmConsole(App[int]):
             self.set_keymap(self.keymap)
         if self._poll:
             self.poll_loop()
+            self.set_timer(PRELOAD_AFTER_S, self._preload_calculator)
+
+    def _preload_calculator(self) -> None:
+        """Import the calculator (Textual plots, catalogs) off the UI thread while the operator reads the
+        fleet, so that ``c`` opens it without the import pause."""
+        self.run_worker(_import_calculator, thread=True, exit_on_error=False, group="preload")
 
     async def on_unmount(self) -> None:
         with contextlib.suppress(Exception):
@@ -119,6 +145,19 @@ class LlmConsole(App[int]):
 
     def on_fleet_updated(self, message: FleetUpdated) -> None:
         self.fleet = message.state
+        self._follow_actions(message.state)
+
+    def _follow_actions(self, state: FleetState) -> None:
+        """Tell the operator when an accepted action has taken effect (or failed, or is overdue)."""
+        now = time.monotonic()
+        for key, pending in list(self.pending.items()):
+            still, note = action_progress(pending, state.engine(*key), now)
+            if still is None:
+                del self.pending[key]
+            else:
+                self.pending[key] = still
+            if note is not None:
+                self.notify(note[0], severity=note[1], timeout=10)  # type: ignore[arg-type]
 
     def _publish(self, state: FleetState) -> None:
         self._state = state
@@ -145,27 +184,48 @@ class LlmConsole(App[int]):
         # "q" types into the filter box instead of quitting
         return not (action == "quit" and isinstance(self.focused, Input | TextArea))
 
+    async def action_go(self, mode: str) -> None:
+        """``1``/``2``/``c``: that screen itself, from anywhere (an engine detail or help on top of it closes)."""
+        if mode == "calc" and not await self._calculator_available():
+            return
+        if self.current_mode != mode:
+            if mode == "calc":
+                self._back_mode = self.current_mode
+            await self.switch_mode(mode)
+        while len(self.screen_stack) > 1 and isinstance(self.screen, EngineScreen | HelpScreen):
+            self.pop_screen()
+
+    async def action_leave_calculator(self) -> None:
+        """Escape on the calculator: back to the screen it was opened from."""
+        await self.action_go(self._back_mode if self._back_mode != "calc" else "fleet")
+
+    def action_move(self, where: str) -> None:
+        """j/k/g/G: the focused list's cursor (or the focused pane's scroll) down, up, to the top, to the bottom."""
+        widget = self.focused
+        if widget is None:
+            return
+        for name in MOVES[where]:
+            method = getattr(widget, name, None)
+            if callable(method):
+                method()
+                return
+
     async def open_engine(self, host: str, engine: str) -> None:
         """Show one engine's detail screen (from anywhere: the fleet mode's stack gets it)."""
-        if self.current_mode != "fleet":
-            await self.switch_mode("fleet")
-        while isinstance(self.screen, EngineScreen | HelpScreen):
-            self.pop_screen()
+        await self.action_go("fleet")
         fleet = self.screen
         if isinstance(fleet, FleetScreen):
             fleet.select(f"{host}/{engine}")
         await self.push_screen(EngineScreen(host, engine))
 
     async def show_fleet_row(self, host: str) -> None:
-        if self.current_mode != "fleet":
-            await self.switch_mode("fleet")
-        while isinstance(self.screen, EngineScreen | HelpScreen):
-            self.pop_screen()
+        await self.action_go("fleet")
         if isinstance(self.screen, FleetScreen):
             self.screen.select(host)
 
     def action_help(self) -> None:
         sections = [
+            ("navigation", NAVIGATION),
             (
                 "everywhere",
                 [*self.BINDINGS, Binding(self.COMMAND_PALETTE_BINDING, "command_palette", "Command palette")],
@@ -175,9 +235,27 @@ class LlmConsole(App[int]):
             ("alerts", AlertsScreen.BINDINGS),
             ("confirmation", ConfirmScreen.BINDINGS),
         ]
+        try:
+            from console.screens.calc import CalcScreen
+        except ImportError:  # a build without the calculator
+            pass
+        else:
+            sections.append(("calculator", CalcScreen.BINDINGS))
         self.push_screen(HelpScreen(sections, self.keymap))
 
-    def action_calculator(self) -> None:
+    async def action_calculator(self) -> None:
+        await self.action_go("calc")
+
+    async def _calculator_available(self) -> bool:
+        try:
+            _import_calculator()
+        except ImportError as exc:
+            self.notify(f"the calculator is not part of this build ({exc})", severity="warning")
+            return False
+        return True
+
+    def _calculator_screen(self) -> Screen[None]:
+        """The calculator mode's screen (built once, on the first ``c``; it keeps its form after that)."""
         from agents.tomltables import ConfigError
         from console.calc.live import LiveEngine
         from console.calc.settings import CalculatorConfig, load_calculator_config
@@ -190,7 +268,11 @@ class LlmConsole(App[int]):
             except ConfigError as exc:
                 self.notify(f"[calculator] ignored, built-in prices used: {exc}", severity="warning")
         live = lambda: [LiveEngine(**f) for f in live_engine_fields(self.fleet)]  # noqa: E731
-        self.push_screen(CalcScreen(live_engines=live, config=calc))
+        screen = CalcScreen(live_engines=live, config=calc)
+        # Textual restyles every mounted screen when a new mode's screen comes up with an older CSS count
+        # (for a theme change since); this one is new, styled as it mounts: skip that (it took ~1 s).
+        screen._css_update_count = self._css_update_count
+        return screen
 
     # -- actions: confirm, send once, report
     def request_action(self, host: str, engine: str, verb: str) -> None:
@@ -220,11 +302,14 @@ class LlmConsole(App[int]):
     @work(group="actions", exit_on_error=False, description="engine action")
     async def send_action(self, host: str, engine: str, verb: str) -> ActionResult:
         self.notify(f"{verb} {host}/{engine}: sent…", timeout=3)
+        before = self.fleet.engine(host, engine)
         result = await self.source.action(host, engine, verb)
         self.actions_sent.append(result)
         if result.outcome == "accepted":
-            state = f" (state {result.state})" if result.state else ""
-            self.notify(f"{verb} {host}/{engine}: accepted{state}", severity="information")
+            goal = GOAL_STATE.get(verb, "ready")
+            self.notify(f"{verb} {host}/{engine}: {verb} accepted — you will be told when it is {goal}")
+            pid = before.pid if before is not None else None
+            self.pending[(host, engine)] = PendingAction(host, engine, verb, pid, time.monotonic())
         elif result.outcome == "unknown":
             self.notify(f"{verb} {host}/{engine}: UNKNOWN — {result.message}", severity="warning", timeout=10)
         else:

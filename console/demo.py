@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import shutil
 import signal
 import sys
@@ -102,6 +103,12 @@ class _Session:
         if self.closing:
             return
         self.closing = True
+        if self.fleet.agents:  # started: say so while it stops (the last line on screen was "starting …")
+            tty = sys.stderr.isatty()
+            line = f"stopping demo fleet: {self.fleet.engine_count} engines, {len(self.fleet.agents)} agents…"
+            with contextlib.suppress(OSError, ValueError):
+                sys.stderr.write(f"\r{line}\x1b[K\n" if tty else line + "\n")
+                sys.stderr.flush()
         self.fleet.stop()
         if self.keep:
             sys.stderr.write(f"{PROG}: work directory kept: {self.workdir}\n")

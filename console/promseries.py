@@ -17,9 +17,10 @@ series gets ``stats_age_s`` 0 (relative to its snapshot, whose age comes from
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any
 
 from agents.schema import (
@@ -48,6 +49,8 @@ HOST_INFO = "host_info"
 ENGINE_STATS = {
     "requests_running": "requests_running",
     "requests_waiting": "requests_waiting",
+    "requests_waiting_capacity": "requests_waiting_capacity",
+    "requests_waiting_deferred": "requests_waiting_deferred",
     "kv_cache_usage_ratio": "kv_cache_usage",
     "prompt_tokens_per_second": "prompt_tokens_per_s",
     "generation_tokens_per_second": "generation_tokens_per_s",
@@ -143,6 +146,34 @@ def _typed(key: str, v: float | None) -> float | int | None:
     return int(v) if abs(v) < 2**63 else None
 
 
+def _constructor(cls: type) -> Callable[..., Any]:
+    """``cls(**kw)`` for a frozen, slotted wire dataclass, without its ``__init__``'s ``object.__setattr__``
+    per field (agents/schema/codec.py builds its decoders the same way): the slots are set through their
+    descriptors. Same keyword-only signature and defaults; a refresh builds thousands of these."""
+    scope: dict[str, Any] = {"_new": object.__new__, "_cls": cls, "_MISSING": MISSING}
+    params, body = [], []
+    for i, f in enumerate(fields(cls)):
+        scope[f"_s{i}"] = getattr(cls, f.name).__set__
+        if f.default is not MISSING:
+            scope[f"_d{i}"] = f.default
+            params.append(f"{f.name}=_d{i}")
+        elif f.default_factory is not MISSING:
+            scope[f"_f{i}"] = f.default_factory
+            params.append(f"{f.name}=_MISSING")
+            body.append(f"    if {f.name} is _MISSING:\n        {f.name} = _f{i}()")
+        else:
+            params.append(f.name)
+        body.append(f"    _s{i}(o, {f.name})")
+    src = f"def make(*, {', '.join(params)}):\n    o = _new(_cls)\n" + "\n".join(body) + "\n    return o\n"
+    exec(compile(src, f"<promseries {cls.__name__}>", "exec"), scope)  # noqa: S102 - built from field names only
+    return scope["make"]
+
+
+_new_stats = _constructor(EngineStats)
+_new_engine = _constructor(EngineSnapshot)
+_new_gpu = _constructor(GpuInfo)
+
+
 @dataclass
 class _Host:
     labels: dict[str, str] = field(default_factory=dict)  # host_info's
@@ -219,33 +250,28 @@ def read_fleet(
             h.labels = dict(labels)
         elif fam in HOST_VALUES:
             put(h.values, HOST_VALUES[fam], _value(v, labels, notes), labels)
-    for labels, _v in engines:
-        h = host_of(labels)
+    info_name = P + "engine_info"
+    for labels, _v in engines:  # one info and one state series per engine: lookups inlined (hot at fleet scale)
+        get = labels.get
+        h = fleet.get(get("host") or "") or host_of(labels)
         if h is None:
             continue
-        e = _engine_of(h, labels, notes)
+        e = h.engines.get(get("engine") or "") or _engine_of(h, labels, notes)
         if e is None:
             continue
-        e.kind = e.kind or labels.get("kind") or None
-        e.model = e.model or labels.get("model") or None
-        if "state" in labels:
+        if e.kind is None:
+            e.kind = get("kind") or None
+        if e.model is None:
+            e.model = get("model") or None
+        state = get("state")
+        if state is not None:
             if e.state is not None:
                 notes.add("duplicate series ignored (two targets report one host?)", show_series(labels))
-            e.state = labels["state"]
-        elif _family(labels, P + "engine_") == "info" or "model_path" in labels:
+            e.state = state
+        elif get("__name__") == info_name or "model_path" in labels:
             e.info = labels
     _engine_values(fleet, values, notes, host_of)
-    for labels, v in gpus:
-        h = host_of(labels)
-        fam = _family(labels, P + "gpu_")
-        if h is None or fam not in GPU_VALUES:
-            continue
-        index = _int_label(labels.get("gpu"))
-        if index is None:
-            notes.add("GPU series without a numeric gpu label ignored", show_series(labels))
-            continue
-        g = h.gpus.setdefault(index, {"uuid": labels.get("uuid") or None, "name": labels.get("name") or None})
-        put(g, GPU_VALUES[fam], _typed(GPU_VALUES[fam], _value(v, labels, notes)), labels)
+    _gpu_values(fleet, gpus, notes, host_of, put)
     for labels, _v in alerts:
         h = host_of(labels)
         if h is None:
@@ -301,6 +327,30 @@ def _engine_values(fleet: dict[str, _Host], values: Sequence[Series], notes: Not
         e.values[fam] = v
 
 
+def _gpu_values(fleet: dict[str, _Host], gpus: Sequence[Series], notes: Notes,
+                host_of: Callable[[Mapping[str, str]], _Host | None],
+                put: Callable[[dict[str, Any], str, float | None, Mapping[str, str]], None]) -> None:  # fmt: skip
+    """The GPU values (a few per GPU): lookups inlined, GPU indexes parsed once per distinct label."""
+    cut = len(P + "gpu_")
+    indexes: dict[str | None, int | None] = {}
+    for labels, v in gpus:
+        get = labels.get
+        h = fleet.get(get("host") or "") or host_of(labels)
+        name = get("__name__") or ""
+        key = GPU_VALUES.get(name[cut:]) if name.startswith(P + "gpu_") else None
+        if h is None or key is None:
+            continue
+        text = get("gpu")
+        index = indexes[text] if text in indexes else indexes.setdefault(text, _int_label(text))
+        if index is None:
+            notes.add("GPU series without a numeric gpu label ignored", show_series(labels))
+            continue
+        g = h.gpus.get(index)
+        if g is None:
+            g = h.gpus[index] = {"uuid": get("uuid") or None, "name": get("name") or None}
+        put(g, key, _typed(key, _value(v, labels, notes)), labels)
+
+
 def _int_label(text: str | None) -> int | None:
     try:
         return int(text) if text is not None and text.strip().isdigit() else None
@@ -349,7 +399,7 @@ def _host_snapshot(name: str, h: _Host, seq: int, taken: float, notes: Notes) ->
             notes.add("engines without llmconsole_engine_state left out", f"{name}/{eid}")
             continue
         engines.append(_engine(eid, e, tuple(by_engine.get(eid, ()))))
-    gpus = tuple(GpuInfo(index=i, **g) for i, g in sorted(h.gpus.items()))
+    gpus = tuple(_new_gpu(index=i, **g) for i, g in sorted(h.gpus.items()))
     info = h.labels
     return HostSnapshot(
         schema=SCHEMA, host=name, agent_version=info.get("agent_version") or None, seq=seq, taken_at=taken_at,
@@ -358,20 +408,26 @@ def _host_snapshot(name: str, h: _Host, seq: int, taken: float, notes: Notes) ->
     )  # fmt: skip
 
 
+@functools.lru_cache(maxsize=4096)
+def _gpu_list(text: str) -> tuple[int, ...]:
+    """``"0,1"`` -> (0, 1); most engines of a fleet share a handful of these texts."""
+    return tuple(i for i in (_int_label(x) for x in text.split(",")) if i is not None)
+
+
 def _engine(eid: str, e: _Engine, alerts: tuple[Alert, ...]) -> EngineSnapshot:
     info = e.info or {}
     v = e.values
     has_stats = any(v.get(k) is not None for k in ENGINE_STATS)
-    stats = EngineStats(**{key: v.get(fam) for fam, key in ENGINE_STATS.items()}) if has_stats else None
-    gpus = tuple(i for i in (_int_label(x) for x in info.get("gpus", "").split(",")) if i is not None)
+    stats = _new_stats(**{key: v.get(fam) for fam, key in ENGINE_STATS.items()}) if has_stats else None
+    gpus = _gpu_list(info.get("gpus", ""))
     restarts, rss = _typed("restarts", v.get("restarts_total")), _typed("rss_bytes", v.get("rss_bytes"))
-    return EngineSnapshot(
+    return _new_engine(
         id=eid, kind=e.kind or info.get("kind") or "unknown", model=info.get("model_path") or e.model,
         state=e.state or "unknown", port=_int_label(info.get("port")), gpus=gpus,
         restarts=restarts, uptime_s=v.get("uptime_seconds"),
         stats_age_s=0.0 if has_stats else None, stats=stats, alerts=alerts,
         simulated=info.get("simulated") == "true", served_model_name=info.get("served_model_name") or None,
-        rss_bytes=rss,
+        rss_bytes=rss, managed=info.get("managed") != "false",  # agents before the label: managed
     )  # fmt: skip
 
 

@@ -248,6 +248,7 @@ class PrometheusFleetSource:
                 self.client.vector(queries["values"], at_time if at_time is not None else at))  # fmt: skip
             answers += [a2, a3]
         queried = time.perf_counter()
+        received = len(host_series) + len(engines) + len(values)
         # changed hosts, and those without a usable seq/timestamp (read_fleet says what is wrong with them)
         wanted = set(changed) | ({sv[0].get("host") for sv in hosts} - stamps.keys())
         if len(wanted) < len(stamps):  # unfiltered answers also hold unchanged hosts: leave them out
@@ -282,7 +283,7 @@ class PrometheusFleetSource:
             h: r for h, r in self._last.items() if h not in out and r.snapshot is not None
         }
         self.last_refresh = {"queries": queried - started, "read": time.perf_counter() - queried,
-                             "changed": float(len(changed))}  # fmt: skip
+                             "changed": float(len(changed)), "series": float(received)}  # fmt: skip
         return list(out.values())
 
     def _down(self, up: list[Series], snaps: Mapping[str, HostSnapshot], now: float,

@@ -108,6 +108,8 @@ class Dialect:
     preemption_word: str = "preemptions"
     rank_label: str | None = None  # per-rank scheduler series: max within a rank group, then sum
     host_label: str | None = None  # record a per-host TTFT p95 too
+    requests: str | None = None  # finished requests (any outcome), cumulative: request rate recordings
+    errors: str | None = None  # failed requests, cumulative: with ``requests``, the error ratio recording
 
 
 LLMCONSOLE = Dialect(
@@ -127,6 +129,8 @@ LLMCONSOLE = Dialect(
     ttft="llmconsole_engine_ttft_seconds",
     record_prefix="llmconsole_engine_ttft",
     host_label="host",
+    requests="llmconsole_engine_requests_total",
+    errors="llmconsole_engine_request_errors_total",
 )
 VLLM = Dialect(
     source="vllm",
@@ -390,12 +394,33 @@ def p95_rules(d: Dialect) -> list[Record]:
     return out
 
 
+def request_rules(d: Dialect) -> list[Record]:
+    """Fleet request rate per model (and per host), and the failed fraction per model, from the engines'
+    finished-request counters (``llmconsole_engine_requests_total``: every outcome, aborts included, so it
+    is no progress signal for the stall rule: a hung engine's clients abort). The ratio counts only engines
+    that have both counters (SGLang has no error counter: absent, so its traffic is left out of the
+    denominator too) and yields no series at zero traffic."""
+    if d.requests is None:
+        return []
+    prefix = d.requests.removesuffix("_total")
+    out = []
+    for label in (d.model_label, d.host_label):
+        if label is not None:
+            out.append(Record(f"{label}:{prefix}:rate5m", f"sum by ({label}) (rate({d.requests}[5m]))"))
+    if d.errors is not None:
+        g, on = d.model_label, _on(d)
+        errors = f"sum by ({g}) (rate({d.errors}[5m]))"
+        total = f"sum by ({g}) (rate({d.requests}[5m]) and {on} {d.errors})"
+        out.append(Record(f"{g}:{d.errors.removesuffix('_total')}:ratio_rate5m", f"{errors}\n/ ({total} > 0)"))
+    return out
+
+
 def build_groups(slo: SLO | None = None, thresholds: Thresholds | None = None) -> list[Group]:
     slo = slo or SLO()
     t = thresholds or Thresholds()
     groups = [agent_group(t)]
     for d in DIALECTS:
-        rules: list[Record | Alert] = [*p95_rules(d), *slo_rules(d, slo, t), *engine_alerts(d, t)]
+        rules: list[Record | Alert] = [*p95_rules(d), *request_rules(d), *slo_rules(d, slo, t), *engine_alerts(d, t)]
         groups.append(Group(f"llmconsole-engines-{d.source}", tuple(rules)))
     return groups
 

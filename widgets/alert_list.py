@@ -24,7 +24,8 @@ EMPTY_ID: Final = "\x00no-alerts"
 @dataclass(frozen=True, slots=True)
 class AlertItem:
     """One alert as shown: ``severity`` is "critical" | "warning" | "info" (others sort last, grey);
-    ``where`` names the subject ("host-a/llama70b"); ``since`` is display text or None."""
+    ``where`` names the subject ("host-a/llama70b"); ``since`` is display text or None;
+    ``raised_count`` > 1: raised that many times in the source's window (it flaps), shown as "raised 5×"."""
 
     code: str
     severity: str
@@ -32,6 +33,7 @@ class AlertItem:
     since: str | None
     where: str
     evidence: Mapping[str, object] = field(default_factory=dict)
+    raised_count: int = 1
 
     @property
     def key(self) -> str:
@@ -158,6 +160,7 @@ class AlertList(OptionList):
             "  ",
             (alert.where, self._style("where")),
             (f"  since {alert.since}" if alert.since else "", self._style("evidence")),
+            (f"  raised {alert.raised_count}×" if alert.raised_count > 1 else "", self._style("evidence")),
             ("  (acknowledged)" if alert.key in self.acknowledged else "", self._style("evidence")),
         )
         text = Text("\n").join([head, Text("     " + alert.summary)])

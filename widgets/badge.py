@@ -31,9 +31,16 @@ STATE_TONES: Final[dict[str, Tone]] = {
 }
 
 
+DERIVED_STATE_TONES: Final[dict[str, Tone]] = {
+    # states a presenter derives, never sent by an agent
+    "crash-loop": "crit",  # an engine with an active CRASH_LOOP alert, between crashes
+}
+
+
 def state_tone(state: str | None) -> Tone:
-    """The tone of an engine or host state; "dim" for None or an unknown (future) state."""
-    return STATE_TONES.get((state or "").lower(), "dim")
+    """The tone of an engine, host or derived state; "dim" for None or an unknown (future) state."""
+    key = (state or "").lower()
+    return STATE_TONES.get(key) or DERIVED_STATE_TONES.get(key, "dim")
 
 
 def state_class(state: str | None) -> str:
@@ -55,7 +62,8 @@ _BY_TONE: Final[dict[str, str]] = {
 def _css() -> str:
     rules = ["StateBadge { width: auto; height: 1; text-style: bold; background: $panel; color: $text-muted; }"]
     for tone, body in _BY_TONE.items():
-        selectors = ", ".join(f"StateBadge.{state_class(s)}" for s, t in STATE_TONES.items() if t == tone)
+        tones = {**STATE_TONES, **DERIVED_STATE_TONES}
+        selectors = ", ".join(f"StateBadge.{state_class(s)}" for s, t in tones.items() if t == tone)
         if selectors:
             rules.append(f"{selectors} {{ {body} }}")
     return "\n".join(rules)

@@ -12,7 +12,7 @@ from textual.message import Message
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellKey, ColumnKey, RowKey
 
-from .tone import Cell, as_cell, component_style, tone_class, tone_classes, tone_css
+from .tone import SALIENT_RULES, Cell, as_cell, component_style, tone_class, tone_classes, tone_css
 
 _PREFIX = "keyed-table"
 Row = tuple[Cell, ...]
@@ -51,6 +51,12 @@ class KeyedTable(DataTable):
     - Plain ``str`` cells are live text, shown literally (no markup). Rows shorter than the columns are
       padded with blank cells; longer rows raise ValueError.
     - Order rows with ``sync(order=...)`` (``tone.sort_value`` orders cells), not ``DataTable.sort``.
+    - Any terminal size: ``set_columns(..., priorities={key: n})`` gives columns priorities (0: always
+      shown; missing keys are 0). When the columns do not fit the table's width, the highest numbers are
+      dropped first (the first column that does not fit and every lower-priority one); rows keep every
+      cell (``cells(key)``), a hidden column comes back when the table widens. ``visible_columns`` and
+      ``hidden_columns`` say which. ``KeyedTable(fixed_columns=1)`` keeps the first column in place while
+      the rest scroll sideways; with a row cursor, left/right scroll one whole column per press.
     - Messages: ``RowHighlighted(key)`` when the highlighted key changes (by the user or a sync),
       ``RowChosen(key)`` on Enter or a click on the highlighted row.
     """
@@ -59,7 +65,7 @@ class KeyedTable(DataTable):
         DataTable.COMPONENT_CLASSES | tone_classes(_PREFIX) | {f"{_PREFIX}--group"}
     )
     DEFAULT_CSS = (
-        tone_css("KeyedTable", _PREFIX)
+        tone_css("KeyedTable", _PREFIX, SALIENT_RULES)
         + "\nKeyedTable > .keyed-table--group { color: $text-primary; text-style: bold; }"
     )
     REBUILD_FRACTION: ClassVar[float] = 0.5
@@ -93,22 +99,43 @@ class KeyedTable(DataTable):
         super().__init__(cursor_type=cursor_type, **kwargs)  # type: ignore[arg-type]
         self._columns: tuple[tuple[str, str], ...] = ()
         self._right: frozenset[str] = frozenset()
+        self._priority: dict[str, int] = {}
+        self._visible: tuple[str, ...] = ()
+        self._project: tuple[int, ...] = ()  # the positions in a full row of the visible columns
+        self._widths: dict[str, int] = {}  # content width per column (label and cells), hidden ones too
         self._shown: dict[str, Row] = {}  # key -> cells, in display order
         self._groups: frozenset[str] = frozenset()
         self._announced: str | None = None
         self._looks: dict[tuple[str, str, bool, bool], _Rendered] = {}
 
     # -- public API ---------------------------------------------------------------------------------
-    def set_columns(self, columns: Sequence[tuple[str, str]], *, right: Collection[str] = ()) -> None:
-        """Set the (key, label) columns; keys in ``right`` are right-aligned. A change clears the rows."""
+    def set_columns(
+        self,
+        columns: Sequence[tuple[str, str]],
+        *,
+        right: Collection[str] = (),
+        priorities: Mapping[str, int] | None = None,
+    ) -> None:
+        """Set the (key, label) columns; keys in ``right`` are right-aligned; ``priorities`` (key → n, 0:
+        always shown) say which columns a narrow table drops first (highest n). A change clears the rows."""
         columns, right_set = tuple((str(k), str(label)) for k, label in columns), frozenset(right)
-        if columns == self._columns and right_set == self._right:
+        priority = {k: int((priorities or {}).get(k, 0)) for k, _ in columns}
+        if columns == self._columns and right_set == self._right and priority == self._priority:
             return
-        self._columns, self._right = columns, right_set
+        self._columns, self._right, self._priority = columns, right_set, priority
         self._shown, self._groups, self._announced, self._looks = {}, frozenset(), None, {}
-        self.clear(columns=True)
-        for key, label in columns:
-            self.add_column(Text(label, justify="right" if key in right_set else "left"), key=key)
+        self._widths = {k: cell_len(label) for k, label in columns}
+        self._set_visible(self._fit())
+
+    @property
+    def visible_columns(self) -> tuple[str, ...]:
+        """The keys of the columns shown now, in column order."""
+        return self._visible
+
+    @property
+    def hidden_columns(self) -> tuple[str, ...]:
+        """The keys of the columns dropped for want of width, in column order."""
+        return tuple(k for k, _ in self._columns if k not in self._visible)
 
     def sync(
         self,
@@ -128,11 +155,13 @@ class KeyedTable(DataTable):
         rebuild = kept_order != list(new) or len(removed) > self.REBUILD_FRACTION * max(len(old_keys), 1)
         with self.app.batch_update():
             if rebuild:
+                self._measure(new.values())
                 self._rebuild(new, groups_set)
             else:
                 self._diff(new, groups_set, removed)
             self._shown, self._groups = new, groups_set
             self._restore_cursor(cursor_key, cursor_row, old_keys, scroll_y if rebuild else None)
+            self._refit()
 
     @property
     def cursor_key(self) -> str | None:
@@ -174,7 +203,9 @@ class KeyedTable(DataTable):
         return row + (Cell(""),) * (n - len(row))
 
     def _wrap(self, row: Row, group: bool) -> list[_Rendered]:
-        return [self._wrap_one(cell, key, group) for (key, _), cell in zip(self._columns, row, strict=True)]
+        return [
+            self._wrap_one(row[i], key, group) for key, i in zip(self._visible, self._project, strict=True)
+        ]
 
     def _wrap_one(self, cell: Cell, column: str, group: bool) -> _Rendered:
         right = column in self._right
@@ -197,11 +228,13 @@ class KeyedTable(DataTable):
             self.remove_row(key)
         shown, old_groups = self._shown, self._groups
         columns = [key for key, _ in self._columns]
-        widths = {key: self.columns[key].content_width for key in columns}  # type: ignore[index]
+        visible = frozenset(self._visible)
+        widths = self._widths
         for key, row in new.items():
             old = shown.get(key)
             group = key in groups
             if old is None:
+                self._measure((row,))
                 self.add_row(*self._wrap(row, group), key=key)
                 continue
             regroup = group != (key in old_groups)
@@ -209,9 +242,91 @@ class KeyedTable(DataTable):
                 continue  # the presenter gave the very same row: nothing to compare
             for col_key, cell, before in zip(columns, row, old, strict=True):
                 if regroup or (cell is not before and (cell.text != before.text or cell.tone != before.tone)):
-                    wider = cell_len(cell.display) > widths[col_key]
-                    changed.append((key, col_key, self._wrap_one(cell, col_key, group), wider))
+                    width = cell_len(cell.display)
+                    wider = width > widths[col_key]
+                    if wider:
+                        widths[col_key] = width
+                    if col_key in visible:
+                        changed.append((key, col_key, self._wrap_one(cell, col_key, group), wider))
         self._update_cells(changed)
+
+    # -- columns that fit ---------------------------------------------------------------------------
+    def _measure(self, rows: Iterable[Row]) -> None:
+        """Grow the remembered content widths to fit ``rows`` (widths never shrink, as DataTable's)."""
+        widths = self._widths
+        for key, _ in self._columns:
+            widths.setdefault(key, 0)
+        keys = [key for key, _ in self._columns]
+        for row in rows:
+            for key, cell in zip(keys, row, strict=True):
+                width = cell_len(cell.display)
+                if width > widths[key]:
+                    widths[key] = width
+
+    def _fit(self) -> tuple[str, ...]:
+        """The columns to show at the current width: by priority (then position), up to the first that
+        does not fit; priority-0 columns always. Every column while the table has no width yet."""
+        keys = [key for key, _ in self._columns]
+        available = self.size.width - self.styles.scrollbar_size_vertical
+        if available <= 0 or not keys:
+            return tuple(keys)
+        pad = 2 * self.cell_padding
+        chosen: set[str] = set()
+        total = 0
+        for key in sorted(keys, key=lambda k: self._priority.get(k, 0)):  # stable: then by position
+            need = self._widths.get(key, 0) + pad
+            if self._priority.get(key, 0) > 0 and total + need > available:
+                break
+            chosen.add(key)
+            total += need
+        return tuple(k for k in keys if k in chosen)
+
+    def _refit(self) -> None:
+        visible = self._fit()
+        if visible == self._visible:
+            return
+        cursor_key, cursor_row, scroll_y = self.cursor_key, self.cursor_row, self.scroll_y
+        with self.app.batch_update():
+            self._set_visible(visible)
+            if self._shown:
+                self._rebuild(self._shown, self._groups)
+                self._restore_cursor(cursor_key, cursor_row, list(self._shown), scroll_y)
+
+    def _set_visible(self, visible: tuple[str, ...]) -> None:
+        index = {key: i for i, (key, _) in enumerate(self._columns)}
+        labels = dict(self._columns)
+        self._visible, self._project = visible, tuple(index[k] for k in visible)
+        self.clear(columns=True)
+        for key in visible:
+            self.add_column(Text(labels[key], justify="right" if key in self._right else "left"), key=key)
+
+    def on_resize(self) -> None:
+        if self._columns:
+            self._refit()
+
+    # -- sideways, one column at a time -------------------------------------------------------------
+    def _column_stops(self) -> list[int]:
+        """scroll_x values at which each scrollable (non-fixed) column starts."""
+        stops, x = [0], 0
+        for column in self.ordered_columns[self.fixed_columns :]:
+            x += column.get_render_width(self)
+            stops.append(x)
+        return stops
+
+    def action_cursor_right(self) -> None:
+        if self.cursor_type != "row":
+            super().action_cursor_right()
+            return
+        target = next((x for x in self._column_stops() if x > self.scroll_x), None)
+        if target is not None:
+            self.scroll_to(x=min(target, self.max_scroll_x), animate=False)
+
+    def action_cursor_left(self) -> None:
+        if self.cursor_type != "row":
+            super().action_cursor_left()
+            return
+        target = max((x for x in self._column_stops() if x < self.scroll_x), default=0)
+        self.scroll_to(x=target, animate=False)
 
     def _update_cells(self, changed: list[tuple[str, str, object, bool]]) -> None:
         """``update_cell`` for many cells with one refresh instead of one per cell.

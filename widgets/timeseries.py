@@ -1,9 +1,12 @@
-"""TimeSeries: a small line chart of recent history (textual-plotext), fed whole series at a time."""
+"""TimeSeries: a small line chart of recent history (textual-plotext), fed whole series at a time.
+
+Round y ticks (1, 2, 5 × 10^k steps), an optional ceiling (``y_max``: a percentage never reads 104.7),
+and "collecting…" in the title while the data covers less than the window."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -70,6 +73,60 @@ def _fmt(value: float) -> str:
     return f"{value:.3g}"
 
 
+def nice_step(span: float, count: int) -> float:
+    """The smallest round step (1, 2, 2.5 or 5 × 10^k) giving at most ``count`` + 1 intervals over ``span``."""
+    raw = max(span, 1e-12) / (max(1, count) + 1)
+    power = 10 ** math.floor(math.log10(raw))
+    return next(m * power for m in (1.0, 2.0, 2.5, 5.0, 10.0) if m * power >= raw * (1 - 1e-9))
+
+
+def nice_ticks(low: float, high: float, count: int = 4, ceiling: float | None = None) -> list[float]:
+    """Round tick values from ``low`` up to the first tick at or above ``high`` (at most ``ceiling``):
+    ``nice_ticks(0, 20.5)`` → [0, 5, 10, 15, 20, 25]; never values like 20.5 or 4027.8."""
+    if ceiling is not None:
+        high = min(high, ceiling)
+    if high <= low:
+        high = low + (abs(low) or 1.0)
+    step = nice_step(high - low, count)
+    start = math.floor(low / step + 1e-9) * step
+    ticks = [start]
+    while ticks[-1] < high - step * 1e-9:
+        ticks.append(start + len(ticks) * step)
+    ticks = [round(t, 12) for t in ticks]
+    if ceiling is not None and ticks[-1] > ceiling:
+        ticks = [t for t in ticks if t < ceiling] + [ceiling]
+    return ticks
+
+
+def tick_label(value: float, step: float) -> str:
+    """A tick value with just the decimals its step needs: 0, 0.5, 1.5, 20, 4k, 2.5k, 1.2M."""
+    a = abs(value)
+    for size, suffix in ((1e6, "M"), (1e3, "k")):
+        if a >= size and step >= size / 10:
+            return tick_label(value / size, step / size) + suffix
+    decimals = max(0, -math.floor(math.log10(step) + 1e-9)) if step > 0 else 0
+    if decimals and not math.isclose(round(step, decimals), step, rel_tol=1e-6):
+        decimals += 1  # 2.5, 0.25
+    text = f"{value:.{decimals}f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if float(text) == 0 else text
+
+
+def covered_s(series: Sequence[Series], window_s: float) -> float:
+    """How far back the earliest point inside the window goes (0 without points)."""
+    xs = [x for s in series for x, _ in s.points if -window_s <= x <= 0]
+    return -min(xs) if xs else 0.0
+
+
+def span_text(seconds: float) -> str:
+    """A span for the "collecting…" note: 45s, 3m, 1h."""
+    for unit, size in (("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
+
+
 class TimeSeries(PlotextPlot):
     """Line chart of ``series`` over the last ``window_s`` seconds, with an optional dashed ``target``.
 
@@ -105,6 +162,8 @@ class TimeSeries(PlotextPlot):
     window_s: reactive[float] = reactive(900.0)
     note: reactive[str | None] = reactive(None)
     y_min: reactive[float | None] = reactive(None)
+    y_max: reactive[float | None] = reactive(None)
+    """A ceiling for the axis (100 for a percentage): ticks and range never go above it."""
 
     def __init__(
         self,
@@ -113,6 +172,8 @@ class TimeSeries(PlotextPlot):
         y_label: str = "",
         window_s: float = 900.0,
         y_min: float | None = None,
+        y_max: float | None = None,
+        y_format: Callable[[float], str] | None = None,
         name: str | None = None,
         id: str | None = None,
         classes: str | None = None,
@@ -122,6 +183,29 @@ class TimeSeries(PlotextPlot):
         self.set_reactive(TimeSeries.y_label, y_label)
         self.set_reactive(TimeSeries.window_s, float(window_s))
         self.set_reactive(TimeSeries.y_min, y_min)
+        self.set_reactive(TimeSeries.y_max, y_max)
+        self.y_format = y_format
+        """Formats tick and target values (e.g. a duration rule); None: round numbers ("0.5", "4k")."""
+
+    def collecting(self) -> bool:
+        """Whether the data covers less than the window (the console started, or the history is short)."""
+        window = max(float(self.window_s), 1.0)
+        covered = covered_s(self.series, window)
+        return self.has_data() and covered < window - max(window * 0.02, 2.0)
+
+    def full_title(self) -> str:
+        """The title with the note and, while the window is not filled, "collecting… 3m of 15m"."""
+        parts = [self.title, self.note or ""]
+        if self.collecting():
+            window = max(float(self.window_s), 1.0)
+            parts.append(f"collecting… {span_text(covered_s(self.series, window))} of {span_text(window)}")
+        return " · ".join(part for part in parts if part)
+
+    def format_value(self, value: float, step: float | None = None) -> str:
+        """A y value as the axis shows it."""
+        if self.y_format is not None:
+            return self.y_format(value)
+        return tick_label(value, step) if step else _fmt(value)
 
     def has_data(self) -> bool:
         """Whether any series has a point inside the window."""
@@ -148,24 +232,29 @@ class TimeSeries(PlotextPlot):
         if self.target is not None:
             ys.append(self.target)
             color = self._component_rgb("time-series--target")
-            plt.plot([-window, 0.0], [self.target] * 2, marker="-", color=color, label=f"target {_fmt(self.target)}")
-        plt.ylim(*self._y_range(ys))
+            label = f"target {self.format_value(self.target)}"
+            plt.plot([-window, 0.0], [self.target] * 2, marker="-", color=color, label=label)
+        ticks = self.y_ticks(ys)
+        step = ticks[1] - ticks[0] if len(ticks) > 1 else 0.0
+        plt.ylim(ticks[0], ticks[-1])
+        plt.yticks(ticks, [self.format_value(t, step) for t in ticks])
         plt.xlim(-window, 0.0)
         plt.xticks(*time_ticks(window))
-        plt.title(" · ".join(part for part in (self.title, self.note or "") if part))
+        plt.title(self.full_title())
         if self.y_label:
             plt.ylabel(self.y_label)
 
-    def _y_range(self, ys: list[float]) -> tuple[float, float]:
+    def y_ticks(self, ys: list[float]) -> list[float]:
+        """Round ticks covering ``ys`` (from ``y_min`` when set, capped at ``y_max``), as many as fit."""
         low = min(ys) if self.y_min is None else float(self.y_min)
-        high = max(ys)
-        if high <= low:
-            high = low + (abs(low) * 0.1 or 1.0)
-        return low, high + (high - low) * 0.05
+        count = max(2, min(5, (self.size.height - 4) // 2))
+        return nice_ticks(low, max(ys), count, self.y_max)
 
     def _placeholder(self, has_data: bool) -> RenderResult:
         """Title and note (or "no data"), centred: no data, or too small for axes."""
         note = self.note or ("" if has_data else "no data")
+        if has_data and self.collecting():
+            note = " · ".join(x for x in (note, "collecting…") if x)
         parts = [Text(self.title)] if self.title else []
         if note:
             parts.append(Text(note, style=component_style(self, "time-series--note")))

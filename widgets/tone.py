@@ -10,10 +10,15 @@ Rendering rule (DESIGN "Quality bar": live, stale, missing, unsupported, error a
 | `missing`     | muted; an empty text is shown as "—"                                 |
 | `unsupported` | muted; an empty text is shown as "n/a" (the source has no such value) |
 | `error`       | the theme's error colour                                             |
-| `ok` / `warn` / `crit` | success / warning / error colours (crit is also bold)       |
+| `ok` / `warn` / `crit` | success / warning / error colours (crit is also bold; text widgets show it reversed, see SALIENT_RULES) |
 | `info`        | the theme's primary colour                                           |
 | `dim`         | muted (secondary detail)                                             |
-| `simulated`   | accent colour, underlined (accent may equal warning; label the text SIMULATED) |
+| `simulated`   | the theme's secondary colour: neutral, never the warning colour (label the text SIMULATED) |
+
+Salience: critical is the most salient look on screen. Text widgets (tables, lines of text) pass
+``SALIENT_RULES`` to ``tone_css``: a critical cell is bold and reversed (a solid error-coloured block), which
+no other tone uses. Widgets that draw with block glyphs (bars) keep the plain rule (reversing a "█" would
+empty it).
 
 Widgets map a tone to the component class ``<widget>--<tone>`` (e.g. ``keyed-table--stale``) in their
 DEFAULT_CSS, so the app's theme and CSS decide the colours. ``live`` and ``zero`` have no class.
@@ -92,9 +97,12 @@ TONE_RULES: Final[dict[str, str]] = {
     "crit": "color: $error; text-style: bold;",
     "info": "color: $primary;",
     "dim": "color: $text-muted;",
-    "simulated": "color: $accent; text-style: underline;",
+    "simulated": "color: $text-secondary;",
 }
 """The default look of each styled tone, in theme variables (apps override per component class)."""
+
+SALIENT_RULES: Final[dict[str, str]] = {"crit": "color: $error; text-style: bold reverse;"}
+"""Overrides for text widgets: critical as a solid, bold error-coloured block (the most salient look)."""
 
 
 def tone_css(widget: str, prefix: str, rules: dict[str, str] | None = None) -> str:

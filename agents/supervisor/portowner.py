@@ -22,6 +22,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 # agents/host.py's readers of the kernel's listening-socket table and of a process's socket inodes (the
@@ -218,3 +219,57 @@ def _tree(roots: frozenset[int], procs: dict[int, ProcInfo]) -> tuple[int, ...]:
                 found.add(child)
                 stack.append(child)
     return tuple(sorted(found))
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerLaunch:
+    """The command line and environment of a process the agent did not start, as ``/proc`` shows them.
+    ``argv``/``env`` None: not visible, ``unseen`` says why (another user's process, gone, a kernel thread)."""
+
+    pid: int | None = None
+    argv: tuple[str, ...] | None = None
+    env: Mapping[str, str] | None = None
+    unseen: str | None = None
+
+
+def owner_launch(pid: int) -> OwnerLaunch:
+    """``/proc/<pid>/cmdline`` and ``/proc/<pid>/environ`` (blocking; the environment is readable only for
+    the agent's own user or root)."""
+    argv: tuple[str, ...] | None = None
+    env: dict[str, str] | None = None
+    why: list[str] = []
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            raw = fh.read(1 << 20)
+        argv = tuple(a.decode("utf-8", "surrogateescape") for a in raw.split(b"\0")[:-1]) or None
+        if argv is None:
+            why.append(f"command line of PID {pid}: empty (exited, or a kernel thread)")
+    except OSError as exc:
+        why.append(f"command line of PID {pid}: {_unreadable(exc)}")
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as fh:
+            raw = fh.read(1 << 20)
+        env = {}
+        for item in raw.split(b"\0"):
+            key, eq, value = item.partition(b"=")
+            if eq and key:
+                env[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
+    except OSError as exc:
+        why.append(f"environment of PID {pid}: {_unreadable(exc)}")
+    return OwnerLaunch(pid, argv, env, "; ".join(why) or None)
+
+
+def _unreadable(exc: OSError) -> str:
+    if isinstance(exc, PermissionError):
+        return "not visible (another user's process: run the agent as the engine's user or root)"
+    if isinstance(exc, FileNotFoundError | ProcessLookupError):
+        return "not visible (the process exited)"
+    return f"not visible ({exc.strerror or type(exc).__name__})"
+
+
+def tree_root(pids: tuple[int, ...]) -> int | None:
+    """The topmost process of a tree given as PIDs (the one whose parent is not among them; the oldest if
+    several): a watched engine's port owner, from the PIDs its watch hands around."""
+    stats = {p: info for p in pids if (info := read_stat(p)) is not None and not info.dead}
+    top = [p for p, info in stats.items() if info.ppid not in stats]
+    return min(top, key=lambda p: (stats[p].starttime, p)) if top else None

@@ -27,6 +27,8 @@ States (observed every ``tick_s``; never ``backoff``, ``failed`` or ``exited``, 
 **Restarts observed**: a new owner process (another PID or start time) serving the port after an earlier one
 counts in ``restarts`` — whether it replaced the old one at once or after a gap — so CRASH_LOOP works for
 engines restarted by systemd or Docker. Without a visible owner, a return after the port was closed counts.
+The count and the last owner survive an agent restart on the same boot (``watchedstate.py``: a state file of
+its own beside the launch records), so an engine restarted while the agent was down counts too.
 The new process that a start/restart command brings is the operator's, not counted. A disappearance records
 ``last_exit`` (status unknown: not the agent's child). Both go to the event sink (``exit-observed``,
 ``restart-observed``).
@@ -45,14 +47,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents.schema import ACTIONS, SERVING_STATES, ActionAvailability, WatchInfo
+from agents.schema import ACTIONS, SERVING_STATES, ActionAvailability, WatchInfo, rfc3339
+from agents.supervisor import watchedstate
 from agents.supervisor.actions import OUTCOME_REPORTER, action_refusal, run_command
 from agents.supervisor.engine import SNAPSHOT_FIELDS
 from agents.supervisor.journal import SUPERVISOR_LOGGER, Journal, JournalView
 from agents.supervisor.options import EventSink
 from agents.supervisor.plan import ProcessPlan
-from agents.supervisor.portowner import PortOwner, PortOwners
-from agents.supervisor.proctree import process_age_s
+from agents.supervisor.portowner import OwnerLaunch, PortOwner, PortOwners, owner_launch
+from agents.supervisor.proctree import boot_id, process_age_s
 from agents.supervisor.reaper import REAPER, ExitStatus, Reaper
 from agents.supervisor.wakeup import Wakeup
 
@@ -119,9 +122,11 @@ class WatchedEngine(JournalView):
                  on_event: EventSink | None = None, redact: Callable[[str], str] | None = None,
                  reaper: Reaper | None = None, clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time, tick_s: float = 0.5, identify_every_s: float = 60.0,
-                 events_max: int = 256) -> None:
+                 events_max: int = 256, state_path: Path | None = None) -> None:
+        """``state_path``: where its restart count and last owner are kept over agent restarts (None: nowhere)."""
         self.watch_plan = plan
-        # the launch plan the watch's exposure audit reads: nothing was launched, so no argv or env to audit
+        # nothing was launched: no argv or env of the agent's; the exposure audit reads the port owner's own
+        # (agents/exposure_watch.py), and ``watch_info.unobserved`` says when it cannot
         self.plan = ProcessPlan(plan.engine_id, (NOT_LAUNCHED,), {}, plan.host, plan.port)
         self._health_hook, self._identify, self._redact = health, identify, redact
         self._reaper = reaper or REAPER
@@ -149,6 +154,14 @@ class WatchedEngine(JournalView):
         self._task: asyncio.Task[None] | None = None
         self._reaper_held = False
         self._last_error: str | None = None
+        self._launch: OwnerLaunch | None = None  # the owner's argv/env visibility, read once per owner
+        self._launch_key: tuple[int, int] | None = None
+        self._state_path = state_path
+        self._boot = boot_id()
+        self._wall = wall
+        self._recorded: tuple[int, tuple[int, int] | None] | None = None  # (restarts, owner) last written
+        if state_path is not None:
+            self._load(state_path)
 
     # ================================================================ read-only surface
     @property
@@ -217,7 +230,14 @@ class WatchedEngine(JournalView):
                 "(NAT, a container's network or another host)"
             )
             out.append(f"processes: {why}; pid, RSS, uptime and GPU attribution are unavailable")
-        out.append("log and version: a watched engine's output is not captured by the agent")
+        launch = self._launch if seen.pid is not None and self._launch is not None and self._launch.pid == seen.pid else None
+        if seen.pid is None:
+            out.append("command line, environment and version: not visible without the owner process; "
+                       "DANGEROUS_FLAG and ENGINE_ADVISORY are not checked")
+        elif launch is not None and launch.unseen:
+            out.append(f"{launch.unseen}; DANGEROUS_FLAG checks what is visible only"
+                       + ("" if launch.argv else ", ENGINE_ADVISORY is not checked (no version)"))
+        out.append("log: a watched engine's output is not captured by the agent")
         return tuple(out)
 
     def log_tail(self, n: int = 100) -> list[str]:
@@ -320,6 +340,41 @@ class WatchedEngine(JournalView):
                           type(exc).__name__, exc)
         self._journal.emit(action, outcome)
 
+    # ================================================================ the state file
+    def _load(self, path: Path) -> None:
+        """The count and owner of this boot's file (blocking: a small file, read once at construction, before
+        the watch reads ``restarts``: inherited restarts are history, not a crash loop now)."""
+        rec, why = watchedstate.read(path, self.watch_plan.engine_id, self._boot)
+        if why:
+            log.warning("engine %s: %s; its restart count starts over", self.watch_plan.engine_id, why)
+            self._journal.note(f"{why}; restart count starts over")
+        if rec is None:
+            return
+        self._restarts = self.restarts_inherited = rec.restarts
+        self._last_key = rec.owner_key
+        self._recorded = (rec.restarts, rec.owner_key)
+        self._journal.note(f"{rec.restarts} restart(s) observed before the agent restarted (state file of this boot)")
+
+    async def _record(self) -> None:
+        """Write the state file when the count or the owner changed; a failure is ``state_error`` (an
+        ``errors`` entry of the snapshot), retried at the next observation."""
+        now = (self._restarts, self._last_key)
+        if self._state_path is None or now == self._recorded:
+            return
+        rec = watchedstate.WatchedRecord(self.watch_plan.engine_id, self._boot, now[0],
+                                         now[1][0] if now[1] else None, now[1][1] if now[1] else None,
+                                         rfc3339(self._wall()))  # fmt: skip
+        try:
+            await asyncio.to_thread(watchedstate.write, self._state_path, rec)
+        except OSError as exc:
+            why = exc.strerror or type(exc).__name__
+            if self.state_error is None:
+                log.error("engine %s: writing %s failed: %s", self.watch_plan.engine_id, self._state_path, why)
+            self.state_errors += 1
+            self.state_error = f"{why}; the restart count of this watched engine is not recorded"
+            return
+        self._recorded, self.state_error = now, None
+
     # ================================================================ observing
     async def _life(self) -> None:
         while True:
@@ -341,6 +396,9 @@ class WatchedEngine(JournalView):
         seen = await asyncio.to_thread(self._owners.find)
         present: bool | None = True if seen.listener is not None else await self._connectable()
         self._track(seen, present, now)
+        if seen.pid is not None and (self._launch is None or self._launch.pid != seen.pid or self._launch_key != seen.key):
+            self._launch, self._launch_key = await asyncio.to_thread(owner_launch, seen.pid), seen.key
+        await self._record()
         if self._acting is not None:
             return  # the action's state holds until its command ends
         starting = self._starting_since is not None and now - self._starting_since < self.watch_plan.startup_timeout_s

@@ -17,6 +17,7 @@ from agents.http1 import Http1Client
 from agents.metrics.parse import parse
 from agents.schema import ACTIONS
 from agents.scrape import fetch
+from agents.supervisor import watchedstate
 from agents.supervisor.actions import action_refusal, command_env, resolve
 from agents.supervisor.options import EventSink
 from agents.supervisor.watched import HealthAnswer, Identity, WatchedEngine, WatchPlan
@@ -92,4 +93,5 @@ def build_watched(engine: EngineConfig, agent: AgentConfig, adapter: EngineAdapt
     probes = HttpProbes(adapter, spec, http, metrics_deadline_s=agent.scrape_timeout_s or 5.0,
                         metrics_max_bytes=agent.metrics_max_bytes)
     return WatchedEngine(watch_plan(engine, agent, base_env), health=probes.health, identify=probes.identify,
-                         on_event=on_event, redact=redact, tick_s=min(0.5, agent.interval_s))
+                         on_event=on_event, redact=redact, tick_s=min(0.5, agent.interval_s),
+                         state_path=watchedstate.path_for(agent.state_dir, engine.id))

@@ -2,7 +2,7 @@
 GPUs can even serve it.
 
 * self-host $/day = GPU $/hour × GPUs × 24 + fixed operations $/month ÷ (730/24)
-* API blended $/1M = input_share × input price + (1 − input_share) × output price (the article's 70/30)
+* API blended $/1M = input_share × input price + (1 − input_share) × output price (70/30 by default)
 * break-even tokens/day = self-host $/day ÷ (blended $/1M ÷ 1e6)
 * months are 730 hours (cloud billing); monthly self-host cost at a volume counts one deployment per
   ``capacity`` tokens/day (more volume needs more GPUs), so when break-even lies beyond one deployment's

@@ -3,7 +3,8 @@ closest-match suggestions, and ``[calculator]`` price overrides applied on top.
 
 Names resolve case-insensitively by slug, alias, display name or Hugging Face repo, with spaces and
 underscores read as dashes (``"Llama 3.3 70B"`` → ``llama-3.3-70b``; ``"NVIDIA H100 80GB HBM3"`` →
-``h100-80gb``). Unknown names raise :class:`CalcError` listing the closest slugs.
+``h100-80gb``). A partial name that several entries share (``a100``: 40 GB and 80 GB, SXM and PCIe) is
+never guessed: :class:`CalcError` lists the matches. Unknown names raise it listing the closest slugs.
 """
 
 from __future__ import annotations
@@ -149,9 +150,26 @@ class _Index:
 
     def resolve(self, name: str) -> Any:
         found = self.get(name)
-        if found is None:
-            raise CalcError(f"unknown {self.kind} {name!r}{self.suggestion(name)}")
-        return found
+        if found is not None:
+            return found
+        matches = self.family(name)
+        if len(matches) > 1:
+            listed = ", ".join(f"{e.slug} ({e.name})" for e in matches[:8]) + (", …" if len(matches) > 8 else "")
+            raise CalcError(f"ambiguous {self.kind} {name!r}: it matches {listed}; give one of these slugs")
+        raise CalcError(f"unknown {self.kind} {name!r}{self.suggestion(name)}")
+
+    def family(self, name: str) -> list[Any]:
+        """Entries that a partial name could mean: every word of it starts a word of the entry's slug, name
+        or aliases (``a100`` → the 40 GB, 80 GB SXM and 80 GB PCIe cards)."""
+        words = [w for w in re.split(r"[-/]+", normalize(name).removeprefix("nvidia-")) if w]
+        if not words:
+            return []
+        out = []
+        for entry in self.entries:
+            have = {w for n in (entry.slug, entry.name, *entry.aliases) for w in re.split(r"[-/]+", normalize(n)) if w}
+            if all(any(h.startswith(w) for h in have) for w in words):
+                out.append(entry)
+        return out
 
     def suggestion(self, name: str) -> str:
         slugs = [e.slug for e in self.entries]

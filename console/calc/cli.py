@@ -1,15 +1,16 @@
 """`llmconsole calc` — the VRAM and break-even calculators, scriptable (``--json`` for machines).
 
     llmconsole calc vram --model NAME|PATH --gpu NAME [--gpus N] [--quant Q] [--kv-dtype D] [--seq-len L]
-                         [--overhead flat|vllm] [--gpu-memory-utilization F] [--json]
+                         [--overhead flat|vllm] [--gpu-memory-utilization F] [--json]   (exit 1: does not fit)
     llmconsole calc breakeven --gpu-hourly USD --gpus N (--api NAME | --price-in USD --price-out USD)
                               [--input-share F] [--tokens-per-day N] [--model ... --gpu ... --quant ...] [--json]
                               [--measured RESULT.json]  (capacity from `llmconsole bench`, not the estimate)
     llmconsole calc models|gpus|apis [--json]
 
 ``[calculator]`` price overrides come from the config (``--config PATH``, else the usual search order).
-Bad input — an unknown name (with the closest ones), a zero or negative value, an unusable config.json —
-is one line on stderr and exit code 2.
+Bad input — an unknown or ambiguous name (with the closest ones or the matches), a zero or negative value, an
+unusable config.json — is one line on stderr and exit code 2. ``calc vram`` exits 1 when its verdict is no
+(does not fit, or the sequence is longer than the model's context), so scripts can test it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 from agents.tomltables import ConfigError
@@ -42,7 +44,8 @@ from console.calc.report import (
     vram_text,
 )
 from console.calc.settings import CalculatorConfig, find_calculator_config
-from console.calc.vram import MODES, VramQuery, size_both
+from console.calc.vram import DEFAULT_SEQ_LEN as DEFAULT_VRAM_SEQ_LEN
+from console.calc.vram import MODES, VramQuery, default_seq_len, size_both
 
 PROG = "llmconsole calc"
 
@@ -69,18 +72,29 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _model_args(p: argparse.ArgumentParser, required: bool) -> None:
     p.add_argument("--model", required=required, metavar="NAME|PATH", help="catalog name, or a config.json / model dir")
-    p.add_argument("--gpu", required=required, metavar="NAME", help="GPU slug (see `calc gpus`)")
+    p.add_argument("--gpu", required=required, metavar="NAME",
+                   help="GPU slug (see `calc gpus`); an ambiguous name (a100: 40/80 GB, SXM/PCIe) is an error")  # fmt: skip
     p.add_argument("--quant", choices=QUANTS, help="weight format (default: the checkpoint's own)")
     p.add_argument("--kv-dtype", choices=KV_DTYPES, default="auto", help="KV-cache dtype (default: auto = model dtype)")
     p.add_argument("--gpu-memory-utilization", type=float, metavar="F", help="vLLM's fraction (default 0.92)")
 
 
+VRAM_EPILOG = """exit status:
+  0  FITS: one sequence of --seq-len fits, with the KV cache to spare shown
+  1  the verdict is no: DOES NOT FIT, or LONGER THAN CONTEXT (--seq-len is beyond the model's context)
+  2  bad input (unknown or ambiguous --model/--gpu, bad number, unusable config.json): one line on stderr
+The verdict is the --overhead mode's (the * column); --json prints the same result, with "verdict"."""
+
+
 def _vram_parser(sub: Any) -> None:
-    p = sub.add_parser("vram", help="will this model fit on these GPUs?")
+    p = sub.add_parser("vram", help="will this model fit on these GPUs? (exit 0 fits, 1 no, 2 bad input)",
+                       epilog=VRAM_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     _model_args(p, required=True)
     p.add_argument("--gpus", type=int, default=1, metavar="N", help="GPUs, tensor parallel (default 1)")
-    p.add_argument("--seq-len", type=int, default=8192, metavar="L", help="tokens per sequence (default 8192)")
-    p.add_argument("--overhead", choices=MODES, default="vllm", help="flat (article: +7 GB) or vllm (default)")
+    p.add_argument("--seq-len", type=int, metavar="L",
+                   help=f"tokens per sequence (default {DEFAULT_VRAM_SEQ_LEN}, or the model's context when shorter)")  # fmt: skip
+    p.add_argument("--overhead", choices=MODES, default="vllm",
+                   help="vllm: vLLM's own arithmetic (default); flat: rule of thumb params × bytes + KV + ~7 GB")  # fmt: skip
     p.add_argument("--block-size", type=int, metavar="N", help="KV block size (default 16; 64 for MLA)")
     _common(p)
 
@@ -106,7 +120,7 @@ def _breakeven_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``calc``; 0 on success, 2 with one error line on bad input."""
+    """Run ``calc``; 0 on success, 1 when ``vram``'s verdict is no, 2 with one error line on bad input."""
     verb = getattr(args, "calc_verb", None)
     if verb is None:
         sys.stderr.write(f"{PROG}: error: choose a calculator: vram, breakeven, models, gpus, apis (see --help)\n")
@@ -118,8 +132,11 @@ def run(args: argparse.Namespace) -> int:
     except (CalcError, ConfigError) as e:
         sys.stderr.write(f"{PROG} {verb}: error: {_one_line(e)}\n")
         return 2
+    code = 0
+    if isinstance(out, Answer):
+        out, code = out.text, out.code
     sys.stdout.write(out + "\n")
-    return 0
+    return code
 
 
 def _one_line(e: Exception) -> str:
@@ -134,16 +151,24 @@ def resolve_model(name: str, cat: Catalog) -> ModelSpec:
     return cat.model(name)
 
 
-def _vram(args: argparse.Namespace, cfg: CalculatorConfig, cat: Catalog) -> str:
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What a verb prints, and the exit code it means (``vram``: 1 when the verdict is no)."""
+
+    text: str
+    code: int = 0
+
+
+def _vram(args: argparse.Namespace, cfg: CalculatorConfig, cat: Catalog) -> Answer:
     util = args.gpu_memory_utilization if args.gpu_memory_utilization is not None else cfg.gpu_memory_utilization
-    q = VramQuery(
-        resolve_model(args.model, cat), cat.gpu(args.gpu), args.gpus, args.quant, args.kv_dtype, args.seq_len,
-        util, args.block_size,
-    )  # fmt: skip
+    model = resolve_model(args.model, cat)
+    seq_len = args.seq_len if args.seq_len is not None else default_seq_len(model)
+    q = VramQuery(model, cat.gpu(args.gpu), args.gpus, args.quant, args.kv_dtype, seq_len, util, args.block_size)
     results = size_both(q)
+    code = 0 if results[args.overhead].fits else 1
     if args.json:
-        return json.dumps(vram_json(q, results, args.overhead), indent=2)
-    return vram_text(q, results, args.overhead)
+        return Answer(json.dumps(vram_json(q, results, args.overhead), indent=2), code)
+    return Answer(vram_text(q, results, args.overhead), code)
 
 
 def _breakeven(args: argparse.Namespace, cfg: CalculatorConfig, cat: Catalog) -> str:

@@ -8,6 +8,7 @@ Tones are the names widgets.tone defines ("ok", "warn", "crit", "error", "info",
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
@@ -28,7 +29,7 @@ from console.calc.live import LiveCost, LiveEngine, live_cost
 from console.calc.models import ModelSpec
 from console.calc.report import vram_rows
 from console.calc.units import DAYS_PER_MONTH, GB, GiB, tokens, usd
-from console.calc.vram import Mode, VramQuery, VramResult, size_both
+from console.calc.vram import Mode, VramQuery, VramResult, default_seq_len, size_both
 
 Parts = tuple[tuple[str, str], ...]
 MAX_BARS = 8
@@ -45,7 +46,7 @@ class Form:
     gpus: str = "1"
     quant: str = NATIVE
     kv_dtype: str = "auto"
-    seq_len: str = "8192"
+    seq_len: str = ""  # empty = 8,192 tokens, or the model's context when shorter
     overhead: str = "vllm"
     gpu_memory_utilization: str = "0.92"
     gpu_hourly: str = ""  # empty = the GPU's catalog price
@@ -104,6 +105,7 @@ class Chart:
 class View:
     verdict: Parts
     bars: tuple[Bar, ...]
+    bar_note: Parts
     modes: tuple[tuple[str, ...], ...]
     concurrency: Parts
     warnings: Parts
@@ -148,7 +150,7 @@ def parse(form: Form, cat: Catalog) -> Inputs:
     gpu = cat.gpu(form.gpu)
     vram = VramQuery(
         model, gpu, _count(form.gpus, "GPUs"), None if form.quant == NATIVE else form.quant, form.kv_dtype,
-        _count(form.seq_len, "sequence length"),
+        _count(form.seq_len, "sequence length") if form.seq_len.strip() else default_seq_len(model),
         _number(form.gpu_memory_utilization, "vLLM memory utilization", high=1.0),
     )  # fmt: skip
     hourly = _number(form.gpu_hourly, "GPU $/hour") if form.gpu_hourly.strip() else gpu.default_hourly
@@ -176,35 +178,70 @@ def compute(form: Form, cat: Catalog) -> View:
     )  # fmt: skip
     costs, chart = _costs(inp, cat, cap)
     return View(
-        verdict=_verdict(inp, r), bars=_bars(r), modes=tuple(vram_rows(inp.vram, results, inp.overhead)),
+        verdict=_verdict(inp, r), bars=_bars(r), bar_note=_bar_note(r),
+        modes=tuple(vram_rows(inp.vram, results, inp.overhead)),
         concurrency=_concurrency(inp, r), warnings=tuple((f"• {w}\n", _warning_tone(w)) for w in r.warnings),
         costs=costs, chart=chart, results=results,
     )  # fmt: skip
 
 
+def _unit(r: VramResult) -> tuple[int, str]:
+    return (GiB, "GiB") if r.mode == "vllm" else (GB, "GB")
+
+
 def _verdict(inp: Inputs, r: VramResult) -> Parts:
-    q, unit = inp.vram, (GiB, "GiB") if r.mode == "vllm" else (GB, "GB")
+    """One verdict, in the numbers the bar and the table show (KV spare = the bar's "KV spare" part)."""
+    q, (scale, unit) = inp.vram, _unit(r)
     head = f"{inp.model.name} · {q.format} · {q.gpus} × {q.gpu.name} · "
-    margin = abs(r.margin_per_gpu) / unit[0]
+    if r.verdict == "exceeds-context":
+        return (
+            (head, "live"),
+            (f"SEQUENCE LONGER THAN THE MODEL'S CONTEXT: {r.seq_len:,} > {r.context_limit:,} tokens", "crit"),
+            (" — no amount of memory fixes that; size the context length or less", "live"),
+        )
     if r.fits:
-        return ((head, "live"), (f"FITS with {margin:,.2f} {unit[1]} per GPU to spare", "ok"))
-    return ((head, "live"), (f"DOES NOT FIT: short by {margin:,.2f} {unit[1]} per GPU", "crit"))
+        return (
+            (head, "live"),
+            (f"FITS: {r.spare_per_gpu / scale:,.2f} {unit} per GPU of KV cache to spare", "ok"),
+            (f" after one {r.seq_len:,}-token sequence ({r.max_concurrent_seqs:,} such sequences at once)", "live"),
+        )
+    if r.margin_per_gpu < 0:
+        return ((head, "live"), (f"DOES NOT FIT: short by {-r.margin_per_gpu / scale:,.2f} {unit} per GPU", "crit"),
+                (f" for one {r.seq_len:,}-token sequence", "live"))  # fmt: skip
+    return ((head, "live"), ("DOES NOT FIT: see the warnings", "crit"))
+
+
+SEGMENTS = ("weights", "overheads", "KV one seq", "KV spare", "reserve")
 
 
 def _bars(r: VramResult) -> tuple[Bar, ...]:
-    """One bar per GPU (identical under tensor parallelism): weights, KV cache, overhead; the rest is free
-    (vLLM's unreserved 1 − utilization). Over 100% when weights and overheads exceed the memory."""
-    scale, unit = (GiB, "GiB") if r.mode == "vllm" else (GB, "GB")
-    segments = (
-        ("weights", r.weights_per_gpu / scale, "info"),
-        ("KV cache", max(r.kv_budget_per_gpu, 0) / scale, "ok"),
-        ("overhead", r.overheads.total / scale, "warn"),
+    """One bar per GPU (identical under tensor parallelism), in the table's rows: weights, overheads, the KV
+    cache of one sequence, the KV cache to spare, vLLM's reserve (1 − utilization). The parts add up to the
+    memory when the model fits, and exceed it by exactly the shortfall when it does not."""
+    scale, unit = _unit(r)
+    values = (r.weights_per_gpu, r.overheads.total, r.seq_kv_per_gpu, r.spare_per_gpu, r.reserved_per_gpu)
+    tones = ("info", "warn", "ok", "dim", "missing")
+    segments = tuple(
+        (label, value / scale, tone)
+        for label, value, tone in zip(SEGMENTS, values, tones, strict=True)
+        if value > 0 or label != "reserve"
     )
     shown = min(r.gpus, MAX_BARS)
     bars = [Bar(f"GPU {i}", segments, r.memory_per_gpu / scale, unit) for i in range(shown)]
     if r.gpus > shown:
         bars.append(Bar(f"+{r.gpus - shown} more", segments, r.memory_per_gpu / scale, unit))
     return tuple(bars)
+
+
+def _bar_note(r: VramResult) -> Parts:
+    scale, unit = _unit(r)
+    if r.mode == "vllm":
+        how = ("vLLM-style: the driver-reported memory; vLLM allocates everything but its reserve "
+               f"(1 − gpu_memory_utilization = {r.reserved_per_gpu / scale:,.2f} {unit}) up front, "
+               "and the KV cache gets what weights and overheads leave")  # fmt: skip
+    else:
+        how = "rule of thumb: params × bytes + KV + ~7 GB per GPU, against the nominal memory"
+    return ((f"per GPU, in {unit}: {how}.", "dim"),)
 
 
 def _concurrency(inp: Inputs, r: VramResult) -> Parts:
@@ -219,7 +256,7 @@ def _concurrency(inp: Inputs, r: VramResult) -> Parts:
 
 
 def _warning_tone(text: str) -> str:
-    return "crit" if text.startswith(("does not fit", "--seq-len")) or "refuses" in text else "warn"
+    return "crit" if text.startswith(("does not fit", "sequence length")) or "refuses" in text else "warn"
 
 
 def _costs(inp: Inputs, cat: Catalog, cap: Capacity) -> tuple[Parts, Chart | None]:
@@ -319,4 +356,30 @@ def _live_figures(cost: LiveCost) -> list[tuple[str, str]]:
     for c in cost.comparisons:
         tone = "ok" if c.ratio is not None and c.ratio < 1 else "warn"
         out.append((f" · {c.ratio:.2f}× {c.api.slug}" if c.ratio is not None else f" · ? {c.api.slug}", tone))
+    return out
+
+
+# --- chart legend -------------------------------------------------------------------------------
+
+
+def legend_labels(names: Sequence[str], width: int = 28) -> list[str]:
+    """One legend entry per name, never two alike: cut to ``width``; a name that shares most of its cut with
+    another keeps its end instead ("Llama 3.3 70B Instruct on Together AI" → "Llama 3.3…n Together AI")."""
+    out = []
+    for i, name in enumerate(names):
+        if len(name) <= width:
+            out.append(name)
+            continue
+        shared = max((len(os.path.commonprefix([name, other])) for j, other in enumerate(names) if j != i), default=0)
+        if shared >= width - 4:  # the cut would end inside what they have in common
+            head = max(width // 3, 1)
+            out.append(name[:head] + "…" + name[-(width - head - 1):])
+        else:
+            out.append(name[: width - 1] + "…")
+    dupes = {label for label in out if out.count(label) > 1}
+    seen: dict[str, int] = {}
+    for i, label in enumerate(out):  # still alike (same ends too): number them
+        if label in dupes:
+            seen[label] = seen.get(label, 0) + 1
+            out[i] = f"{label[: width - 3]} #{seen[label]}"
     return out

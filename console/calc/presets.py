@@ -1,4 +1,4 @@
-"""Presets for the calculator screen: the seed article's scenario (and the INT4 variant that fits), and a
+"""Presets for the calculator screen: the worked example (a 70B model on one A100, and the INT4 variant that fits), and a
 running engine's numbers (model, weight format implied by its name, GPU, GPU count, measured tokens/day)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from console.calc.live import LiveEngine
 from console.calc.models import ModelSpec
 from console.calc.present import NATIVE, Form, Parts, parse
 from console.calc.units import GB, tokens
-from console.calc.vram import size_both
+from console.calc.vram import FLAT_OVERHEAD_BYTES, size_both
 
 QUANT_SUFFIXES = {"awq": "int4", "gptq": "int4", "int4": "int4", "w4a16": "int4", "fp8": "fp8", "int8": "int8",
                   "w8a8": "int8", "w8a16": "int8", "mxfp4": "mxfp4"}  # fmt: skip
@@ -58,24 +58,34 @@ def _served_model(name: str | None, cat: Catalog) -> tuple[ModelSpec | None, str
     return None, None
 
 
+# --- the example: a 70B model on one A100 --------------------------------------------------------
 
-# --- the seed's scenario ------------------------------------------------------------------------
-
-SEED_APIS = ("claude-opus-4.5", "together-llama-3.3-70b", "fireworks-llama-3.3-70b")
+EXAMPLE_APIS = ("claude-opus-4.5", "together-llama-3.3-70b", "fireworks-llama-3.3-70b")
 
 
-def seed_form() -> Form:
-    """The seed article's scenario: Llama 3.3 70B in BF16 on one A100 80GB at $2.50/h, 70/30, flat overhead."""
+def example_form(apis: tuple[str, ...] = ()) -> Form:
+    """The worked example: Llama 3.3 70B in BF16 on one A100 80GB at $2.50/h, 70/30 input/output, sized with
+    the rule of thumb. ``apis``: the APIs already ticked, kept (the example's own are added after them)."""
     return Form(
         model="llama-3.3-70b", gpu="a100-80gb", gpus="1", quant="bf16", kv_dtype="auto", seq_len="8192",
         overhead="flat", gpu_memory_utilization="0.9", gpu_hourly="2.50", ops_cost_per_month="0",
-        input_share="0.7", tokens_per_day="", utilization="0.5", apis=SEED_APIS,
+        input_share="0.7", tokens_per_day="", utilization="0.5", apis=merge_apis(apis, EXAMPLE_APIS),
     )  # fmt: skip
 
 
-def seed_explanation(cat: Catalog) -> Parts:
-    """What the seed's numbers mean, computed with the same functions as everything else."""
-    form = seed_form()
+def merge_apis(chosen: tuple[str, ...], extra: tuple[str, ...]) -> tuple[str, ...]:
+    """The APIs the operator ticked, then a preset's own: a preset never unticks a choice."""
+    return tuple(dict.fromkeys((*chosen, *extra)))
+
+
+def is_example(form: Form) -> bool:
+    """Whether ``form`` is the worked example (whatever APIs are ticked)."""
+    return replace(form, apis=()) == replace(example_form(), apis=())
+
+
+def example_explanation(cat: Catalog) -> Parts:
+    """What the example's numbers mean, computed with the same functions as everything else."""
+    form = example_form()
     inp = parse(form, cat)
     flat = size_both(inp.vram)["flat"]
     int4 = parse(replace(form, quant="int4", overhead="vllm"), cat)
@@ -86,19 +96,23 @@ def seed_explanation(cat: Catalog) -> Parts:
     even_f = per_day / (frontier.blended(inp.input_share) / 1e6)
     even_h = per_day / (hosted.blended(inp.input_share) / 1e6)
     return (
-        ("The seed's scenario. ", "info"),
-        (f"Llama 3.3 70B in BF16 is {flat.weights_bytes / GB:,.1f} GB of weights; with the article's 7 GB it needs "
-         f"{(flat.weights_bytes + 7 * GB) / GB:,.1f} GB of an 80 GB A100: ", "live"),
+        ("Example: a 70B model on one A100. ", "info"),
+        (f"Llama 3.3 70B in BF16 is {flat.weights_bytes / GB:,.1f} GB of weights; by the rule of thumb "
+         f"(params × bytes + KV + ~7 GB) it needs {(flat.weights_bytes + FLAT_OVERHEAD_BYTES) / GB:,.1f} GB "
+         "before any KV cache, of an 80 GB A100: ", "live"),
         ("it does not fit. ", "crit"),
         (f"At $2.50/h (${per_day:,.2f}/day; an on-demand price, not spot) and 70/30 input/output, break-even against "
-         f"{frontier.name} ($5/$25) is {tokens(even_f)} tokens/day (the seed's ~5M) and against {hosted.name} "
-         f"($0.88) {tokens(even_h)} (the seed's 50M+). ", "live"),
+         f"{frontier.name} ($5/$25) is {tokens(even_f)} tokens/day and against {hosted.name} "
+         f"($0.88) {tokens(even_h)}. ", "live"),
         (f"To run on one A100 it needs INT4 ({int4_fit.weights_bytes / GB:,.1f} GB with group scales): "
          f"{int4_fit.max_concurrent_seqs} concurrent 8K sequences, ≈{tokens(cap.tokens_per_day)} tokens/day at "
-         f"{cap.utilization:.0%} of peak. Press the INT4 preset to see it.", "dim"),
+         f"{cap.utilization:.0%} of peak. Press {INT4_LABEL} (F6) to see it.", "dim"),
     )  # fmt: skip
 
 
-def int4_form() -> Form:
-    """The seed's scenario made to fit: INT4 (AWQ/GPTQ) weights, vLLM-style sizing."""
-    return replace(seed_form(), quant="int4", overhead="vllm")
+INT4_LABEL = "Make it fit: INT4"
+
+
+def int4_form(apis: tuple[str, ...] = ()) -> Form:
+    """The example made to fit: INT4 (AWQ/GPTQ) weights, vLLM-style sizing (ticked ``apis`` kept)."""
+    return replace(example_form(apis), quant="int4", overhead="vllm")

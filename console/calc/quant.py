@@ -12,7 +12,7 @@ Real (used by the vLLM-style mode and for bandwidth):
 * ``mxfp4`` (gpt-oss): only the routed experts' matrices, at 4.25 bits (4-bit values + one 8-bit scale per
   32); everything else BF16. gpt-oss-120b: ~65.3 GB.
 
-Naive (the article's flat formula): parameters × nominal bytes (2, 1, 0.5).
+Naive (the rule of thumb): parameters × nominal bytes (2, 1, 0.5).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class Weights:
     active_routed: float
     small: float
     vision: float
-    naive: float  # params × nominal bytes (the article's formula)
+    naive: float  # params × nominal bytes (the rule of thumb)
 
     @property
     def total(self) -> float:
@@ -102,5 +102,5 @@ def _linear_bytes(quant: str) -> float:
 
 
 def naive_bytes(params: Params, quant: str) -> float:
-    """params × nominal bytes per parameter: the seed article's ``params × bytes``."""
+    """params × nominal bytes per parameter: the rule of thumb's ``params × bytes``."""
     return params.total * NOMINAL_BYTES[quant]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from typing import Any
 
 from console.calc.breakeven import Breakeven
@@ -55,7 +56,8 @@ def api_json(a: Api, input_share: float = 0.7) -> dict[str, Any]:
 
 def vram_mode_json(r: VramResult) -> dict[str, Any]:
     return {
-        "overhead": r.mode, "fits": r.fits, "memory_per_gpu_bytes": r.memory_per_gpu,
+        "overhead": r.mode, "fits": r.fits, "verdict": r.verdict, "context_limit_tokens": r.context_limit,
+        "spare_per_gpu_bytes": r.spare_per_gpu, "memory_per_gpu_bytes": r.memory_per_gpu,
         "weights_bytes": r.weights_bytes, "weights_per_gpu_bytes": r.weights_per_gpu,
         "overhead_per_gpu_bytes": r.overheads.total, "activation_peak_per_gpu_bytes": r.overheads.activation_peak,
         "non_torch_per_gpu_bytes": r.overheads.non_torch, "cudagraph_per_gpu_bytes": r.overheads.cudagraph,
@@ -116,37 +118,82 @@ def _gb(n: float) -> str:
     return f"{n / GB:,.2f} GB"
 
 
+NOTE_WIDTH = 100
+MODE_LABELS = {"flat": "rule of thumb (GB)", "vllm": "vLLM-style, util {util:g} (GiB)"}
+MODE_EXPLAINED = {
+    "vllm": "vLLM-style: what vLLM itself does: the memory the driver reports × gpu_memory_utilization, minus "
+    "the weights (with quantization scales), minus activation peak, CUDA graphs and non-torch memory "
+    "(estimates); the KV cache gets the rest, in whole blocks. GiB = 2^30 bytes.",
+    "flat": "rule of thumb: params × bytes + KV + ~7 GB per GPU, against the vendor's nominal memory "
+    "(GB = 10^9 bytes).",
+}
+VERDICT_WORDS = {"fits": "FITS", "does-not-fit": "DOES NOT FIT", "exceeds-context": "LONGER THAN CONTEXT"}
+
+
+def mode_label(mode: Mode, q: VramQuery) -> str:
+    return MODE_LABELS[mode].format(util=q.gpu_memory_utilization)
+
+
+def verdict_text(r: VramResult, f: Any) -> str:
+    """The verdict cell: FITS (+spare), DOES NOT FIT (short by …), LONGER THAN CONTEXT (limit …)."""
+    if r.verdict == "exceeds-context":
+        return f"LONGER THAN CONTEXT ({r.context_limit:,} tokens)"
+    if r.fits:
+        return f"FITS (+{f(r.margin_per_gpu)}/GPU to spare)"
+    if r.margin_per_gpu < 0:
+        return f"DOES NOT FIT (short {f(-r.margin_per_gpu)}/GPU)"
+    return "DOES NOT FIT (see warnings)"  # memory is enough; tensor parallelism cannot split the model
+
+
 def vram_rows(q: VramQuery, results: dict[Mode, VramResult], selected: Mode) -> list[tuple[str, ...]]:
-    """The two modes side by side (selected first, starred): a header row, then one row per figure."""
+    """The two modes side by side (selected first, starred): a header row, then one row per figure. The
+    rows are the parts of each GPU's memory, in the order and with the names the screen's bar uses."""
     order = (selected, *(x for x in results if x != selected))
     fmt = {"flat": _gb, "vllm": _gib}
-    label = {"flat": "flat (article, GB)", "vllm": f"vLLM util {q.gpu_memory_utilization:g} (GiB)"}
-    rows: list[tuple[str, ...]] = [("", *(label[x] + (" *" if x == selected else "") for x in order))]
+    rows: list[tuple[str, ...]] = [("", *(mode_label(x, q) + (" *" if x == selected else "") for x in order))]
 
     def row(name: str, get: Any) -> None:
         rows.append((name, *(get(results[x], fmt[x]) for x in order)))
 
     row("memory per GPU", lambda r, f: f(r.memory_per_gpu))
     row("weights per GPU", lambda r, f: f(r.weights_per_gpu))
-    row("overheads + reserve per GPU", lambda r, f: f(r.overheads.total + r.reserved_per_gpu))
+    row("overheads per GPU", lambda r, f: f(r.overheads.total))
+    row("reserve (1 − util) per GPU", lambda r, f: f(r.reserved_per_gpu) if r.mode == "vllm" else "none")
     row("KV budget per GPU", lambda r, f: f(r.kv_budget_per_gpu))
+    row(f"KV one {q.seq_len:,}-token seq", lambda r, f: f(r.seq_kv_per_gpu))
+    row("KV spare per GPU", lambda r, f: f(r.spare_per_gpu))
     row("KV bytes/token (model)", lambda r, f: f"{r.kv_bytes_per_token:,} B")
     row("KV bytes/token per GPU", lambda r, f: f"{r.kv_bytes_per_token_per_gpu:,} B")
     row("KV tokens", lambda r, f: f"{r.kv_tokens:,}")
     row(f"concurrent {q.seq_len:,}-token seqs", lambda r, f: f"{r.max_concurrent_seqs:,}")
     row("max context (one seq)", lambda r, f: "unbounded" if r.max_context_tokens is None else f"{r.max_context_tokens:,}")
-    row("verdict", lambda r, f: ("FITS" if r.fits else "DOES NOT FIT") + f" ({_signed(r.margin_per_gpu, f)}/GPU)")
+    row("verdict", verdict_text)
     return rows
 
 
-def _signed(n: int, f: Any) -> str:
-    return ("+" if n >= 0 else "-") + f(abs(n))
+def vram_notes(q: VramQuery, results: dict[Mode, VramResult], selected: Mode) -> list[str]:
+    """What the two columns are, which one is the verdict, and why they disagree when they do."""
+    other: Mode = "flat" if selected == "vllm" else "vllm"
+    chosen, cross = results[selected], results[other]
+    lines = [
+        f"* the verdict: {mode_label(selected, q)} (--overhead {selected}); the exit code follows it.",
+        *(f"  {MODE_EXPLAINED[m]}" for m in (selected, other)),
+    ]
+    if chosen.verdict != cross.verdict:
+        lines.append(
+            f"The columns disagree ({VERDICT_WORDS[chosen.verdict]} vs {VERDICT_WORDS[cross.verdict]}): the rule of "
+            "thumb counts the nominal memory and a flat 7 GB, vLLM-style the driver-reported memory, its reserve "
+            "and estimated overheads. A margin this close depends on those estimates: treat it as borderline and "
+            "check the real engine's startup log (its KV cache size)."
+        )
+    return lines
 
 
 def vram_text(q: VramQuery, results: dict[Mode, VramResult], selected: Mode) -> str:
     m = q.model
-    head = f"{m.name} ({m.slug}) as {q.format} on {q.gpus} x {q.gpu.name}, KV cache {q.kv_dtype}"
-    lines = [head, "", *table(vram_rows(q, results, selected))]
+    head = f"{m.name} ({m.slug}) as {q.format} on {q.gpus} x {q.gpu.name}, KV cache {q.kv_dtype}, {q.seq_len:,}-token sequences"
+    notes = [textwrap.fill(n, NOTE_WIDTH, subsequent_indent="  ") for n in vram_notes(q, results, selected)]
+    lines = [head, "", *table(vram_rows(q, results, selected)), "", *notes]
     warnings = results[selected].warnings
     if warnings:
         lines += ["", "warnings:", *(f"  - {w}" for w in warnings)]

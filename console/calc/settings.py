@@ -5,7 +5,7 @@ slugs are one line naming the file, the table and the key, with the closest vali
 
     [calculator]
     ops_cost_per_month = 400        # fixed operations cost added to self-hosting (USD per month)
-    input_share = 0.7               # share of input tokens in the traffic (the article's 70/30)
+    input_share = 0.7               # share of input tokens in the traffic (70/30: chat-like traffic)
     utilization = 0.5               # sustained fraction of peak throughput for the capacity estimate
     gpu_memory_utilization = 0.92   # vLLM's --gpu-memory-utilization for the vLLM-style sizing
     compare_apis = ["claude-opus-4.5", "together-llama-3.3-70b"]   # APIs the screen compares against

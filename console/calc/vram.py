@@ -1,6 +1,6 @@
 """Will this model fit on these GPUs? Two overhead modes, side by side.
 
-``flat`` — the seed article's formula: ``params × nominal bytes + KV + ~7 GB`` per GPU, against the vendor's
+``flat`` — the rule of thumb: ``params × nominal bytes + KV + ~7 GB`` per GPU, against the vendor's
 nominal memory (80 GB = 80e9 B), no block rounding.
 
 ``vllm`` — how vLLM sizes its cache (research/calculator.md §2.2)::
@@ -29,8 +29,10 @@ from console.calc.quant import Weights, check_quant, weights
 from console.calc.units import GB, GiB, gib, tokens
 
 Mode = Literal["flat", "vllm"]
+Verdict = Literal["fits", "does-not-fit", "exceeds-context"]
 MODES: tuple[Mode, ...] = ("flat", "vllm")
-FLAT_OVERHEAD_BYTES = 7 * GB  # the article's "~7 GB CUDA overhead", per GPU
+FLAT_OVERHEAD_BYTES = 7 * GB  # the rule of thumb's "~7 GB CUDA overhead", per GPU
+DEFAULT_SEQ_LEN = 8192  # sized by default: this, or the model's context when that is shorter
 DEFAULT_UTILIZATION = 0.92  # vLLM >= 0.3x default (0.9 in 0.11)
 NON_TORCH_BYTES = GiB // 2  # CUDA context growth, NCCL and cuBLAS workspaces (estimate)
 CUDAGRAPH_BYTES = GiB // 4  # CUDA-graph pools, profiled since vLLM 0.21 (estimate)
@@ -64,7 +66,7 @@ class Overheads:
     activation_peak: int = 0
     non_torch: int = 0
     cudagraph: int = 0
-    flat: int = 0  # the article's flat 7 GB
+    flat: int = 0  # the rule of thumb's flat ~7 GB
 
     @property
     def total(self) -> int:
@@ -94,6 +96,24 @@ class VramResult:
     block_size: int | None
     gpus: int
     warnings: tuple[str, ...] = field(default=())
+    context_limit: int | None = None  # the model's context (max_position_embeddings); None = unknown
+
+    @property
+    def exceeds_context(self) -> bool:
+        """The sequence is longer than the model's context: no amount of memory makes it fit."""
+        return self.context_limit is not None and self.seq_len > self.context_limit
+
+    @property
+    def verdict(self) -> Verdict:
+        """``fits``, ``exceeds-context`` (its own answer: memory is not the problem) or ``does-not-fit``."""
+        if self.exceeds_context:
+            return "exceeds-context"
+        return "fits" if self.fits else "does-not-fit"
+
+    @property
+    def spare_per_gpu(self) -> int:
+        """KV-cache memory left after one sequence (what "to spare" means); 0 when short."""
+        return max(self.margin_per_gpu, 0)
 
     @property
     def kv_budget_bytes(self) -> int:
@@ -166,7 +186,10 @@ def _result(
     blockers = tp_problems(q.model, q.gpus)
     limit = q.model.max_position
     if limit is not None and q.seq_len > limit:
-        blockers.append(f"--seq-len {q.seq_len:,} exceeds {q.model.slug}'s context limit of {limit:,} tokens")
+        blockers.append(
+            f"sequence length {q.seq_len:,} is longer than {q.model.slug}'s context of {limit:,} tokens: "
+            f"no GPU memory makes it fit; size {limit:,} tokens or less"
+        )
     usable = max(budget, 0)
     fits = budget > 0 and seq <= budget and not blockers
     result = VramResult(
@@ -176,7 +199,7 @@ def _result(
         kv_tokens=_kv_tokens(usable, kv.bytes_per_token_per_gpu, block), seq_len=q.seq_len,
         seq_kv_per_gpu=seq, max_concurrent_seqs=usable // seq if seq else 0,
         max_context_tokens=kv.max_seq_len(usable, block, limit), fits=fits, margin_per_gpu=budget - seq,
-        block_size=block, gpus=q.gpus,
+        block_size=block, gpus=q.gpus, context_limit=limit,
     )  # fmt: skip
     return _with_warnings(result, q, kv, w, blockers)
 
@@ -232,10 +255,17 @@ def warnings_for(r: VramResult, q: VramQuery, kv: KvLayout, w: Weights) -> list[
     if r.mode == "vllm" and q.gpu.usable_bytes is None:
         out.append(f"{q.gpu.name}: driver-reported memory not in the sources; using the nominal {q.gpu.memory_gb:g} GB")
     if r.mode == "flat":
-        out.append("flat mode: the article's params x bytes + 7 GB per GPU; vLLM reserves more on large cards")
+        out.append("rule of thumb: params × bytes + KV + ~7 GB per GPU, against the nominal memory; "
+                   "vLLM reserves more on large cards")
     if m.params.vision:
         out.append(f"includes the vision tower ({m.params.vision / 1e9:.2f} B parameters, 16-bit)")
     return out + list(m.warnings)
+
+
+def default_seq_len(model: ModelSpec) -> int:
+    """The sequence length sized when none is given: 8,192 tokens, or the model's context when shorter."""
+    limit = model.max_position
+    return min(DEFAULT_SEQ_LEN, limit) if limit else DEFAULT_SEQ_LEN
 
 
 def size_both(q: VramQuery) -> dict[Mode, VramResult]:

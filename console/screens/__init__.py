@@ -115,10 +115,14 @@ def action_reason(view: ConsoleView, host: str, engine: str, verb: str) -> str |
     return action_refusal(view.fleet.engine(host, engine), verb)
 
 
+NO_ENGINE = "select an engine row: start, stop and restart act on one engine, not on a host"
+
+
 class EngineActions:
     """Mixin for screens with a selected engine: ``selected_engine()`` → (host, engine) or None. An
-    action key posts ``ActionRequested``; the App confirms it and sends it once. An action that is not
-    available is greyed in the footer, and its key says why (a notification) instead of doing nothing."""
+    action key posts ``ActionRequested``; the App confirms it and sends it once. The footer shows the
+    action keys only on an engine row; an action that is not available there is greyed; a key that does
+    nothing (a host row, a greyed action) says why in a notification instead of doing nothing."""
 
     def selected_engine(self) -> tuple[str, str] | None:
         raise NotImplementedError
@@ -127,27 +131,41 @@ class EngineActions:
         if action == "engine":
             target = self.selected_engine()
             if target is None:
-                return None  # shown greyed: no engine selected
+                return False  # hidden: a host row (or nothing) is selected
             verb = str(parameters[0]) if parameters else ""
             blocked = action_reason(console_view(cast(DOMNode, self)), target[0], target[1], verb)
             return None if blocked is not None else True
         return True
 
+    def _engine_verb(self, key: str) -> str | None:
+        """The engine action this screen binds to ``key`` (after the keymap), shown or not."""
+        for node, bindings in cast(Screen[None], self)._binding_chain:
+            if node is self:
+                for b in bindings.key_to_bindings.get(key, ()):
+                    if b.action in _VERB_OF_ACTION:
+                        return _VERB_OF_ACTION[b.action]
+        return None
+
     def on_key(self, event: events.Key) -> None:
-        """A greyed action's key (after the keymap) tells why it is not available. Runs before the
-        bindings: a key event reaches the screen on its way to the App, where they are checked."""
+        """An action key that would do nothing (greyed, or hidden on a host row) tells why. Runs before
+        the bindings: a key event reaches the screen on its way to the App, where they are checked."""
         active = cast(Screen[None], self).active_bindings.get(event.key)
-        if active is None or active.enabled:
+        if active is not None and active.enabled:
             return
-        verb = _VERB_OF_ACTION.get(active.binding.action)
+        verb = self._engine_verb(event.key)
+        if verb is None:
+            return
         target = self.selected_engine()
-        if verb is None or target is None:
-            return
-        reason = action_reason(console_view(cast(DOMNode, self)), target[0], target[1], verb)
-        if reason is not None:
-            event.stop()
-            event.prevent_default()
-            cast(DOMNode, self).app.notify(f"{verb} {target[0]}/{target[1]}: {reason}", severity="warning")
+        if target is None:
+            message = f"{verb}: {NO_ENGINE}"
+        else:
+            reason = action_reason(console_view(cast(DOMNode, self)), target[0], target[1], verb)
+            if reason is None:
+                return
+            message = f"{verb} {target[0]}/{target[1]}: {reason}"
+        event.stop()
+        event.prevent_default()
+        cast(DOMNode, self).app.notify(message, severity="warning")
 
     def action_engine(self, verb: str) -> None:
         target = self.selected_engine()
@@ -159,6 +177,7 @@ __all__ = [
     "ENGINE_ACTIONS",
     "ENGINE_ACTION_BINDINGS",
     "ENGINE_ACTION_KEYS",
+    "NO_ENGINE",
     "EngineActions",
     "FleetStateScreen",
     "ToneLine",

@@ -20,6 +20,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.reactive import reactive
 from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import Button, Footer, Input, Label, Select, SelectionList, Static
 from textual_plotext import PlotextPlot
 
@@ -27,8 +28,15 @@ from console.calc.catalog import Catalog
 from console.calc.errors import CalcError
 from console.calc.kv import KV_DTYPES
 from console.calc.live import LiveEngine
-from console.calc.present import NATIVE, Chart, Form, View, compute, live_parts
-from console.calc.presets import engine_form, int4_form, seed_explanation, seed_form
+from console.calc.present import NATIVE, Chart, Form, View, compute, legend_labels, live_parts
+from console.calc.presets import (
+    INT4_LABEL,
+    engine_form,
+    example_explanation,
+    example_form,
+    int4_form,
+    is_example,
+)
 from console.calc.quant import QUANTS
 from console.calc.report import table
 from console.calc.settings import CalculatorConfig
@@ -40,7 +48,7 @@ LIVE_REFRESH_S = 2.0
 INPUTS = {  # input id -> (label, Form field, placeholder)
     "model-path": ("…or a local config.json / model dir", "model_path", "/models/Llama-3.3-70B/config.json"),
     "gpus": ("GPUs (tensor parallel)", "gpus", "1"),
-    "seq-len": ("Sequence length (tokens)", "seq_len", "8192"),
+    "seq-len": ("Sequence length (tokens)", "seq_len", "8192, or the model's context if shorter"),
     "gpu-memory-utilization": ("vLLM gpu_memory_utilization", "gpu_memory_utilization", "0.92"),
     "gpu-hourly": ("GPU $/hour (empty: catalog price)", "gpu_hourly", ""),
     "ops-cost-per-month": ("Operations $/month", "ops_cost_per_month", "0"),
@@ -87,9 +95,10 @@ class CostChart(PlotextPlot):
         assert c is not None
         m = 1e6
         y_max = c.y_max
-        for i, (name, pts) in enumerate(c.apis):
+        labels = legend_labels([name for name, _ in c.apis])
+        for i, ((_, pts), label) in enumerate(zip(c.apis, labels, strict=True)):
             xs, ys = zip(*pts, strict=True)
-            plt.plot([x / m for x in xs], list(ys), color=self._rgb(f"api-{i % 4 + 1}"), label=name[:28], marker="braille")
+            plt.plot([x / m for x in xs], list(ys), color=self._rgb(f"api-{i % 4 + 1}"), label=label, marker="braille")
         if c.capacity is not None and c.capacity <= c.x_max:
             plt.plot([c.capacity / m] * 2, [0, y_max], color=self._rgb("capacity"), label="capacity", marker="braille")
         if c.self_host:  # drawn last: on top of the API lines it crosses
@@ -98,8 +107,9 @@ class CostChart(PlotextPlot):
         elif c.unservable_cost is not None:  # what the GPUs cost although they cannot serve the model
             cost = [c.unservable_cost] * 2
             plt.plot([0, c.x_max / m], cost, color=self._rgb("capacity"), label="GPU cost (cannot serve)", marker="-")
-        for name, x, y in c.crossings:
-            plt.scatter([x / m], [y], color=self._rgb("crossing"), marker="●", label=f"break-even {name[:16]}")
+        if c.crossings:  # one legend entry: each point sits on its API's line, in that line's colour key
+            xs = [x / m for _, x, _ in c.crossings]
+            plt.scatter(xs, [y for _, _, y in c.crossings], color=self._rgb("crossing"), marker="●", label="break-even")
         plt.xlim(0, c.x_max / m)
         plt.ylim(0, y_max)
         plt.xlabel("million tokens/day")
@@ -112,14 +122,23 @@ class CostChart(PlotextPlot):
         return (background + self.get_component_styles(f"cost-chart--{part}").color).rgb
 
 
+EXAMPLE_LABEL = "Example: 70B on one A100"
+
+
+def _preset_button(label: str, bid: str) -> Button:
+    button = Button(label, id=bid, compact=True)
+    button.can_focus = False
+    return button
+
+
 class CalcScreen(Screen[None]):
     """VRAM sizing and self-host break-even. ``live_engines`` (from the console's fleet state) prices
     the running engines; ``config`` carries the ``[calculator]`` overrides and defaults."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back", id="calc.back"),
-        Binding("f5", "seed", "Seed scenario", id="calc.seed"),
-        Binding("f6", "int4", "INT4 fix", id="calc.int4"),
+        Binding("f5", "example", EXAMPLE_LABEL, id="calc.example"),
+        Binding("f6", "int4", INT4_LABEL, id="calc.int4"),
     ]
     DEFAULT_CSS = """
     CalcScreen #calc-body { height: 1fr; }
@@ -131,6 +150,20 @@ class CalcScreen(Screen[None]):
     CalcScreen .panel-title { text-style: bold; color: $text-primary; margin-top: 1; }
     CalcScreen #explain { padding: 0 1; border: round $primary; }
     CalcScreen #bars { height: auto; margin-top: 1; }
+    CalcScreen #calc-more { height: auto; }
+    /* ticked boxes are filled, unticked ones empty; the focused field stands out */
+    CalcScreen #apis > .selection-list--button { color: $panel-lighten-2; background: $panel-lighten-2; }
+    CalcScreen #apis > .selection-list--button-highlighted { color: $panel-lighten-3; background: $panel-lighten-3; }
+    CalcScreen #apis > .selection-list--button-selected { color: $text; background: $success; text-style: bold; }
+    CalcScreen #apis > .selection-list--button-selected-highlighted {
+        color: $text; background: $success-lighten-1; text-style: bold;
+    }
+    CalcScreen #calc-form Input:focus { background: $accent 35%; }
+    CalcScreen #calc-form Select:focus > SelectCurrent { background: $accent 35%; }
+    CalcScreen #calc-form SelectionList:focus { background: $accent 15%; }
+    CalcScreen #calc-form SelectionList:focus > .option-list--option-highlighted {
+        background: $accent; color: $text; text-style: bold;
+    }
     CalcScreen #modes { margin-top: 1; }
     """
 
@@ -156,6 +189,8 @@ class CalcScreen(Screen[None]):
         self.engines: dict[str, LiveEngine] = {}
         self._pending = False
         self._filling = False
+        self._priced = False  # the running engines were priced once
+        self._more = False  # the part below the table is mounted
 
     # -- layout
     def compose(self) -> ComposeResult:
@@ -166,18 +201,24 @@ class CalcScreen(Screen[None]):
                 yield ToneLine(id="explain")
                 yield ToneLine(id="verdict")
                 yield Vertical(id="bars")
+                yield ToneLine(id="bar-note")
                 yield Static(id="modes")
                 yield ToneLine(id="concurrency")
                 yield ToneLine(id="warnings")
-                yield Static("Self-host against the APIs", classes="panel-title")
-                yield ToneLine(id="costs")
-                yield CostChart(id="chart")
-                yield Static("Running engines: measured cost per 1M tokens", classes="panel-title")
-                yield ToneLine(id="live")
-                yield Select[str]([], prompt="Size a running engine: use its model, GPUs and measured tokens/day",
-                                  id="live-pick", compact=True)  # fmt: skip
-                yield ToneLine(id="live-note")
+                yield Vertical(id="calc-more")  # costs, chart, running engines: mounted after the first frame
         yield Footer()
+
+    def _more_widgets(self) -> list[Widget]:
+        return [
+            Static("Self-host against the APIs", classes="panel-title"),
+            ToneLine(id="costs"),
+            CostChart(id="chart"),
+            Static("Running engines: measured cost per 1M tokens", classes="panel-title"),
+            ToneLine(id="live"),
+            Select[str]([], prompt="Size a running engine: use its model, GPUs and measured tokens/day",
+                        id="live-pick", compact=True),  # fmt: skip
+            ToneLine(id="live-note"),
+        ]
 
     def _form_widgets(self) -> ComposeResult:
         cat, f = self.catalog, self.form
@@ -196,15 +237,16 @@ class CalcScreen(Screen[None]):
         yield Select([(k, k) for k in KV_DTYPES], value=f.kv_dtype, allow_blank=False, id="kv-dtype", compact=True)
         yield from self._input("seq-len")
         yield Label("Overhead mode (bars)")
-        yield Select([("vLLM-style budget", "vllm"), ("flat (article: +7 GB)", "flat")], value=f.overhead,
-                     allow_blank=False, id="overhead", compact=True)  # fmt: skip
+        yield Select([("vLLM-style: vLLM's own arithmetic", "vllm"), ("rule of thumb: params × bytes + KV + ~7 GB", "flat")],
+                     value=f.overhead, allow_blank=False, id="overhead", compact=True)  # fmt: skip
         for key in ("gpu-memory-utilization", "gpu-hourly", "ops-cost-per-month", "input-share", "tokens-per-day",
                     "utilization"):  # fmt: skip
             yield from self._input(key)
         yield Label("Compare against")
         yield SelectionList[str](*((a.name, a.slug, a.slug in f.apis) for a in cat.apis), id="apis", compact=True)
-        yield Button("Seed scenario (F5)", id="seed", compact=True)
-        yield Button("Make it fit: INT4 (F6)", id="int4", compact=True)
+        # not in the Tab order: Enter on the list above toggles its box, it never runs a preset
+        yield _preset_button(f"{EXAMPLE_LABEL} (F5)", "example")
+        yield _preset_button(f"{INT4_LABEL} (F6)", "int4")
 
     def _input(self, key: str) -> ComposeResult:
         label, attr, placeholder = INPUTS[key]
@@ -212,9 +254,25 @@ class CalcScreen(Screen[None]):
         yield Input(getattr(self.form, attr), placeholder=placeholder, id=key, compact=True)
 
     def on_mount(self) -> None:
-        self._recompute()  # also prices the running engines
+        self._recompute()  # the verdict, bars and table: the first frame
+        self.call_after_refresh(self._mount_more)
+
+    async def _mount_more(self) -> None:
+        """The costs, the chart and the running engines, after the first frame (opening stays fast)."""
+        if self._more or not self.is_attached:
+            return  # already there, or closed before its first frame
+        await self.query_one("#calc-more", Vertical).mount_all(self._more_widgets())
+        if not self.query("#costs"):
+            return  # closed while mounting
+        self._more = True
+        self._show()
+        self._refresh_live()
         if self.live_engines is not None:
             self.set_interval(LIVE_REFRESH_S, self._refresh_live)
+
+    def on_screen_resume(self) -> None:
+        if self._priced:
+            self._refresh_live()
 
     # -- input
     @on(Input.Changed)
@@ -235,16 +293,21 @@ class CalcScreen(Screen[None]):
         self.query_one("#live-note", ToneLine).set_parts(notes)
         self.fill(form)
 
-    @on(Button.Pressed, "#seed")
-    def action_seed(self) -> None:
-        self.fill(seed_form())
+    @on(Button.Pressed, "#example")
+    def action_example(self) -> None:
+        self.fill(example_form(self.read_form().apis))  # the ticked APIs stay ticked
 
     @on(Button.Pressed, "#int4")
     def action_int4(self) -> None:
-        self.fill(int4_form())
+        self.fill(int4_form(self.read_form().apis))
 
-    def action_back(self) -> None:
-        self.app.pop_screen()
+    async def action_back(self) -> None:
+        """Back to where the calculator was opened from: the screen below it, or (the console's calculator
+        mode) the App's ``leave_calculator``."""
+        if len(self.app.screen_stack) > 1:
+            self.app.pop_screen()
+        else:
+            await self.app.run_action("leave_calculator")
 
     def read_form(self) -> Form:
         """The form as the widgets hold it now."""
@@ -285,26 +348,30 @@ class CalcScreen(Screen[None]):
 
     def _show(self) -> None:
         explain = self.query_one("#explain", ToneLine)
-        seed = self.form == seed_form()
-        explain.display = seed
-        if seed:
-            explain.set_parts(seed_explanation(self.catalog))
+        example = is_example(self.form)
+        explain.display = example
+        if example:
+            explain.set_parts(example_explanation(self.catalog))
         view = self.view
         if view is None:
             self.query_one("#verdict", ToneLine).set_parts([(f"✗ {self.error}", "error")])
-            for wid in ("#concurrency", "#warnings", "#costs"):
+            for wid in ("#concurrency", "#warnings", "#bar-note"):
                 self.query_one(wid, ToneLine).set_parts([])
             self.query_one("#modes", Static).update("")
             self.query_one("#bars", Vertical).remove_children()
-            self.query_one("#chart", CostChart).chart = None
+            if self._more:
+                self.query_one("#costs", ToneLine).set_parts([])
+                self.query_one("#chart", CostChart).chart = None
             return
         self.query_one("#verdict", ToneLine).set_parts(view.verdict)
         self._show_bars(view)
+        self.query_one("#bar-note", ToneLine).set_parts(view.bar_note)
         self.query_one("#modes", Static).update(Text("\n".join(table([tuple(r) for r in view.modes]))))
         self.query_one("#concurrency", ToneLine).set_parts(view.concurrency)
         self.query_one("#warnings", ToneLine).set_parts(view.warnings)
-        self.query_one("#costs", ToneLine).set_parts(view.costs)
-        self.query_one("#chart", CostChart).chart = view.chart
+        if self._more:
+            self.query_one("#costs", ToneLine).set_parts(view.costs)
+            self.query_one("#chart", CostChart).chart = view.chart
 
     def _show_bars(self, view: View) -> None:
         holder = self.query_one("#bars", Vertical)
@@ -329,6 +396,9 @@ class CalcScreen(Screen[None]):
         self.engines = by_key
 
     def _refresh_live(self) -> None:
+        if not self._more or (self._priced and not self.is_current):
+            return  # hidden (the console keeps the calculator's screen): refreshed when shown again
+        self._priced = True
         line = self.query_one("#live", ToneLine)
         if self.live_engines is None:
             line.set_parts([("Open the calculator from the fleet console to price the running engines.", "missing")])

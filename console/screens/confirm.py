@@ -1,7 +1,9 @@
-"""A confirmation before an engine action: names the host, the engine and the model; returns a bool."""
+"""A confirmation before an engine action (names the host, the engine and the model; returns a bool), and
+``action_progress``: following an accepted action in the fleet updates until it has visibly taken effect."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 from textual.app import ComposeResult
@@ -9,6 +11,8 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
+
+from agents.schema import EngineSnapshot
 
 WHAT_HAPPENS = {
     "restart": "The agent stops the engine's whole process tree (SIGTERM, then SIGKILL after its stop timeout), "
@@ -61,3 +65,49 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def action_answer(self, yes: bool) -> None:
         self.dismiss(yes)
+
+
+# -- after the agent accepted an action: follow the engine until the action has visibly taken effect
+
+FOLLOW_TIMEOUT_S = 600.0  # an accepted action not visibly done by then is reported as such, once
+GOAL_STATE = {"restart": "ready", "start": "ready", "stop": "stopped"}
+GAVE_UP_STATES = frozenset({"failed"})
+
+
+@dataclass(frozen=True, slots=True)
+class PendingAction:
+    """An accepted action whose effect is not yet seen in the fleet: ``pid`` before it was sent,
+    ``left`` once the engine was seen out of its starting state (or with a new process)."""
+
+    host: str
+    engine: str
+    verb: str
+    pid: int | None
+    since: float  # monotonic
+    left: bool = False
+
+
+def action_progress(
+    p: PendingAction, e: EngineSnapshot | None, now: float
+) -> tuple[PendingAction | None, tuple[str, str] | None]:
+    """The pending action after one fleet update, and a notification (message, severity) when it is done,
+    failed or overdue (the pending action is then None). A restart counts as done only once the engine
+    was seen to leave its old process (a new pid, or any state other than ready) and is ready again."""
+    where = f"{p.host}/{p.engine}"
+    if e is None:
+        if now - p.since > FOLLOW_TIMEOUT_S:
+            return None, (f"{p.verb} {where}: not seen since the {p.verb} was accepted", "warning")
+        return p, None
+    goal = GOAL_STATE.get(p.verb, "ready")
+    left = p.left or (e.pid is not None and p.pid is not None and e.pid != p.pid) or e.state != goal
+    p = replace(p, left=left)
+    if e.state in GAVE_UP_STATES:
+        reason = next((ev.reason for ev in reversed(e.events) if ev.reason), None)
+        return None, (f"{p.verb} {where}: FAILED" + (f": {reason}" if reason else ""), "error")
+    if e.state == goal and (left or p.verb != "restart"):
+        pid = f" (pid {e.pid})" if e.pid is not None and goal == "ready" else ""
+        done = "ready again" if p.verb == "restart" else e.state
+        return None, (f"{p.verb} {where}: {done}{pid}", "information")
+    if now - p.since > FOLLOW_TIMEOUT_S:
+        return None, (f"{p.verb} {where}: still {e.state} {FOLLOW_TIMEOUT_S / 60:.0f} min after it was accepted", "warning")
+    return p, None

@@ -1,11 +1,16 @@
-"""Engine detail: 15-minute graphs, how the agent sees a watched engine, GPUs with per-process memory,
-alerts with evidence, state history, loading progress and the log tail (followed while visible)."""
+"""Engine detail: alerts first, 15-minute graphs, latency percentiles and load with their windows, the
+SLO, state history (one line per transition), how the agent sees a watched engine, GPUs with
+per-process memory, loading progress and the log tail (followed while visible, wrapped, the agent's own
+probe requests hidden).
+
+Two layouts, chosen by the terminal's size: the full one (a 2×2 grid of graphs beside a side panel) and,
+below COMPACT_BELOW, a compact one: one column, alerts first, the graphs as one sparkline row each."""
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from textual import work
+from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
@@ -13,6 +18,7 @@ from textual.timer import Timer
 from textual.widgets import Footer, Static
 
 from agents.schema import EngineSnapshot, GpuInfo, HostSnapshot
+from agents.schema.units import duration
 from console.fleet import HostError
 from console.screens import ENGINE_ACTION_BINDINGS, EngineActions, FleetStateScreen, ToneLine
 from console.state import EngineSeries, FleetState, HostState, engine_alerts
@@ -21,14 +27,19 @@ from console.views import (
     age_text,
     alert_time,
     engine_summary,
-    event_lines,
+    engine_view,
     gpu_process_lines,
     gpu_summary,
     graph_note,
+    rate_text,
     watch_lines,
 )
+from console.views.detail import agent_now, event_lines
+from console.views.loglines import is_probe_line
+from console.views.percentiles import latency_table, latency_title, load_lines, load_title, slo_lines
 from widgets.alert_list import AlertItem, AlertList
 from widgets.log_view import LogView
+from widgets.spark_rows import SparkRow, SparkRows
 from widgets.timeseries import Series, TimeSeries
 from widgets.tone import Tone
 from widgets.usage_bar import Segment, UsageBar
@@ -36,16 +47,19 @@ from widgets.usage_bar import Segment, UsageBar
 LOG_REFRESH_S = 3.0
 LOG_LINES = 200
 STALE_COLOURS = ("$secondary-background-lighten-3", "$foreground-darken-2")
+COMPACT_BELOW = (100, 30)  # width or height under these: the compact layout
+TALL_FROM = 40  # from this height the log pane gets LOG_HEIGHT_TALL lines, else LOG_HEIGHT
+LOG_HEIGHT_TALL, LOG_HEIGHT, LOG_HEIGHT_COMPACT = 12, 8, 7
 
 # graph id -> (title, y label, [(series label, metric, colour, scale)])
 GRAPHS: dict[str, tuple[str, str, list[tuple[str, str, str, float]]]] = {
-    "ttft": ("TTFT", "s", [("p50", "ttft_p50_s", "$primary", 1.0), ("p95", "ttft_p95_s", "$accent", 1.0)]),
+    "ttft": ("TTFT", "", [("p50", "ttft_p50_s", "$primary", 1.0), ("p95", "ttft_p95_s", "$accent", 1.0)]),
     "queue": (
         "Queue",
         "requests",
         [("running", "requests_running", "$primary", 1.0), ("waiting", "requests_waiting", "$warning", 1.0)],
     ),
-    "kv": ("KV cache", "%", [("usage", "kv_cache_usage", "$primary", 100.0)]),
+    "kv": ("KV cache", "% used", [("usage", "kv_cache_usage", "$primary", 100.0)]),
     "tps": (
         "Tokens/s",
         "tok/s",
@@ -57,44 +71,120 @@ GRAPHS: dict[str, tuple[str, str, list[tuple[str, str, str, float]]]] = {
 }
 
 
+# sparkline rows of the compact layout: (label, metric, scale, kind of value)
+SPARKS: tuple[tuple[str, str, float, str], ...] = (
+    ("TTFT p95", "ttft_p95_s", 1.0, "duration"),
+    ("waiting", "requests_waiting", 1.0, "count"),
+    ("KV cache", "kv_cache_usage", 100.0, "percent"),
+    ("gen tok/s", "generation_tokens_per_s", 1.0, "count"),
+)
+
+
 class EngineScreen(EngineActions, FleetStateScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back", id="engine.back"),
         *ENGINE_ACTION_BINDINGS,
+        Binding("a", "focus_alerts", "Alerts panel", id="engine.alerts"),
         Binding("f", "follow", "Follow log", id="engine.follow"),
+        Binding("w", "wrap", "Wrap log", id="engine.wrap"),
+        Binding("p", "probes", "Probe lines", id="engine.probes"),
     ]
+    DEFAULT_CSS = """
+    EngineScreen #sparks { height: auto; margin-top: 1; }
+    EngineScreen .panel-title.-focused { background: $primary 30%; }
+    EngineScreen #stats, EngineScreen #load, EngineScreen #slo { height: auto; }
+    """
 
     def __init__(self, host: str, engine: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.host, self.engine = host, engine
         self._log_timer: Timer | None = None
         self._gpu_ids: tuple[int, ...] | None = None
+        self._compact: bool | None = None
+        self._log_error: str | None = None
 
     def compose(self) -> ComposeResult:
         yield ToneLine(id="summary")
         with Horizontal(id="engine-body"):
             with Grid(id="graphs"):
                 for gid, (title, y_label, _) in GRAPHS.items():
-                    yield TimeSeries(title, y_label=y_label, y_min=0.0, id=f"graph-{gid}")
+                    yield TimeSeries(
+                        title,
+                        y_label=y_label,
+                        y_min=0.0,
+                        y_max=100.0 if gid == "kv" else None,
+                        y_format=_duration_tick if gid == "ttft" else None,
+                        id=f"graph-{gid}",
+                    )
             with VerticalScroll(id="side"):
+                yield Static("Alerts", classes="panel-title", id="alerts-title")
+                yield AlertList(id="alerts")
+                yield SparkRows(id="sparks")
+                yield Static("Latency", classes="panel-title", id="stats-title")
+                yield ToneLine(id="stats")
+                yield Static("Load", classes="panel-title", id="load-title")
+                yield ToneLine(id="load")
+                yield Static("SLO", classes="panel-title", id="slo-title")
+                yield ToneLine(id="slo")
+                yield Static("State history", classes="panel-title")
+                yield ToneLine(id="events")
                 yield Static("Watched", classes="panel-title", id="watch-title")
                 yield ToneLine(id="watch")
                 yield Static("GPUs", classes="panel-title", id="gpus-title")
                 yield Vertical(id="gpus")
-                yield Static("Alerts", classes="panel-title")
-                yield AlertList(id="alerts")
-                yield Static("State history", classes="panel-title")
-                yield ToneLine(id="events")
         yield ToneLine(id="loading")
-        yield LogView(id="log")
+        yield LogView(id="log", hide=is_probe_line)
         yield Footer()
 
     def on_mount(self) -> None:
         self._watch(None)
         self.query_one("#log", LogView).border_title = f"log · {self.host}/{self.engine}"
+        self._layout(self.size.width, self.size.height)
         self.watch_fleet()
         self._log_timer = self.set_interval(LOG_REFRESH_S, self.fetch_logs)
         self.fetch_logs()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._layout(event.size.width, event.size.height)
+
+    @property
+    def compact(self) -> bool:
+        """Whether the compact layout is on (a terminal under COMPACT_BELOW)."""
+        return bool(self._compact)
+
+    def _layout(self, width: int, height: int) -> None:
+        """Full or compact, and the log's height, by the terminal's size (inline styles: they win over
+        the app's stylesheet, which lays out the full screen)."""
+        compact = width < COMPACT_BELOW[0] or height < COMPACT_BELOW[1]
+        log = self.query_one("#log", LogView)
+        if compact:
+            log.styles.height = LOG_HEIGHT_COMPACT
+        else:
+            log.styles.height = LOG_HEIGHT_TALL if height >= TALL_FROM else LOG_HEIGHT
+        if compact == self._compact:
+            return
+        self._compact = compact
+        self.set_class(compact, "-compact")
+        self.query_one("#graphs", Grid).display = not compact
+        self.query_one("#sparks", SparkRows).display = compact
+        side = self.query_one("#side", VerticalScroll)
+        if compact:  # the whole width: no divider, no minimum width beside graphs that are not there
+            side.styles.border_left = ("none", "black")
+            side.styles.min_width = 0
+        else:
+            side.styles.clear_rule("border_left")
+            side.styles.clear_rule("min_width")
+        for title in self.query(".panel-title"):
+            if compact:
+                title.styles.margin = (0, 0, 0, 0)
+            else:
+                title.styles.clear_rule("margin")
+        self.query_one("#alerts", AlertList).styles.max_height = 8 if compact else None
+        if self.is_mounted and self.app.is_running:
+            self.call_after_refresh(self._redraw_now)
+
+    def _redraw_now(self) -> None:
+        self.redraw(self.console.fleet)
 
     def on_screen_suspend(self) -> None:
         if self._log_timer is not None:
@@ -115,6 +205,34 @@ class EngineScreen(EngineActions, FleetStateScreen):
         log.follow = not log.follow
         if log.follow:
             log.scroll_end(animate=False)
+        self._log_subtitle()
+
+    def action_wrap(self) -> None:
+        log = self.query_one("#log", LogView)
+        log.wrap = not log.wrap
+        self._log_subtitle()
+
+    def action_probes(self) -> None:
+        log = self.query_one("#log", LogView)
+        log.show_hidden = not log.show_hidden
+        self._log_subtitle()
+
+    def action_focus_alerts(self) -> None:
+        alerts = self.query_one("#alerts", AlertList)
+        alerts.focus()
+        alerts.scroll_visible(animate=False)
+
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        self._focus_marks()
+
+    def on_descendant_blur(self, event: events.DescendantBlur) -> None:
+        self._focus_marks()
+
+    def _focus_marks(self) -> None:
+        """The alerts title says when the list has focus (and how to move in it)."""
+        alerts = self.query_one("#alerts", AlertList)
+        self.query_one("#alerts-title", Static).set_class(alerts.has_focus, "-focused")
+        self._alerts_title(alerts)
 
     # -- logs (I/O through the app's source, on a worker that dies with this screen)
     @work(exclusive=True, group="logs", exit_on_error=False, description="engine log tail")
@@ -122,10 +240,26 @@ class EngineScreen(EngineActions, FleetStateScreen):
         got = await self.console.source.logs(self.host, self.engine, LOG_LINES)
         log = self.query_one("#log", LogView)
         if isinstance(got, HostError):
-            log.border_subtitle = f"log unavailable: {got.message}"
+            self._log_error = got.message
+            self._log_subtitle()
             return
-        log.border_subtitle = "following" if log.follow else "paused (f or End to follow)"
+        self._log_error = None
         log.set_lines(got)
+        self._log_subtitle()
+
+    def _log_subtitle(self) -> None:
+        """Following or paused, wrapped or not, how many probe lines are hidden, and the keys."""
+        log = self.query_one("#log", LogView)
+        if self._log_error is not None:
+            log.border_subtitle = f"log unavailable: {self._log_error}"
+            return
+        parts = ["following" if log.follow else "paused (f or End to follow)"]
+        parts.append("wrap (w)" if log.wrap else "no wrap (w)")
+        if log.show_hidden:
+            parts.append("probe lines shown (p hides)")
+        elif log.hidden_count:
+            parts.append(f"{log.hidden_count} probe lines hidden (p shows)")
+        log.border_subtitle = " · ".join(parts)
 
     # -- data in
     def redraw(self, state: FleetState) -> None:
@@ -137,15 +271,67 @@ class EngineScreen(EngineActions, FleetStateScreen):
             return
         now = state.now
         summary.set_parts(engine_summary(h, e, now))
+        self._alerts(state)
         self._watch(e)
-        self._graphs(state, h, e)
+        if self.compact:
+            self._sparks(state, h, e)
+        else:
+            self._graphs(state, h, e)
+        self._numbers(state, h, e)
         if h.snapshot is not None:
             self._gpus(h, h.snapshot, e)
-        self._alerts(state)
         self.query_one("#events", ToneLine).set_parts(
-            _lines(event_lines(e)) or [("no transitions recorded", "dim")]
+            _lines(event_lines(e, agent_now(h, now))) or [("no transitions recorded", "dim")]
         )
         self._loading(e)
+
+    def _numbers(self, state: FleetState, h: HostState, e: EngineSnapshot) -> None:
+        """Latency percentiles, load and rates (each with its window), the SLO when configured."""
+        view = engine_view(h, e, state.now)
+        live = h.live and view.live
+        stats = e.stats
+        stale = "" if live or stats is None else f" · {age_text(view.age)} old"
+        self.query_one("#stats-title", Static).update(latency_title(stats) + stale)
+        self.query_one("#stats", ToneLine).set_parts(latency_table(stats, live))
+        self.query_one("#load-title", Static).update(load_title(stats) + stale)
+        self.query_one("#load", ToneLine).set_parts(load_lines(e, live))
+        slo = slo_lines(e.slo)
+        self.query_one("#slo-title", Static).display = bool(slo)
+        slo_panel = self.query_one("#slo", ToneLine)
+        slo_panel.display = bool(slo)
+        slo_panel.set_parts(slo)
+
+    def _sparks(self, state: FleetState, h: HostState, e: EngineSnapshot) -> None:
+        """The compact layout's graphs: one sparkline row per metric, its latest value and target."""
+        series = h.series.get(self.engine)
+        thresholds = state.config.thresholds
+        targets = {"ttft_p95_s": thresholds.ttft_p95_s, "kv_cache_usage": thresholds.kv_pressure * 100.0}
+        view = engine_view(h, e, state.now)
+        live = h.live and view.live
+        rows = []
+        for label, metric, scale, kind in SPARKS:
+            points = _scaled(series, metric, scale, state)
+            raw = getattr(e.stats, metric, None) if e.stats is not None else None
+            value = None if raw is None else raw * scale
+            target = targets.get(metric)
+            if value is None:
+                text, tone = "—", "missing"
+            else:
+                text = (
+                    duration(value)
+                    if kind == "duration"
+                    else (f"{value:.1f}%" if kind == "percent" else rate_text(value))
+                )
+                tone = ("warn" if target is not None and value > target else "live") if live else "stale"
+            note = ""
+            if target is not None:
+                note = "target " + (duration(target) if kind == "duration" else f"{target:.0f}%")
+            rows.append(
+                SparkRow(label, points, text, tone, target, note, y_max=100.0 if kind == "percent" else None)
+            )
+        sparks = self.query_one("#sparks", SparkRows)
+        sparks.window_s = state.window_s
+        sparks.rows = tuple(rows)
 
     def _watch(self, e: EngineSnapshot | None) -> None:
         """The "Watched" panel: shown for an engine the agent did not start, or one whose actions it refuses."""
@@ -171,6 +357,7 @@ class EngineScreen(EngineActions, FleetStateScreen):
                 for i, (label, metric, colour, scale) in enumerate(lines)
             )  # a host that is not live: its past values in greys, never in healthy colours
             graph.target = targets.get(gid)
+            graph.window_s = state.window_s
             graph_note_text = note
             if gid == "kv" and e.stats is not None and e.stats.kv_cache_usage is None and h.live:
                 graph_note_text = " · ".join(
@@ -223,13 +410,26 @@ class EngineScreen(EngineActions, FleetStateScreen):
                 alert_time(a) or None,
                 a.where,
                 a.alert.evidence,
+                a.alert.raised_count,
             )
             items.append(item)
             if state.is_acknowledged(a):
                 acked.add(item.key)
         alert_list = self.query_one("#alerts", AlertList)
-        alert_list.alerts = tuple(items)
+        if alert_list.alerts != tuple(items):
+            alert_list.alerts = tuple(items)
         alert_list.acknowledged = frozenset(acked)
+        self._alerts_title(alert_list)
+        self.call_after_refresh(self._alerts_title, alert_list)  # once laid out: does it overflow?
+
+    def _alerts_title(self, alert_list: AlertList) -> None:
+        count = len(alert_list.alerts)
+        title = f"Alerts ({count})" if count else "Alerts"
+        if alert_list.has_focus:
+            title += " · ↑↓ move · Tab leaves"
+        elif alert_list.max_scroll_y > 0:  # more than the panel shows
+            title += " · more: a, then ↑↓"
+        self.query_one("#alerts-title", Static).update(title)
 
     def _loading(self, e: EngineSnapshot) -> None:
         panel = self.query_one("#loading", ToneLine)
@@ -277,3 +477,8 @@ def _lines(lines: list[tuple[str, Tone]]) -> list[tuple[str, Tone]]:
     for i, (text, tone) in enumerate(lines):
         out.append((("\n" if i else "") + text, tone))
     return out
+
+
+def _duration_tick(seconds: float) -> str:
+    """A TTFT axis tick by the one duration rule; the origin is plain "0"."""
+    return "0" if seconds == 0 else duration(seconds)

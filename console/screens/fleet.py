@@ -13,6 +13,7 @@ from console.messages import EngineChosen
 from console.screens import ENGINE_ACTION_BINDINGS, EngineActions, FleetStateScreen, ToneLine
 from console.state import FleetState
 from console.views import (
+    COLUMN_PRIORITY,
     FLEET_COLUMNS,
     RIGHT_COLUMNS,
     SORTABLE,
@@ -25,8 +26,10 @@ from widgets.keyed_table import KeyedTable
 
 
 class FleetScreen(EngineActions, FleetStateScreen):
-    """Enter opens an engine; ``/`` filters (``state:hung alert:KV host:gpu01 kind:vllm -state:ready``);
-    ``o`` cycles the sort column, ``O`` reverses it."""
+    """Enter opens an engine; ``/`` filters (``state:hung alert:KV alert:any host:gpu01 kind:vllm
+    -state:ready``); ``o`` cycles the sort column, ``O`` reverses it. A narrow terminal drops the
+    low-priority columns first (COLUMN_PRIORITY; the status line names them); the name column stays in
+    place while the rest scroll sideways."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("slash", "filter", "Filter", id="fleet.filter"),
@@ -42,10 +45,10 @@ class FleetScreen(EngineActions, FleetStateScreen):
 
     def compose(self) -> ComposeResult:
         yield ToneLine(id="counts")
-        yield KeyedTable(id="fleet")
+        yield KeyedTable(id="fleet", fixed_columns=1)
         yield ToneLine(id="status")
         yield Input(
-            placeholder="filter: text  state:hung  alert:KV_PRESSURE  host:gpu01  kind:vllm  -state:ready",
+            placeholder="filter: text  state:hung  alert:any  alert:KV_PRESSURE  host:gpu01  kind:vllm  -state:ready",
             id="filter",
         )
         yield Footer()
@@ -55,7 +58,7 @@ class FleetScreen(EngineActions, FleetStateScreen):
         return self.query_one("#fleet", KeyedTable)
 
     def on_mount(self) -> None:
-        self.table.set_columns(FLEET_COLUMNS, right=RIGHT_COLUMNS)
+        self.table.set_columns(FLEET_COLUMNS, right=RIGHT_COLUMNS, priorities=COLUMN_PRIORITY)
         self.query_one("#filter", Input).display = False
         self.watch_fleet()
         self.table.focus()
@@ -77,6 +80,10 @@ class FleetScreen(EngineActions, FleetStateScreen):
         parts.append((f"   sort {self.sort} {arrow}", "dim"))
         if self.filter_text:
             parts.append((f"   filter: {self.filter_text}", "info"))
+        hidden = self.table.hidden_columns
+        if hidden:
+            labels = dict(FLEET_COLUMNS)
+            parts.append((f"   narrow, hidden: {' '.join(labels[k].split()[0] for k in hidden)}", "dim"))
         self.query_one("#status", ToneLine).set_parts(parts)
 
     def watch_filter_text(self) -> None:
@@ -102,6 +109,10 @@ class FleetScreen(EngineActions, FleetStateScreen):
     def on_keyed_table_row_highlighted(self, _: KeyedTable.RowHighlighted) -> None:
         self._status(self.console.fleet)
         self.refresh_bindings()
+
+    def on_resize(self) -> None:
+        if self.is_mounted:
+            self.call_after_refresh(self._status, self.console.fleet)  # the hidden columns may have changed
 
     def on_keyed_table_row_chosen(self, message: KeyedTable.RowChosen) -> None:
         host, engine = split_key(message.key)

@@ -1,5 +1,6 @@
-"""Help: every key binding of the console, generated from the BINDINGS of the app and its screens
-(with the app's keymap applied), never hand-copied."""
+"""Help: how to move around (``NAVIGATION``: the keys the tables, lists and panes answer themselves), then
+every key binding of the console, generated from the BINDINGS of the app and its screens (with the app's
+keymap applied), never hand-copied."""
 
 from __future__ import annotations
 
@@ -17,6 +18,21 @@ from textual.widgets import Static
 FILTER_HELP = (
     "Filter (/): words are ANDed; plain text matches host, engine, model, kind and state; "
     "state:hung  alert:KV_PRESSURE  host:gpu0*  kind:vllm  model:llama; prefix - or ! negates (-state:ready)."
+)
+
+# Keys handled by the widgets themselves (tables, lists, inputs) or by the app's j/k/g/G/1/2/c bindings:
+# listed here so that help says how to move, not only what the actions are.
+NAVIGATION: tuple[Binding, ...] = (
+    Binding("up,down,j,k", "", "Move the cursor one row (or scroll the focused pane)"),
+    Binding("g,G,home,end", "", "First row / last row (top / bottom of a pane)"),
+    Binding("pageup,pagedown", "", "One page up / down"),
+    Binding("left,right", "", "Scroll a wide table sideways"),
+    Binding("enter", "", "Open the highlighted row: an engine's detail, or an alert's engine or host"),
+    Binding("escape", "", "Back: close the detail, help or calculator; clear the filter; cancel a dialog"),
+    Binding("tab,shift+tab", "", "Move the focus to the next / previous pane or field"),
+    Binding("slash", "", "Filter the fleet table (see below)"),
+    Binding("1,2,c", "", "Fleet, Alerts, Calculator: from anywhere, even from an engine's detail"),
+    Binding("space", "", "Tick / untick the highlighted box (calculator)"),
 )
 
 
@@ -45,7 +61,11 @@ def binding_rows(
 
 class HelpScreen(ModalScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,question_mark", "dismiss", "Close", id="help.close")
+        Binding("escape,question_mark", "dismiss", "Close", id="help.close"),
+        # a modal screen hides the App's bindings: 1/2/c still go to their screen from here
+        Binding("1", "app.go('fleet')", "Fleet", show=False),
+        Binding("2", "app.go('alerts')", "Alerts", show=False),
+        Binding("c", "app.go('calc')", "Calculator", show=False),
     ]
 
     def __init__(self, sections: Sequence[tuple[str, Iterable[BindingType]]], keymap: dict[str, str]) -> None:

@@ -10,13 +10,17 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from agents.schema import SERVING_STATES, Alert, EngineSnapshot, severity_rank, stats_are_live
+from agents.schema.units import age, duration
 from console.state import HostState
+from console.views.rootcause import group_alerts
 from widgets.tone import Cell, Tone
 
 GiB = 1024**3
 RUNNING_STATES = SERVING_STATES  # the wire schema's name: started up, health and progress judged
+CRASH_LOOP_STATE = "crash-loop"  # shown for an engine with an active CRASH_LOOP, whatever its momentary state
 STATE_RANK: dict[str, float] = {
     "failed": 9,
+    CRASH_LOOP_STATE: 8.5,
     "hung": 8,
     "unreachable": 7.5,  # a watched engine listening but not answering HTTP: just below hung
     "exited": 7,
@@ -35,24 +39,34 @@ SEVERITY_TONE: dict[str, Tone] = {"critical": "crit", "warning": "warn", "info":
 
 
 def age_text(seconds: float | None) -> str:
-    """47s, 3m12s, 2h05m, 3d; "?" for None."""
-    if seconds is None:
-        return "?"
-    s = int(max(0.0, seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 86400}d"
+    """47s, 3m12s, 2h05m, 3d04h; "?" for None: ``agents.schema.units.age``, the one rule."""
+    return age(seconds)
 
 
-def seconds_text(value: float) -> str:
-    """A latency: 164ms, 1.24s, 12s."""
-    if value < 1.0:
-        return f"{value * 1000:.0f}ms"
-    return f"{value:.2f}s" if value < 10 else f"{value:.0f}s"
+def seconds_text(value: float | None) -> str:
+    """A latency: 164ms, 1.24s, 38s, 3m12s: ``agents.schema.units.duration``, the one rule."""
+    return duration(value)
+
+
+def quantile_text(
+    value: float | None, bucket: tuple[float, float | None] | None = None, *, wide: float = 1.5
+) -> str:
+    """A percentile read from a histogram, without false precision.
+
+    ``bucket``: the (lower, upper) bounds of the histogram bucket the percentile was interpolated in (upper
+    None or inf: the open last bucket). When the bucket is wide (upper ≥ ``wide`` × lower, or lower 0) the
+    interpolated number says nothing the bucket does not: "≤100ms" (">10s" in the open bucket). A narrow
+    bucket, or no bucket known, shows the number by the one duration rule. The wire carries no bucket
+    bounds yet (a proposed additive key), so the fleet shows the number until it does."""
+    if value is None:
+        return duration(None)
+    if bucket is not None:
+        lo, hi = bucket
+        if hi is None or hi == float("inf"):
+            return f">{duration(lo)}"
+        if lo <= 0 or hi >= wide * lo:
+            return f"≤{duration(hi)}"
+    return duration(value)
 
 
 def rate_text(value: float) -> str:
@@ -169,14 +183,37 @@ def shared_cell(text: str, tone: Tone = "live", key: float | str | None = None) 
 
 
 def alerts_cell(alerts: Sequence[Alert], acknowledged: int = 0) -> Cell:
-    """Most severe first: "ENGINE_HUNG +1"; tone of the worst; "dim" when all are acknowledged."""
+    """Root cause first: the cause of the most severe fault, then how many other alerts ("KV_PRESSURE +3");
+    tone of the worst alert; "dim" when all are acknowledged. See console.views.rootcause."""
     if not alerts:
         return Cell("", "live", 0)
-    ordered = sorted(alerts, key=lambda a: -severity_rank(a.severity))
-    worst = ordered[0]
-    text = worst.code + (f" +{len(ordered) - 1}" if len(ordered) > 1 else "")
-    tone: Tone = "dim" if acknowledged >= len(ordered) else SEVERITY_TONE.get(worst.severity, "info")
-    return Cell(text, tone, (severity_rank(worst.severity) + 1) * 100 + len(ordered))
+    groups = group_alerts(alerts)
+    worst = max(alerts, key=lambda a: severity_rank(a.severity))
+    n = sum(len(g.alerts) for g in groups)
+    text = groups[0].cause.code + (f" +{n - 1}" if n > 1 else "")
+    tone: Tone = "dim" if acknowledged >= n else SEVERITY_TONE.get(worst.severity, "info")
+    return Cell(text, tone, (severity_rank(worst.severity) + 1) * 100 + n)
+
+
+def is_crash_looping(e: EngineSnapshot) -> bool:
+    """Whether the engine has an active CRASH_LOOP alert."""
+    return any(a.code == "CRASH_LOOP" for a in e.alerts)
+
+
+def engine_state(e: EngineSnapshot) -> str:
+    """The state to show, count and filter by: "crash-loop" while CRASH_LOOP is active (a crash-looping
+    engine reads "ready", "starting" or "backoff" between crashes), unless its momentary state already
+    says worse and more precisely (failed, hung, unreachable: critical states that are never "ready")."""
+    if STATE_RANK.get(e.state, 0) < STATE_RANK["unreachable"] and is_crash_looping(e):
+        return CRASH_LOOP_STATE
+    return e.state
+
+
+def data_age(h: HostState, now: float) -> float | None:
+    """How old a host's shown values are: since its newest snapshot arrived (since its status began when
+    it never answered). The host row and its engines' rows show this one age."""
+    seconds = h.age(now)
+    return seconds if seconds is not None else h.status_age(now)
 
 
 def gpu_source_cell(source: str | None) -> Cell:
@@ -190,13 +227,19 @@ def gpu_source_cell(source: str | None) -> Cell:
 
 
 def host_state_cell(h: HostState, now: float) -> Cell:
+    """fresh / "stale (8s ago)" / "unreachable (11s ago)": the age is ``data_age``, the one its engines say."""
     rank = HOST_RANK.get(h.status, 0)
     if h.status == "fresh":
         return shared_cell("fresh", "ok", rank)
+    ago = (
+        f"({age_text(data_age(h, now))} ago)"
+        if h.received_at is not None
+        else f"(for {age_text(data_age(h, now))})"
+    )
     if h.status == "stale":
-        return shared_cell(f"stale {age_text(h.age(now))}", "stale", rank)
+        return shared_cell(f"stale {ago}", "stale", rank)
     if h.status == "unreachable":
-        return shared_cell(f"unreachable {age_text(h.status_age(now))}", "crit", rank)
+        return shared_cell(f"unreachable {ago}", "crit", rank)
     if h.status == "unauthorized":
         code = f" ({h.error.status})" if h.error is not None and h.error.status is not None else ""
         return shared_cell(f"not authorized{code}", "crit", rank)
@@ -208,6 +251,7 @@ def host_state_cell(h: HostState, now: float) -> Cell:
 
 
 __all__ = [
+    "CRASH_LOOP_STATE",
     "GiB",
     "HOST_RANK",
     "RUNNING_STATES",
@@ -216,12 +260,16 @@ __all__ = [
     "EngineView",
     "age_text",
     "alerts_cell",
+    "data_age",
+    "engine_state",
     "engine_view",
     "gib",
     "gpu_source_cell",
     "host_state_cell",
     "metric_cell",
+    "is_crash_looping",
     "model_name",
+    "quantile_text",
     "rate_text",
     "seconds_text",
     "shared_cell",

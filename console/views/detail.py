@@ -7,7 +7,17 @@ Pure: no Textual, no I/O, no clock.
 
 from __future__ import annotations
 
-from agents.schema import ACTIONS, EngineSnapshot, GpuInfo, HostSnapshot, severity_rank, stats_are_live
+from agents.schema import (
+    ACTIONS,
+    EngineEvent,
+    EngineSnapshot,
+    GpuInfo,
+    HostSnapshot,
+    parse_rfc3339,
+    severity_rank,
+    stats_are_live,
+)
+from agents.schema.units import age
 from console.state import FleetState, HostState
 from console.views.cells import SEVERITY_TONE, GiB, age_text, engine_view, wall_clock
 from console.views.table import split_key
@@ -49,10 +59,28 @@ def gpu_summary(gpu: GpuInfo) -> str:
     return text
 
 
-def event_lines(e: EngineSnapshot) -> Parts:
-    """The engine's state history, newest first: "03:18:51 ready  health 200 and canary ok"."""
+def event_runs(e: EngineSnapshot) -> list[EngineEvent]:
+    """The engine's transitions, oldest first, one per change of state: consecutive events in the same
+    state (an older agent re-reported a hung engine's reason every second) fold into the first one."""
+    out: list[EngineEvent] = []
+    for ev in e.events:
+        if out and out[-1].state == ev.state and ev.exit_code is None and ev.signal is None:
+            continue
+        out.append(ev)
+    return out
+
+
+def event_lines(e: EngineSnapshot, agent_now: float | None = None) -> Parts:
+    """The engine's state history, newest first, one line per transition with how long each state
+    lasted: "03:18:51 ready      5m02s  health 200 and canary ok". The current state (the newest
+    transition, when it is the engine's state) says "for 3m12s" counted up to ``agent_now`` (the agent's
+    wall clock now: its snapshot's time plus the snapshot's age), or nothing when that is unknown. The
+    oldest line's duration is "≥" unless it is the launch ("starting"): older events may have been dropped."""
+    runs = event_runs(e)
+    starts = [_epoch(ev.at) for ev in runs]
     out: Parts = []
-    for ev in reversed(e.events):
+    for i in range(len(runs) - 1, -1, -1):
+        ev = runs[i]
         at = ev.at[11:19] if len(ev.at) >= 19 else ev.at
         detail = []
         if ev.exit_code is not None:
@@ -61,8 +89,41 @@ def event_lines(e: EngineSnapshot) -> Parts:
             detail.append(f"signal {ev.signal}")
         if ev.reason:
             detail.append(ev.reason)
-        out.append((f"{at} {ev.state:<9} {'  '.join(detail)}", state_tone(ev.state)))
+        start = starts[i]
+        # the oldest kept event may not be where its state began (older events were dropped) unless
+        # it is the launch: its duration is then a lower bound
+        at_least = "≥" if i == 0 and ev.state != "starting" else ""
+        if i + 1 < len(runs):
+            end = starts[i + 1]
+            lasted = at_least + age(end - start) if start is not None and end is not None else ""
+            span = f"{lasted:>7}"
+        elif ev.state == e.state and start is not None and agent_now is not None:
+            span = f"for {at_least}{age(agent_now - start)}"
+        else:
+            span = f"{'':>7}"
+        text = f"{at} {ev.state:<9} {span}"
+        if detail:
+            text += "  " + "  ".join(detail)
+        current = i == len(runs) - 1 and ev.state == e.state
+        out.append((text, state_tone(ev.state) if current else "dim"))
     return out
+
+
+def agent_now(h: HostState, now: float) -> float | None:
+    """The agent's wall clock now: its latest snapshot's time plus how long ago that arrived."""
+    snap = h.snapshot
+    taken = _epoch(snap.taken_at) if snap is not None else None
+    received = h.age(now)
+    return None if taken is None or received is None else taken + received
+
+
+def _epoch(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        return parse_rfc3339(text)
+    except (ValueError, TypeError):
+        return None
 
 
 def action_refusal(e: EngineSnapshot | None, verb: str) -> str | None:
@@ -253,6 +314,8 @@ def live_engine_fields(state: FleetState) -> list[dict[str, object]]:
 
 __all__ = [
     "action_refusal",
+    "agent_now",
+    "event_runs",
     "engine_summary",
     "event_lines",
     "gpu_process_lines",

@@ -2,7 +2,9 @@
 
 Words are ANDed; a plain word matches host, engine, kind, model and state ("watched" and ``kind:watched``
 match the engines the agent watches but did not start); ``-`` or ``!`` negates; ``*?[`` make a word a
-glob. Pure: no Textual, no I/O.
+glob. ``alert:any`` keeps every row with an active alert (``alert:CODE`` those with that code, by prefix).
+An engine's state is the one the table shows: "crash-loop" while CRASH_LOOP is active (so a crash-looping
+engine never passes ``state:ready`` between crashes). Pure: no Textual, no I/O.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ from dataclasses import dataclass
 
 from agents.schema import EngineSnapshot
 from console.state import HostState
+from console.views.cells import engine_state
+
+ANY_ALERT = "any"  # alert:any — any active alert
 
 FILTER_FIELDS = ("state", "alert", "host", "kind", "model")
 
@@ -50,7 +55,7 @@ def _term_matches(t: Term, h: HostState, e: EngineSnapshot | None) -> bool:
     if t.field == "host":
         return _like(t.value, h.name)
     if t.field == "state":  # an engine's state is only known while its host is live
-        return (e is not None and h.live and e.state.lower() == t.value) or h.status == t.value
+        return (e is not None and h.live and engine_state(e).lower() == t.value) or h.status == t.value
     if t.field == "kind":  # kind:watched: the engines the agent watches but did not start
         return e is not None and (e.kind.lower() == t.value or (t.value == "watched" and not e.managed))
     if t.field == "model":
@@ -61,9 +66,16 @@ def _term_matches(t: Term, h: HostState, e: EngineSnapshot | None) -> bool:
         ]
         if e is not None:
             codes += [a.code.lower() for a in e.alerts]
-        return any(c.startswith(t.value) for c in codes)
+        return bool(codes) if t.value == ANY_ALERT else any(c.startswith(t.value) for c in codes)
     hay = [h.name] + (
-        [e.id, e.kind, e.model or "", e.served_model_name or "", e.state, "" if e.managed else "watched"]
+        [
+            e.id,
+            e.kind,
+            e.model or "",
+            e.served_model_name or "",
+            engine_state(e),
+            "" if e.managed else "watched",
+        ]
         if e is not None
         else [h.status]
     )
@@ -75,4 +87,4 @@ def matches(terms: Sequence[Term], h: HostState, e: EngineSnapshot | None) -> bo
     return all(_term_matches(t, h, e) != t.negate for t in terms)
 
 
-__all__ = ["FILTER_FIELDS", "Term", "matches", "parse_filter"]
+__all__ = ["ANY_ALERT", "FILTER_FIELDS", "Term", "matches", "parse_filter"]

@@ -17,6 +17,8 @@ from console.views.cells import (
     STATE_RANK,
     age_text,
     alerts_cell,
+    data_age,
+    engine_state,
     gib,
     gpu_source_cell,
     host_state_cell,
@@ -42,6 +44,25 @@ FLEET_COLUMNS: tuple[tuple[str, str], ...] = (
     ("alerts", "ALERTS"),
 )
 RIGHT_COLUMNS = frozenset({"kv", "queue", "ttft", "gen", "restarts"})
+COLUMN_PRIORITY: dict[str, int] = {
+    # 0: always shown; a narrow terminal drops the highest numbers first (widgets.keyed_table)
+    "name": 0,
+    "state": 0,
+    "alerts": 0,
+    "kv": 0,
+    "queue": 0,
+    "ttft": 1,
+    "gen": 2,
+    "kind": 3,  # it says SIMULATED: kept before the model and GPU memory
+    "model": 4,
+    "restarts": 5,
+    "gpus": 6,
+}
+"""How much each fleet column matters when the terminal is too narrow for all of them."""
+NO_PROGRESS_CODES = frozenset(
+    {"ENGINE_HUNG", "GPU_WEDGED", "FRONTEND_HUNG", "RANK_DIVERGENCE", "ADMISSION_STALLED"}
+)
+"""Alerts saying the engine makes no progress: its windowed TTFT and token rate are not current."""
 Row = tuple[Cell, ...]
 
 
@@ -120,14 +141,22 @@ def _model(e: EngineSnapshot) -> str:
     return name
 
 
-def _state_cell(h: HostState, e: EngineSnapshot, now: float, stats_live: bool, error: bool) -> Cell:
-    rank = STATE_RANK.get(e.state, 0)
+def _state_cell(
+    h: HostState, e: EngineSnapshot, now: float, stats_live: bool, error: bool, *, frozen: bool = False
+) -> Cell:
+    """The state ("crash-loop" while CRASH_LOOP is active, see ``engine_state``); a host that is not live
+    gives the host's one age ("ready (11s ago)", the host row says "unreachable (11s ago)"); ``frozen``: the
+    engine makes no progress and some of its values are from before ("hung (values stale)")."""
+    state = engine_state(e)
+    rank = STATE_RANK.get(state, 0)
+    if frozen and h.live:
+        return shared_cell(f"{state} (values stale)", state_tone(state), rank)
     if not h.live:
-        return shared_cell(f"{e.state} ({age_text(h.age(now))} ago)", "stale", rank)
+        return shared_cell(f"{state} ({age_text(data_age(h, now))} ago)", "stale", rank)
     if not stats_live and not error and e.stats is not None and e.state in RUNNING_STATES:
         age = None if e.stats_age_s is None else e.stats_age_s + (h.age(now) or 0.0)
-        return shared_cell(f"{e.state} (stats {age_text(age)})", state_tone(e.state), rank)
-    return shared_cell(e.state, state_tone(e.state), rank)
+        return shared_cell(f"{state} (stats {age_text(age)})", state_tone(state), rank)
+    return shared_cell(state, state_tone(state), rank)
 
 
 def _kind_cell(e: EngineSnapshot, live: bool, muted: Tone) -> Cell:
@@ -164,8 +193,22 @@ def _queue_cell(running: float | None, waiting: float | None, live: bool, error:
     return shared_cell(text, "warn" if waiting else "live", key)
 
 
+def _no_progress(e: EngineSnapshot) -> bool:
+    return e.state == "hung" or any(a.code in NO_PROGRESS_CODES for a in e.alerts)
+
+
+def _kv_cell(kv: float | None, eta: float | None, tone: Tone | None, cell: Cell) -> Cell:
+    """The KV cell, with when it fills at its trend when the agent says so: "97% →4m12s" (the agent's
+    KV_EXHAUSTION_ETA alert says when that is too soon; the tone stays the usage's)."""
+    if eta is None or kv is None or cell.tone in ("stale", "error", "missing", "unsupported"):
+        return cell
+    return shared_cell(f"{cell.text} →{age_text(eta)}", cell.tone, kv)
+
+
 def _metric_cells(e: EngineSnapshot, live: bool, error: bool, inputs: RowInputs, previous: Row | None) -> Row:
-    """KV, RUN/WAIT, TTFT p95 and GEN tok/s; an unchanged value keeps its ``previous`` cell."""
+    """KV (with its fill ETA), RUN/WAIT, TTFT p95 and GEN tok/s; an unchanged value keeps its ``previous``
+    cell. An engine that makes no progress (hung, wedged) shows its windowed TTFT and a non-zero token
+    rate as stale: they describe requests from before it stopped."""
     st = e.stats
     if st is None:
         kv = running = waiting = ttft = gen = None
@@ -179,11 +222,14 @@ def _metric_cells(e: EngineSnapshot, live: bool, error: bool, inputs: RowInputs,
         kv_tone = "warn"
     ttft_tone: Tone | None = "crit" if ttft is not None and ttft > inputs.ttft_p95_s else None
     p = previous or _NO_ROW
+    frozen = live and _no_progress(e)
+    prev_kv = p[5] if p[5] is None or "→" not in p[5].text else None  # never an ETA text for a plain value
+    kv_cell = value_cell(kv, live, error, "pct", unsupported=True, tone=kv_tone, previous=prev_kv)
     return (
-        value_cell(kv, live, error, "pct", unsupported=True, tone=kv_tone, previous=p[5]),
+        _kv_cell(kv, e.kv_eta_s, kv_tone, kv_cell) if e.kv_eta_s is not None else kv_cell,
         _queue_cell(running, waiting, live, error),
-        value_cell(ttft, live, error, "s", tone=ttft_tone, previous=p[7]),
-        value_cell(gen, live, error, "rate", previous=p[8]),
+        value_cell(ttft, live and not frozen, error, "s", tone=ttft_tone, previous=p[7]),
+        value_cell(gen, live and not (frozen and gen), error, "rate", previous=p[8]),
     )
 
 
@@ -232,7 +278,7 @@ def engine_row(
     kv, queue, ttft, gen = _metric_cells(e, stats_live, error, inputs, previous)
     row = (
         shared_cell("  " + e.id, muted, key),
-        _state_cell(h, e, now, stats_live, error),
+        _state_cell(h, e, now, stats_live, error, frozen=stats_live and "stale" in (ttft.tone, gen.tone)),
         _kind_cell(e, live, muted),
         shared_cell(model, muted, model),
         shared_cell(gpus_text, muted, gpu_frac),  # the host row says where GPU data comes from (SIMULATED)
@@ -294,7 +340,7 @@ def host_row(h: HostState, now: float, state: FleetState | RowInputs) -> Row:
 
 
 def _host_gen_cell(h: HostState, snap: HostSnapshot | None) -> Cell:
-    """The summed generation rate of the host's engines whose stats are live ("(2/4)": how many)."""
+    """The summed generation rate of the host's engines whose stats are live ("62 (2/4 live)": how many)."""
     if snap is None or not h.live:
         return Cell("", "missing", None)
     gen = [
@@ -306,12 +352,14 @@ def _host_gen_cell(h: HostState, snap: HostSnapshot | None) -> Cell:
     ]
     if not gen:
         return Cell("", "missing", None)
-    coverage = "" if len(gen) == len(snap.engines) else f" ({len(gen)}/{len(snap.engines)})"
+    coverage = "" if len(gen) == len(snap.engines) else f" ({len(gen)}/{len(snap.engines)} live)"
     return Cell(rate_text(sum(gen)) + coverage, "live", sum(gen))
 
 
 __all__ = [
+    "COLUMN_PRIORITY",
     "FLEET_COLUMNS",
+    "NO_PROGRESS_CODES",
     "RIGHT_COLUMNS",
     "Row",
     "RowInputs",

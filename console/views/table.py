@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from console.state import FleetState, HostState
-from console.views.cells import SEVERITY_TONE, STATE_RANK, host_state_cell
+from console.views.cells import SEVERITY_TONE, STATE_RANK, engine_state, host_state_cell
 from console.views.filters import matches, parse_filter
 from console.views.rows import FLEET_COLUMNS, Row, RowInputs, engine_row, forget_rows_except, host_row
 from widgets.badge import state_tone
@@ -111,7 +111,7 @@ def header_counts(state: FleetState) -> list[Cell]:
         hosts[h.status] = hosts.get(h.status, 0) + 1
         if h.snapshot is not None:
             for e in h.snapshot.engines:
-                label = e.state if h.live else "unknown"
+                label = engine_state(e) if h.live else "unknown"  # crash-looping is never counted ready
                 engines[label] = engines.get(label, 0) + 1
     severities: dict[str, int] = {}
     for a in state.alerts:

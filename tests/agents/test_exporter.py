@@ -46,6 +46,10 @@ OWN_HISTOGRAMS = {
 }  # fmt: skip
 OWN_GENERATION = {"vllm": "vllm:generation_tokens_total", "sglang": "sglang:generation_tokens_total",
                   "tgi": "tgi_request_generated_tokens_sum"}  # fmt: skip
+# Finished requests: vLLM's per finished_reason, SGLang's counter, TGI's successes + failures (its
+# tgi_request_count counts requests on entry, in-flight ones included).
+OWN_REQUESTS = {"vllm": ("vllm:request_success_total",), "sglang": ("sglang:num_requests_total",),
+                "tgi": ("tgi_request_success", "tgi_request_failure")}  # fmt: skip
 PROMTOOL = shutil.which("promtool")
 
 
@@ -91,8 +95,9 @@ def test_exports_engines_gpus_and_alerts_from_the_snapshot() -> None:
     for e in snap.engines:
         model = e.served_model_name or e.model
         assert find(got, "llmconsole_engine_up", host=snap.host, engine=e.id, kind=e.kind, model=model) == [1.0 if e.state == "ready" else 0.0]
+        # a state set with only its active member: one series per engine, never a 0 for the other states
+        assert find(got, "llmconsole_engine_state", engine=e.id) == [1.0]
         assert find(got, "llmconsole_engine_state", engine=e.id, state=e.state) == [1.0]
-        assert sum(find(got, "llmconsole_engine_state", engine=e.id)) == 1.0
         if e.restarts is not None:
             assert find(got, "llmconsole_engine_restarts_total", engine=e.id) == [e.restarts]
         if stats_are_live(e, snap.interval_s) and e.stats.requests_running is not None:
@@ -126,6 +131,57 @@ def test_engine_info_names_the_engine_for_fleet_rows() -> None:
         assert row["served_model_name"] == (e.served_model_name or "") and row["model_path"] == e.model
         assert row["gpus"] == ",".join(map(str, e.gpus)) and row["port"] == str(e.port)
         assert row["version"] == ("9.9.9" if e.kind == "vllm" else "")  # unknown version: empty, i.e. no label
+        assert row["managed"] == "true"  # the golden host's engines are all launched by the agent
+
+
+def test_engine_info_says_which_engines_are_only_watched() -> None:
+    snap = from_json(FULL.read_text())
+    watched = dataclasses.replace(snap.engines[1], managed=False)
+    snap = dataclasses.replace(snap, engines=(snap.engines[0], watched, *snap.engines[2:]))
+    got = samples(render(make_registry(lambda: snap)))
+    managed = {dict(ls)["engine"]: dict(ls)["managed"] for (n, ls), _ in got.items() if n == "llmconsole_engine_info"}
+    assert managed[watched.id] == "false"
+    assert {v for k, v in managed.items() if k != watched.id} == {"true"} and len(managed) == len(snap.engines)
+
+
+def test_engine_state_has_one_series_per_engine() -> None:
+    """About 40 % of all series were llmconsole_engine_state 0/1 per possible state; now one per engine."""
+    snap = from_json(FULL.read_text())
+    got = samples(render(make_registry(lambda: snap, golden_exports)))
+    states = [dict(ls) for (n, ls), _ in got.items() if n == "llmconsole_engine_state"]
+    assert sorted((s["engine"], s["state"]) for s in states) == sorted((e.id, e.state) for e in snap.engines)
+    assert set(find(got, "llmconsole_engine_state")) == {1.0}
+
+
+def test_requests_total_is_the_adapters_counter_and_absent_without_it() -> None:
+    snap = from_json(FULL.read_text())
+    hist = Histogram(bounds=(1.0, math.inf), cumulative=(1.0, 2.0), sum=1.5, count=2.0)
+    with_requests = Reading("vllm", {}, {"generation_tokens": 7.0, "requests": 42.0}, {"ttft": hist})
+    without = Reading("vllm", {}, {"generation_tokens": 9.0, "requests": None}, {})
+    live = [e.id for e in snap.engines if stats_are_live(e, snap.interval_s)]
+    assert len(live) >= 2
+    exports = {live[0]: EngineExport(with_requests), live[1]: EngineExport(without)}
+    text = render(make_registry(lambda: snap, lambda: exports))
+    got = samples(text)
+    assert find(got, "llmconsole_engine_requests_total", engine=live[0]) == [42.0]
+    assert find(got, "llmconsole_engine_requests_total", engine=live[1]) == []  # never a made-up 0
+    assert find(got, "llmconsole_engine_generation_tokens_total", engine=live[1]) == [9.0]
+    assert b"# TYPE llmconsole_engine_requests_total counter" in text
+
+
+@pytest.mark.parametrize("engine_id", list(FIXTURES))
+def test_requests_total_from_the_real_adapters_matches_the_engines_own_counter(engine_id: str) -> None:
+    """Whatever the adapter fills under ``requests`` is exported as is; an adapter without it exports none."""
+    snap = from_json(FULL.read_text())
+    exports = golden_exports()
+    got = samples(render(make_registry(lambda: snap, lambda: exports)))
+    value = exports[engine_id].reading.counters.get("requests")
+    assert find(got, "llmconsole_engine_requests_total", engine=engine_id) == ([] if value is None else [value])
+    kind, fixture = FIXTURES[engine_id]
+    raw = own(METRICS / fixture)
+    if value is not None:  # the engines' own counters (research/engines.md), summed over their labels
+        theirs = sum(v for name in OWN_REQUESTS[kind] for _, v in raw.get(name, raw.get(name + "_total", [])))
+        assert value == pytest.approx(theirs) and theirs > 0
 
 
 @pytest.mark.parametrize("engine_id", list(FIXTURES))

@@ -21,7 +21,7 @@ from pathlib import Path
 from agents.schema import ENGINE_STATES, SERVING_STATES, ActionAvailability, from_json, to_dict
 from agents.supervisor import REAPER, EngineSupervisor, Policy, ProcessPlan
 from agents.supervisor.actions import BUILTIN_ACTION_COMMANDS, action_refusal, command_env, run_command
-from agents.supervisor.portowner import PortOwners
+from agents.supervisor.portowner import PortOwners, owner_launch, tree_root
 from agents.supervisor.watched import HealthAnswer, Identity, WatchedEngine, WatchPlan
 
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "snapshots" / "v1" / "watched.json"
@@ -120,6 +120,35 @@ def test_an_owner_the_agent_may_not_inspect_is_reported_as_unseen() -> None:
         _kill_group(proc)
 
 
+def test_an_owner_launch_is_read_from_proc_and_an_unreadable_environment_is_said() -> None:
+    """The owner's argv and environment are the process's own; another user's environment is not visible."""
+    port = _free_port()
+    proc = _hold(port, fork=True)
+    try:
+        assert tree_root(tuple(sorted({proc.pid, *PortOwners("127.0.0.1", port).find().pids}))) == proc.pid
+        mine = owner_launch(proc.pid)
+        assert mine.argv is not None and mine.argv[0] == sys.executable and mine.argv[-3:] == (str(port), "fork", "-")
+        assert mine.env is not None and mine.env.get("PATH") == os.environ.get("PATH") and mine.unseen is None
+    finally:
+        _kill_group(proc)
+    if os.geteuid() == 0:  # as nobody, this (root's) process: its command line is public, its environment not
+        target = os.getpid()
+        argv_seen, env_seen, unseen = _as_nobody(lambda: _launch_seen(target))
+    else:  # an undumpable process of the same user hides its environment too
+        hidden = _hold(_free_port(), undumpable=True)
+        try:
+            argv_seen, env_seen, unseen = _launch_seen(hidden.pid)
+        finally:
+            _kill_group(hidden)
+    assert argv_seen and not env_seen
+    assert unseen.startswith("environment of PID ") and "not visible (another user's process" in unseen
+
+
+def _launch_seen(pid: int) -> list:
+    got = owner_launch(pid)
+    return [got.argv is not None, got.env is not None, got.unseen]
+
+
 def _found(port: int) -> list:
     got = PortOwners("127.0.0.1", port).find()
     return [got.listener, got.pid, got.unseen]
@@ -135,6 +164,8 @@ def test_an_engine_whose_owner_cannot_be_seen_is_watched_by_http_and_says_what_i
         assert info["listener"] == f"127.0.0.1:{port}" and info["owner"] is None
         assert info["unobserved"][0].startswith("processes: no process this agent may inspect holds the listening socket")
         assert info["unobserved"][0].endswith("; pid, RSS, uptime and GPU attribution are unavailable")
+        assert info["unobserved"][1] == ("command line, environment and version: not visible without the owner process; "
+                                         "DANGEROUS_FLAG and ENGINE_ADVISORY are not checked")
     finally:
         _kill_group(proc)
 

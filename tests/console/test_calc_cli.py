@@ -32,9 +32,9 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict:
-    code, out, err = run(capsys, *argv, "--json")
-    assert code == 0, err
+def run_json(capsys: pytest.CaptureFixture[str], *argv: str, code: int = 0) -> dict:
+    got, out, err = run(capsys, *argv, "--json")
+    assert got == code, err
     return json.loads(out)
 
 
@@ -60,10 +60,10 @@ def test_vram_json_int4_on_a100(capsys: pytest.CaptureFixture[str]) -> None:
     assert d["model"]["source"] and d["gpu"]["price_checked"]
 
 
-def test_vram_seed_does_not_fit(capsys: pytest.CaptureFixture[str]) -> None:
+def test_vram_example_does_not_fit_and_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
     d = run_json(capsys, "vram", "--model", "Llama 3.3 70B Instruct", "--gpu", "NVIDIA A100-SXM4-80GB",
-                 "--quant", "bf16", "--overhead", "flat")  # fmt: skip
-    assert d["fits"] is False
+                 "--quant", "bf16", "--overhead", "flat", code=1)  # fmt: skip
+    assert d["fits"] is False and d["verdict"] == "does-not-fit"
     assert d["weights_bytes"] / 1e9 == pytest.approx(141.1, abs=0.05)
     assert d["kv_tokens"] == 0 and d["max_concurrent_seqs"] == 0 and d["max_context_tokens"] == 0
     assert d["margin_per_gpu_bytes"] < 0
@@ -83,8 +83,10 @@ def test_vram_local_config_and_native_format(capsys: pytest.CaptureFixture[str])
 def test_vram_text_shows_both_modes(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, "vram", "--model", "llama-3.3-70b", "--gpu", "a100-80gb", "--quant", "int4")
     assert code == 0 and err == ""
-    assert "vLLM util 0.92 (GiB) *" in out and "flat (article, GB)" in out
+    assert "vLLM-style, util 0.92 (GiB) *" in out and "rule of thumb (GB)" in out
     assert "FITS" in out and "115,121" in out  # the flat mode's token count sits beside the vLLM one
+    assert "* the verdict: vLLM-style" in out and "params × bytes + KV + ~7 GB" in out
+    assert "disagree" not in out  # both columns say FITS
 
 
 def test_breakeven_claim_a(capsys: pytest.CaptureFixture[str]) -> None:
@@ -156,6 +158,73 @@ def test_catalog_listings(capsys: pytest.CaptureFixture[str], kind: str) -> None
     assert code == 0 and items[0]["slug"] in out
 
 
+def test_two_columns_that_disagree_are_explained(capsys: pytest.CaptureFixture[str]) -> None:
+    """2 × A100 80GB, BF16, 32K: vLLM-style fits by a hair, the rule of thumb does not; the text says which
+    column is the verdict (the *), what each column is, and why they differ."""
+    code, out, err = run(capsys, "vram", "--model", "llama-3.3-70b", "--gpu", "a100-80gb", "--gpus", "2",
+                         "--quant", "bf16", "--seq-len", "32768")  # fmt: skip
+    assert code == 0 and err == ""
+    verdict = next(line for line in out.splitlines() if line.startswith("verdict"))
+    assert "FITS (+0.66 GiB/GPU to spare)" in verdict and "DOES NOT FIT (short 2.92 GB/GPU)" in verdict
+    assert "* the verdict: vLLM-style, util 0.92 (GiB) (--overhead vllm); the exit code follows it." in out
+    assert "The columns disagree (FITS vs DOES NOT FIT)" in out and "borderline" in out
+    # the rows add up: weights + overheads + reserve + KV budget = memory (vLLM-style, GiB)
+    rows = {line[:30].strip(): line[30:].split()[0] for line in out.splitlines() if "GiB" in line[30:45]}
+    parts = ("weights per GPU", "overheads per GPU", "reserve (1 − util) per GPU", "KV budget per GPU")
+    assert sum(float(rows[p]) for p in parts) == pytest.approx(float(rows["memory per GPU"]), abs=0.02)
+    assert float(rows["KV spare per GPU"]) == pytest.approx(0.66, abs=0.005)
+    # the other column as the verdict: exit 1, and the star moves
+    code, out, _ = run(capsys, "vram", "--model", "llama-3.3-70b", "--gpu", "a100-80gb", "--gpus", "2",
+                       "--quant", "bf16", "--seq-len", "32768", "--overhead", "flat")  # fmt: skip
+    assert code == 1 and "rule of thumb (GB) *" in out
+
+
+def test_ambiguous_gpu_names_list_the_matches(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "vram", "--model", "llama-3.3-70b", "--gpu", "a100")
+    assert code == 2 and out == "" and len(err.splitlines()) == 1
+    assert "ambiguous GPU 'a100'" in err
+    for slug in ("a100-40gb", "a100-80gb", "a100-80gb-pcie"):
+        assert slug in err
+    code, _, err = run(capsys, "vram", "--model", "llama-3.3-70b", "--gpu", "h100")
+    assert code == 2 and "h100-80gb" in err and "h100-pcie" in err
+    # exact names, NVML names and unique partial names still resolve
+    for name in ("a100-80gb", "NVIDIA A100-SXM4-80GB", "h100-sxm", "a100-40"):
+        assert run(capsys, "vram", "--model", "llama-3.1-8b", "--gpu", name)[0] == 0, name
+
+
+def _short_context_model(tmp_path: Path, context: int) -> Path:
+    cfg = json.loads((HF / "Mistral-7B-v0.1" / "config.json").read_text())
+    cfg["max_position_embeddings"] = context
+    cfg.pop("sliding_window", None)
+    path = tmp_path / "short" / "config.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(cfg))
+    return path
+
+
+def test_sequence_longer_than_the_context_is_its_own_verdict(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    model = str(_short_context_model(tmp_path, 2048))
+    # no --seq-len: the model's context (2,048), not 8,192
+    d = run_json(capsys, "vram", "--model", model, "--gpu", "h100-80gb")
+    assert d["seq_len"] == 2048 and d["verdict"] == "fits" and d["context_limit_tokens"] == 2048
+    # a longer one: its own verdict and message, exit 1, memory figures still shown
+    code, out, err = run(capsys, "vram", "--model", model, "--gpu", "h100-80gb", "--seq-len", "8192")
+    assert code == 1 and err == ""
+    verdict = next(line for line in out.splitlines() if line.startswith("verdict"))
+    assert verdict.count("LONGER THAN CONTEXT (2,048 tokens)") == 2 and "FITS" not in verdict
+    assert "sequence length 8,192 is longer than" in out and "context of 2,048 tokens" in out
+    d = run_json(capsys, "vram", "--model", model, "--gpu", "h100-80gb", "--seq-len", "8192", code=1)
+    assert d["verdict"] == "exceeds-context" and d["fits"] is False and d["margin_per_gpu_bytes"] > 0
+    # a catalog model with a long context keeps the 8,192 default
+    assert run_json(capsys, "vram", "--model", "llama-3.1-8b", "--gpu", "h100-80gb")["seq_len"] == 8192
+
+
+def test_vram_help_documents_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["calc", "vram", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "exit status:" in out and "1  the verdict is no" in out and "2  bad input" in out
+
+
 BAD = [
     (["vram", "--model", "llama-3.3-7b", "--gpu", "a100-80gb"], "unknown model 'llama-3.3-7b' (closest: llama-3.3-70b"),
     (["vram", "--model", "llama-3.3-70b", "--gpu", "a101"], "unknown GPU 'a101'"),
@@ -165,10 +234,10 @@ BAD = [
     (["vram", "--model", "llama-3.3-70b", "--gpu", "a100-80gb", "--gpu-memory-utilization", "nan"], "--gpu-memory-utilization"),
     (["vram", "--model", "llama-3.3-70b", "--gpu", "a100-80gb", "--quant", "mxfp4"], "mxfp4 covers MoE experts only"),
     (["vram", "--model", "llama-3.3-70b", "--gpu", "a100-80gb", "--quant", "int3"], "invalid choice: 'int3'"),
-    (["vram", "--model", str(HF / "broken" / "missing-hidden-size.json"), "--gpu", "h100"], "missing required field 'hidden_size'"),
-    (["vram", "--model", str(HF / "broken" / "truncated.json"), "--gpu", "h100"], "not valid JSON"),
-    (["vram", "--model", "./no/such/dir", "--gpu", "h100"], "no such file"),
-    (["vram", "--gpu", "h100"], "the following arguments are required: --model"),
+    (["vram", "--model", str(HF / "broken" / "missing-hidden-size.json"), "--gpu", "h100-80gb"], "missing required field 'hidden_size'"),
+    (["vram", "--model", str(HF / "broken" / "truncated.json"), "--gpu", "h100-80gb"], "not valid JSON"),
+    (["vram", "--model", "./no/such/dir", "--gpu", "h100-80gb"], "no such file"),
+    (["vram", "--gpu", "h100-80gb"], "the following arguments are required: --model"),
     (["breakeven", "--gpu-hourly", "-1", "--price-in", "1", "--price-out", "1"], "--gpu-hourly must be greater than 0, got -1"),
     (["breakeven", "--gpu-hourly", "0", "--price-in", "1", "--price-out", "1"], "--gpu-hourly must be greater than 0"),
     (["breakeven", "--gpu-hourly", "inf", "--price-in", "1", "--price-out", "1"], "--gpu-hourly must be greater than 0"),

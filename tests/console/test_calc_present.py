@@ -11,7 +11,7 @@ from console.calc.catalog import builtin
 from console.calc.errors import CalcError
 from console.calc.live import LiveEngine
 from console.calc.present import Form, compute, parse
-from console.calc.presets import engine_form, int4_form, seed_explanation, seed_form
+from console.calc.presets import engine_form, example_explanation, example_form, int4_form
 from console.calc.units import GB, GiB
 
 CAT = builtin()
@@ -24,7 +24,7 @@ HF_GPT_OSS = str(__import__("pathlib").Path(__file__).resolve().parents[1] / "da
         ({"gpus": "abc"}, "GPUs: expected a number, got 'abc'"),
         ({"gpus": "1.5"}, "GPUs: expected a whole number, got '1.5'"),
         ({"gpus": "0"}, "GPUs: must be greater than 0"),
-        ({"seq_len": ""}, "sequence length: expected a number, got ''"),
+        ({"seq_len": "long"}, "sequence length: expected a number, got 'long'"),
         ({"gpu_memory_utilization": "1.2"}, "vLLM memory utilization: must be between 0 and 1"),
         ({"gpu_hourly": "-3"}, "GPU $/hour: must be greater than 0"),
         ({"input_share": "nan"}, "input share: must be"),
@@ -53,12 +53,51 @@ def test_bars_add_up_to_the_memory() -> None:
     r = view.results["vllm"]
     assert len(view.bars) == 2 and {b.label for b in view.bars} == {"GPU 0", "GPU 1"}
     bar = view.bars[0]
-    used = sum(v for _, v, _ in bar.segments)
+    parts = {label: v for label, v, _ in bar.segments}
     assert bar.unit == "GiB" and bar.total == pytest.approx(r.memory_per_gpu / GiB)
-    assert used == pytest.approx((r.memory_per_gpu - r.reserved_per_gpu) / GiB)  # the rest is the unreserved part
+    assert sum(parts.values()) == pytest.approx(r.memory_per_gpu / GiB)  # fits: the parts are the memory
+    assert parts["reserve"] == pytest.approx(r.reserved_per_gpu / GiB)
     flat = compute(replace(Form(), quant="int4", overhead="flat"), CAT)
-    assert flat.bars[0].unit == "GB"
+    assert flat.bars[0].unit == "GB" and "reserve" not in {label for label, _, _ in flat.bars[0].segments}
     assert sum(v for _, v, _ in flat.bars[0].segments) == pytest.approx(80.0)
+
+
+def test_one_verdict_in_the_bar_the_table_and_the_text() -> None:
+    """The verdict's "to spare" is the bar's "KV spare" part and the table's "KV spare" row; the table's
+    rows are the bar's parts (no "overheads + reserve" on one side and "overhead" on the other)."""
+    form = replace(Form(), quant="int4")
+    view = compute(form, CAT)
+    r = view.results["vllm"]
+    parts = {label: v for label, v, _ in view.bars[0].segments}
+    verdict = "".join(t for t, _ in view.verdict)
+    assert f"FITS: {parts['KV spare']:,.2f} GiB per GPU of KV cache to spare" in verdict
+    assert f"({r.max_concurrent_seqs:,} such sequences" in verdict
+    rows = {row[0]: row[1] for row in view.modes[1:]}
+    assert rows["KV spare per GPU"] == f"{parts['KV spare']:,.2f} GiB"
+    assert rows["overheads per GPU"] == f"{parts['overheads']:,.2f} GiB"
+    assert rows["reserve (1 − util) per GPU"] == f"{parts['reserve']:,.2f} GiB"
+    assert rows["weights per GPU"] == f"{parts['weights']:,.2f} GiB"
+    assert rows[f"KV one {r.seq_len:,}-token seq"] == f"{parts['KV one seq']:,.2f} GiB"
+    assert rows["verdict"].startswith("FITS (+" + f"{parts['KV spare']:,.2f} GiB")
+    assert "reserve" in "".join(t for t, _ in view.bar_note)
+
+
+def test_sequence_beyond_the_context_is_its_own_verdict() -> None:
+    view = compute(replace(Form(), model="qwen3-32b", gpu="h200", seq_len="100000"), CAT)
+    text = "".join(t for t, _ in view.verdict)
+    assert "LONGER THAN THE MODEL'S CONTEXT: 100,000 > 40,960 tokens" in text and "FITS" not in text
+    assert view.verdict[1][1] == "crit"
+    assert parse(replace(Form(), model="qwen3-32b"), CAT).vram.seq_len == 8192  # empty field: the default
+
+
+def test_legend_entries_are_never_alike() -> None:
+    from console.calc.present import legend_labels
+
+    names = ["Llama 3.3 70B Instruct on Together AI", "Llama 3.3 70B Instruct on Fireworks AI", "GPT-5"]
+    labels = legend_labels(names)
+    assert len(set(labels)) == 3 and labels[2] == "GPT-5" and all(len(x) <= 28 for x in labels)
+    assert "Together" in labels[0] and "Fireworks" in labels[1]
+    assert len(set(legend_labels(["same name that is long enough to cut"] * 2))) == 2
 
 
 def test_many_gpus_are_summarised() -> None:
@@ -67,10 +106,13 @@ def test_many_gpus_are_summarised() -> None:
 
 
 def test_does_not_fit_bars_exceed_the_memory() -> None:
-    view = compute(seed_form(), CAT)
+    view = compute(example_form(), CAT)
     bar = view.bars[0]
     assert sum(v for _, v, _ in bar.segments) > bar.total
-    assert view.verdict[-1][1] == "crit" and "DOES NOT FIT" in view.verdict[-1][0]
+    assert view.verdict[1][1] == "crit" and "DOES NOT FIT: short by" in view.verdict[1][0]
+    r = view.results["flat"]
+    over = sum(v for _, v, _ in bar.segments) - bar.total
+    assert over == pytest.approx(-r.margin_per_gpu / GB)  # over the memory by exactly the shortfall
 
 
 def test_chart_marks_crossings_and_capacity() -> None:
@@ -88,7 +130,7 @@ def test_chart_marks_crossings_and_capacity() -> None:
 
 
 def test_chart_without_self_hosting() -> None:
-    chart = compute(seed_form(), CAT).chart
+    chart = compute(example_form(), CAT).chart
     assert chart is not None and chart.self_host == () and chart.capacity is None and chart.crossings == ()
     assert "does not fit" in chart.note
     assert chart.unservable_cost == pytest.approx(1825.0)  # the GPUs' cost, drawn for reference
@@ -108,7 +150,7 @@ def test_no_api_chosen() -> None:
 
 
 def test_seed_explanation_reproduces_the_research() -> None:
-    text = "".join(t for t, _ in seed_explanation(CAT))
+    text = "".join(t for t, _ in example_explanation(CAT))
     for fragment in ("141.1 GB of weights", "148.1 GB", "it does not fit", "5.45M tokens/day", "68.18M",
                      "INT4 (39.8 GB", "$60.00/day"):  # fmt: skip
         assert fragment in text, fragment

@@ -24,7 +24,7 @@ utilization = 0.45
 gpu_memory_utilization = 0.9
 compare_apis = ["claude-opus-5", "my-gateway"]
 model = "Llama 3.1 8B Instruct"
-gpu = "h100"
+gpu = "h100-80gb"
 
 [calculator.gpu_hourly]
 h100-80gb = 2.10

@@ -183,8 +183,21 @@ def test_tp_that_vllm_refuses() -> None:
 
 def test_seq_len_above_the_model_limit() -> None:
     r = size(q(CAT.model("qwen3-32b"), CAT.gpu("h200"), seq_len=100_000), "vllm")
-    assert not r.fits
-    assert any("exceeds qwen3-32b's context limit of 40,960" in w for w in r.warnings)
+    assert not r.fits and r.verdict == "exceeds-context" and r.context_limit == 40_960
+    assert any("longer than qwen3-32b's context of 40,960 tokens" in w for w in r.warnings)
+    ok = size(q(CAT.model("qwen3-32b"), CAT.gpu("h200"), seq_len=40_960), "vllm")
+    assert ok.verdict == "fits" and not ok.exceeds_context
+
+
+def test_default_seq_len_is_the_shorter_of_8k_and_the_context() -> None:
+    from dataclasses import replace as dc_replace
+
+    from console.calc.vram import default_seq_len
+
+    model = CAT.model("qwen3-32b")
+    assert default_seq_len(model) == 8192
+    assert default_seq_len(dc_replace(model, max_position=2048)) == 2048
+    assert default_seq_len(dc_replace(model, max_position=None)) == 8192
 
 
 def test_max_context_capped_by_the_model() -> None:

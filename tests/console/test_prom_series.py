@@ -29,12 +29,29 @@ from tests.support.promsource_stack import exposition
 def test_name_tables_are_the_exporters() -> None:
     assert {suffix: key for suffix, key, _ in exporter.ENGINE_GAUGES} == ENGINE_STATS
     assert {suffix: key for suffix, key, _ in exporter.GPU_GAUGES} == GPU_VALUES
-    assert set(EngineStats.__dataclass_fields__) == set(ENGINE_STATS.values())
+    # every stat is exported, or derivable in Prometheus from what is (named, so a new stat is a decision)
+    assert set(EngineStats.__dataclass_fields__) == set(ENGINE_STATS.values()) | exporter.STATS_NOT_EXPORTED
+    assert not set(ENGINE_STATS.values()) & exporter.STATS_NOT_EXPORTED
     assert sorted(ENGINE_STATS[s] for s in GRAPHED) == sorted(METRICS)  # the backfill covers every graph
     families = {m.name for m in exporter.make_registry(load_snapshot).collect()}
     for name in ("snapshot_seq", "snapshot_timestamp_seconds", "host_info", *HOST_VALUES):
         assert "llmconsole_" + name in families, name
     assert {"llmconsole_engine_" + s.removesuffix("_total") for s in ENGINE_OTHER} <= families
+
+
+def test_a_watched_engine_reads_back_as_watched() -> None:
+    base = replace(load_snapshot(), seq=7, taken_at=rfc3339(1_750_000_000.0))
+    watched = replace(base.engines[0], managed=False)
+    snap = replace(base, engines=(watched, *base.engines[1:]))
+    p = split(exposition([snap]))
+    got = read_fleet(1_750_000_001.0, p["hosts"], p["engines"], p["values"], p["gpus"], p["alerts"]).snapshots[snap.host]
+    assert {e.id: e.managed for e in got.engines} == {e.id: e.id != watched.id for e in snap.engines}
+    # an agent from before the label: its engines are the ones it launched
+    old = [(labels, v) for labels, v in p["engines"]]
+    for labels, _ in old:
+        labels.pop("managed", None)
+    got = read_fleet(1_750_000_001.0, p["hosts"], old, p["values"], p["gpus"], p["alerts"]).snapshots[snap.host]
+    assert all(e.managed for e in got.engines)
 
 
 def split(series: list[tuple[dict[str, str], float]]) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -69,9 +86,13 @@ def test_a_snapshot_survives_the_exposition() -> None:
     for e in got.engines:
         want = snap.engine(e.id)
         assert want is not None
-        same = ("kind", "state", "gpus", "restarts", "uptime_s", "rss_bytes", "simulated", "served_model_name", "port")
+        same = ("kind", "state", "gpus", "restarts", "uptime_s", "rss_bytes", "simulated", "served_model_name", "port",
+                "managed")
         assert {k: getattr(e, k) for k in same} == {k: getattr(want, k) for k in same}, e.id
-        assert e.model == want.model and e.stats == want.stats  # every stat, None where the engine has none
+        assert e.model == want.model and e.stats is not None and want.stats is not None
+        # every exported stat, None where the engine has none; the rest is not exported: None, never 0
+        assert {k: getattr(e.stats, k) for k in ENGINE_STATS.values()} == {k: getattr(want.stats, k) for k in ENGINE_STATS.values()}
+        assert {k: getattr(e.stats, k) for k in exporter.STATS_NOT_EXPORTED} == dict.fromkeys(exporter.STATS_NOT_EXPORTED)
         assert [(a.code, a.severity, a.summary) for a in e.alerts] == [(a.code, a.severity, a.summary) for a in want.alerts]
         assert (e.pid, e.health, e.canary, e.last_exit, e.events) == (None, None, None, None, ())  # not exported
     for g, want in zip(got.gpus, snap.gpus, strict=True):
