@@ -134,8 +134,26 @@ def ptrace_hint() -> str:
     return "; ".join(parts)
 
 
+def _reason_lines(stderr: str) -> list[str]:
+    """py-spy's error lines without its indented detail, except the first line under "Caused by:" (the
+    actual cause, e.g. "Permission denied (os error 13)")."""
+    out: list[str] = []
+    after_caused = False
+    for line in stderr.splitlines():
+        if not line.strip():
+            continue
+        if line.startswith(" "):
+            if after_caused:
+                out.append(line.strip())
+                after_caused = False
+            continue
+        out.append(line.strip())
+        after_caused = line.strip().lower().startswith("caused by")
+    return out
+
+
 def _why(stderr: str, rc: int | None, state: str | None) -> str:
-    text = " ".join(line.strip() for line in stderr.splitlines() if line.strip() and not line.startswith(" "))[:300]
+    text = " ".join(_reason_lines(stderr))[:300]
     low = text.lower()
     if state is None or "no such process" in low:
         return "the process is gone (it exited before it could be read)"

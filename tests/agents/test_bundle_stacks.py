@@ -144,3 +144,11 @@ async def test_the_hook_never_breaks_collection() -> None:
     alerts = (_hung("t1"),)
     assert stacks.on_alerts(broken, alerts) == alerts
     assert stacks.on_alerts(object(), alerts) == alerts  # not even weakly referable
+
+
+def test_py_spys_cause_line_is_kept_and_its_other_detail_dropped() -> None:
+    from agents.stacks import _reason_lines
+
+    err = "Error: Failed to get stack traces\nCaused by:\n    Permission denied (os error 13)\n    backtrace noise\n"
+    assert _reason_lines(err) == ["Error: Failed to get stack traces", "Caused by:", "Permission denied (os error 13)"]
+    assert _reason_lines("Error: x\n    indented detail\n") == ["Error: x"]
