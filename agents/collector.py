@@ -18,7 +18,6 @@ import contextlib
 import logging
 import os
 import socket
-import struct
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -38,6 +37,7 @@ from agents.schema import (
     rfc3339,
     to_json,
 )
+from agents.sockdiag import TCP_ESTABLISHED, socket_inodes, tcp_sockets
 from agents.supervisor.proctree import read_marker
 from agents.watch import EngineWatch
 
@@ -174,96 +174,23 @@ def _host_facts(
     return stats, rss, client_connections(ports)
 
 
-_TCP_TABLES = ("/proc/net/tcp", "/proc/net/tcp6")
-_ESTABLISHED = 1  # TCP_ESTABLISHED
-
-
 def client_connections(ports: Iterable[int]) -> dict[int, int | None]:
     """Established TCP connections to each local ``port``, not counting the agent's own (its scrape, health
-    and canary connections); None per port where the socket table cannot be read. Asked of the kernel
-    through sock_diag netlink (established sockets only); /proc/net/tcp{,6} only where netlink is not
-    available (its every read walks the whole connection table). FRONTEND_HUNG compares them with the
-    engine's running + waiting."""
+    and canary connections); None per port where the socket table cannot be read (agents/sockdiag.py).
+    FRONTEND_HUNG compares them with the engine's running + waiting."""
     wanted = set(ports)
     if not wanted:
         return {}
-    try:
-        rows = _diag_established(socket.AF_INET) + _diag_established(socket.AF_INET6)
-    except OSError:
-        rows = _proc_established()
-        if rows is None:
-            return dict.fromkeys(wanted)
-    own = _own_socket_inodes()
-    own_ports = {local for local, _, inode in rows if inode in own}
+    rows = tcp_sockets(TCP_ESTABLISHED)
+    if rows is None:
+        return dict.fromkeys(wanted)
+    own = set(socket_inodes("self"))
+    own_ports = {r.port for r in rows if r.inode in own}  # the local ends of the agent's own connections
     counts: dict[int, int | None] = dict.fromkeys(wanted, 0)
-    for local, remote, _inode in rows:
-        if local in wanted and remote not in own_ports:
-            counts[local] = (counts[local] or 0) + 1
+    for r in rows:
+        if r.port in wanted and r.remote_port not in own_ports:
+            counts[r.port] = (counts[r.port] or 0) + 1
     return counts
-
-
-_NLMSG = struct.Struct("=IHHII")  # nlmsghdr: len, type, flags, seq, pid
-_DIAG_MSG = struct.Struct("=BBBB2s2s16s16sI8sIIIII")  # inet_diag_msg (family, state, ..., uid, inode)
-
-
-def _diag_established(family: int) -> list[tuple[int, int, str]]:
-    """(local port, remote port, inode) of the established TCP sockets of ``family`` (NETLINK_SOCK_DIAG)."""
-    request = struct.pack("=BBBBI48s", family, socket.IPPROTO_TCP, 0, 0, 1 << _ESTABLISHED, b"")
-    header = _NLMSG.pack(_NLMSG.size + len(request), 20, 0x1 | 0x300, 1, 0)  # SOCK_DIAG_BY_FAMILY, REQUEST|DUMP
-    rows: list[tuple[int, int, str]] = []
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 4) as nl:  # NETLINK_SOCK_DIAG
-        nl.settimeout(2.0)
-        nl.sendall(header + request)
-        while True:
-            data = nl.recv(1 << 16)
-            if not data:
-                raise OSError("sock_diag: empty answer")
-            at = 0
-            while at + _NLMSG.size <= len(data):
-                length, kind = _NLMSG.unpack_from(data, at)[:2]
-                if length < _NLMSG.size:
-                    raise OSError("sock_diag: malformed answer")
-                if kind == 3:  # NLMSG_DONE
-                    return rows
-                if kind == 2:  # NLMSG_ERROR
-                    raise OSError("sock_diag: the kernel refused the dump")
-                if kind == 20 and length >= _NLMSG.size + _DIAG_MSG.size:
-                    msg = _DIAG_MSG.unpack_from(data, at + _NLMSG.size)
-                    if msg[1] == _ESTABLISHED:
-                        rows.append((int.from_bytes(msg[4], "big"), int.from_bytes(msg[5], "big"), str(msg[-1])))
-                at += (length + 3) & ~3
-
-
-def _proc_established() -> list[tuple[int, int, str]] | None:
-    rows: list[tuple[int, int, str]] = []
-    readable = False
-    for table in _TCP_TABLES:
-        try:
-            with open(table, encoding="ascii", errors="replace") as fh:
-                lines = fh.read().splitlines()[1:]
-        except OSError:
-            continue
-        readable = True
-        for line in lines:
-            f = line.split()
-            if len(f) < 10 or f[3] != f"{_ESTABLISHED:02X}":
-                continue
-            try:
-                rows.append((int(f[1].rsplit(":", 1)[1], 16), int(f[2].rsplit(":", 1)[1], 16), f[9]))
-            except (ValueError, IndexError):
-                continue
-    return rows if readable else None
-
-
-def _own_socket_inodes() -> set[str]:
-    out = set()
-    with contextlib.suppress(OSError):
-        for fd in os.listdir("/proc/self/fd"):
-            with contextlib.suppress(OSError):
-                target = os.readlink(f"/proc/self/fd/{fd}")
-                if target.startswith("socket:["):
-                    out.add(target[8:-1])
-    return out
 
 
 def _unobserved(watches: Sequence[EngineWatch]) -> tuple[str, ...]:

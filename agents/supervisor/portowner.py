@@ -25,10 +25,11 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from agents.host import tcp_listening as listening_table
+
 # agents/host.py's readers of the kernel's listening-socket table and of a process's socket inodes (the
 # exposure audit's); private there, shared here rather than copied.
-from agents.host import socket_inodes
-from agents.host import tcp_listening as listening_table
+from agents.sockdiag import socket_inodes
 from agents.supervisor.proctree import ProcInfo, read_stat
 
 UNSEEN_RESCAN_S = 30.0

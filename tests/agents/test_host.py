@@ -8,7 +8,7 @@ import sys
 import psutil
 import pytest
 
-from agents import host
+from agents import host, sockdiag
 from agents.host import (
     CpuMeter,
     HostReading,
@@ -113,10 +113,10 @@ def test_proc_netlink_and_proc_table_listeners_match_psutil(spawn, monkeypatch) 
     via_netlink = listening_sockets([child.pid])
     assert via_netlink == sorted(expected) == host._psutil_listeners({child.pid})
 
-    def no_netlink(family: int) -> list:
+    def no_netlink(family: int, state: int) -> list:
         raise OSError("netlink unavailable")
 
-    monkeypatch.setattr(host, "_diag_listening", no_netlink)  # e.g. a sandbox without NETLINK_SOCK_DIAG
+    monkeypatch.setattr(sockdiag, "_diag", no_netlink)  # e.g. a sandbox without NETLINK_SOCK_DIAG
     assert listening_sockets([child.pid]) == via_netlink  # read from /proc/net/tcp and tcp6 instead
 
 
@@ -156,3 +156,37 @@ def test_cpu_meter_is_none_until_primed() -> None:
     assert meter.read() is None
     value = meter.read()
     assert isinstance(value, float) and 0.0 <= value <= 100.0
+
+
+def test_established_connections_are_counted_the_same_through_netlink_and_proc(monkeypatch) -> None:
+    """Client connections to a port (FRONTEND_HUNG's evidence): the agent's own connections are not
+    counted, and /proc gives the same count as netlink."""
+    import socket as _socket
+
+    from agents.collector import client_connections
+
+    server = _socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    port = server.getsockname()[1]
+    helper = subprocess.Popen(
+        [sys.executable, "-c", f"import socket,time; s=[socket.create_connection(('127.0.0.1', {port})) for _ in range(3)]; "
+         "print('up', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    mine = _socket.create_connection(("127.0.0.1", port))  # this process stands in for the agent
+    try:
+        assert helper.stdout.readline().strip() == "up"
+        via_netlink = client_connections([port])
+        assert via_netlink == {port: 3}
+
+        def no_netlink(family: int, state: int) -> list:
+            raise OSError("netlink unavailable")
+
+        monkeypatch.setattr(sockdiag, "_diag", no_netlink)
+        assert client_connections([port]) == via_netlink
+    finally:
+        mine.close()
+        helper.kill()
+        helper.wait(10)
+        server.close()
