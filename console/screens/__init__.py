@@ -23,7 +23,7 @@ from agents.schema import ACTIONS
 from console.messages import ActionRequested, ConsoleView
 from console.state import FleetState
 from console.views import action_refusal
-from widgets.tone import Tone, component_style, tone_class, tone_classes, tone_css
+from widgets.tone import SALIENT_RULES, Tone, component_style, tone_class, tone_classes, tone_css
 
 
 def console_view(node: DOMNode) -> ConsoleView:
@@ -35,7 +35,7 @@ class ToneLine(Static):
     """One line of (text, tone) parts; tones come from the theme like every table cell's."""
 
     COMPONENT_CLASSES: ClassVar[set[str]] = tone_classes("tone-line")
-    DEFAULT_CSS = "ToneLine { height: auto; }\n" + tone_css("ToneLine", "tone-line")
+    DEFAULT_CSS = "ToneLine { height: auto; }\n" + tone_css("ToneLine", "tone-line", SALIENT_RULES)
 
     def __init__(self, parts: Sequence[tuple[str, Tone]] = (), **kwargs: Any) -> None:
         super().__init__(**kwargs)

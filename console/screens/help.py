@@ -17,7 +17,8 @@ from textual.widgets import Static
 
 FILTER_HELP = (
     "Filter (/): words are ANDed; plain text matches host, engine, model, kind and state; "
-    "state:hung  alert:KV_PRESSURE  host:gpu0*  kind:vllm  model:llama; prefix - or ! negates (-state:ready)."
+    "state:hung  state:crash-loop  alert:KV_PRESSURE  alert:any  host:gpu0*  kind:vllm  model:llama; "
+    "prefix - or ! negates (-state:ready)."
 )
 
 # Keys handled by the widgets themselves (tables, lists, inputs) or by the app's j/k/g/G/1/2/c bindings:
