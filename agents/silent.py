@@ -34,7 +34,9 @@ FRONTEND_HUNG (critical)
     scrape shows nothing running and nothing waiting and ``/health`` answers OK, for ``frontend_hang_s``.
 LATENCY_DRIFT (warning)
     TTFT p95 in a load bin (requests running 0-1, 2-3, 4-7, 8-15, 16+) reaches ``drift_factor`` × the
-    same bin's baseline, learned over the first ``drift_baseline_s`` after the engine became ready; both
+    same bin's baseline, learned over the first ``drift_baseline_s`` after the engine became ready; the
+    current p95 is the median over the last ``window_s`` (300 s, or ``drift_baseline_s`` if shorter: a drift
+    that ended stops counting as soon as it has left a window as long as the baseline's); both
     need ``min_samples`` samples (medians compared), and the rise must be at least ``min_increase_s``
     (a p95 read from histogram buckets can move by a bucket, up to 2×, on noise).
 KV_EXHAUSTION_ETA (warning)
@@ -458,7 +460,7 @@ def bin_label(index: int) -> str:
 @dataclass(slots=True)
 class LatencyDrift:
     code: ClassVar[str] = "LATENCY_DRIFT"
-    window_s: float = 300.0  # the current window compared with the baseline
+    window_s: float = 300.0  # the current window compared with the baseline (at most drift_baseline_s)
     min_samples: int = 5
     min_increase_s: float = 0.05
     max_baseline_samples: int = 4096
@@ -489,8 +491,9 @@ class LatencyDrift:
         if not obs.scrape.ok:
             return None
         self._learn(obs, thresholds)
+        span = min(self.window_s, thresholds.drift_baseline_s)  # never judged over more than the baseline took
         for recent in self._recent.values():
-            while recent and recent[0][0] < obs.t - self.window_s:
+            while recent and recent[0][0] < obs.t - span:
                 recent.popleft()
         return self._judge(thresholds)
 
@@ -534,7 +537,7 @@ class LatencyDrift:
             "drift_factor": thresholds.drift_factor,
             "samples": len(self._recent[index]),
             "baseline_samples": len(self._baseline[index]),
-            "window_s": self.window_s,
+            "window_s": min(self.window_s, thresholds.drift_baseline_s),
             "drift_baseline_s": thresholds.drift_baseline_s,
         }
         summary = (
