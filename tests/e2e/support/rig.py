@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -81,10 +83,14 @@ def vllm_engine(
 def write_config(
     path: Path, listen_port: int, state_dir: Path, engines: list[dict[str, Any]],
     agent: Mapping[str, Any] | None = None, thresholds: Mapping[str, Any] | None = None,
+    slo: Mapping[str, Any] | None = None,
 ) -> Path:  # fmt: skip
+    """The agent's TOML: ``[agent]``, ``[thresholds]``, ``[slo]`` (when given; one per agent) and the engines."""
     settings = {"listen": f"127.0.0.1:{listen_port}", "state_dir": str(state_dir), "gpu_source": "none", **(agent or {})}
     lines = ["[agent]", *(f"{k} = {toml_value(v)}" for k, v in settings.items()), ""]
     lines += ["[thresholds]", *(f"{k} = {toml_value(v)}" for k, v in (thresholds or {}).items())]
+    if slo is not None:
+        lines += ["", "[slo]", *(f"{k} = {toml_value(v)}" for k, v in slo.items())]
     for e in engines:
         lines += ["", "[[agent.engines]]", *(f"{k} = {toml_value(v)}" for k, v in e.items())]
     path.write_text("\n".join(lines) + "\n")
@@ -163,6 +169,78 @@ class AgentProc:
         engines = [summarize(e) for e in (last or {}).get("engines", [])]
         raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; engines: "
                              f"{json.dumps(engines, indent=1)[:4000]}\nagent log:\n{self.log_tail()}")  # fmt: skip
+
+
+class Recorder:
+    """Polls an agent's ``/v1/snapshot`` every ``poll_s`` in a background thread for a whole stage and keeps,
+    per poll, each engine's state, alerts (code -> alert), ``kv_eta_s``, KV usage and ``slo``: what "never
+    raised during the stage" and "which came first" are judged on. Polls that got no snapshot (the agent
+    restarting) are counted, not recorded."""
+
+    def __init__(self, agent: AgentProc, poll_s: float = 1.0) -> None:
+        self.agent, self.poll_s = agent, poll_s
+        self.records: list[tuple[float, dict[str, dict[str, Any]]]] = []
+        self.missed = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._main, name="snapshot-recorder", daemon=True)
+
+    def start(self) -> Recorder:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _main(self) -> None:
+        while not self._stop.is_set():
+            snap = self.agent.snap() if self.agent.alive else None
+            t = time.monotonic()
+            if snap is None:
+                self.missed += 1
+            else:
+                view = {
+                    e["id"]: {
+                        "state": e.get("state"),
+                        "alerts": {a["code"]: a for a in e.get("alerts") or ()},
+                        "kv_eta_s": e.get("kv_eta_s"),
+                        "kv": (e.get("stats") or {}).get("kv_cache_usage"),
+                        "slo": e.get("slo"),
+                    }
+                    for e in snap.get("engines", ())
+                }
+                with self._lock:
+                    self.records.append((t, view))
+            self._stop.wait(self.poll_s)
+
+    def sync(self, timeout: float = 10.0) -> None:
+        """Wait until a poll started after now was recorded (what a test just saw is in the record)."""
+        now = time.monotonic()
+        deadline = now + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self.records and self.records[-1][0] > now:
+                    return
+            time.sleep(0.1)
+        raise AssertionError(f"the snapshot recorder recorded nothing for {timeout:.0f} s")
+
+    def since(self, t0: float, engine_id: str) -> list[tuple[float, dict[str, Any]]]:
+        """(t, view) of ``engine_id`` in every poll at or after ``t0``, oldest first."""
+        with self._lock:
+            return [(t, v[engine_id]) for t, v in self.records if t >= t0 and engine_id in v]
+
+    def first(self, t0: float, engine_id: str, cond: Callable[[dict[str, Any]], bool]) -> tuple[float, dict[str, Any]] | None:
+        """The first poll at or after ``t0`` where ``cond(view)`` held, or None."""
+        return next(((t, v) for t, v in self.since(t0, engine_id) if cond(v)), None)
+
+    def codes(self, engine_id: str) -> dict[str, int]:
+        """Every alert code seen on ``engine_id`` during the recording, with the number of polls showing it."""
+        seen: dict[str, int] = {}
+        for _, v in self.since(-math.inf, engine_id):
+            for code in v["alerts"]:
+                seen[code] = seen.get(code, 0) + 1
+        return seen
 
 
 def find_engine(snap: dict, engine_id: str) -> dict:
