@@ -578,6 +578,10 @@ def theil_sen(points: Sequence[tuple[float, float]]) -> tuple[float, float, floa
     return slope, intercept, (rising / changing if changing else 0.0)
 
 
+RISE_FLOOR = 0.02  # samples within this of the window's low count as "before the rise"
+DROP_BELOW_FIT = 0.15  # the latest sample this far below the fitted level ends the trend
+
+
 def kv_trend(
     history: Sequence[EngineObservation],
     window_s: float = 180.0,
@@ -605,6 +609,13 @@ def kv_trend(
     points.reverse()
     if len(points) < min_points or points[-1][0] - points[0][0] < min_span_s:
         return None
+    # Fit the current rise, not the idle minutes before it: from the last sample near the window's low
+    # (when that still leaves enough points), so a ramp that began a minute ago is not diluted by the flat
+    # start of the window and read as a slow drift.
+    low = min(kv for _, kv in points)
+    start = max(i for i, (_, kv) in enumerate(points) if kv <= low + RISE_FLOOR)
+    if len(points) - start >= min_points and points[-1][0] - points[start][0] >= min_span_s:
+        points = points[start:]
     if len(points) > max_points:  # evenly thinned: the fit costs n² pairs
         step = (len(points) - 1) / (max_points - 1)
         points = [points[round(i * step)] for i in range(max_points)]
@@ -615,6 +626,8 @@ def kv_trend(
     if slope <= 0 or rising < min_rising_share:
         return None
     level = min(1.0, max(0.0, intercept + slope * end))
+    if points[-1][1] < level - DROP_BELOW_FIT:  # KV fell away from the trend (requests finished): no ETA
+        return None
     return KvTrend(level, slope, (1.0 - level) / slope, len(points), points[-1][0] - points[0][0])
 
 

@@ -802,3 +802,18 @@ def test_a_healthy_engine_raises_nothing_from_any_rule():
 
     for rule in default_rules():
         assert not any(f for _, f in drive(rule, ticks(0, 1200, steady))), rule.code
+
+
+def test_a_ramp_after_idle_minutes_is_fitted_from_where_it_began():
+    """The e2e storm's case: two idle minutes at 5 %, then 45 s of steady rise at 1 %/s. Fitting the whole
+    3-minute window read the ramp as a slow drift (ETA minutes too long); the fit starts at the rise."""
+    values = [0.05] * 120 + [0.05 + 0.01 * i for i in range(1, 46)]
+    eta = kv_eta_s(kv_series(values))
+    true_eta = (1 - values[-1]) / 0.01
+    assert eta == pytest.approx(true_eta, rel=0.15), (eta, true_eta)
+
+
+def test_the_eta_ends_as_soon_as_kv_falls_away_from_its_trend():
+    values = [0.2 + 0.005 * i for i in range(100)] + [0.2, 0.1]  # the long requests finished
+    assert kv_eta_s(kv_series(values[:100])) is not None
+    assert kv_eta_s(kv_series(values)) is None
