@@ -221,8 +221,10 @@ def gpu_source_cell(source: str | None) -> Cell:
         return Cell("", "missing", None)
     if source == "simulated":
         return Cell("SIMULATED", "simulated", source)
+    if source == "unavailable: disabled in config":  # gpu_source = "none": a choice, not a fault
+        return Cell("no GPU data", "missing", source)
     if source.startswith("unavailable"):
-        return Cell(source, "warn", source)
+        return Cell("GPUs: n/a", "warn", source)  # the full reason is in the detail and `status`
     return Cell(source, "live", source)
 
 

@@ -95,3 +95,13 @@ def test_one_age_per_host_and_labelled_host_fields() -> None:
     slow = with_engine(hung, "mistral-tgi", stats_age_s=30.0)
     gen = cell(fleet_table(one(slow), 1.0), "gpu01", "gen")[0]
     assert gen.endswith("(2/3 live)"), gen
+
+
+def test_a_host_without_gpu_data_says_so_in_words_not_in_the_raw_source_string() -> None:
+    from console.views.cells import gpu_source_cell
+
+    off = gpu_source_cell("unavailable: disabled in config")  # gpu_source = "none": a choice, not a fault
+    assert (off.display, off.tone) == ("no GPU data", "missing")
+    broken = gpu_source_cell("unavailable: NVML: driver not loaded")
+    assert (broken.display, broken.tone) == ("GPUs: n/a", "warn") and broken.sort_key == "unavailable: NVML: driver not loaded"
+    assert gpu_source_cell("simulated").display == "SIMULATED" and gpu_source_cell("nvml").display == "nvml"
