@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from agents.alerts import EngineObservation, EngineRules, GpuFacts, ScrapeOutcome, host_alerts
+from agents.config import Thresholds
 
 OK = ScrapeOutcome(ok=True)
 
 
-@dataclass
-class T:
-    ttft_p95_s: float = 0.2
-    hung_after_s: float = 30.0
-    kv_pressure: float = 0.95
-    kv_pressure_for_s: float = 10.0
-    preemption_storm_for_s: float = 5.0
-    queue_growing_intervals: int = 5
-    crash_loop_restarts: int = 3
-    crash_loop_window_s: float = 600.0
-    metrics_stale_after_s: float = 5.0
-    ram_leak_mb_per_min: float = 50.0
-    ram_leak_window_s: float = 600.0
-    alert_clear_s: float = 0.0  # no hysteresis here: tests/agents/test_alerts_windows.py covers it
+def T(**overrides: float) -> Thresholds:
+    """The agent's own [thresholds] table, with this file's defaults and a test's overrides."""
+    return replace(Thresholds(kv_pressure_for_s=10.0, preemption_storm_for_s=5.0, alert_clear_s=0.0), **overrides)  # no hysteresis here: tests/agents/test_alerts_windows.py covers it
 
 
 def obs(t: float, **kw) -> EngineObservation:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import signal
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from agents.alerts import EngineObservation, EngineRules, GpuFacts, ScrapeOutcome, host_alerts
+from agents.config import Thresholds
 from agents.supervisor.journal import Journal, reason_category
 
 OK = ScrapeOutcome(ok=True)
@@ -13,20 +14,9 @@ OK = ScrapeOutcome(ok=True)
 STORM_KV = [0.12, 1.0, 0.40, 0.0, 0.97, 0.55, 0.31, 1.0, 0.08, 0.62, 0.20]
 
 
-@dataclass
-class T:
-    ttft_p95_s: float = 0.2
-    hung_after_s: float = 30.0
-    kv_pressure: float = 0.95
-    kv_pressure_for_s: float = 10.0
-    preemption_storm_for_s: float = 10.0
-    queue_growing_intervals: int = 5
-    crash_loop_restarts: int = 3
-    crash_loop_window_s: float = 600.0
-    metrics_stale_after_s: float = 5.0
-    ram_leak_mb_per_min: float = 50.0
-    ram_leak_window_s: float = 600.0
-    alert_clear_s: float = 15.0
+def T(**overrides: float) -> Thresholds:
+    """The agent's own [thresholds] table, with this file's defaults and a test's overrides."""
+    return replace(Thresholds(kv_pressure_for_s=10.0, preemption_storm_for_s=10.0), **overrides)
 
 
 def obs(t: float, **kw) -> EngineObservation:
