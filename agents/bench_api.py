@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from agents.apihandlers import AppState, _audit_attempt, _authorize, json_error
-from agents.benchmarks import EVENTS, BenchmarkRefused
+from agents.benchmarks import EVENTS, MAX_WORKLOAD_CHARS, BenchmarkRefused
 from agents.schema import to_dict
 
 MAX_PARAMS_CHARS = 2000
@@ -45,6 +45,11 @@ def _body(raw: bytes) -> dict[str, Any] | str:
     return doc
 
 
+def _one_line(text: str | None) -> str | None:
+    """The workload as the audit log keeps it: one line, at most MAX_WORKLOAD_CHARS (as the marker)."""
+    return None if text is None else " ".join(text.split())[:MAX_WORKLOAD_CHARS]
+
+
 async def bench(state: AppState, request: Request) -> Response:
     engine_id = request.path_params["engine_id"]
     doc = _body(await request.body())
@@ -60,7 +65,7 @@ async def bench(state: AppState, request: Request) -> Response:
         "request_id": uuid.uuid4().hex, "actor": identity.name, "role": identity.role,
         "auth": "bearer" if identity.role is not None else "none", "remote": remote,
         "action": f"bench-{event}", "engine": engine_id if known else engine_id[:64],
-        "run_id": doc["run_id"][:64], "workload": doc.get("workload"), "params": doc.get("params"),
+        "run_id": doc["run_id"][:64], "workload": _one_line(doc.get("workload")), "params": doc.get("params"),
     }  # fmt: skip
     rid = {"X-Request-Id": record["request_id"]}
     if (event != "heartbeat" or status is not None) and not await _audit_attempt(

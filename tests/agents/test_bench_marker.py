@@ -65,3 +65,15 @@ async def test_the_bench_route_is_operator_only_and_audited(tmp_path: Path) -> N
     allowed = next(x for x in records if x["action"] == "bench-start" and x["result"] == "allowed")
     assert allowed["params"] == {"max_requests": 64} and allowed["workload"] == start["workload"]
     await runtime.shutdown()
+
+
+async def test_a_hostile_workload_line_is_one_bounded_line_in_the_audit_log(tmp_path: Path) -> None:
+    runtime, client, audit = make(tmp_path, tokens=TOKENS)
+    op = {"Authorization": f"Bearer {OPERATOR}"}
+    async with client:
+        r = await client.post("/v1/engines/e1/bench", headers=op,
+                              json={"event": "start", "run_id": "h1", "workload": "a\nforged: record\r\n" + "x" * 5000})  # fmt: skip
+        assert r.status_code == 200 and "\n" not in r.json()["benchmark"]["workload"]
+    start = next(x for x in audit.tail(10) if x.get("action") == "bench-start")
+    assert "\n" not in start["workload"] and "\r" not in start["workload"] and len(start["workload"]) <= 200
+    await runtime.shutdown()
