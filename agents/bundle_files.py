@@ -248,6 +248,8 @@ def _read_members(stream: _Counted, limits: ReadLimits) -> dict[str, bytes]:
             if len(data) != member.size:
                 raise BundleError(f"{_shown(name)}: truncated ({len(data)} of {member.size} bytes)")
             out[name] = data
+    while stream.read(1 << 16):  # to the end: the gzip trailer's CRC and length are checked only there
+        pass
     return out
 
 

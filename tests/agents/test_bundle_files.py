@@ -101,6 +101,12 @@ def test_truncated_and_garbage_archives_are_one_line_problems(tmp_path: Path) ->
     data, _ = _bundle()
     cut = verify_bundle(data[: len(data) // 2])
     assert not cut.ok and "truncated" in cut.problem and "\n" not in cut.problem
+    for lost in range(1, 60):  # the tail only: the tar end marker and the gzip trailer (CRC, length)
+        tail = verify_bundle(data[:-lost])
+        assert not tail.ok and "truncated" in tail.problem, (lost, tail.problem)
+    flipped = bytearray(data)
+    flipped[-5] ^= 0xFF  # the stored length disagrees: the gzip trailer is checked
+    assert not verify_bundle(bytes(flipped)).ok
     assert "gzip" in verify_bundle(b"not a bundle at all").problem
     plain = io.BytesIO()
     with tarfile.open(fileobj=plain, mode="w") as tar:  # a tar that is not gzipped
