@@ -6,7 +6,7 @@ temperature 0 (non-streaming /v1/completions; the second request hits the prefix
 ``GoldenJudge`` compares the answers: with each other, and with the reference, which is ``expect`` when
 set, else the first agreeing pair of answers after the engine became ready (``reset()`` on restart).
 Prefix-cache and speculative-decoding bugs have produced plausible garbage with 200 OK and normal
-latency (research/nextwave.md, failure 8); only a comparison catches that.
+latency (vllm-project/vllm issues #53912, #35718, #15730, #20261); only a comparison catches that.
 
 Matching: two answers (or an answer and a captured reference) must be identical; against a configured
 ``expect`` an answer matches when, surrounding whitespace removed, it starts with ``expect`` (so

@@ -46,7 +46,7 @@ EventSink = Callable[[str, str, str], None]  # (action, engine_id, result)
 
 # The engine environment starts from these variables of the agent's own environment, nothing else
 # (secrets and proxies of the agent's shell never reach an engine unless the config names them).
-# PYTHONPATH and LD_LIBRARY_PATH are left out on purpose (code injection paths, reliability.md §3.10):
+# PYTHONPATH and LD_LIBRARY_PATH are left out on purpose (each can make the engine load foreign code):
 # an engine that needs them gets them from its own `env` in the config.
 ENV_ALLOW = (
     "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR",

@@ -1,6 +1,6 @@
 """Run the agent: the runtime (supervision + collection) and its HTTP API (uvicorn) in one asyncio loop.
 
-Transport rules (reliability.md §3.3, §3.5, §3.11):
+Transport rules:
 
 * Loopback by default. Any other bind needs TLS (``tls_cert``/``tls_key``) *and* a tokens file, or the
   agent refuses to start (:func:`bind_problem`, one line, exit 2).

@@ -4,7 +4,7 @@ Pure and clock-free: the caller passes the monotonic time ``t`` of every sample 
 
 The objective says "``objective`` of requests see their first token within ``ttft_s``". A window's burn
 rate is its bad ratio divided by the allowed one: ``(bad / total) / (1 - objective)``; 1.0 spends the
-error budget exactly over the SLO period. Pairs (SRE Workbook, 30-day SLO; research/nextwave.md §5):
+error budget exactly over the SLO period. Pairs (Google SRE Workbook, "Alerting on SLOs", 30-day SLO):
 page (critical) when 1 h and 5 min both burn above 14.4, or 6 h and 30 min above 6; ticket (warning)
 when 1 d and 2 h above 3, or 3 d and 6 h above 1.
 

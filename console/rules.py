@@ -8,7 +8,7 @@ One generator, three sources of series (each a :class:`Dialect`, data only):
   histogram, the running/waiting/KV gauges; labels ``host, engine, kind, model``), one rule set for
   vLLM, SGLang and TGI alike;
 - ``vllm`` and ``sglang``: the engines' own names, for sites that scrape engines directly (names from
-  /work/shared/research/engines.md, old and new where both exist).
+  the engines' sources and docs, old and new where both exist).
 
 Every agent alert passes through (``llmconsole_alerts_active``), and a down agent is an alert of its own.
 Rules hold on Prometheus 2.42 and 3.x: ``le`` is written in float form (``"1.0"``, as prometheus-client
@@ -39,7 +39,7 @@ BURN_WINDOWS: tuple[tuple[str, str, float], ...] = (("1h", "5m", 14.4), ("6h", "
 RATIO_WINDOWS = ("5m", "30m", "1h", "6h")
 FAST_BURN = max(f for _, _, f in BURN_WINDOWS)
 
-# Default TTFT histogram boundaries (engines.md §1.1, §1.2): the SLO threshold must be one of them.
+# Default TTFT histogram boundaries of vLLM and SGLang: the SLO threshold must be one of them.
 DEFAULT_TTFT_BUCKETS: dict[str, tuple[float, ...]] = {
     "vLLM": (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80, 160, 640, 2560),
     "SGLang": (0.1, 0.2, 0.4, 0.6, 0.8, 1, 2, 4, 6, 8, 10, 20, 40, 60, 80, 100, 200, 400),

@@ -10,9 +10,9 @@ Per token of traffic (``input_share`` prompt tokens, the rest generated):
 * ``batch`` = the sequences of ``seq_len`` tokens the KV budget holds (vLLM-style sizing), at most
   ``max_num_seqs``.
 
-The ideal rate is multiplied by ``utilization`` (sustained fraction of peak; the research puts realistic
-serving at 40–60%). Attention FLOPs and scheduling gaps are not modelled. Sources: research/calculator.md
-§5.3 (A100: 70B W4A16 ≈ 2,200 tok/s ceiling, ~900–1,300 sustained).
+The ideal rate is multiplied by ``utilization`` (sustained fraction of peak; published serving measurements
+sit at 40–60%). Attention FLOPs and scheduling gaps are not modelled. Reference point: on an A100, 70B
+W4A16 has a ≈ 2,200 tok/s ceiling and sustains ~900–1,300.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@
   = 1 byte (vLLM stores it as uint8).
 
 Sources: vLLM 0.11.0 ``v1/kv_cache_interface.py`` (``page_size_bytes``), ``config/model.py``
-(``get_head_size``, ``get_num_kv_heads``); research/calculator.md §2.1.
+(``get_head_size``, ``get_num_kv_heads``).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class KvLayout:
 
     @property
     def bytes_per_token(self) -> int:
-        """Whole model, all layers as if full attention, no replication (the research table's column)."""
+        """Whole model, all layers as if full attention, no replication (the usual published per-token figure)."""
         return self.model_layer_token_bytes * len(self.layers)
 
     @property

@@ -8,7 +8,7 @@ Real (used by the vLLM-style mode and for bandwidth):
   under 0.03% and not counted.
 * ``int4`` (AWQ/GPTQ, group size 128): 4 bits per linear parameter plus a 16-bit scale and a 4-bit zero point
   per group of 128 (2.5 bytes / 128 parameters); embeddings and head stay 16-bit. Llama-3.3-70B: 39.8 GB,
-  not the naive 35.3 GB (research/calculator.md §1.3).
+  not the naive 35.3 GB.
 * ``mxfp4`` (gpt-oss): only the routed experts' matrices, at 4.25 bits (4-bit values + one 8-bit scale per
   32); everything else BF16. gpt-oss-120b: ~65.3 GB.
 
@@ -54,7 +54,7 @@ class Weights:
     @property
     def active(self) -> float:
         """Bytes one decoded token reads: everything but the idle routed experts and the vision tower (the
-        input embedding included, as the research's bandwidth table counts it)."""
+        input embedding included, as bandwidth estimates usually count it)."""
         return self.total - (self.routed_experts - self.active_routed) - self.vision
 
     def per_gpu(self, tp: int, kv_heads: int) -> float:

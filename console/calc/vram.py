@@ -3,7 +3,7 @@
 ``flat`` — the rule of thumb: ``params × nominal bytes + KV + ~7 GB`` per GPU, against the vendor's
 nominal memory (80 GB = 80e9 B), no block rounding.
 
-``vllm`` — how vLLM sizes its cache (research/calculator.md §2.2)::
+``vllm`` — how vLLM sizes its cache (``vllm/v1/worker/gpu_worker.py``, ``determine_available_memory``)::
 
     kv_budget = ceil(total × gpu_memory_utilization) − weights − peak_activation − non_torch − cudagraph
 
