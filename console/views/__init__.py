@@ -1,6 +1,6 @@
 """Presenters: FleetState → cells and text for the screens. Pure (no Textual, no I/O, no clock).
 
-The rendering rule (docs/design.md) is decided here, once:
+The rendering rule is decided here, once:
 
 | data                                   | cell                                             |
 |----------------------------------------|--------------------------------------------------|
