@@ -13,7 +13,7 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.message import Message
 
 from console.messages import ActionRequested, EngineChosen, HostChosen
-from console.screens import ENGINE_ACTIONS, console_view
+from console.screens import ENGINE_ACTIONS, action_reason, console_view
 
 DISCOVER_LIMIT = 40
 
@@ -40,7 +40,6 @@ def fleet_commands(app: App) -> Iterator[Command]:
     for h in view.fleet.hosts.values():
         yield Command(f"Go to host {h.name}", f"{h.status}", partial(_post, app, HostChosen, h.name))
         engines = h.snapshot.engines if h.snapshot else ()
-        block = view.source.action_block(h.name) if engines else None
         for e in engines:
             where = f"{h.name}/{e.id}"
             yield Command(
@@ -48,9 +47,9 @@ def fleet_commands(app: App) -> Iterator[Command]:
                 f"{e.kind} · {e.state} · {e.served_model_name or e.model or ''}",
                 partial(_post, app, EngineChosen, h.name, e.id),
             )
-            if block is not None:
-                continue
             for verb, label in ENGINE_ACTIONS.items():
+                if action_reason(view, h.name, e.id, verb) is not None:
+                    continue  # refused (no token, replay, a watched engine without that command): not offered
                 yield Command(
                     f"{label} engine {where}",
                     f"asks for confirmation first · model {e.model or '?'}",

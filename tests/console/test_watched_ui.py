@@ -8,6 +8,7 @@ from dataclasses import replace
 
 from agents.schema import HostSnapshot
 from console.app import LlmConsole
+from console.commands import fleet_commands
 from console.screens.confirm import ConfirmScreen
 from console.screens.engine import EngineScreen
 from console.screens.fleet import FleetScreen
@@ -124,6 +125,9 @@ async def test_refused_restart_is_greyed_says_why_and_sends_nothing() -> None:
         await pilot.pause()
         assert not isinstance(app.screen, ConfirmScreen)
         assert app.source.actions == [] and app.actions_sent == []  # type: ignore[attr-defined]
+        titles = [c.title for c in fleet_commands(app)]  # the palette offers only what the agent allows
+        assert f"Restart engine {HOST}/{WATCHED}" not in titles and f"Stop engine {HOST}/{WATCHED}" not in titles
+        assert f"Restart engine {HOST}/{MANAGED}" in titles and f"Open engine {HOST}/{WATCHED}" in titles
         # the managed engine beside it: available, the key asks for confirmation (cancelled here)
         assert screen.select(f"{HOST}/{MANAGED}")
         await pilot.pause()
