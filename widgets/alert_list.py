@@ -25,7 +25,9 @@ EMPTY_ID: Final = "\x00no-alerts"
 class AlertItem:
     """One alert as shown: ``severity`` is "critical" | "warning" | "info" (others sort last, grey);
     ``where`` names the subject ("host-a/llama70b"); ``since`` is display text or None;
-    ``raised_count`` > 1: raised that many times in the source's window (it flaps), shown as "raised 5×"."""
+    ``raised_count`` > 1: raised that many times in the source's window (it flaps), shown as "raised 5×";
+    ``depth`` > 0: a consequence of the nearest item before it with a smaller depth (its cause), listed
+    under it, indented and marked "↳"."""
 
     code: str
     severity: str
@@ -34,6 +36,7 @@ class AlertItem:
     where: str
     evidence: Mapping[str, object] = field(default_factory=dict)
     raised_count: int = 1
+    depth: int = 0
 
     @property
     def key(self) -> str:
@@ -63,8 +66,23 @@ def evidence_value(v: object) -> str:
 
 
 def ordered(alerts: Sequence[AlertItem], acknowledged: frozenset[str] = frozenset()) -> list[AlertItem]:
-    """Unacknowledged first, then by severity (critical first); input order within ties."""
-    return sorted(alerts, key=lambda a: (a.key in acknowledged, -SEVERITY_RANK.get(a.severity, -1)))
+    """Groups (an item of depth 0 and the deeper items after it: a cause and its consequences) with an
+    unacknowledged member first, then by their most severe member (critical first); input order within
+    ties and inside a group. Items without depth are groups of one."""
+    groups: list[list[AlertItem]] = []
+    for a in alerts:
+        if a.depth > 0 and groups:
+            groups[-1].append(a)
+        else:
+            groups.append([a])
+
+    def rank(group: list[AlertItem]) -> tuple[bool, int]:
+        return (
+            all(a.key in acknowledged for a in group),
+            -max(SEVERITY_RANK.get(a.severity, -1) for a in group),
+        )
+
+    return [a for group in sorted(groups, key=rank) for a in group]
 
 
 class AlertList(OptionList):
@@ -155,6 +173,7 @@ class AlertList(OptionList):
     def _prompt(self, alert: AlertItem) -> Text:
         level = _LEVEL.get(alert.severity, "other")
         head = Text.assemble(
+            (f"{'  ' * alert.depth}↳ " if alert.depth else "", self._style("evidence")),
             (f"{_TAG[level]} ", self._style(level)),
             (alert.code, self._style("code")),
             "  ",
@@ -163,9 +182,10 @@ class AlertList(OptionList):
             (f"  raised {alert.raised_count}×" if alert.raised_count > 1 else "", self._style("evidence")),
             ("  (acknowledged)" if alert.key in self.acknowledged else "", self._style("evidence")),
         )
-        text = Text("\n").join([head, Text("     " + alert.summary)])
+        pad = "     " + "  " * alert.depth + ("  " if alert.depth else "")
+        text = Text("\n").join([head, Text(pad + alert.summary)])
         if alert.evidence:
-            text.append("\n     " + format_evidence(alert.evidence), self._style("evidence"))
+            text.append("\n" + pad + format_evidence(alert.evidence), self._style("evidence"))
         if alert.key in self.acknowledged:
             text.stylize(self._style("acknowledged"))
         return text

@@ -17,11 +17,11 @@ from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.timer import Timer
 from textual.widgets import Footer, Static
 
-from agents.schema import EngineSnapshot, GpuInfo, HostSnapshot
+from agents.schema import EngineSnapshot, GpuInfo, HostSnapshot, severity_rank
 from agents.schema.units import duration
 from console.fleet import HostError
 from console.screens import ENGINE_ACTION_BINDINGS, EngineActions, FleetStateScreen, ToneLine
-from console.state import EngineSeries, FleetState, HostState, engine_alerts
+from console.state import EngineSeries, FleetAlert, FleetState, HostState, engine_alerts
 from console.views import (
     GiB,
     age_text,
@@ -37,6 +37,7 @@ from console.views import (
 from console.views.detail import agent_now, event_lines
 from console.views.loglines import is_probe_line
 from console.views.percentiles import latency_table, latency_title, load_lines, load_title, slo_lines
+from console.views.rootcause import group_items
 from widgets.alert_list import AlertItem, AlertList
 from widgets.log_view import LogView
 from widgets.spark_rows import SparkRow, SparkRows
@@ -402,7 +403,7 @@ class EngineScreen(EngineActions, FleetStateScreen):
 
     def _alerts(self, state: FleetState) -> None:
         items, acked = [], set()
-        for a in engine_alerts(state, self.host, self.engine):
+        for a, depth in _root_cause_first(engine_alerts(state, self.host, self.engine)):
             item = AlertItem(
                 a.alert.code,
                 a.alert.severity,
@@ -411,6 +412,7 @@ class EngineScreen(EngineActions, FleetStateScreen):
                 a.where,
                 a.alert.evidence,
                 a.alert.raised_count,
+                depth,
             )
             items.append(item)
             if state.is_acknowledged(a):
@@ -443,6 +445,15 @@ class EngineScreen(EngineActions, FleetStateScreen):
         for line in loading.log_tail[-5:]:
             parts.append(("\n  " + line, "dim"))
         panel.set_parts(parts)
+
+
+def _root_cause_first(alerts: list[FleetAlert]) -> list[tuple[FleetAlert, int]]:
+    """The engine's alerts grouped by fault: each cause (depth 0) followed by its consequences (depth ≥ 1)."""
+    out: list[tuple[FleetAlert, int]] = []
+    for cause, below in group_items(alerts, lambda a: a.alert.code, lambda a: severity_rank(a.alert.severity)):
+        out.append((cause, 0))
+        out.extend((a, depth) for depth, a in below)
+    return out
 
 
 def _scaled(

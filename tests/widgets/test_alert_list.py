@@ -96,3 +96,34 @@ async def test_theme_change_recolours_the_items() -> None:
         await pilot.pause()
         await pilot.pause()
         assert crit_colour() != before and crit_colour() is not None
+
+
+def test_a_cause_keeps_its_consequences_under_it() -> None:
+    """A group (depth 0 and the deeper items after it) moves as one: ranked by its worst member, an
+    unacknowledged member keeps it up front, its members keep their order."""
+    kv = AlertItem("KV_PRESSURE", "warning", "KV 97 %", None, "h/e", {})
+    storm = AlertItem("PREEMPTION_STORM", "warning", "40 preemptions", None, "h/e", {}, depth=1)
+    lies = AlertItem("HEALTH_LIES", "critical", "canary fails", None, "h/e", {}, depth=2)
+    stale = AlertItem("METRICS_STALE", "warning", "late", None, "h/e", {})
+    assert ordered([stale, kv, storm, lies]) == [kv, storm, lies, stale]  # the critical consequence lifts its cause
+    assert ordered([kv, storm, lies, stale], frozenset({kv.key, storm.key, lies.key})) == [stale, kv, storm, lies]
+    assert ordered([kv, storm, lies, stale], frozenset({kv.key})) == [kv, storm, lies, stale]  # still live below
+    assert ordered([storm, stale]) == [storm, stale]  # a leading consequence without its cause is a group
+
+
+async def test_consequences_are_indented_under_their_cause(text_of) -> None:
+    kv = AlertItem("KV_PRESSURE", "warning", "KV 97 %", None, "h/e", {"kv": 0.97})
+    lies = AlertItem("HEALTH_LIES", "critical", "canary fails", None, "h/e", {}, depth=1)
+
+    class Grouped(App[None]):
+        def compose(self) -> ComposeResult:
+            yield AlertList([kv, lies])
+
+    app = Grouped()
+    async with app.run_test(size=(70, 14)) as pilot:
+        await pilot.pause()
+        text = text_of(app.query_one(AlertList))
+        assert text.index("WARN KV_PRESSURE") < text.index("↳ CRIT HEALTH_LIES")
+        lines = text.splitlines()
+        summary = next(line for line in lines if "canary fails" in line)
+        assert summary.index("canary fails") > next(line for line in lines if "KV 97 %" in line).index("KV 97 %")
