@@ -224,8 +224,8 @@ def add_token(path: str | Path, name: str, role: str) -> str:
     if any(n == name for n, _ in list_tokens(p)):
         raise TokenFileError(f"{p}: a token named {name!r} exists; remove it first")
     token = new_token()
-    p.parent.mkdir(parents=True, exist_ok=True)
     try:
+        p.parent.mkdir(parents=True, exist_ok=True)
         existing = p.read_bytes() if p.exists() else b""
         prefix = b"\n" if existing and not existing.endswith(b"\n") else b""
         fd = os.open(p, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)

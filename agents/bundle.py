@@ -272,14 +272,13 @@ def _engine(b: _Build, e: EngineInputs, snaps: Sequence[HostSnapshot]) -> None:
 
 
 def _package(kind: str) -> str | None:
-    """The engine's Python distribution name: data of the advisory file's engine table, not code."""
-    from agents.exposure import load_advisories
+    """The engine's Python distribution name, as its adapter names it (None for an unknown kind)."""
+    from agents.engines import UnknownEngine, get_adapter
 
     try:
-        info = load_advisories().engines.get(kind)
-    except (OSError, ValueError, KeyError):
+        return get_adapter(kind).package
+    except UnknownEngine:
         return None
-    return info.package if info is not None else None
 
 
 def _scrapes(b: _Build, e: EngineInputs, base: str) -> None:

@@ -20,11 +20,12 @@ import os
 import socket
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import fields
 
 from agents import __version__
 from agents.alerts import GpuFacts, host_alerts
-from agents.gpu.base import GpuPoll, GpuSource
+from agents.gpu.base import GpuPoll, GpuReading, GpuSource
 from agents.host import process_brief, read_host, tree_rss_bytes
 from agents.schema import (
     Alert,
@@ -218,24 +219,24 @@ def _state_errors(watches: Sequence[EngineWatch]) -> dict[str, str]:
     return out
 
 
+# GpuInfo fields copied as they are from a GpuReading of the same name; the two below need converting.
+# Derived from the wire type, so a field added to both is carried without touching this module.
+_CONVERTED = ("throttle_reasons", "processes")
+_COPIED = tuple(f.name for f in fields(GpuInfo) if f.name not in _CONVERTED)
+
+
+def gpu_info(g: GpuReading, owner: Mapping[int, str]) -> GpuInfo:
+    """The wire form of one GPU reading. The wire has no "unknown" for the lists (None reads as ``()``),
+    and each process gets the id of the engine whose tree holds it (``owner``; None when no engine's)."""
+    return GpuInfo(
+        **{name: getattr(g, name) for name in _COPIED},
+        throttle_reasons=tuple(g.throttle_reasons or ()),
+        processes=tuple(
+            GpuProcess(pid=p.pid, mem_bytes=p.mem_bytes, engine_id=owner.get(p.pid))
+            for p in g.processes or ()
+        ),
+    )
+
+
 def _gpus(poll: GpuPoll, owner: dict[int, str]) -> tuple[GpuInfo, ...]:
-    out = []
-    for g in poll.gpus:
-        out.append(
-            GpuInfo(
-                index=g.index,
-                uuid=g.uuid,
-                name=g.name,
-                mem_used_bytes=g.mem_used_bytes,
-                mem_total_bytes=g.mem_total_bytes,
-                util_pct=g.util_pct,
-                temp_c=g.temp_c,
-                power_w=g.power_w,
-                power_limit_w=g.power_limit_w,
-                ecc_uncorrected=g.ecc_uncorrected,
-                xid_last=g.xid_last,
-                throttle_reasons=tuple(g.throttle_reasons or ()),
-                processes=tuple(GpuProcess(pid=p.pid, mem_bytes=p.mem_bytes, engine_id=owner.get(p.pid)) for p in g.processes or ()),
-            )
-        )
-    return tuple(out)
+    return tuple(gpu_info(g, owner) for g in poll.gpus)

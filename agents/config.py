@@ -2,7 +2,8 @@
 
 Pure. The strict-table machinery (:func:`~agents.tomltables.build_table`, ``Where``, ``setting``,
 ``check_top_level``, ``find_config``) lives in :mod:`agents.tomltables`; this module declares the agent's
-tables — ``[agent]``, ``[[agent.engines]]``, ``[thresholds]`` (shared with the console) and ``[slo]``.
+tables — ``[agent]``, ``[[agent.engines]]`` and ``[slo]``; ``[thresholds]``, the one table the console
+reads too, is :mod:`agents.thresholds` (re-exported here).
 
 Rules
     * Unknown keys, wrong types and missing required keys raise :class:`ConfigError` naming the file,
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from agents.schema import ENGINE_KINDS
+from agents.thresholds import Thresholds, thresholds_from_dict
 from agents.tomltables import (
     ENV_NAME_RE,
     ConfigError,
@@ -40,7 +42,6 @@ from agents.tomltables import (
     build_tables,
     check_top_level,
     entry_label,
-    fraction,
     load_config,
     matches,
     non_empty,
@@ -161,32 +162,6 @@ def _env_table(v: Mapping[str, str]) -> str | None:
 # --- the agent's tables -------------------------------------------------------------------------
 
 _KW = {"frozen": True, "slots": True, "kw_only": True}
-
-
-@dataclass(**_KW)
-class Thresholds:
-    """``[thresholds]``: when the agent raises alerts (the console uses the same values for colours)."""
-
-    ttft_p95_s: float = setting(0.2, check=positive)
-    hung_after_s: float = setting(30.0, check=positive)
-    kv_pressure: float = setting(0.95, check=fraction)
-    kv_pressure_for_s: float = setting(30.0, check=non_negative)
-    queue_growing_intervals: int = setting(5, check=at_least(2))
-    crash_loop_restarts: int = setting(3, check=at_least(1))
-    crash_loop_window_s: float = setting(600.0, check=positive)
-    preemption_storm_for_s: float = setting(30.0, check=non_negative)
-    metrics_stale_after_s: float = setting(5.0, check=positive)
-    ram_leak_mb_per_min: float = setting(50.0, check=positive)
-    ram_leak_window_s: float = setting(600.0, check=positive)
-    # silent failures that still answer 200 (README "Alerts"); seconds are how long the condition must hold
-    alert_clear_s: float = setting(15.0, check=non_negative)  # hysteresis: false this long before an alert clears
-    admission_stall_s: float = setting(60.0, check=positive)
-    gpu_wedge_s: float = setting(30.0, check=positive)
-    rank_divergence_s: float = setting(60.0, check=positive)
-    frontend_hang_s: float = setting(30.0, check=positive)
-    drift_factor: float = setting(2.0, check=lambda v: None if v > 1 else "must be greater than 1")
-    drift_baseline_s: float = setting(600.0, check=positive)
-    kv_eta_warn_s: float = setting(300.0, check=positive)
 
 
 @dataclass(**_KW)
@@ -382,10 +357,6 @@ def _check_agent(agent: AgentConfig, raw: Mapping[str, Any], where: Where) -> No
 def _hints() -> dict[str, tuple[str, ...]]:
     from_console: tuple[str, ...] = ("refresh_s", "request_timeout_s", "stale_after_s", "hosts")
     return {"agent": table_keys(AgentConfig), "thresholds": table_keys(Thresholds), "slo": table_keys(Slo), "console": from_console}
-
-
-def thresholds_from_dict(data: Mapping[str, Any], where: Where) -> Thresholds:
-    return build_table(Thresholds, data.get("thresholds", {}), where.at("[thresholds]"))
 
 
 def agent_config_from_dict(

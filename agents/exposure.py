@@ -1,16 +1,20 @@
-"""Exposure audit of one engine (reliability.md §5.5): what its process tree listens on, which dangerous
-switches its effective argv/environment carries, and whether its version is inside a known advisory range.
+"""Exposure audit of one engine: what its process tree listens on, which dangerous switches its effective
+argv/environment carries, and whether its version is inside a known advisory range.
 
 Pure except :func:`load_advisories` (reads the packaged, dated ``advisories.json``). Each engine's watch
 (``ExposureWatch``, agents/exposure_watch.py) runs the audit when the engine's process tree or state
 changes and every ``LISTENER_AUDIT_S`` (30 s): listeners feed the ``EXPOSED_LISTENER`` rule
-(agents/alerts.py) with a classification of each port; :class:`ExposureAudit` yields the
+(agents/alerts/checks.py) with a classification of each port; :class:`ExposureAudit` yields the
 ``DANGEROUS_FLAG`` and ``ENGINE_ADVISORY`` alerts (severity warning).
 
-Engine version: read from the engine's own log, the last launch only (the line after the supervisor's
-``=== llmconsole: launch`` marker), with the per-engine patterns stored in ``advisories.json`` (vLLM:
-``vLLM API server version X``). No HTTP request is made for it; an engine whose log names no version
-(SGLang and TGI print none we recognise) is not checked, which the evidence says.
+What is engine-specific comes from the engine's adapter (agents/engines/): its dangerous flags and
+variables (``dangerous_switches()``), the flag naming its bind address, its package and display name,
+and how its log announces its version (``version_from_log``). This module adds the switches that are
+dangerous for any engine (code injection through the environment, the hub opt-outs).
+
+Engine version: read from the engine's own log, the last launch only (the lines after the supervisor's
+``=== llmconsole: launch`` marker). No HTTP request is made for it; an engine whose adapter recognises no
+version line in its log is not checked against the advisories.
 """
 
 from __future__ import annotations
@@ -24,11 +28,13 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
+from agents.engines import ADAPTERS, get_adapter
+from agents.engines.base import DangerousSwitch, EngineAdapter
 from agents.schema import Alert
 
 ADVISORY_FILE = "advisories.json"
 LAUNCH_MARKER = "=== llmconsole: launch"
-SECURITY_DOC = "vLLM docs/usage/security.md"
+SECURITY_DOC = "https://docs.vllm.ai/en/stable/usage/security/"
 
 # Well-known ports that are unauthenticated by design (port heuristics: a port can be reused by anything).
 KNOWN_PORTS: Mapping[int, str] = {
@@ -62,32 +68,39 @@ def is_loopback(ip: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Switch:
+    """One dangerous switch found in a launch: as written (``--host 0.0.0.0``, ``VAR=value``), and why."""
+
     switch: str
     reason: str
-    source: str
+    source: str | None = None  # a public page documenting it; None when there is none
+
+    def evidence(self) -> dict[str, str]:
+        out = {"switch": self.switch, "reason": self.reason}
+        return {**out, "source": self.source} if self.source else out
 
 
-_FLAG_RULES: tuple[tuple[str, str, str], ...] = (
-    ("--trust-remote-code", "runs Python code shipped in the model directory (auto_map); CVE-2026-22807, CVE-2026-27893",
-     "reliability.md 3.10"),
-    ("--middleware", "imports an arbitrary Python path into the API server (code execution)", "reliability.md 3.10"),
-    ("--enable-tokenizer-info-endpoint", "serves tokenizer internals on an unauthenticated endpoint", "reliability.md 3.10"),
-    ("--enable-log-requests", "logs every request's prompt (PHI) into the engine log", "reliability.md 3.10"),
-    ("--log-requests", "logs every request's prompt (PHI) into the engine log", "reliability.md 3.10"),
-    ("--ngrok", "opens a public ngrok tunnel to the engine", "reliability.md 3.10 (TGI launcher)"),
-)  # fmt: skip
-_HOST_FLAGS = ("--host", "--hostname")
-_ENV_RULES: tuple[tuple[str, str], ...] = (
-    ("VLLM_SERVER_DEV_MODE", "enables /collective_rpc, /sleep, /reset_prefix_cache (\"never in production\")"),
-    ("VLLM_ALLOW_INSECURE_SERIALIZATION", "allows pickle deserialization between processes"),
-    ("VLLM_TORCH_PROFILER_DIR", "enables the profiler endpoints"),
-    ("VLLM_PLUGINS", "loads plugin code into the engine"),
-    ("LD_PRELOAD", "injects a shared library into every engine process"),
-    ("PYTHONSTARTUP", "runs a Python file at interpreter start"),
+HF_ENV_DOC = "https://huggingface.co/docs/huggingface_hub/package_reference/environment_variables"
+_INJECTION = "https://man7.org/linux/man-pages/man8/ld.so.8.html"
+_PYTHON_ENV = "https://docs.python.org/3/using/cmdline.html#envvar-PYTHONSTARTUP"
+# Dangerous whatever the engine: code injected through the environment, and the opt-outs every launch
+# sets (agents/engines/_launch.py TELEMETRY_OFF) overridden by a config.
+COMMON_SWITCHES: tuple[DangerousSwitch, ...] = (
+    DangerousSwitch("LD_PRELOAD", "injects a shared library into every engine process", _INJECTION),
+    DangerousSwitch("PYTHONSTARTUP", "runs a Python file at interpreter start", _PYTHON_ENV),
+    DangerousSwitch(
+        "HF_HUB_OFFLINE",
+        "overrides the telemetry/hub opt-out (HF_HUB_OFFLINE=1): the engine may call out of the machine",
+        HF_ENV_DOC,
+        expect="1",
+    ),
+    DangerousSwitch(
+        "DO_NOT_TRACK",
+        "overrides the telemetry/hub opt-out (DO_NOT_TRACK=1): the engine may call out of the machine",
+        expect="1",
+    ),
 )
+BIND_REASON = "binds beyond loopback: anyone on the network reaches the engine"
 _OFF = ("", "0", "false", "no", "off")
-# Opt-outs the adapters inject (agents/engines/_launch.py TELEMETRY_OFF); a config that overrides them.
-TELEMETRY_OPT_OUTS: Mapping[str, str] = {"HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
 
 
 def _flag_value(argv: Sequence[str], i: int) -> str | None:
@@ -97,27 +110,36 @@ def _flag_value(argv: Sequence[str], i: int) -> str | None:
     return argv[i + 1] if i + 1 < len(argv) and not argv[i + 1].startswith("-") else None
 
 
-def dangerous_switches(argv: Sequence[str], env: Mapping[str, str]) -> list[Switch]:
-    """Dangerous dev/debug switches in an engine's effective argv and environment, with why and where from."""
+def _set(switch: DangerousSwitch, env: Mapping[str, str]) -> str | None:
+    """The value of a dangerous variable when it is set dangerously, else None."""
+    value = env.get(switch.name)
+    if value is None:
+        return None
+    if switch.expect is not None:
+        return value if value != switch.expect else None
+    return value if value.strip().lower() not in _OFF else None
+
+
+def dangerous_switches(adapter: EngineAdapter, argv: Sequence[str], env: Mapping[str, str]) -> list[Switch]:
+    """Dangerous switches in an engine's effective argv and environment (the adapter's and the common
+    ones), with why and where documented."""
+    rules = (*adapter.dangerous_switches(), *COMMON_SWITCHES)
+    flags = [s for s in rules if s.is_flag]
     found: list[Switch] = []
     for i, token in enumerate(argv):
         name = token.split("=", 1)[0]
-        for flag, reason, source in _FLAG_RULES:
-            if name == flag or (flag == "--ngrok" and name.startswith("--ngrok")):
-                found.append(Switch(name, reason, source))
-        if name in _HOST_FLAGS:
+        for rule in flags:
+            if name == rule.name or (rule.prefix and name.startswith(rule.name)):
+                found.append(Switch(name, rule.reason, rule.source))
+        if name in adapter.bind_flags:
             value = _flag_value(argv, i)
             if value is not None and not is_loopback(value) and value != "localhost":
-                found.append(Switch(f"{name} {value}", "binds beyond loopback: anyone on the network reaches the engine",
-                                    "reliability.md 5.5"))
-    for var, reason in _ENV_RULES:
-        value = env.get(var)
-        if value is not None and value.strip().lower() not in _OFF:
-            found.append(Switch(f"{var}={value}", reason, "reliability.md 3.10"))
-    for var, want in TELEMETRY_OPT_OUTS.items():
-        if var in env and env[var] != want:
-            found.append(Switch(f"{var}={env[var]}", f"overrides the telemetry/hub opt-out ({var}={want}): the engine may "
-                                "call out of the machine", "reliability.md 3.8"))
+                found.append(Switch(f"{name} {value}", BIND_REASON))
+    # variables that must be off first, then the opt-outs that must keep their value
+    for rule in sorted((s for s in rules if not s.is_flag), key=lambda s: s.expect is not None):
+        value = _set(rule, env)
+        if value is not None:
+            found.append(Switch(f"{rule.name}={value}", rule.reason, rule.source))
     return found
 
 
@@ -182,9 +204,14 @@ class Advisory:
 
 @dataclass(frozen=True, slots=True)
 class EngineInfo:
+    """What the advisories need of an engine kind (from its adapter): its package and display name."""
+
     package: str
     display: str
-    version_log_patterns: tuple[re.Pattern[str], ...]
+
+
+def engine_infos() -> dict[str, EngineInfo]:
+    return {kind: EngineInfo(a.package, a.display) for kind, a in ADAPTERS.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,27 +226,23 @@ class Advisories:
             return []
         return [a for a in self.advisories if a.package == info.package and a.affects(version)]
 
-    def version_from_log(self, kind: str, lines: Sequence[str]) -> tuple[str | None, str | None]:
-        """(version, the line it came from) from the last launch in ``lines``; (None, None) if not found."""
-        info = self.engines.get(kind)
-        if info is None or not info.version_log_patterns:
-            return None, None
-        start = max((i for i, line in enumerate(lines) if line.startswith(LAUNCH_MARKER)), default=-1)
-        for line in lines[start + 1 :]:
-            for pattern in info.version_log_patterns:
-                m = pattern.search(line)
-                if m and parse_version(m.group(1)) is not None:
-                    return m.group(1), line.strip()[-160:]
-        return None, None
+
+def version_in_log(adapter: EngineAdapter, lines: Sequence[str]) -> tuple[str | None, str | None]:
+    """(version, the line it came from) from the last launch in ``lines``; (None, None) if not found."""
+    start = max((i for i, line in enumerate(lines) if line.startswith(LAUNCH_MARKER)), default=-1)
+    for line in lines[start + 1 :]:
+        version = adapter.version_from_log(line)
+        if version is not None and parse_version(version) is not None:
+            return version, line.strip()[-160:]
+    return None, None
 
 
 def advisories_from_dict(data: Mapping[str, Any]) -> Advisories:
+    """The advisories of a parsed file; the engine kinds come from the adapters (an ``engines`` table in
+    the file, from older exports, is ignored)."""
     if data.get("format") != "llmconsole.advisories/1":
         raise ValueError(f"unknown advisory file format {data.get('format')!r}")
-    engines = {
-        kind: EngineInfo(e["package"], e.get("display", kind), tuple(re.compile(p) for p in e.get("version_log_patterns", ())))
-        for kind, e in data["engines"].items()
-    }
+    engines = engine_infos()
     advisories = tuple(
         Advisory(a.get("id"), a.get("ghsa"), a["package"], tuple(a.get("ranges", ())), a["summary"], a.get("precondition"), a["source"])
         for a in data["advisories"]
@@ -245,6 +268,7 @@ class ExposureAudit:
     argv: Sequence[str]
     env: Mapping[str, str]
     advisories: Advisories | None = None
+    adapter: EngineAdapter = field(init=False)  # the kind's
     version: str | None = None
     version_line: str | None = None
     _since: dict[str, str] = field(default_factory=dict)
@@ -253,17 +277,17 @@ class ExposureAudit:
     _found_for: str | None = None
 
     def __post_init__(self) -> None:
-        self._switches = dangerous_switches(self.argv, self.env)
+        self.adapter = get_adapter(self.kind)
+        self._switches = dangerous_switches(self.adapter, self.argv, self.env)
         if self.advisories is None:
             try:
                 self.advisories = load_advisories()
             except (OSError, ValueError, KeyError) as exc:  # a broken file must not stop the agent
-                self.advisories = Advisories(f"unreadable: {exc}", {}, ())
+                self.advisories = Advisories(f"unreadable: {exc}", engine_infos(), ())
 
     def refresh(self, log_lines: Sequence[str]) -> None:
         """Look for the engine's version in its log (keeps the last one found when the tail has none)."""
-        assert self.advisories is not None
-        version, line = self.advisories.version_from_log(self.kind, log_lines)
+        version, line = version_in_log(self.adapter, log_lines)
         if version is not None:
             self.version, self.version_line = version, line
 
@@ -283,14 +307,14 @@ class ExposureAudit:
         found: list[tuple[str, str, dict[str, Any]]] = []
         if self._switches:
             names = ", ".join(s.switch for s in self._switches)
-            found.append(("DANGEROUS_FLAG", f"dangerous switch(es): {names}",
-                          {"switches": [{"switch": s.switch, "reason": s.reason, "source": s.source} for s in self._switches]}))
+            evidence = {"switches": [s.evidence() for s in self._switches]}
+            found.append(("DANGEROUS_FLAG", f"dangerous switch(es): {names}", evidence))
         if self.version is not None:
             hits = self.advisories.matching(self.kind, self.version)
             if hits:
-                display = self.advisories.engines[self.kind].display
                 listed = ", ".join(a.describe() for a in hits[:4]) + (f" and {len(hits) - 4} more" if len(hits) > 4 else "")
-                found.append(("ENGINE_ADVISORY", f"{display} {self.version}: affected by {listed}", {
+                summary = f"{self.adapter.display} {self.version}: affected by {listed}"
+                found.append(("ENGINE_ADVISORY", summary, {
                     "version": self.version,
                     "version_source": f"engine log: {self.version_line}",
                     "advisory_file_as_of": self.advisories.as_of,

@@ -1,14 +1,14 @@
 """One engine's exposure audit on its own cadence, owned by the engine's watch (agents/watch.py).
 
 The findings come from agents/exposure.py: the listening sockets of the engine's process tree, classified
-(``EXPOSED_LISTENER``, agents/alerts.py), the dangerous switches of its launch and the advisories that
+(``EXPOSED_LISTENER``, agents/alerts/), the dangerous switches of its launch and the advisories that
 match the version in its log (``DANGEROUS_FLAG``, ``ENGINE_ADVISORY``). The listener read is blocking; the
 collector runs it in its per-tick worker thread.
 
 A watched engine (``managed = false``) has no launch plan: its switches come from its port owner's own
 ``/proc/<pid>/cmdline`` and ``environ`` (the root of the process tree its watch reports), re-read when that
 process changes, and its version from the package metadata of the owner's interpreter (agents/bundle_engine.py:
-``<package>-<version>.dist-info`` names, no code run; the package from the advisory file's engine table),
+``<package>-<version>.dist-info`` names, no code run; the package named by the engine's adapter),
 since its log is not the agent's. When the owner is not visible, nothing is checked (the watch's
 ``unobserved`` says why).
 """

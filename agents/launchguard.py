@@ -1,7 +1,8 @@
 """Launch requests are data: check an engine's argv, environment and model against the agent's policy.
 
-Pure (stdlib only, no config imports), so ``agents.config`` can use :func:`secret_in_argv` while loading.
-Rules (reliability.md §3.9–§3.10):
+Pure (the stdlib and the engine adapters' declarations; no config imports), so ``agents.config`` can use
+:func:`secret_in_argv` while loading. What differs per engine (its launchers, the variables it reads its
+API key from) comes from its adapter (agents/engines/). Rules:
 
 * **No secrets in argv** (always, at config load and again at launch): argv is world-readable (``ps``,
   ``/proc/<pid>/cmdline``) and the supervisor writes it into the engine log. ``--api-key VALUE``,
@@ -11,9 +12,10 @@ Rules (reliability.md §3.9–§3.10):
   message never repeats the value.
 * **No NUL or control characters** in argv, environment or model (always).
 * **Executables**. With ``[agent] allowed_executables`` unset, the built-in engine launchers apply,
-  matched by name: ``vllm``, ``text-generation-launcher``, ``llmconsole sim-engine`` and a Python
-  interpreter (``python``, ``python3``, ``python3.X``) running ``-m MODULE`` with MODULE one of
-  :data:`BUILTIN_PYTHON_MODULES`. Everything else (shells, ``python -c``, scripts, other modules) is
+  matched by name: the adapters' ``executables`` (``vllm``, ``text-generation-launcher``),
+  ``llmconsole sim-engine`` and a Python interpreter (``python``, ``python3``, ``python3.X``) running
+  ``-m MODULE`` with MODULE one of :data:`BUILTIN_PYTHON_MODULES` (the adapters' ``python_modules`` and
+  the simulator's). Everything else (shells, ``python -c``, scripts, other modules) is
   refused. When ``allowed_executables`` is set it replaces that list: the resolved, real path of argv[0]
   must be one of the listed paths (also resolved); an interpreter among them still runs only ``-m``
   modules of ``allowed_python_modules`` (default: the built-in modules). In both cases neither the
@@ -40,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agents.engines import ADAPTERS
 from agents.redact import (  # noqa: F401 - re-exported for compatibility
     MASK,
     MIN_SECRET_LEN,
@@ -70,14 +73,27 @@ _ASSIGNMENT_RE = re.compile(
 _JSON_SECRET_RE = re.compile(r'"[\w.-]*?(?:api[_-]?key|token|secret|passw(?:or)?d)"\s*:\s*"(?P<value>[^"]+)"', re.I)
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 HUB_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?")
-ENV_HINT = 'pass it through env instead, e.g. env = { VLLM_API_KEY = "..." } (TGI: API_KEY; hub: HF_TOKEN)'
+HUB_TOKEN_ENV = "HF_TOKEN"  # huggingface_hub's token variable, read by every engine that downloads
+
+
+def _env_hint() -> str:
+    """Where a secret goes instead of argv: the first engine's API-key variable as the example, then the
+    other engines' and the hub's."""
+    named = [(a.display, a.secret_env_names()) for a in ADAPTERS.values() if a.secret_env_names()]
+    others = [f"{display}: {', '.join(names)}" for display, names in named[1:]] + [f"hub: {HUB_TOKEN_ENV}"]
+    example = named[0][1][0] if named else HUB_TOKEN_ENV
+    return f'pass it through env instead, e.g. env = {{ {example} = "..." }} ({"; ".join(others)})'
+
+
+ENV_HINT = _env_hint()
 
 # The built-in engine launchers (used while [agent] allowed_executables is unset).
-BUILTIN_PYTHON_MODULES = (
-    "vllm.entrypoints.openai.api_server", "vllm.entrypoints.cli.main", "sglang.launch_server", "agents.sim",
-)  # fmt: skip
-BUILTIN_LAUNCHERS_TEXT = "vllm, text-generation-launcher, python -m <engine server module>, llmconsole sim-engine"
-_ANY_ARGS = frozenset({"vllm", "text-generation-launcher"})
+SIM_MODULE = "agents.sim"  # llmconsole's simulated engine
+BUILTIN_PYTHON_MODULES = (*(m for a in ADAPTERS.values() for m in a.python_modules), SIM_MODULE)
+_EXECUTABLES = tuple(x for a in ADAPTERS.values() for x in a.executables)
+_ANY_ARGS = frozenset(_EXECUTABLES)
+_OTHER_LAUNCHERS = ("python -m <engine server module>", "llmconsole sim-engine")
+BUILTIN_LAUNCHERS_TEXT = ", ".join((*_EXECUTABLES, *_OTHER_LAUNCHERS))
 _SUBCOMMAND = {"llmconsole": "sim-engine"}
 _PYTHON_RE = re.compile(r"python(?:3(?:\.[0-9]+)?)?")
 # Interpreter switches that may come before -m (no code, no paths).

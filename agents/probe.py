@@ -66,8 +66,6 @@ class ProbeResult:
     simulated: bool = False  # the exposition carries llmconsole's SIMULATED marker
 
 
-SIM_MARKER = "llmconsole_simulated"
-
 
 def probe_texts(texts: Sequence[str | bytes], dt_s: float | None, engine: str = "auto") -> ProbeResult:
     """Stats of one exposition (gauges only; rates and percentiles None) or of two taken ``dt_s`` apart."""
@@ -98,7 +96,7 @@ def probe_texts(texts: Sequence[str | bytes], dt_s: float | None, engine: str = 
     stats = {key: stats.get(key) for key in STATS_KEYS}
     lacks = adapter.unsupported
     reasons = {key: _why_null(key, start, end, lacks) for key, value in stats.items() if value is None}
-    simulated = any(metrics.has(SIM_MARKER) for metrics in sets)
+    simulated = any(adapter.is_simulated(metrics) for metrics in sets)
     return ProbeResult(kind, end.models, stats, problems, reasons, len(texts), dt_s, simulated)
 
 

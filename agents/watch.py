@@ -47,7 +47,6 @@ from agents.exposure_watch import ExposureWatch
 from agents.http1 import Http1Client, Http1Error, NoResponse
 from agents.metrics.parse import parse
 from agents.metrics.window import RATE_WINDOW_S, Window
-from agents.probe import SIM_MARKER
 from agents.schema import (
     CANARY_MARK,
     Alert,
@@ -58,6 +57,7 @@ from agents.schema import (
     Health,
     LastExit,
     Loading,
+    QuantileBucket,
     rfc3339,
 )
 from agents.scrape import fetch, transport_reason
@@ -107,7 +107,7 @@ class EngineWatch:
     ) -> None:
         # ``adapter`` and ``spec`` are the ones the runtime built the launch with; ``http`` is the agent's
         # one keep-alive client (scrape, health, canary). ``extra_rules``: further alert rules
-        # (agents/silent.py), evaluated with the built-ins (agents/alerts.py).
+        # (agents/silent/), evaluated with the built-ins (agents/alerts/).
         self.config, self.agent, self.supervisor, self.http = config, agent, supervisor, http
         self.clock = clock
         self.benchmarks = benchmarks  # benchmarks announced through the API (agents/benchmarks.py)
@@ -120,8 +120,9 @@ class EngineWatch:
         # rates over the last few scrapes, percentiles and window counts over stats_window_s
         self.window = Window(agent.stats_window_s, rate_window_s=max(RATE_WINDOW_S, 2 * agent.interval_s))
         self.alerts: tuple[Alert, ...] = ()
-        self._wanted = self.adapter.wanted() | {SIM_MARKER}
+        self._wanted = self.adapter.scrape_names()  # what read() looks at, and the simulated-engine marker
         self._stats: dict[str, float | None] | None = None
+        self._buckets: dict[str, QuantileBucket] = {}  # the bucket of each percentile in _stats
         self._stats_t: float | None = None  # monotonic time of the scrape the stats come from
         self._tokens: float | None = None
         self._counters: Mapping[str, float | None] = {}  # the latest successful scrape's counters
@@ -265,7 +266,7 @@ class EngineWatch:
             if got.reading is not None:
                 self._simulated = got.simulated
                 self.window.add(got.t, got.reading)
-                self._stats = self.window.stats()
+                self._stats, self._buckets = self.window.derived()
                 self._stats_t = got.t
                 self._tokens = _progress(got.reading)
                 self._counters = got.reading.counters
@@ -302,7 +303,7 @@ class EngineWatch:
         if not _has_data(reading):
             error = f"no {self.config.kind} metrics in the exposition"
             return _Scraped(started, ScrapeOutcome(ok=False, error=error, reachable=True))
-        return _Scraped(started, ScrapeOutcome(ok=True), reading, metrics.has(SIM_MARKER))
+        return _Scraped(started, ScrapeOutcome(ok=True), reading, self.adapter.is_simulated(metrics))
 
     async def _check_health(self) -> Health:
         deadline = min(2.0, self.agent.interval_s * 2)
@@ -430,11 +431,14 @@ class EngineWatch:
         sup = self.supervisor
         info = sup.snapshot()
         last = sup.last_exit
-        stats = None if self._stats is None else EngineStats(**{k: _round(v) for k, v in self._stats.items()})
+        stats = None
+        if self._stats is not None:
+            numbers = {k: _round(v) for k, v in self._stats.items()}
+            stats = EngineStats(**numbers, quantile_buckets=self._buckets)
         loading = None
         if info["state"] == "starting":
             loading = Loading(elapsed_s=_round(info["loading_elapsed_s"]), log_tail=tuple(sup.log_tail(10)))
-        kv_eta = self.rules.extra_value("kv_eta_s")  # a KV-trend rule's estimate (agents/silent.py), if any
+        kv_eta = self.rules.extra_value("kv_eta_s")  # a KV-trend rule's estimate (agents/silent/), if any
         return EngineSnapshot(
             id=self.config.id,
             kind=self.config.kind,

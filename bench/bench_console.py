@@ -39,9 +39,9 @@ from textual.app import App, ComposeResult  # noqa: E402
 from textual.widgets import DataTable  # noqa: E402
 
 from agents.schema import HostSnapshot  # noqa: E402
+from console.fixturesource import FixtureFleetSource  # noqa: E402
 from console.fleet import HostResult  # noqa: E402
 from console.settings import ConsoleConfig, HostConfig  # noqa: E402
-from console.source import FixtureFleetSource  # noqa: E402
 from console.state import FleetState, apply  # noqa: E402
 from console.views import FLEET_COLUMNS, RIGHT_COLUMNS, fleet_table  # noqa: E402
 from widgets.keyed_table import KeyedTable  # noqa: E402

@@ -50,7 +50,8 @@ from agents.schema import EngineStats, HostSnapshot, rfc3339, to_json  # noqa: E
 from bench.bench_console import Bench, recorded_snapshots  # noqa: E402
 from console.promsource import PrometheusFleetSource  # noqa: E402
 from console.settings import ConsoleConfig, PrometheusConfig  # noqa: E402
-from console.source import HostResult, decode_snapshot  # noqa: E402
+from console.fleet import HostResult  # noqa: E402
+from console.payload import decode_snapshot  # noqa: E402
 from console.state import FleetState, apply  # noqa: E402
 from console.views import FLEET_COLUMNS, RIGHT_COLUMNS, fleet_table  # noqa: E402
 from widgets.keyed_table import KeyedTable  # noqa: E402

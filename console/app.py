@@ -117,8 +117,13 @@ class LlmConsole(App[int]):
 
     def _preload_calculator(self) -> None:
         """Import the calculator (Textual plots, catalogs) off the UI thread while the operator reads the
-        fleet, so that ``c`` opens it without the import pause."""
-        self.run_worker(_import_calculator, thread=True, exit_on_error=False, group="preload")
+        fleet, then build its screen in the calc mode's hidden stack, so that ``c`` only switches to it."""
+        self.run_worker(self._preload, exit_on_error=False, group="preload")
+
+    async def _preload(self) -> None:
+        await asyncio.to_thread(_import_calculator)
+        if "calc" not in self._screen_stacks:  # not opened meanwhile
+            self._init_mode("calc")  # Textual's own start of a mode, without switching to it
 
     async def on_unmount(self) -> None:
         with contextlib.suppress(Exception):

@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         return _fail(problem)
     from console.bundle_fetch import fetch_bundles
     from console.bundle_merge import merge
-    from console.source import TokenState
+    from console.tokens import TokenState
 
     params: dict[str, Any] = {"since": str(int(since))}
     if args.engine:

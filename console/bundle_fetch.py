@@ -1,7 +1,7 @@
 """Fetch each host's incident bundle (``GET /v1/bundle``) the way the console reaches its agents.
 
 Direct hosts by their ``url``, ``ssh`` hosts through the same tunnels as the console (console/tunnels.py);
-the host's operator token from ``token_env`` / ``token_file`` (console/source.py). Every host is fetched
+the host's operator token from ``token_env`` / ``token_file`` (console/tokens.py). Every host is fetched
 concurrently (at most ``PARALLEL`` at once) under one deadline for the whole command and a byte cap per
 answer; a host that cannot give its bundle is a :class:`HostBundle` with ``error`` (one line), never an
 exception, so the others still make it into the bundle.
@@ -20,8 +20,10 @@ from typing import Any
 import httpx
 
 from console.fleet import one_line
+from console.netutil import connect_reason as _connect_reason
+from console.payload import error_text as _error_text
 from console.settings import HostConfig
-from console.source import TokenState, _connect_reason, _error_text
+from console.tokens import TokenState
 
 PARALLEL = 4
 DEFAULT_TIMEOUT_S = 120.0

@@ -3,7 +3,7 @@
 :func:`load_bundle` verifies the archive first (agents/bundle_files.py: safe reading, schema major version,
 every file's SHA-256), so a truncated or tampered bundle, or one of another major version, is refused with
 one line (:class:`BundleError`). Each host's ``snapshots.jsonl`` is decoded with the console's own reader
-(console/source.py: size caps, strict UTF-8, the wire schema's types), oldest first, each carrying its
+(console/payload.py: size caps, strict UTF-8, the wire schema's types), oldest first, each carrying its
 wall time in ``taken_at``; the engines' log tails and the alert transitions come with them. A host the
 bundle could not collect is kept with its ``error``, as the manifest gives it.
 """
@@ -17,7 +17,7 @@ from typing import Any
 
 from agents.bundle_files import BundleError, ReadLimits, verify_bundle
 from agents.schema import HostSnapshot
-from console.source import PayloadError, decode_snapshot
+from console.payload import PayloadError, decode_snapshot
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """`llmconsole` — the command-line entry point.
 
 Verbs are small modules with ``add_parser(subparsers)`` and ``run(args) -> int``. Verbs that run agent-side
-programs (``sim-engine``, later ``agent``) are handed their whole argument list and imported only when
+programs (``agent``, ``probe``, ``sim-engine``) are handed their whole argument list and imported only when
 invoked, so the console process never loads agent-side machinery (see the dependency rule in DESIGN.md).
 
 Every bad input ends in one line on stderr and exit code 2, never a traceback.
@@ -20,7 +20,6 @@ PROG = "llmconsole"
 PARSED_VERBS: dict[str, str] = {
     "demo": "console.demo",
     "status": "console.status",
-    "probe": "console.probe",
     "calc": "console.calc.cli",
     "rules": "console.rules",
     "bench": "console.bench.cli",
@@ -32,7 +31,12 @@ PARSED_VERBS: dict[str, str] = {
 DELEGATED_VERBS: dict[str, tuple[str, str]] = {
     "agent": ("agents.cli:main", "run the agent: supervise engines, collect, serve the API ([agent] in the config)"),
     "sim-engine": ("agents.sim.cli:main", "run a simulated engine (vLLM, SGLang or TGI dialect) — SIMULATED"),
+    "probe": ("agents.probe_cli:main", "normalized stats of one engine endpoint or exposition file"),
 }
+# Delegated verbs that read no config: a global ``--config`` before them is not handed over.
+READS_NO_CONFIG = frozenset({"probe"})
+# The order `llmconsole --help` lists the verbs in (a verb missing here comes last).
+HELP_ORDER = ("demo", "status", "probe", "calc", "rules", "bench", "bundle", "replay", "agent", "sim-engine")
 
 
 class CliError(Exception):
@@ -73,11 +77,12 @@ def build_parser() -> Parser:
     if _available(CONSOLE_MODULE):
         import_module(CONSOLE_MODULE).add_arguments(parser)
     sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=Parser)
-    for module in PARSED_VERBS.values():
-        if _available(module):
-            import_module(module).add_parser(sub)
-    for name, (_target, help_text) in DELEGATED_VERBS.items():
-        sub.add_parser(name, help=help_text, add_help=False)
+    listed = {v: i for i, v in enumerate(HELP_ORDER)}
+    for name in sorted([*PARSED_VERBS, *DELEGATED_VERBS], key=lambda v: listed.get(v, len(listed))):
+        if name in DELEGATED_VERBS:
+            sub.add_parser(name, help=DELEGATED_VERBS[name][1], add_help=False)
+        elif _available(PARSED_VERBS[name]):
+            import_module(PARSED_VERBS[name]).add_parser(sub)
     parser.set_defaults(_verbs=sub.choices)
     return parser
 
@@ -89,7 +94,7 @@ def _delegate(args: argparse.Namespace, args_list: list[str]) -> int:
     if getattr(args, "ssh", None):
         sys.stderr.write(f"{PROG} {verb}: error: --ssh does not apply to `{verb}` (it runs on this machine)\n")
         return 2
-    config = getattr(args, "console_config", None)
+    config = None if verb in READS_NO_CONFIG else getattr(args, "console_config", None)
     target, _ = DELEGATED_VERBS[verb]
     return _resolve(target)((["--config", config] if config else []) + rest)
 

@@ -32,8 +32,6 @@ from pathlib import Path
 
 import httpx
 
-from agents.auth import hash_token, new_token
-
 DEMO_ENV = "LLMCONSOLE_DEMO_DIR"  # set on every agent the demo starts: the work directory
 MARKER_ENV = "LLMCONSOLE_ENGINE_ID"  # the supervisor's marker on every engine process
 SIM_GPU_ENV = "LLMCONSOLE_SIM_GPU_DIR"  # the simulated-GPU ledger (under an agent's state_dir)
@@ -390,6 +388,7 @@ class DemoFleet:
         ports = iter(
             free_ports(len(self.plans) + self.engine_count + tgis_total)
         )  # all at once: all distinct
+        tokens = iter(operator_tokens([self.workdir / plan.name / "tokens" for plan in self.plans]))
         for plan in self.plans:
             hostdir = self.workdir / plan.name
             hostdir.mkdir(parents=True, exist_ok=True)
@@ -398,10 +397,9 @@ class DemoFleet:
             engine_ports = {e.id: (next(rest), None) for e in plan.engines}
             for eid in tgis:
                 engine_ports[eid] = (engine_ports[eid][0], next(rest))
-            token = new_token()
+            token = next(tokens)
             token_file = hostdir / "operator.token"
             _write_private(token_file, token + "\n")
-            _write_private(hostdir / "tokens", f"demo-operator operator {hash_token(token)}\n")
             config = hostdir / "agent.toml"
             config.write_text(agent_toml(plan, hostdir, listen, engine_ports, self.timings))
             self.agents.append(AgentProc(plan, hostdir, listen, config, token_file, token))
@@ -524,6 +522,40 @@ class DemoFleet:
             time.sleep(0.1)
 
 
+def operator_tokens(tokens_files: list[Path]) -> list[str]:
+    """One operator token per agent's tokens file, made by the agent's own ``agent token add`` (it stores the
+    hash, file 0600, and prints the token once), all at once: the tokens file's format stays the agent's."""
+    add = ["agent", "token", "add", "demo-operator", "--role", "operator"]
+    argv = [sys.executable, "-m", "console.cli", *add]
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        for path in tokens_files:
+            procs.append(
+                subprocess.Popen(
+                    [*argv, "--tokens-file", str(path)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+            )
+        tokens = []
+        for proc, path in zip(procs, tokens_files, strict=True):
+            out, err = proc.communicate(timeout=60)
+            if proc.returncode != 0 or not out.strip():
+                why = err.strip().splitlines()[-1] if err.strip() else f"exit code {proc.returncode}"
+                raise DemoError(f"cannot make the operator token of {path}: {why}")
+            tokens.append(out.strip())
+        return tokens
+    except subprocess.TimeoutExpired:
+        raise DemoError("`llmconsole agent token add` did not finish within 60 s") from None
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
 def _write_private(path: Path, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -532,5 +564,5 @@ def _write_private(path: Path, text: str) -> None:
 
 __all__ = [
     "DEMO_ENV", "FAST", "NORMAL", "WATCHED", "AgentProc", "DemoError", "DemoFleet", "EnginePlan", "HostPlan",
-    "Timings", "agent_toml", "console_toml", "marked_pids", "plan_fleet", "watched_argv",
+    "Timings", "agent_toml", "console_toml", "marked_pids", "operator_tokens", "plan_fleet", "watched_argv",
 ]  # fmt: skip

@@ -1,7 +1,7 @@
 """The fleet-source protocol and its result types: what the App and the reducer need from any source.
 
 Pure (no HTTP, sockets or files): a source is an adapter behind :class:`FleetSource` — the agents polled
-over HTTP (``console.source.HttpFleetSource``), a recording (``console.source.FixtureFleetSource``), a
+over HTTP (``console.httpsource.HttpFleetSource``), a recording (``console.fixturesource.FixtureFleetSource``), a
 Prometheus-compatible server (``console.promsource.PrometheusFleetSource``) — and ``console.combined.CombinedFleetSource`` puts several
 side by side.
 

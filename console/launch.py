@@ -12,8 +12,10 @@ import sys
 from dataclasses import replace
 
 from agents.tomltables import ConfigError, find_config
+from console.fixturesource import FixtureFleetSource
+from console.fleet import FleetSource
 from console.settings import ConsoleConfig, load_console_config
-from console.source import FixtureFleetSource, FleetSource, build_fleet_source
+from console.source import build_fleet_source
 from console.tunnels import ssh_hosts
 
 PROG = "llmconsole"

@@ -16,9 +16,10 @@ from __future__ import annotations
 import bisect
 import re
 
-from agents.schema import History, HostSnapshot, parse_rfc3339, rfc3339
+from agents.schema import History, parse_rfc3339, rfc3339
 from console.bundle_read import LoadedBundle, RecordedHost
 from console.fleet import ActionResult, HostError, HostResult
+from console.timestamps import to_epoch
 
 REFUSED = "replay of a recorded bundle: actions are not available"
 _OFFSET_RE = re.compile(r"(?P<sign>[+-])(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+(?:\.\d+)?)s?)?")
@@ -28,19 +29,14 @@ class ReplayError(ValueError):
     """A bad replay request (an unreadable time, an empty recording): one line for the user."""
 
 
-def _epoch(snap: HostSnapshot) -> float | None:
-    try:
-        return parse_rfc3339(snap.taken_at) if snap.taken_at else None
-    except ValueError:
-        return None
-
-
 class _Track:
     """One host's recording: snapshots in time order with their epoch times."""
 
     def __init__(self, host: RecordedHost) -> None:
         self.host = host
-        timed = sorted(((t, s) for s in host.snapshots if (t := _epoch(s)) is not None), key=lambda p: p[0])
+        timed = sorted(
+            ((t, s) for s in host.snapshots if (t := to_epoch(s.taken_at)) is not None), key=lambda p: p[0]
+        )
         self.times = [t for t, _ in timed]
         self.snaps = [s for _, s in timed]
 

@@ -1,8 +1,9 @@
 """The console's side of ``config.toml``: ``[console]``, ``[[console.hosts]]``, ``[[console.prometheus]]``
 and ``[thresholds]``.
 
-Built on the strict-table machinery of :mod:`agents.config` (pure), so mistakes read the same on both
-sides: one line naming the file, the table, the key, and the closest valid key for typos.
+Built on the strict-table machinery of :mod:`agents.tomltables` (pure), so mistakes read the same on both
+sides: one line naming the file, the table, the key, and the closest valid key for typos. ``[thresholds]``
+is :mod:`agents.thresholds`, shared with the agent; the agent's own tables are the agent's to validate.
 A config with no ``[[console.hosts]]`` is valid: the console then says so and points to the demo.
 """
 
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from agents.config import AgentConfig, Thresholds, thresholds_from_dict
+from agents.thresholds import Thresholds, thresholds_from_dict
 from agents.tomltables import (
     Where,
     build_table,
@@ -96,11 +97,13 @@ def parse_matchers(text: str) -> list[tuple[str, str, str]] | str:
     while rest:
         m = _MATCHER_RE.match(rest)
         if m is None:
-            return f'expected label matchers such as job="llmconsole" (double-quoted values), got {show(text)}'
+            return (
+                f'expected label matchers such as job="llmconsole" (double-quoted values), got {show(text)}'
+            )
         if m[1] == "__name__":
             return "must not match __name__ (the console chooses the metric names)"
         out.append((m[1], m[2], m[3]))
-        rest = rest[m.end():]
+        rest = rest[m.end() :]
         if rest and not rest.startswith(","):
             return f"expected a comma between label matchers, got {show(text)}"
         rest = rest[1:].lstrip()
@@ -179,15 +182,61 @@ def _check_prometheus(cfg: ConsoleConfig, raw: Mapping[str, Any], where: Where) 
         if p.name in seen:
             raise at.error("name", f"duplicate name {show(p.name)} (also entry #{seen[p.name] + 1})")
         seen[p.name] = i
-        if p.token_file is not None and (p.basic_auth_user is not None or p.basic_auth_password_file is not None):
-            raise at.error("token_file", "set either token_file or basic_auth_user + basic_auth_password_file, not both")
+        if p.token_file is not None and (
+            p.basic_auth_user is not None or p.basic_auth_password_file is not None
+        ):
+            raise at.error(
+                "token_file", "set either token_file or basic_auth_user + basic_auth_password_file, not both"
+            )
         if (p.basic_auth_user is None) != (p.basic_auth_password_file is None):
             missing = "basic_auth_password_file" if p.basic_auth_password_file is None else "basic_auth_user"
             raise at.error(missing, "basic auth needs both basic_auth_user and basic_auth_password_file")
         if p.tls_ca is not None and not p.url.lower().startswith("https://"):
             raise at.error("tls_ca", "only applies to an https:// url")
         if p.stale_after_s < p.refresh_s:
-            raise at.error("stale_after_s", f"must be at least refresh_s ({show(p.refresh_s)}), got {show(p.stale_after_s)}")
+            raise at.error(
+                "stale_after_s",
+                f"must be at least refresh_s ({show(p.refresh_s)}), got {show(p.stale_after_s)}",
+            )
+
+
+# The keys of the agent's [agent] table (agents/config.py AgentConfig, supervision keys included), only to say
+# where a stray top-level key belongs; the console never validates [agent]. tests/console/test_settings.py
+# pins this to the agent's table.
+AGENT_KEYS = (
+    "listen",
+    "host",
+    "interval_s",
+    "history_s",
+    "stats_window_s",
+    "state_dir",
+    "log_dir",
+    "gpu_source",
+    "canary_interval_s",
+    "canary_timeout_s",
+    "scrape_timeout_s",
+    "metrics_max_bytes",
+    "stop_engines_on_exit",
+    "tokens_file",
+    "tls_cert",
+    "tls_key",
+    "tls_client_ca",
+    "allowed_hosts",
+    "allowed_executables",
+    "allowed_python_modules",
+    "allowed_env_overrides",
+    "allowed_action_commands",
+    "model_roots",
+    "allow_hub_ids",
+    "backoff_initial_s",
+    "backoff_max_s",
+    "backoff_reset_s",
+    "start_retries",
+    "startup_timeout_s",
+    "stop_timeout_s",
+    "gpu_release_timeout_s",
+    "engines",
+)
 
 
 def console_config_from_dict(
@@ -200,7 +249,7 @@ def console_config_from_dict(
     """Validate parsed TOML (the whole document) into a ConsoleConfig."""
     hints = {
         "console": table_keys(ConsoleConfig),
-        "agent": table_keys(AgentConfig),
+        "agent": AGENT_KEYS,
         "thresholds": table_keys(Thresholds),
     }
     check_top_level(data, file, hints)

@@ -41,13 +41,13 @@ from agents.schema import (
     EngineSnapshot,
     EngineStats,
     HostSnapshot,
-    parse_rfc3339,
     rfc3339,
     severity_rank,
     stats_are_live,
 )
 from console.fleet import HostError, HostResult
 from console.settings import ConsoleConfig
+from console.timestamps import to_epoch
 
 WINDOW_S = 900.0
 RECENT_MAX = 200
@@ -258,13 +258,6 @@ def acknowledge(state: FleetState, key: AlertKey) -> FleetState:
     return replace(state, acknowledged=state.acknowledged | {key})
 
 
-def _epoch(text: str) -> float | None:
-    try:
-        return parse_rfc3339(text)
-    except (ValueError, TypeError, OverflowError):
-        return None
-
-
 def _reduce_host(old: HostState, r: HostResult | None, now: float, wall: float | None, cfg: ConsoleConfig) -> HostState:
     """One host's new state; a failure while reducing its result makes that host (alone) unreachable."""
     try:
@@ -301,7 +294,7 @@ def _with_result(prev: HostState, r: HostResult, cfg: ConsoleConfig) -> HostStat
         return replace(prev, status=status, error=None, rtt_s=r.rtt_s, contact=True, route=r.route,
                        warnings=r.warnings, stale_after_s=r.stale_after_s)  # fmt: skip
     newest = ordered[-1]
-    taken = _epoch(newest.taken_at)
+    taken = to_epoch(newest.taken_at)
     offset = prev.offset
     if offset is None or restarted or not prev.contact or taken is None or abs(taken + offset - r.received_at) > _drift_limit(cfg):
         offset = None if taken is None else r.received_at - taken  # (re-)estimated at each contact
@@ -310,7 +303,7 @@ def _with_result(prev: HostState, r: HostResult, cfg: ConsoleConfig) -> HostStat
         if s is newest:
             x = r.received_at if (taken is None or offset is None) else min(r.received_at, taken + offset)
         else:
-            t = _epoch(s.taken_at)
+            t = to_epoch(s.taken_at)
             if t is None or offset is None:
                 continue  # a history point that cannot be placed in time is left out
             x = t + offset
@@ -392,7 +385,7 @@ def _console_alerts(h: HostState, now: float, cfg: ConsoleConfig) -> tuple[Alert
 
 
 def _since_key(a: FleetAlert) -> float:
-    t = _epoch(a.alert.since) if a.alert.since else None
+    t = to_epoch(a.alert.since)
     return t if t is not None else -math.inf
 
 

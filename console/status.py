@@ -12,6 +12,8 @@ Warnings about the console's own setup (a token file others can read) go to stde
 
 The table uses the same presenters as the console. Plain text has no colours, so values that are not
 live (stale stats) are prefixed with "~" and explained under the table; JSON gives stats only when live.
+A TTFT p95 the agent read inside a wide histogram bucket shows the bucket's bound ("≤100ms"), explained
+under the table too; JSON keeps the number and the agent's ``quantile_buckets``.
 """
 
 from __future__ import annotations
@@ -27,11 +29,11 @@ from typing import Any
 
 from agents.schema import Alert, stats_are_live, to_dict
 from agents.tomltables import ConfigError
-from console.fleet import FleetSource
+from console.fleet import FleetSource, one_line
 from console.fleetargs import add_fleet_arguments, fleet_config
 from console.launch import PROG
 from console.settings import ConsoleConfig
-from console.source import build_fleet_source, one_line
+from console.source import build_fleet_source
 from console.state import FleetState, HostState, apply
 from console.views import FLEET_COLUMNS, RIGHT_COLUMNS, fleet_table
 
@@ -99,6 +101,9 @@ def render_table(state: FleetState, problems: Sequence[str] = ()) -> str:
     notes = [one_line(p) for p in problems]
     if any(c.startswith("~") for r in lines for c in r):
         notes.append("~ = not live: the last known value of a stale or unreachable source")
+    ttft = keys.index("ttft")
+    if any(r[ttft].lstrip("~")[:1] in ("≤", ">") for r in lines):
+        notes.append("≤X / >X = a TTFT p95 inside a wide histogram bucket: at most X / above X")
     for h in state.hosts.values():
         if h.error is not None and h.status == "unauthorized":
             notes.append(f"{h.name}: {h.error.message}")  # "h1: not authorized (HTTP 401): check …"

@@ -224,7 +224,7 @@ def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
 
 def cli_parsers() -> list[tuple[str, argparse.ArgumentParser]]:
     """Every (command line, parser) of ``llmconsole``, the delegated agent-side verbs included."""
-    from agents import audit_cli
+    from agents import audit_cli, probe_cli
     from agents import cli as agent_cli
     from agents.sim import cli as sim_cli
     from console import cli
@@ -235,6 +235,8 @@ def cli_parsers() -> list[tuple[str, argparse.ArgumentParser]]:
     def walk(prefix: str, parser: argparse.ArgumentParser) -> None:
         for name, sub in _subparsers(parser).items():
             if name in cli.DELEGATED_VERBS and prefix == "llmconsole":
+                if name == "probe":  # one parser, listed in its place (agent and sim-engine come last)
+                    out.append(("llmconsole probe", probe_cli.build_parser()))
                 continue
             out.append((f"{prefix} {name}", sub))
             walk(f"{prefix} {name}", sub)

@@ -2,7 +2,8 @@
 
 - agents never imports textual, console or widgets (an agent host may not have them);
 - widgets never imports agents, console, httpx, pynvml or psutil (data in only);
-- console imports from agents only the wire schema and pure helpers, and never pynvml or psutil.
+- console imports from agents only the wire contract and pure helpers, and never pynvml or psutil; agent-side
+  programs it runs (`agent`, `probe`, `sim-engine`) are imported only when invoked, never by the console.
 """
 
 from __future__ import annotations
@@ -15,23 +16,21 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# agents modules the console may import: the wire schema and pure helpers.
-# agents modules the console may import: the wire schema and pure helpers (the package itself only as the
-# parent of these; a prefix below allows that module and its submodules).
+# agents modules the console may import: the wire contract and pure helpers (the package itself only as the
+# parent of these; a prefix below allows that module and its submodules). Nothing here does I/O at import
+# (test_console_allowed_modules_are_pure). Not here: the agent's own tables, HTTP clients, tokens, programs.
 CONSOLE_MAY_IMPORT_FROM_AGENTS = (
-    "agents.schema",
-    "agents.config",  # the agent's tables: [thresholds] is shared with the console
-    "agents.tomltables",  # the strict-table machinery of config.toml (stdlib only)
-    "agents.probe",  # parse + adapters' pure reading + window math
-    "agents.metrics",
-    "agents.engines",
-    "agents.scrape",  # bounded GET (stdlib)
-    "agents.http1",
-    "agents.auth",  # token hashing, for the demo's generated tokens
+    "agents.schema",  # the wire schema: snapshot/history types, codec, vocabulary, units
+    "agents.tomltables",  # the strict-TOML machinery each side builds its own tables with (stdlib only)
+    "agents.thresholds",  # [thresholds], the one config table both sides read (on agents.tomltables)
+    "agents.metrics",  # pure stats: the exposition parser and window math (bench's engine view)
+    "agents.engines",  # the adapters' pure reading of an exposition into logical names (bench's engine view)
     "agents.bundle_files",  # the incident-bundle format (manifest, sha256, safe extraction; stdlib only)
     "agents.bundle_redact",  # the bundle's redaction rules, applied again by the console
     "agents.redact",  # the redactor (stdlib only)
 )
+# What would mean a pure helper does I/O or runs machinery: none of these may load with the allowed modules.
+IMPURE = ("socket", "ssl", "subprocess", "asyncio", "http", "threading", "selectors", "multiprocessing")
 
 PROBE = textwrap.dedent(
     """
@@ -82,10 +81,28 @@ def test_widgets_are_data_in_only() -> None:
 def test_console_imports_only_schema_and_pure_helpers_from_agents() -> None:
     _, modules = _import_all("console")
     agent_modules = {m for m in modules if m.startswith("agents.")}
-    allowed = {m for m in agent_modules if any(m == a or m.startswith(a + ".") for a in CONSOLE_MAY_IMPORT_FROM_AGENTS)}
+    allowed = {
+        m
+        for m in agent_modules
+        if any(m == a or m.startswith(a + ".") for a in CONSOLE_MAY_IMPORT_FROM_AGENTS)
+    }
     assert agent_modules - allowed == set()
-    assert {"agents.schema", "agents.config"} <= agent_modules  # the walk really imported console's users
+    # the walk really imported the console's users of the schema, the shared table and the adapters
+    assert {"agents.schema", "agents.thresholds", "agents.engines"} <= agent_modules
     assert _top(modules, ("pynvml", "psutil", "uvicorn", "starlette")) == set()
+
+
+def test_console_allowed_modules_are_pure() -> None:
+    code = (
+        "import importlib, json, sys; [importlib.import_module(m) for m in sys.argv[1:]]; "
+        "print(json.dumps(sorted(sys.modules)))"
+    )
+    argv = [sys.executable, "-c", code, *CONSOLE_MAY_IMPORT_FROM_AGENTS]
+    out = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert out.returncode == 0, out.stderr
+    modules = set(json.loads(out.stdout))
+    assert set(CONSOLE_MAY_IMPORT_FROM_AGENTS) <= modules  # each really imported
+    assert _top(modules, IMPURE) == set()
 
 
 def test_rule_checker_sees_a_violation() -> None:

@@ -5,6 +5,7 @@ The supervisor, collector, probe and console never branch on an engine's kind: t
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -33,6 +34,9 @@ COUNTERS = (
     "requests",
 )
 HISTOGRAMS = ("ttft", "itl", "e2e", "queue_time")
+
+# The gauge llmconsole's simulated engine adds to its exposition, whichever engine it imitates.
+SIMULATED_MARKER = "llmconsole_simulated"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,14 +73,62 @@ class LaunchSpec:
     metrics_port: int | None = None  # TGI's separate --prometheus-port; None lets the adapter choose
 
 
+@dataclass(frozen=True, slots=True)
+class DangerousSwitch:
+    """A launch flag or environment variable that opens an engine up, with why and where that is documented.
+
+    A flag (``name`` starts with "-") is dangerous when present, bare or as ``--flag=value``; with
+    ``prefix`` every flag whose name starts with ``name`` is (a family such as ``--ngrok-*``). A variable
+    is dangerous when set to anything but an "off" value ("", "0", "false", "no", "off"); with ``expect``
+    it is an opt-out the launch sets, dangerous when set to any other value.
+    """
+
+    name: str
+    reason: str
+    source: str | None = None  # a public page documenting the switch; None when there is none
+    prefix: bool = False
+    expect: str | None = None
+
+    @property
+    def is_flag(self) -> bool:
+        return self.name.startswith("-")
+
+
 class EngineAdapter(ABC):
     """One per engine kind. Pure: no I/O, no clocks."""
 
     kind: str  # "vllm" | "sglang" | "tgi"
+    display: str  # the engine's name for people: "vLLM"
+    package: str  # its Python distribution, as advisories name it: "vllm", "text-generation-inference"
     default_port: int
     # Logical metrics (GAUGES/COUNTERS/HISTOGRAMS names) this engine never exposes, in any version:
     # their None means "not exposed by this engine", not "missing from this scrape".
     unsupported: frozenset[str] = frozenset()
+    # The built-in ways to start it (the launch guard's default allow-list): programs matched by file
+    # name and run with any arguments, and server modules a Python interpreter may run with ``-m``.
+    executables: tuple[str, ...] = ()
+    python_modules: tuple[str, ...] = ()
+    bind_flags: tuple[str, ...] = ("--host",)  # the flag(s) naming the address the API listens on
+    # Log lines that announce the engine's version, the version in group 1 (none: the version is not logged).
+    version_patterns: tuple[re.Pattern[str], ...] = ()
+
+    # --- safety -------------------------------------------------------------------------------
+    @abstractmethod
+    def dangerous_switches(self) -> tuple[DangerousSwitch, ...]:
+        """This engine's flags and environment variables that weaken its safety (code execution,
+        unauthenticated endpoints, prompts in logs, tunnels, telemetry opt-outs overridden)."""
+
+    @abstractmethod
+    def secret_env_names(self) -> tuple[str, ...]:
+        """Environment variables the engine reads its own credentials from (API key first); () if none."""
+
+    def version_from_log(self, line: str) -> str | None:
+        """The engine version one log line announces, or None."""
+        for pattern in self.version_patterns:
+            m = pattern.search(line)
+            if m:
+                return m.group(1)
+        return None
 
     # --- launch -------------------------------------------------------------------------------
     @abstractmethod
@@ -108,6 +160,14 @@ class EngineAdapter(ABC):
     @abstractmethod
     def detect(self, metrics: MetricSet) -> float:
         """How strongly this exposition looks like this engine's (0 = not at all, 1 = certainly)."""
+
+    def scrape_names(self) -> frozenset[str]:
+        """What a scrape of this engine parses: ``wanted()`` plus the simulated engine's marker."""
+        return self.wanted() | {SIMULATED_MARKER}
+
+    def is_simulated(self, metrics: MetricSet) -> bool:
+        """True when the exposition comes from llmconsole's simulated engine imitating this engine."""
+        return metrics.has(SIMULATED_MARKER)
 
 
 def url_host(host: str) -> str:

@@ -1,9 +1,11 @@
 """SGLang: launch and metric normalization, for the current names and the ones they replaced.
 
-Facts from research/engines.md §1.2 (names, labels, name history), §2 (health) and §3 (CLI). Metrics
-exist only with ``--enable-metrics``. Scheduler series carry ``tp_rank``/``pp_rank`` (and ``dp_rank`` with
-data parallelism, ``moe_ep_rank`` in newer versions): each rank of one scheduler reports the same numbers,
-so inside one ``dp_rank`` the ranks are replicas (max), and data-parallel ranks add up (sum).
+Metric names and labels as in SGLang's production-metrics reference
+(https://github.com/sgl-project/sglang/blob/main/docs/references/production_metrics.md) and its
+collector; flags as in its server arguments (SERVER_ARGS below). Metrics exist only with
+``--enable-metrics``. Scheduler series carry ``tp_rank``/``pp_rank`` (and ``dp_rank`` with data
+parallelism, ``moe_ep_rank`` in newer versions): each rank of one scheduler reports the same numbers, so
+inside one ``dp_rank`` the ranks are replicas (max), and data-parallel ranks add up (sum).
 Tokenizer-side series (tokens, TTFT, ITL, e2e) carry ``model_name`` only; without a ``dp_rank`` a series
 is counted under dp rank "0" (they are totals for the whole server).
 """
@@ -15,7 +17,7 @@ from collections.abc import Mapping
 from agents.engines._aggregate import Layout, Part, histogram_names, part_reading, prefix_share
 from agents.engines._common import HttpEngineAdapter
 from agents.engines._launch import Flag, assemble, drop_flag
-from agents.engines.base import LaunchSpec, Reading
+from agents.engines.base import DangerousSwitch, LaunchSpec, Reading
 from agents.metrics.model import MetricSet
 
 PREFIX = "sglang:"
@@ -36,7 +38,7 @@ COUNTER_NAMES: Mapping[str, tuple[str, ...]] = {
 # request_success_total{finished_reason} instead: summed over the reasons, the same count.
 FINISHED_NAMES = ("sglang:num_requests_total", "sglang:request_success_total")
 # Prefix-cache hit rate from counters: cached prompt tokens over all prompt tokens. The
-# sglang:cache_hit_rate gauge is reset to 0 by every decode log and is not usable (engines.md §1.2).
+# sglang:cache_hit_rate gauge is reset to 0 by every decode log and is not usable.
 CACHED_TOKENS = "sglang:cached_tokens_total"
 PROMPT_TOKENS = "sglang:prompt_tokens_total"
 HISTOGRAM_NAMES: Mapping[str, tuple[str, ...]] = {
@@ -59,6 +61,14 @@ MODEL = Flag(("--model-path", "--model"))
 SERVED = Flag(("--served-model-name",))
 ENABLE_METRICS = Flag(("--enable-metrics",))
 
+SERVER_ARGS = "https://github.com/sgl-project/sglang/blob/main/python/sglang/srt/server_args.py"
+SWITCHES = (
+    DangerousSwitch(
+        "--trust-remote-code", "runs Python code shipped in the model directory (auto_map)", SERVER_ARGS
+    ),
+    DangerousSwitch("--log-requests", "logs every request's prompt (PHI) into the engine log", SERVER_ARGS),
+)
+
 
 def _wanted() -> frozenset[str]:
     names = {n for names in (*GAUGE_NAMES.values(), *COUNTER_NAMES.values()) for n in names}
@@ -72,10 +82,12 @@ WANTED = _wanted()  # every sample name read() looks at
 
 class SglangAdapter(HttpEngineAdapter):
     kind = "sglang"
+    display = "SGLang"
+    package = "sglang"
     WANTED = WANTED
     LAYOUT = LAYOUT
     # Older versions: always 200. Newer: routed to /health_generate, which runs a 1-token generation
-    # and answers 503 after SGLANG_HEALTH_CHECK_TIMEOUT (20 s) without output (engines.md §2).
+    # and answers 503 after SGLANG_HEALTH_CHECK_TIMEOUT (20 s) without output.
     health_path = "/health"
     default_port = 30000
     # Logical metrics this engine never exposes, in any version (their values are always None).
@@ -83,6 +95,16 @@ class SglangAdapter(HttpEngineAdapter):
     unsupported: frozenset[str] = frozenset(
         {"request_errors", "requests_waiting_capacity", "requests_waiting_deferred"}
     )
+    python_modules = ("sglang.launch_server",)
+    bind_flags = HOST.names
+    # version_patterns: none; SGLang's start-up log names no version this adapter recognises.
+
+    # --- safety ---------------------------------------------------------------------------------------
+    def dangerous_switches(self) -> tuple[DangerousSwitch, ...]:
+        return SWITCHES
+
+    def secret_env_names(self) -> tuple[str, ...]:
+        return ()  # --api-key / --admin-api-key are flags only
 
     # --- launch ---------------------------------------------------------------------------------------
     def argv(self, spec: LaunchSpec) -> list[str]:

@@ -1,6 +1,8 @@
 """Text Generation Inference (TGI v3): launch and metric normalization.
 
-Facts from research/engines.md §1.3 (metrics), §2 (health) and §3 (launcher flags). TGI exports with
+Metrics as in TGI's metrics reference
+(https://huggingface.co/docs/text-generation-inference/reference/metrics), flags as in its launcher
+reference (LAUNCHER_DOC below). TGI exports with
 Rust ``metrics-exporter-prometheus``: counters have **no** ``_total`` suffix, there is **no** model label
 (one model per server), and there is no KV-cache, prefix-cache, preemption or TTFT metric at all, so
 those logical values are always None.
@@ -18,7 +20,7 @@ from collections.abc import Mapping
 from agents.engines._aggregate import Layout, Part, histogram_names, part_reading, prefix_share
 from agents.engines._common import HttpEngineAdapter
 from agents.engines._launch import Flag, assemble, drop_flag
-from agents.engines.base import LaunchSpec, Reading
+from agents.engines.base import DangerousSwitch, LaunchSpec, Reading
 from agents.metrics.model import MetricSet
 
 PREFIX = "tgi_"
@@ -52,6 +54,14 @@ PORT = Flag(("--port", "-p"))
 SERVED = Flag(("--served-model-name",))
 PROMETHEUS_PORT = Flag(("--prometheus-port",))
 
+LAUNCHER_DOC = "https://huggingface.co/docs/text-generation-inference/reference/launcher"
+SWITCHES = (
+    DangerousSwitch(
+        "--trust-remote-code", "runs Python code shipped in the model directory (auto_map)", LAUNCHER_DOC
+    ),
+    DangerousSwitch("--ngrok", "opens a public ngrok tunnel to the engine", LAUNCHER_DOC, prefix=True),
+)
+
 
 def metrics_port(spec: LaunchSpec) -> int:
     """TGI's second Prometheus listener (default 9000 would collide between engines on one host).
@@ -76,9 +86,11 @@ WANTED = _wanted()  # every sample name read() looks at
 
 class TgiAdapter(HttpEngineAdapter):
     kind = "tgi"
+    display = "TGI"
+    package = "text-generation-inference"
     WANTED = WANTED
     LAYOUT = LAYOUT
-    # Runs a real 1-token prefill after a generation error, with no timeout (engines.md §2).
+    # Runs a real 1-token prefill after a generation error, with no timeout.
     health_path = "/health"
     # The launcher sends anonymous usage statistics unless --usage-stats/USAGE_STATS is "off".
     extra_env = {"USAGE_STATS": "off"}
@@ -95,6 +107,16 @@ class TgiAdapter(HttpEngineAdapter):
             "requests_waiting_deferred",
         }
     )
+    executables = ("text-generation-launcher",)
+    bind_flags = HOST.names
+    # version_patterns: none; the launcher's log names no version this adapter recognises.
+
+    # --- safety ---------------------------------------------------------------------------------------
+    def dangerous_switches(self) -> tuple[DangerousSwitch, ...]:
+        return SWITCHES
+
+    def secret_env_names(self) -> tuple[str, ...]:
+        return ("API_KEY",)  # the launcher reads --api-key from API_KEY (and passes it on to the router)
 
     # --- launch ---------------------------------------------------------------------------------------
     def argv(self, spec: LaunchSpec) -> list[str]:

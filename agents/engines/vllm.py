@@ -1,18 +1,21 @@
 """vLLM (V1, with the V0/early-V1 names it still emits or used to): launch and metric normalization.
 
-Facts from research/engines.md §1.1 (metric names and name history), §2 (``/health``) and §3 (CLI).
-Every engine series carries ``model_name`` and ``engine`` (the data-parallel engine index); older
-versions have ``model_name`` only, which means a single engine, index "0".
+Metric names and their history as in vLLM's metrics design doc
+(https://github.com/vllm-project/vllm/blob/main/docs/design/metrics.md); flags as in the ``vllm serve``
+reference (https://docs.vllm.ai/en/stable/cli/serve/). Every engine series carries ``model_name`` and
+``engine`` (the data-parallel engine index); older versions have ``model_name`` only, which means a
+single engine, index "0".
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from agents.engines._aggregate import Layout, Part, histogram_names, part_reading, prefix_share
 from agents.engines._common import HttpEngineAdapter
 from agents.engines._launch import Flag, assemble, drop_flag
-from agents.engines.base import LaunchSpec, Reading
+from agents.engines.base import DangerousSwitch, LaunchSpec, Reading
 from agents.metrics.model import MetricSet
 
 PREFIX = "vllm:"
@@ -59,6 +62,46 @@ PORT = Flag(("--port",))
 MODEL = Flag(("--model",))
 SERVED = Flag(("--served-model-name",), many=True)
 
+CLI_DOC = "https://docs.vllm.ai/en/stable/cli/serve/"
+SECURITY_DOC = "https://docs.vllm.ai/en/stable/usage/security/"
+ENV_DOC = "https://docs.vllm.ai/en/stable/configuration/env_vars/"
+USAGE_STATS_DOC = "https://docs.vllm.ai/en/stable/usage/usage_stats/"
+_CODE = "runs Python code shipped in the model directory (auto_map); CVE-2026-22807, CVE-2026-27893"
+_PROMPTS = "logs every request's prompt (PHI) into the engine log"
+SWITCHES = (
+    DangerousSwitch("--trust-remote-code", _CODE, CLI_DOC),
+    DangerousSwitch(
+        "--middleware", "imports an arbitrary Python path into the API server (code execution)", CLI_DOC
+    ),
+    DangerousSwitch(
+        "--enable-tokenizer-info-endpoint",
+        "serves tokenizer internals on an unauthenticated endpoint",
+        CLI_DOC,
+    ),
+    DangerousSwitch("--enable-log-requests", _PROMPTS, CLI_DOC),
+    DangerousSwitch(
+        "VLLM_SERVER_DEV_MODE",
+        'enables /collective_rpc, /sleep, /reset_prefix_cache ("never in production")',
+        SECURITY_DOC,
+    ),
+    DangerousSwitch(
+        "VLLM_ALLOW_INSECURE_SERIALIZATION", "allows pickle deserialization between processes", ENV_DOC
+    ),
+    DangerousSwitch("VLLM_TORCH_PROFILER_DIR", "enables the profiler endpoints", ENV_DOC),
+    DangerousSwitch("VLLM_PLUGINS", "loads plugin code into the engine", ENV_DOC),
+    DangerousSwitch(
+        "VLLM_NO_USAGE_STATS",
+        "overrides the telemetry/hub opt-out (VLLM_NO_USAGE_STATS=1): the engine may call out of the machine",
+        USAGE_STATS_DOC,
+        expect="1",
+    ),
+)
+# "vLLM API server version X" (API server start); "Initializing a V1 LLM engine (vX)" (engine start).
+VERSION_PATTERNS = (
+    re.compile(r"vLLM API server version ([0-9][0-9A-Za-z.+-]*)"),
+    re.compile(r"Initializing a V1 LLM engine \(v([0-9][0-9A-Za-z.+-]*)\)"),
+)
+
 
 def _wanted() -> frozenset[str]:
     names = {n for names in (*GAUGE_NAMES.values(), *COUNTER_NAMES.values()) for n in names}
@@ -73,13 +116,26 @@ WANTED = _wanted()  # every sample name read() looks at
 
 class VllmAdapter(HttpEngineAdapter):
     kind = "vllm"
+    display = "vLLM"
+    package = "vllm"
     WANTED = WANTED
     LAYOUT = LAYOUT
-    # 200 while the API process thinks the engine is alive; it runs no forward pass (engines.md §2).
+    # 200 while the API process thinks the engine is alive; it runs no forward pass.
     health_path = "/health"
     default_port = 8000
     # Logical metrics this engine never exposes, in any version (their values are always None).
     unsupported: frozenset[str] = frozenset()
+    executables = ("vllm",)
+    python_modules = ("vllm.entrypoints.openai.api_server", "vllm.entrypoints.cli.main")
+    bind_flags = HOST.names
+    version_patterns = VERSION_PATTERNS
+
+    # --- safety ---------------------------------------------------------------------------------------
+    def dangerous_switches(self) -> tuple[DangerousSwitch, ...]:
+        return SWITCHES
+
+    def secret_env_names(self) -> tuple[str, ...]:
+        return ("VLLM_API_KEY",)  # read like --api-key; it protects the /v1 routes only
 
     # --- launch ---------------------------------------------------------------------------------------
     def argv(self, spec: LaunchSpec) -> list[str]:

@@ -101,21 +101,16 @@ def _as_text(data: str | bytes, max_bytes: int, problems: _Problems) -> str | No
 
 
 def _parse_lines(
-    lines: list[str],
-    wanted: Container[str] | None,
-    max_series: int,
-    result: MetricSet,
-    problems: _Problems,
+    lines: list[str], wanted: Container[str] | None, max_series: int, result: MetricSet, problems: _Problems
 ) -> None:
-    samples = result.samples
-    types = result.types
+    """Read every line into ``result``: HELP, TYPE and sample lines inline, rare cases in helpers."""
+    samples, types = result.samples, result.types
     seen: dict[tuple[str, frozenset[tuple[str, str]]], int] = {}
     valid_names: set[str] = set()
     label_names: set[str] = set()
     keep_all = wanted is None
     cache = None if keep_all else _LABEL_CACHE  # the agent's per-second scrapes repeat their label sets
-    stored = 0
-    lineno = 0
+    stored = lineno = 0
     for lineno, line in enumerate(lines, 1):  # noqa: B007 - lineno is read after the loop
         if not line:
             continue
@@ -132,20 +127,16 @@ def _parse_lines(
                 family, sep, kind = line[7:].partition(" ")
                 if sep and family and kind in _TYPES and family not in types:
                     types[family] = kind  # the common case, inline; _type_line reads the rest or says why
-                else:
-                    _type_line(line, lineno, types, problems)
-            elif _other_comment(line, lineno, result.types, problems):
-                _after_eof(lines, lineno, problems)
-                break
+                    continue
+            if _rare_comment(line, lineno, lines, types, problems):
+                break  # "# EOF"
             continue
         brace = line.find("{")
         try:
             if brace >= 0:
                 name = line[:brace]
                 if " " in name or "\t" in name:
-                    name = name.strip(" \t")
-                    if " " in name or "\t" in name:  # the brace is in an exemplar, not a label set
-                        brace = -1
+                    name, brace = _spaced_name(name, brace)
             if brace < 0:
                 tokens = line.split()
                 if not tokens:  # only exotic whitespace
@@ -166,16 +157,10 @@ def _parse_lines(
                         raise _Bad("unterminated label set")
                     continue
                 fast = None if "\\" in line else _plain_labels(line, brace + 1, label_names, cache)
-                if fast is None:
-                    labels, end = _labels(line, brace + 1, label_names)
-                    label_set = None
-                else:
-                    labels, label_set, end = fast
+                labels, label_set, end = _labels(line, brace + 1, label_names) if fast is None else fast
                 value = _value(line[end:].split(), 0)
             if keep_all and name not in valid_names:
-                if not _METRIC_NAME.match(name):
-                    raise _Bad(f"invalid metric name {name[:80]!r}" if name else "missing metric name")
-                valid_names.add(name)
+                _check_name(name, valid_names)
         except _Bad as bad:
             problems.add(f"line {lineno}: {bad}")
             continue
@@ -185,18 +170,62 @@ def _parse_lines(
             series = samples[name] = []
         index = seen.get(key)
         if index is not None:
-            series[index] = (labels, value)
-            problems.add(f"line {lineno}: duplicate series {name}{_show(labels)}; kept the last value")
+            _keep_last(series, index, labels, value, f"line {lineno}: duplicate series {name}", problems)
             continue
         if stored >= max_series:
-            problems.add(f"line {lineno}: more than {max_series} series; stopped parsing")
-            if not series:
-                del samples[name]
+            _stop(samples, name, f"line {lineno}: more than {max_series} series; stopped parsing", problems)
             break
         seen[key] = len(series)
         series.append((labels, value))
         stored += 1
     result.lines = lineno if lines[-1] or lineno < len(lines) else lineno - 1
+
+
+def _rare_comment(
+    line: str, lineno: int, lines: list[str], types: dict[str, str], problems: _Problems
+) -> bool:
+    """A ``#`` line the loop does not read inline; True when it is ``# EOF`` (checked for text after it)."""
+    if line.startswith("# TYPE "):
+        _type_line(line, lineno, types, problems)
+        return False
+    if _other_comment(line, lineno, types, problems):
+        _after_eof(lines, lineno, problems)
+        return True
+    return False
+
+
+def _spaced_name(name: str, brace: int) -> tuple[str, int]:
+    """The name before ``{`` with spaces around it; brace -1 when the brace is in an exemplar, not a label
+    set (the name holds spaces inside)."""
+    name = name.strip(" \t")
+    return name, (-1 if " " in name or "\t" in name else brace)
+
+
+def _check_name(name: str, valid_names: set[str]) -> None:
+    """Add a metric name to ``valid_names``, or say why it is not one."""
+    if not _METRIC_NAME.match(name):
+        raise _Bad(f"invalid metric name {name[:80]!r}" if name else "missing metric name")
+    valid_names.add(name)
+
+
+def _keep_last(
+    series: list[tuple[Labels, float]],
+    index: int,
+    labels: Labels,
+    value: float,
+    where: str,
+    problems: _Problems,
+) -> None:
+    """A second sample of one series: the last value wins, and the problem names the series."""
+    series[index] = (labels, value)
+    problems.add(f"{where}{_show(labels)}; kept the last value")
+
+
+def _stop(samples: dict[str, list[tuple[Labels, float]]], name: str, why: str, problems: _Problems) -> None:
+    """MAX_SERIES reached: say so and drop the name's empty series list."""
+    problems.add(why)
+    if not samples[name]:
+        del samples[name]
 
 
 def _value(tokens: list[str], at: int) -> float:
@@ -232,7 +261,10 @@ _MISSING = object()
 
 
 def _plain_labels(
-    line: str, pos: int, known: set[str], cache: dict[str, tuple[Labels, frozenset[tuple[str, str]]] | None] | None = None
+    line: str,
+    pos: int,
+    known: set[str],
+    cache: dict[str, tuple[Labels, frozenset[tuple[str, str]]] | None] | None = None,
 ) -> tuple[Labels, frozenset[tuple[str, str]], int] | None:
     """Fast path for a label set as engines write it: ``k="v",k="v"}``, no spaces, no backslashes.
 
@@ -272,8 +304,9 @@ def _split_plain(text: str, known: set[str]) -> tuple[Labels, frozenset[tuple[st
     return labels, frozenset(labels.items())
 
 
-def _labels(line: str, pos: int, known: set[str]) -> tuple[Labels, int]:
-    """Parse the label set that starts after ``{`` at ``pos``; return it and the index after ``}``."""
+def _labels(line: str, pos: int, known: set[str]) -> tuple[Labels, None, int]:
+    """Parse the label set that starts after ``{`` at ``pos``; return it, None (no frozenset of its items:
+    the caller makes one) and the index after ``}``."""
     labels: Labels = {}
     escaped = "\\" in line
     n = len(line)
@@ -283,7 +316,7 @@ def _labels(line: str, pos: int, known: set[str]) -> tuple[Labels, int]:
         if pos >= n:
             raise _Bad("unterminated label set")
         if line[pos] == "}":
-            return labels, pos + 1
+            return labels, None, pos + 1
         eq = line.find("=", pos)
         if eq < 0:
             raise _Bad("label without '='")
@@ -316,7 +349,7 @@ def _labels(line: str, pos: int, known: set[str]) -> tuple[Labels, int]:
         if pos < n and line[pos] == ",":
             pos += 1
         elif pos < n and line[pos] == "}":
-            return labels, pos + 1
+            return labels, None, pos + 1
         else:
             while pos < n and (line[pos] == " " or line[pos] == "\t"):
                 pos += 1

@@ -14,16 +14,18 @@ import math
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import fields
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from agents.metrics.model import Histogram, Labels
-from agents.schema import EngineStats
+from agents.schema import EngineStats, QuantileBucket
 
 if TYPE_CHECKING:  # agents.engines imports this module; a runtime import would be circular
     from agents.engines.base import Reading
 
-# The snapshot's ``stats`` keys, in contract order: defined once, by the wire schema.
-STATS_KEYS: tuple[str, ...] = tuple(f.name for f in fields(EngineStats))
+# The snapshot's numeric ``stats`` keys, in contract order: defined once, by the wire schema. The one other
+# key, ``quantile_buckets`` (the bucket of each percentile), is ``Derived.buckets``.
+BUCKETS_KEY = "quantile_buckets"
+STATS_KEYS: tuple[str, ...] = tuple(f.name for f in fields(EngineStats) if f.name != BUCKETS_KEY)
 
 RATE_WINDOW_S = 4.0  # the agent's short window for per-second rates (a few scrapes at the 1 s interval)
 
@@ -143,15 +145,17 @@ def delta(prev: Histogram | None, cur: Histogram) -> Histogram:
     return Histogram(cur.bounds, tuple(diff), cur.sum - prev.sum, cur.count - prev.count)
 
 
-def quantile(q: float, h: Histogram) -> float | None:
-    """The ``q``-quantile of ``h`` with Prometheus ``histogram_quantile`` semantics.
+def quantile_bucket(q: float, h: Histogram) -> tuple[float, QuantileBucket] | None:
+    """The ``q``-quantile of ``h`` with Prometheus ``histogram_quantile`` semantics, and the bounds of the
+    bucket it was read from: ``(value, (lower, upper))``.
 
-    Linear interpolation inside the bucket holding rank ``q * observations``; the first bucket's lower
-    edge is 0 (or, when its bound is <= 0, the bound itself is returned); a rank in the ``+Inf`` bucket
-    returns the highest finite bound. Cumulative counts are made monotonic first, as Prometheus does.
-    None when there are no observations, no ``+Inf`` bucket, or fewer than two buckets. One deliberate
-    difference: for ``q == 0`` empty leading buckets are skipped (Prometheus returns NaN there).
-    Raises ValueError for ``q`` outside [0, 1] (a programming error, not bad input).
+    Linear interpolation inside the bucket holding rank ``q * observations``: ``lower`` is the bound
+    below it, 0 for the first bucket (when its bound is <= 0, the bound itself is returned and the bucket
+    is ``(bound, bound)``); a rank in the ``+Inf`` bucket returns the highest finite bound and the bucket
+    ``(that bound, None)``. Cumulative counts are made monotonic first, as Prometheus does. None when
+    there are no observations, no ``+Inf`` bucket, or fewer than two buckets. One deliberate difference:
+    for ``q == 0`` empty leading buckets are skipped (Prometheus returns NaN there). Raises ValueError
+    for ``q`` outside [0, 1] (a programming error, not bad input).
     """
     if not 0.0 <= q <= 1.0:
         raise ValueError(f"quantile {q!r} is outside [0, 1]")
@@ -170,13 +174,19 @@ def quantile(q: float, h: Histogram) -> float | None:
     rank = q * observations
     b = next(i for i, c in enumerate(monotonic) if c >= rank and c > 0)
     if b == len(bounds) - 1:
-        return bounds[-2]
+        return bounds[-2], (bounds[-2], None)
     if b == 0 and bounds[0] <= 0:
-        return bounds[0]
+        return bounds[0], (bounds[0], bounds[0])
     start = bounds[b - 1] if b > 0 else 0.0
     below = monotonic[b - 1] if b > 0 else 0.0
     in_bucket = monotonic[b] - below
-    return start + (bounds[b] - start) * ((rank - below) / in_bucket)
+    return start + (bounds[b] - start) * ((rank - below) / in_bucket), (start, bounds[b])
+
+
+def quantile(q: float, h: Histogram) -> float | None:
+    """The ``q``-quantile of ``h`` (see :func:`quantile_bucket`, the one definition), without its bucket."""
+    got = quantile_bucket(q, h)
+    return None if got is None else got[0]
 
 
 def counter_delta(prev: float | None, cur: float | None) -> float | None:
@@ -189,27 +199,36 @@ def counter_delta(prev: float | None, cur: float | None) -> float | None:
 # --- stats -----------------------------------------------------------------------------------------
 
 
-def derive_stats(
+class Derived(NamedTuple):
+    """One engine's derived ``stats``: the numbers (keys STATS_KEYS) and, per percentile key that has a
+    value, the bounds of the histogram bucket it was interpolated in (the wire's ``quantile_buckets``)."""
+
+    stats: dict[str, float | None]
+    buckets: dict[str, QuantileBucket]
+
+
+def derive(
     start: Reading | None,
     end: Reading,
     dt_s: float | None,
     rate_start: Reading | None = None,
     rate_dt_s: float | None = None,
-) -> dict[str, float | None]:
+) -> Derived:
     """The DESIGN.md ``stats`` of one engine from two readings ``dt_s`` seconds apart.
 
-    Gauges come from ``end``. Percentiles, ``preemptions_in_window`` and the prefix-cache hit rate are over
-    ``start``..``end`` only (None when nothing was observed in between, or without ``start``). Rates are
-    over ``rate_start``..``end`` (``rate_dt_s`` apart) when given, else over ``start``..``end``; they need a
-    span > 0. A histogram absent from ``start`` but present in ``end`` counts whole (it appeared within the
-    window). ``rate_window_s`` and ``percentile_window_s`` are the spans used. Non-finite results are None
-    (the wire format has no NaN).
+    Gauges come from ``end``. Percentiles (each with its bucket), ``preemptions_in_window`` and the
+    prefix-cache hit rate are over ``start``..``end`` only (None, and no bucket, when nothing was observed
+    in between, or without ``start``). Rates are over ``rate_start``..``end`` (``rate_dt_s`` apart) when
+    given, else over ``start``..``end``; they need a span > 0. A histogram absent from ``start`` but
+    present in ``end`` counts whole (it appeared within the window). ``rate_window_s`` and
+    ``percentile_window_s`` are the spans used. Non-finite results are None (the wire format has no NaN).
     """
     stats: dict[str, float | None] = dict.fromkeys(STATS_KEYS)
+    buckets: dict[str, QuantileBucket] = {}
     for key, gauge in _GAUGE_STATS:
         stats[key] = _finite(end.gauges.get(gauge))
     if start is None:
-        return stats
+        return Derived(stats, buckets)
     if rate_start is None:
         rate_start, rate_dt_s = start, dt_s
     span = _span(rate_dt_s)
@@ -225,7 +244,9 @@ def derive_stats(
             continue
         window = delta(start.histograms.get(hist_name), cur)
         for key, q in wanted:
-            stats[key] = _finite(quantile(q, window))
+            got = quantile_bucket(q, window)
+            if got is not None and math.isfinite(got[0]) and math.isfinite(got[1][0]):
+                stats[key], buckets[key] = got
     stats["preemptions_in_window"] = counter_delta(
         start.counters.get("preemptions"), end.counters.get("preemptions")
     )
@@ -235,7 +256,18 @@ def derive_stats(
     )
     if hits is not None and queries:
         stats["prefix_cache_hit_rate"] = _finite(hits / queries)
-    return stats
+    return Derived(stats, buckets)
+
+
+def derive_stats(
+    start: Reading | None,
+    end: Reading,
+    dt_s: float | None,
+    rate_start: Reading | None = None,
+    rate_dt_s: float | None = None,
+) -> dict[str, float | None]:
+    """The numbers of :func:`derive` (keys STATS_KEYS), without the percentiles' buckets."""
+    return derive(start, end, dt_s, rate_start, rate_dt_s).stats
 
 
 def _span(dt_s: float | None) -> float | None:
@@ -301,18 +333,22 @@ class Window:
         self._items.clear()
 
     def stats(self) -> dict[str, float | None]:
-        """derive_stats over the windows; all None before the first reading."""
+        """The numbers of ``derived()``; all None before the first reading."""
+        return self.derived().stats
+
+    def derived(self) -> Derived:
+        """derive over the windows (numbers and percentiles' buckets); all None before the first reading."""
         items = self._items
         if not items:
-            return dict.fromkeys(STATS_KEYS)
+            return Derived(dict.fromkeys(STATS_KEYS), {})
         t_end, end = items[-1]
         start_at = self._start(t_end, end, self.window_s)
         if start_at is None:
-            return derive_stats(None, end, None)
+            return derive(None, end, None)
         if self.rate_window_s is None:
-            return derive_stats(start_at[1], end, t_end - start_at[0])
+            return derive(start_at[1], end, t_end - start_at[0])
         rate_at = self._start(t_end, end, self.rate_window_s) or start_at
-        return derive_stats(start_at[1], end, t_end - start_at[0], rate_at[1], t_end - rate_at[0])
+        return derive(start_at[1], end, t_end - start_at[0], rate_at[1], t_end - rate_at[0])
 
     def _start(self, t_end: float, end: Reading, span: float) -> tuple[float, Reading] | None:
         """The reading to measure from over ``span``: the oldest one within ``span`` of the newest that

@@ -31,6 +31,7 @@ from agents.schema.codec import (
     to_json,
 )
 from agents.schema.model import (
+    PERCENTILE_KEYS,
     STALE_AFTER_INTERVALS,
     WIRE_TYPES,
     ActionAvailability,
@@ -48,6 +49,7 @@ from agents.schema.model import (
     HostStats,
     LastExit,
     Loading,
+    QuantileBucket,
     SloStatus,
     SloWindow,
     WatchInfo,
@@ -88,6 +90,7 @@ __all__ = [
     "ENGINE_STATES",
     "HISTORY_SCHEMA",
     "HISTORY_SCHEMA_NAME",
+    "PERCENTILE_KEYS",
     "SCHEMA",
     "SERVING_STATES",
     "SCHEMA_MAJOR",
@@ -109,6 +112,7 @@ __all__ = [
     "HostStats",
     "LastExit",
     "Loading",
+    "QuantileBucket",
     "SloStatus",
     "SloWindow",
     "WatchInfo",

@@ -6,9 +6,14 @@ Reading rules (``from_dict`` / ``from_json``)
     naming the JSON path (``engines[1].stats.ttft_p95_s: expected number or null, got 'abc'``). ``NaN``
     and ``Infinity`` literals read as ``null``. Numbers keep their JSON type (an int stays an int).
     The ``schema`` field is checked before any other: another name or major raises :class:`SchemaMismatch`.
+    ``stats.quantile_buckets`` maps percentile keys to ``[lower, upper]``: only the known percentile keys
+    are read (any others are ignored unread, so its size costs nothing); ``lower`` is a finite number,
+    ``upper`` a number ≥ ``lower`` or ``null`` (the ``+Inf`` bucket); anything else is a SchemaError.
 
 Writing rules (``to_dict`` / ``to_json``)
-    Keys in dataclass order; non-finite floats become ``null`` (NaN/Inf never go on the wire).
+    Keys in dataclass order; non-finite floats become ``null`` (NaN/Inf never go on the wire). A
+    ``quantile_buckets`` entry a reader would refuse (unknown key, non-finite lower, NaN upper, lower above
+    upper) is left out; an infinite upper is written ``null``.
 
 Decoders and encoders are generated once per class at import time (as :mod:`dataclasses` does for
 ``__init__``), so decoding costs no per-field reflection: the console decodes 1,000 hosts per tick.
@@ -25,7 +30,7 @@ from dataclasses import MISSING, Field, fields
 from types import NoneType, UnionType
 from typing import Any, TypeVar
 
-from agents.schema.model import WIRE_TYPES, History, HostSnapshot
+from agents.schema.model import PERCENTILE_KEYS, WIRE_TYPES, History, HostSnapshot, QuantileBucket
 from agents.schema.vocab import HISTORY_SCHEMA, SchemaError, SchemaMismatch, is_compatible, show
 
 T = TypeVar("T")
@@ -116,6 +121,69 @@ def _finite(x: Any) -> Any:
     return x if type(x) is not float or math.isfinite(x) else None
 
 
+_BUCKETS_HINT = dict[str, QuantileBucket]  # the one typed map of the schema: stats.quantile_buckets
+
+
+def _is_number(v: Any) -> bool:
+    return type(v) is int or (type(v) is float and math.isfinite(v))
+
+
+def _buckets(value: Any, key: str) -> dict[str, QuantileBucket]:
+    """Decode ``quantile_buckets``: the known percentile keys only, each ``[lower, upper]``."""
+    if type(value) is not dict:
+        raise _bad(key, "object or null", value)
+    out: dict[str, QuantileBucket] = {}
+    get = value.get
+    for name in PERCENTILE_KEYS:  # never iterates the object itself: unknown keys cost nothing
+        pair = get(name)
+        if pair is None:
+            continue
+        # the usual case inline (the console decodes every engine of the fleet per tick): two finite
+        # numbers in order, or a finite lower and null; ``x - x == 0.0`` is false for NaN and ±inf
+        if type(pair) is list and len(pair) == 2:
+            lo, hi = pair
+            lo_ok = type(lo) is int or (type(lo) is float and lo - lo == 0.0)
+            if lo_ok and (
+                hi is None or ((type(hi) is int or (type(hi) is float and hi - hi == 0.0)) and hi >= lo)
+            ):
+                out[name] = (lo, hi)
+                continue
+        out[name] = _bucket_slowly(pair, f"{key}.{name}")
+    return out
+
+
+def _bucket_slowly(pair: Any, path: str) -> QuantileBucket:
+    """One entry outside the usual case: an infinite upper bound (the open bucket), or a SchemaError."""
+    if type(pair) is not list or len(pair) != 2:
+        raise _bad(path, "[lower, upper] or null", pair)
+    lo, hi = pair
+    if not _is_number(lo):
+        raise _bad(f"{path}[0]", "finite number", lo)
+    if type(hi) is float and not math.isfinite(hi):
+        hi = None  # Infinity (or NaN) reads as null: the open bucket
+    elif hi is not None and type(hi) is not int and type(hi) is not float:
+        raise _bad(f"{path}[1]", "number or null", hi)
+    if hi is not None and hi < lo:
+        raise SchemaError(f"lower bound {show(lo)} above upper bound {show(hi)}", path)
+    return (lo, hi)
+
+
+def _buckets_out(buckets: dict[str, QuantileBucket]) -> dict[str, list[Any]]:
+    """Encode ``quantile_buckets`` in wire order, leaving out any entry the reader would refuse."""
+    out: dict[str, list[Any]] = {}
+    for name in PERCENTILE_KEYS:
+        pair = buckets.get(name)
+        if pair is None:
+            continue
+        lo, hi = pair
+        if type(hi) is float and hi == math.inf:
+            hi = None
+        if not _is_number(lo) or (hi is not None and not (_is_number(hi) and hi >= lo)):
+            continue
+        out[name] = [lo, hi]
+    return out
+
+
 # --- code generation -----------------------------------------------------------------------------
 
 
@@ -136,6 +204,8 @@ def _analyse(hint: Any) -> tuple[str, Any, bool]:
     if origin is tuple:
         (item, _ellipsis) = typing.get_args(hint)
         return "list", item, optional
+    if hint == _BUCKETS_HINT:
+        return "buckets", None, optional
     if origin is dict:
         return "json", None, optional
     raise TypeError(f"unsupported wire type {hint}")
@@ -162,6 +232,10 @@ def _field_code(f: Field[Any], n: int, hint: Any, scope: dict[str, Any]) -> _Cod
         return _object_code(key, n, detail, required, scope)
     if shape == "list":
         return _list_code(key, n, detail, scope)
+    if shape == "buckets":  # stats.quantile_buckets: null (not reported) stays None
+        dec = [f"    {var} = g({key!r})", f"    if {var} is not None:"]
+        dec += [f"        {var} = _buckets({var}, {key!r})"]
+        return dec, f"None if o.{key} is None else _buckets_out(o.{key})"
     # a JSON object (alert evidence)
     dec = [f"    {var} = g({key!r})", f"    if {var} is None:", f"        {var} = {{}}"]
     dec += ["    else:", f"        {var} = _json_object({var}, {key!r})"]
@@ -236,6 +310,8 @@ def _build(cls: type) -> None:
         "_check_version": _check_version,
         "_finite": _finite,
         "_finite_json": _finite_json,
+        "_buckets": _buckets,
+        "_buckets_out": _buckets_out,
         "_show": show,
         "SchemaError": SchemaError,
         "_new": object.__new__,

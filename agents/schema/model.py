@@ -6,7 +6,8 @@ units live in key names. Stdlib only; re-exported by :mod:`agents.schema`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from agents.schema.vocab import HISTORY_SCHEMA, SCHEMA
@@ -58,6 +59,10 @@ class LastExit:
     stderr_tail: tuple[str, ...] = ()
 
 
+QuantileBucket = tuple[float, float | None]
+"""(lower, upper) bounds of one histogram bucket; upper None: the open ``+Inf`` bucket."""
+
+
 @dataclass(**_FROZEN)
 class EngineStats:
     """Normalized engine statistics; rates are per second, percentiles over a recent window."""
@@ -88,6 +93,16 @@ class EngineStats:
     requests_waiting_deferred: float | None = None  # vLLM num_requests_waiting_by_reason{reason="deferred"}
     rate_window_s: float | None = None  # the span the per-second rates were measured over (a few scrapes)
     percentile_window_s: float | None = None  # the span percentiles and window counts were measured over
+    # The histogram bucket each percentile above was interpolated in: {"ttft_p95_s": [0.0, 0.1]} (lower,
+    # upper; upper None: the +Inf bucket). None: not reported (older agents, Prometheus sources); a
+    # percentile without an entry has no known bucket. Readers show one inside a wide bucket as its bound.
+    quantile_buckets: dict[str, QuantileBucket] | None = None
+
+
+PERCENTILE_KEYS: tuple[str, ...] = tuple(
+    f.name for f in fields(EngineStats) if re.fullmatch(r"[a-z][a-z0-9_]*_p[0-9]+_s", f.name)
+)
+"""The stats keys that are histogram percentiles, in wire order: the keys ``quantile_buckets`` may hold."""
 
 
 @dataclass(**_FROZEN)

@@ -11,6 +11,9 @@ before the run, every ``interval_s`` during it (for the gauge peaks) and once af
 
 A value the engine does not expose, or that cannot be computed, is None with its reason in
 ``null_reasons``. A scrape that fails is counted and its error kept; the benchmark runs on regardless.
+Each scrape is one bounded GET (a total deadline of ``timeout_s`` and at most ``MAX_BYTES``, identity
+encoding) on the benchmark's own HTTP client (console/bench/http.py), so the console needs no agent-side
+HTTP machinery.
 """
 
 from __future__ import annotations
@@ -21,16 +24,14 @@ import time
 from typing import Any
 
 from agents.engines import ADAPTERS, all_wanted, detect_kind, get_adapter
-from agents.engines.base import Reading
-from agents.http1 import Http1Client
+from agents.engines.base import SIMULATED_MARKER, Reading
 from agents.metrics.parse import parse
-from agents.scrape import fetch
+from console.bench.http import Client, HttpError, split_url
 
 COUNTERS = ("preemptions", "prompt_tokens", "generation_tokens", "request_errors", "prefix_cache_hits",
             "prefix_cache_queries")
 PEAKS = {"max_waiting": "requests_waiting", "max_running": "requests_running",
          "max_kv_cache_usage": "kv_cache_usage"}
-SIM_MARKER = "llmconsole_simulated"
 MAX_BYTES = 16 * 1024 * 1024
 
 
@@ -39,7 +40,13 @@ class EngineWatch:
 
     def __init__(self, url: str, kind: str | None = None, interval_s: float = 1.0, timeout_s: float = 5.0) -> None:
         self.url, self.kind, self.interval_s, self.timeout_s = url, kind, interval_s, timeout_s
-        self.client = Http1Client()
+        self.client: Client | None = None
+        self.bad_url: str | None = None
+        try:
+            origin, self.path = split_url(url)
+            self.client = Client(origin, {"Accept-Encoding": "identity"})  # no compressed bomb
+        except ValueError as exc:
+            self.bad_url = str(exc)
         self.first: Reading | None = None
         self.last: Reading | None = None
         self.peaks: dict[str, float] = {}
@@ -49,12 +56,29 @@ class EngineWatch:
         self._task: asyncio.Task[None] | None = None
         self._started = 0.0
 
-    async def _scrape(self) -> Reading | None:
-        got = await fetch(self.client, self.url, deadline_s=self.timeout_s, max_bytes=MAX_BYTES)
-        if not got.ok or got.body is None:
-            self.errors.append(got.error or "no body")
+    async def _get(self) -> bytes | None:
+        """The body of one bounded GET of the metrics URL, or None with the error kept."""
+        if self.client is None:
+            self.errors.append(self.bad_url or "no metrics URL")
             return None
-        text = got.body.decode("utf-8", "replace")
+        try:
+            async with asyncio.timeout(self.timeout_s), self.client.request("GET", self.path) as resp:
+                if resp.status != 200:
+                    self.errors.append(f"HTTP {resp.status}")
+                    return None
+                return await resp.read(MAX_BYTES)
+        except TimeoutError:
+            self.errors.append(f"no complete response within {self.timeout_s:g}s")
+        except HttpError as exc:
+            where = "connection failed" if exc.kind == "connect" else "bad HTTP response"
+            self.errors.append(f"{where}: {exc}")
+        return None
+
+    async def _scrape(self) -> Reading | None:
+        body = await self._get()
+        if body is None:
+            return None
+        text = body.decode("utf-8", "replace")
         if self.kind is None:
             self.kind = detect_kind(parse(text, all_wanted()))
             if self.kind is None:
@@ -63,7 +87,7 @@ class EngineWatch:
         adapter = get_adapter(self.kind)
         reading = adapter.read(parse(text, adapter.wanted()))
         self.scrapes += 1
-        self.simulated = self.simulated or SIM_MARKER in text
+        self.simulated = self.simulated or SIMULATED_MARKER in text
         for key, gauge in PEAKS.items():
             value = reading.gauges.get(gauge)
             if value is not None:
@@ -90,7 +114,8 @@ class EngineWatch:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         self.last = await self._scrape()
-        await self.client.aclose()
+        if self.client is not None:
+            await self.client.aclose()
         return self.report()
 
     def report(self) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from console.bench.http import Client, HttpError, split_url
-from console.source import PayloadError, decode_snapshot
+from console.payload import PayloadError, decode_snapshot
 
 MAX_SNAPSHOT_BYTES = 8 * 1024 * 1024
 

@@ -25,8 +25,9 @@ from urllib.parse import urlsplit
 from agents.tomltables import ConfigError
 from console.bench.http import Client, HttpError, Origin, split_url
 from console.launch import resolve_config
+from console.payload import PayloadError, decode_snapshot
 from console.settings import HostConfig
-from console.source import PayloadError, TokenState, decode_snapshot
+from console.tokens import TokenState
 from console.tunnels import TunnelError, TunnelManager
 
 CHECK_TIMEOUT_S = 10.0

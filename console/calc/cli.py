@@ -38,6 +38,7 @@ from console.calc.report import (
     breakeven_text,
     capacity_json,
     catalog_text,
+    estimate_label,
     gpu_json,
     model_json,
     vram_json,
@@ -67,15 +68,21 @@ def add_parser(subparsers: Any) -> None:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument("--config", dest="calc_config", metavar="PATH", help="config.toml with [calculator] overrides")
+    p.add_argument(
+        "--config", dest="calc_config", metavar="PATH", help="config.toml with [calculator] overrides"
+    )
 
 
 def _model_args(p: argparse.ArgumentParser, required: bool) -> None:
-    p.add_argument("--model", required=required, metavar="NAME|PATH", help="catalog name, or a config.json / model dir")
+    p.add_argument(
+        "--model", required=required, metavar="NAME|PATH", help="catalog name, or a config.json / model dir"
+    )
     p.add_argument("--gpu", required=required, metavar="NAME",
                    help="GPU slug (see `calc gpus`); an ambiguous name (a100: 40/80 GB, SXM/PCIe) is an error")  # fmt: skip
     p.add_argument("--quant", choices=QUANTS, help="weight format (default: the checkpoint's own)")
-    p.add_argument("--kv-dtype", choices=KV_DTYPES, default="auto", help="KV-cache dtype (default: auto = model dtype)")
+    p.add_argument(
+        "--kv-dtype", choices=KV_DTYPES, default="auto", help="KV-cache dtype (default: auto = model dtype)"
+    )
     p.add_argument("--gpu-memory-utilization", type=float, metavar="F", help="vLLM's fraction (default 0.92)")
 
 
@@ -101,14 +108,21 @@ def _vram_parser(sub: Any) -> None:
 
 def _breakeven_parser(sub: Any) -> None:
     p = sub.add_parser("breakeven", help="is self-hosting cheaper than the API?")
-    p.add_argument("--gpu-hourly", type=float, metavar="USD", help="USD per GPU-hour (default: the --gpu's catalog price)")
+    p.add_argument(
+        "--gpu-hourly",
+        type=float,
+        metavar="USD",
+        help="USD per GPU-hour (default: the --gpu's catalog price)",
+    )
     p.add_argument("--gpus", type=int, default=1, metavar="N", help="GPUs in the deployment (default 1)")
     p.add_argument("--api", metavar="NAME", help="API slug (see `calc apis`)")
     p.add_argument("--price-in", type=float, metavar="USD", help="USD per 1M input tokens")
     p.add_argument("--price-out", type=float, metavar="USD", help="USD per 1M output tokens")
     p.add_argument("--input-share", type=float, metavar="F", help="share of input tokens (default 0.7)")
     p.add_argument("--tokens-per-day", type=float, metavar="N", help="volume to price both ways")
-    p.add_argument("--ops-cost-per-month", type=float, metavar="USD", help="fixed operations cost (default 0)")
+    p.add_argument(
+        "--ops-cost-per-month", type=float, metavar="USD", help="fixed operations cost (default 0)"
+    )
     p.add_argument("--utilization", type=float, metavar="F", help="sustained fraction of peak (default 0.5)")
     p.add_argument("--seq-len", type=int, default=DEFAULT_SEQ_LEN, metavar="L",
                    help=f"average tokens in context per sequence, for capacity (default {DEFAULT_SEQ_LEN})")  # fmt: skip
@@ -123,7 +137,9 @@ def run(args: argparse.Namespace) -> int:
     """Run ``calc``; 0 on success, 1 when ``vram``'s verdict is no, 2 with one error line on bad input."""
     verb = getattr(args, "calc_verb", None)
     if verb is None:
-        sys.stderr.write(f"{PROG}: error: choose a calculator: vram, breakeven, models, gpus, apis (see --help)\n")
+        sys.stderr.write(
+            f"{PROG}: error: choose a calculator: vram, breakeven, models, gpus, apis (see --help)\n"
+        )
         return 2
     try:
         # `llmconsole --config X calc ...` (the top-level option) works as well as `calc ... --config X`
@@ -160,10 +176,14 @@ class Answer:
 
 
 def _vram(args: argparse.Namespace, cfg: CalculatorConfig, cat: Catalog) -> Answer:
-    util = args.gpu_memory_utilization if args.gpu_memory_utilization is not None else cfg.gpu_memory_utilization
+    util = (
+        args.gpu_memory_utilization if args.gpu_memory_utilization is not None else cfg.gpu_memory_utilization
+    )
     model = resolve_model(args.model, cat)
     seq_len = args.seq_len if args.seq_len is not None else default_seq_len(model)
-    q = VramQuery(model, cat.gpu(args.gpu), args.gpus, args.quant, args.kv_dtype, seq_len, util, args.block_size)
+    q = VramQuery(
+        model, cat.gpu(args.gpu), args.gpus, args.quant, args.kv_dtype, seq_len, util, args.block_size
+    )
     results = size_both(q)
     code = 0 if results[args.overhead].fits else 1
     if args.json:
@@ -210,20 +230,31 @@ def _capacity(
     if args.model is not None and gpu is None:
         raise CalcError("--model needs --gpu for the capacity estimate")
     if args.model is None:  # --gpu alone only prices the GPU
-        return None, None, {"model": None, "gpu": None, "quant": None, "capacity": None, "capacity_source": None}
+        return (
+            None,
+            None,
+            {"model": None, "gpu": None, "quant": None, "capacity": None, "capacity_source": None},
+        )
     model = resolve_model(args.model, cat)
     util = args.utilization if args.utilization is not None else cfg.utilization
-    mem_util = args.gpu_memory_utilization if args.gpu_memory_utilization is not None else cfg.gpu_memory_utilization
-    c = estimate(CapacityQuery(model, gpu, args.gpus, args.quant, args.kv_dtype, args.seq_len, share, util, mem_util))
+    mem_util = (
+        args.gpu_memory_utilization if args.gpu_memory_utilization is not None else cfg.gpu_memory_utilization
+    )
+    c = estimate(
+        CapacityQuery(model, gpu, args.gpus, args.quant, args.kv_dtype, args.seq_len, share, util, mem_util)
+    )
     quant = args.quant or model.native_quant
     if c.fits:
-        label = (f" (ESTIMATE from the catalog: {model.slug} {quant} on {args.gpus} x {gpu.slug}: batch {c.batch}, "
-                 f"{c.decode_bound}-bound decode, {c.utilization:.0%} of peak; `--measured RESULT.json` uses a "
-                 "benchmark instead)")  # fmt: skip
+        label = estimate_label(model.slug, quant, args.gpus, gpu.slug, c, "`--measured RESULT.json`")
     else:
         label = f" ({model.slug} {quant} does not fit {args.gpus} x {gpu.slug}: see `calc vram`)"
-    extra = {"model": model.slug, "gpu": gpu.slug, "quant": quant, "capacity": capacity_json(c),
-             "capacity_source": "estimate"}
+    extra = {
+        "model": model.slug,
+        "gpu": gpu.slug,
+        "quant": quant,
+        "capacity": capacity_json(c),
+        "capacity_source": "estimate",
+    }
     return c.tokens_per_day, label, extra
 
 

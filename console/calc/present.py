@@ -25,15 +25,17 @@ from console.calc.capacity import Capacity, CapacityQuery, estimate
 from console.calc.catalog import Catalog
 from console.calc.errors import CalcError
 from console.calc.hfconfig import load_config_path
-from console.calc.live import LiveCost, LiveEngine, live_cost
+from console.calc.live import AtCapacity, LiveCost, LiveEngine, live_cost
+from console.calc.measured import Measured
 from console.calc.models import ModelSpec
-from console.calc.report import vram_rows
+from console.calc.report import estimate_label, vram_rows
 from console.calc.units import DAYS_PER_MONTH, GB, GiB, tokens, usd
 from console.calc.vram import Mode, VramQuery, VramResult, default_seq_len, size_both
 
 Parts = tuple[tuple[str, str], ...]
 MAX_BARS = 8
 NATIVE = "native"
+MEASURED_KEY = "F7"  # the screen's key that loads a bench result (named in the estimate's text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +92,7 @@ class Chart:
     volume: float | None
     note: str = ""
     unservable_cost: float | None = None  # $/month of GPUs that cannot serve the model (drawn for reference)
+    capacity_label: str = "capacity"  # "measured capacity" when a benchmark gives it
 
     @property
     def y_max(self) -> float:
@@ -117,14 +120,20 @@ class View:
 # --- parsing ------------------------------------------------------------------------------------
 
 
-def _number(text: str, name: str, *, low: float | None = 0.0, strict: bool = True, high: float | None = None) -> float:
+def _number(
+    text: str, name: str, *, low: float | None = 0.0, strict: bool = True, high: float | None = None
+) -> float:
     try:
         value = float(text.replace(",", "").replace("_", "").strip())
     except ValueError:
         raise CalcError(f"{name}: expected a number, got {text.strip()!r}") from None
     bad = not math.isfinite(value) or (low is not None and (value <= low if strict else value < low))
     if bad or (high is not None and value > high):
-        bound = f"between {low:g} and {high:g}" if high is not None else ("greater than" if strict else "at least") + f" {low:g}"
+        bound = (
+            f"between {low:g} and {high:g}"
+            if high is not None
+            else ("greater than" if strict else "at least") + f" {low:g}"
+        )
         raise CalcError(f"{name}: must be {bound}, got {text.strip()!r}")
     return value
 
@@ -165,8 +174,9 @@ def parse(form: Form, cat: Catalog) -> Inputs:
 # --- the view -----------------------------------------------------------------------------------
 
 
-def compute(form: Form, cat: Catalog) -> View:
-    """Everything the results pane shows; :class:`CalcError` for bad input."""
+def compute(form: Form, cat: Catalog, measured: Measured | None = None) -> View:
+    """Everything the results pane shows; :class:`CalcError` for bad input. ``measured`` (an ``llmconsole
+    bench`` result) gives the capacity instead of the catalog estimate."""
     inp = parse(form, cat)
     results = size_both(inp.vram)
     r = results[inp.overhead]
@@ -176,7 +186,7 @@ def compute(form: Form, cat: Catalog) -> View:
             inp.utilization, inp.vram.gpu_memory_utilization,
         )
     )  # fmt: skip
-    costs, chart = _costs(inp, cat, cap)
+    costs, chart = _costs(inp, cat, cap, measured)
     return View(
         verdict=_verdict(inp, r), bars=_bars(r), bar_note=_bar_note(r),
         modes=tuple(vram_rows(inp.vram, results, inp.overhead)),
@@ -203,7 +213,10 @@ def _verdict(inp: Inputs, r: VramResult) -> Parts:
         return (
             (head, "live"),
             (f"FITS: {r.spare_per_gpu / scale:,.2f} {unit} per GPU of KV cache to spare", "ok"),
-            (f" after one {r.seq_len:,}-token sequence ({r.max_concurrent_seqs:,} such sequences at once)", "live"),
+            (
+                f" after one {r.seq_len:,}-token sequence ({r.max_concurrent_seqs:,} such sequences at once)",
+                "live",
+            ),
         )
     if r.margin_per_gpu < 0:
         return ((head, "live"), (f"DOES NOT FIT: short by {-r.margin_per_gpu / scale:,.2f} {unit} per GPU", "crit"),
@@ -250,7 +263,12 @@ def _concurrency(inp: Inputs, r: VramResult) -> Parts:
     tone = "ok" if r.max_concurrent_seqs > 0 else "crit"
     return (
         (f"{r.max_concurrent_seqs:,} concurrent {r.seq_len:,}-token sequences", tone),
-        (f" · max context {ctx} tokens (model limit {limit:,})" if limit else f" · max context {ctx} tokens", "live"),
+        (
+            f" · max context {ctx} tokens (model limit {limit:,})"
+            if limit
+            else f" · max context {ctx} tokens",
+            "live",
+        ),
         (f" · KV cache {r.kv_tokens:,} tokens at {r.kv_bytes_per_token_per_gpu:,} B/token per GPU", "dim"),
     )
 
@@ -259,58 +277,97 @@ def _warning_tone(text: str) -> str:
     return "crit" if text.startswith(("does not fit", "sequence length")) or "refuses" in text else "warn"
 
 
-def _costs(inp: Inputs, cat: Catalog, cap: Capacity) -> tuple[Parts, Chart | None]:
+def _costs(inp: Inputs, cat: Catalog, cap: Capacity, measured: Measured | None) -> tuple[Parts, Chart | None]:
     q = inp.vram
-    capacity = cap.tokens_per_day if cap.fits else 0.0
-    base = BreakevenQuery(inp.hourly, q.gpus, 0.0, 0.0, inp.input_share, inp.ops, inp.tokens_per_day, capacity)
+    if measured is not None:
+        capacity = measured.tokens_per_day(q.gpus)
+    else:
+        capacity = cap.tokens_per_day if cap.fits else 0.0
+    base = BreakevenQuery(
+        inp.hourly, q.gpus, 0.0, 0.0, inp.input_share, inp.ops, inp.tokens_per_day, capacity
+    )
     parts: list[tuple[str, str]] = []
     evens: list[tuple[str, float, float]] = []
     for slug in inp.apis:
         api = cat.api(slug)
         b = breakeven(replace(base, price_in=api.input_per_mtok, price_out=api.output_per_mtok))
         if not parts:
-            parts += _self_host_line(inp, b.self_host_cost_per_day, b.self_host_cost_per_month, cap)
+            parts += _self_host_line(inp, b, cap, measured)
         parts += _api_line(api.name, api.input_per_mtok, api.output_per_mtok, api.checked, b)
         evens.append((api.name, b.break_even_tokens_per_day, b.api_blended_per_mtok))
     if not parts:
         b = breakeven(base)
-        parts = _self_host_line(inp, b.self_host_cost_per_day, b.self_host_cost_per_month, cap)
+        parts = _self_host_line(inp, b, cap, measured)
         parts.append(("Pick at least one API to compare against.", "missing"))
-    return tuple(parts), _chart(base, evens, capacity, inp.tokens_per_day)
+    chart = _chart(base, evens, capacity, inp.tokens_per_day)
+    if measured is not None:
+        chart = replace(chart, capacity_label="measured capacity")
+    return tuple(parts), chart
 
 
-def _self_host_line(inp: Inputs, per_day: float, per_month: float, cap: Capacity) -> list[tuple[str, str]]:
+def _self_host_line(
+    inp: Inputs, b: Breakeven, cap: Capacity, measured: Measured | None
+) -> list[tuple[str, str]]:
+    """What self-hosting costs and serves, and where that capacity comes from (a benchmark or the estimate)."""
     q = inp.vram
     ops = f" + {usd(inp.ops)}/month ops" if inp.ops else ""
-    line = [(f"Self-host: {q.gpus} × {usd(inp.hourly)}/h{ops} = {usd(per_day)}/day ({usd(per_month)}/month)", "live")]
-    if cap.fits:
-        line.append((f" · serves ≈{tokens(cap.tokens_per_day)} tokens/day ({cap.utilization:.0%} of peak, "
-                     f"batch {cap.batch}, {cap.decode_bound}-bound decode)\n", "dim"))  # fmt: skip
+    per_day, per_month = b.self_host_cost_per_day, b.self_host_cost_per_month
+    line = [
+        (
+            f"Self-host: {q.gpus} × {usd(inp.hourly)}/h{ops} = {usd(per_day)}/day ({usd(per_month)}/month)",
+            "live",
+        )
+    ]
+    if measured is not None:
+        served = f" · serves ≈{tokens(measured.tokens_per_day(q.gpus))} tokens/day"
+        line += [(served, "live"), (measured.label(q.gpus, inp.input_share) + "\n", "info")]
+    elif cap.fits:
+        quant = q.quant or inp.model.native_quant
+        how = estimate_label(inp.model.slug, quant, q.gpus, q.gpu.slug, cap, MEASURED_KEY)
+        line += [(f" · serves ≈{tokens(cap.tokens_per_day)} tokens/day", "live"), (how + "\n", "dim")]
     else:
         line.append((" · serves nothing: the model does not fit these GPUs\n", "crit"))
     return line
 
 
-def _api_line(name: str, inp_price: float, out_price: float, checked: str | None, b: Breakeven) -> list[tuple[str, str]]:
-    head = f"{name} (${inp_price:g}/${out_price:g}, {checked or 'undated'}): {usd(b.api_blended_per_mtok)}/1M → "
+def _api_line(
+    name: str, inp_price: float, out_price: float, checked: str | None, b: Breakeven
+) -> list[tuple[str, str]]:
+    head = (
+        f"{name} (${inp_price:g}/${out_price:g}, {checked or 'undated'}): {usd(b.api_blended_per_mtok)}/1M → "
+    )
     if math.isinf(b.break_even_tokens_per_day):
         return [(head, "live"), ("never breaks even (free)\n", "warn")]
     even = f"break-even {tokens(b.break_even_tokens_per_day)}/day ({b.break_even_tokens_per_s:,.0f} tok/s)"
     if b.reachable:
         verdict, tone = " · reachable", "ok"
     elif b.capacity_tokens_per_day:
-        verdict, tone = f" · UNREACHABLE: {b.break_even_tokens_per_day / b.capacity_tokens_per_day:.1f}× capacity", "crit"
+        verdict, tone = (
+            f" · UNREACHABLE: {b.break_even_tokens_per_day / b.capacity_tokens_per_day:.1f}× capacity",
+            "crit",
+        )
     else:
         verdict, tone = " · UNREACHABLE: nothing served", "crit"
     out = [(head, "live"), (even, "live"), (verdict, tone)]
     if b.monthly_cost_api is not None:
-        selfhost = f"{usd(b.monthly_cost_self_host)}/month" if b.monthly_cost_self_host is not None else "cannot serve"
-        out.append((f" · at {tokens(b.tokens_per_day)}/day: API {usd(b.monthly_cost_api)}/month vs self-host {selfhost}", "dim"))
+        selfhost = (
+            f"{usd(b.monthly_cost_self_host)}/month"
+            if b.monthly_cost_self_host is not None
+            else "cannot serve"
+        )
+        out.append(
+            (
+                f" · at {tokens(b.tokens_per_day)}/day: API {usd(b.monthly_cost_api)}/month vs self-host {selfhost}",
+                "dim",
+            )
+        )
     out.append(("\n", "live"))
     return out
 
 
-def _chart(base: BreakevenQuery, evens: Sequence[tuple[str, float, float]], capacity: float, volume: float | None) -> Chart:
+def _chart(
+    base: BreakevenQuery, evens: Sequence[tuple[str, float, float]], capacity: float, volume: float | None
+) -> Chart:
     finite = [x for _, x, _ in evens if math.isfinite(x)]
     x_max = 1.5 * max(capacity, volume or 0.0, min(finite) if finite else 0.0) or 1e6
     curve = self_host_curve(base, x_max)
@@ -329,14 +386,26 @@ def _chart(base: BreakevenQuery, evens: Sequence[tuple[str, float, float]], capa
 # --- live engines -------------------------------------------------------------------------------
 
 
-def live_parts(engines: Sequence[LiveEngine], cat: Catalog, apis: Sequence[str], input_share: float) -> Parts:
-    """One line per running engine: its measured cost per 1M tokens against the chosen APIs."""
+def live_parts(
+    engines: Sequence[LiveEngine],
+    cat: Catalog,
+    apis: Sequence[str],
+    input_share: float,
+    measured: Measured | None = None,
+) -> Parts:
+    """One line per running engine: its measured cost per 1M tokens against the chosen APIs; under the
+    engine that ``measured`` (a loaded bench result) is a benchmark of, its cost at the measured capacity."""
     if not engines:
-        return (("No engines in the fleet (open the calculator from the console to price running engines).", "missing"),)
+        return (
+            (
+                "No engines in the fleet (open the calculator from the console to price running engines).",
+                "missing",
+            ),
+        )
     chosen = [cat.api(a) for a in apis]
     parts: list[tuple[str, str]] = []
     for engine in engines:
-        cost = live_cost(engine, cat, chosen, input_share)
+        cost = live_cost(engine, cat, chosen, input_share, measured)
         gpu = cost.gpu.slug if cost.gpu else (engine.gpu_name or "unknown GPU")
         parts.append((f"{engine.host}/{engine.engine}", "live"))
         if engine.simulated:
@@ -344,6 +413,8 @@ def live_parts(engines: Sequence[LiveEngine], cat: Catalog, apis: Sequence[str],
         parts.append((f" {engine.model or '?'} · {engine.gpu_count} × {gpu} · ", "dim"))
         parts += _live_figures(cost)
         parts.append(("\n", "live"))
+        if cost.at_capacity is not None:
+            parts += _at_capacity_line(cost.at_capacity, engine.gpu_count)
     return tuple(parts)
 
 
@@ -352,11 +423,27 @@ def _live_figures(cost: LiveCost) -> list[tuple[str, str]]:
     out = [(f"{tps:,.1f} tok/s" if tps is not None else "— tok/s", "live" if tps is not None else "missing")]
     if cost.cost_per_mtok is None:
         return out + [(f" · {cost.note}", "missing" if tps is None else "warn")]
-    out.append((f" → {tokens(cost.tokens_per_day)}/day · {usd(cost.cost_per_day)}/day · {usd(cost.cost_per_mtok)}/1M", "live"))
+    now = " at current load" if cost.at_capacity is not None else ""
+    figures = f" → {tokens(cost.tokens_per_day)}/day · {usd(cost.cost_per_day)}/day · {usd(cost.cost_per_mtok)}/1M{now}"
+    out.append((figures, "live"))
     for c in cost.comparisons:
         tone = "ok" if c.ratio is not None and c.ratio < 1 else "warn"
         out.append((f" · {c.ratio:.2f}× {c.api.slug}" if c.ratio is not None else f" · ? {c.api.slug}", tone))
     return out
+
+
+def _at_capacity_line(a: AtCapacity, gpus: int) -> list[tuple[str, str]]:
+    """The engine at the throughput its loaded benchmark sustained, labelled as measured (and SIMULATED)."""
+    m = a.measured
+    out = [("  ↳ ", "dim"), (m.source_text(), "simulated" if m.simulated else "info")]
+    out.append((f": {a.tokens_per_s:,.1f} tok/s on {gpus} GPU{'s' if gpus != 1 else ''}", "live"))
+    if a.cost_per_mtok is not None:
+        out.append((f" → {usd(a.cost_per_mtok)}/1M at measured capacity", "live"))
+    else:
+        out.append((" · no $/hour for this GPU", "missing"))
+    if a.load is not None:
+        out.append((f" · current load {a.load:.0%} of it", "dim"))
+    return [*out, (f" · {m.path}\n", "dim")]
 
 
 # --- chart legend -------------------------------------------------------------------------------
@@ -370,10 +457,12 @@ def legend_labels(names: Sequence[str], width: int = 28) -> list[str]:
         if len(name) <= width:
             out.append(name)
             continue
-        shared = max((len(os.path.commonprefix([name, other])) for j, other in enumerate(names) if j != i), default=0)
+        shared = max(
+            (len(os.path.commonprefix([name, other])) for j, other in enumerate(names) if j != i), default=0
+        )
         if shared >= width - 4:  # the cut would end inside what they have in common
             head = max(width // 3, 1)
-            out.append(name[:head] + "…" + name[-(width - head - 1):])
+            out.append(name[:head] + "…" + name[-(width - head - 1) :])
         else:
             out.append(name[: width - 1] + "…")
     dupes = {label for label in out if out.count(label) > 1}

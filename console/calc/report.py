@@ -166,7 +166,10 @@ def vram_rows(q: VramQuery, results: dict[Mode, VramResult], selected: Mode) -> 
     row("KV bytes/token per GPU", lambda r, f: f"{r.kv_bytes_per_token_per_gpu:,} B")
     row("KV tokens", lambda r, f: f"{r.kv_tokens:,}")
     row(f"concurrent {q.seq_len:,}-token seqs", lambda r, f: f"{r.max_concurrent_seqs:,}")
-    row("max context (one seq)", lambda r, f: "unbounded" if r.max_context_tokens is None else f"{r.max_context_tokens:,}")
+    row(
+        "max context (one seq)",
+        lambda r, f: "unbounded" if r.max_context_tokens is None else f"{r.max_context_tokens:,}",
+    )
     row("verdict", verdict_text)
     return rows
 
@@ -205,6 +208,14 @@ def table(rows: list[tuple[str, ...]]) -> list[str]:
     return ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(r)).rstrip() for r in rows]
 
 
+def estimate_label(model: str, quant: str, gpus: int, gpu: str, c: Capacity, instead: str) -> str:
+    """The capacity's source when it is the catalog estimate; ``instead`` names how to use a benchmark."""
+    return (
+        f" (ESTIMATE from the catalog: {model} {quant} on {gpus} x {gpu}: batch {c.batch}, "
+        f"{c.decode_bound}-bound decode, {c.utilization:.0%} of peak; {instead} uses a benchmark instead)"
+    )
+
+
 def breakeven_text(b: Breakeven, gpus: int, hourly: float, api_label: str, input_share: float,
                    capacity_label: str | None) -> str:  # fmt: skip
     lines = [
@@ -234,7 +245,9 @@ def _reachable(b: Breakeven) -> str:
     share = b.break_even_tokens_per_day / cap
     if b.reachable:
         return f"yes: break-even is {share:.0%} of one deployment's capacity"
-    return f"no: break-even is {share:.1f}x what these GPUs can serve; each added deployment adds its full cost"
+    return (
+        f"no: break-even is {share:.1f}x what these GPUs can serve; each added deployment adds its full cost"
+    )
 
 
 def _at_volume(b: Breakeven) -> str:
@@ -242,7 +255,9 @@ def _at_volume(b: Breakeven) -> str:
     if b.monthly_cost_self_host is None:
         return f"{head}: API {usd(b.monthly_cost_api)}/month; self-hosting cannot serve it on these GPUs"
     n = f" ({b.deployments_needed} deployments)" if (b.deployments_needed or 1) > 1 else ""
-    verdict = {"self-host": "self-hosting is cheaper", "api": "the API is cheaper", "equal": "equal"}[b.cheaper or "equal"]
+    verdict = {"self-host": "self-hosting is cheaper", "api": "the API is cheaper", "equal": "equal"}[
+        b.cheaper or "equal"
+    ]
     return f"{head}: self-host {usd(b.monthly_cost_self_host)}/month{n} vs API {usd(b.monthly_cost_api)}/month: {verdict}"
 
 

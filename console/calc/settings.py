@@ -39,6 +39,8 @@ from agents.tomltables import (
     build_table,
     check_top_level,
     find_config,
+    fraction,
+    non_negative,
     read_toml,
     setting,
     show,
@@ -47,14 +49,6 @@ from console.calc.catalog import Api, Catalog, builtin, catalog, normalize
 from console.calc.errors import CalcError
 
 SLUG_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789.-"
-
-
-def _non_negative(v: float) -> str | None:
-    return None if v >= 0 else f"must be 0 or more, got {show(v)}"
-
-
-def _fraction(v: float) -> str | None:
-    return None if 0 < v <= 1 else f"must be greater than 0 and at most 1, got {show(v)}"
 
 
 def _share(v: float) -> str | None:
@@ -70,8 +64,8 @@ def _slug(v: str) -> str | None:
 class ApiPrice:
     """``[calculator.api_prices.<slug>]``: USD per 1M input and output tokens."""
 
-    input: float = setting(check=_non_negative)
-    output: float = setting(check=_non_negative)
+    input: float = setting(check=non_negative)
+    output: float = setting(check=non_negative)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -80,8 +74,8 @@ class CustomApi:
 
     slug: str = setting(check=_slug)
     name: str | None = setting(None)
-    input: float = setting(check=_non_negative)
-    output: float = setting(check=_non_negative)
+    input: float = setting(check=non_negative)
+    output: float = setting(check=non_negative)
     kind: str = setting("custom", choices=("frontier", "hosted-open", "custom"))
     model: str | None = setting(None)  # the catalog model it serves, if any
     source: str = setting("config.toml")
@@ -102,10 +96,10 @@ class CalculatorConfig:
     gpu_hourly: dict[str, float] = setting(factory=dict)
     api_prices: dict[str, Any] = setting(factory=dict)
     apis: tuple[CustomApi, ...] = setting((), label="calculator.apis", name_key="slug")
-    ops_cost_per_month: float = setting(0.0, check=_non_negative)
+    ops_cost_per_month: float = setting(0.0, check=non_negative)
     input_share: float = setting(0.7, check=_share)
-    utilization: float = setting(0.5, check=_fraction)
-    gpu_memory_utilization: float = setting(0.92, check=_fraction)
+    utilization: float = setting(0.5, check=fraction)
+    gpu_memory_utilization: float = setting(0.92, check=fraction)
     compare_apis: tuple[str, ...] = setting(("claude-opus-4.5", "together-llama-3.3-70b"))
     model: str = setting("llama-3.3-70b")
     gpu: str = setting("a100-80gb")

@@ -4,11 +4,14 @@ Results: a stacked memory bar per GPU (weights / KV cache / overhead / free), th
 vLLM-style modes side by side, concurrency, warnings, break-even against each chosen API, a chart of monthly
 cost against tokens/day (self-hosting stepping up one deployment per capacity, each API a line, the
 break-even crossings and the capacity limit marked), and the running engines' real cost per 1M tokens.
+F7 loads an ``llmconsole bench`` result: its sustained throughput is then the capacity (instead of the
+catalog estimate), and the engine it measured is also priced at that capacity; an empty path unloads it.
 All numbers come from console.calc.present (pure); this module only puts them on widgets.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -19,7 +22,7 @@ from textual.app import ComposeResult, RenderResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.reactive import reactive
-from textual.screen import Screen
+from textual.screen import ModalScreen, Screen
 from textual.widget import Widget
 from textual.widgets import Button, Footer, Input, Label, Select, SelectionList, Static
 from textual_plotext import PlotextPlot
@@ -28,7 +31,8 @@ from console.calc.catalog import Catalog
 from console.calc.errors import CalcError
 from console.calc.kv import KV_DTYPES
 from console.calc.live import LiveEngine
-from console.calc.present import NATIVE, Chart, Form, View, compute, legend_labels, live_parts
+from console.calc.measured import Measured, load_measured
+from console.calc.present import MEASURED_KEY, NATIVE, Chart, Form, View, compute, legend_labels, live_parts
 from console.calc.presets import (
     INT4_LABEL,
     engine_form,
@@ -81,14 +85,21 @@ class CostChart(PlotextPlot):
     """
 
     chart: reactive[Chart | None] = reactive(None)
+    _drawn: tuple[object, RenderResult] | None = None  # the last plot, and what it was drawn for
 
     def render(self) -> RenderResult:
         if self.chart is None or self.size.width < 20 or self.size.height < 6:
             note = "no chart: fix the form" if self.chart is None else "too small for the chart"
-            return Align.center(Text(note, style=component_style(self, "cost-chart--note")), vertical="middle")
-        self.plt.clear_figure()
-        self.plot()
-        return super().render()
+            return Align.center(
+                Text(note, style=component_style(self, "cost-chart--note")), vertical="middle"
+            )
+        # a repaint of the same chart at the same size and colours (a screen switch, a scroll) reuses the plot
+        key = (self.chart, self.size, self.app.theme, self.background_colors)
+        if self._drawn is None or self._drawn[0] != key:
+            self.plt.clear_figure()
+            self.plot()
+            self._drawn = (key, super().render())
+        return self._drawn[1]
 
     def plot(self) -> None:
         c, plt = self.chart, self.plt
@@ -98,24 +109,57 @@ class CostChart(PlotextPlot):
         labels = legend_labels([name for name, _ in c.apis])
         for i, ((_, pts), label) in enumerate(zip(c.apis, labels, strict=True)):
             xs, ys = zip(*pts, strict=True)
-            plt.plot([x / m for x in xs], list(ys), color=self._rgb(f"api-{i % 4 + 1}"), label=label, marker="braille")
+            plt.plot(
+                [x / m for x in xs],
+                list(ys),
+                color=self._rgb(f"api-{i % 4 + 1}"),
+                label=label,
+                marker="braille",
+            )
         if c.capacity is not None and c.capacity <= c.x_max:
-            plt.plot([c.capacity / m] * 2, [0, y_max], color=self._rgb("capacity"), label="capacity", marker="braille")
+            capacity = [c.capacity / m] * 2
+            plt.plot(
+                capacity, [0, y_max], color=self._rgb("capacity"), label=c.capacity_label, marker="braille"
+            )
         if c.self_host:  # drawn last: on top of the API lines it crosses
             xs, ys = zip(*c.self_host, strict=True)
-            plt.plot([x / m for x in xs], list(ys), color=self._rgb("self-host"), label="self-host", marker="braille")
+            plt.plot(
+                [x / m for x in xs],
+                list(ys),
+                color=self._rgb("self-host"),
+                label="self-host",
+                marker="braille",
+            )
         elif c.unservable_cost is not None:  # what the GPUs cost although they cannot serve the model
             cost = [c.unservable_cost] * 2
-            plt.plot([0, c.x_max / m], cost, color=self._rgb("capacity"), label="GPU cost (cannot serve)", marker="-")
+            plt.plot(
+                [0, c.x_max / m],
+                cost,
+                color=self._rgb("capacity"),
+                label="GPU cost (cannot serve)",
+                marker="-",
+            )
         if c.crossings:  # one legend entry: each point sits on its API's line, in that line's colour key
             xs = [x / m for _, x, _ in c.crossings]
-            plt.scatter(xs, [y for _, _, y in c.crossings], color=self._rgb("crossing"), marker="●", label="break-even")
+            plt.scatter(
+                xs,
+                [y for _, _, y in c.crossings],
+                color=self._rgb("crossing"),
+                marker="●",
+                label="break-even",
+            )
         plt.xlim(0, c.x_max / m)
         plt.ylim(0, y_max)
         plt.xlabel("million tokens/day")
         plt.title("monthly cost, USD" + (f" · {c.note}" if c.note else ""))
         if c.volume is not None and c.volume <= c.x_max:
-            plt.plot([c.volume / m] * 2, [0, y_max], color=self._rgb("volume"), label="your volume", marker="braille")
+            plt.plot(
+                [c.volume / m] * 2,
+                [0, y_max],
+                color=self._rgb("volume"),
+                label="your volume",
+                marker="braille",
+            )
 
     def _rgb(self, part: str) -> tuple[int, int, int]:
         _, background = self.background_colors
@@ -123,6 +167,52 @@ class CostChart(PlotextPlot):
 
 
 EXAMPLE_LABEL = "Example: 70B on one A100"
+MEASURED_LABEL = "Capacity from a bench result"
+UNLOAD = ""  # what the prompt answers for an empty path: back to the catalog estimate
+
+
+class MeasuredPrompt(ModalScreen[Measured | str | None]):
+    """F7: the path of an ``llmconsole bench`` result. Enter loads it (a bad file: one line here, the prompt
+    stays), an empty path unloads it, Escape cancels."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel", id="calc.measured.cancel")]
+    DEFAULT_CSS = """
+    MeasuredPrompt { align: center middle; }
+    MeasuredPrompt #measured-box {
+        width: 76; max-width: 100%; height: auto; padding: 0 1; border: round $primary; background: $panel;
+    }
+    MeasuredPrompt #measured-box Label { color: $text-muted; }
+    MeasuredPrompt #measured-path { margin: 1 0 0 0; }
+    """
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="measured-box"):
+            yield Static("Capacity from an `llmconsole bench` result (JSON), not the catalog estimate")
+            yield Input(self.path, placeholder="result.json", id="measured-path", compact=True)
+            yield ToneLine(id="measured-error")
+            yield Label("Enter: load · empty + Enter: unload · Esc: cancel")
+
+    @on(Input.Submitted, "#measured-path")
+    def _submitted(self, event: Input.Submitted) -> None:
+        path = event.value.strip()
+        if not path:
+            self.dismiss(UNLOAD)
+            return
+        try:
+            measured = load_measured(os.path.expanduser(path), "bench result")
+        except CalcError as e:
+            self.query_one("#measured-error", ToneLine).set_parts(
+                [(f"✗ {' '.join(str(e).split())}", "error")]
+            )
+            return
+        self.dismiss(measured)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
 
 
 def _preset_button(label: str, bid: str) -> Button:
@@ -139,6 +229,7 @@ class CalcScreen(Screen[None]):
         Binding("escape", "back", "Back", id="calc.back"),
         Binding("f5", "example", EXAMPLE_LABEL, id="calc.example"),
         Binding("f6", "int4", INT4_LABEL, id="calc.int4"),
+        Binding(MEASURED_KEY.lower(), "measured", MEASURED_LABEL, id="calc.measured"),
     ]
     DEFAULT_CSS = """
     CalcScreen #calc-body { height: 1fr; }
@@ -146,7 +237,7 @@ class CalcScreen(Screen[None]):
     CalcScreen #calc-form Label { margin-top: 1; color: $text-muted; }
     CalcScreen #calc-form #apis { height: 8; }
     CalcScreen #calc-form Button { margin-top: 1; width: 100%; }
-    CalcScreen #calc-results { width: 1fr; padding: 0 1; }
+    CalcScreen #calc-results { width: 1fr; padding: 0 1; scrollbar-gutter: stable; }
     CalcScreen .panel-title { text-style: bold; color: $text-primary; margin-top: 1; }
     CalcScreen #explain { padding: 0 1; border: round $primary; }
     CalcScreen #bars { height: auto; margin-top: 1; }
@@ -187,6 +278,7 @@ class CalcScreen(Screen[None]):
         self.view: View | None = None
         self.error: str | None = None
         self.engines: dict[str, LiveEngine] = {}
+        self.measured: Measured | None = None  # a loaded bench result: the capacity instead of the estimate
         self._pending = False
         self._filling = False
         self._priced = False  # the running engines were priced once
@@ -215,8 +307,12 @@ class CalcScreen(Screen[None]):
             CostChart(id="chart"),
             Static("Running engines: measured cost per 1M tokens", classes="panel-title"),
             ToneLine(id="live"),
-            Select[str]([], prompt="Size a running engine: use its model, GPUs and measured tokens/day",
-                        id="live-pick", compact=True),  # fmt: skip
+            Select[str](
+                [],
+                prompt="Size a running engine: use its model, GPUs and measured tokens/day",
+                id="live-pick",
+                compact=True,
+            ),
             ToneLine(id="live-note"),
         ]
 
@@ -234,7 +330,9 @@ class CalcScreen(Screen[None]):
         yield Select([("checkpoint's own", NATIVE), *((q, q) for q in QUANTS)], value=f.quant, allow_blank=False,
                      id="quant", compact=True)  # fmt: skip
         yield Label("KV cache dtype")
-        yield Select([(k, k) for k in KV_DTYPES], value=f.kv_dtype, allow_blank=False, id="kv-dtype", compact=True)
+        yield Select(
+            [(k, k) for k in KV_DTYPES], value=f.kv_dtype, allow_blank=False, id="kv-dtype", compact=True
+        )
         yield from self._input("seq-len")
         yield Label("Overhead mode (bars)")
         yield Select([("vLLM-style: vLLM's own arithmetic", "vllm"), ("rule of thumb: params × bytes + KV + ~7 GB", "flat")],
@@ -243,10 +341,13 @@ class CalcScreen(Screen[None]):
                     "utilization"):  # fmt: skip
             yield from self._input(key)
         yield Label("Compare against")
-        yield SelectionList[str](*((a.name, a.slug, a.slug in f.apis) for a in cat.apis), id="apis", compact=True)
+        yield SelectionList[str](
+            *((a.name, a.slug, a.slug in f.apis) for a in cat.apis), id="apis", compact=True
+        )
         # not in the Tab order: Enter on the list above toggles its box, it never runs a preset
         yield _preset_button(f"{EXAMPLE_LABEL} (F5)", "example")
         yield _preset_button(f"{INT4_LABEL} (F6)", "int4")
+        yield _preset_button(f"{MEASURED_LABEL} ({MEASURED_KEY})", "measured")
 
     def _input(self, key: str) -> ComposeResult:
         label, attr, placeholder = INPUTS[key]
@@ -301,6 +402,17 @@ class CalcScreen(Screen[None]):
     def action_int4(self) -> None:
         self.fill(int4_form(self.read_form().apis))
 
+    @on(Button.Pressed, "#measured")
+    def action_measured(self) -> None:
+        path = self.measured.path if self.measured is not None else ""
+        self.app.push_screen(MeasuredPrompt(path), self._measured_chosen)
+
+    def _measured_chosen(self, answer: Measured | str | None) -> None:
+        if answer is None:
+            return  # cancelled: what was loaded stays
+        self.measured = answer if isinstance(answer, Measured) else None
+        self._recompute()
+
     async def action_back(self) -> None:
         """Back to where the calculator was opened from: the screen below it, or (the console's calculator
         mode) the App's ``leave_calculator``."""
@@ -311,7 +423,9 @@ class CalcScreen(Screen[None]):
 
     def read_form(self) -> Form:
         """The form as the widgets hold it now."""
-        values: dict[str, Any] = {attr: self.query_one(f"#{key}", Input).value for key, (_, attr, _) in INPUTS.items()}
+        values: dict[str, Any] = {
+            attr: self.query_one(f"#{key}", Input).value for key, (_, attr, _) in INPUTS.items()
+        }
         values |= {attr: str(self.query_one(f"#{key}", Select).value) for key, attr in SELECTS.items()}
         values["apis"] = tuple(self.query_one("#apis", SelectionList).selected)
         return Form(**values)
@@ -340,7 +454,7 @@ class CalcScreen(Screen[None]):
         self._pending = False
         self.form = self.read_form()
         try:
-            self.view, self.error = compute(self.form, self.catalog), None
+            self.view, self.error = compute(self.form, self.catalog, self.measured), None
         except CalcError as e:
             self.view, self.error = None, str(e)
         self._show()
@@ -401,13 +515,15 @@ class CalcScreen(Screen[None]):
         self._priced = True
         line = self.query_one("#live", ToneLine)
         if self.live_engines is None:
-            line.set_parts([("Open the calculator from the fleet console to price the running engines.", "missing")])
+            line.set_parts(
+                [("Open the calculator from the fleet console to price the running engines.", "missing")]
+            )
             self.query_one("#live-pick", Select).display = False
             return
         try:
             engines = list(self.live_engines())
             share = float(self.form.input_share)
-            line.set_parts(live_parts(engines, self.catalog, self.form.apis, share))
+            line.set_parts(live_parts(engines, self.catalog, self.form.apis, share, self.measured))
             self._offer(engines)
         except Exception as e:  # a broken fleet source never takes the calculator down
             line.set_parts([(f"✗ running engines unavailable: {e}", "error")])

@@ -34,6 +34,7 @@ from console.views import (
     rate_text,
     watch_lines,
 )
+from console.views.cells import quantile_bucket, quantile_text
 from console.views.detail import agent_now, event_lines
 from console.views.loglines import is_probe_line
 from console.views.percentiles import latency_table, latency_title, load_lines, load_title, slo_lines
@@ -319,7 +320,7 @@ class EngineScreen(EngineActions, FleetStateScreen):
                 text, tone = "—", "missing"
             else:
                 text = (
-                    duration(value)
+                    quantile_text(value, quantile_bucket(e.stats, metric))
                     if kind == "duration"
                     else (f"{value:.1f}%" if kind == "percent" else rate_text(value))
                 )

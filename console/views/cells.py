@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from agents.schema import SERVING_STATES, Alert, EngineSnapshot, severity_rank, stats_are_live
+from agents.schema import SERVING_STATES, Alert, EngineSnapshot, EngineStats, severity_rank, stats_are_live
 from agents.schema.units import age, duration
 from console.state import HostState
 from console.views.rootcause import group_alerts
@@ -54,10 +54,10 @@ def quantile_text(
     """A percentile read from a histogram, without false precision.
 
     ``bucket``: the (lower, upper) bounds of the histogram bucket the percentile was interpolated in (upper
-    None or inf: the open last bucket). When the bucket is wide (upper ≥ ``wide`` × lower, or lower 0) the
-    interpolated number says nothing the bucket does not: "≤100ms" (">10s" in the open bucket). A narrow
-    bucket, or no bucket known, shows the number by the one duration rule. The wire carries no bucket
-    bounds yet (a proposed additive key), so the fleet shows the number until it does."""
+    None or inf: the open last bucket), as the agent sends them in ``stats.quantile_buckets``. When the
+    bucket is wide (upper ≥ ``wide`` × lower, or lower 0) the interpolated number says nothing the bucket
+    does not: "≤100ms" (">10s" in the open bucket). A narrow bucket, or no bucket known (an older agent, a
+    Prometheus source), shows the number by the one duration rule."""
     if value is None:
         return duration(None)
     if bucket is not None:
@@ -67,6 +67,13 @@ def quantile_text(
         if lo <= 0 or hi >= wide * lo:
             return f"≤{duration(hi)}"
     return duration(value)
+
+
+def quantile_bucket(stats: EngineStats | None, key: str) -> tuple[float, float | None] | None:
+    """The bucket the agent says the percentile ``key`` ("ttft_p95_s") was interpolated in; None when
+    it does not say (no stats, an older agent, a Prometheus source, a percentile without a histogram)."""
+    buckets = stats.quantile_buckets if stats is not None else None
+    return buckets.get(key) if buckets else None
 
 
 def rate_text(value: float) -> str:
@@ -145,17 +152,25 @@ def value_cell(
     unsupported: bool = False,
     tone: Tone | None = None,
     previous: Cell | None = None,
+    bucket: tuple[float, float | None] | None = None,
 ) -> Cell:
     """``metric_cell`` on the view's two flags (the fleet table's hot path). ``previous``: this cell as
-    last presented; it is returned again when the value and tone are the same (its text is then too)."""
+    last presented; it is returned again when the value, tone and text are the same. ``bucket``: for a
+    percentile (fmt "s"), the histogram bucket it was interpolated in: the text is ``quantile_text``'s."""
     if error:
         return shared_cell("ERR", "error", None)
     if value is None:
         return shared_cell("", "unsupported" if unsupported and live else "missing", None)
     look: Tone = "stale" if not live else ("zero" if value == 0 else (tone or "live"))
-    if previous is not None and value != 0 and previous.sort_key == value and previous.tone == look:
+    if previous is not None and (previous.sort_key != value or previous.tone != look):
+        previous = None  # only a cell of the same value and tone may be presented again
+    if bucket is not None and fmt == "s":
+        text = quantile_text(value, bucket)
+        if previous is not None and previous.text == text:
+            return previous
+    elif previous is not None and value != 0 and previous.text[:1] not in _BUCKET_MARKS:
         return previous  # an unchanged number: not formatted again (zeros, even -0.0, are formatted)
-    if fmt == "pct":
+    elif fmt == "pct":
         text = f"{value * 100:.0f}%"
     elif fmt == "s":
         text = seconds_text(value)
@@ -164,6 +179,9 @@ def value_cell(
     if look == "zero":
         return shared_cell(text, "zero", 0.0)
     return Cell(text, look, value)
+
+
+_BUCKET_MARKS = ("≤", ">")  # a text that shows a bucket, not the number: never reused for a plain number
 
 
 _CELLS: dict[tuple[str, str, object], Cell] = {}
@@ -271,6 +289,7 @@ __all__ = [
     "metric_cell",
     "is_crash_looping",
     "model_name",
+    "quantile_bucket",
     "quantile_text",
     "rate_text",
     "seconds_text",

@@ -2,8 +2,9 @@
 p50/p95/p99) with the window they were measured over, load and rates (with their window), preemptions,
 waiting by reason, client connections, the KV ETA, and the SLO with its error budget and burn rates.
 
-Every duration goes through agents.schema.units (the one display rule). A value the agent did not send is
-"—" (tone missing), never a number; values that are not current carry the stale tone.
+Every duration goes through agents.schema.units (the one display rule); a percentile inside a wide
+histogram bucket shows the bucket's bound (console.views.cells.quantile_text). A value the agent did not
+send is "—" (tone missing), never a number; values that are not current carry the stale tone.
 
 Pure: no Textual, no I/O, no clock.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 from agents.schema import EngineSnapshot, EngineStats, SloStatus
 from agents.schema.units import age, duration
-from console.views.cells import rate_text
+from console.views.cells import quantile_bucket, quantile_text, rate_text
 from widgets.tone import Tone
 
 Parts = list[tuple[str, Tone]]
@@ -55,7 +56,8 @@ def latency_value(stats: EngineStats | None, prefix: str, q: str) -> float | Non
 
 def latency_table(stats: EngineStats | None, live: bool = True) -> Parts:
     """A header line and one line per latency: "TTFT         164ms   1.24s   2.10s" (the window they
-    were measured over is ``latency_title``'s)."""
+    were measured over is ``latency_title``'s). A percentile the agent read inside a wide histogram
+    bucket shows that bucket's bound ("≤100ms", ">10s"), not the interpolated number: ``quantile_text``."""
     out: Parts = [(f"{'':<{LABEL_W}}" + "".join(f"{q:>{COL_W}}" for q in QUANTILES), "dim")]
     for label, prefix in LATENCY_ROWS:
         out.append((f"\n{label:<{LABEL_W}}", "dim"))
@@ -64,7 +66,8 @@ def latency_table(stats: EngineStats | None, live: bool = True) -> Parts:
             if value is None:
                 out.append((f"{MISSING:>{COL_W}}", "missing"))
             else:
-                out.append((f"{duration(value):>{COL_W}}", "live" if live else "stale"))
+                text = quantile_text(value, quantile_bucket(stats, f"{prefix}_{q}_s"))
+                out.append((f"{text:>{COL_W}}", "live" if live else "stale"))
     return out
 
 

@@ -23,6 +23,7 @@ from console.views.cells import (
     gpu_source_cell,
     host_state_cell,
     model_name,
+    quantile_bucket,
     rate_text,
     shared_cell,
     value_cell,
@@ -206,8 +207,9 @@ def _kv_cell(kv: float | None, eta: float | None, tone: Tone | None, cell: Cell)
 
 
 def _metric_cells(e: EngineSnapshot, live: bool, error: bool, inputs: RowInputs, previous: Row | None) -> Row:
-    """KV (with its fill ETA), RUN/WAIT, TTFT p95 and GEN tok/s; an unchanged value keeps its ``previous``
-    cell. An engine that makes no progress (hung, wedged) shows its windowed TTFT and a non-zero token
+    """KV (with its fill ETA), RUN/WAIT, TTFT p95 (its bucket's bound when the bucket is wide, see
+    ``quantile_text``) and GEN tok/s; an unchanged value keeps its ``previous`` cell. An engine that
+    makes no progress (hung, wedged) shows its windowed TTFT and a non-zero token
     rate as stale: they describe requests from before it stopped."""
     st = e.stats
     if st is None:
@@ -215,6 +217,7 @@ def _metric_cells(e: EngineSnapshot, live: bool, error: bool, inputs: RowInputs,
     else:
         kv, running, waiting = st.kv_cache_usage, st.requests_running, st.requests_waiting
         ttft, gen = st.ttft_p95_s, st.generation_tokens_per_s
+    ttft_bucket = quantile_bucket(st, "ttft_p95_s")  # a p95 inside a wide bucket shows the bound ("≤100ms")
     kv_tone: Tone | None = None
     if kv is not None and kv >= inputs.kv_pressure:
         kv_tone = "crit"
@@ -228,7 +231,7 @@ def _metric_cells(e: EngineSnapshot, live: bool, error: bool, inputs: RowInputs,
     return (
         _kv_cell(kv, e.kv_eta_s, kv_tone, kv_cell) if e.kv_eta_s is not None else kv_cell,
         _queue_cell(running, waiting, live, error),
-        value_cell(ttft, live and not frozen, error, "s", tone=ttft_tone, previous=p[7]),
+        value_cell(ttft, live and not frozen, error, "s", tone=ttft_tone, previous=p[7], bucket=ttft_bucket),
         value_cell(gen, live and not (frozen and gen), error, "rate", previous=p[8]),
     )
 

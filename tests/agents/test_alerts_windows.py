@@ -172,7 +172,7 @@ def test_progressing_engine_is_never_hung_whatever_its_health() -> None:
 
 
 class _EveryOther:
-    """A pure extra rule (agents/silent.py's shape) that also offers an estimate for the snapshot."""
+    """A pure extra rule (agents/silent/'s shape) that also offers an estimate for the snapshot."""
 
     kv_eta_s = 42.0
 

@@ -269,3 +269,118 @@ def test_waiting_reasons_add_up_to_the_waiting_queue_wherever_both_are_read():
             assert sum(reasons) == g["requests_waiting"], (adapter.kind, fixture.name)  # the engine's own invariant
             checked += 1
     assert checked >= 3  # the three vLLM 0.32-shaped fixtures
+
+
+# --- engine knowledge the rest of the agent asks for: identity, launchers, safety, version, simulation ----
+SIM_DATA = Path(__file__).resolve().parents[1] / "data" / "sim"
+# Log lines each engine prints that name its version; every adapter with version patterns lists some here.
+VERSION_LINES = {
+    "vllm": [
+        ("(APIServer pid=7) INFO 11-29 10:00:00 [api_server.py:1839] vLLM API server version 0.8.4", "0.8.4"),
+        (
+            "INFO 05-01 12:00:00 [core.py:61] Initializing a V1 LLM engine (v0.11.0rc1) with config: ...",
+            "0.11.0rc1",
+        ),
+    ],
+    "sglang": [],
+    "tgi": [],
+}
+NOT_A_VERSION_LINE = "INFO:     Uvicorn running on http://127.0.0.1:8000 (Press CTRL+C to quit) version"
+
+
+@adapters
+def test_identity_names_the_engine_and_its_advisory_package(adapter):
+    from agents.exposure import load_advisories
+
+    assert adapter.display.strip() and adapter.package.strip()
+    assert len({a.package for a in ADAPTERS.values()}) == len(ADAPTERS)
+    assert load_advisories().engines[adapter.kind].package == adapter.package
+    known = {a.package for a in ADAPTERS.values()}
+    assert {a.package for a in load_advisories().advisories} <= known  # no advisory for an unknown engine
+
+
+@adapters
+def test_default_launch_is_a_built_in_launcher(adapter):
+    """The launch guard's built-in allow-list comes from the adapters: their default command passes it."""
+    from agents.launchguard import (
+        BUILTIN_LAUNCHERS_TEXT,
+        BUILTIN_PYTHON_MODULES,
+        LaunchPolicy,
+        check_launcher,
+    )
+
+    assert adapter.executables or adapter.python_modules
+    assert check_launcher(adapter.argv(spec()), LaunchPolicy()) is None
+    assert set(adapter.python_modules) <= set(BUILTIN_PYTHON_MODULES)
+    assert all(x in BUILTIN_LAUNCHERS_TEXT for x in adapter.executables)
+
+
+@adapters
+def test_dangerous_switches_are_explained_and_cite_only_public_pages(adapter):
+    switches = adapter.dangerous_switches()
+    assert switches and len({s.name for s in switches}) == len(switches)
+    for s in switches:
+        assert s.reason.strip(), s
+        assert s.name.startswith("--") if s.is_flag else s.name.isupper() and " " not in s.name
+        assert s.source is None or (s.source.startswith("https://") and "research" not in s.source), s
+        assert not (s.prefix and s.expect), s
+    assert "--trust-remote-code" in {s.name for s in switches}  # all three run model code with it
+
+
+@adapters
+def test_each_dangerous_switch_in_a_launch_is_reported(adapter):
+    """Every switch the adapter declares, put into its own launch (args or env), comes out of the audit."""
+    from agents.exposure import dangerous_switches
+
+    for s in adapter.dangerous_switches():
+        name = s.name + "-file" if s.prefix else s.name
+        launch = spec(args=(name,)) if s.is_flag else spec(env={s.name: "0" if s.expect else "1"})
+        found = dangerous_switches(adapter, adapter.argv(launch), adapter.env(launch, {}))
+        assert any(f.switch.split("=", 1)[0] == name and f.reason == s.reason for f in found), (s, found)
+
+
+@adapters
+def test_own_default_launch_is_clean_and_a_wide_bind_is_reported(adapter):
+    from agents.exposure import dangerous_switches
+
+    clean = spec()
+    assert dangerous_switches(adapter, adapter.argv(clean), adapter.env(clean, {})) == []
+    wide = spec(host="0.0.0.0")
+    found = dangerous_switches(adapter, adapter.argv(wide), adapter.env(wide, {}))
+    assert [f.switch for f in found] == [f"{HOST_FLAG[adapter.kind]} 0.0.0.0"]
+    assert adapter.bind_flags[0] == HOST_FLAG[adapter.kind]
+
+
+@adapters
+def test_secret_env_names_are_variable_names_the_launch_guard_points_to(adapter):
+    from agents.launchguard import ENV_HINT, secret_in_argv
+
+    names = adapter.secret_env_names()
+    assert all(n.isupper() and " " not in n for n in names)
+    refusal = secret_in_argv([*DEFAULT_PREFIX[adapter.kind], "--api-key", "s3cr3t-value-123"])
+    assert refusal is not None and "s3cr3t" not in refusal
+    for name in names:
+        assert name in ENV_HINT and name in refusal
+
+
+@adapters
+def test_version_from_log(adapter):
+    lines = VERSION_LINES[adapter.kind]
+    assert bool(lines) == bool(adapter.version_patterns)  # a pattern needs an example line here
+    for line, version in lines:
+        assert adapter.version_from_log(line) == version
+    others = [line for kind, ls in VERSION_LINES.items() if kind != adapter.kind for line, _ in ls]
+    for line in [*others, NOT_A_VERSION_LINE, ""]:
+        assert adapter.version_from_log(line) is None, line
+
+
+@adapters
+def test_simulated_engine_is_told_by_its_marker(adapter):
+    """The simulated engine's marker is parsed with the scrape names, changes no reading, and no real
+    engine's exposition carries it."""
+    text = (SIM_DATA / f"{adapter.kind}.metrics.txt").read_text()
+    sim = parse(text, adapter.scrape_names())
+    assert adapter.wanted() < adapter.scrape_names()
+    assert adapter.is_simulated(sim) and not adapter.is_simulated(parse(text, adapter.wanted()))
+    assert adapter.read(sim) == adapter.read(parse(text, adapter.wanted()))
+    assert not any(adapter.is_simulated(parse(f.read_text())) for f in FIXTURES)

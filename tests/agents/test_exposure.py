@@ -13,6 +13,7 @@ import pytest
 
 from agents.alerts import EngineObservation, EngineRules, ScrapeOutcome
 from agents.config import Thresholds
+from agents.engines import get_adapter
 from agents.exposure import (
     LAUNCH_MARKER,
     ExposureAudit,
@@ -22,6 +23,7 @@ from agents.exposure import (
     describe_listeners,
     load_advisories,
     parse_version,
+    version_in_log,
 )
 from tests.agents.agentproc import free_port, kill_everything
 from tests.support.secure_agent import SecureAgent, write_config
@@ -38,11 +40,16 @@ def test_version_ordering() -> None:
 
 def test_advisory_file_is_dated_sourced_and_parses() -> None:
     raw = json.loads(resources.files("agents").joinpath("advisories.json").read_text())
-    assert raw["as_of"] == "2026-09" and "reliability.md" in raw["compiled"]
+    assert raw["as_of"] == "2026-09" and "osv.dev" in raw["compiled"]
     adv = load_advisories()
     assert len(adv.advisories) == len(raw["advisories"]) >= 20
     for a in adv.advisories:
-        assert a.source and a.summary and (a.id or a.ghsa)
+        assert a.summary and (a.id or a.ghsa)
+        # public pages only: the advisory itself first (OSV by GHSA id, else the CVE record)
+        refs = a.source.split(" (")[0].split("; ")
+        assert all(r.startswith("https://") for r in refs), a.source
+        assert (a.ghsa or a.id or "?") in refs[0]
+        assert not (a.precondition or "").endswith(" only")  # describe() adds it
         for r in a.ranges:
             assert set(r) <= {"introduced", "fixed", "last_affected"}
             assert all(parse_version(v) is not None for v in r.values())
@@ -73,28 +80,64 @@ def test_sglang_entries_without_ranges_never_match() -> None:
 
 
 def test_version_comes_from_the_last_launch_in_the_log() -> None:
-    adv = load_advisories()
     lines = [
         f"{LAUNCH_MARKER} e1:abc at ...",
         "(APIServer pid=1) INFO [api_server.py:1] vLLM API server version 0.8.4",
         f"{LAUNCH_MARKER} e1:def at ...",
         "(APIServer pid=2) INFO [api_server.py:1] vLLM API server version 0.32.0",
     ]
-    assert adv.version_from_log("vllm", lines)[0] == "0.32.0"
-    assert adv.version_from_log("vllm", lines[:2])[0] == "0.8.4"
-    assert adv.version_from_log("tgi", lines) == (None, None)  # no pattern for TGI: not checked
+    vllm = get_adapter("vllm")
+    assert version_in_log(vllm, lines) == ("0.32.0", lines[3])
+    assert version_in_log(vllm, lines[:2])[0] == "0.8.4"
+    assert version_in_log(vllm, lines[:1]) == (None, None)
+    assert version_in_log(vllm, ["vLLM API server version 0.8.4.garbage!"]) == (None, None)  # not a version
+    assert version_in_log(get_adapter("tgi"), lines) == (None, None)  # no pattern for TGI: not checked
 
 
 def test_dangerous_switches() -> None:
-    argv = ["vllm", "serve", "m", "--host", "0.0.0.0", "--port", "8000", "--trust-remote-code", "--middleware", "x.y",
-            "--enable-log-requests", "--ngrok-authtoken-file=/x"]  # fmt: skip
-    env = {"VLLM_SERVER_DEV_MODE": "1", "VLLM_ALLOW_INSECURE_SERIALIZATION": "0", "HF_HUB_OFFLINE": "0", "DO_NOT_TRACK": "1"}
-    found = {s.switch: s for s in dangerous_switches(argv, env)}
-    assert set(found) == {"--host 0.0.0.0", "--trust-remote-code", "--middleware", "--enable-log-requests",
-                          "--ngrok-authtoken-file", "VLLM_SERVER_DEV_MODE=1", "HF_HUB_OFFLINE=0"}  # fmt: skip
-    assert "CVE-2026-22807" in found["--trust-remote-code"].reason and found["--middleware"].source
+    argv = [
+        "vllm",
+        "serve",
+        "m",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "8000",
+        "--trust-remote-code",
+        "--middleware",
+        "x.y",
+        "--enable-log-requests",
+        "--ngrok-authtoken-file=/x",
+        "--log-requests",
+    ]
+    env = {
+        "VLLM_SERVER_DEV_MODE": "1",
+        "VLLM_ALLOW_INSECURE_SERIALIZATION": "0",
+        "HF_HUB_OFFLINE": "0",
+        "DO_NOT_TRACK": "1",
+        "LD_PRELOAD": "/x.so",
+    }
+    found = {s.switch: s for s in dangerous_switches(get_adapter("vllm"), argv, env)}
+    # vLLM's own flags and variables, and the common ones; not TGI's --ngrok* nor SGLang's --log-requests
+    assert set(found) == {
+        "--host 0.0.0.0",
+        "--trust-remote-code",
+        "--middleware",
+        "--enable-log-requests",
+        "VLLM_SERVER_DEV_MODE=1",
+        "HF_HUB_OFFLINE=0",
+        "LD_PRELOAD=/x.so",
+    }
+    assert "CVE-2026-22807" in found["--trust-remote-code"].reason
+    assert found["--middleware"].source == "https://docs.vllm.ai/en/stable/cli/serve/"
+    assert found["--host 0.0.0.0"].source is None and "source" not in found["--host 0.0.0.0"].evidence()
+    tgi_argv = ["text-generation-launcher", *argv[3:]]
+    tgi = {s.switch for s in dangerous_switches(get_adapter("tgi"), tgi_argv, env)}
+    assert tgi == {"--trust-remote-code", "--ngrok-authtoken-file", "HF_HUB_OFFLINE=0", "LD_PRELOAD=/x.so"}
+    sglang = {s.switch for s in dangerous_switches(get_adapter("sglang"), argv, {})}
+    assert sglang == {"--host 0.0.0.0", "--trust-remote-code", "--log-requests"}
     clean = ["vllm", "serve", "m", "--host", "127.0.0.1", "--port", "8000"]
-    assert dangerous_switches(clean, {"HF_HUB_OFFLINE": "1"}) == []
+    assert dangerous_switches(get_adapter("vllm"), clean, {"HF_HUB_OFFLINE": "1"}) == []
 
 
 def test_listener_classification_feeds_exposed_listener() -> None:

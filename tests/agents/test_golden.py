@@ -265,7 +265,7 @@ def test_rule_plugs_into_engine_rules_extra_rules() -> None:
     from agents.config import Thresholds
 
     if "extra_rules" not in EngineRules.__dataclass_fields__:
-        pytest.skip("agents/alerts.py has no extra_rules hook yet")
+        pytest.skip("agents/alerts/ has no extra_rules hook yet")
     judge = GoldenJudge(None)
     rules = EngineRules(Thresholds(), extra_rules=(GoldenRule(),))
     assert not [a for a in rules.evaluate(obs(0.0, judge.judge(" a", " a", None))) if a.code == "WRONG_ANSWERS"]

@@ -106,6 +106,9 @@ def test_host_from_the_future_loads_and_drops_unknown_keys() -> None:
         assert unknown not in out
     assert "lora_adapters" not in out["engines"][0] and "nvlink" not in out["gpus"][0]
     assert "spec_decode_acceptance" not in out["engines"][0]["stats"]
+    # quantile_buckets: only the known percentile keys are read; a later key, whatever its shape, is dropped
+    assert engine.stats.quantile_buckets == {"ttft_p95_s": (0.0, 0.1)}
+    assert out["engines"][0]["stats"]["quantile_buckets"] == {"ttft_p95_s": [0.0, 0.1]}
     assert "runbook_url" not in out["engines"][0]["alerts"][0]
     assert from_json(to_json(snap)) == snap
 
@@ -384,7 +387,7 @@ def test_stats_keys_in_contract_order() -> None:
         # additive keys, appended in the order they were added
         "itl_p50_s", "itl_p99_s", "e2e_p50_s", "e2e_p99_s", "queue_time_p50_s", "queue_time_p99_s",
         "preemptions_in_window", "requests_waiting_capacity", "requests_waiting_deferred", "rate_window_s",
-        "percentile_window_s",
+        "percentile_window_s", "quantile_buckets",
     ]  # fmt: skip
     assert list(to_dict(EngineStats())) == [f.name for f in dataclasses.fields(EngineStats)]
 
@@ -445,9 +448,25 @@ def _strategy(hint: Any, floats: st.SearchStrategy[float]) -> st.SearchStrategy[
     origin = typing.get_origin(hint)
     if origin is tuple:
         return st.lists(_strategy(typing.get_args(hint)[0], floats), max_size=3).map(tuple)
+    if hint == dict[str, schema.QuantileBucket]:
+        return _buckets_strategy(floats)
     if origin is dict:
         return st.dictionaries(st.text(max_size=6), _json_values(floats), max_size=3)
     raise TypeError(hint)
+
+
+def _buckets_strategy(floats: st.SearchStrategy[float]) -> st.SearchStrategy[Any]:
+    """``quantile_buckets``: valid entries (lower ≤ upper, upper None for +Inf) of known percentile keys; with
+    non-finite ``floats`` also entries the writer must leave out (NaN, inverted bounds, unknown keys)."""
+    bound = st.floats(min_value=-1e9, max_value=1e9) | st.integers(-(10**9), 10**9)
+    valid = st.tuples(bound, st.none() | st.floats(min_value=0, max_value=1e9)).map(
+        lambda p: (p[0], None if p[1] is None else p[0] + p[1])
+    )
+    keys = st.sampled_from(schema.PERCENTILE_KEYS)
+    if floats is _FINITE:
+        return st.dictionaries(keys, valid, max_size=4)
+    wild = st.tuples(floats | st.integers(), st.none() | floats | st.integers())
+    return st.dictionaries(keys | st.text(max_size=5), valid | wild, max_size=4)
 
 
 def _builds(cls: type, floats: st.SearchStrategy[float] = _FINITE) -> st.SearchStrategy[Any]:
@@ -550,3 +569,155 @@ def test_stats_are_live() -> None:
     assert not schema.stats_are_live(old, None)  # unknown interval: 3 s
     assert not schema.stats_are_live(dataclasses.replace(engine, stats_age_s=None), 1.0)
     assert not schema.stats_are_live(dataclasses.replace(engine, stats=None), 1.0)
+
+
+# --- stats.quantile_buckets: the bucket each percentile was interpolated in --------------------------------
+
+
+def test_quantile_buckets_golden() -> None:
+    """An SGLang engine under light load: every TTFT below SGLang's first bound (0.1 s), so p95 reads 95 ms;
+    the bucket says it is anywhere in [0, 100 ms]. e2e p99 lies in the open +Inf bucket (upper null)."""
+    text = golden("quantiles")
+    snap = from_json(text)
+    assert to_dict(snap) == json.loads(text) and from_json(to_json(snap)) == snap
+    stats = snap.engines[0].stats
+    assert stats is not None and stats.ttft_p95_s == 0.095
+    buckets = stats.quantile_buckets
+    assert buckets is not None and set(buckets) == set(schema.PERCENTILE_KEYS)
+    assert buckets["ttft_p95_s"] == (0.0, 0.1) and buckets["e2e_p99_s"] == (2400.0, None)
+    assert buckets["queue_time_p50_s"] == (0.0, 0.0)  # a first bound of 0: the percentile is that point
+    assert all(isinstance(pair, tuple) for pair in buckets.values())
+
+
+def test_quantile_buckets_older_agent_reads_none_and_writes_null() -> None:
+    data = json.loads(golden("quantiles"))
+    del data["engines"][0]["stats"]["quantile_buckets"]  # an agent from before the key
+    stats = from_dict(data).engines[0].stats
+    assert stats is not None and stats.quantile_buckets is None and stats.ttft_p95_s == 0.095
+    assert to_dict(stats)["quantile_buckets"] is None
+    assert from_dict({"quantile_buckets": None}, EngineStats).quantile_buckets is None
+    assert (
+        from_dict({"quantile_buckets": {}}, EngineStats).quantile_buckets == {}
+    )  # reported: no bucket known
+
+
+def test_percentile_keys_are_the_percentile_stats() -> None:
+    percentiles = [f.name for f in dataclasses.fields(EngineStats) if "_p5" in f.name or "_p9" in f.name]
+    assert tuple(percentiles) == schema.PERCENTILE_KEYS
+    assert len(schema.PERCENTILE_KEYS) == 12 and "e2e_p99_s" in schema.PERCENTILE_KEYS
+
+
+_QB = ("engines", 0, "stats", "quantile_buckets")
+HOSTILE_BUCKETS = [
+    ([[0, 0.1]], "engines[0].stats.quantile_buckets: expected object or null, got [[0, 0.1]]"),
+    ("≤100ms", "engines[0].stats.quantile_buckets: expected object or null, got '≤100ms'"),
+    (
+        {"ttft_p95_s": 0.1},
+        "engines[0].stats.quantile_buckets.ttft_p95_s: expected [lower, upper] or null, got 0.1",
+    ),
+    (
+        {"ttft_p95_s": [0, 0.1, 0.2]},
+        "engines[0].stats.quantile_buckets.ttft_p95_s: expected [lower, upper] or null, got [0, 0.1, 0.2]",
+    ),
+    (
+        {"ttft_p95_s": {"lower": 0, "upper": 0.1}},
+        "engines[0].stats.quantile_buckets.ttft_p95_s: expected [lower, upper] or null, got "
+        "{'lower': 0, 'upper': 0.1}",
+    ),
+    (
+        {"itl_p50_s": ["0", 0.1]},
+        "engines[0].stats.quantile_buckets.itl_p50_s[0]: expected finite number, got '0'",
+    ),
+    (
+        {"itl_p50_s": [True, 0.1]},
+        "engines[0].stats.quantile_buckets.itl_p50_s[0]: expected finite number, got True",
+    ),
+    (
+        {"itl_p50_s": [None, 0.1]},
+        "engines[0].stats.quantile_buckets.itl_p50_s[0]: expected finite number, got None",
+    ),
+    (
+        {"e2e_p99_s": [0.1, [0.2]]},
+        "engines[0].stats.quantile_buckets.e2e_p99_s[1]: expected number or null, got [0.2]",
+    ),
+    (
+        {"ttft_p99_s": [0.2, 0.1]},
+        "engines[0].stats.quantile_buckets.ttft_p99_s: lower bound 0.2 above upper bound 0.1",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"), HOSTILE_BUCKETS, ids=[m.split(": ", 1)[1] for _, m in HOSTILE_BUCKETS]
+)
+def test_hostile_quantile_buckets_are_one_line_errors_naming_the_path(value: Any, message: str) -> None:
+    data = json.loads(golden("quantiles"))
+    _set(data, _QB, value)
+    with pytest.raises(SchemaError) as info:
+        from_dict(data)
+    assert str(info.value) == message and "\n" not in str(info.value)
+    with pytest.raises(SchemaError) as again:  # the same through the JSON text
+        from_json(json.dumps(data))
+    assert str(again.value) == message
+
+
+def test_quantile_bucket_nan_and_infinity_read_by_the_reading_rules() -> None:
+    """``NaN``/``Infinity`` read as null: an upper bound of Infinity is the open bucket; a lower bound that is
+    not a finite number is an error."""
+
+    def snapshot(buckets: str) -> str:
+        engine = '{"id":"e","kind":"sglang","state":"ready","stats":{"quantile_buckets":' + buckets + "}}"
+        return (
+            '{"schema":"llmconsole.snapshot/1","host":"h","seq":1,"taken_at":"t","engines":[' + engine + "]}"
+        )
+
+    open_upper = from_json(snapshot('{"e2e_p99_s":[600,Infinity]}'))
+    assert open_upper.engines[0].stats.quantile_buckets == {"e2e_p99_s": (600, None)}  # type: ignore[union-attr]
+    for lower in ("NaN", "-Infinity"):
+        with pytest.raises(SchemaError, match=r"ttft_p95_s\[0\]: expected finite number, got None$"):
+            from_json(snapshot('{"ttft_p95_s":[' + lower + ",0.1]}"))
+    # from Python data (no JSON parser in between) the same rules hold
+    assert from_dict({"quantile_buckets": {"ttft_p95_s": [0.0, math.inf]}}, EngineStats).quantile_buckets == {
+        "ttft_p95_s": (0.0, None)
+    }
+    with pytest.raises(SchemaError, match=r"expected finite number, got nan$"):
+        from_dict({"quantile_buckets": {"ttft_p95_s": [math.nan, 0.1]}}, EngineStats)
+
+
+def test_a_huge_quantile_buckets_object_costs_no_more_than_a_small_one() -> None:
+    """10^6 unknown entries: ignored without being looked at (the reader reads the 12 known keys only)."""
+    import timeit
+
+    huge: dict[str, Any] = dict.fromkeys(map(str, range(1_000_000)), [0, 1])
+    huge["ttft_p95_s"] = [0, 0.1]
+    stats = from_dict({"quantile_buckets": huge}, EngineStats)
+    assert stats.quantile_buckets == {"ttft_p95_s": (0, 0.1)}
+    # the best of 5 runs (a busy machine may pause any one): far below one pass over 10^6 entries (~20 ms+)
+    best = min(timeit.repeat(lambda: from_dict({"quantile_buckets": huge}, EngineStats), number=1, repeat=5))
+    assert best < 0.005, best
+    huge["ttft_p95_s"] = [1, 0]  # a bad known entry among them is still found
+    with pytest.raises(
+        SchemaError, match=r"^quantile_buckets\.ttft_p95_s: lower bound 1 above upper bound 0$"
+    ):
+        from_dict({"quantile_buckets": huge}, EngineStats)
+
+
+def test_the_writer_never_writes_a_bucket_the_reader_refuses() -> None:
+    stats = EngineStats(
+        ttft_p95_s=0.095,
+        quantile_buckets={
+            "ttft_p95_s": (0.0, 0.1),
+            "ttft_p99_s": (0.5, math.inf),  # +Inf as a float: written as null
+            "ttft_p50_s": (0.2, 0.1),  # inverted: left out
+            "itl_p50_s": (math.nan, 0.1),  # NaN lower: left out
+            "itl_p95_s": (0.1, math.nan),  # NaN upper: left out (null would mean the open bucket)
+            "tpot_p95_s": (0.0, 0.1),  # not a key of this schema: left out
+        },
+    )
+    out = to_dict(stats)["quantile_buckets"]
+    assert out == {"ttft_p95_s": [0.0, 0.1], "ttft_p99_s": [0.5, None]}
+    assert list(out) == [k for k in schema.PERCENTILE_KEYS if k in out]  # wire order
+    assert from_dict(to_dict(stats), EngineStats).quantile_buckets == {
+        "ttft_p95_s": (0.0, 0.1),
+        "ttft_p99_s": (0.5, None),
+    }

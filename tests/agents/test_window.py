@@ -10,16 +10,20 @@ import pytest
 from agents.engines.base import COUNTERS, GAUGES, HISTOGRAMS, Reading
 from agents.metrics.model import Histogram
 from agents.metrics.window import (
+    BUCKETS_KEY,
     STATS_KEYS,
+    Derived,
     Window,
     counter_delta,
     delta,
+    derive,
     derive_stats,
     histogram_from_samples,
     merge,
     quantile,
+    quantile_bucket,
 )
-from agents.schema import EngineStats
+from agents.schema import PERCENTILE_KEYS, EngineStats
 
 INF = math.inf
 # The worked example used throughout: 10 observations, 2 in (0, 0.1], 4 in (0.1, 0.5], 3 in (0.5, 1],
@@ -219,7 +223,8 @@ END = reading(
 
 
 def test_derive_stats_keys_are_the_design_keys_in_order() -> None:
-    assert tuple(f.name for f in dataclasses.fields(EngineStats)) == STATS_KEYS  # pinned in test_schema
+    # pinned in test_schema; the one key that is not a number is the percentiles' buckets (Derived.buckets)
+    assert tuple(f.name for f in dataclasses.fields(EngineStats)) == (*STATS_KEYS, BUCKETS_KEY)
     assert tuple(derive_stats(START, END, 10.0)) == STATS_KEYS
     assert tuple(derive_stats(None, END, None)) == STATS_KEYS
 
@@ -460,3 +465,116 @@ def test_a_hang_leaves_the_percentile_window_when_it_moves_on() -> None:
             assert p95 is not None and p95 > 80.0, t
         if t >= 111:
             assert p95 is not None and p95 <= 0.1, t
+
+
+# --- quantile_bucket: the bucket a percentile was interpolated in ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("q", "value", "bucket"),
+    [
+        (0.1, 0.05, (0.0, 0.1)),  # the first bucket: its lower edge is 0
+        (0.5, 0.4, (0.1, 0.5)),
+        (0.8, 0.5 + 0.5 * 2 / 3, (0.5, 1.0)),
+        (0.9, 1.0, (0.5, 1.0)),  # rank 9 = top of (0.5, 1]: still that bucket
+        (0.95, 1.0, (1.0, None)),  # rank 9.5 in +Inf: the highest finite bound, an open bucket
+        (0.0, 0.0, (0.0, 0.1)),
+    ],
+)
+def test_quantile_bucket_hand_worked(q: float, value: float, bucket: tuple[float, float | None]) -> None:
+    got = quantile_bucket(q, H)
+    assert got is not None
+    assert got[0] == pytest.approx(value, rel=1e-12) and got[1] == bucket
+    assert quantile(q, H) == got[0]  # quantile is quantile_bucket's value: one definition
+
+
+def test_quantile_bucket_of_the_sglang_ladder_below_its_first_bound() -> None:
+    """SGLang's TTFT ladder starts at 0.1 s: every fast engine reads p95 = 95 ms, whatever its load.
+    The bucket says what is known: somewhere in [0, 100 ms]."""
+    ladder = (0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 2.0, INF)
+    for n in (3.0, 40.0, 5000.0):
+        got = quantile_bucket(0.95, Histogram(ladder, (n,) * len(ladder), 0.0, n))
+        assert got is not None and got[0] == pytest.approx(0.095) and got[1] == (0.0, 0.1)
+
+
+def test_quantile_bucket_undefined_cases_are_none() -> None:
+    assert quantile_bucket(0.5, hist((0.0, 0.0, 0.0, 0.0))) is None  # an empty histogram
+    assert quantile_bucket(0.5, Histogram((), (), 0.0, 0.0)) is None  # no buckets
+    assert quantile_bucket(0.5, Histogram((INF,), (5.0,), 1.0, 5.0)) is None  # only +Inf
+    assert quantile_bucket(0.5, Histogram((0.1, 1.0), (2.0, 5.0), 1.0, 5.0)) is None  # no +Inf bucket
+    with pytest.raises(ValueError):
+        quantile_bucket(1.01, H)
+
+
+def test_quantile_bucket_non_positive_first_bound_is_a_point() -> None:
+    # Prometheus returns the bound itself there: the bucket is that one point, lower = upper.
+    assert quantile_bucket(0.25, Histogram((-1.0, 0.0, INF), (5.0, 5.0, 10.0), 0.0, 10.0)) == (
+        -1.0,
+        (-1.0, -1.0),
+    )
+    assert quantile_bucket(0.5, Histogram((0.0, 0.001, INF), (7.0, 8.0, 8.0), 0.0, 8.0)) == (0.0, (0.0, 0.0))
+
+
+def test_quantile_bucket_skips_empty_buckets_and_holds_its_value() -> None:
+    """Over many shapes: the value lies inside its bucket, and the bucket is one of the histogram's."""
+    bounds = (0.0, 0.005, 0.1, 0.2, 0.4, 1.0, 30.0, INF)
+    shapes = [
+        (0, 0, 0, 3, 3, 3, 9, 9),
+        (1, 1, 1, 1, 1, 1, 1, 50),
+        (0, 2, 2, 2, 2, 2, 2, 2),
+        (5, 5, 6, 6, 7, 9, 9, 12),
+    ]
+    for shape in shapes:
+        h = Histogram(bounds, tuple(float(c) for c in shape), 0.0, float(shape[-1]))
+        for q in (0.0, 0.25, 0.5, 0.9, 0.95, 0.99, 1.0):
+            got = quantile_bucket(q, h)
+            assert got is not None
+            value, (lower, upper) = got
+            assert lower in (0.0, *bounds) and (upper is None or upper in bounds)
+            assert lower <= value and (value <= upper if upper is not None else value == lower == 30.0)
+
+
+# --- derive: the percentiles' buckets beside their values ------------------------------------------------
+
+
+def test_derive_gives_a_bucket_for_every_percentile_it_computes() -> None:
+    got = derive(START, END, 10.0)
+    assert isinstance(got, Derived) and got.stats == derive_stats(START, END, 10.0)
+    assert set(got.buckets) == {k for k in PERCENTILE_KEYS if got.stats[k] is not None}
+    assert set(got.buckets) == {f"{h}_p{p}_s" for h in ("ttft", "queue_time") for p in (50, 95, 99)}
+    # TTFT window (1, 4, 6, 6): p50 at rank 3 in (0.1, 0.5], p95 and p99 in (0.5, 1]
+    assert (got.buckets["ttft_p50_s"], got.buckets["ttft_p95_s"]) == ((0.1, 0.5), (0.5, 1.0))
+    assert got.buckets["queue_time_p95_s"] == (1.0, None)  # rank 9.5 of END's 10 in +Inf
+    assert derive(None, END, None).buckets == {}  # no window: no percentiles, no buckets
+
+
+def test_a_non_finite_percentile_has_neither_value_nor_bucket() -> None:
+    # a hostile exposition's le="-Inf" bucket: the percentile in it is -inf, which the wire never carries
+    weird = Histogram((-INF, 1.0, INF), (5.0, 5.0, 6.0), 0.0, 6.0)
+    got = derive(reading(), reading(histograms={"ttft": weird}), 1.0)
+    assert got.stats["ttft_p50_s"] is None and "ttft_p50_s" not in got.buckets
+    assert got.buckets["ttft_p99_s"] == (1.0, None)  # rank 5.94 in +Inf: a finite bound
+
+
+def test_window_derived_matches_its_stats() -> None:
+    w = Window(window_s=60.0)
+    assert w.derived() == Derived(dict.fromkeys(STATS_KEYS), {})
+    w.add(0.0, START)
+    w.add(10.0, END)
+    assert w.derived().stats == w.stats()
+    assert w.derived().buckets["ttft_p95_s"] == (0.5, 1.0)
+
+
+def test_real_sglang_exposition_p95_lies_in_its_open_bucket() -> None:
+    """The SGLang docs' example exposition (tests/data/metrics): of 11,008 TTFTs 2,513 are ≤ 30 s, its highest
+    finite bound, so p95 is "30 s" only because the ladder ends there: the bucket is (30, +Inf)."""
+    from pathlib import Path
+
+    from agents.engines import get_adapter
+    from agents.metrics.parse import parse
+
+    text = (Path(__file__).resolve().parents[1] / "data" / "metrics" / "sglang-docs-2025.prom").read_text()
+    end = get_adapter("sglang").read(parse(text))
+    got = derive(reading(), end, 10.0)  # no TTFT histogram at the start: all of it is in the window
+    assert got.stats["ttft_p95_s"] == 30.0 and got.buckets["ttft_p95_s"] == (30.0, None)
+    assert got.buckets["ttft_p50_s"] == (30.0, None)  # 2,513 of 11,008 ≤ 30 s: even the median

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from agents.schema import HostSnapshot, from_dict, rfc3339
+from console.fleet import HostError, HostResult
 from console.settings import ConsoleConfig, HostConfig
-from console.source import HostError, HostResult
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 SNAPSHOTS = DATA / "snapshots" / "v1"

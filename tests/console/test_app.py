@@ -13,6 +13,8 @@ from agents.auth import hash_token
 from agents.schema import ACTIONS
 from console.app import LlmConsole
 from console.commands import fleet_commands
+from console.fixturesource import FixtureFleetSource
+from console.httpsource import HttpFleetSource
 from console.messages import HostChosen
 from console.screens import ENGINE_ACTION_BINDINGS, ENGINE_ACTIONS
 from console.screens.alerts import AlertsScreen
@@ -21,7 +23,6 @@ from console.screens.engine import EngineScreen
 from console.screens.fleet import FleetScreen
 from console.screens.help import HelpScreen
 from console.settings import ConsoleConfig, HostConfig
-from console.source import FixtureFleetSource, HttpFleetSource
 from console.views import FLEET_COLUMNS, fleet_table
 from tests.agents.agentproc import Agent, free_port, kill_everything, sim, write_config
 from tests.console.conftest import FLEET

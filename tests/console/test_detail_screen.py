@@ -9,13 +9,13 @@ from dataclasses import replace
 
 import pytest
 
-from agents.schema import SloStatus, SloWindow
+from agents.schema import Alert, SloStatus, SloWindow
 from console.app import LlmConsole
+from console.fixturesource import FixtureFleetSource
 from console.screens.engine import EngineScreen
 from console.screens.fleet import FleetScreen
 from console.settings import ConsoleConfig, HostConfig
-from console.source import FixtureFleetSource
-from tests.console.conftest import FLEET
+from tests.console.conftest import FLEET, cfg, load_snapshot
 from widgets.alert_list import AlertList
 from widgets.log_view import LogView
 from widgets.spark_rows import SparkRows
@@ -206,3 +206,34 @@ async def test_resizing_switches_between_the_layouts() -> None:
         await pilot.pause()
         assert not screen.compact and screen.query_one("#graphs").display
         assert screen.query_one("#graph-ttft", TimeSeries).series
+
+
+
+async def test_alerts_panel_leads_with_the_cause_and_lists_its_consequences_under_it() -> None:
+    """KV pressure is the cause; preemptions and the lying health check are its consequences, listed
+    under it although the consequence is the critical one (the row and the Alerts screen group alike)."""
+    snap = load_snapshot("full")
+    e = snap.engines[0]
+    raised = (
+        Alert(code="HEALTH_LIES", severity="critical", summary="/health answers 200 but the canary fails"),
+        Alert(code="PREEMPTION_STORM", severity="warning", summary="40 preemptions in 10 s"),
+        Alert(code="KV_PRESSURE", severity="warning", summary="KV cache 97 %"),
+    )
+    snap = replace(snap, engines=(replace(e, alerts=raised), *snap.engines[1:]))
+    src = FixtureFleetSource.from_snapshots([snap])
+    app = LlmConsole(src, cfg(snap.host), clock=src.clock, wall=src.wall, poll=False)
+    async with app.run_test(size=(160, 48)) as pilot:
+        screen = await open_detail(app, pilot, snap.host, e.id)
+        shown = [(a.code, a.depth) for a in screen.query_one("#alerts", AlertList).shown]
+        assert shown == [("KV_PRESSURE", 0), ("PREEMPTION_STORM", 1), ("HEALTH_LIES", 2)], shown
+
+
+async def test_compact_ttft_sparkline_shows_a_wide_bucket_percentile_as_its_bound() -> None:
+    """SGLang's first TTFT bucket is [0, 100 ms]: its p95 of "95 ms" says nothing the bucket does not."""
+    snap = load_snapshot("quantiles")
+    src = FixtureFleetSource.from_snapshots([snap])
+    app = LlmConsole(src, cfg(snap.host), clock=src.clock, wall=src.wall, poll=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_detail(app, pilot, snap.host, snap.engines[0].id)
+        ttft = screen.query_one("#sparks", SparkRows).rows[0]
+        assert ttft.label == "TTFT p95" and ttft.value == "≤100ms", ttft.value

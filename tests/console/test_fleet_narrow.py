@@ -10,10 +10,10 @@ import pytest
 from textual.widgets import Input
 
 from console.app import LlmConsole
+from console.fixturesource import FixtureFleetSource
 from console.screens.alerts import AlertsScreen
 from console.screens.fleet import FleetScreen
 from console.settings import ConsoleConfig, HostConfig
-from console.source import FixtureFleetSource
 from console.views import FLEET_COLUMNS, fleet_table
 from tests.console.conftest import FLEET
 

@@ -23,8 +23,9 @@ import pytest
 
 from agents.auth import hash_token
 from console.app import LlmConsole
+from console.httpsource import HttpFleetSource
+from console.payload import MAX_SNAPSHOT_BYTES
 from console.settings import ConsoleConfig, HostConfig
-from console.source import MAX_SNAPSHOT_BYTES, HttpFleetSource
 from console.views import host_status_line
 from tests.agents.agentproc import ROOT, Agent, free_port, kill_everything, write_config
 from tests.console.conftest import SNAPSHOTS

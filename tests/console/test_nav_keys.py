@@ -9,6 +9,7 @@ import time
 from textual.widgets import SelectionList
 
 from console.app import LlmConsole
+from console.fixturesource import FixtureFleetSource
 from console.screens import NO_ENGINE
 from console.screens.alerts import AlertsScreen
 from console.screens.calc import CalcScreen
@@ -17,7 +18,6 @@ from console.screens.engine import EngineScreen
 from console.screens.fleet import FleetScreen
 from console.screens.help import NAVIGATION, HelpScreen
 from console.settings import ConsoleConfig, HostConfig
-from console.source import FixtureFleetSource
 from tests.console.conftest import FLEET
 
 SIZE = (160, 45)

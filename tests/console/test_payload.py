@@ -16,18 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agents.schema import History, HostSnapshot
+from console.fleet import HostError, HostResult, one_line
+from console.httpsource import HttpFleetSource
+from console.payload import MAX_DEPTH, PayloadError, decode_history, decode_snapshot, load_json
 from console.settings import ConsoleConfig, HostConfig
-from console.source import (
-    MAX_DEPTH,
-    HostError,
-    HostResult,
-    HttpFleetSource,
-    PayloadError,
-    decode_history,
-    decode_snapshot,
-    load_json,
-    one_line,
-)
 from console.state import FleetState, apply
 from console.status import render_json, render_table
 from console.views import (

@@ -16,7 +16,7 @@ from console.app import LlmConsole
 from console.promsource import PrometheusFleetSource
 from console.screens.fleet import FleetScreen
 from console.settings import ConsoleConfig, PrometheusConfig
-from console.source import FrameClock
+from console.fixturesource import FrameClock
 from tests.console.conftest import load_snapshot
 from tests.support.promsource_stack import PromLike, exposition
 

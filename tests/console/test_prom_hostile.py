@@ -24,7 +24,7 @@ from agents.schema import HostSnapshot, rfc3339
 from console.combined import CombinedFleetSource
 from console.promsource import PrometheusFleetSource
 from console.settings import ConsoleConfig, PrometheusConfig
-from console.source import FixtureFleetSource, FixtureHost, FrameClock
+from console.fixturesource import FixtureFleetSource, FixtureHost, FrameClock
 from console.state import FleetState, apply
 from console.status import exit_code, render_table
 from tests.console.conftest import load_snapshot

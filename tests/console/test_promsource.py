@@ -36,7 +36,7 @@ from agents.schema import from_dict
 from console.promsource import PrometheusFleetSource
 from console.rules import Thresholds, agent_group, render
 from console.settings import ConsoleConfig, PrometheusConfig
-from console.source import HostResult
+from console.fleet import HostResult
 from console.state import FleetState, apply
 from console.status import poll_fleet, render_table
 from console.views import FLEET_COLUMNS, fleet_table

@@ -9,10 +9,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agents.config import Thresholds
+from agents.config import AgentConfig
+from agents.thresholds import Thresholds
 from agents.tomltables import ConfigError, table_keys
 from console.rules import AGENT_JOB
 from console.settings import (
+    AGENT_KEYS,
     DEFAULT_MATCH,
     ConsoleConfig,
     HostConfig,
@@ -87,6 +89,17 @@ def test_console_ignores_agent_tables() -> None:
     # the agent's tables are not the console's business (a broken [agent] still lets the console start)
     console = console_config_from_dict({"agent": {"interval_s": "fast", "engines": 7}})
     assert console.hosts == ()
+
+
+def test_stray_agent_keys_are_sent_to_the_agents_table() -> None:
+    # the console names where a stray key belongs without loading the agent's tables: its list of the
+    # agent's keys is exactly the agent's table, so every such key gets the same hint as on the agent side
+    assert table_keys(AgentConfig) == AGENT_KEYS
+    for key in ("backoff_max_s", "tokens_file"):
+        with pytest.raises(ConfigError) as info:
+            console_config_from_dict({key: 1}, file="ops.toml")
+        expected = f'ops.toml: unknown top-level key "{key}" (did you mean to put it under [agent]?)'
+        assert str(info.value) == expected
 
 
 def test_mistakes_name_file_table_and_key() -> None:

@@ -16,8 +16,11 @@ import pytest
 
 from agents.auth import hash_token
 from agents.schema import History
+from console.fixturesource import FixtureFleetSource
+from console.fleet import HostError
+from console.httpsource import HttpFleetSource
 from console.settings import ConsoleConfig, HostConfig
-from console.source import FixtureFleetSource, HostError, HttpFleetSource, read_token
+from console.tokens import read_token
 from tests.agents.agentproc import Agent, free_port, kill_everything, sim, write_config
 from tests.console.conftest import FLEET, SNAPSHOTS
 
@@ -279,25 +282,27 @@ async def test_fixture_source_from_snapshot_and_history_files() -> None:
 # --- the protocol module and combined sources ------------------------------------------------------------
 
 
-def test_fleet_protocol_module_is_pure_and_source_re_exports_it() -> None:
+def test_fleet_protocol_and_payload_modules_are_pure_and_shared_by_the_sources() -> None:
     import json as _json
     import subprocess
     import sys
 
-    probe = "import json, sys; import console.fleet; print(json.dumps(sorted(sys.modules)))"
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60,
-                         cwd=Path(__file__).resolve().parents[2], check=True)  # fmt: skip
-    modules = set(_json.loads(out.stdout))
-    assert not {"httpx", "socket", "gzip", "ssl", "asyncio", "console.source", "console.tunnels", "textual"} & modules
-    import console.combined as combined
+    http = {"httpx", "socket", "gzip", "ssl", "asyncio", "console.httpsource", "console.tunnels", "textual"}
+    for module in ("console.fleet", "console.payload", "console.state"):
+        probe = f"import json, sys; import {module}; print(json.dumps(sorted(sys.modules)))"
+        root = Path(__file__).resolve().parents[2]
+        out = subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, cwd=root, check=True
+        )
+        assert not http & set(_json.loads(out.stdout)), module
+    import console.fixturesource as fixturesource
     import console.fleet as fleet
+    import console.httpsource as httpsource
     import console.messages as messages
-    import console.source as source
     import console.state as state
 
-    for name in ("ACTIONS", "ActionResult", "FleetSource", "HostError", "HostResult", "one_line"):
-        assert getattr(source, name) is getattr(fleet, name), name
-    assert source.CombinedFleetSource is combined.CombinedFleetSource
+    for source in (httpsource, fixturesource):
+        assert source.HostResult is fleet.HostResult and source.ActionResult is fleet.ActionResult
     assert state.HostResult is fleet.HostResult and messages.ActionResult is fleet.ActionResult
 
 

@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from console.httpsource import HttpFleetSource
+from console.netutil import token_file_warning
 from console.settings import ConsoleConfig, HostConfig
-from console.source import HttpFleetSource, TokenState, token_file_warning
 from console.state import FleetState, apply
 from console.status import render_table
+from console.tokens import TokenState
 from console.views import fleet_table, host_state_cell, host_status_line
 from tests.agents.agentproc import Agent
 from tests.console.test_hostile_hosts import TOKEN, cli, token_agent, token_file, write_console_config

@@ -192,8 +192,8 @@ def test_targets_and_options_are_validated() -> None:
 @needs_sshd
 async def test_fleet_source_polls_through_the_tunnel_and_shows_the_route(agent: Agent, sshd: Sshd) -> None:
     """The console's own poll path: a host with ``ssh`` is reached only through its tunnel."""
+    from console.httpsource import HttpFleetSource
     from console.settings import ConsoleConfig
-    from console.source import HttpFleetSource
     from console.state import FleetState, apply
 
     host = HostConfig(name="gpu01", url=agent.url, ssh=sshd.target, ssh_options=sshd.client_options)
@@ -232,8 +232,8 @@ async def test_fleet_source_polls_through_the_tunnel_and_shows_the_route(agent: 
 
 @needs_sshd
 async def test_a_tunnel_to_a_port_where_no_agent_listens_says_so(sshd: Sshd) -> None:
+    from console.httpsource import HttpFleetSource
     from console.settings import ConsoleConfig
-    from console.source import HttpFleetSource
 
     nobody = free_port()
     host = HostConfig(name="gpu01", url=f"http://127.0.0.1:{nobody}", ssh=sshd.target, ssh_options=sshd.client_options)

@@ -9,10 +9,10 @@ from dataclasses import replace
 from agents.schema import HostSnapshot
 from console.app import LlmConsole
 from console.commands import fleet_commands
+from console.fixturesource import FixtureFleetSource
 from console.screens.confirm import ConfirmScreen
 from console.screens.engine import EngineScreen
 from console.screens.fleet import FleetScreen
-from console.source import FixtureFleetSource
 from console.state import FleetState, apply
 from console.views import FLEET_COLUMNS, fleet_table, header_counts, host_status_line
 from console.views.cells import STATE_RANK

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from console.app import LlmConsole
+from console.fixturesource import FixtureFleetSource
 from console.settings import ConsoleConfig, HostConfig
-from console.source import FixtureFleetSource
 
 FLEET = Path(__file__).resolve().parents[1] / "data" / "fleet"
 

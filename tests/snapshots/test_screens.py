@@ -11,8 +11,8 @@ from pathlib import Path
 from textual.widgets import Input
 
 from console.app import LlmConsole
+from console.fixturesource import FixtureFleetSource
 from console.settings import ConsoleConfig, HostConfig
-from console.source import FixtureFleetSource
 
 FLEET = Path(__file__).resolve().parents[1] / "data" / "fleet"
 SIZE = (160, 45)

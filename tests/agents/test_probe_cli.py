@@ -1,4 +1,5 @@
-"""`llmconsole probe`: files, live scrapes of a real loopback HTTP server, and every bad input.
+"""`llmconsole probe` (agents/probe_cli.py, an agent-side verb): files, live scrapes of a real loopback HTTP
+server, and every bad input, run through the console's CLI as a user runs it.
 
 Expected numbers are computed from the exposition text and the measured interval, never copied from
 the probe's own output.
@@ -185,7 +186,7 @@ def test_total_deadline(capsys):
 
 
 def test_byte_cap(capsys, monkeypatch):
-    monkeypatch.setattr("console.probe.MAX_BYTES", 4096)
+    monkeypatch.setattr("agents.probe_cli.MAX_BYTES", 4096)
     with Exposition([LOADED.read_bytes()]) as server:
         code, out, err = run_main(capsys, f"http://127.0.0.1:{server.port}", "--interval", "0.1")
     assert_one_line_error(code, out, err, "larger than 4096 bytes")
@@ -246,6 +247,25 @@ def test_subprocess_file_run_prints_a_table():
     done = run_cli("--file", str(SGLANG))
     assert done.returncode == 0, done.stderr
     assert "sglang" in done.stdout and "Qwen/Qwen2.5-7B-Instruct" in done.stdout
+
+
+# --- an agent-side verb ---------------------------------------------------------------------------------
+def test_probe_is_loaded_only_when_invoked():
+    # the console's parser knows the verb without importing it; running it imports it
+    code = (
+        "import sys; from console import cli; cli.build_parser(); before = 'agents.probe_cli' in sys.modules; "
+        f"cli.main(['probe', '--file', {str(TGI)!r}]); print(before, 'agents.probe_cli' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "False True"
+
+
+def test_a_global_config_option_is_not_handed_to_probe(capsys):
+    # `llmconsole --config X probe ...` runs as before: the probe reads no config
+    code = main(["--config", "/nonexistent/config.toml", "probe", "--file", str(TGI), "--json"])
+    out, err = capsys.readouterr()
+    assert (code, err) == (0, "") and json.loads(out)["engine"] == "tgi"
 
 
 # --- bad input -----------------------------------------------------------------------------------------

@@ -4,6 +4,10 @@
 the difference); ``--file A`` reads one saved exposition (gauges only), ``--file A --file B --dt S`` reads
 two saved scrapes taken S seconds apart. Bad input ends in one ``llmconsole probe: error: ...`` line on
 stderr and exit code 2.
+
+An agent-side program (it scrapes with the agent's bounded client and reads through the engine adapters):
+``llmconsole probe`` hands it its whole argument list and imports it only when invoked, as it does
+``agent`` and ``sim-engine``, so the console process never loads it.
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ import json
 import math
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -38,11 +44,17 @@ class Scrapes:
     source: dict[str, Any]
 
 
-def add_parser(subparsers: Any) -> None:
-    """Register the ``probe`` verb on the ``llmconsole`` subparsers."""
-    parser = subparsers.add_parser(
-        "probe",
-        help="normalized stats of one engine endpoint or exposition file",
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``llmconsole probe: error: ... (see `llmconsole probe --help`)``."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``llmconsole probe`` command line."""
+    parser = _Parser(
+        prog=PROG,
         description=(
             "Scrape an engine's /metrics (vLLM, SGLang or TGI) twice, or read saved expositions, and print "
             "its normalized stats. One exposition gives the gauges only; rates and percentiles need two."
@@ -71,6 +83,19 @@ def add_parser(subparsers: Any) -> None:
         metavar="SECONDS",
         help="deadline for each scrape of URL (10.0)",
     )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``llmconsole probe ARGS``: 0 on success, 2 with one error line on bad input, 130 on Ctrl-C."""
+    try:
+        args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    except SystemExit as exc:  # argparse exits for --help and for errors
+        return int(exc.code or 0)
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        return 130
 
 
 def run(args: argparse.Namespace) -> int:
@@ -126,10 +151,19 @@ def _positive(flag: str, value: float) -> float:
 
 
 def read_file(path: str) -> bytes:
-    """A saved exposition's bytes (at most 16 MiB)."""
-    from console.fileread import read_bounded
-
-    return read_bounded(path, MAX_BYTES, UsageError)
+    """A saved exposition's bytes (at most MAX_BYTES), or UsageError with one line."""
+    try:
+        with Path(path).open("rb") as fh:
+            raw = fh.read(MAX_BYTES + 1)
+    except FileNotFoundError:
+        raise UsageError(f"cannot read {path}: no such file") from None
+    except IsADirectoryError:
+        raise UsageError(f"cannot read {path}: it is a directory") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if len(raw) > MAX_BYTES:
+        raise UsageError(f"{path} is larger than {MAX_BYTES / (1 << 20):g} MiB")
+    return raw
 
 
 def metrics_url(url: str) -> str:
@@ -222,7 +256,11 @@ def render_table(result: ProbeResult, source: dict[str, Any]) -> str:
         where = f"{' then '.join(source['files'])} ({source['dt_s']:g} s apart)"
     else:
         where = f"{source['files'][0]} (one scrape: gauges only; rates and percentiles need two)"
-    engine = f"{result.engine} (SIMULATED — llmconsole sim-engine, not a real engine)" if result.simulated else result.engine
+    engine = (
+        f"{result.engine} (SIMULATED — llmconsole sim-engine, not a real engine)"
+        if result.simulated
+        else result.engine
+    )
     head = [("engine", engine), ("models", ", ".join(result.models) or "—"), ("source", where)]
     rows = [
         (key, format_value(key, value, result.null_reasons.get(key))) for key, value in result.stats.items()
@@ -232,3 +270,7 @@ def render_table(result: ProbeResult, source: dict[str, Any]) -> str:
     if result.problems:
         lines += ["", f"problems ({len(result.problems)}):"] + [f"  {p}" for p in result.problems]
     return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
