@@ -422,11 +422,12 @@ async def test_calculator_opens_fast_and_keeps_its_form() -> None:
         calc.query_one("#gpus").value = "2"
         await pilot.press("1")
         await pilot.pause()
-        started = time.monotonic()
+        started, cpu = time.monotonic(), time.process_time()
         await pilot.press("c")
         await pilot.pause()
         assert app.screen is calc and calc.query_one("#gpus").value == "2"
-        assert time.monotonic() - started < 1.0
+        # the same screen, not rebuilt: bounded by CPU (wall time on a loaded 2-core machine says little)
+        assert time.process_time() - cpu < 1.0 and time.monotonic() - started < 10.0
 
 
 def test_fleet_updates_coalesce() -> None:
