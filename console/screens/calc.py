@@ -45,6 +45,7 @@ from console.calc.quant import QUANTS
 from console.calc.report import table
 from console.calc.settings import CalculatorConfig
 from console.screens import ToneLine
+from widgets.timeseries import nice_ticks, tick_label
 from widgets.tone import component_style
 from widgets.usage_bar import Segment, UsageBar
 
@@ -105,7 +106,11 @@ class CostChart(PlotextPlot):
         c, plt = self.chart, self.plt
         assert c is not None
         m = 1e6
-        y_max = c.y_max
+        # round ticks (0, 2k, 4k …; 0, 25, 50 …) with the axes ending on the last one
+        x_max = c.x_max / m  # the lines end there: the x axis too, its ticks the round ones inside it
+        x_ticks = [t for t in nice_ticks(0.0, x_max, 5) if t <= x_max * (1 + 1e-9)]
+        y_ticks = nice_ticks(0.0, c.y_max, 4)
+        y_max = y_ticks[-1]
         labels = legend_labels([name for name, _ in c.apis])
         for i, ((_, pts), label) in enumerate(zip(c.apis, labels, strict=True)):
             xs, ys = zip(*pts, strict=True)
@@ -148,7 +153,10 @@ class CostChart(PlotextPlot):
                 marker="●",
                 label="break-even",
             )
-        plt.xlim(0, c.x_max / m)
+        for ticks, set_ticks in ((x_ticks, plt.xticks), (y_ticks, plt.yticks)):
+            step = ticks[1] - ticks[0] if len(ticks) > 1 else abs(ticks[0]) or 1.0
+            set_ticks(ticks, [tick_label(t, step) for t in ticks])
+        plt.xlim(0, x_max)
         plt.ylim(0, y_max)
         plt.xlabel("million tokens/day")
         plt.title("monthly cost, USD" + (f" · {c.note}" if c.note else ""))
