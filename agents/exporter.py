@@ -80,7 +80,8 @@ ENGINE_GAUGES = (
 # EngineStats keys not exported as gauges: what Prometheus derives from the exported histograms and counters
 # (histogram_quantile, increase) over a window of its own choosing, and the agent's window lengths.
 STATS_NOT_EXPORTED = frozenset({"itl_p50_s", "itl_p99_s", "e2e_p50_s", "e2e_p99_s", "queue_time_p50_s",
-                                "queue_time_p99_s", "preemptions_in_window", "rate_window_s", "percentile_window_s"})  # fmt: skip
+                                "queue_time_p99_s", "preemptions_in_window", "rate_window_s", "percentile_window_s",
+                                "quantile_buckets"})  # fmt: skip
 # The engine's own cumulative counters, normalized (Reading.counters): (metric name, logical name, help).
 # "requests": requests the engine finished, any outcome (vLLM request_success_total summed over finished_reason,
 # SGLang num_requests_total, TGI tgi_request_success + tgi_request_failure); no series where it is None.

@@ -13,13 +13,15 @@ One refresh is what the console does per Prometheus refresh: PrometheusFleetSour
 queries for the whole fleet and their reading into snapshots), the reduce (console.state.apply), the
 presenters (console.views.fleet_table) and the table update (KeyedTable.sync, then one pause for Textual to
 settle, as bench/bench_console.py measures it). Each refresh queries the next 15 s step (so every host
-has a new snapshot, as in a live fleet scraped every 15 s). Printed: median wall time of each part, the
-console's CPU time and Prometheus's CPU time per refresh (the machine may be shared: CPU time does not
-grow with other load), HTTP requests per refresh at both fleet sizes (they must be equal), the first
-refresh with the graphs' backfill (query_range), a refresh between two scrapes (no host has news: one
-small query), and the ratio against the reference measured in the same run: the direct-poll refresh of
-the same fleet (decode every host's /v1/snapshot JSON, reduce, present, table update — the network left
-out, which favours the reference).
+has a new snapshot, as in a live fleet scraped every 15 s). Printed: median wall time of the refresh and
+of each part (with ranges), refreshes with and without the identity tier (console.promident: engine_info
+and GPU totals, read every few refreshes), the console's CPU time and Prometheus's CPU time per refresh
+(the machine may be shared: CPU time grows less with other load than wall time), series received and
+HTTP requests per refresh at both fleet sizes (the requests must be equal), the first refresh with the
+graphs' backfill (query_range), a refresh between two scrapes (no host has news: one small query), and
+the ratios of the refresh to the 250 ms target and to the reference measured in the same run: the
+direct-poll refresh of the same fleet (decode every host's /v1/snapshot JSON, reduce, present, table
+update — the network left out, which favours the reference).
 """
 
 from __future__ import annotations
@@ -48,10 +50,10 @@ import psutil  # noqa: E402
 from agents.exporter import make_registry  # noqa: E402
 from agents.schema import EngineStats, HostSnapshot, rfc3339, to_json  # noqa: E402
 from bench.bench_console import Bench, recorded_snapshots  # noqa: E402
-from console.promsource import PrometheusFleetSource  # noqa: E402
-from console.settings import ConsoleConfig, PrometheusConfig  # noqa: E402
 from console.fleet import HostResult  # noqa: E402
 from console.payload import decode_snapshot  # noqa: E402
+from console.promsource import PrometheusFleetSource  # noqa: E402
+from console.settings import ConsoleConfig, PrometheusConfig  # noqa: E402
 from console.state import FleetState, apply  # noqa: E402
 from console.views import FLEET_COLUMNS, RIGHT_COLUMNS, fleet_table  # noqa: E402
 from widgets.keyed_table import KeyedTable  # noqa: E402
@@ -97,7 +99,9 @@ def write_openmetrics(path: Path, hosts: int, end: float) -> tuple[list[float], 
             for metric in make_registry(lambda snap=snap: snap).collect():
                 for s in metric.samples:
                     labels = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(s.labels.items()))
-                    series.setdefault((metric.name, metric.type, f"{s.name}{{{labels}}}"), []).append(f"{float(s.value)!r} {t:.3f}")
+                    series.setdefault((metric.name, metric.type, f"{s.name}{{{labels}}}"), []).append(
+                        f"{float(s.value)!r} {t:.3f}"
+                    )
         for (fam, kind, key), values in series.items():
             families.setdefault(fam, (kind, []))[1].extend(f"{key} {v}" for v in values)
     with open(path, "w") as f:
@@ -193,7 +197,7 @@ async def measure_prometheus(server: Server, times: list[float], refreshes: int)
     out: dict[str, list[float]] = {k: [] for k in ("poll", "queries", "reduce", "present", "table", "total", "cpu",
                                                    "poll_cpu", "prom_cpu", "requests", "first", "first_requests",
                                                    "series", "idle", "idle_cpu", "idle_requests",
-                                                   "received")}  # fmt: skip
+                                                   "received", "read", "identity")}  # fmt: skip
     table = KeyedTable()
     app = Bench(table)
     async with app.run_test(size=(160, 45)) as pilot:
@@ -232,7 +236,8 @@ async def measure_prometheus(server: Server, times: list[float], refreshes: int)
                                ("present", t3 - t2), ("table", t4 - t3), ("total", t4 - t0), ("cpu", c1 - c0),
                                ("poll_cpu", c_poll - c0),
                                ("prom_cpu", pc1 - pc0), ("requests", source.requests - before),
-                               ("received", source.last_refresh["series"])):  # fmt: skip
+                               ("received", source.last_refresh["series"]), ("read", source.last_refresh["read"]),
+                               ("identity", source.last_refresh["identity"])):  # fmt: skip
                 out[key].append(value)
         for _ in range(3):  # between two scrapes: no host has a new snapshot
             before, pc0 = source.requests, server.cpu_s()
@@ -250,7 +255,9 @@ async def measure_prometheus(server: Server, times: list[float], refreshes: int)
     return out
 
 
-async def measure_direct(bases: list[HostSnapshot], times: list[float], refreshes: int) -> dict[str, list[float]]:
+async def measure_direct(
+    bases: list[HostSnapshot], times: list[float], refreshes: int
+) -> dict[str, list[float]]:
     """The reference: the same fleet at the same steps polled directly (every host's /v1/snapshot JSON
     decoded, reduced, presented, table updated)."""
     steps = range(POINTS - refreshes - 1, POINTS)
@@ -277,23 +284,50 @@ async def measure_direct(bases: list[HostSnapshot], times: list[float], refreshe
     return out
 
 
+def _span(xs: list[float]) -> str:
+    return f"{min(xs) * 1000:.0f}..{max(xs) * 1000:.0f}" if xs else "-"
+
+
 def report(hosts: int, m: dict[str, list[float]], ref: dict[str, list[float]]) -> None:
-    ms = {k: median(v) * 1000 for k, v in m.items()
-          if k not in ("requests", "first_requests", "series", "idle_requests", "received")}
-    print(f"  {hosts} hosts x 4 engines, median of {len(m['total'])} refreshes (ms):")
-    print(f"    poll {ms['poll']:7.1f} (queries {ms['queries']:7.1f})  reduce {ms['reduce']:6.1f}  present "
-          f"{ms['present']:6.1f}  table {ms['table']:6.1f}  = refresh {ms['total']:7.1f} wall")  # fmt: skip
-    print(f"    CPU per refresh: console {ms['cpu']:7.1f} (of which poll {ms['poll_cpu']:6.1f}), "
-          f"prometheus {ms['prom_cpu']:7.1f}")  # fmt: skip
-    print(f"    series received per refresh: {int(median(m['received']))} "
-          f"({median(m['received']) / (hosts * 4):.1f} per engine)")
-    print(f"    HTTP requests per refresh: {sorted(set(m['requests']))}; first refresh with backfill: "
-          f"{ms['first']:.0f} ms, {int(m['first_requests'][0])} requests, {int(m['series'][0])} past snapshots")  # fmt: skip
-    print(f"    between two scrapes (no new snapshot): {ms['idle']:.0f} ms wall, {ms['idle_cpu']:.0f} ms CPU (console + "
-          f"prometheus), requests {sorted(set(m['idle_requests']))}")  # fmt: skip
+    counts = ("requests", "first_requests", "series", "idle_requests", "received", "identity")
+    ms = {k: median(v) * 1000 for k, v in m.items() if k not in counts}
     r = median(ref["total"]) * 1000
-    print(f"    reference (direct poll, same fleet, no network): {r:7.1f} ms wall, {median(ref['cpu']) * 1000:7.1f} ms CPU;"
-          f" prometheus refresh / reference = {ms['total'] / r:.2f}x")  # fmt: skip
+    print(f"  {hosts} hosts x 4 engines, median of {len(m['total'])} refreshes (ms, range in brackets):")
+    print(
+        f"    refresh {ms['total']:7.1f} wall [{_span(m['total'])}] = poll {ms['poll']:6.1f} (queries and decoding "
+        f"{ms['queries']:6.1f}, reading into snapshots {ms['read']:5.1f}) + reduce {ms['reduce']:5.1f} + present "
+        f"{ms['present']:6.1f} + table {ms['table']:6.1f}"
+    )
+    ident = [t for t, i in zip(m["total"], m["identity"], strict=True) if i]
+    lean = [t for t, i in zip(m["total"], m["identity"], strict=True) if not i]
+    print(
+        f"    refreshes without the identity tier: {median(lean) * 1000:.0f} [{_span(lean)}], with it (every "
+        f"few refreshes): {median(ident) * 1000:.0f} [{_span(ident)}]"
+    )
+    print(
+        f"    CPU per refresh: console {ms['cpu']:7.1f} [{_span(m['cpu'])}] (of which poll {ms['poll_cpu']:6.1f}), "
+        f"prometheus {ms['prom_cpu']:7.1f} [{_span(m['prom_cpu'])}]"
+    )
+    print(
+        f"    series received per refresh: {int(median(m['received']))} "
+        f"({median(m['received']) / (hosts * 4):.1f} per engine)"
+    )
+    print(
+        f"    HTTP requests per refresh: {sorted(set(m['requests']))}; first refresh with backfill: "
+        f"{ms['first']:.0f} ms, {int(m['first_requests'][0])} requests, {int(m['series'][0])} past snapshots"
+    )
+    print(
+        f"    between two scrapes (no new snapshot): {ms['idle']:.0f} ms wall [{_span(m['idle'])}], "
+        f"{ms['idle_cpu']:.0f} ms CPU (console + prometheus), requests {sorted(set(m['idle_requests']))}"
+    )
+    print(
+        f"    reference (direct poll, same fleet, no network): {r:7.1f} ms wall [{_span(ref['total'])}], "
+        f"{median(ref['cpu']) * 1000:7.1f} ms CPU"
+    )
+    print(
+        f"    prometheus refresh / reference = {ms['total'] / r:.2f}x; / target {TARGET_MS:.0f} ms = "
+        f"{ms['total'] / TARGET_MS:.2f}x"
+    )
 
 
 def main() -> int:
@@ -307,7 +341,9 @@ def main() -> int:
     if not (shutil.which("prometheus") or os.access("/usr/bin/prometheus", os.X_OK)):
         raise SystemExit("needs Debian's prometheus package (prometheus + promtool)")
     root = Path(tempfile.mkdtemp(prefix="llmconsole-bench-prom-"))
-    print(f"console refresh through Prometheus ({json.dumps(ns.__dict__)}); target {TARGET_MS:.0f} ms for the whole fleet")
+    print(
+        f"console refresh through Prometheus ({json.dumps(ns.__dict__)}); target {TARGET_MS:.0f} ms for the whole fleet"
+    )
     requests: dict[int, set[float]] = {}
     try:
         for hosts in (ns.small, ns.hosts):
@@ -326,7 +362,9 @@ def main() -> int:
     finally:
         shutil.rmtree(root, ignore_errors=True)
     same = len({frozenset(v) for v in requests.values()}) == 1
-    print(f"requests per refresh independent of host count: {'yes' if same else 'NO'} {dict((k, sorted(v)) for k, v in requests.items())}")
+    print(
+        f"requests per refresh independent of host count: {'yes' if same else 'NO'} {dict((k, sorted(v)) for k, v in requests.items())}"
+    )
     return 0 if same else 1
 
 

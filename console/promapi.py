@@ -27,10 +27,11 @@ import httpx
 
 from console.netutil import connect_reason as _connect_reason
 from console.netutil import token_file_warning
-from console.promseries import Series
+from console.promnames import Series
 from console.settings import PrometheusConfig
 
 MAX_ANSWER_BYTES = 256 * 1024 * 1024  # a 1,000-host refresh is a few tens of MiB at most
+
 
 class PromError(Exception):
     """One request to the server failed; ``str()`` is one line naming what failed."""
@@ -38,7 +39,9 @@ class PromError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """A successful answer: ``data``, the server's ``warnings`` (a partial response), its wall time."""
+    """A successful answer: ``data``, the server's ``warnings`` (a partial response), its wall time.
+    :meth:`PromClient.vector` and :meth:`PromClient.matrix` return it without ``data`` (None): the decoded
+    document (tens of thousands of containers at fleet scale) is dropped as soon as it is read."""
 
     data: Any
     warnings: tuple[str, ...]
@@ -59,7 +62,9 @@ class PromClient:
             except (OSError, ssl.SSLError) as exc:
                 self.setup_error = f"tls_ca {cfg.tls_ca}: {getattr(exc, 'strerror', None) or exc}"
         headers = {"User-Agent": "llmconsole"}
-        if _loopback(cfg.url):  # no gzip on loopback: compressing ~8 MB per refresh costs the server more than it saves
+        if _loopback(
+            cfg.url
+        ):  # no gzip on loopback: compressing ~8 MB per refresh costs the server more than it saves
             headers["Accept-Encoding"] = "identity"
         self._client = httpx.AsyncClient(
             base_url=cfg.url.rstrip("/"), transport=transport, verify=verify, trust_env=False,
@@ -96,7 +101,9 @@ class PromClient:
             async with asyncio.timeout(self.cfg.query_timeout_s + 2.0):
                 body, resp = await self._send(path, params, headers, auth, post)
         except (TimeoutError, httpx.TimeoutException):
-            raise PromError(f"{path}: no answer within {self.cfg.query_timeout_s:g}s (query timeout)") from None
+            raise PromError(
+                f"{path}: no answer within {self.cfg.query_timeout_s:g}s (query timeout)"
+            ) from None
         except httpx.ConnectError as exc:
             raise PromError(f"cannot connect: {_connect_reason(exc)}") from None
         except httpx.HTTPError as exc:
@@ -149,21 +156,29 @@ class PromClient:
             params["time"] = f"{at:.3f}"
         got = await self.get("/api/v1/query", params, post=True)
         data = got.data
-        if not isinstance(data, dict) or data.get("resultType") != "vector" or not isinstance(data.get("result"), list):
+        if (
+            not isinstance(data, dict)
+            or data.get("resultType") != "vector"
+            or not isinstance(data.get("result"), list)
+        ):
             found = data.get("resultType") if isinstance(data, dict) else type(data).__name__
             raise PromError(f"not a Prometheus query API: /api/v1/query gave {found!r}, not a vector")
         try:
             out, at = _samples(data["result"])
         except (TypeError, ValueError, KeyError, IndexError, AttributeError):
             raise PromError("not a Prometheus query API: /api/v1/query gave a malformed sample") from None
-        return at, out, got
+        return at, out, Answer(None, got.warnings, got.seconds)  # the document, read, goes at once
 
     async def matrix(self, expr: str, start: float, end: float, step: float) -> tuple[list[Any], Answer]:
         params = {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}",
                   "timeout": f"{self.cfg.query_timeout_s:g}s"}  # fmt: skip
         got = await self.get("/api/v1/query_range", params, post=True)
         data = got.data
-        if not isinstance(data, dict) or data.get("resultType") != "matrix" or not isinstance(data.get("result"), list):
+        if (
+            not isinstance(data, dict)
+            or data.get("resultType") != "matrix"
+            or not isinstance(data.get("result"), list)
+        ):
             raise PromError("not a Prometheus query API: /api/v1/query_range gave no matrix")
         out = []
         for item in data["result"]:
@@ -173,7 +188,7 @@ class PromClient:
                 continue
             points = [p for p in (_point(v) for v in values) if p is not None]
             out.append(({str(k): str(v) for k, v in labels.items()}, points))
-        return out, got
+        return out, Answer(None, got.warnings, got.seconds)
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -199,7 +214,9 @@ def _secret(path: Path, key: str) -> tuple[str, str | None]:
         st = p.stat()
         value = p.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise PromError(f"cannot read {key} {p}: {getattr(exc, 'strerror', None) or 'not UTF-8 text'}") from None
+        raise PromError(
+            f"cannot read {key} {p}: {getattr(exc, 'strerror', None) or 'not UTF-8 text'}"
+        ) from None
     if not value or any(c.isspace() or not c.isprintable() for c in value):
         raise PromError(f"{key} {p} does not hold one secret (printable, without spaces)")
     return value, token_file_warning(p, st.st_mode)

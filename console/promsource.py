@@ -4,12 +4,19 @@ Prometheus, Thanos Querier and VictoriaMetrics serve the same ``/api/v1/query`` 
 agents' own ``llmconsole_*`` series there (the scrape job chosen by ``match``), so a console can watch a
 site of a thousand hosts with a few requests per refresh:
 
-- one refresh is at most three instant queries for the whole fleet, whatever its size — host-level
-  families (``up``, seq, snapshot timestamp, identity, the agents' active alerts); then, only for hosts
-  whose snapshot changed since the last refresh, engine identity and state (``== 1``) and the engine and
-  GPU values, at the first query's evaluation time — plus Prometheus's own firing alerts
+- one refresh is at most four instant queries for the whole fleet, whatever its size — host-level
+  families (``up``, seq, snapshot timestamp, ``host_info``, the agents' active alerts); then, only for
+  hosts whose snapshot changed since the last refresh and in parallel, engine states (``== 1``), engine
+  values and GPU values, at the first query's evaluation time — plus Prometheus's own firing alerts
   (``/api/v1/alerts``), merged with the agents' (:mod:`console.promseries` turns the series into the
   snapshots the reducer already reads; :mod:`console.promapi` speaks HTTP);
+- the identity tier — ``llmconsole_engine_info`` and GPU totals, a sixth of the series and the fattest,
+  which change only when an engine is relaunched — rides along every :data:`~console.promident.IDENT_EVERY`
+  refreshes with news, and in between is kept per host (:mod:`console.promident`), read again at once (one
+  more query) for a host whose engine states name other engines, kinds or models, whose GPUs are new or
+  whose seq went back;
+- a refresh returns only the hosts with news (a new snapshot, a changed problem line, rule alerts, a
+  target down): the others keep their result and age (``console.state.apply``);
 - hosts seen for the first time come with their recent past, for the graphs, from one ``query_range``;
 - a refresh happens every ``refresh_s`` (Prometheus has news only once per scrape); polls in between
   return nothing, and each host ages from ``llmconsole_snapshot_timestamp_seconds`` against the server's
@@ -39,19 +46,26 @@ import httpx
 
 from agents.schema import History, HostSnapshot
 from console.fleet import ActionResult, HostError, HostResult, one_line
+from console.promalerts import rule_alerts
 from console.promapi import Answer, PromClient, PromError
-from console.promseries import (
+from console.promhistory import read_history
+from console.promident import IDENT_EVERY, IdentityCache, engine_keys, gpu_keys
+from console.promnames import (
     ALERTS,
+    IDENT_NAMES,
+    P,
     Series,
-    engine_value_names,
-    gpu_names,
     history_names,
-    host_names,
-    name_regex,
-    read_fleet,
-    read_history,
-    rule_alerts,
 )
+from console.promquery import (
+    fleet_queries,
+    host_matcher,
+    ident_query,
+    promql_regex_literal,
+    promql_string,
+    selector,
+)
+from console.promseries import read_fleet
 from console.settings import DEFAULT_MATCH, PrometheusConfig, http_url_problem, parse_matchers
 
 WINDOW_S = 900.0  # the graphs' window (console.state.WINDOW_S)
@@ -59,50 +73,12 @@ HISTORY_POINTS = 60  # per series in a backfill: one point every 15 s of a 15-mi
 HOST_FILTER_MAX = 100  # backfill more new hosts than this without a host=~ filter (and pick them here)
 
 
-def selector(match: str, names: Sequence[str], *, also: str = "", extra: str = "") -> str:
-    """``{__name__=~"llmconsole_(a|b)", <match>}``: several families in one query (``also``: another
-    metric name, e.g. ``up``; ``extra``: one more matcher)."""
-    regex = (also + "|" if also else "") + name_regex(names)
-    parts = [f'__name__=~"{regex}"', *(f'{k}{op}"{v}"' for k, op, v in _matchers(match))]
-    if extra:
-        parts.append(extra)
-    return "{" + ", ".join(parts) + "}"
-
-
-def _matchers(match: str) -> list[tuple[str, str, str]]:
-    got = parse_matchers(match)
-    if isinstance(got, str):
-        raise ValueError(got)
-    return got
-
-
-def fleet_queries(match: str, full: bool = True, only: str = "") -> dict[str, str]:
-    """The instant queries of one refresh, by part (see the module docstring); ``full``: every exported
-    family, else what the console shows of every host (see :data:`console.promseries.LEAN_ENGINE`);
-    ``only``: a matcher restricting the engine and value parts to some hosts."""
-    return {
-        "hosts": selector(match, [*host_names(full), ALERTS], also="up"),
-        "engines": selector(match, ["engine_info", "engine_state"], extra=only) + " == 1",
-        "values": selector(match, [*engine_value_names(full), *gpu_names(full)], extra=only),
-    }
-
-
-def host_matcher(hosts: Sequence[str]) -> str:
-    """``host=~"a|b"`` matching exactly these host names."""
-    return 'host=~"' + "|".join(_promql_regex_literal(h) for h in hosts) + '"'
-
-
-def _promql_regex_literal(text: str) -> str:
-    """``text`` matched literally inside a PromQL regex string (RE2 escapes, then the string's own)."""
-    special = set(r"\.+*?()|[]{}^$-")
-    escaped = "".join("\\" + c if c in special else c for c in text)
-    return escaped.replace("\\", "\\\\").replace('"', '\\"')
-
-
 Stamps = dict[str, tuple[float, float]]  # host -> (seq, snapshot timestamp)
 
 
-def _split_hosts(series: list[Series], instances: dict[str, str]) -> tuple[list[Series], list[Series], list[Series], Stamps]:
+def _split_hosts(
+    series: list[Series], instances: dict[str, str]
+) -> tuple[list[Series], list[Series], list[Series], Stamps]:
     """The host-level answer as (up, host families, active agent alerts) plus each host's (seq, snapshot
     timestamp); ``instances`` learns which scrape target each host is."""
     up, hosts, alerts = [], [], []
@@ -125,7 +101,11 @@ def _split_hosts(series: list[Series], instances: dict[str, str]) -> tuple[list[
                     instances[labels["instance"]] = host
             elif host and name == "llmconsole_snapshot_timestamp_seconds":
                 taken[host] = v
-    stamps = {h: (seq, taken[h]) for h, seq in seqs.items() if h in taken and math.isfinite(seq) and math.isfinite(taken[h])}
+    stamps = {
+        h: (seq, taken[h])
+        for h, seq in seqs.items()
+        if h in taken and math.isfinite(seq) and math.isfinite(taken[h])
+    }
     return up, hosts, alerts, stamps
 
 
@@ -183,6 +163,9 @@ class PrometheusFleetSource:
         self._instances: dict[str, str] = {}  # scrape target -> host, as last seen
         self._stamps: Stamps = {}  # host -> (seq, snapshot timestamp) last read
         self._base: dict[str, HostSnapshot] = {}  # host -> its snapshot as last read (before rule alerts)
+        self._sent: dict[str, HostResult] = {}  # host -> the result last returned for it
+        self._ident = IdentityCache()  # host -> its engine_info and GPU totals as last read
+        self._reads = 0  # refreshes with news so far (the identity tier is read every IDENT_EVERY of them)
         self._problem: str | None = None
         self._rule_alerts = True  # False once the server said it has no /api/v1/alerts (VictoriaMetrics)
         self.last_refresh: dict[str, float] = {}  # timings of the last refresh (seconds), for bench/
@@ -218,43 +201,62 @@ class PrometheusFleetSource:
             self._problem = self._line([str(exc)])
         except Exception as exc:  # a console bug on an odd answer: this source's problem, never the round's
             self._problem = self._line([f"console could not read the answer: {type(exc).__name__}: {exc}"])
-        return [replace(r, warnings=(self._problem,)) for r in self._last.values() if self._problem]
+        failed = [replace(r, warnings=(self._problem,)) for r in self._last.values() if self._problem]
+        self._sent.update((r.host, r) for r in failed)
+        return failed
 
     async def _refresh(self) -> list[HostResult]:
         with _gc_paused():
             return await self._refresh_now()
 
     async def _refresh_now(self) -> list[HostResult]:
-        """Host-level series first (``up``, seq, timestamps, identity, the agents' alerts) with the rule
-        alerts; then engines and values only for hosts whose snapshot changed since the last refresh (all
-        at the first one's evaluation time, so the parts agree): a refresh between two scrapes costs one
-        small query."""
+        """Host-level series first (``up``, seq, timestamps, host identity, the agents' alerts) with the
+        rule alerts; then engine states, engine values and GPU values only for hosts whose snapshot changed
+        since the last refresh (all at the first one's evaluation time, so the parts agree), with the
+        identity tier (:mod:`console.promident`) when due: a refresh between two scrapes costs one small
+        query."""
         started = time.perf_counter()
         _, _, warning = self.client.credentials()
         at_time = self.query_time() if self.query_time is not None else None
-        first, (rules, rule_problem) = await asyncio.gather(self.client.vector(self.queries["hosts"], at_time),
-                                                            self._alerts())  # fmt: skip
+        first, (rules, rule_problem) = await asyncio.gather(
+            self.client.vector(self.queries["hosts"], at_time), self._alerts()
+        )
         at, host_series, answer = first
+        first_done = time.perf_counter()
         up, hosts, alerts, stamps = _split_hosts(host_series, self._instances)
         changed = [h for h, st in stamps.items() if self._stamps.get(h) != st or h not in self._base]
+        # an agent that restarted (its seq went back) may have new engines, ports, GPUs: read them again
+        self._ident.forget(h for h in changed if h in self._stamps and stamps[h][0] < self._stamps[h][0])
         answers = [answer]
         engines: list[Series] = []
         values: list[Series] = []
-        if changed:
-            only = host_matcher(changed) if len(changed) <= HOST_FILTER_MAX and len(changed) < len(stamps) else ""
-            queries = fleet_queries(self.prom.match, self.full, only)
-            (_, engines, a2), (_, values, a3) = await asyncio.gather(
-                self.client.vector(queries["engines"], at_time if at_time is not None else at),
-                self.client.vector(queries["values"], at_time if at_time is not None else at))  # fmt: skip
-            answers += [a2, a3]
-        queried = time.perf_counter()
-        received = len(host_series) + len(engines) + len(values)
+        gpus: list[Series] = []
         # changed hosts, and those without a usable seq/timestamp (read_fleet says what is wrong with them)
         wanted = set(changed) | ({sv[0].get("host") for sv in hosts} - stamps.keys())
-        if len(wanted) < len(stamps):  # unfiltered answers also hold unchanged hosts: leave them out
-            engines, values = _only(engines, wanted), _only(values, wanted)
-        gpus = [sv for sv in values if sv[0].get("__name__", "").startswith("llmconsole_gpu_")]
-        values = [sv for sv in values if not sv[0].get("__name__", "").startswith("llmconsole_gpu_")]
+        filtered = len(wanted) < len(stamps)  # unfiltered answers also hold unchanged hosts: leave them out
+        ident = self.full or self._reads % IDENT_EVERY == 0
+        if changed:
+            self._reads += 1
+            only = (
+                host_matcher(changed)
+                if len(changed) <= HOST_FILTER_MAX and len(changed) < len(stamps)
+                else ""
+            )
+            queries = fleet_queries(self.prom.match, self.full, only, ident)
+            when = at_time if at_time is not None else at
+            got = await asyncio.gather(
+                *(self.client.vector(queries[k], when) for k in ("engines", "values", "gpus"))
+            )
+            (_, engines, a2), (_, values, a3), (_, gpus, a4) = got
+            answers += [a2, a3, a4]
+        received = len(host_series) + len(engines) + len(values) + len(gpus)
+        if filtered:
+            engines, values, gpus = _only(engines, wanted), _only(values, wanted), _only(gpus, wanted)
+        if changed:
+            engines, gpus, more, extra = await self._identity(changed, engines, gpus, ident, only, when)
+            answers += more
+            received += extra
+        queried = time.perf_counter()
         read = read_fleet(at, _only(hosts, wanted), engines, values, gpus, _only(alerts, wanted))
         self._base.update(read.snapshots)
         self._stamps.update({h: stamps[h] for h in read.snapshots})
@@ -274,17 +276,71 @@ class PrometheusFleetSource:
         rtt = max(a.seconds for a in answers)
         warnings = (self._problem,) if self._problem else ()
         out: dict[str, HostResult] = {}
+        route, stale_after = self.route(), self.prom.stale_after_s
+        sent = self._sent
         for host, snap in snaps.items():
+            before = sent.get(host)
+            if (
+                before is not None
+                and before.snapshot is snap
+                and before.warnings == warnings
+                and host not in history
+            ):
+                continue  # no news: the host keeps its result and ages (console.state.apply)
             age = max(0.0, at - stamps[host][1]) if at is not None else 0.0
-            out[host] = HostResult(host, snap, None, rtt, done - age, tuple(history.get(host, ())), self.route(),
-                                   warnings, self.prom.stale_after_s)  # fmt: skip
+            past = tuple(history.get(host, ()))
+            out[host] = HostResult(host, snap, None, rtt, done - age, past, route, warnings, stale_after)
         out.update(self._down(up, snaps, done, warnings))
+        self._sent.update(out)
         self._last = {h: replace(r, history=()) for h, r in out.items() if r.snapshot is not None} | {
             h: r for h, r in self._last.items() if h not in out and r.snapshot is not None
         }
-        self.last_refresh = {"queries": queried - started, "read": time.perf_counter() - queried,
-                             "changed": float(len(changed)), "series": float(received)}  # fmt: skip
+        self.last_refresh = {
+            "queries": queried - started,
+            "host_query": first_done - started,
+            "read": time.perf_counter() - queried,
+            "changed": float(len(changed)),
+            "series": float(received),
+            "identity": float(bool(changed) and ident),
+        }
         return list(out.values())
+
+    async def _identity(
+        self,
+        changed: list[str],
+        engines: list[Series],
+        gpus: list[Series],
+        fresh: bool,
+        only: str,
+        when: float | None,
+    ) -> tuple[list[Series], list[Series], list[Answer], int]:
+        """The engine and GPU series of the changed hosts with their identity series (engine_info, GPU
+        totals): as just read (``fresh``), else as kept, read again in one query for the hosts whose fast
+        series disagree with what is kept. Series without a host label pass through (read_fleet counts
+        them)."""
+        more: list[Answer] = []
+        extra = 0
+        if fresh:
+            states = [sv for sv in engines if sv[0].get("state") is not None or not sv[0].get("host")]
+            infos = [sv for sv in engines if sv[0].get("state") is None and sv[0].get("host")]
+            totals = [sv for sv in gpus if sv[0].get("__name__") in IDENT_NAMES and sv[0].get("host")]
+            gpus = [sv for sv in gpus if sv[0].get("__name__") not in IDENT_NAMES or not sv[0].get("host")]
+            self._ident.remember(changed, infos, totals)
+        else:
+            states = engines
+            stale = self._ident.outdated(changed, engine_keys(states), gpu_keys(gpus))
+            if stale:
+                few = len(stale) <= HOST_FILTER_MAX and len(stale) < len(changed)
+                where = host_matcher(stale) if few else only
+                _, found, got = await self.client.vector(ident_query(self.prom.match, where), when)
+                more.append(got)
+                extra = len(found)
+                found = _only(found, set(stale))
+                infos = [sv for sv in found if sv[0].get("__name__") == P + "engine_info" and sv[1] == 1]
+                totals = [sv for sv in found if sv[0].get("__name__") != P + "engine_info"]
+                self._ident.remember(stale, infos, totals)
+        infos, totals = self._ident.series(changed)
+        return states + infos, gpus + totals, more, extra
 
     def _down(self, up: list[Series], snaps: Mapping[str, HostSnapshot], now: float,
               warnings: tuple[str, ...]) -> dict[str, HostResult]:  # fmt: skip
@@ -317,14 +373,16 @@ class PrometheusFleetSource:
             return None, "rule alerts not read: /api/v1/alerts gave no alert list"
         return alerts, None
 
-    async def _backfill(self, snaps: Mapping[str, HostSnapshot], at: float | None, what: list[str]) -> dict[str, list[HostSnapshot]]:
+    async def _backfill(
+        self, snaps: Mapping[str, HostSnapshot], at: float | None, what: list[str]
+    ) -> dict[str, list[HostSnapshot]]:
         """The recent past of hosts seen for the first time, in one range query (never one per host)."""
         new = [h for h in snaps if h not in self._last]
         if not self.fetch_history or not new or at is None:
             return {}
         extra = ""
         if len(new) <= HOST_FILTER_MAX and len(new) < len(snaps):
-            extra = 'host=~"' + "|".join(_promql_regex_literal(h) for h in new) + '"'
+            extra = 'host=~"' + "|".join(promql_regex_literal(h) for h in new) + '"'
         expr = selector(self.prom.match, history_names(), extra=extra)
         try:
             matrix, got = await self.client.matrix(expr, at - WINDOW_S, at, self.history_step_s)
@@ -338,7 +396,7 @@ class PrometheusFleetSource:
     async def history(self, host: str) -> History | HostError:
         """The host's recent past from one range query (graphs' window, 15 s apart)."""
         end = time.time()
-        expr = selector(self.prom.match, history_names(), extra=f'host="{_promql_string(host)}"')
+        expr = selector(self.prom.match, history_names(), extra=f'host="{promql_string(host)}"')
         try:
             matrix, _ = await self.client.matrix(expr, end - WINDOW_S, end, self.history_step_s)
         except PromError as exc:
@@ -362,10 +420,6 @@ class PrometheusFleetSource:
         await self.client.aclose()
 
 
-def _promql_string(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
 def config_for_url(url: str, match: str | None = None) -> PrometheusConfig:
     """The entry of ``llmconsole status --prometheus URL [--match M]``, named after the URL's host;
     ValueError (one line) for a URL or matcher that cannot be used."""
@@ -379,4 +433,12 @@ def config_for_url(url: str, match: str | None = None) -> PrometheusConfig:
     return PrometheusConfig(name=urlsplit(url).hostname or "prometheus", url=url, match=match)
 
 
-__all__ = ["Answer", "PromClient", "PromError", "PrometheusFleetSource", "config_for_url", "fleet_queries", "selector"]
+__all__ = [
+    "Answer",
+    "PromClient",
+    "PromError",
+    "PrometheusFleetSource",
+    "config_for_url",
+    "fleet_queries",
+    "selector",
+]

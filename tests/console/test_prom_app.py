@@ -13,10 +13,10 @@ from dataclasses import replace
 
 from agents.schema import rfc3339
 from console.app import LlmConsole
+from console.fixturesource import FrameClock
 from console.promsource import PrometheusFleetSource
 from console.screens.fleet import FleetScreen
 from console.settings import ConsoleConfig, PrometheusConfig
-from console.fixturesource import FrameClock
 from tests.console.conftest import load_snapshot
 from tests.support.promsource_stack import PromLike, exposition
 

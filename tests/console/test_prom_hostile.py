@@ -22,9 +22,9 @@ import pytest
 
 from agents.schema import HostSnapshot, rfc3339
 from console.combined import CombinedFleetSource
+from console.fixturesource import FixtureFleetSource, FixtureHost, FrameClock
 from console.promsource import PrometheusFleetSource
 from console.settings import ConsoleConfig, PrometheusConfig
-from console.fixturesource import FixtureFleetSource, FixtureHost, FrameClock
 from console.state import FleetState, apply
 from console.status import exit_code, render_table
 from tests.console.conftest import load_snapshot
@@ -65,9 +65,15 @@ FAILS = {
 
 @pytest.mark.parametrize("mode", sorted(FAILS))
 def test_a_failing_server_is_one_line_and_the_other_sources_still_render(mode: str) -> None:
-    with PromLike(exposition([live_snapshot("gpu01")])) as bad, PromLike(exposition([live_snapshot("gpu02")])) as good:
+    with (
+        PromLike(exposition([live_snapshot("gpu01")])) as bad,
+        PromLike(exposition([live_snapshot("gpu02")])) as good,
+    ):
         bad.mode = mode
-        bad_src, good_src = PrometheusFleetSource(prom(bad.url, "bad")), PrometheusFleetSource(prom(good.url, "good"))
+        bad_src, good_src = (
+            PrometheusFleetSource(prom(bad.url, "bad")),
+            PrometheusFleetSource(prom(good.url, "good")),
+        )
         combined = CombinedFleetSource([bad_src, good_src])
         started = time.monotonic()
         results = run(combined.poll())
@@ -101,7 +107,9 @@ def test_basic_auth_is_sent_and_a_readable_password_file_is_a_warning(tmp_path: 
     password.write_text("pw\n")
     password.chmod(0o644)
     with PromLike(exposition([live_snapshot("gpu01")]), basic=("ops", "pw")) as server:
-        src = PrometheusFleetSource(prom(server.url, basic_auth_user="ops", basic_auth_password_file=password))
+        src = PrometheusFleetSource(
+            prom(server.url, basic_auth_user="ops", basic_auth_password_file=password)
+        )
         (r,) = run(poll_once(src))
     assert r.snapshot is not None
     (line,) = src.problems()
@@ -127,7 +135,9 @@ def test_values_already_shown_go_stale_with_their_age_when_the_source_fails() ->
         state = apply(state, run(src.poll()), clock())
         run(src.aclose())
     h = state.host("gpu01")
-    assert h is not None and h.status == "stale" and not h.live  # its own stale_after_s (5 s), not the console's
+    assert (
+        h is not None and h.status == "stale" and not h.live
+    )  # its own stale_after_s (5 s), not the console's
     age = h.age(clock())
     assert age is not None and age >= 8.0
     assert any(a.alert.code == "AGENT_STALE" and "stale after 5s" in a.alert.summary for a in state.alerts)
@@ -185,7 +195,7 @@ def test_requests_per_refresh_do_not_grow_with_the_fleet() -> None:
             results = run(poll_once(src))
             assert len(results) == hosts and all(r.snapshot for r in results)
             counts.append(len(server.requests))
-    assert counts[0] == counts[1] == 4, counts  # three fleet-wide instant queries + /api/v1/alerts
+    assert counts[0] == counts[1] == 5, counts  # four fleet-wide instant queries + /api/v1/alerts
 
 
 def test_between_scrapes_a_refresh_asks_only_for_host_level_series() -> None:
@@ -194,17 +204,19 @@ def test_between_scrapes_a_refresh_asks_only_for_host_level_series() -> None:
     with PromLike(exposition(snaps)) as server:
         src = PrometheusFleetSource(prom(server.url), clock=clock, fetch_history=False)
         first = {r.host: r.snapshot for r in run(src.poll())}
-        assert len(server.requests) == 4 and all(s is not None and s.seq == 5 for s in first.values())
+        assert len(server.requests) == 5 and all(s is not None and s.seq == 5 for s in first.values())
         clock.now += 1.0
-        again = {r.host: r.snapshot for r in run(src.poll())}  # nothing scraped since: one small query + alerts
-        assert len(server.requests) == 6 and again == first
+        again = run(src.poll())  # nothing scraped since: one small query + alerts, and no news to apply
+        assert len(server.requests) == 7 and again == []
         server.series = exposition([snaps[0], replace(snaps[1], seq=6), snaps[2]])
         clock.now += 1.0
         third = {r.host: r.snapshot for r in run(src.poll())}
         run(src.aclose())
-    assert len(server.requests) == 10 and src.problems() == []
-    assert [q for q in server.queries[-2:] if 'host=~"h001"' in q] == server.queries[-2:]  # only the changed host
-    assert third["h001"] is not None and third["h001"].seq == 6 and third["h000"] == first["h000"]
+    assert len(server.requests) == 12 and src.problems() == []
+    assert [q for q in server.queries[-3:] if 'host=~"h001"' in q] == server.queries[
+        -3:
+    ]  # only the changed host
+    assert set(third) == {"h001"} and third["h001"] is not None and third["h001"].seq == 6  # only the news
 
 
 def test_prometheus_hosts_are_read_only_and_direct_hosts_keep_their_route() -> None:
@@ -274,12 +286,17 @@ def test_status_prometheus_against_a_server_that_is_not_prometheus(tmp_path: Pat
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("--prometheus", "localhost:9090"), '--prometheus: expected an http:// or https:// URL, got "localhost:9090"'),
+        (
+            ("--prometheus", "localhost:9090"),
+            '--prometheus: expected an http:// or https:// URL, got "localhost:9090"',
+        ),
         (("--prometheus", "http://127.0.0.1:1", "--match", "job=x"), "--match: expected label matchers"),
         (("--match", 'job="x"'), "--match only applies with --prometheus URL"),
     ],
 )
-def test_status_prometheus_bad_arguments_are_one_line_and_exit_2(args: tuple[str, ...], message: str, tmp_path: Path) -> None:
+def test_status_prometheus_bad_arguments_are_one_line_and_exit_2(
+    args: tuple[str, ...], message: str, tmp_path: Path
+) -> None:
     r = cli("status", *args, cwd=tmp_path)
     assert r.returncode == 2 and r.stdout == ""
     assert len(r.stderr.strip().splitlines()) == 1 and message in r.stderr

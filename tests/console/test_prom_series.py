@@ -44,18 +44,28 @@ def test_a_watched_engine_reads_back_as_watched() -> None:
     watched = replace(base.engines[0], managed=False)
     snap = replace(base, engines=(watched, *base.engines[1:]))
     p = split(exposition([snap]))
-    got = read_fleet(1_750_000_001.0, p["hosts"], p["engines"], p["values"], p["gpus"], p["alerts"]).snapshots[snap.host]
+    got = read_fleet(
+        1_750_000_001.0, p["hosts"], p["engines"], p["values"], p["gpus"], p["alerts"]
+    ).snapshots[snap.host]
     assert {e.id: e.managed for e in got.engines} == {e.id: e.id != watched.id for e in snap.engines}
     # an agent from before the label: its engines are the ones it launched
     old = [(labels, v) for labels, v in p["engines"]]
     for labels, _ in old:
         labels.pop("managed", None)
-    got = read_fleet(1_750_000_001.0, p["hosts"], old, p["values"], p["gpus"], p["alerts"]).snapshots[snap.host]
+    got = read_fleet(1_750_000_001.0, p["hosts"], old, p["values"], p["gpus"], p["alerts"]).snapshots[
+        snap.host
+    ]
     assert all(e.managed for e in got.engines)
 
 
 def split(series: list[tuple[dict[str, str], float]]) -> dict[str, list[tuple[dict[str, str], float]]]:
-    parts: dict[str, list[tuple[dict[str, str], float]]] = {"hosts": [], "engines": [], "values": [], "gpus": [], "alerts": []}
+    parts: dict[str, list[tuple[dict[str, str], float]]] = {
+        "hosts": [],
+        "engines": [],
+        "values": [],
+        "gpus": [],
+        "alerts": [],
+    }
     for labels, v in series:
         name = labels["__name__"]
         if name.startswith("llmconsole_gpu_"):
@@ -76,25 +86,56 @@ def test_a_snapshot_survives_the_exposition() -> None:
     snap = replace(load_snapshot(), seq=42, taken_at=rfc3339(1_750_000_000.25))
     p = split(exposition([snap]))
     read = read_fleet(1_750_000_003.25, p["hosts"], p["engines"], p["values"], p["gpus"], p["alerts"])
-    assert read.notes == [] and read.ages == {snap.host: 3.0} and read.instances == {"10.0.0.1:9300": snap.host}
+    assert (
+        read.notes == [] and read.ages == {snap.host: 3.0} and read.instances == {"10.0.0.1:9300": snap.host}
+    )
     got = read.snapshots[snap.host]
     assert (got.seq, got.taken_at, got.agent_version, got.gpu_source, got.boot_id) == (
-        42, snap.taken_at, snap.agent_version, snap.gpu_source, snap.boot_id)
+        42,
+        snap.taken_at,
+        snap.agent_version,
+        snap.gpu_source,
+        snap.boot_id,
+    )
     assert got.host_stats == snap.host_stats
-    assert [(a.code, a.severity, a.summary) for a in got.alerts] == [(a.code, a.severity, a.summary) for a in snap.alerts]
+    assert [(a.code, a.severity, a.summary) for a in got.alerts] == [
+        (a.code, a.severity, a.summary) for a in snap.alerts
+    ]
     assert [e.id for e in got.engines] == sorted(e.id for e in snap.engines)
     for e in got.engines:
         want = snap.engine(e.id)
         assert want is not None
-        same = ("kind", "state", "gpus", "restarts", "uptime_s", "rss_bytes", "simulated", "served_model_name", "port",
-                "managed")
+        same = (
+            "kind",
+            "state",
+            "gpus",
+            "restarts",
+            "uptime_s",
+            "rss_bytes",
+            "simulated",
+            "served_model_name",
+            "port",
+            "managed",
+        )
         assert {k: getattr(e, k) for k in same} == {k: getattr(want, k) for k in same}, e.id
         assert e.model == want.model and e.stats is not None and want.stats is not None
         # every exported stat, None where the engine has none; the rest is not exported: None, never 0
-        assert {k: getattr(e.stats, k) for k in ENGINE_STATS.values()} == {k: getattr(want.stats, k) for k in ENGINE_STATS.values()}
-        assert {k: getattr(e.stats, k) for k in exporter.STATS_NOT_EXPORTED} == dict.fromkeys(exporter.STATS_NOT_EXPORTED)
-        assert [(a.code, a.severity, a.summary) for a in e.alerts] == [(a.code, a.severity, a.summary) for a in want.alerts]
-        assert (e.pid, e.health, e.canary, e.last_exit, e.events) == (None, None, None, None, ())  # not exported
+        assert {k: getattr(e.stats, k) for k in ENGINE_STATS.values()} == {
+            k: getattr(want.stats, k) for k in ENGINE_STATS.values()
+        }
+        assert {k: getattr(e.stats, k) for k in exporter.STATS_NOT_EXPORTED} == dict.fromkeys(
+            exporter.STATS_NOT_EXPORTED
+        )
+        assert [(a.code, a.severity, a.summary) for a in e.alerts] == [
+            (a.code, a.severity, a.summary) for a in want.alerts
+        ]
+        assert (e.pid, e.health, e.canary, e.last_exit, e.events) == (
+            None,
+            None,
+            None,
+            None,
+            (),
+        )  # not exported
     for g, want in zip(got.gpus, snap.gpus, strict=True):
         exported = ("index", "uuid", "name", *GPU_VALUES.values())
         assert {k: getattr(g, k) for k in exported} == {k: getattr(want, k) for k in exported}
@@ -105,12 +146,16 @@ def test_missing_snapshot_series_leave_the_host_out_with_a_note() -> None:
     p = split(exposition([load_snapshot()]))
     hosts = [s for s in p["hosts"] if s[0]["__name__"] != "llmconsole_snapshot_seq"]
     read = read_fleet(None, hosts, p["engines"], p["values"], p["gpus"], p["alerts"])
-    assert read.snapshots == {} and read.notes == ["1 hosts without llmconsole_snapshot_seq left out (e.g. gpu01)"]
+    assert read.snapshots == {} and read.notes == [
+        "1 hosts without llmconsole_snapshot_seq left out (e.g. gpu01)"
+    ]
 
 
 def test_stale_engine_stats_are_none_not_zero() -> None:
     base = load_snapshot()
-    stale = replace(base, engines=tuple(replace(e, stats_age_s=99.0) for e in base.engines))  # not live: not exported
+    stale = replace(
+        base, engines=tuple(replace(e, stats_age_s=99.0) for e in base.engines)
+    )  # not live: not exported
     p = split(exposition([stale]))
     got = read_fleet(None, p["hosts"], p["engines"], p["values"], p["gpus"], p["alerts"]).snapshots[base.host]
     assert all(e.stats is None and e.stats_age_s is None for e in got.engines)
@@ -139,7 +184,7 @@ def test_history_from_a_range_matrix() -> None:
 
 def test_queries_are_fleet_wide_and_carry_the_match() -> None:
     queries = fleet_queries('job="llmconsole", env=~"prod.*"')
-    assert set(queries) == {"hosts", "engines", "values"}
+    assert set(queries) == {"hosts", "engines", "values", "gpus"}
     for q in queries.values():
         assert 'job="llmconsole", env=~"prod.*"' in q and "host=" not in q
     assert queries["hosts"].startswith('{__name__=~"up|llmconsole_(host_info|')

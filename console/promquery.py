@@ -1,0 +1,72 @@
+"""The PromQL of the Prometheus fleet source (:mod:`console.promsource`): selectors for several families
+in one query, the instant queries of one refresh, the identity tier's, and host filters."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from console.promnames import (
+    ALERTS,
+    IDENT_ENGINE,
+    IDENT_GPU,
+    engine_value_names,
+    gpu_names,
+    host_names,
+    name_regex,
+)
+from console.settings import parse_matchers
+
+
+def selector(match: str, names: Sequence[str], *, also: str = "", extra: str = "") -> str:
+    """``{__name__=~"llmconsole_(a|b)", <match>}``: several families in one query (``also``: another
+    metric name, e.g. ``up``; ``extra``: one more matcher)."""
+    regex = (also + "|" if also else "") + name_regex(names)
+    parts = [f'__name__=~"{regex}"', *(f'{k}{op}"{v}"' for k, op, v in _matchers(match))]
+    if extra:
+        parts.append(extra)
+    return "{" + ", ".join(parts) + "}"
+
+
+def _matchers(match: str) -> list[tuple[str, str, str]]:
+    got = parse_matchers(match)
+    if isinstance(got, str):
+        raise ValueError(got)
+    return got
+
+
+def fleet_queries(match: str, full: bool = True, only: str = "", ident: bool = True) -> dict[str, str]:
+    """The instant queries of one refresh, by part (see the module docstring); ``full``: every exported
+    family, else what the console shows of every host (see :data:`console.promnames.LEAN_ENGINE`);
+    ``only``: a matcher restricting the engine and GPU parts to some hosts; ``ident``: with the identity
+    tier (engine_info, GPU totals; always with ``full``)."""
+    ident = ident or full
+    return {
+        "hosts": selector(match, [*host_names(full), ALERTS], also="up"),
+        "engines": selector(match, ["engine_state", *(IDENT_ENGINE if ident else ())], extra=only) + " == 1",
+        "values": selector(match, engine_value_names(full), extra=only),
+        "gpus": selector(match, gpu_names(full, ident), extra=only),
+    }
+
+
+def ident_query(match: str, only: str = "") -> str:
+    """The identity tier alone (engine_info, GPU totals), for hosts whose fast series say it changed."""
+    return selector(match, [*IDENT_ENGINE, *(f"gpu_{s}" for s in IDENT_GPU)], extra=only)
+
+
+def host_matcher(hosts: Sequence[str]) -> str:
+    """``host=~"a|b"`` matching exactly these host names."""
+    return 'host=~"' + "|".join(promql_regex_literal(h) for h in hosts) + '"'
+
+
+def promql_regex_literal(text: str) -> str:
+    """``text`` matched literally inside a PromQL regex string (RE2 escapes, then the string's own)."""
+    special = set(r"\.+*?()|[]{}^$-")
+    escaped = "".join("\\" + c if c in special else c for c in text)
+    return escaped.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def promql_string(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+__all__ = ["fleet_queries", "host_matcher", "ident_query", "promql_string", "selector"]
