@@ -2,8 +2,9 @@
 
 Per collector tick it starts a scrape of the engine's ``/metrics`` (total deadline, byte cap, all or
 nothing) and a check of its health endpoint (deadline), keeps a canary (a 1-token streaming completion with
-a hard timeout, every ``canary_interval_s`` while the engine serves), feeds the stats window and the alert
-rules, and tells the supervisor when health moves the engine between ready / degraded / hung.
+a hard timeout, every ``canary_interval_s`` while the engine serves: agents/watch_canary.py), feeds the
+stats window and the alert rules, and tells the supervisor when health moves the engine between ready /
+degraded / hung.
 
 Probes never hold the host's tick: each runs as its own task on its own deadline, at most one of each kind
 in flight. A tick waits for them at most ``PROBE_BUDGET`` × ``interval_s``; a probe still running then
@@ -32,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -44,13 +44,11 @@ from agents.benchmarks import BenchmarkBook
 from agents.config import AgentConfig, EngineConfig
 from agents.engines.base import EngineAdapter, LaunchSpec, Reading
 from agents.exposure_watch import ExposureWatch
-from agents.http1 import Http1Client, Http1Error, NoResponse
+from agents.http1 import Http1Client
 from agents.metrics.parse import parse
 from agents.metrics.window import RATE_WINDOW_S, Window
 from agents.schema import (
-    CANARY_MARK,
     Alert,
-    Canary,
     EngineEvent,
     EngineSnapshot,
     EngineStats,
@@ -60,8 +58,9 @@ from agents.schema import (
     QuantileBucket,
     rfc3339,
 )
-from agents.scrape import fetch, transport_reason
+from agents.scrape import fetch
 from agents.supervisor import EngineSupervisor
+from agents.watch_canary import CanaryProbe
 from agents.watch_extras import EngineExtras
 
 SERVING = frozenset({"ready", "degraded", "hung"})
@@ -71,7 +70,6 @@ PROBE_BUDGET = 0.25  # of interval_s: the longest a tick waits for this engine's
 NOT_SERVING = ScrapeOutcome(ok=False, error="engine not serving", reachable=False)
 FIRST_SCRAPE_PENDING = ScrapeOutcome(ok=False, error="first scrape still in flight", reachable=True)
 AUDIT_LOG_LINES = 1000  # log lines searched for the engine's version
-_JSON = {"Content-Type": "application/json"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,14 +80,6 @@ class _Scraped:
     outcome: ScrapeOutcome
     reading: Reading | None = None
     simulated: bool = False
-
-
-@dataclass(slots=True)
-class _CanaryState:
-    result: Canary | None = None
-    started: float | None = None  # monotonic start of the canary in flight
-    next_at: float = 0.0
-    task: asyncio.Task[None] | None = None
 
 
 class EngineWatch:
@@ -132,7 +122,7 @@ class EngineWatch:
         self._scrape_last: ScrapeOutcome | None = None  # the latest scrape that finished
         self._scrape_task: asyncio.Task[_Scraped] | None = None
         self._health_task: asyncio.Task[Health] | None = None
-        self._canary = _CanaryState()
+        self._canary = CanaryProbe(config, agent, adapter, spec, http, on_result=self.extras.on_canary)
         self._events_cache: tuple[EngineEvent, ...] = ()
         self._events_for: int | None = None  # the supervisor's events_total the cache was built at
         self._exited_t: float | None = None  # monotonic time of the latest "exited" event (ENGINE_DOWN)
@@ -180,11 +170,11 @@ class EngineWatch:
         scrape = NOT_SERVING
         if state in SERVING or state == "starting":
             scrape = await self._probe(now)
-            self._drive_canary(now, state)
+            self._canary.drive(now, state in SERVING)
         else:
             self._health = None
             self._cancel_probes()
-            self._cancel_canary()
+            self._canary.cancel()
         self.extras.drive_golden(now, state in SERVING, sup.pid)
         self._events()  # notes the latest exit's time for ENGINE_DOWN
         last = sup.last_exit or {}
@@ -316,65 +306,9 @@ class EngineWatch:
             error=None if got.status == 200 else got.error,
         )
 
-    # --- canary -----------------------------------------------------------------------------------------
-    def _drive_canary(self, now: float, state: str) -> None:
-        if not self.config.canary or state not in SERVING:
-            self._cancel_canary()
-            return
-        c = self._canary
-        if c.task is None and now >= c.next_at:
-            c.started = now
-            c.next_at = now + self.agent.canary_interval_s
-            c.task = asyncio.create_task(self._run_canary())
-
-    async def _run_canary(self) -> None:
-        c = self._canary
-        started = time.monotonic()
-        payload = {
-            "model": self.spec.served_model_name or self.spec.model,
-            "prompt": "ping",
-            "max_tokens": 1,
-            "temperature": 0,
-            "stream": True,
-        }
-        body = json.dumps(payload, separators=(",", ":")).encode()
-        ttft: float | None = None
-        error: str | None = None
-        try:
-            async with asyncio.timeout(self.agent.canary_timeout_s):
-                url = _marked(self.adapter.completions_url(self.spec))
-                async with self.http.stream("POST", url, body=body, headers=_JSON) as resp:
-                    if resp.status != 200:
-                        text = (await resp.read(200, truncate=True)).decode(errors="replace")
-                        error = f"HTTP {resp.status}: {_short_error(text)}"
-                    else:
-                        async for line in resp.lines():
-                            if line.startswith("data:") and line.strip() != "data: [DONE]":
-                                ttft = ttft if ttft is not None else time.monotonic() - started
-                        if ttft is None:
-                            error = "stream ended without a token"
-        except TimeoutError:
-            error = f"no completion within {self.agent.canary_timeout_s:g}s"
-        except Http1Error as exc:
-            error = str(exc) if isinstance(exc, NoResponse) else f"bad HTTP response: {exc}"
-        except OSError as exc:
-            error = f"connection failed: {transport_reason(exc)}"
-        except asyncio.CancelledError:
-            c.task, c.started = None, None
-            raise
-        c.result = Canary(ok=error is None, ttft_s=None if ttft is None else round(ttft, 4), error=error, at=rfc3339())
-        c.task, c.started = None, None
-        self.extras.on_canary(time.monotonic(), c.result)
-
-    def _cancel_canary(self) -> None:
-        c = self._canary
-        if c.task is not None:
-            c.task.cancel()
-        c.task, c.started, c.result = None, None, None
-
     async def close(self) -> None:
         tasks = [t for t in (self._canary.task, self._scrape_task, self._health_task) if t is not None]
-        self._cancel_canary()
+        self._canary.cancel()
         self._cancel_probes()
         await self.extras.close()
         for task in tasks:
@@ -479,12 +413,6 @@ def _severity_order(alert: Alert) -> tuple[int, str]:
     return (_SEVERITY_RANK.get(alert.severity, 3), alert.code)
 
 
-def _marked(url: str) -> str:
-    """The canary's URL with ``llmconsole-canary=1``: engines ignore the parameter, and the console tells
-    the agent's own canary lines in the engine's access log from a user's by it."""
-    return url + ("&" if "?" in url else "?") + CANARY_MARK + "=1"
-
-
 def _has_data(reading: Reading) -> bool:
     return any(v is not None for part in (reading.gauges, reading.counters, reading.histograms) for v in part.values())
 
@@ -499,13 +427,3 @@ def _progress(reading: Reading) -> float | None:
 
 def _round(v: float | None, nd: int = 6) -> float | None:
     return None if v is None else round(v, nd)
-
-
-def _short_error(body: str) -> str:
-    with contextlib.suppress(ValueError, AttributeError, TypeError):
-        data = json.loads(body)
-        msg = data.get("error") or data.get("message") or data
-        if isinstance(msg, dict):
-            msg = msg.get("message", msg)
-        return str(msg)[:160]
-    return body.strip().splitlines()[0][:160] if body.strip() else "(empty body)"

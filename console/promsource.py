@@ -227,35 +227,14 @@ class PrometheusFleetSource:
         changed = [h for h, st in stamps.items() if self._stamps.get(h) != st or h not in self._base]
         # an agent that restarted (its seq went back) may have new engines, ports, GPUs: read them again
         self._ident.forget(h for h in changed if h in self._stamps and stamps[h][0] < self._stamps[h][0])
-        answers = [answer]
-        engines: list[Series] = []
-        values: list[Series] = []
-        gpus: list[Series] = []
         # changed hosts, and those without a usable seq/timestamp (read_fleet says what is wrong with them)
         wanted = set(changed) | ({sv[0].get("host") for sv in hosts} - stamps.keys())
-        filtered = len(wanted) < len(stamps)  # unfiltered answers also hold unchanged hosts: leave them out
         ident = self.full or self._reads % IDENT_EVERY == 0
-        if changed:
-            self._reads += 1
-            only = (
-                host_matcher(changed)
-                if len(changed) <= HOST_FILTER_MAX and len(changed) < len(stamps)
-                else ""
-            )
-            queries = fleet_queries(self.prom.match, self.full, only, ident)
-            when = at_time if at_time is not None else at
-            got = await asyncio.gather(
-                *(self.client.vector(queries[k], when) for k in ("engines", "values", "gpus"))
-            )
-            (_, engines, a2), (_, values, a3), (_, gpus, a4) = got
-            answers += [a2, a3, a4]
-        received = len(host_series) + len(engines) + len(values) + len(gpus)
-        if filtered:
-            engines, values, gpus = _only(engines, wanted), _only(values, wanted), _only(gpus, wanted)
-        if changed:
-            engines, gpus, more, extra = await self._identity(changed, engines, gpus, ident, only, when)
-            answers += more
-            received += extra
+        when = at_time if at_time is not None else at
+        engines, values, gpus, more, received = await self._changed_series(
+            changed, stamps, wanted, ident, when
+        )
+        answers = [answer, *more]
         queried = time.perf_counter()
         read = read_fleet(at, _only(hosts, wanted), engines, values, gpus, _only(alerts, wanted))
         self._base.update(read.snapshots)
@@ -273,23 +252,8 @@ class PrometheusFleetSource:
         history = await self._backfill(snaps, at, what)
         self._problem = self._line(what) if what else None
         done = self._clock()
-        rtt = max(a.seconds for a in answers)
         warnings = (self._problem,) if self._problem else ()
-        out: dict[str, HostResult] = {}
-        route, stale_after = self.route(), self.prom.stale_after_s
-        sent = self._sent
-        for host, snap in snaps.items():
-            before = sent.get(host)
-            if (
-                before is not None
-                and before.snapshot is snap
-                and before.warnings == warnings
-                and host not in history
-            ):
-                continue  # no news: the host keeps its result and ages (console.state.apply)
-            age = max(0.0, at - stamps[host][1]) if at is not None else 0.0
-            past = tuple(history.get(host, ()))
-            out[host] = HostResult(host, snap, None, rtt, done - age, past, route, warnings, stale_after)
+        out = self._news(snaps, stamps, history, at, done, max(a.seconds for a in answers), warnings)
         out.update(self._down(up, snaps, done, warnings))
         self._sent.update(out)
         self._last = {h: replace(r, history=()) for h, r in out.items() if r.snapshot is not None} | {
@@ -300,10 +264,59 @@ class PrometheusFleetSource:
             "host_query": first_done - started,
             "read": time.perf_counter() - queried,
             "changed": float(len(changed)),
-            "series": float(received),
+            "series": float(len(host_series) + received),
             "identity": float(bool(changed) and ident),
         }
         return list(out.values())
+
+    async def _changed_series(
+        self, changed: list[str], stamps: Stamps, wanted: set[str | None], ident: bool, when: float | None
+    ) -> tuple[list[Series], list[Series], list[Series], list[Answer], int]:
+        """Engine states, engine values and GPU values of the changed hosts, evaluated at ``when``, with the
+        identity tier (read again if ``ident``, else as kept): the series of the ``wanted`` hosts, the
+        answers and how many series came. Nothing (no query) when no host changed."""
+        if not changed:
+            return [], [], [], [], 0
+        self._reads += 1
+        only = host_matcher(changed) if len(changed) <= HOST_FILTER_MAX and len(changed) < len(stamps) else ""
+        queries = fleet_queries(self.prom.match, self.full, only, ident)
+        got = await asyncio.gather(
+            *(self.client.vector(queries[k], when) for k in ("engines", "values", "gpus"))
+        )
+        (_, engines, a2), (_, values, a3), (_, gpus, a4) = got
+        received = len(engines) + len(values) + len(gpus)
+        if len(wanted) < len(stamps):  # unfiltered answers also hold unchanged hosts: leave them out
+            engines, values, gpus = _only(engines, wanted), _only(values, wanted), _only(gpus, wanted)
+        engines, gpus, more, extra = await self._identity(changed, engines, gpus, ident, only, when)
+        return engines, values, gpus, [a2, a3, a4, *more], received + extra
+
+    def _news(
+        self,
+        snaps: Mapping[str, HostSnapshot],
+        stamps: Stamps,
+        history: Mapping[str, list[HostSnapshot]],
+        at: float | None,
+        done: float,
+        rtt: float,
+        warnings: tuple[str, ...],
+    ) -> dict[str, HostResult]:
+        """The results of the hosts with news (a new snapshot, a changed problem line, a backfilled past);
+        the others keep their result and age (console.state.apply). ``rtt``: the slowest answer's time."""
+        out: dict[str, HostResult] = {}
+        route, stale_after = self.route(), self.prom.stale_after_s
+        for host, snap in snaps.items():
+            before = self._sent.get(host)
+            if (
+                before is not None
+                and before.snapshot is snap
+                and before.warnings == warnings
+                and host not in history
+            ):
+                continue  # no news: the host keeps its result and ages (console.state.apply)
+            age = max(0.0, at - stamps[host][1]) if at is not None else 0.0
+            past = tuple(history.get(host, ()))
+            out[host] = HostResult(host, snap, None, rtt, done - age, past, route, warnings, stale_after)
+        return out
 
     async def _identity(
         self,
