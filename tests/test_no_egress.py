@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.agents.agentproc import ROOT, free_port, kill_everything, sim
+from tests.support.agentproc import ROOT, free_port, kill_everything, sim
 from tests.support.secure_agent import EGRESS_GUARD_DIR, SecureAgent, write_config, write_tokens
 
 

@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.agents.agentproc import ROOT, free_port, kill_everything, sim
+from tests.support.agentproc import ROOT, free_port, kill_everything, sim
 from tests.support.secure_agent import SecureAgent, write_config, write_tokens
 
 KEY1 = "sentinel-XYZ-engine-one-0001"

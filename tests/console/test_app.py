@@ -24,8 +24,8 @@ from console.screens.fleet import FleetScreen
 from console.screens.help import HelpScreen
 from console.settings import ConsoleConfig, HostConfig
 from console.views import FLEET_COLUMNS, fleet_table
-from tests.agents.agentproc import Agent, free_port, kill_everything, sim, write_config
 from tests.console.conftest import FLEET
+from tests.support.agentproc import Agent, free_port, kill_everything, sim, write_config
 from widgets.log_view import LogView
 from widgets.timeseries import TimeSeries
 

@@ -23,10 +23,10 @@ import httpx
 import pytest
 
 from console.cli import main
-from tests.agents.agentproc import free_port, kill_everything, sim
-from tests.agents.simproc import ROOT, SimProc, sim_engine
+from tests.support.agentproc import free_port, kill_everything, sim
 from tests.support.secure_agent import SecureAgent, write_tokens
 from tests.support.secure_agent import write_config as secure_config
+from tests.support.simproc import ROOT, SimProc, sim_engine
 
 FAST = ("--tick-ms", "2", "--decode-ms", "4", "--prefill-ms-per-1k", "300")
 SMALL = ("--quiet", "--json", "--concurrency", "4", "--output-len", "4", "--max-requests", "16", "--metrics-interval", "0.2",

@@ -13,7 +13,7 @@ from console.bench.target import engine_tunnel_host
 from console.cli import main
 from console.settings import HostConfig
 from console.tunnels import ssh_argv
-from tests.agents.agentproc import free_port, kill_everything, sim
+from tests.support.agentproc import free_port, kill_everything, sim
 from tests.support.secure_agent import SecureAgent, write_tokens
 from tests.support.secure_agent import write_config as secure_config
 from tests.support.sshd import Sshd, skip_reason

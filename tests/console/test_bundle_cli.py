@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from agents.bundle_files import read_bundle, verify_bundle, write_archive
-from tests.agents.agentproc import ROOT, free_port, kill_everything, sim
+from tests.support.agentproc import ROOT, free_port, kill_everything, sim
 from tests.support.secure_agent import SecureAgent, toml_value, write_config, write_tokens
 from tests.support.sshd import Sshd, skip_reason
 

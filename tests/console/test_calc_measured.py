@@ -30,7 +30,7 @@ from console.calc.units import SECONDS_PER_DAY, tokens, usd
 from console.cli import main
 from console.screens import ToneLine
 from console.screens.calc import CalcScreen, CostChart, MeasuredPrompt
-from tests.agents.simproc import sim_engine
+from tests.support.simproc import sim_engine
 
 FAST = ("--tick-ms", "2", "--decode-ms", "4", "--prefill-ms-per-1k", "300")
 RUN = ("--quiet", "--concurrency", "4", "--max-requests", "12", "--input-len", "64", "--output-len", "8")

@@ -27,8 +27,8 @@ from console.httpsource import HttpFleetSource
 from console.payload import MAX_SNAPSHOT_BYTES
 from console.settings import ConsoleConfig, HostConfig
 from console.views import host_status_line
-from tests.agents.agentproc import ROOT, Agent, free_port, kill_everything, write_config
 from tests.console.conftest import SNAPSHOTS
+from tests.support.agentproc import ROOT, Agent, free_port, kill_everything, write_config
 
 TOKEN = "llmc_hostile_operator_token"
 FULL = json.loads((SNAPSHOTS / "full.json").read_text())

@@ -19,7 +19,7 @@ from agents.auth import hash_token
 from agents.schema import from_dict
 from agents.sim.dialects.sglang import TTFT_S
 from console.views.cells import quantile_text
-from tests.agents.agentproc import ROOT, Agent, free_port, kill_everything, sim, write_config
+from tests.support.agentproc import ROOT, Agent, free_port, kill_everything, sim, write_config
 
 TOKEN = "llmc_quantile_token"
 

@@ -20,7 +20,7 @@ from console.bundle_read import load_bundle
 from console.replay import ReplayError, ReplaySource, parse_at
 from console.replay_app import ReplayApp
 from console.settings import ConsoleConfig
-from tests.agents.agentproc import ROOT, free_port, kill_everything, sim
+from tests.support.agentproc import ROOT, free_port, kill_everything, sim
 from tests.support.secure_agent import SecureAgent, toml_value, write_config, write_tokens
 
 

@@ -21,8 +21,8 @@ from console.fleet import HostError
 from console.httpsource import HttpFleetSource
 from console.settings import ConsoleConfig, HostConfig
 from console.tokens import read_token
-from tests.agents.agentproc import Agent, free_port, kill_everything, sim, write_config
 from tests.console.conftest import FLEET, SNAPSHOTS
+from tests.support.agentproc import Agent, free_port, kill_everything, sim, write_config
 
 TOKEN = "llmc_test_operator_token"
 

@@ -15,8 +15,8 @@ import pytest
 from agents.auth import hash_token
 from console.state import FleetState, apply
 from console.status import exit_code, render_json, render_table
-from tests.agents.agentproc import ROOT, Agent, free_port, kill_everything, sim, write_config
 from tests.console.conftest import DATA, cfg, down, ok, snap_at
+from tests.support.agentproc import ROOT, Agent, free_port, kill_everything, sim, write_config
 
 TOKEN = "llmc_status_token"
 

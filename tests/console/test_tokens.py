@@ -17,8 +17,8 @@ from console.state import FleetState, apply
 from console.status import render_table
 from console.tokens import TokenState
 from console.views import fleet_table, host_state_cell, host_status_line
-from tests.agents.agentproc import Agent
 from tests.console.test_hostile_hosts import TOKEN, cli, token_agent, token_file, write_console_config
+from tests.support.agentproc import Agent
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ import pytest
 
 from console.settings import HostConfig
 from console.tunnels import TunnelError, TunnelManager, check_options, check_target, ssh_argv, ssh_hosts
-from tests.agents.agentproc import ROOT, Agent, free_port, kill_everything, write_config
+from tests.support.agentproc import ROOT, Agent, free_port, kill_everything, write_config
 from tests.support.sshd import Sshd, skip_reason
 
 needs_sshd = pytest.mark.skipif(skip_reason() is not None, reason=skip_reason() or "")

@@ -2,7 +2,7 @@
 
 Builds on :mod:`tests.support.promstack` (its :class:`Server` runs a binary by PID in its own directory);
 adds Debian's ``victoria-metrics`` (single node, scraping with ``-promscrape.config``),
-:class:`ScrapedFleet` — agents from :mod:`tests.agents.agentproc`, each naming its own host
+:class:`ScrapedFleet` — agents from :mod:`tests.support.agentproc`, each naming its own host
 (``[agent] host``) with a viewer token in its tokens file, and one server scraping them with that token
 from a credentials file, the scrape config README recommends; everything under one directory, stopped by
 PID — and :class:`PromLike`, a Prometheus look-alike that can turn hostile.
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.auth import hash_token, new_token
-from tests.agents.agentproc import Agent, free_port, kill_everything, sim, write_config
+from tests.support.agentproc import Agent, free_port, kill_everything, sim, write_config
 from tests.support.promstack import Prometheus, Server, prometheus_binary
 
 JOB = "llmconsole"
@@ -149,7 +149,7 @@ def scrape_config(targets: Sequence[str], credentials_file: Path, rule_files: Se
 
 
 def engine(eid: str, dialect: str, *args: str, gpus: Sequence[int] = (0,)) -> dict[str, Any]:
-    """A simulated engine entry for :func:`tests.agents.agentproc.write_config`."""
+    """A simulated engine entry for :func:`tests.support.agentproc.write_config`."""
     return {"id": eid, "kind": dialect, "model": f"sim-{eid}", "port": free_port(), "gpus": list(gpus),
             "command": sim(dialect), "args": list(args), "canary": False}  # fmt: skip
 

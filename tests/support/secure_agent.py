@@ -1,4 +1,4 @@
-"""Test helper: a real `llmconsole agent` subprocess (tests/agents/agentproc.py) with an environment of
+"""Test helper: a real `llmconsole agent` subprocess (tests/support/agentproc.py) with an environment of
 the test's choosing, a bearer token for reads, optional TLS, and its stderr kept in a file for greps."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 
 from agents.auth import hash_token, new_token
-from tests.agents.agentproc import AGENT_DEFAULTS, Agent
+from tests.support.agentproc import AGENT_DEFAULTS, Agent
 
 EGRESS_GUARD_DIR = Path(__file__).resolve().parent / "egress"
 

@@ -2,7 +2,7 @@
 
     .venv/bin/python tests/data/fleet/generate.py [--seconds 930] [--out tests/data/fleet]
 
-Starts four `llmconsole agent` subprocesses (tests/agents/agentproc.py) with simulated engines and
+Starts four `llmconsole agent` subprocesses (tests/support/agentproc.py) with simulated engines and
 scripted faults, lets them run for ``--seconds`` (the history window is 900 s), then saves each agent's
 ``GET /v1/history`` (gzipped, as served) and ``GET /v1/engines/{id}/logs`` for every engine.
 Nothing in the saved files is edited; see README.md for what each host shows.
@@ -23,7 +23,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
 
-from tests.agents.agentproc import Agent, free_port, kill_everything, sim, write_config  # noqa: E402
+from tests.support.agentproc import Agent, free_port, kill_everything, sim, write_config  # noqa: E402
 
 AGENT = {
     "interval_s": 1.0, "history_s": 900, "stats_window_s": 60, "canary_interval_s": 5.0,
