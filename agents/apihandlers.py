@@ -290,7 +290,11 @@ async def action(state: AppState, request: Request) -> Response:
 def _audit_outcome(state: AppState, record: dict[str, Any], outcome: str) -> None:
     """The outcome of an accepted action, as a second record of its request (blocking: a worker thread)."""
     if not state.audit.try_append(**record, result=outcome):
-        log.error("audit log unavailable: the outcome of request %s was not recorded: %s", record["request_id"], outcome)
+        log.error(
+            "audit log unavailable: the outcome of request %s was not recorded: %s",
+            record["request_id"],
+            outcome,
+        )
 
 
 async def _audit_attempt(state: AppState, record: dict[str, Any], decision: str, *, named: bool) -> bool:

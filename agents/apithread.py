@@ -96,7 +96,13 @@ class LoopBridge:
 class ApiServer:
     """A uvicorn server on ``sock``, run by a thread of its own with a fresh event loop."""
 
-    def __init__(self, server: Any, sock: socket.socket, *, prepare_loop: Callable[[asyncio.AbstractEventLoop], None] | None = None) -> None:
+    def __init__(
+        self,
+        server: Any,
+        sock: socket.socket,
+        *,
+        prepare_loop: Callable[[asyncio.AbstractEventLoop], None] | None = None,
+    ) -> None:
         self.server = server
         self.sock = sock
         self.prepare_loop = prepare_loop
@@ -123,7 +129,11 @@ class ApiServer:
         deadline = asyncio.get_running_loop().time() + timeout_s
         while not self.server.started:
             if self._done.is_set():
-                why = self.error if self.error is not None and not isinstance(self.error, SystemExit) else "server exited"
+                why = (
+                    self.error
+                    if self.error is not None and not isinstance(self.error, SystemExit)
+                    else "server exited"
+                )
                 raise OSError(f"the API server did not start: {why}")
             if asyncio.get_running_loop().time() > deadline:
                 raise OSError(f"the API server did not start within {timeout_s:.0f} s")

@@ -23,7 +23,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog=PROG, description="Check the agent's audit log (HMAC chain, sequence, truncation).")
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND", parser_class=_Parser, required=True)
     v = sub.add_parser("verify", help="verify <state_dir>/audit.log; exit 0 intact, 1 tampered, 2 bad usage")
-    v.add_argument("--config", help="config file (default: ./config.toml, $LLMCONSOLE_CONFIG, ~/.config/llmconsole/config.toml)")
+    v.add_argument(
+        "--config",
+        help="config file (default: ./config.toml, $LLMCONSOLE_CONFIG, ~/.config/llmconsole/config.toml)",
+    )
     return p
 
 

@@ -141,7 +141,9 @@ class TokenFile:
 
     SETTLE_S = 2.0
 
-    def __init__(self, path: str | Path, *, check_every_s: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, path: str | Path, *, check_every_s: float = 1.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.path = Path(path).expanduser()
         self.check_every_s = check_every_s
         self._clock = clock

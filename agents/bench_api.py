@@ -62,23 +62,37 @@ async def bench(state: AppState, request: Request) -> Response:
     event = doc["event"]
     remote = request.client.host if request.client else None
     record = {
-        "request_id": uuid.uuid4().hex, "actor": identity.name, "role": identity.role,
-        "auth": "bearer" if identity.role is not None else "none", "remote": remote,
-        "action": f"bench-{event}", "engine": engine_id if known else engine_id[:64],
-        "run_id": doc["run_id"][:64], "workload": _one_line(doc.get("workload")), "params": doc.get("params"),
-    }  # fmt: skip
+        "request_id": uuid.uuid4().hex,
+        "actor": identity.name,
+        "role": identity.role,
+        "auth": "bearer" if identity.role is not None else "none",
+        "remote": remote,
+        "action": f"bench-{event}",
+        "engine": engine_id if known else engine_id[:64],
+        "run_id": doc["run_id"][:64],
+        "workload": _one_line(doc.get("workload")),
+        "params": doc.get("params"),
+    }
     rid = {"X-Request-Id": record["request_id"]}
     if (event != "heartbeat" or status is not None) and not await _audit_attempt(
         state, record, decision, named=identity.role is not None
     ):
-        return json_error(503, "audit log unavailable: benchmarks are refused (the agent's log says why)",
-                          {**rid, "Retry-After": "30"})  # fmt: skip
+        return json_error(
+            503,
+            "audit log unavailable: benchmarks are refused (the agent's log says why)",
+            {**rid, "Retry-After": "30"},
+        )
     if status is not None:
         extra = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
         return json_error(status, message, {**rid, **extra})
     try:
         marker = state.runtime.benchmarks.announce(  # type: ignore[attr-defined]
-            engine_id, event, doc["run_id"], time.monotonic(), client=remote, workload=doc.get("workload"),
+            engine_id,
+            event,
+            doc["run_id"],
+            time.monotonic(),
+            client=remote,
+            workload=doc.get("workload"),
             wall=time.time(),
         )
     except BenchmarkRefused as exc:

@@ -38,8 +38,17 @@ class BenchmarkBook:
         self._lock = threading.Lock()
         self._by_engine: dict[str, _Entry] = {}
 
-    def announce(self, engine: str, event: str, run_id: str, now: float, *, client: str | None = None,
-                 workload: str | None = None, wall: float | None = None) -> BenchmarkMarker | None:  # fmt: skip
+    def announce(
+        self,
+        engine: str,
+        event: str,
+        run_id: str,
+        now: float,
+        *,
+        client: str | None = None,
+        workload: str | None = None,
+        wall: float | None = None,
+    ) -> BenchmarkMarker | None:
         """Apply one event; the engine's marker afterwards (None after ``end``). BenchmarkRefused when a
         heartbeat or end names no running benchmark, or a start finds another live one on the engine."""
         if event not in EVENTS:
@@ -53,7 +62,9 @@ class BenchmarkBook:
                 if entry is not None and entry.marker.run_id != run_id:
                     raise BenchmarkRefused(f"benchmark {entry.marker.run_id} is already running on {engine}")
                 text = None if workload is None else " ".join(workload.split())[:MAX_WORKLOAD_CHARS]
-                marker = BenchmarkMarker(run_id=run_id, started_at=rfc3339(wall), client=client, workload=text)
+                marker = BenchmarkMarker(
+                    run_id=run_id, started_at=rfc3339(wall), client=client, workload=text
+                )
                 self._by_engine[engine] = _Entry(marker, now)
                 return marker
             if entry is None or entry.marker.run_id != run_id:

@@ -121,7 +121,9 @@ def _window(collector: Any, seconds: float) -> list[tuple[HostSnapshot, str]]:
     ring = getattr(collector, "_ring", None)
     try:
         entries = list(ring) if ring is not None else []
-        if entries and all(isinstance(e, tuple) and len(e) == 3 and isinstance(e[1], HostSnapshot) for e in entries[-1:]):
+        if entries and all(
+            isinstance(e, tuple) and len(e) == 3 and isinstance(e[1], HostSnapshot) for e in entries[-1:]
+        ):
             newest = entries[-1][0]
             return [(snap, text) for t, snap, text in entries if newest - t <= seconds]
     except (TypeError, ValueError):
@@ -135,15 +137,24 @@ def _engine_inputs(watch: Any) -> EngineInputs:
     audit = getattr(getattr(watch, "exposure", None), "audit", getattr(watch, "exposure", None))
     plan = getattr(sup, "plan", None)
     return EngineInputs(
-        id=watch.config.id, kind=watch.config.kind, model=getattr(watch.config, "model", None),
-        state=getattr(sup, "state", None), reason=getattr(sup, "reason", None), pid=getattr(sup, "pid", None),
-        pids=tuple(getattr(sup, "pids", ()) or ()), restarts=getattr(sup, "restarts", None),
-        argv=tuple(getattr(plan, "argv", ()) or ()), env=dict(getattr(plan, "env", {}) or {}),
-        events=list(getattr(sup, "events", []) or []), log_tail=list(sup.log_tail(LOG_LINES)),
-        log_version=getattr(audit, "version", None), log_version_line=getattr(audit, "version_line", None),
-        scrapes=bundle_scrapes.recent(watch), scrape_ring=bundle_scrapes.installed(watch),
+        id=watch.config.id,
+        kind=watch.config.kind,
+        model=getattr(watch.config, "model", None),
+        state=getattr(sup, "state", None),
+        reason=getattr(sup, "reason", None),
+        pid=getattr(sup, "pid", None),
+        pids=tuple(getattr(sup, "pids", ()) or ()),
+        restarts=getattr(sup, "restarts", None),
+        argv=tuple(getattr(plan, "argv", ()) or ()),
+        env=dict(getattr(plan, "env", {}) or {}),
+        events=list(getattr(sup, "events", []) or []),
+        log_tail=list(sup.log_tail(LOG_LINES)),
+        log_version=getattr(audit, "version", None),
+        log_version_line=getattr(audit, "version_line", None),
+        scrapes=bundle_scrapes.recent(watch),
+        scrape_ring=bundle_scrapes.installed(watch),
         captures=stacks.captures(watch),
-    )  # fmt: skip
+    )
 
 
 def gather(runtime: Any, request: BundleRequest) -> Inputs:
@@ -151,10 +162,14 @@ def gather(runtime: Any, request: BundleRequest) -> Inputs:
     watches = [w for w in runtime.watches.values() if request.engine is None or w.config.id == request.engine]
     seconds = min(request.since_s, float(runtime.history_s))
     return Inputs(
-        host=runtime.collector.host, boot_id=getattr(runtime.collector, "boot_id", None),
-        history_s=float(runtime.history_s), snapshots=_window(runtime.collector, seconds),
-        engines=[_engine_inputs(w) for w in watches], gpu=runtime.gpu, redact=runtime.redactor,
-    )  # fmt: skip
+        host=runtime.collector.host,
+        boot_id=getattr(runtime.collector, "boot_id", None),
+        history_s=float(runtime.history_s),
+        snapshots=_window(runtime.collector, seconds),
+        engines=[_engine_inputs(w) for w in watches],
+        gpu=runtime.gpu,
+        redact=runtime.redactor,
+    )
 
 
 # --- step 2: in a worker thread ----------------------------------------------------------------------------
@@ -176,7 +191,11 @@ class _Build:
     def out_of_time(self, what: str) -> bool:
         if time.monotonic() <= self.deadline:
             return False
-        self.w.note_missing(what, f"skipped: the bundle's time cap of {self.request.max_seconds:g} s was reached", self.inputs.host)
+        self.w.note_missing(
+            what,
+            f"skipped: the bundle's time cap of {self.request.max_seconds:g} s was reached",
+            self.inputs.host,
+        )
         return True
 
     def text(self, path: str, text: str, what: str | None = None) -> None:
@@ -201,7 +220,9 @@ def write_bundle(inputs: Inputs, request: BundleRequest, audit: Any | None = Non
         b.missing("snapshots", "the agent has taken no snapshot yet")
     if not b.out_of_time("host facts"):
         facts, missing = host_facts(latest, inputs.gpu)
-        facts.update(host=inputs.host, boot_id=inputs.boot_id, agent_version=__version__, history_s=inputs.history_s)
+        facts.update(
+            host=inputs.host, boot_id=inputs.boot_id, agent_version=__version__, history_s=inputs.history_s
+        )
         b.json("host.json", facts)
         for what, why in missing:
             b.missing(what, why)
@@ -213,7 +234,11 @@ def write_bundle(inputs: Inputs, request: BundleRequest, audit: Any | None = Non
         for what, why in missing:
             b.missing(what, why)
         if lines is not None:
-            b.text("kernel-log.txt", f"# source: {source}; lines about NVRM, Xid, nvidia and OOM only\n" + "".join(line + "\n" for line in lines))
+            b.text(
+                "kernel-log.txt",
+                f"# source: {source}; lines about NVRM, Xid, nvidia and OOM only\n"
+                + "".join(line + "\n" for line in lines),
+            )
     _audit(b, audit)
     for e in inputs.engines:
         if not b.out_of_time(f"engine {e.id}"):
@@ -238,10 +263,24 @@ def _audit(b: _Build, audit: Any | None) -> None:
     except OSError as exc:
         b.missing("audit log tail", f"cannot read: {exc.strerror or exc}")
     try:
-        v = verify_log(audit.path, key_path=getattr(audit, "key_path", None), head_path=getattr(audit, "head_path", None))
-        b.json("audit-verify.json", {"ok": v.ok, "summary": v.summary(), "records": v.records, "legacy": v.legacy,
-                                     "first_seq": v.first_seq, "last_seq": v.last_seq, "last_at": v.last_at,
-                                     "bad_line": v.bad_line, "problem": v.problem, "notes": list(v.notes)})  # fmt: skip
+        v = verify_log(
+            audit.path, key_path=getattr(audit, "key_path", None), head_path=getattr(audit, "head_path", None)
+        )
+        b.json(
+            "audit-verify.json",
+            {
+                "ok": v.ok,
+                "summary": v.summary(),
+                "records": v.records,
+                "legacy": v.legacy,
+                "first_seq": v.first_seq,
+                "last_seq": v.last_seq,
+                "last_at": v.last_at,
+                "bad_line": v.bad_line,
+                "problem": v.problem,
+                "notes": list(v.notes),
+            },
+        )
     except OSError as exc:
         b.missing("audit log verification", f"cannot read: {exc.strerror or exc}")
 
@@ -257,11 +296,24 @@ def _engine(b: _Build, e: EngineInputs, snaps: Sequence[HostSnapshot]) -> None:
     versions = engine_versions(*launch, package, e.log_version, e.log_version_line)
     if running is not None:
         running.pop("_environ", None)
-    b.json(f"{base}/engine.json", {
-        "id": e.id, "kind": e.kind, "model": e.model, "state": e.state, "reason": e.reason, "pid": e.pid,
-        "pids": list(e.pids), "restarts": e.restarts, "argv": list(e.argv), "env": env, "env_withheld": withheld,
-        "process": running, "versions": versions,
-    })  # fmt: skip
+    b.json(
+        f"{base}/engine.json",
+        {
+            "id": e.id,
+            "kind": e.kind,
+            "model": e.model,
+            "state": e.state,
+            "reason": e.reason,
+            "pid": e.pid,
+            "pids": list(e.pids),
+            "restarts": e.restarts,
+            "argv": list(e.argv),
+            "env": env,
+            "env_withheld": withheld,
+            "process": running,
+            "versions": versions,
+        },
+    )
     b.jsonl(f"{base}/events.jsonl", [{k: v for k, v in ev.items() if k != "mono"} for ev in e.events])
     tail, dropped = drop_content_lines(e.log_tail)
     b.content_dropped += dropped
@@ -283,11 +335,22 @@ def _package(kind: str) -> str | None:
 
 def _scrapes(b: _Build, e: EngineInputs, base: str) -> None:
     if not e.scrape_ring:
-        why = "none recorded yet (the engine has not been scraped)" if e.state in ("ready", "degraded", "hung", "starting") else f"the engine is {e.state}"
+        why = (
+            "none recorded yet (the engine has not been scraped)"
+            if e.state in ("ready", "degraded", "hung", "starting")
+            else f"the engine is {e.state}"
+        )
         b.missing(f"engine {e.id} raw /metrics scrapes", why)
     index = []
     for n, s in enumerate(e.scrapes, 1):
-        row = {"at": s.at, "ok": s.ok, "http_status": s.status, "error": s.error, "elapsed_s": s.elapsed_s, "file": None}
+        row = {
+            "at": s.at,
+            "ok": s.ok,
+            "http_status": s.status,
+            "error": s.error,
+            "elapsed_s": s.elapsed_s,
+            "file": None,
+        }
         if s.body is not None:
             row["file"] = f"metrics/scrape-{n}.txt"
             row["bytes"], row["truncated"] = len(s.body), s.truncated
@@ -328,10 +391,19 @@ def _snapshots(b: _Build, pairs: Sequence[tuple[HostSnapshot, str]]) -> None:
         size -= len(lines[len(lines) - keep - 1].encode()) + 1
     if keep < len(lines):
         first_kept = pairs[len(pairs) - keep][0].taken_at if keep else None
-        b.missing("snapshots", f"{len(lines) - keep} of {len(lines)} oldest snapshots left out: the bundle's size cap of "
-                  f"{b.request.max_bytes / 2**20:.0f} MiB was reached" + (f" (kept from {first_kept})" if first_kept else ""))
-    kept = lines[len(lines) - keep:]
-    b.w.add_text(f"{b.dir}/snapshots.jsonl", "".join(line + "\n" for line in kept), what="snapshots", host=b.inputs.host)
+        b.missing(
+            "snapshots",
+            f"{len(lines) - keep} of {len(lines)} oldest snapshots left out: the bundle's size cap of "
+            f"{b.request.max_bytes / 2**20:.0f} MiB was reached"
+            + (f" (kept from {first_kept})" if first_kept else ""),
+        )
+    kept = lines[len(lines) - keep :]
+    b.w.add_text(
+        f"{b.dir}/snapshots.jsonl",
+        "".join(line + "\n" for line in kept),
+        what="snapshots",
+        host=b.inputs.host,
+    )
 
 
 def _finish(b: _Build, snaps: Sequence[HostSnapshot]) -> BundleResult:
@@ -341,27 +413,58 @@ def _finish(b: _Build, snaps: Sequence[HostSnapshot]) -> BundleResult:
     for e in inputs.engines:
         got = b.w.files.get(f"{b.dir}/engines/{safe_component(e.id)}/engine.json")
         versions = json.loads(got)["versions"] if got else {}
-        engines.append({"id": e.id, "kind": e.kind, "model": e.model, "state": e.state,
-                        "version": versions.get("version"), "version_source": versions.get("version_source")})  # fmt: skip
+        engines.append(
+            {
+                "id": e.id,
+                "kind": e.kind,
+                "model": e.model,
+                "state": e.state,
+                "version": versions.get("version"),
+                "version_source": versions.get("version_source"),
+            }
+        )
     py_spy, why = stacks.find_py_spy()
     created = time.time()
     fields = {
         "created_at": rfc3339(created),
-        "created_by": {"tool": "llmconsole agent", "version": __version__, "actor": request.actor, "role": request.role,
-                       "request_id": request.request_id},
+        "created_by": {
+            "tool": "llmconsole agent",
+            "version": __version__,
+            "actor": request.actor,
+            "role": request.role,
+            "request_id": request.request_id,
+        },
         "reason": request.reason,
         "window": window_facts(snaps, request.since_s, inputs.history_s),
         "engine_filter": request.engine,
-        "hosts": [{"name": inputs.host, "dir": b.dir, "agent_version": latest.agent_version if latest else __version__,
-                   "boot_id": inputs.boot_id, "engines": engines, "status": "collected", "missing": len(b.w.missing)}],
-        "redaction": {"rules": list(RULES), "content_lines_removed": b.content_dropped, "host_names_masked": False},
+        "hosts": [
+            {
+                "name": inputs.host,
+                "dir": b.dir,
+                "agent_version": latest.agent_version if latest else __version__,
+                "boot_id": inputs.boot_id,
+                "engines": engines,
+                "status": "collected",
+                "missing": len(b.w.missing),
+            }
+        ],
+        "redaction": {
+            "rules": list(RULES),
+            "content_lines_removed": b.content_dropped,
+            "host_names_masked": False,
+        },
         "stack_capture": {"tool": py_spy, "problem": why},
         "limits": {"max_bytes": request.max_bytes, "max_seconds": request.max_seconds},
-    }  # fmt: skip
+    }
     fields = json.loads(b.clean(json.dumps(fields)))  # the reason is operator text: redacted like every file
-    data = guard_clean(lambda attempt: b.w.build(fields, mtime=created + attempt, compresslevel=_LEVELS[attempt]), inputs.redact)
+    data = guard_clean(
+        lambda attempt: b.w.build(fields, mtime=created + attempt, compresslevel=_LEVELS[attempt]),
+        inputs.redact,
+    )
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(created))
-    return BundleResult(data, b.w.manifest(fields), f"llmconsole-bundle-{safe_component(inputs.host)}-{stamp}.tar.gz")
+    return BundleResult(
+        data, b.w.manifest(fields), f"llmconsole-bundle-{safe_component(inputs.host)}-{stamp}.tar.gz"
+    )
 
 
 def guard_clean(build: Callable[[int], bytes], redact: Callable[[str], str]) -> bytes:
@@ -376,4 +479,13 @@ def guard_clean(build: Callable[[int], bytes], redact: Callable[[str], str]) -> 
     raise BundleError("could not produce an archive that the API's redaction leaves intact")
 
 
-__all__ = ["DEFAULT_SINCE_S", "MAX_SINCE_S", "BundleRequest", "BundleResult", "Inputs", "gather", "guard_clean", "write_bundle"]
+__all__ = [
+    "DEFAULT_SINCE_S",
+    "MAX_SINCE_S",
+    "BundleRequest",
+    "BundleResult",
+    "Inputs",
+    "gather",
+    "guard_clean",
+    "write_bundle",
+]

@@ -56,12 +56,19 @@ def clean_reason(raw: str | None) -> str | None:
 
 def _decision(identity: Any, configured: bool) -> tuple[str, int | None, str]:
     if not configured:
-        return ("denied: no tokens configured", 403,
-                "bundles are disabled: no operator token is configured on this agent (tokens_file)")  # fmt: skip
+        return (
+            "denied: no tokens configured",
+            403,
+            "bundles are disabled: no operator token is configured on this agent (tokens_file)",
+        )
     if identity.role is None:
         return "denied: unauthenticated", 401, "a valid operator bearer token is required"
     if identity.role != "operator":
-        return f"denied: role {identity.role}", 403, f"token {identity.name!r} has role {identity.role!r}; operator needed"
+        return (
+            f"denied: role {identity.role}",
+            403,
+            f"token {identity.name!r} has role {identity.role!r}; operator needed",
+        )
     return "allowed", None, ""
 
 
@@ -78,21 +85,40 @@ async def bundle(state: AppState, request: Request) -> Response:
     decision, status, message = _decision(identity, store.configured)
     known = engine is None or engine in state.runtime.engine_ids()
     if status is None and not known:
-        decision, status, message = "denied: unknown engine", 404, f"no engine {_shown_id(engine or '')!r} on this host"
+        decision, status, message = (
+            "denied: unknown engine",
+            404,
+            f"no engine {_shown_id(engine or '')!r} on this host",
+        )
     record = {
-        "request_id": uuid.uuid4().hex, "actor": identity.name, "role": identity.role,
+        "request_id": uuid.uuid4().hex,
+        "actor": identity.name,
+        "role": identity.role,
         "auth": "bearer" if identity.role is not None else "none",
-        "remote": request.client.host if request.client else None, "action": "bundle",
-        "engine": engine if known else _shown_id(engine or ""), "since_s": since, "reason": reason,
-    }  # fmt: skip
+        "remote": request.client.host if request.client else None,
+        "action": "bundle",
+        "engine": engine if known else _shown_id(engine or ""),
+        "since_s": since,
+        "reason": reason,
+    }
     rid = {"X-Request-Id": record["request_id"]}
     if not await _audit_attempt(state, record, decision, named=identity.role is not None):
-        return json_error(503, "audit log unavailable: bundles are refused (the agent's log says why)", {**rid, "Retry-After": "30"})
+        return json_error(
+            503,
+            "audit log unavailable: bundles are refused (the agent's log says why)",
+            {**rid, "Retry-After": "30"},
+        )
     if status is not None:
         extra = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
         return json_error(status, message, {**rid, **extra})
-    ask = BundleRequest(since_s=since, engine=engine, reason=reason, actor=identity.name, role=identity.role,
-                        request_id=record["request_id"])  # fmt: skip
+    ask = BundleRequest(
+        since_s=since,
+        engine=engine,
+        reason=reason,
+        actor=identity.name,
+        role=identity.role,
+        request_id=record["request_id"],
+    )
     if not _BUILDS.acquire(blocking=False):
         why = f"{MAX_BUILDS} bundles are being built already: retry in a few seconds"
         await asyncio.to_thread(state.audit.try_append, **record, result=f"failed: {why}")
@@ -108,5 +134,9 @@ async def bundle(state: AppState, request: Request) -> Response:
         return json_error(500, f"bundle could not be written: {exc}", rid)
     finally:
         _BUILDS.release()
-    headers = {**rid, "Content-Disposition": f'attachment; filename="{result.filename}"', "Cache-Control": "no-store"}
+    headers = {
+        **rid,
+        "Content-Disposition": f'attachment; filename="{result.filename}"',
+        "Cache-Control": "no-store",
+    }
     return Response(result.data, media_type="application/gzip", headers=headers)

@@ -19,9 +19,30 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-INTERESTING = ("torch", "triton", "transformers", "tokenizers", "safetensors", "xformers", "flashinfer", "flashinfer-python",
-               "numpy", "pyzmq", "ray", "nvidia-ml-py", "pynvml", "accelerate", "huggingface-hub", "llmconsole",
-               "vllm", "sglang", "text-generation-inference", "sgl-kernel", "outlines", "xgrammar")  # fmt: skip
+INTERESTING = (
+    "torch",
+    "triton",
+    "transformers",
+    "tokenizers",
+    "safetensors",
+    "xformers",
+    "flashinfer",
+    "flashinfer-python",
+    "numpy",
+    "pyzmq",
+    "ray",
+    "nvidia-ml-py",
+    "pynvml",
+    "accelerate",
+    "huggingface-hub",
+    "llmconsole",
+    "vllm",
+    "sglang",
+    "text-generation-inference",
+    "sgl-kernel",
+    "outlines",
+    "xgrammar",
+)
 INTERESTING_PREFIXES = ("nvidia-", "vllm-", "torch-")
 MAX_PACKAGES = 80
 _PYTHON_RE = re.compile(r"python(?:[0-9][0-9.]*)?")
@@ -45,7 +66,10 @@ def interpreter_of(argv: Sequence[str], env: Mapping[str, str]) -> tuple[str | N
     except OSError as exc:
         return None, f"cannot read {os.path.basename(exe)}: {exc.strerror or exc}"
     if not head.startswith(b"#!"):
-        return None, f"{os.path.basename(exe)} is not a Python interpreter or script (no version from package metadata)"
+        return (
+            None,
+            f"{os.path.basename(exe)} is not a Python interpreter or script (no version from package metadata)",
+        )
     words = head[2:].split(b"\n", 1)[0].decode("utf-8", "replace").split()
     if not words:
         return None, f"{os.path.basename(exe)} has an empty #! line"
@@ -108,8 +132,13 @@ def installed(dirs: Sequence[Path]) -> dict[str, str]:
     return found
 
 
-def engine_versions(argv: Sequence[str], env: Mapping[str, str], package: str | None,
-                    log_version: str | None, log_line: str | None) -> dict[str, Any]:  # fmt: skip
+def engine_versions(
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    package: str | None,
+    log_version: str | None,
+    log_line: str | None,
+) -> dict[str, Any]:
     """The engine's version (package metadata first, else its log), where it came from, and the versions
     of the libraries that matter to its maintainers."""
     interp, why = interpreter_of(argv, env)
@@ -120,7 +149,10 @@ def engine_versions(argv: Sequence[str], env: Mapping[str, str], package: str | 
     shown = dict(list(shown.items())[:MAX_PACKAGES])
     version, source = None, None
     if package and normalize(package) in packages:
-        version, source = packages[normalize(package)], f"package metadata ({package}) in {dirs[0].parent.parent.parent if dirs else '?'}"
+        version, source = (
+            packages[normalize(package)],
+            f"package metadata ({package}) in {dirs[0].parent.parent.parent if dirs else '?'}",
+        )
     elif log_version:
         version, source = log_version, f"engine log: {log_line}" if log_line else "engine log"
     notes = []
@@ -130,5 +162,12 @@ def engine_versions(argv: Sequence[str], env: Mapping[str, str], package: str | 
         notes.append(f"no site-packages found for {interp}")
     elif package and normalize(package) not in packages:
         notes.append(f"{package} is not installed in the engine's interpreter ({interp})")
-    return {"engine_package": package, "version": version, "version_source": source, "interpreter": interp,
-            "site_packages": [str(d) for d in dirs], "packages": shown, "notes": notes}  # fmt: skip
+    return {
+        "engine_package": package,
+        "version": version,
+        "version_source": source,
+        "interpreter": interp,
+        "site_packages": [str(d) for d in dirs],
+        "packages": shown,
+        "notes": notes,
+    }

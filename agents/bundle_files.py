@@ -116,7 +116,11 @@ class BundleWriter:
         if path in self.files:
             raise ValueError(f"bundle path {path!r} added twice")
         if len(data) > self.left():
-            self.note_missing(what or path, f"left out: the bundle's size cap of {_mib(self.budget_bytes)} was reached", host)
+            self.note_missing(
+                what or path,
+                f"left out: the bundle's size cap of {_mib(self.budget_bytes)} was reached",
+                host,
+            )
             return False
         self.files[path] = data
         self.used += len(data)
@@ -146,7 +150,9 @@ class BundleWriter:
     def build(self, fields: Mapping[str, Any], *, mtime: float, compresslevel: int = 6) -> bytes:
         """The archive (tar.gz bytes): ``manifest.json`` first, then every file in the order added."""
         manifest = json.dumps(self.manifest(fields), indent=1, ensure_ascii=False).encode() + b"\n"
-        return write_archive([(MANIFEST, manifest), *self.files.items()], mtime=mtime, compresslevel=compresslevel)
+        return write_archive(
+            [(MANIFEST, manifest), *self.files.items()], mtime=mtime, compresslevel=compresslevel
+        )
 
 
 def write_archive(members: Iterable[tuple[str, bytes]], *, mtime: float, compresslevel: int = 6) -> bytes:
@@ -191,7 +197,9 @@ class _Counted(io.RawIOBase):
         return data
 
 
-def read_bundle(source: str | os.PathLike[str] | bytes, limits: ReadLimits = DEFAULT_LIMITS) -> dict[str, bytes]:
+def read_bundle(
+    source: str | os.PathLike[str] | bytes, limits: ReadLimits = DEFAULT_LIMITS
+) -> dict[str, bytes]:
     """Every member of the archive (path -> bytes, in archive order), refusing anything unsafe.
     BundleError (one line) for an unreadable, truncated, hostile or oversized archive."""
     raw: BinaryIO
@@ -239,7 +247,9 @@ def _read_members(stream: _Counted, limits: ReadLimits) -> dict[str, bytes]:
             if name in out:
                 raise BundleError(f"{_shown(name)}: appears twice: refused")
             if member.size > limits.max_member_bytes:
-                raise BundleError(f"{_shown(name)}: {member.size} bytes, over the {_mib(limits.max_member_bytes)} cap: refused")
+                raise BundleError(
+                    f"{_shown(name)}: {member.size} bytes, over the {_mib(limits.max_member_bytes)} cap: refused"
+                )
             total += member.size
             if total > limits.max_total_bytes:
                 raise BundleError(f"members total more than {_mib(limits.max_total_bytes)}: refused")
@@ -314,8 +324,10 @@ class Verdict:
         names = ", ".join(str(h.get("name")) for h in hosts if isinstance(h, dict)) or "none"
         size = sum(int(f.get("size", 0)) for f in m.get("files", []))
         missing = m.get("missing") or []
-        text = (f"{len(m.get('files', []))} files intact ({_mib(size)}), schema {m.get('schema')}, "
-                f"created {m.get('created_at')}, hosts: {names}")  # fmt: skip
+        text = (
+            f"{len(m.get('files', []))} files intact ({_mib(size)}), schema {m.get('schema')}, "
+            f"created {m.get('created_at')}, hosts: {names}"
+        )
         if m.get("reason"):
             text += f", reason: {str(m['reason'])[:200]}"
         if missing:
@@ -327,7 +339,7 @@ def schema_problem(value: object) -> str | None:
     """Why ``value`` is not a bundle schema this code reads (``llmconsole.bundle/1`` or ``/1.x``), or None."""
     if not isinstance(value, str) or not value.startswith(SCHEMA_PREFIX):
         return f"not an llmconsole bundle (schema {str(value)[:60]!r})"
-    version = value[len(SCHEMA_PREFIX):]
+    version = value[len(SCHEMA_PREFIX) :]
     if version.split(".", 1)[0] != SCHEMA.rsplit("/", 1)[1]:
         return f"bundle schema {value[:60]} is not readable here (this llmconsole reads {SCHEMA}.x)"
     return None
@@ -389,7 +401,20 @@ def verify_bundle(source: str | os.PathLike[str] | bytes, limits: ReadLimits = D
 
 
 __all__ = [
-    "DEFAULT_LIMITS", "MANIFEST", "SCHEMA", "BundleError", "BundleWriter", "ReadLimits", "Verdict", "check_manifest",
-    "extract_to", "path_problem", "read_bundle", "safe_component", "schema_problem", "sha256", "verify_bundle",
+    "DEFAULT_LIMITS",
+    "MANIFEST",
+    "SCHEMA",
+    "BundleError",
+    "BundleWriter",
+    "ReadLimits",
+    "Verdict",
+    "check_manifest",
+    "extract_to",
+    "path_problem",
+    "read_bundle",
+    "safe_component",
+    "schema_problem",
+    "sha256",
+    "verify_bundle",
     "write_archive",
-]  # fmt: skip
+]

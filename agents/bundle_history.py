@@ -19,10 +19,17 @@ Key = tuple[str | None, str, str | None]  # (engine id or None for the host, cod
 
 def _alert_row(transition: str, snap: HostSnapshot, engine: str | None, alert: Alert) -> dict[str, Any]:
     return {
-        "at": snap.taken_at, "seq": snap.seq, "transition": transition, "scope": "engine" if engine else "host",
-        "engine": engine, "code": alert.code, "severity": alert.severity, "since": alert.since,
-        "summary": alert.summary, "evidence": alert.evidence,
-    }  # fmt: skip
+        "at": snap.taken_at,
+        "seq": snap.seq,
+        "transition": transition,
+        "scope": "engine" if engine else "host",
+        "engine": engine,
+        "code": alert.code,
+        "severity": alert.severity,
+        "since": alert.since,
+        "summary": alert.summary,
+        "evidence": alert.evidence,
+    }
 
 
 def _alerts_of(snap: HostSnapshot, engine: str | None) -> Iterable[tuple[str | None, Alert]]:
@@ -68,13 +75,32 @@ def probe_history(snapshots: Sequence[HostSnapshot], engine_id: str) -> list[dic
         h = e.health
         if h is not None and h.checked_at and h.checked_at not in seen_health:
             seen_health.add(h.checked_at)
-            rows.append({"probe": "health", "at": h.checked_at, "ok": h.http_ok, "http_status": h.http_status,
-                         "latency_s": h.latency_s, "error": h.error, "engine_state": e.state})  # fmt: skip
+            rows.append(
+                {
+                    "probe": "health",
+                    "at": h.checked_at,
+                    "ok": h.http_ok,
+                    "http_status": h.http_status,
+                    "latency_s": h.latency_s,
+                    "error": h.error,
+                    "engine_state": e.state,
+                }
+            )
         c = e.canary
         if c is not None and c.at and c.at not in seen_canary:
             seen_canary.add(c.at)
-            rows.append({"probe": "canary", "at": c.at, "ok": c.ok, "ttft_s": c.ttft_s, "error": c.error,
-                         "engine_state": e.state, "prompt": "ping", "max_tokens": 1})  # fmt: skip
+            rows.append(
+                {
+                    "probe": "canary",
+                    "at": c.at,
+                    "ok": c.ok,
+                    "ttft_s": c.ttft_s,
+                    "error": c.error,
+                    "engine_state": e.state,
+                    "prompt": "ping",
+                    "max_tokens": 1,
+                }
+            )
     rows.sort(key=lambda r: r["at"])
     return rows
 

@@ -20,7 +20,9 @@ import psutil
 from agents.bundle_redact import allowed_env
 from agents.schema import HostSnapshot, rfc3339, to_dict
 
-KERNEL_LOG_RE = re.compile(r"NVRM|Xid|nvidia|out of memory|oom-kill|oom_reaper|killed process|invoked oom-killer", re.IGNORECASE)
+KERNEL_LOG_RE = re.compile(
+    r"NVRM|Xid|nvidia|out of memory|oom-kill|oom_reaper|killed process|invoked oom-killer", re.IGNORECASE
+)
 KERNEL_LOG_MAX_LINES = 2000
 KERNEL_LOG_FILES = ("/var/log/kern.log", "/var/log/messages")
 _FILE_TAIL_BYTES = 8 * 2**20
@@ -55,14 +57,21 @@ def _text(value: Any) -> str | None:
 def driver_facts(gpu: Any) -> tuple[dict[str, Any], Missing]:
     """GPU driver, CUDA driver API and NVML versions: from the agent's NVML source when it has one, else
     the driver version from /proc/driver/nvidia/version; each value None with a reason when unknown."""
-    out: dict[str, Any] = {"driver_version": None, "cuda_driver_version": None, "nvml_version": None, "from": None}
+    out: dict[str, Any] = {
+        "driver_version": None,
+        "cuda_driver_version": None,
+        "nvml_version": None,
+        "from": None,
+    }
     missing: Missing = []
     nvml = getattr(gpu, "_nvml", None)  # agents.gpu.nvml.NvmlGpuSource keeps its initialised module here
     if nvml is not None:
         out["from"] = "nvml"
-        for key, names in (("driver_version", ("nvmlSystemGetDriverVersion",)),
-                           ("cuda_driver_version", ("nvmlSystemGetCudaDriverVersion_v2", "nvmlSystemGetCudaDriverVersion")),
-                           ("nvml_version", ("nvmlSystemGetNVMLVersion",))):  # fmt: skip
+        for key, names in (
+            ("driver_version", ("nvmlSystemGetDriverVersion",)),
+            ("cuda_driver_version", ("nvmlSystemGetCudaDriverVersion_v2", "nvmlSystemGetCudaDriverVersion")),
+            ("nvml_version", ("nvmlSystemGetNVMLVersion",)),
+        ):
             what, why = f"GPU {key.replace('_', ' ')}", f"this NVML binding has no {' or '.join(names)}"
             for name in names:
                 fn = getattr(nvml, name, None)
@@ -85,7 +94,9 @@ def driver_facts(gpu: Any) -> tuple[dict[str, Any], Missing]:
         m = re.search(r"Kernel Module(?: for [\w.-]+)?\s+([0-9][0-9.]+)", proc_version)
         out["driver_version"] = m.group(1) if m else None
         out["from"] = "/proc/driver/nvidia/version"
-        missing.append(("CUDA driver version", "the agent does not read GPUs through NVML (gpu_source is not nvml)"))
+        missing.append(
+            ("CUDA driver version", "the agent does not read GPUs through NVML (gpu_source is not nvml)")
+        )
     else:
         why = "no NVIDIA driver found (/proc/driver/nvidia/version is absent) and gpu_source is not nvml"
         missing.append(("GPU driver and CUDA versions", why))
@@ -105,14 +116,24 @@ def host_facts(latest: HostSnapshot | None, gpu: Any) -> tuple[dict[str, Any], M
         boot = None
     driver, missing = driver_facts(gpu)
     facts = {
-        "uname": {"sysname": u.sysname, "nodename": u.nodename, "release": u.release, "version": u.version, "machine": u.machine},
+        "uname": {
+            "sysname": u.sysname,
+            "nodename": u.nodename,
+            "release": u.release,
+            "version": u.version,
+            "machine": u.machine,
+        },
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "ram_total_bytes": ram,
         "boot_time": boot,
         "python": platform.python_version(),
         "gpu_source": latest.gpu_source if latest else None,
-        "gpus": [{"index": g.index, "name": g.name, "mem_total_bytes": g.mem_total_bytes} for g in latest.gpus] if latest else [],
+        "gpus": [
+            {"index": g.index, "name": g.name, "mem_total_bytes": g.mem_total_bytes} for g in latest.gpus
+        ]
+        if latest
+        else [],
         **driver,
     }
     return facts, missing
@@ -122,23 +143,36 @@ def gpu_snapshot(latest: HostSnapshot | None) -> dict[str, Any]:
     """The latest GPU readings with each process's memory and owning engine (None: outside every engine)."""
     if latest is None:
         return {"at": None, "source": None, "gpus": []}
-    return {"at": latest.taken_at, "source": latest.gpu_source, "gpus": [to_dict(g) for g in latest.gpus],
-            "errors": [e for e in latest.errors if "gpu" in e.lower() or "nvml" in e.lower()]}  # fmt: skip
+    return {
+        "at": latest.taken_at,
+        "source": latest.gpu_source,
+        "gpus": [to_dict(g) for g in latest.gpus],
+        "errors": [e for e in latest.errors if "gpu" in e.lower() or "nvml" in e.lower()],
+    }
 
 
-def kernel_log(timeout_s: float = DMESG_TIMEOUT_S, *, dmesg: str | None = None,
-               files: Sequence[str] = KERNEL_LOG_FILES) -> tuple[list[str] | None, str | None, Missing]:  # fmt: skip
+def kernel_log(
+    timeout_s: float = DMESG_TIMEOUT_S, *, dmesg: str | None = None, files: Sequence[str] = KERNEL_LOG_FILES
+) -> tuple[list[str] | None, str | None, Missing]:
     """(matching lines, where they came from, what could not be read): ``dmesg`` first, then the syslog
     ``files``. Lines about NVRM / Xid / nvidia / OOM only, the last ``KERNEL_LOG_MAX_LINES``."""
     missing: Missing = []
     if dmesg is None:
-        dmesg = shutil.which("dmesg") or next((p for p in ("/usr/bin/dmesg", "/bin/dmesg") if os.access(p, os.X_OK)), None)
+        dmesg = shutil.which("dmesg") or next(
+            (p for p in ("/usr/bin/dmesg", "/bin/dmesg") if os.access(p, os.X_OK)), None
+        )
     if dmesg is None:
         missing.append(("kernel log (dmesg)", "dmesg is not installed"))
     else:
         try:
-            done = subprocess.run([dmesg], capture_output=True, timeout=timeout_s, env={"LC_ALL": "C", "PATH": "/usr/bin:/bin"},
-                                  stdin=subprocess.DEVNULL, check=False)  # fmt: skip
+            done = subprocess.run(
+                [dmesg],
+                capture_output=True,
+                timeout=timeout_s,
+                env={"LC_ALL": "C", "PATH": "/usr/bin:/bin"},
+                stdin=subprocess.DEVNULL,
+                check=False,
+            )
         except subprocess.TimeoutExpired:
             missing.append(("kernel log (dmesg)", f"dmesg did not finish within {timeout_s:g}s"))
         except OSError as exc:
@@ -146,7 +180,10 @@ def kernel_log(timeout_s: float = DMESG_TIMEOUT_S, *, dmesg: str | None = None,
         else:
             if done.returncode == 0:
                 return _matching(done.stdout.decode("utf-8", "replace").splitlines()), "dmesg", missing
-            why = (done.stderr.decode("utf-8", "replace").strip().splitlines() or [f"exit status {done.returncode}"])[0][:200]
+            why = (
+                done.stderr.decode("utf-8", "replace").strip().splitlines()
+                or [f"exit status {done.returncode}"]
+            )[0][:200]
             restrict = (_read_first("/proc/sys/kernel/dmesg_restrict") or "").strip()
             hint = f" (kernel.dmesg_restrict={restrict})" if restrict else ""
             missing.append(("kernel log (dmesg)", f"denied: {why}{hint}"))
@@ -188,8 +225,14 @@ def _proc(pid: int, on_gpu: Mapping[int, list[dict[str, Any]]]) -> dict[str, Any
     try:
         p = psutil.Process(pid)
         with p.oneshot():
-            row.update(ppid=p.ppid(), name=p.name(), status=p.status(), threads=p.num_threads(),
-                       rss_bytes=p.memory_info().rss, started=rfc3339(p.create_time()))  # fmt: skip
+            row.update(
+                ppid=p.ppid(),
+                name=p.name(),
+                status=p.status(),
+                threads=p.num_threads(),
+                rss_bytes=p.memory_info().rss,
+                started=rfc3339(p.create_time()),
+            )
             try:
                 row["cmdline"] = p.cmdline()
             except (psutil.AccessDenied, psutil.ZombieProcess):
@@ -219,5 +262,11 @@ def running_process(pid: int | None) -> dict[str, Any] | None:
     except (psutil.AccessDenied, psutil.ZombieProcess, OSError) as exc:
         return {"pid": pid, "error": type(exc).__name__, "cmdline": None, "env": None, "_environ": {}}
     kept, withheld = allowed_env(environ) if environ is not None else (None, None)
-    return {"pid": pid, "cmdline": cmdline, "env": kept, "env_withheld": withheld,
-            "env_error": None if environ is not None else "the environment is not readable", "_environ": environ or {}}  # fmt: skip
+    return {
+        "pid": pid,
+        "cmdline": cmdline,
+        "env": kept,
+        "env_withheld": withheld,
+        "env_error": None if environ is not None else "the environment is not readable",
+        "_environ": environ or {},
+    }

@@ -23,11 +23,37 @@ from collections.abc import Iterable, Mapping
 
 SECRET_NAME_RE = re.compile(r"secret|token|key|passw(?:or)?d|credential|auth", re.IGNORECASE)
 ENV_ALLOW_PREFIXES = (
-    "VLLM_", "SGLANG_", "TGI_", "CUDA_", "NCCL_", "TORCH", "PYTORCH_", "NVIDIA_", "CUBLAS", "CUDNN", "OMP_",
-    "MKL_", "HF_", "HUGGINGFACE_", "TRANSFORMERS_", "TRITON_", "FLASHINFER_", "XFORMERS_", "LLMCONSOLE_", "LC_",
-    "PYTHON", "VIRTUAL_ENV", "LD_LIBRARY_PATH", "HIP_", "ROCM_", "GLOO_", "UCX_",
-)  # fmt: skip
-ENV_ALLOW_NAMES = frozenset({"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "MAX_JOBS"})
+    "VLLM_",
+    "SGLANG_",
+    "TGI_",
+    "CUDA_",
+    "NCCL_",
+    "TORCH",
+    "PYTORCH_",
+    "NVIDIA_",
+    "CUBLAS",
+    "CUDNN",
+    "OMP_",
+    "MKL_",
+    "HF_",
+    "HUGGINGFACE_",
+    "TRANSFORMERS_",
+    "TRITON_",
+    "FLASHINFER_",
+    "XFORMERS_",
+    "LLMCONSOLE_",
+    "LC_",
+    "PYTHON",
+    "VIRTUAL_ENV",
+    "LD_LIBRARY_PATH",
+    "HIP_",
+    "ROCM_",
+    "GLOO_",
+    "UCX_",
+)
+ENV_ALLOW_NAMES = frozenset(
+    {"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "MAX_JOBS"}
+)
 MASK = "***"
 
 _AUTH_RE = re.compile(
@@ -39,15 +65,18 @@ _AUTH_RE = re.compile(
 # Each marker is a literal (found with str.find, fast on megabytes of snapshots) and the pattern that must
 # match where the literal starts.
 _Q = r"\\?[\"']"
-_MARKERS: tuple[tuple[str, re.Pattern[str]], ...] = tuple((lit, re.compile(rx)) for lit, rx in (
-    ("prompt", rf"prompt(?:: |=|{_Q}\s*:|_token_ids|_embeds)"),
-    ("messages", rf"messages(?:{_Q}\s*:|=\[)"),
-    ("ReqInput(", r"ReqInput\("),
-    ("CompletionRequest(", r"CompletionRequest\("),
-    ("output", rf"output(?:: {_Q}|: \[|s=\[|_text)"),
-    ("text", rf"text(?:{_Q}\s*:|={_Q})"),
-    ("inputs", rf"inputs(?:{_Q}\s*:|={_Q})"),
-))  # fmt: skip
+_MARKERS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (lit, re.compile(rx))
+    for lit, rx in (
+        ("prompt", rf"prompt(?:: |=|{_Q}\s*:|_token_ids|_embeds)"),
+        ("messages", rf"messages(?:{_Q}\s*:|=\[)"),
+        ("ReqInput(", r"ReqInput\("),
+        ("CompletionRequest(", r"CompletionRequest\("),
+        ("output", rf"output(?:: {_Q}|: \[|s=\[|_text)"),
+        ("text", rf"text(?:{_Q}\s*:|={_Q})"),
+        ("inputs", rf"inputs(?:{_Q}\s*:|={_Q})"),
+    )
+)
 
 
 def has_content(text: str) -> bool:
@@ -71,8 +100,10 @@ RULES = (
     "environment: only allow-listed names kept; names containing secret, token, key, password, credential or auth dropped",
     "prompts and completions: request-logging lines replaced by a placeholder; the canary's own prompt ('ping') excepted",
     "stack dumps: py-spy without --locals (no variable values)",
-)  # fmt: skip
-HOST_MASK_RULE = "host names and IP addresses replaced by consistent placeholders (mapping kept outside the bundle)"
+)
+HOST_MASK_RULE = (
+    "host names and IP addresses replaced by consistent placeholders (mapping kept outside the bundle)"
+)
 
 
 def allowed_env(env: Mapping[str, str]) -> tuple[dict[str, str], dict[str, int]]:
@@ -129,7 +160,9 @@ def drop_content_strings(jsonl: str) -> tuple[str, int]:
 
 # --- host masking ------------------------------------------------------------------------------------------
 
-_IPV4_RE = re.compile(r"(?<![\w.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?![\w.]*\d)")
+_IPV4_RE = re.compile(
+    r"(?<![\w.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?![\w.]*\d)"
+)
 _IPV6_RE = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
 
 
@@ -198,7 +231,9 @@ class HostMasker:
     def __call__(self, text: str) -> str:
         text = _IPV4_RE.sub(lambda m: self._ip(m.group()), text)
         if "::" in text or text.count(":") >= 2:
-            text = _IPV6_RE.sub(lambda m: self._ip(m.group()) if m.group().count(":") >= 2 else m.group(), text)
+            text = _IPV6_RE.sub(
+                lambda m: self._ip(m.group()) if m.group().count(":") >= 2 else m.group(), text
+            )
         if self._names:
             if self._name_re is None:
                 alts = "|".join(re.escape(n) for n in sorted(self._names, key=len, reverse=True))
@@ -212,6 +247,16 @@ class HostMasker:
 
 
 __all__ = [
-    "CONTENT_PLACEHOLDER", "ENV_ALLOW_NAMES", "ENV_ALLOW_PREFIXES", "HOST_MASK_RULE", "RULES", "SECRET_NAME_RE",
-    "HostMasker", "allowed_env", "drop_content_lines", "drop_content_strings", "has_content", "mask_auth_headers",
-]  # fmt: skip
+    "CONTENT_PLACEHOLDER",
+    "ENV_ALLOW_NAMES",
+    "ENV_ALLOW_PREFIXES",
+    "HOST_MASK_RULE",
+    "RULES",
+    "SECRET_NAME_RE",
+    "HostMasker",
+    "allowed_env",
+    "drop_content_lines",
+    "drop_content_strings",
+    "has_content",
+    "mask_auth_headers",
+]

@@ -38,9 +38,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Supervise engines, collect GPU/host/engine data and serve the agent API. "
         "`llmconsole agent token --help`: manage API tokens.",
     )
-    p.add_argument("--config", help="config file (default: ./config.toml, $LLMCONSOLE_CONFIG, ~/.config/llmconsole/config.toml)")
+    p.add_argument(
+        "--config",
+        help="config file (default: ./config.toml, $LLMCONSOLE_CONFIG, ~/.config/llmconsole/config.toml)",
+    )
     p.add_argument("--listen", help="override [agent] listen, e.g. 127.0.0.1:9300")
-    p.add_argument("--stop-engines-on-exit", action="store_true", help="stop supervised engines when the agent exits")
+    p.add_argument(
+        "--stop-engines-on-exit", action="store_true", help="stop supervised engines when the agent exits"
+    )
     p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     return p
 
@@ -98,7 +103,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     problem = startup_problems(config)
     if problem:
         return _fail(problem)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     from agents.statedir import StateDirError
 
     try:
@@ -135,11 +142,15 @@ def token_main(argv: Sequence[str]) -> int:
         else:
             config = load_agent_config(_config_path(args.config))
             if config.tokens_file is None:
-                return _fail(f"{config.source}: [agent] tokens_file is not set; set it or pass --tokens-file PATH")
+                return _fail(
+                    f"{config.source}: [agent] tokens_file is not set; set it or pass --tokens-file PATH"
+                )
             path = config.tokens_file
         if args.cmd == "add":
             token = add_token(path, args.name, args.role)
-            sys.stderr.write(f"added {args.role} token {args.name!r} to {path}; it is shown once, store it now:\n")
+            sys.stderr.write(
+                f"added {args.role} token {args.name!r} to {path}; it is shown once, store it now:\n"
+            )
             sys.stdout.write(token + "\n")
         elif args.cmd == "list":
             for name, role in list_tokens(path):

@@ -63,7 +63,9 @@ class Collector:
         self.host = host or socket.gethostname()
         self.boot_id = boot_id
         self.seq = 0
-        self._ring: deque[tuple[float, HostSnapshot, str]] = deque(maxlen=max(2, int(history_s / interval_s) + 1))
+        self._ring: deque[tuple[float, HostSnapshot, str]] = deque(
+            maxlen=max(2, int(history_s / interval_s) + 1)
+        )
         self._host_alerts: dict[str, Alert] = {}
         self._stop = asyncio.Event()
         self.tick_cost_s: float | None = None
@@ -107,13 +109,18 @@ class Collector:
         gpu_task = asyncio.to_thread(self.gpu.poll)
         (host_stats, rss, conns), poll = await asyncio.gather(host_task, gpu_task)
         engines: list[EngineSnapshot] = []
-        util = {g.index: g.util_pct for g in poll.gpus}  # each watch picks its engine's GPUs (GPU_WEDGED, RANK_DIVERGENCE)
+        util = {
+            g.index: g.util_pct for g in poll.gpus
+        }  # each watch picks its engine's GPUs (GPU_WEDGED, RANK_DIVERGENCE)
         results = await asyncio.gather(
-            *(w.observe(rss.get(w.config.id), util, conns.get(w.config.port)) for w in self.watches), return_exceptions=True
+            *(w.observe(rss.get(w.config.id), util, conns.get(w.config.port)) for w in self.watches),
+            return_exceptions=True,
         )
         for watch, result in zip(self.watches, results, strict=True):
             if isinstance(result, BaseException):
-                errors.append(f"engine {watch.config.id}: collection failed: {type(result).__name__}: {result}")
+                errors.append(
+                    f"engine {watch.config.id}: collection failed: {type(result).__name__}: {result}"
+                )
                 log.error("engine %s: observe failed", watch.config.id, exc_info=result)
                 continue
             engines.append(result)
@@ -130,7 +137,13 @@ class Collector:
         wall = rfc3339()
         alerts = host_alerts(
             [
-                GpuFacts(g.index, g.ecc_uncorrected, g.xid_last, tuple(g.throttle_reasons), tuple((p.pid, p.mem_bytes) for p in g.processes))
+                GpuFacts(
+                    g.index,
+                    g.ecc_uncorrected,
+                    g.xid_last,
+                    tuple(g.throttle_reasons),
+                    tuple((p.pid, p.mem_bytes) for p in g.processes),
+                )
                 for g in gpus
             ],
             supervised_pids=owner.keys(),
@@ -168,7 +181,11 @@ def _host_facts(
     the client connections to each engine port, and the listener audits the watches found due (each stores
     its own result)."""
     reading = read_host()
-    stats = HostStats(cpu_pct=reading.cpu_pct, mem_used_bytes=reading.mem_used_bytes, mem_total_bytes=reading.mem_total_bytes)
+    stats = HostStats(
+        cpu_pct=reading.cpu_pct,
+        mem_used_bytes=reading.mem_used_bytes,
+        mem_total_bytes=reading.mem_total_bytes,
+    )
     rss = {eid: tree_rss_bytes(pids) for eid, pids in tree_pids.items()}
     for audit in audits:
         audit()

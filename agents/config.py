@@ -106,16 +106,27 @@ def _action_argv(argv: tuple[str, ...]) -> str | None:
     from agents.supervisor.actions import SECRET_HINT
 
     secret = _no_secret(argv)
-    return non_empty(argv) or control_chars(argv, "command") or (secret and secret.replace(ENV_HINT, SECRET_HINT))
+    return (
+        non_empty(argv)
+        or control_chars(argv, "command")
+        or (secret and secret.replace(ENV_HINT, SECRET_HINT))
+    )
 
 
 # Keys of an engine entry that mean nothing for a watched engine (managed = false): the agent never launches
 # it, so it has no command line, environment or restart policy of the agent's. stop_timeout_s (bounds its
 # action commands), startup_timeout_s (how long it may take to answer after a start/restart command) apply.
 WATCHED_NOT_APPLICABLE = (
-    "command", "args", "env", "autostart", "backoff_initial_s", "backoff_max_s", "backoff_reset_s", "start_retries",
+    "command",
+    "args",
+    "env",
+    "autostart",
+    "backoff_initial_s",
+    "backoff_max_s",
+    "backoff_reset_s",
+    "start_retries",
     "gpu_release_timeout_s",
-)  # fmt: skip
+)
 ACTION_COMMAND_KEYS = ("start_command", "stop_command", "restart_command")
 
 
@@ -142,7 +153,9 @@ def _check_managed_keys(engine: EngineConfig, raw: Mapping[str, Any], at: Where)
 
 def _python_module(v: str) -> str | None:
     ok = re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", v)
-    return None if ok else f"{show(v)} is not a Python module name (e.g. \"vllm.entrypoints.openai.api_server\")"
+    return (
+        None if ok else f'{show(v)} is not a Python module name (e.g. "vllm.entrypoints.openai.api_server")'
+    )
 
 
 def _guarded_env(v: str) -> str | None:
@@ -180,7 +193,9 @@ class Slo:
     be a bucket boundary of the engine's TTFT histogram (checked when the engine's buckets are known)."""
 
     ttft_s: float = setting(check=positive)
-    objective: float = setting(0.99, check=lambda v: None if 0 < v < 1 else "must be between 0 and 1 (exclusive)")
+    objective: float = setting(
+        0.99, check=lambda v: None if 0 < v < 1 else "must be between 0 and 1 (exclusive)"
+    )
 
 
 @dataclass(**_KW)
@@ -207,7 +222,9 @@ class EngineConfig:
     port: int = setting(check=port_number)
     host: str = setting("127.0.0.1", check=non_empty)
     gpus: tuple[int, ...] = setting((), item_check=non_negative, check=_unique_ints)
-    command: tuple[str, ...] | None = setting(None, check=lambda v: non_empty(v) or _no_secret(v), item_check=non_empty)
+    command: tuple[str, ...] | None = setting(
+        None, check=lambda v: non_empty(v) or _no_secret(v), item_check=non_empty
+    )
     args: tuple[str, ...] = setting((), check=_no_secret)
     env: dict[str, str] = setting(factory=dict, check=_env_table)
     canary: bool = setting(True)
@@ -226,17 +243,26 @@ class EngineConfig:
 
     def action_command(self, action: str) -> tuple[str, ...] | None:
         """The configured command of ``action`` ("start", "stop", "restart") for a watched engine."""
-        return {"start": self.start_command, "stop": self.stop_command, "restart": self.restart_command}.get(action)
+        return {"start": self.start_command, "stop": self.stop_command, "restart": self.restart_command}.get(
+            action
+        )
 
     def launch_spec(self) -> LaunchSpec:
         """What the engine's adapter needs to build its command line."""
         from agents.engines.base import LaunchSpec  # imported here: config stays loadable on its own
 
         return LaunchSpec(
-            id=self.id, model=self.model, port=self.port, host=self.host,
-            served_model_name=self.served_model_name, gpus=self.gpus, command=self.command,
-            args=self.args, env=dict(self.env), metrics_port=self.metrics_port,
-        )  # fmt: skip
+            id=self.id,
+            model=self.model,
+            port=self.port,
+            host=self.host,
+            served_model_name=self.served_model_name,
+            gpus=self.gpus,
+            command=self.command,
+            args=self.args,
+            env=dict(self.env),
+            metrics_port=self.metrics_port,
+        )
 
 
 def _default_state_dir() -> Path:
@@ -251,7 +277,9 @@ class AgentConfig:
     listen: str = setting("127.0.0.1:9300", check=_listen_check)
     # The name this agent reports as its host (snapshots, /metrics `host` label); None: the machine's hostname.
     # Set it when several agents share one machine, or the hostname is not the name operators use.
-    host: str | None = setting(None, check=matches(r"[A-Za-z0-9_.-]{1,253}", "a host name (letters, digits, '.', '_', '-')"))
+    host: str | None = setting(
+        None, check=matches(r"[A-Za-z0-9_.-]{1,253}", "a host name (letters, digits, '.', '_', '-')")
+    )
     interval_s: float = setting(1.0, check=positive)
     history_s: float = setting(900.0, check=positive)
     stats_window_s: float = setting(60.0, check=positive)
@@ -356,7 +384,12 @@ def _check_agent(agent: AgentConfig, raw: Mapping[str, Any], where: Where) -> No
 
 def _hints() -> dict[str, tuple[str, ...]]:
     from_console: tuple[str, ...] = ("refresh_s", "request_timeout_s", "stale_after_s", "hosts")
-    return {"agent": table_keys(AgentConfig), "thresholds": table_keys(Thresholds), "slo": table_keys(Slo), "console": from_console}
+    return {
+        "agent": table_keys(AgentConfig),
+        "thresholds": table_keys(Thresholds),
+        "slo": table_keys(Slo),
+        "console": from_console,
+    }
 
 
 def agent_config_from_dict(
@@ -389,7 +422,9 @@ def _agent_document(
     config = agent_config_from_dict(data, file=file, base_dir=base_dir, source=source)
     if "agent" not in data:  # checked after the tables' own errors, which say more
         what = "is empty" if not data else "has no [agent] table"
-        raise ConfigError(f"{file}: {what}; the agent needs an [agent] table (see the repository's config.toml)")
+        raise ConfigError(
+            f"{file}: {what}; the agent needs an [agent] table (see the repository's config.toml)"
+        )
     return config
 
 
@@ -400,6 +435,15 @@ def load_agent_config(path: str | os.PathLike[str]) -> AgentConfig:
 
 
 __all__ = [
-    "ACTION_COMMAND_KEYS", "AgentConfig", "EngineConfig", "Golden", "Slo", "Supervision", "Thresholds",
-    "agent_config_from_dict", "load_agent_config", "parse_listen", "thresholds_from_dict",
-]  # fmt: skip
+    "ACTION_COMMAND_KEYS",
+    "AgentConfig",
+    "EngineConfig",
+    "Golden",
+    "Slo",
+    "Supervision",
+    "Thresholds",
+    "agent_config_from_dict",
+    "load_agent_config",
+    "parse_listen",
+    "thresholds_from_dict",
+]

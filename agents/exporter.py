@@ -62,26 +62,65 @@ Exports = Callable[[], Mapping[str, EngineExport]]
 ENGINE_GAUGES = (
     ("requests_running", "requests_running", "Requests in the engine's running batch (latest scrape)."),
     ("requests_waiting", "requests_waiting", "Requests waiting in the engine's queue (latest scrape)."),
-    ("requests_waiting_capacity", "requests_waiting_capacity", "Waiting requests held back for scheduling capacity (vLLM, newest versions)."),
-    ("requests_waiting_deferred", "requests_waiting_deferred", "Waiting requests deferred by a transient constraint: LoRA budget, KV transfer (vLLM, newest versions)."),
+    (
+        "requests_waiting_capacity",
+        "requests_waiting_capacity",
+        "Waiting requests held back for scheduling capacity (vLLM, newest versions).",
+    ),
+    (
+        "requests_waiting_deferred",
+        "requests_waiting_deferred",
+        "Waiting requests deferred by a transient constraint: LoRA budget, KV transfer (vLLM, newest versions).",
+    ),
     ("kv_cache_usage_ratio", "kv_cache_usage", "KV-cache usage, 0..1, of the fullest data-parallel engine."),
-    ("prompt_tokens_per_second", "prompt_tokens_per_s", "Prompt tokens per second over the agent's rate window (the last few scrapes)."),
-    ("generation_tokens_per_second", "generation_tokens_per_s", "Generated tokens per second over the agent's rate window (the last few scrapes)."),
-    ("preemptions_per_second", "preemptions_per_s", "Preemptions (vLLM) / retractions (SGLang) per second over the agent's rate window (the last few scrapes)."),
-    ("request_errors_per_second", "request_errors_per_s", "Failed requests per second over the agent's rate window (the last few scrapes)."),
-    ("prefix_cache_hit_ratio", "prefix_cache_hit_rate", "Prefix-cache hits over queries, 0..1, over the agent's stats window."),
+    (
+        "prompt_tokens_per_second",
+        "prompt_tokens_per_s",
+        "Prompt tokens per second over the agent's rate window (the last few scrapes).",
+    ),
+    (
+        "generation_tokens_per_second",
+        "generation_tokens_per_s",
+        "Generated tokens per second over the agent's rate window (the last few scrapes).",
+    ),
+    (
+        "preemptions_per_second",
+        "preemptions_per_s",
+        "Preemptions (vLLM) / retractions (SGLang) per second over the agent's rate window (the last few scrapes).",
+    ),
+    (
+        "request_errors_per_second",
+        "request_errors_per_s",
+        "Failed requests per second over the agent's rate window (the last few scrapes).",
+    ),
+    (
+        "prefix_cache_hit_ratio",
+        "prefix_cache_hit_rate",
+        "Prefix-cache hits over queries, 0..1, over the agent's stats window.",
+    ),
     ("ttft_p50_seconds", "ttft_p50_s", "Time to first token, median over the agent's stats window."),
     ("ttft_p95_seconds", "ttft_p95_s", "Time to first token, p95 over the agent's stats window."),
     ("ttft_p99_seconds", "ttft_p99_s", "Time to first token, p99 over the agent's stats window."),
     ("itl_p95_seconds", "itl_p95_s", "Inter-token latency, p95 over the agent's stats window."),
     ("e2e_p95_seconds", "e2e_p95_s", "End-to-end request latency, p95 over the agent's stats window."),
     ("queue_time_p95_seconds", "queue_time_p95_s", "Queue time, p95 over the agent's stats window."),
-)  # fmt: skip
+)
 # EngineStats keys not exported as gauges: what Prometheus derives from the exported histograms and counters
 # (histogram_quantile, increase) over a window of its own choosing, and the agent's window lengths.
-STATS_NOT_EXPORTED = frozenset({"itl_p50_s", "itl_p99_s", "e2e_p50_s", "e2e_p99_s", "queue_time_p50_s",
-                                "queue_time_p99_s", "preemptions_in_window", "rate_window_s", "percentile_window_s",
-                                "quantile_buckets"})  # fmt: skip
+STATS_NOT_EXPORTED = frozenset(
+    {
+        "itl_p50_s",
+        "itl_p99_s",
+        "e2e_p50_s",
+        "e2e_p99_s",
+        "queue_time_p50_s",
+        "queue_time_p99_s",
+        "preemptions_in_window",
+        "rate_window_s",
+        "percentile_window_s",
+        "quantile_buckets",
+    }
+)
 # The engine's own cumulative counters, normalized (Reading.counters): (metric name, logical name, help).
 # "requests": requests the engine finished, any outcome (vLLM request_success_total summed over finished_reason,
 # SGLang num_requests_total, TGI tgi_request_success + tgi_request_failure); no series where it is None.
@@ -89,16 +128,24 @@ ENGINE_COUNTERS = (
     ("generation_tokens", "generation_tokens", "Tokens generated, the engine's own counter."),
     ("prompt_tokens", "prompt_tokens", "Prompt tokens processed, the engine's own counter."),
     ("requests", "requests", "Requests the engine finished (any outcome), the engine's own counter."),
-    ("request_errors", "request_errors", "Requests that failed in the engine (vLLM finished_reason=error, TGI failures)."),
+    (
+        "request_errors",
+        "request_errors",
+        "Requests that failed in the engine (vLLM finished_reason=error, TGI failures).",
+    ),
     ("preemptions", "preemptions", "Preemptions (vLLM) / retractions (SGLang), the engine's own counter."),
-)  # fmt: skip
+)
 # The engine's own histograms, normalized (Reading.histograms), with its bucket boundaries.
 ENGINE_HISTOGRAMS = (
     ("ttft_seconds", "ttft", "Time to first token, the engine's own histogram."),
-    ("itl_seconds", "itl", "Inter-token latency (TGI: per-request mean time per token), the engine's own histogram."),
+    (
+        "itl_seconds",
+        "itl",
+        "Inter-token latency (TGI: per-request mean time per token), the engine's own histogram.",
+    ),
     ("e2e_seconds", "e2e", "End-to-end request latency, the engine's own histogram."),
     ("queue_time_seconds", "queue_time", "Time requests waited in the queue, the engine's own histogram."),
-)  # fmt: skip
+)
 GPU_GAUGES = (
     ("memory_used_bytes", "mem_used_bytes", "GPU memory in use."),
     ("memory_total_bytes", "mem_total_bytes", "GPU memory in total."),
@@ -140,37 +187,56 @@ def _host_gauge(name: str, text: str, host: str, value: float | None) -> GaugeMe
 def _host(snap: HostSnapshot) -> Iterator[Metric]:
     host = snap.host
     info = GaugeMetricFamily(
-        "llmconsole_host_info", "The agent and its host (value 1).", labels=["host", "agent_version", "gpu_source", "boot_id"]
+        "llmconsole_host_info",
+        "The agent and its host (value 1).",
+        labels=["host", "agent_version", "gpu_source", "boot_id"],
     )
     info.add_metric([snap.host, snap.agent_version or "", snap.gpu_source or "", snap.boot_id or ""], 1.0)
     yield info
     yield _host_gauge("llmconsole_snapshot_seq", "Sequence number of the latest snapshot.", host, snap.seq)
     yield _host_gauge(
-        "llmconsole_snapshot_timestamp_seconds", "When the latest snapshot was taken (Unix time).", host, _epoch(snap.taken_at)
+        "llmconsole_snapshot_timestamp_seconds",
+        "When the latest snapshot was taken (Unix time).",
+        host,
+        _epoch(snap.taken_at),
     )
     hs = snap.host_stats
     yield _host_gauge("llmconsole_host_cpu_percent", "Host CPU utilization.", host, hs and hs.cpu_pct)
-    yield _host_gauge("llmconsole_host_memory_used_bytes", "Host memory in use.", host, hs and hs.mem_used_bytes)
-    yield _host_gauge("llmconsole_host_memory_total_bytes", "Host memory in total.", host, hs and hs.mem_total_bytes)
+    yield _host_gauge(
+        "llmconsole_host_memory_used_bytes", "Host memory in use.", host, hs and hs.mem_used_bytes
+    )
+    yield _host_gauge(
+        "llmconsole_host_memory_total_bytes", "Host memory in total.", host, hs and hs.mem_total_bytes
+    )
 
 
 def _engines(snap: HostSnapshot, exports: Mapping[str, EngineExport]) -> Iterator[Metric]:
     def gauge(suffix: str, text: str, extra: tuple[str, ...] = ()) -> GaugeMetricFamily:
         return GaugeMetricFamily(f"llmconsole_engine_{suffix}", text, labels=[*ENGINE_LABELS, *extra])
 
-    info = gauge("info", "The engine's identity (value 1): served name, version (when known), GPUs, whether the agent "
-                 "launched it (managed) or only watches it.", ENGINE_INFO_LABELS)
+    info = gauge(
+        "info",
+        "The engine's identity (value 1): served name, version (when known), GPUs, whether the agent "
+        "launched it (managed) or only watches it.",
+        ENGINE_INFO_LABELS,
+    )
     up = gauge("up", "1 when the engine is ready and serving.")
-    state = gauge("state", "The engine's current state (value 1; only the current state has a series).", ("state",))
-    restarts = CounterMetricFamily("llmconsole_engine_restarts", "Restarts after unexpected exits.", labels=ENGINE_LABELS)
+    state = gauge(
+        "state", "The engine's current state (value 1; only the current state has a series).", ("state",)
+    )
+    restarts = CounterMetricFamily(
+        "llmconsole_engine_restarts", "Restarts after unexpected exits.", labels=ENGINE_LABELS
+    )
     rss = gauge("rss_bytes", "Resident memory of the engine's process tree.")
     uptime = gauge("uptime_seconds", "Seconds since the engine's current process started.")
     gauges = {key: gauge(suffix, text) for suffix, key, text in ENGINE_GAUGES}
     counters = {
-        key: CounterMetricFamily(f"llmconsole_engine_{name}", text, labels=ENGINE_LABELS) for name, key, text in ENGINE_COUNTERS
+        key: CounterMetricFamily(f"llmconsole_engine_{name}", text, labels=ENGINE_LABELS)
+        for name, key, text in ENGINE_COUNTERS
     }
     hists = {
-        key: HistogramMetricFamily(f"llmconsole_engine_{name}", text, labels=ENGINE_LABELS) for name, key, text in ENGINE_HISTOGRAMS
+        key: HistogramMetricFamily(f"llmconsole_engine_{name}", text, labels=ENGINE_LABELS)
+        for name, key, text in ENGINE_HISTOGRAMS
     }
     for e in snap.engines:
         labels = _engine_labels(snap.host, e)
@@ -245,7 +311,10 @@ def _alerts(snap: HostSnapshot) -> Metric:
 
 
 def _gpus(snap: HostSnapshot) -> Iterator[Metric]:
-    fams = {key: GaugeMetricFamily(f"llmconsole_gpu_{suffix}", text, labels=GPU_LABELS) for suffix, key, text in GPU_GAUGES}
+    fams = {
+        key: GaugeMetricFamily(f"llmconsole_gpu_{suffix}", text, labels=GPU_LABELS)
+        for suffix, key, text in GPU_GAUGES
+    }
     for g in snap.gpus:
         labels = [snap.host, str(g.index), g.uuid or "", g.name or ""]
         for key, fam in fams.items():
@@ -262,7 +331,9 @@ def _epoch(stamp: str) -> float | None:
         return None
 
 
-def make_registry(latest: Callable[[], HostSnapshot | None], exports: Exports | None = None) -> CollectorRegistry:
+def make_registry(
+    latest: Callable[[], HostSnapshot | None], exports: Exports | None = None
+) -> CollectorRegistry:
     """A private registry over ``latest`` (the newest snapshot) and ``exports`` (engine id -> EngineExport)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SnapshotCollector(latest, exports))

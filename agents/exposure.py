@@ -43,13 +43,21 @@ KNOWN_PORTS: Mapping[int, str] = {
     8265: "Ray dashboard / Jobs API — unauthenticated by default (ShadowRay, CVE-2023-48022)",
     10001: "Ray client server — unauthenticated",
 }
-UNKNOWN_PORT = "unknown internal port (ZMQ, NCCL bootstrap and KV-transfer ports look like this; all unauthenticated)"
+UNKNOWN_PORT = (
+    "unknown internal port (ZMQ, NCCL bootstrap and KV-transfer ports look like this; all unauthenticated)"
+)
 
 
-def classify_port(port: int, *, api_port: int | None, metrics_port: int | None, process: str | None = None) -> str:
+def classify_port(
+    port: int, *, api_port: int | None, metrics_port: int | None, process: str | None = None
+) -> str:
     """What a listening port of an engine's tree most likely is (by the engine's config, then heuristics)."""
     if port == api_port:
-        return "the engine's HTTP API (an engine API key, where set, protects /v1 only; see " + SECURITY_DOC + ")"
+        return (
+            "the engine's HTTP API (an engine API key, where set, protects /v1 only; see "
+            + SECURITY_DOC
+            + ")"
+        )
     if port == metrics_port:
         return "the engine's Prometheus metrics port (unauthenticated)"
     what = KNOWN_PORTS.get(port, UNKNOWN_PORT)
@@ -145,8 +153,11 @@ def dangerous_switches(adapter: EngineAdapter, argv: Sequence[str], env: Mapping
 
 # --- advisories --------------------------------------------------------------------------------------
 
-_VERSION_RE = re.compile(r"v?(\d+(?:\.\d+)*)(?:[-_.]?(a|b|rc|alpha|beta|c|pre|preview)[-_.]?(\d*))?"
-                         r"(?:[-_.]?(post|rev|r)[-_.]?(\d*))?(?:[-_.]?(dev)[-_.]?(\d*))?(?:\+.*)?", re.IGNORECASE)
+_VERSION_RE = re.compile(
+    r"v?(\d+(?:\.\d+)*)(?:[-_.]?(a|b|rc|alpha|beta|c|pre|preview)[-_.]?(\d*))?"
+    r"(?:[-_.]?(post|rev|r)[-_.]?(\d*))?(?:[-_.]?(dev)[-_.]?(\d*))?(?:\+.*)?",
+    re.IGNORECASE,
+)
 _PRE = {"a": -3, "alpha": -3, "b": -2, "beta": -2, "c": -1, "rc": -1, "pre": -1, "preview": -1}
 
 
@@ -244,7 +255,15 @@ def advisories_from_dict(data: Mapping[str, Any]) -> Advisories:
         raise ValueError(f"unknown advisory file format {data.get('format')!r}")
     engines = engine_infos()
     advisories = tuple(
-        Advisory(a.get("id"), a.get("ghsa"), a["package"], tuple(a.get("ranges", ())), a["summary"], a.get("precondition"), a["source"])
+        Advisory(
+            a.get("id"),
+            a.get("ghsa"),
+            a["package"],
+            tuple(a.get("ranges", ())),
+            a["summary"],
+            a.get("precondition"),
+            a["source"],
+        )
         for a in data["advisories"]
     )
     return Advisories(str(data["as_of"]), engines, advisories)
@@ -298,7 +317,13 @@ class ExposureAudit:
             codes = {code for code, _, _ in self._found}
             self._since = {c: s for c, s in self._since.items() if c in codes}
         return tuple(
-            Alert(code=code, severity="warning", since=self._since.setdefault(code, wall), summary=summary, evidence=evidence)
+            Alert(
+                code=code,
+                severity="warning",
+                since=self._since.setdefault(code, wall),
+                summary=summary,
+                evidence=evidence,
+            )
             for code, summary, evidence in self._found
         )
 
@@ -312,18 +337,32 @@ class ExposureAudit:
         if self.version is not None:
             hits = self.advisories.matching(self.kind, self.version)
             if hits:
-                listed = ", ".join(a.describe() for a in hits[:4]) + (f" and {len(hits) - 4} more" if len(hits) > 4 else "")
+                listed = ", ".join(a.describe() for a in hits[:4]) + (
+                    f" and {len(hits) - 4} more" if len(hits) > 4 else ""
+                )
                 summary = f"{self.adapter.display} {self.version}: affected by {listed}"
-                found.append(("ENGINE_ADVISORY", summary, {
-                    "version": self.version,
-                    "version_source": f"engine log: {self.version_line}",
-                    "advisory_file_as_of": self.advisories.as_of,
-                    "advisories": [
-                        {"id": a.id, "ghsa": a.ghsa, "summary": a.summary, "precondition": a.precondition,
-                         "ranges": [dict(r) for r in a.ranges], "source": a.source}
-                        for a in hits
-                    ],
-                }))  # fmt: skip
+                found.append(
+                    (
+                        "ENGINE_ADVISORY",
+                        summary,
+                        {
+                            "version": self.version,
+                            "version_source": f"engine log: {self.version_line}",
+                            "advisory_file_as_of": self.advisories.as_of,
+                            "advisories": [
+                                {
+                                    "id": a.id,
+                                    "ghsa": a.ghsa,
+                                    "summary": a.summary,
+                                    "precondition": a.precondition,
+                                    "ranges": [dict(r) for r in a.ranges],
+                                    "source": a.source,
+                                }
+                                for a in hits
+                            ],
+                        },
+                    )
+                )
         return found
 
 
@@ -337,6 +376,10 @@ def describe_listeners(
     """(pid, ip, port, what) for each listener; ``what`` is looked up only for non-loopback ones."""
     out = []
     for pid, ip, port in listeners:
-        what = "" if is_loopback(ip) else classify_port(port, api_port=api_port, metrics_port=metrics_port, process=process_name(pid))
+        what = (
+            ""
+            if is_loopback(ip)
+            else classify_port(port, api_port=api_port, metrics_port=metrics_port, process=process_name(pid))
+        )
         out.append((pid, ip, port, what))
     return tuple(out)

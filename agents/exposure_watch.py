@@ -28,7 +28,9 @@ from agents.supervisor.plan import ProcessPlan
 from agents.supervisor.portowner import OwnerLaunch, owner_launch, tree_root
 from agents.supervisor.proctree import read_stat
 
-LISTENER_AUDIT_S = 30.0  # the longest a listener audit is reused while the engine's tree and state stay the same
+LISTENER_AUDIT_S = (
+    30.0  # the longest a listener audit is reused while the engine's tree and state stay the same
+)
 
 
 class ExposureWatch:
@@ -45,12 +47,25 @@ class ExposureWatch:
         """The audit of an engine launched with ``plan`` (or watched: then from its port owner's process)
         whose metrics are at ``metrics_url``."""
         if not config.managed:
-            return cls(OwnerAudit(config.kind, (), {}), api_port=config.port, metrics_port=_url_port(metrics_url),
-                       from_owner=True)
-        return cls(ExposureAudit(config.kind, plan.argv, plan.env), api_port=config.port, metrics_port=_url_port(metrics_url))
+            return cls(
+                OwnerAudit(config.kind, (), {}),
+                api_port=config.port,
+                metrics_port=_url_port(metrics_url),
+                from_owner=True,
+            )
+        return cls(
+            ExposureAudit(config.kind, plan.argv, plan.env),
+            api_port=config.port,
+            metrics_port=_url_port(metrics_url),
+        )
 
     def __init__(
-        self, audit: ExposureAudit, *, api_port: int | None, metrics_port: int | None, every_s: float = LISTENER_AUDIT_S,
+        self,
+        audit: ExposureAudit,
+        *,
+        api_port: int | None,
+        metrics_port: int | None,
+        every_s: float = LISTENER_AUDIT_S,
         from_owner: bool = False,
     ) -> None:
         self.audit = audit
@@ -58,7 +73,9 @@ class ExposureWatch:
         self.owner: OwnerLaunch | None = None  # the owner process read last (from_owner only)
         self._owner_key: tuple[int, int | None] | None = None
         self.api_port, self.metrics_port, self.every_s = api_port, metrics_port, every_s
-        self.listeners: tuple[tuple[int, str, int, str], ...] = ()  # (pid, ip, port, what) as of the last audit
+        self.listeners: tuple[
+            tuple[int, str, int, str], ...
+        ] = ()  # (pid, ip, port, what) as of the last audit
         self._key: tuple[tuple[int, ...], str] | None = None  # (tree PIDs, state) the listeners were read for
         self._at = -float("inf")  # monotonic time of the last audit
 
@@ -71,7 +88,9 @@ class ExposureWatch:
         return now - self._at >= self.every_s or self._key != (pids, state)
 
     def refresh_version(self, log_lines: Sequence[str]) -> None:
-        if not self.from_owner:  # a watched engine's log is not the agent's: its version is the owner's package's
+        if (
+            not self.from_owner
+        ):  # a watched engine's log is not the agent's: its version is the owner's package's
             self.audit.refresh(log_lines)
 
     def read_listeners(self, now: float, pids: tuple[int, ...], state: str) -> None:

@@ -72,8 +72,14 @@ class GoldenJudge:
         reference), False (a wrong answer: ``reason`` says which), or None (no answer: ``error``)."""
         self.runs += 1
         source = "expect" if self.expect is not None else "captured"
-        verdict: dict[str, Any] = {"ok": None, "reason": "", "reference": _cut(self.reference),
-                                   "reference_source": source, "first": _cut(first), "second": _cut(second)}
+        verdict: dict[str, Any] = {
+            "ok": None,
+            "reason": "",
+            "reference": _cut(self.reference),
+            "reference_source": source,
+            "first": _cut(first),
+            "second": _cut(second),
+        }
         if error is not None or first is None or second is None:
             verdict["reason"] = f"no answer: {error or 'the run returned no text'}"
             return verdict
@@ -112,7 +118,9 @@ class GoldenRule:
     def __init__(self) -> None:
         self._bad: Mapping[str, Any] | None = None
 
-    def __call__(self, obs: Any, history: Sequence[Any] = (), thresholds: Any = None) -> tuple[str, str, str, dict[str, Any]] | None:
+    def __call__(
+        self, obs: Any, history: Sequence[Any] = (), thresholds: Any = None
+    ) -> tuple[str, str, str, dict[str, Any]] | None:
         golden = getattr(obs, "golden", None)
         if golden is None:
             self._bad = None
@@ -132,12 +140,15 @@ class GoldenRule:
         return CODE, "critical", summary, evidence
 
 
-
-
 def request_body(model: str, golden: GoldenSettings) -> bytes:
     """The non-streaming temperature-0 /v1/completions body of a golden run."""
-    payload = {"model": model, "prompt": golden.prompt, "max_tokens": golden.max_tokens,
-               "temperature": 0, "stream": False}
+    payload = {
+        "model": model,
+        "prompt": golden.prompt,
+        "max_tokens": golden.max_tokens,
+        "temperature": 0,
+        "stream": False,
+    }
     return json.dumps(payload, separators=(",", ":")).encode()
 
 

@@ -72,7 +72,12 @@ class Http1Client:
         self.connections_opened = 0
 
     async def get(
-        self, url: str, *, max_bytes: int, headers: dict[str, str] | None = None, progress: Progress | None = None
+        self,
+        url: str,
+        *,
+        max_bytes: int,
+        headers: dict[str, str] | None = None,
+        progress: Progress | None = None,
     ) -> Response:
         """GET ``url`` and read the whole body (at most ``max_bytes``)."""
         progress = progress if progress is not None else Progress()
@@ -109,7 +114,9 @@ class Http1Client:
         else:
             _close(conn)
 
-    async def _exchange(self, host: str, port: int, request: bytes, progress: Progress) -> tuple[_Conn, _Head]:
+    async def _exchange(
+        self, host: str, port: int, request: bytes, progress: Progress
+    ) -> tuple[_Conn, _Head]:
         """Send ``request`` on an idle or new connection and read the response head. A reused connection
         the server closed meanwhile (no status line came back) is retried once on a new one."""
         for attempt in (0, 1):
@@ -237,12 +244,23 @@ def _split(url: str) -> tuple[str, int, str]:
 
 
 def _request(
-    host: str, port: int, target: str, headers: dict[str, str] | None, *, method: str = "GET", body: bytes = b""
+    host: str,
+    port: int,
+    target: str,
+    headers: dict[str, str] | None,
+    *,
+    method: str = "GET",
+    body: bytes = b"",
 ) -> bytes:
     if method not in ("GET", "POST"):  # a HEAD answer's Content-Length has no body behind it: not supported
         raise Http1Error(f"unsupported method {method!r}")
     name = f"[{host}]" if ":" in host else host
-    lines = [f"{method} {target} HTTP/1.1", f"Host: {name}:{port}", "Accept-Encoding: identity", "User-Agent: llmconsole-agent"]
+    lines = [
+        f"{method} {target} HTTP/1.1",
+        f"Host: {name}:{port}",
+        "Accept-Encoding: identity",
+        "User-Agent: llmconsole-agent",
+    ]
     if body or method == "POST":
         lines.append(f"Content-Length: {len(body)}")
     for k, v in (headers or {}).items():

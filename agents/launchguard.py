@@ -54,10 +54,23 @@ from agents.redact import (  # noqa: F401 - re-exported for compatibility
 )
 
 # Flags whose value is a credential (names normalized: lower case, leading dashes dropped, "_" -> "-").
-SECRET_FLAGS = frozenset({
-    "token", "hf-token", "hub-token", "huggingface-token", "auth-token", "access-token", "authtoken",
-    "ngrok-authtoken", "password", "passwd", "secret", "secret-key", "client-secret",
-})  # fmt: skip
+SECRET_FLAGS = frozenset(
+    {
+        "token",
+        "hf-token",
+        "hub-token",
+        "huggingface-token",
+        "auth-token",
+        "access-token",
+        "authtoken",
+        "ngrok-authtoken",
+        "password",
+        "passwd",
+        "secret",
+        "secret-key",
+        "client-secret",
+    }
+)
 _API_KEY_SUFFIXES = ("api-key", "api-keys", "apikey")
 # Values that are credentials whatever flag carries them.
 SECRET_VALUE_RE = re.compile(
@@ -70,7 +83,9 @@ _ASSIGNMENT_RE = re.compile(
     re.IGNORECASE,
 )
 # "api_key": "VALUE" inside a JSON argument (e.g. --hf-overrides '{...}').
-_JSON_SECRET_RE = re.compile(r'"[\w.-]*?(?:api[_-]?key|token|secret|passw(?:or)?d)"\s*:\s*"(?P<value>[^"]+)"', re.I)
+_JSON_SECRET_RE = re.compile(
+    r'"[\w.-]*?(?:api[_-]?key|token|secret|passw(?:or)?d)"\s*:\s*"(?P<value>[^"]+)"', re.I
+)
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 HUB_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?")
 HUB_TOKEN_ENV = "HF_TOKEN"  # huggingface_hub's token variable, read by every engine that downloads
@@ -199,7 +214,9 @@ class LaunchPolicy:
 
     @property
     def python_modules(self) -> tuple[str, ...]:
-        return self.allowed_python_modules if self.allowed_python_modules is not None else BUILTIN_PYTHON_MODULES
+        return (
+            self.allowed_python_modules if self.allowed_python_modules is not None else BUILTIN_PYTHON_MODULES
+        )
 
     def warnings(self) -> list[str]:
         """What an operator should hear once at start-up about this policy."""
@@ -220,7 +237,12 @@ class LaunchPolicy:
         out = []
         for e in engines:
             command = getattr(e, "command", None)
-            if getattr(e, "managed", True) and command and os.sep not in command[0] and is_interpreter(command[0]):
+            if (
+                getattr(e, "managed", True)
+                and command
+                and os.sep not in command[0]
+                and is_interpreter(command[0])
+            ):
                 out.append(
                     f"engine {e.id}: command[0] is the bare name {command[0]!r}: it resolves through the agent's PATH, "
                     "not the engine's virtualenv; give the interpreter's absolute path (e.g. /opt/vllm/bin/python)"

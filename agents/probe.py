@@ -66,7 +66,6 @@ class ProbeResult:
     simulated: bool = False  # the exposition carries llmconsole's SIMULATED marker
 
 
-
 def probe_texts(texts: Sequence[str | bytes], dt_s: float | None, engine: str = "auto") -> ProbeResult:
     """Stats of one exposition (gauges only; rates and percentiles None) or of two taken ``dt_s`` apart."""
     if len(texts) not in (1, 2):

@@ -50,12 +50,28 @@ _FAMILIES: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = (
     (re.compile(r"token" + _GATE_SEP), _KEY_VALUE),
     (re.compile(r"secret(?=(?:[_-]?key)?" + _GATE_SEP + ")"), _KEY_VALUE),
     (re.compile(r"passw(?=(?:or)?d" + _GATE_SEP + ")"), _KEY_VALUE),
-    (re.compile(r"bearer(?=\s)"), re.compile(r"(?<![\w-])(?P<k>bearer)(?P<sep>\s+)(?P<v>[A-Za-z0-9._~+/=-]+)", re.I)),
+    (
+        re.compile(r"bearer(?=\s)"),
+        re.compile(r"(?<![\w-])(?P<k>bearer)(?P<sep>\s+)(?P<v>[A-Za-z0-9._~+/=-]+)", re.I),
+    ),
 )
-_NOT_SECRET = frozenset({
-    "null", "none", "true", "false", "undefined", "redacted", "<redacted>", "unset", "not-set", "infinity", "-infinity",
-    "+infinity", "nan",
-})
+_NOT_SECRET = frozenset(
+    {
+        "null",
+        "none",
+        "true",
+        "false",
+        "undefined",
+        "redacted",
+        "<redacted>",
+        "unset",
+        "not-set",
+        "infinity",
+        "-infinity",
+        "+infinity",
+        "nan",
+    }
+)
 _NUMBER_RE = re.compile(r"[-+]?[0-9][0-9._:eE+-]*")
 _B64_SYMBOLS = frozenset("+/=_")
 _CODE = frozenset("[](){}")  # messages[0], f(x): code, not a key
@@ -209,5 +225,12 @@ def _is_key_value(text: str, m: re.Match[str]) -> bool:
 
 
 __all__ = [
-    "MASK", "MIN_SECRET_LEN", "SECRET_ENV_RE", "URL_PASSWORD_RE", "Redactor", "looks_like_credential", "merge", "secret_values",
+    "MASK",
+    "MIN_SECRET_LEN",
+    "SECRET_ENV_RE",
+    "URL_PASSWORD_RE",
+    "Redactor",
+    "looks_like_credential",
+    "merge",
+    "secret_values",
 ]

@@ -49,9 +49,21 @@ EventSink = Callable[[str, str, str], None]  # (action, engine_id, result)
 # PYTHONPATH and LD_LIBRARY_PATH are left out on purpose (each can make the engine load foreign code):
 # an engine that needs them gets them from its own `env` in the config.
 ENV_ALLOW = (
-    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR",
-    "VIRTUAL_ENV", "CUDA_HOME", "HF_HOME", "NVIDIA_VISIBLE_DEVICES",
-)  # fmt: skip
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "LANG",
+    "LANGUAGE",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "TMPDIR",
+    "VIRTUAL_ENV",
+    "CUDA_HOME",
+    "HF_HOME",
+    "NVIDIA_VISIBLE_DEVICES",
+)
 
 
 def scrubbed_env(source: Mapping[str, str]) -> dict[str, str]:
@@ -83,7 +95,9 @@ def policy_for(engine: EngineConfig) -> Policy:
 
 
 class AgentRuntime:
-    def __init__(self, config: AgentConfig, *, gpu: GpuSource | None = None, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, config: AgentConfig, *, gpu: GpuSource | None = None, environ: Mapping[str, str] | None = None
+    ) -> None:
         self.config = config
         self.history_s = config.history_s
         self.state_dir = Path(config.state_dir).expanduser()
@@ -123,12 +137,29 @@ class AgentRuntime:
     def _add_engine(self, engine: EngineConfig, base_env: dict[str, str]) -> None:
         adapter = get_adapter(engine.kind)
         spec = engine.launch_spec()
-        if not engine.managed:  # watched through its port, never launched or signalled (agents/supervisor/watched.py)
-            watched = build_watched(engine, self.config, adapter, spec, self.http, base_env, on_event=self._emit,
-                                    redact=self.redactor)
+        if (
+            not engine.managed
+        ):  # watched through its port, never launched or signalled (agents/supervisor/watched.py)
+            watched = build_watched(
+                engine,
+                self.config,
+                adapter,
+                spec,
+                self.http,
+                base_env,
+                on_event=self._emit,
+                redact=self.redactor,
+            )
             self.supervisors[engine.id] = watched  # type: ignore[assignment]  # the same surface
-            self.watches[engine.id] = EngineWatch(engine, self.config, watched, adapter, spec, self.http,  # type: ignore[arg-type]
-                                                  benchmarks=self.benchmarks)  # fmt: skip
+            self.watches[engine.id] = EngineWatch(
+                engine,
+                self.config,
+                watched,
+                adapter,
+                spec,
+                self.http,  # type: ignore[arg-type]
+                benchmarks=self.benchmarks,
+            )
             return
         plan = ProcessPlan(
             engine_id=engine.id,
@@ -243,7 +274,9 @@ class AgentRuntime:
         self.collector.stop()
         for watch in self.watches.values():
             await watch.close()
-        await asyncio.gather(*(s.shutdown(stop_engines=stop) for s in self.supervisors.values()), return_exceptions=True)
+        await asyncio.gather(
+            *(s.shutdown(stop_engines=stop) for s in self.supervisors.values()), return_exceptions=True
+        )
         for task in list(self._tasks):
             task.cancel()
         with contextlib.suppress(Exception):

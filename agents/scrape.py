@@ -51,7 +51,9 @@ async def fetch(
             response = await client.get(url, max_bytes=max_bytes, headers=headers, progress=progress)
     except TimeoutError:
         # A response that started but did not finish is a slow server, not an unreachable one.
-        return done(None, f"no complete response within {deadline_s:g}s", reachable=progress.status is not None)
+        return done(
+            None, f"no complete response within {deadline_s:g}s", reachable=progress.status is not None
+        )
     except BodyTooLarge as exc:
         return done(None, str(exc))
     except NoResponse as exc:

@@ -88,7 +88,9 @@ def startup_warnings(config: AgentConfig) -> list[str]:
                 out.append(warning)
     short = Redactor(v for e in config.engines for v in secret_values(e.env)).too_short
     if short:
-        out.append(f"{short} secret value(s) in engine env are shorter than 8 characters and are not redacted")
+        out.append(
+            f"{short} secret value(s) in engine env are shorter than 8 characters and are not redacted"
+        )
     return out
 
 
@@ -127,7 +129,9 @@ def uvicorn_config(config: AgentConfig, app: Any, *, limits: Limits | None = Non
     return ucfg
 
 
-def build_app(config: AgentConfig, runtime: AgentRuntime, loop: asyncio.AbstractEventLoop | None = None) -> Guard:
+def build_app(
+    config: AgentConfig, runtime: AgentRuntime, loop: asyncio.AbstractEventLoop | None = None
+) -> Guard:
     """The API app over ``runtime``; ``loop``: the runtime's loop, when the API is served from another."""
     tokens = TokenFile(config.tokens_file) if config.tokens_file is not None else TokenStore()
     audit = AuditLog(runtime.state_dir / "audit.log", host=runtime.collector.host, agent_version=__version__)
@@ -141,7 +145,9 @@ def build_app(config: AgentConfig, runtime: AgentRuntime, loop: asyncio.Abstract
     allowed = {*config.allowed_hosts, _hostname()}
     if not is_loopback_host(config.listen_host.lower()):
         allowed.add(config.listen_host)
-    return create_app(LoopBridge(runtime, loop), tokens, audit, allowed_hosts=allowed, redact=runtime.redactor)
+    return create_app(
+        LoopBridge(runtime, loop), tokens, audit, allowed_hosts=allowed, redact=runtime.redactor
+    )
 
 
 def _threaded_agent_records(audit: AuditLog) -> Callable[[str, str, str], None]:
@@ -166,12 +172,18 @@ def listen_socket(host: str, port: int) -> socket.socket:
     family, kind, proto, _, addr = infos[0]
     sock = socket.socket(family, kind, proto)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # restart over TIME_WAIT, never SO_REUSEPORT
+        sock.setsockopt(
+            socket.SOL_SOCKET, socket.SO_REUSEADDR, 1
+        )  # restart over TIME_WAIT, never SO_REUSEPORT
         sock.bind(addr)
         sock.listen(LISTEN_BACKLOG)
     except OSError as exc:
         sock.close()
-        why = "address already in use (another agent?)" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
+        why = (
+            "address already in use (another agent?)"
+            if exc.errno == errno.EADDRINUSE
+            else (exc.strerror or str(exc))
+        )
         raise OSError(f"cannot listen on {host}:{port}: {why}") from None
     sock.setblocking(False)
     return sock
@@ -213,7 +225,9 @@ async def serve(
     try:
         app = build_app(config, runtime, asyncio.get_running_loop())
         ucfg = uvicorn_config(config, app)
-        api = ApiServer(uvicorn.Server(ucfg), sock, prepare_loop=lambda loop: limit_tls_handshake(loop, HANDSHAKE_S))
+        api = ApiServer(
+            uvicorn.Server(ucfg), sock, prepare_loop=lambda loop: limit_tls_handshake(loop, HANDSHAKE_S)
+        )
     except BaseException:
         sock.close()
         await runtime.shutdown(False)

@@ -139,7 +139,9 @@ def feasibility_problem(objective: float, pairs: Sequence[BurnPair] = PAIRS) -> 
     )
 
 
-def check_objective(slo: SloSettings, bucket_bounds: Sequence[float], pairs: Sequence[BurnPair] = PAIRS) -> str | None:
+def check_objective(
+    slo: SloSettings, bucket_bounds: Sequence[float], pairs: Sequence[BurnPair] = PAIRS
+) -> str | None:
     """What to report at start about ``[slo]`` against the engine's TTFT buckets: the refusal when
     ``ttft_s`` is not a boundary and/or the pairs the objective can never fire ("; "-joined), or None."""
     found = [boundary_problem(slo.ttft_s, bucket_bounds), feasibility_problem(slo.objective, pairs)]
@@ -154,7 +156,9 @@ def source_for(unsupported: frozenset[str]) -> str:
 class BurnTracker:
     """The burn rates of one engine's TTFT objective over time; feed it every scrape (or canary)."""
 
-    def __init__(self, slo: SloSettings, pairs: Sequence[BurnPair] = PAIRS, *, source: str = "histogram") -> None:
+    def __init__(
+        self, slo: SloSettings, pairs: Sequence[BurnPair] = PAIRS, *, source: str = "histogram"
+    ) -> None:
         if source not in SOURCES:
             raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
         if not 0 < slo.objective < 1:
@@ -162,7 +166,9 @@ class BurnTracker:
         if not pairs:
             raise ValueError("at least one burn-rate pair is needed")
         self.slo, self.pairs, self.source = slo, tuple(pairs), source
-        self.windows: tuple[float, ...] = tuple(sorted({w for p in self.pairs for w in (p.short_s, p.long_s)}))
+        self.windows: tuple[float, ...] = tuple(
+            sorted({w for p in self.pairs for w in (p.short_s, p.long_s)})
+        )
         self._horizon = max(self.windows) + TIERS[-1][1]
         self._tiers: tuple[deque[tuple[float, float, float]], ...] = tuple(deque() for _ in TIERS)
         self._total = 0.0  # the tracker's own monotonic totals (resets folded in)
@@ -214,8 +220,11 @@ class BurnTracker:
             return
         if self._last_t is None:
             self._record(t)  # the baseline point: the window's start
-        good = ok and ttft_s is not None and math.isfinite(ttft_s) and (
-            ttft_s <= self.slo.ttft_s or math.isclose(ttft_s, self.slo.ttft_s, **_TOL)
+        good = (
+            ok
+            and ttft_s is not None
+            and math.isfinite(ttft_s)
+            and (ttft_s <= self.slo.ttft_s or math.isclose(ttft_s, self.slo.ttft_s, **_TOL))
         )
         self._total += 1.0
         self._good += 1.0 if good else 0.0
@@ -275,14 +284,21 @@ class BurnTracker:
         if left is not None:
             summary += f", {left:.0%} of the budget left over {_span(self.windows[-1])}"
         if not long_b.full:
-            summary += f" ({_span(pair.long_s)} window over the {duration(long_b.covered_s)} of history there is)"
+            summary += (
+                f" ({_span(pair.long_s)} window over the {duration(long_b.covered_s)} of history there is)"
+            )
         if self.source == "canary":
             summary += "; measured by the agent's canary (the engine has no TTFT histogram)"
         evidence: dict[str, Any] = {
             "source": self.source,
             "objective": self.slo.objective,
             "ttft_s": self.slo.ttft_s,
-            "pair": {"severity": pair.severity, "long_s": pair.long_s, "short_s": pair.short_s, "factor": pair.factor},
+            "pair": {
+                "severity": pair.severity,
+                "long_s": pair.long_s,
+                "short_s": pair.short_s,
+                "factor": pair.factor,
+            },
             "pairs_firing": [[p.long_s, p.short_s, p.factor] for p in fired],
             "budget_left": None if left is None else round(left, 4),
             "windows": [burns[w].evidence() for w in self.windows],
@@ -399,6 +415,8 @@ class SloRule:
         self.tracker = tracker
         self.slo: SloStatus | None = None
 
-    def __call__(self, obs: Any, history: Sequence[Any] = (), thresholds: Any = None) -> tuple[str, str, str, dict[str, Any]] | None:
+    def __call__(
+        self, obs: Any, history: Sequence[Any] = (), thresholds: Any = None
+    ) -> tuple[str, str, str, dict[str, Any]] | None:
         self.slo = self.tracker.status(obs.t)
         return self.tracker.evaluate(obs.t)

@@ -42,8 +42,16 @@ KEEP_CAPTURES = 4
 COOLDOWN_S = 60.0
 ENV_VAR = "LLMCONSOLE_PY_SPY"
 INSTALL_HINT = "py-spy is not installed: pip install 'llmconsole[diagnostics]'"
-_STATES = {"R": "running", "S": "sleeping", "D": "disk sleep", "T": "stopped", "t": "tracing stop",
-           "Z": "zombie", "X": "dead", "I": "idle"}  # fmt: skip
+_STATES = {
+    "R": "running",
+    "S": "sleeping",
+    "D": "disk sleep",
+    "T": "stopped",
+    "t": "tracing stop",
+    "Z": "zombie",
+    "X": "dead",
+    "I": "idle",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +68,14 @@ class ProcessStack:
 
     def brief(self) -> dict[str, Any]:
         threads = self.text.count("\nThread ") + self.text.startswith("Thread ") if self.text else None
-        return {"pid": self.pid, "name": self.name, "state": self.state, "read": self.ok, "error": self.error,
-                "threads": threads}  # fmt: skip
+        return {
+            "pid": self.pid,
+            "name": self.name,
+            "state": self.state,
+            "read": self.ok,
+            "error": self.error,
+            "threads": threads,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,9 +92,17 @@ class StackCapture:
 
     def brief(self) -> dict[str, Any]:
         read = sum(p.ok for p in self.processes)
-        return {"status": "captured" if self.problem is None else "unavailable", "at": self.at, "trigger": self.trigger,
-                "tool": self.tool, "problem": self.problem, "read": read, "of": len(self.processes),
-                "processes": [p.brief() for p in self.processes], "full_dumps": "in incident bundles (llmconsole bundle)"}  # fmt: skip
+        return {
+            "status": "captured" if self.problem is None else "unavailable",
+            "at": self.at,
+            "trigger": self.trigger,
+            "tool": self.tool,
+            "problem": self.problem,
+            "read": read,
+            "of": len(self.processes),
+            "processes": [p.brief() for p in self.processes],
+            "full_dumps": "in incident bundles (llmconsole bundle)",
+        }
 
 
 # --- finding py-spy and reading /proc ----------------------------------------------------------------------
@@ -159,8 +181,11 @@ def _why(stderr: str, rc: int | None, state: str | None) -> str:
         return "the process is gone (it exited before it could be read)"
     if "permission denied" in low or "operation not permitted" in low or "eperm" in low:
         hint = ptrace_hint()
-        return ("no ptrace rights: py-spy was refused (containers need the SYS_PTRACE capability"
-                + (f"; {hint}" if hint else "") + f"): {text}")  # fmt: skip
+        return (
+            "no ptrace rights: py-spy was refused (containers need the SYS_PTRACE capability"
+            + (f"; {hint}" if hint else "")
+            + f"): {text}"
+        )
     if state in ("stopped", "tracing stop"):
         return f"the process is stopped (state {state}, e.g. SIGSTOP): py-spy could not read it: {text or f'exit {rc}'}"
     if "python version" in low or "python interpreter" in low:
@@ -171,7 +196,9 @@ def _why(stderr: str, rc: int | None, state: str | None) -> str:
 # --- capturing ---------------------------------------------------------------------------------------------
 
 
-async def dump_one(py_spy: str, pid: int, timeout_s: float = DUMP_TIMEOUT_S, *, nonblocking: bool = False) -> ProcessStack:
+async def dump_one(
+    py_spy: str, pid: int, timeout_s: float = DUMP_TIMEOUT_S, *, nonblocking: bool = False
+) -> ProcessStack:
     """``py-spy dump --pid pid`` with a deadline (the subprocess is killed when it passes); ``nonblocking``
     reads the process's memory without pausing it (for engines the agent did not start and never stops)."""
     name, state = proc_state(pid)
@@ -179,9 +206,16 @@ async def dump_one(py_spy: str, pid: int, timeout_s: float = DUMP_TIMEOUT_S, *, 
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "RUST_BACKTRACE": "0", "LANG": "C.UTF-8"}
     try:
         proc = await asyncio.create_subprocess_exec(
-            py_spy, "dump", "--pid", str(pid), *(["--nonblocking"] if nonblocking else []), stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
-        )  # fmt: skip
+            py_spy,
+            "dump",
+            "--pid",
+            str(pid),
+            *(["--nonblocking"] if nonblocking else []),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+        )
     except OSError as exc:
         return ProcessStack(pid, name, state, False, None, f"cannot run py-spy: {exc.strerror or exc}", 0.0)
     try:
@@ -203,13 +237,21 @@ async def dump_one(py_spy: str, pid: int, timeout_s: float = DUMP_TIMEOUT_S, *, 
     text = out[:MAX_DUMP_BYTES].decode("utf-8", "replace")
     if proc.returncode == 0 and text.strip():
         return ProcessStack(pid, name, state, True, text, None, elapsed)
-    return ProcessStack(pid, name, state, False, None, _why(err.decode("utf-8", "replace"), proc.returncode, state), elapsed)
+    return ProcessStack(
+        pid, name, state, False, None, _why(err.decode("utf-8", "replace"), proc.returncode, state), elapsed
+    )
 
 
 async def capture(
-    pids: Sequence[int], *, trigger: str, since: str | None = None, py_spy: str | None = None,
-    problem: str | None = None, timeout_s: float = DUMP_TIMEOUT_S, nonblocking: bool = False,
-) -> StackCapture:  # fmt: skip
+    pids: Sequence[int],
+    *,
+    trigger: str,
+    since: str | None = None,
+    py_spy: str | None = None,
+    problem: str | None = None,
+    timeout_s: float = DUMP_TIMEOUT_S,
+    nonblocking: bool = False,
+) -> StackCapture:
     """Dump every process of ``pids`` (at most ``MAX_PROCESSES``, one after another: a hung engine must
     not get a burst of ptrace stops). Without ``py_spy``, each process is still listed with ``problem``."""
     at, started = rfc3339(), time.monotonic()
@@ -223,7 +265,17 @@ async def capture(
         left = CAPTURE_TIMEOUT_S - (time.monotonic() - started)
         if left <= 0:
             name, state = proc_state(pid)
-            out.append(ProcessStack(pid, name, state, False, None, f"not dumped: the capture's {CAPTURE_TIMEOUT_S:g}s ran out", 0.0))
+            out.append(
+                ProcessStack(
+                    pid,
+                    name,
+                    state,
+                    False,
+                    None,
+                    f"not dumped: the capture's {CAPTURE_TIMEOUT_S:g}s ran out",
+                    0.0,
+                )
+            )
             continue
         out.append(await dump_one(py_spy, pid, min(timeout_s, left), nonblocking=nonblocking))
     return StackCapture(at, trigger, since, py_spy, None, tuple(out), round(time.monotonic() - started, 3))
@@ -250,7 +302,9 @@ def captures(owner: Any) -> tuple[StackCapture, ...]:
     return tuple(st.captures) if st is not None else ()
 
 
-def on_alerts(owner: Any, alerts: tuple[Alert, ...], *, environ: dict[str, str] | None = None) -> tuple[Alert, ...]:
+def on_alerts(
+    owner: Any, alerts: tuple[Alert, ...], *, environ: dict[str, str] | None = None
+) -> tuple[Alert, ...]:
     """Start a capture when a hang-type alert opens an incident on ``owner`` (a watch with
     ``supervisor.pids``); return ``alerts`` with the capture's state in each hang alert's evidence.
     Must run on the agent's loop. Never raises: a failure here must not break collection."""
@@ -270,30 +324,49 @@ def _on_alerts(owner: Any, alerts: tuple[Alert, ...], environ: dict[str, str] | 
         return alerts
     if st is None:
         st = _STATE[owner] = _EngineStacks()
-    if st.incident is None and time.monotonic() - st.started >= COOLDOWN_S and (st.task is None or st.task.done()):
+    if (
+        st.incident is None
+        and time.monotonic() - st.started >= COOLDOWN_S
+        and (st.task is None or st.task.done())
+    ):
         first = hang[0]
         st.incident, st.started = f"{first.code}@{first.since}", time.monotonic()
         pids = tuple(getattr(owner.supervisor, "pids", ()) or ())
         path, why = find_py_spy(environ)
         st.pending = {"status": "capturing", "trigger": first.code, "processes": len(pids)}
         nonblocking = not getattr(owner.supervisor, "managed", True)  # a watched engine is never paused
-        st.task = asyncio.get_running_loop().create_task(_run(st, pids, first, path, why, nonblocking), name="py-spy capture")
+        st.task = asyncio.get_running_loop().create_task(
+            _run(st, pids, first, path, why, nonblocking), name="py-spy capture"
+        )
     elif st.incident is None:
         st.incident = f"{hang[0].code}@{hang[0].since}"  # within the cooldown: the last capture stands for it
     brief = st.pending if st.pending is not None else (st.captures[-1].brief() if st.captures else None)
     if brief is None:
         return alerts
-    return tuple(replace(a, evidence={**a.evidence, "stacks": brief}) if a.code in HANG_CODES else a for a in alerts)
+    return tuple(
+        replace(a, evidence={**a.evidence, "stacks": brief}) if a.code in HANG_CODES else a for a in alerts
+    )
 
 
 async def _run(
-    st: _EngineStacks, pids: tuple[int, ...], alert: Alert, path: str | None, why: str | None, nonblocking: bool = False
+    st: _EngineStacks,
+    pids: tuple[int, ...],
+    alert: Alert,
+    path: str | None,
+    why: str | None,
+    nonblocking: bool = False,
 ) -> None:
     try:
-        got = await capture(pids, trigger=alert.code, since=alert.since, py_spy=path, problem=why, nonblocking=nonblocking)
+        got = await capture(
+            pids, trigger=alert.code, since=alert.since, py_spy=path, problem=why, nonblocking=nonblocking
+        )
         st.captures.append(got)
     except Exception as exc:  # noqa: BLE001 - recorded in the evidence instead
         log.exception("stack capture failed")
-        st.captures.append(StackCapture(rfc3339(), alert.code, alert.since, path, f"capture failed: {type(exc).__name__}: {exc}"))
+        st.captures.append(
+            StackCapture(
+                rfc3339(), alert.code, alert.since, path, f"capture failed: {type(exc).__name__}: {exc}"
+            )
+        )
     finally:
         st.pending = None

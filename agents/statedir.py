@@ -93,7 +93,9 @@ def claim_state_dir(path: Path | str) -> StateDirLock:
     try:
         fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     except OSError as exc:
-        raise StateDirError(f"state directory {path} is not writable: cannot open {lock_file}: {_why(exc)}") from None
+        raise StateDirError(
+            f"state directory {path} is not writable: cannot open {lock_file}: {_why(exc)}"
+        ) from None
     lock = StateDirLock(path, fd)
     try:
         try:
@@ -131,4 +133,6 @@ def _probe(engines: Path) -> None:
         statefile.write_atomic(probe, {"probe": os.getpid()})
         statefile.remove(probe)
     except OSError as exc:
-        raise StateDirError(f"state directory {engines.parent} is not writable: cannot write {engines}: {_why(exc)}") from None
+        raise StateDirError(
+            f"state directory {engines.parent} is not writable: cannot write {engines}: {_why(exc)}"
+        ) from None

@@ -86,9 +86,14 @@ def setting(
     ``external``: not read from this table (filled by the loader, e.g. thresholds);
     ``label``/``name_key``: for a list of tables, its TOML label and the key naming each entry."""
     meta = {
-        "check": check, "item_check": item_check, "choices": choices, "flatten": flatten,
-        "external": external, "label": label, "name_key": name_key,
-    }  # fmt: skip
+        "check": check,
+        "item_check": item_check,
+        "choices": choices,
+        "flatten": flatten,
+        "external": external,
+        "label": label,
+        "name_key": name_key,
+    }
     if factory is not MISSING:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -388,7 +393,9 @@ env_name = matches(ENV_NAME_RE, "a valid environment variable name")
 class DocumentBuilder(Protocol[T_co]):
     """Builds one side's config from a whole parsed document (``agent_config_from_dict`` and the console's)."""
 
-    def __call__(self, data: Mapping[str, Any], *, file: str, base_dir: Path | None, source: Path | None) -> T_co: ...
+    def __call__(
+        self, data: Mapping[str, Any], *, file: str, base_dir: Path | None, source: Path | None
+    ) -> T_co: ...
 
 
 def load_config(path: str | os.PathLike[str], build: DocumentBuilder[T]) -> T:
@@ -429,8 +436,31 @@ def find_config(
 
 
 __all__ = [
-    "ENV_CONFIG", "ENV_NAME_RE", "KNOWN_TABLES", "Check", "ConfigError", "DocumentBuilder", "Where", "at_least", "build_table",
-    "build_tables", "check_top_level", "entry_label", "env_name", "find_config", "fraction", "key_name",
-    "load_config", "matches", "non_empty", "non_negative", "port_number", "positive", "read_toml", "setting",
-    "show", "suggest", "table_keys",
-]  # fmt: skip
+    "ENV_CONFIG",
+    "ENV_NAME_RE",
+    "KNOWN_TABLES",
+    "Check",
+    "ConfigError",
+    "DocumentBuilder",
+    "Where",
+    "at_least",
+    "build_table",
+    "build_tables",
+    "check_top_level",
+    "entry_label",
+    "env_name",
+    "find_config",
+    "fraction",
+    "key_name",
+    "load_config",
+    "matches",
+    "non_empty",
+    "non_negative",
+    "port_number",
+    "positive",
+    "read_toml",
+    "setting",
+    "show",
+    "suggest",
+    "table_keys",
+]

@@ -104,7 +104,9 @@ class EngineWatch:
         self.adapter = adapter
         self.spec = spec
         self.exposure = ExposureWatch.of(config, supervisor.plan, adapter.metrics_url(spec))
-        self.extras = EngineExtras(config, agent, adapter, spec, http)  # silent rules, golden canary, SLO burn
+        self.extras = EngineExtras(
+            config, agent, adapter, spec, http
+        )  # silent rules, golden canary, SLO burn
         rules = (*self.extras.rules(), *extra_rules)
         self.rules = EngineRules(agent.thresholds, history_s=agent.history_s, extra_rules=rules)
         # rates over the last few scrapes, percentiles and window counts over stats_window_s
@@ -116,7 +118,9 @@ class EngineWatch:
         self._stats_t: float | None = None  # monotonic time of the scrape the stats come from
         self._tokens: float | None = None
         self._counters: Mapping[str, float | None] = {}  # the latest successful scrape's counters
-        self._reading: Reading | None = None  # the latest successful scrape's, for /metrics (agents/exporter.py)
+        self._reading: Reading | None = (
+            None  # the latest successful scrape's, for /metrics (agents/exporter.py)
+        )
         self._simulated = False
         self._health: Health | None = None
         self._scrape_last: ScrapeOutcome | None = None  # the latest scrape that finished
@@ -128,7 +132,9 @@ class EngineWatch:
         self._exited_t: float | None = None  # monotonic time of the latest "exited" event (ENGINE_DOWN)
         self._pid_seen: int | None = None
         self._restart_times: list[float] = []
-        self._restarts_seen = supervisor.restarts  # inherited restarts (re-adoption) are history, not a crash loop now
+        self._restarts_seen = (
+            supervisor.restarts
+        )  # inherited restarts (re-adoption) are history, not a crash loop now
 
     @property
     def latest_reading(self) -> Reading | None:
@@ -139,7 +145,9 @@ class EngineWatch:
     # --- readiness for the supervisor -----------------------------------------------------------------
     async def is_ready(self) -> bool:
         """The supervisor's start-up gate: the engine's health endpoint answers 200."""
-        got = await fetch(self.http, self.adapter.health_url(self.spec), deadline_s=2.0, max_bytes=HEALTH_MAX_BYTES)
+        got = await fetch(
+            self.http, self.adapter.health_url(self.spec), deadline_s=2.0, max_bytes=HEALTH_MAX_BYTES
+        )
         return got.status == 200
 
     # --- exposure audit (its blocking read runs in the collector's worker thread) -------------------------
@@ -199,7 +207,9 @@ class EngineWatch:
             listeners=self.exposure.listeners,
             generation_tokens_total=counters.get("generation_tokens"),
             prompt_tokens_total=counters.get("prompt_tokens"),
-            gpu_util_pct=tuple((gpu_util or {}).get(i) for i in self.config.gpus) if gpu_util is not None else (),
+            gpu_util_pct=tuple((gpu_util or {}).get(i) for i in self.config.gpus)
+            if gpu_util is not None
+            else (),
             client_connections=client_connections,
             preemptions_total=counters.get("preemptions"),
             health_error=self._health.error if self._health else None,
@@ -208,7 +218,9 @@ class EngineWatch:
             exited_t=self._exited_t,
             golden=self.extras.verdict,
         )
-        self.alerts = stacks.on_alerts(self, self.rules.evaluate(obs))  # py-spy once per hang (agents/stacks.py)
+        self.alerts = stacks.on_alerts(
+            self, self.rules.evaluate(obs)
+        )  # py-spy once per hang (agents/stacks.py)
         self._apply_health(state, obs)
         snap = self._snapshot(now, rss_bytes, self._events(), client_connections)
         exposure = self.exposure.alerts(rfc3339())
@@ -240,7 +252,9 @@ class EngineWatch:
             self._scrape_task = asyncio.create_task(self._scrape(now), name=f"scrape {self.config.id}")
         if self._health_task is None:
             self._health_task = asyncio.create_task(self._check_health(), name=f"health {self.config.id}")
-        await asyncio.wait((self._scrape_task, self._health_task), timeout=self.agent.interval_s * PROBE_BUDGET)
+        await asyncio.wait(
+            (self._scrape_task, self._health_task), timeout=self.agent.interval_s * PROBE_BUDGET
+        )
         self._land()
         return self._scrape_last or FIRST_SCRAPE_PENDING
 
@@ -277,7 +291,9 @@ class EngineWatch:
             deadline_s=self.agent.scrape_timeout_s,  # type: ignore[arg-type]
             max_bytes=self.agent.metrics_max_bytes,
         )
-        bundle_scrapes.record(self, got)  # the last raw scrapes, for incident bundles (agents/bundle_scrapes.py)
+        bundle_scrapes.record(
+            self, got
+        )  # the last raw scrapes, for incident bundles (agents/bundle_scrapes.py)
         if not got.ok:
             return _Scraped(started, ScrapeOutcome(ok=False, error=got.error, reachable=got.reachable))
         body = got.body or b""
@@ -288,7 +304,9 @@ class EngineWatch:
         if metrics.problems:
             first = metrics.problems[0]
             more = f" (+{len(metrics.problems) - 1} more)" if len(metrics.problems) > 1 else ""
-            return _Scraped(started, ScrapeOutcome(ok=False, error=f"malformed exposition: {first}{more}", reachable=True))
+            return _Scraped(
+                started, ScrapeOutcome(ok=False, error=f"malformed exposition: {first}{more}", reachable=True)
+            )
         reading = self.adapter.read(metrics)
         if not _has_data(reading):
             error = f"no {self.config.kind} metrics in the exposition"
@@ -297,7 +315,9 @@ class EngineWatch:
 
     async def _check_health(self) -> Health:
         deadline = min(2.0, self.agent.interval_s * 2)
-        got = await fetch(self.http, self.adapter.health_url(self.spec), deadline_s=deadline, max_bytes=HEALTH_MAX_BYTES)
+        got = await fetch(
+            self.http, self.adapter.health_url(self.spec), deadline_s=deadline, max_bytes=HEALTH_MAX_BYTES
+        )
         return Health(
             http_ok=got.status == 200,
             http_status=got.status,
@@ -330,7 +350,9 @@ class EngineWatch:
             why = {"canary only": "only the canary is pending", "canary": "the canary is pending"}
             self.supervisor.set_health("hung", f"no token progress: {why.get(str(pending), 'work pending')}")
         elif "HEALTH_LIES" in codes:
-            self.supervisor.set_health("degraded", "health lies: /health answers but the canary completion fails")
+            self.supervisor.set_health(
+                "degraded", "health lies: /health answers but the canary completion fails"
+            )
         elif self._health is not None and not self._health.http_ok:
             why = self._health.error or f"HTTP {self._health.http_status}"
             if self.rules.progressing(obs):
@@ -352,15 +374,27 @@ class EngineWatch:
         if total is None or total != self._events_for:
             recent = sup.events
             self._events_cache = tuple(
-                EngineEvent(at=e["at"], state=e["state"], reason=e.get("reason"), exit_code=e.get("exit_code"), signal=e.get("signal"))
+                EngineEvent(
+                    at=e["at"],
+                    state=e["state"],
+                    reason=e.get("reason"),
+                    exit_code=e.get("exit_code"),
+                    signal=e.get("signal"),
+                )
                 for e in recent[-20:]
             )
-            self._exited_t = next((e.get("mono") for e in reversed(recent) if e.get("state") == "exited"), None)
+            self._exited_t = next(
+                (e.get("mono") for e in reversed(recent) if e.get("state") == "exited"), None
+            )
             self._events_for = total
         return self._events_cache
 
     def _snapshot(
-        self, now: float, rss_bytes: int | None, events: tuple[EngineEvent, ...], client_connections: int | None
+        self,
+        now: float,
+        rss_bytes: int | None,
+        events: tuple[EngineEvent, ...],
+        client_connections: int | None,
     ) -> EngineSnapshot:
         sup = self.supervisor
         info = sup.snapshot()
@@ -386,7 +420,12 @@ class EngineWatch:
             uptime_s=_round(info["uptime_s"]),
             last_exit=None
             if last is None
-            else LastExit(code=last.get("code"), signal=last.get("signal"), at=last.get("at"), stderr_tail=tuple(last.get("stderr_tail") or ())),
+            else LastExit(
+                code=last.get("code"),
+                signal=last.get("signal"),
+                at=last.get("at"),
+                stderr_tail=tuple(last.get("stderr_tail") or ()),
+            ),
             stats_age_s=None if self._stats_t is None else round(now - self._stats_t, 3),
             stats=stats,
             health=self._health,
@@ -414,7 +453,11 @@ def _severity_order(alert: Alert) -> tuple[int, str]:
 
 
 def _has_data(reading: Reading) -> bool:
-    return any(v is not None for part in (reading.gauges, reading.counters, reading.histograms) for v in part.values())
+    return any(
+        v is not None
+        for part in (reading.gauges, reading.counters, reading.histograms)
+        for v in part.values()
+    )
 
 
 def _progress(reading: Reading) -> float | None:

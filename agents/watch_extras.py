@@ -30,14 +30,23 @@ GOLDEN_TIMEOUT_S = 30.0  # two short temperature-0 completions
 
 class EngineExtras:
     def __init__(
-        self, config: EngineConfig, agent: AgentConfig, adapter: EngineAdapter, spec: LaunchSpec, http: Http1Client
+        self,
+        config: EngineConfig,
+        agent: AgentConfig,
+        adapter: EngineAdapter,
+        spec: LaunchSpec,
+        http: Http1Client,
     ) -> None:
         self.config, self.adapter, self.spec, self.http = config, adapter, spec, http
         self.golden = config.golden
         self.judge = GoldenJudge(config.golden.expect) if config.golden is not None else None
-        self.tracker = BurnTracker(agent.slo, source=source_for(adapter.unsupported)) if agent.slo is not None else None
+        self.tracker = (
+            BurnTracker(agent.slo, source=source_for(adapter.unsupported)) if agent.slo is not None else None
+        )
         self._slo_rule = SloRule(self.tracker) if self.tracker is not None else None
-        self.verdict: dict[str, Any] | None = None  # the golden canary's latest verdict (EngineObservation.golden)
+        self.verdict: dict[str, Any] | None = (
+            None  # the golden canary's latest verdict (EngineObservation.golden)
+        )
         self._golden_task: asyncio.Task[None] | None = None
         self._golden_next = 0.0
         self._pid: int | None = None

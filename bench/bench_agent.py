@@ -74,7 +74,15 @@ def measure(n: int, seconds: float, warmup: float) -> dict[str, float]:
         tmp = Path(d)
         port = free_port()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "console.cli", "agent", "--config", str(config(tmp, n, port)), "--stop-engines-on-exit"],
+            [
+                sys.executable,
+                "-m",
+                "console.cli",
+                "agent",
+                "--config",
+                str(config(tmp, n, port)),
+                "--stop-engines-on-exit",
+            ],
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -129,11 +137,16 @@ def main() -> None:
     ap.add_argument("--engines", type=int, default=8)
     ap.add_argument("--warmup", type=float, default=5.0)
     args = ap.parse_args()
-    print(f"machine: {os.cpu_count()} cores; interval 1 s; measuring {args.seconds:.0f} s after {args.warmup:.0f} s warm-up")
+    print(
+        f"machine: {os.cpu_count()} cores; interval 1 s; measuring {args.seconds:.0f} s after {args.warmup:.0f} s warm-up"
+    )
     load0 = _load()
     ref = measure(0, args.seconds, args.warmup)
     run = measure(args.engines, args.seconds, args.warmup)
-    for r, label in ((ref, "reference: agent, no engines"), (run, f"agent supervising {args.engines} simulated engines")):
+    for r, label in (
+        (ref, "reference: agent, no engines"),
+        (run, f"agent supervising {args.engines} simulated engines"),
+    ):
         print(
             f"{label:48s} CPU {r['cpu_pct_of_core']:6.2f} % of one core ({r['cpu_ms_per_tick']:5.2f} ms per tick)   "
             f"RSS {r['rss_mb']:6.1f} MB   {r['ticks']} ticks in {r['seconds']:.1f} s"
@@ -142,7 +155,9 @@ def main() -> None:
     per_engine = (run["cpu_pct_of_core"] - ref["cpu_pct_of_core"]) / max(1, args.engines)
     ratio = run["cpu_pct_of_core"] / ref["cpu_pct_of_core"] if ref["cpu_pct_of_core"] > 0 else float("nan")
     print(f"per engine: +{per_engine:.2f} % of a core; CPU ratio (N engines / none): {ratio:.2f}x")
-    print(f"target: under 2 % of a core and under 100 MB -> {'met' if run['cpu_pct_of_core'] < 2 and run['rss_mb'] < 100 else 'NOT met'}")
+    print(
+        f"target: under 2 % of a core and under 100 MB -> {'met' if run['cpu_pct_of_core'] < 2 and run['rss_mb'] < 100 else 'NOT met'}"
+    )
 
 
 if __name__ == "__main__":

@@ -88,9 +88,15 @@ async def _ours(urls: list[str], concurrency: int, duration: float, input_len: i
     records = [rec for o in outcomes for rec in o.records]
     start, end = min(o.started for o in outcomes), max(o.ended for o in outcomes)
     s = summarize(Outcome(records, start, end, "duration", cpu))
-    return {"completed": s["completed"], "failed": s["failed"], "duration": s["duration"], "cpu_s": cpu,
-            "p50_ttft_ms": s["p50_ttft_ms"], "itl_gaps": sum(len(r.itl) for r in records),
-            "errors": s["errors_by_class"]}
+    return {
+        "completed": s["completed"],
+        "failed": s["failed"],
+        "duration": s["duration"],
+        "cpu_s": cpu,
+        "p50_ttft_ms": s["p50_ttft_ms"],
+        "itl_gaps": sum(len(r.itl) for r in records),
+        "errors": s["errors_by_class"],
+    }
 
 
 async def _httpx(urls: list[str], concurrency: int, duration: float, input_len: int, output_len: int) -> dict:
@@ -99,7 +105,9 @@ async def _httpx(urls: list[str], concurrency: int, duration: float, input_len: 
     body, _ = _body(input_len, output_len)
     done = failed = 0
     ttfts: list[float] = []
-    limits = httpx.Limits(max_connections=concurrency * len(urls), max_keepalive_connections=concurrency * len(urls))
+    limits = httpx.Limits(
+        max_connections=concurrency * len(urls), max_keepalive_connections=concurrency * len(urls)
+    )
     start = time.perf_counter()
     deadline = start + duration
     last_end = start
@@ -110,8 +118,12 @@ async def _httpx(urls: list[str], concurrency: int, duration: float, input_len: 
             sent = time.perf_counter()
             first = None
             try:
-                async with client.stream("POST", url + "/v1/completions", content=body,
-                                         headers={"content-type": "application/json"}) as resp:
+                async with client.stream(
+                    "POST",
+                    url + "/v1/completions",
+                    content=body,
+                    headers={"content-type": "application/json"},
+                ) as resp:
                     async for line in resp.aiter_lines():
                         if line.startswith("data: {"):
                             event = json.loads(line[6:])
@@ -131,11 +143,20 @@ async def _httpx(urls: list[str], concurrency: int, duration: float, input_len: 
         await asyncio.gather(*(worker(client, url) for url in urls for _ in range(concurrency)))
     cpu = time.process_time() - cpu0
     ttfts.sort()
-    return {"completed": done, "failed": failed, "duration": last_end - start, "cpu_s": cpu,
-            "p50_ttft_ms": ttfts[len(ttfts) // 2] * 1000 if ttfts else None, "itl_gaps": None, "errors": {}}
+    return {
+        "completed": done,
+        "failed": failed,
+        "duration": last_end - start,
+        "cpu_s": cpu,
+        "p50_ttft_ms": ttfts[len(ttfts) // 2] * 1000 if ttfts else None,
+        "itl_gaps": None,
+        "errors": {},
+    }
 
 
-def child(kind: str, urls: list[str], concurrency: int, duration: float, input_len: int, output_len: int) -> None:
+def child(
+    kind: str, urls: list[str], concurrency: int, duration: float, input_len: int, output_len: int
+) -> None:
     run = _ours if kind == "ours" else _httpx
     print(json.dumps(asyncio.run(run(urls, concurrency, duration, input_len, output_len))))
 
@@ -146,10 +167,27 @@ def _phase(kind: str, urls: list[str], pids: list[int], args: argparse.Namespace
     engines0 = sum(_cpu_s(p) for p in pids)
     t0 = time.monotonic()
     out = subprocess.run(
-        [sys.executable, __file__, "--child", kind, "--urls", ",".join(urls), "--concurrency", str(concurrency),
-         "--duration", str(args.duration), "--input-len", str(args.input_len), "--output-len", str(args.output_len)],
-        cwd=ROOT, capture_output=True, text=True, timeout=args.duration + 120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            kind,
+            "--urls",
+            ",".join(urls),
+            "--concurrency",
+            str(concurrency),
+            "--duration",
+            str(args.duration),
+            "--input-len",
+            str(args.input_len),
+            "--output-len",
+            str(args.output_len),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=args.duration + 120,
+    )
     wall = time.monotonic() - t0
     if out.returncode != 0:
         raise SystemExit(f"{kind} generator failed:\n{out.stderr[-3000:]}")
@@ -165,17 +203,25 @@ def _phase(kind: str, urls: list[str], pids: list[int], args: argparse.Namespace
 def _line(name: str, r: dict) -> str:
     per = f"{r['cpu_ms_per_request']:.3f}" if r["cpu_ms_per_request"] is not None else "—"
     ttft = f"{r['p50_ttft_ms']:.1f}" if r["p50_ttft_ms"] is not None else "—"
-    return (f"{name:<30} {r['rps']:>9.1f} req/s  {r['completed']:>7,} ok {r['failed']:>4} failed  "
-            f"generator {r['cpu_per_s']:.3f} CPU s/s ({per} ms/request)  engines {r['engines_cpu_per_s']:.2f} CPU s/s  "
-            f"TTFT p50 {ttft} ms  load {r['load_before']} -> {r['load_after']}")
+    return (
+        f"{name:<30} {r['rps']:>9.1f} req/s  {r['completed']:>7,} ok {r['failed']:>4} failed  "
+        f"generator {r['cpu_per_s']:.3f} CPU s/s ({per} ms/request)  engines {r['engines_cpu_per_s']:.2f} CPU s/s  "
+        f"TTFT p50 {ttft} ms  load {r['load_before']} -> {r['load_after']}"
+    )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--engines", type=int, default=3, help="simulated engines to drive (default 3)")
-    parser.add_argument("--concurrency", type=int, default=96, help="requests in flight per engine (default 96)")
-    parser.add_argument("--reference-concurrency", type=int, default=8,
-                        help="a second pair of runs at this concurrency per engine (httpx's cost grows with its pool)")
+    parser.add_argument(
+        "--concurrency", type=int, default=96, help="requests in flight per engine (default 96)"
+    )
+    parser.add_argument(
+        "--reference-concurrency",
+        type=int,
+        default=8,
+        help="a second pair of runs at this concurrency per engine (httpx's cost grows with its pool)",
+    )
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per generator (default 8)")
     parser.add_argument("--input-len", type=int, default=32)
     parser.add_argument("--output-len", type=int, default=8)
@@ -183,7 +229,9 @@ def main() -> int:
     parser.add_argument("--urls", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.urls.split(","), args.concurrency, args.duration, args.input_len, args.output_len)
+        child(
+            args.child, args.urls.split(","), args.concurrency, args.duration, args.input_len, args.output_len
+        )
         return 0
 
     import httpx
@@ -193,9 +241,15 @@ def main() -> int:
     try:
         for _ in range(args.engines):
             port = _free_port()
-            procs.append(subprocess.Popen([sys.executable, "-m", "agents.sim", "--dialect", "vllm", "--port", str(port),
-                                           *SIM_ARGS], cwd=ROOT, stdin=subprocess.DEVNULL,
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))  # fmt: skip
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "agents.sim", "--dialect", "vllm", "--port", str(port), *SIM_ARGS],
+                    cwd=ROOT,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
             urls.append(f"http://127.0.0.1:{port}")
         deadline = time.monotonic() + 60
         for url, proc in zip(urls, procs, strict=True):
@@ -209,9 +263,11 @@ def main() -> int:
                     pass
                 time.sleep(0.1)
         pids = [p.pid for p in procs]
-        print(f"{args.engines} SIMULATED vLLM engines, {args.concurrency} in flight each, {args.duration:g} s per "
-              f"generator, streamed completions of {args.input_len} -> {args.output_len} tokens; "
-              f"{os.cpu_count()} CPUs, load average {_loadavg()}")
+        print(
+            f"{args.engines} SIMULATED vLLM engines, {args.concurrency} in flight each, {args.duration:g} s per "
+            f"generator, streamed completions of {args.input_len} -> {args.output_len} tokens; "
+            f"{os.cpu_count()} CPUs, load average {_loadavg()}"
+        )
         rows = {}
         for conc in dict.fromkeys((args.concurrency, args.reference_concurrency)):
             for kind in ("ours", "httpx"):
@@ -220,15 +276,19 @@ def main() -> int:
             print(_line(f"ours (console.bench) c={conc}", ours))
             print(_line(f"reference (httpx loop) c={conc}", ref))
             if ref["rps"] and ref["cpu_ms_per_request"] and ours["cpu_ms_per_request"]:
-                print(f"  ratios at {conc} in flight per engine: requests/s ours/httpx {ours['rps'] / ref['rps']:.2f}x; "
-                      f"CPU per request httpx/ours {ref['cpu_ms_per_request'] / ours['cpu_ms_per_request']:.2f}x "
-                      f"(ours also times every ITL gap: {ours['itl_gaps']:,} of them)")
+                print(
+                    f"  ratios at {conc} in flight per engine: requests/s ours/httpx {ours['rps'] / ref['rps']:.2f}x; "
+                    f"CPU per request httpx/ours {ref['cpu_ms_per_request'] / ours['cpu_ms_per_request']:.2f}x "
+                    f"(ours also times every ITL gap: {ours['itl_gaps']:,} of them)"
+                )
         ours = rows["ours", args.concurrency]
         capacity = 1000 / ours["cpu_ms_per_request"] if ours["cpu_ms_per_request"] else 0.0
         verdict = "MET" if ours["rps"] >= TARGET_RPS and ours["cpu_per_s"] < 1.0 else "NOT MET"
-        print(f"target >= {TARGET_RPS:.0f} streamed requests/s with the generator under one core: {verdict} "
-              f"({ours['rps']:.0f} req/s at {ours['cpu_per_s']:.2f} core; its CPU per request implies "
-              f"~{capacity:,.0f} req/s per core)")
+        print(
+            f"target >= {TARGET_RPS:.0f} streamed requests/s with the generator under one core: {verdict} "
+            f"({ours['rps']:.0f} req/s at {ours['cpu_per_s']:.2f} core; its CPU per request implies "
+            f"~{capacity:,.0f} req/s per core)"
+        )
         return 0
     finally:
         for proc in procs:

@@ -135,10 +135,19 @@ class Server:
             self.url = f"http://127.0.0.1:{port}"
             log = open(self.dir / "prometheus.log", "ab")  # noqa: SIM115 - closed with the process
             self.proc = subprocess.Popen(
-                [binary, f"--config.file={config}", f"--storage.tsdb.path={self.data}", "--log.level=warn",
-                 f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=30d"],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-            )  # fmt: skip
+                [
+                    binary,
+                    f"--config.file={config}",
+                    f"--storage.tsdb.path={self.data}",
+                    "--log.level=warn",
+                    f"--web.listen-address=127.0.0.1:{port}",
+                    "--storage.tsdb.retention.time=30d",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline and self.proc.poll() is None:
                 try:
@@ -172,15 +181,21 @@ def fleet_server(hosts: int, root: Path) -> tuple[Server, list[float], list[Host
     t1 = time.monotonic()
     data = root / f"data{hosts}"
     promtool = shutil.which("promtool") or "/usr/bin/promtool"
-    subprocess.run([promtool, "tsdb", "create-blocks-from", "openmetrics", str(om), str(data)], check=True,
-                   capture_output=True, timeout=900)  # fmt: skip
+    subprocess.run(
+        [promtool, "tsdb", "create-blocks-from", "openmetrics", str(om), str(data)],
+        check=True,
+        capture_output=True,
+        timeout=900,
+    )
     size = om.stat().st_size
     om.unlink()
     t2 = time.monotonic()
     server = Server(data, root)
     server.start()
-    print(f"  {hosts} hosts: OpenMetrics {size / 1e6:.0f} MB written in {t1 - t0:.1f} s, "
-          f"promtool backfill {t2 - t1:.1f} s, prometheus ready in {time.monotonic() - t2:.1f} s")  # fmt: skip
+    print(
+        f"  {hosts} hosts: OpenMetrics {size / 1e6:.0f} MB written in {t1 - t0:.1f} s, "
+        f"promtool backfill {t2 - t1:.1f} s, prometheus ready in {time.monotonic() - t2:.1f} s"
+    )
     return server, times, last
 
 
@@ -194,10 +209,30 @@ def median(xs: list[float]) -> float:
 async def measure_prometheus(server: Server, times: list[float], refreshes: int) -> dict[str, list[float]]:
     prom = PrometheusConfig(name="bench", url=server.url, match="", refresh_s=0.001, stale_after_s=60)
     config = ConsoleConfig()
-    out: dict[str, list[float]] = {k: [] for k in ("poll", "queries", "reduce", "present", "table", "total", "cpu",
-                                                   "poll_cpu", "prom_cpu", "requests", "first", "first_requests",
-                                                   "series", "idle", "idle_cpu", "idle_requests",
-                                                   "received", "read", "identity")}  # fmt: skip
+    out: dict[str, list[float]] = {
+        k: []
+        for k in (
+            "poll",
+            "queries",
+            "reduce",
+            "present",
+            "table",
+            "total",
+            "cpu",
+            "poll_cpu",
+            "prom_cpu",
+            "requests",
+            "first",
+            "first_requests",
+            "series",
+            "idle",
+            "idle_cpu",
+            "idle_requests",
+            "received",
+            "read",
+            "identity",
+        )
+    }
     table = KeyedTable()
     app = Bench(table)
     async with app.run_test(size=(160, 45)) as pilot:
@@ -232,12 +267,21 @@ async def measure_prometheus(server: Server, times: list[float], refreshes: int)
             assert all(r.snapshot is not None for r in results) and results, "every host has a snapshot"
             if n == 0:
                 continue  # the first refresh of this source fills the table's rows from scratch
-            for key, value in (("poll", t1 - t0), ("queries", source.last_refresh["queries"]), ("reduce", t2 - t1),
-                               ("present", t3 - t2), ("table", t4 - t3), ("total", t4 - t0), ("cpu", c1 - c0),
-                               ("poll_cpu", c_poll - c0),
-                               ("prom_cpu", pc1 - pc0), ("requests", source.requests - before),
-                               ("received", source.last_refresh["series"]), ("read", source.last_refresh["read"]),
-                               ("identity", source.last_refresh["identity"])):  # fmt: skip
+            for key, value in (
+                ("poll", t1 - t0),
+                ("queries", source.last_refresh["queries"]),
+                ("reduce", t2 - t1),
+                ("present", t3 - t2),
+                ("table", t4 - t3),
+                ("total", t4 - t0),
+                ("cpu", c1 - c0),
+                ("poll_cpu", c_poll - c0),
+                ("prom_cpu", pc1 - pc0),
+                ("requests", source.requests - before),
+                ("received", source.last_refresh["series"]),
+                ("read", source.last_refresh["read"]),
+                ("identity", source.last_refresh["identity"]),
+            ):
                 out[key].append(value)
         for _ in range(3):  # between two scrapes: no host has a new snapshot
             before, pc0 = source.requests, server.cpu_s()

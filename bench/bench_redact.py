@@ -43,8 +43,21 @@ class OldRedactor:
         r"|\bsk-[A-Za-z0-9_-]{20,}",
         re.IGNORECASE,
     )
-    _TRIGGERS = ("api_key", "api-key", "apikey", "hf_", "hf-token", "auth_token", "auth-token", "access_token",
-                 "access-token", "secret", "passw", "bearer", "sk-")  # fmt: skip
+    _TRIGGERS = (
+        "api_key",
+        "api-key",
+        "apikey",
+        "hf_",
+        "hf-token",
+        "auth_token",
+        "auth-token",
+        "access_token",
+        "access-token",
+        "secret",
+        "passw",
+        "bearer",
+        "sk-",
+    )
 
     def __init__(self, secrets: Iterable[str]) -> None:
         values = set()
@@ -104,17 +117,26 @@ def main() -> int:
     if new_r(plain) != plain or new_r(tricky) != tricky:
         print("error: the redactor changed an ordinary history body", file=sys.stderr)
         return 1
-    print(f"body: {len(plain) / 1e6:.2f} MB /v1/history ({plain.count('sk-')} 'sk-' in plain ids, "
-          f"{tricky.count('sk-')} in the secret-looking ids); best of {args.repeats}")  # fmt: skip
+    print(
+        f"body: {len(plain) / 1e6:.2f} MB /v1/history ({plain.count('sk-')} 'sk-' in plain ids, "
+        f"{tricky.count('sk-')} in the secret-looking ids); best of {args.repeats}"
+    )
     rows = []
     for name, redact in (("new (agents/redact.py)", new_r), ("old (reference)", old_r)):
-        t_plain, t_tricky = best(lambda r=redact: r(plain), args.repeats), best(lambda r=redact: r(tricky), args.repeats)
+        t_plain, t_tricky = (
+            best(lambda r=redact: r(plain), args.repeats),
+            best(lambda r=redact: r(tricky), args.repeats),
+        )
         rows.append((name, t_plain, t_tricky))
-        print(f"  {name:24s} plain ids {t_plain * 1e3:7.2f} ms   secret-looking ids {t_tricky * 1e3:7.2f} ms   "
-              f"ratio {t_tricky / t_plain:5.2f}x")  # fmt: skip
+        print(
+            f"  {name:24s} plain ids {t_plain * 1e3:7.2f} ms   secret-looking ids {t_tricky * 1e3:7.2f} ms   "
+            f"ratio {t_tricky / t_plain:5.2f}x"
+        )
     ratio = rows[0][2] / rows[0][1]
-    print(f"new redactor: secret-looking/plain = {ratio:.2f}x (target <= 1.5x): {'ok' if ratio <= 1.5 else 'OVER'}; "
-          f"on secret-looking ids the old one took {rows[1][2] / rows[0][2]:.0f}x as long")  # fmt: skip
+    print(
+        f"new redactor: secret-looking/plain = {ratio:.2f}x (target <= 1.5x): {'ok' if ratio <= 1.5 else 'OVER'}; "
+        f"on secret-looking ids the old one took {rows[1][2] / rows[0][2]:.0f}x as long"
+    )
     return 0 if ratio <= 1.5 else 1
 
 

@@ -49,14 +49,31 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("hosts", nargs="*", metavar="HOST", help="configured host names (or `verify FILE`)")
     p.add_argument("--all", action="store_true", help="every configured host")
     p.add_argument("--engine", metavar="ID", help="only this engine's files (snapshots keep the whole host)")
-    p.add_argument("--since", default="30m", metavar="DURATION", help="window: 90s, 30m, 2h, 1d (default 30m)")
-    p.add_argument("--reason", metavar="TEXT", help="why the bundle is taken (recorded in the manifest and audit logs)")
-    p.add_argument("-o", "--output", metavar="FILE", help="output file (default llmconsole-bundle-<UTC time>.tar.gz)")
-    p.add_argument("--mask-hosts", action="store_true",
-                   help="replace host names and IP addresses with placeholders (mapping in FILE.hostmap.json)")  # fmt: skip
+    p.add_argument(
+        "--since", default="30m", metavar="DURATION", help="window: 90s, 30m, 2h, 1d (default 30m)"
+    )
+    p.add_argument(
+        "--reason", metavar="TEXT", help="why the bundle is taken (recorded in the manifest and audit logs)"
+    )
+    p.add_argument(
+        "-o", "--output", metavar="FILE", help="output file (default llmconsole-bundle-<UTC time>.tar.gz)"
+    )
+    p.add_argument(
+        "--mask-hosts",
+        action="store_true",
+        help="replace host names and IP addresses with placeholders (mapping in FILE.hostmap.json)",
+    )
     add_fleet_arguments(p, "bundle")
-    p.add_argument("--timeout", type=float, default=120.0, metavar="S", help="time cap for the whole capture (default 120)")
-    p.add_argument("--max-mib", type=int, default=256, metavar="N", help="size cap per host's answer (default 256)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=120.0,
+        metavar="S",
+        help="time cap for the whole capture (default 120)",
+    )
+    p.add_argument(
+        "--max-mib", type=int, default=256, metavar="N", help="size cap per host's answer (default 256)"
+    )
     p.add_argument("--json", action="store_true", help="with verify: print the result as JSON")
 
 
@@ -105,15 +122,29 @@ def run(args: argparse.Namespace) -> int:
         params["engine"] = args.engine
     if args.reason:
         params["reason"] = args.reason
-    results = asyncio.run(fetch_bundles(hosts, params, timeout_s=args.timeout, max_bytes=args.max_mib * 2**20))
+    results = asyncio.run(
+        fetch_bundles(hosts, params, timeout_s=args.timeout, max_bytes=args.max_mib * 2**20)
+    )
     tokens = [t for h in hosts if (t := TokenState.read(h, os.environ).value)]
-    merged = merge(results, hosts, since_s=since, engine=args.engine, reason=args.reason, tokens=tokens,
-                   mask_hosts=args.mask_hosts)  # fmt: skip
+    merged = merge(
+        results,
+        hosts,
+        since_s=since,
+        engine=args.engine,
+        reason=args.reason,
+        tokens=tokens,
+        mask_hosts=args.mask_hosts,
+    )
     try:
         _write_new(out, merged.data)
         if args.mask_hosts:
-            mapping = {"schema": "llmconsole.bundle-hostmap/1", "bundle": out.name, "created_at": merged.manifest.get("created_at"),
-                       "note": "keep this file apart from the bundle: it reverses the host masking", "mapping": merged.mapping}  # fmt: skip
+            mapping = {
+                "schema": "llmconsole.bundle-hostmap/1",
+                "bundle": out.name,
+                "created_at": merged.manifest.get("created_at"),
+                "note": "keep this file apart from the bundle: it reverses the host masking",
+                "mapping": merged.mapping,
+            }
             _write_new(_map_path(out), (json.dumps(mapping, indent=1) + "\n").encode())
     except OSError as exc:
         return _fail(f"cannot write {out}: {exc.strerror or exc}")
@@ -121,7 +152,9 @@ def run(args: argparse.Namespace) -> int:
     return 0 if not merged.failed else 1
 
 
-def _pick_hosts(configured: tuple[HostConfig, ...], names: list[str], everything: bool, ssh: bool) -> list[HostConfig] | str:
+def _pick_hosts(
+    configured: tuple[HostConfig, ...], names: list[str], everything: bool, ssh: bool
+) -> list[HostConfig] | str:
     if not configured:
         return f"no hosts configured: add [[console.hosts]] or use --ssh, or try `{PROG} demo`"
     if everything and names:
@@ -162,16 +195,22 @@ def _write_new(path: Path, data: bytes) -> None:
 
 def _report(out: Path, merged: Any, masked: bool) -> str:
     files = merged.manifest.get("files", [])
-    lines = [f"bundle written: {out} ({len(merged.data) / 2**20:.1f} MiB compressed, {len(files)} files); "
-             f"hosts collected: {', '.join(merged.collected) or 'none'}"]  # fmt: skip
+    lines = [
+        f"bundle written: {out} ({len(merged.data) / 2**20:.1f} MiB compressed, {len(files)} files); "
+        f"hosts collected: {', '.join(merged.collected) or 'none'}"
+    ]
     for name, why in merged.failed:
         lines.append(f"  missing: {name}: {one_line(why, 300)}")
     other = [m for m in merged.manifest.get("missing", []) if "everything" not in str(m.get("what"))]
     if other:
-        lines.append(f"  {len(other)} item(s) could not be collected (manifest 'missing'), e.g. "
-                     f"{one_line(str(other[0].get('host')) + ': ' + str(other[0].get('what')) + ': ' + str(other[0].get('why')), 240)}")  # fmt: skip
+        lines.append(
+            f"  {len(other)} item(s) could not be collected (manifest 'missing'), e.g. "
+            f"{one_line(str(other[0].get('host')) + ': ' + str(other[0].get('what')) + ': ' + str(other[0].get('why')), 240)}"
+        )
     if masked:
-        lines.append(f"  host names and addresses masked; the mapping is in {_map_path(out)} (keep it apart from the bundle)")
+        lines.append(
+            f"  host names and addresses masked; the mapping is in {_map_path(out)} (keep it apart from the bundle)"
+        )
     return "\n".join(lines)
 
 
@@ -184,14 +223,21 @@ def run_verify(args: argparse.Namespace) -> int:
         return _fail(f"{path}: no such file")
     verdict = verify_bundle(path)
     if args.json:
-        doc = {"file": str(path), "ok": verdict.ok, "problem": verdict.problem,
-               "schema": (verdict.manifest or {}).get("schema"), "files": len((verdict.manifest or {}).get("files", [])),
-               "missing": (verdict.manifest or {}).get("missing", []) if verdict.ok else None}  # fmt: skip
+        doc = {
+            "file": str(path),
+            "ok": verdict.ok,
+            "problem": verdict.problem,
+            "schema": (verdict.manifest or {}).get("schema"),
+            "files": len((verdict.manifest or {}).get("files", [])),
+            "missing": (verdict.manifest or {}).get("missing", []) if verdict.ok else None,
+        }
         sys.stdout.write(json.dumps(doc, indent=1) + "\n")
     elif verdict.ok:
         sys.stdout.write(f"bundle {path}: ok: {verdict.summary()}\n")
     else:
-        sys.stderr.write(f"{PROG} bundle verify: {path}: {one_line(verdict.problem or 'not verified', 500)}\n")
+        sys.stderr.write(
+            f"{PROG} bundle verify: {path}: {one_line(verdict.problem or 'not verified', 500)}\n"
+        )
     return 0 if verdict.ok else 1
 
 

@@ -43,11 +43,19 @@ class HostBundle:
     route: str | None = None  # "ssh user@host" or "direct"
 
 
-async def _fetch_one(client: httpx.AsyncClient, host: HostConfig, base: str, token: str, params: Mapping[str, Any],
-                     max_bytes: int) -> HostBundle:  # fmt: skip
+async def _fetch_one(
+    client: httpx.AsyncClient,
+    host: HostConfig,
+    base: str,
+    token: str,
+    params: Mapping[str, Any],
+    max_bytes: int,
+) -> HostBundle:
     url = base.rstrip("/") + "/v1/bundle"
     try:
-        async with client.stream("GET", url, params=dict(params), headers={"Authorization": f"Bearer {token}"}) as resp:
+        async with client.stream(
+            "GET", url, params=dict(params), headers={"Authorization": f"Bearer {token}"}
+        ) as resp:
             chunks, size = [], 0
             cap = max_bytes if resp.status_code == 200 else 1024 * 1024
             async for chunk in resp.aiter_bytes():
@@ -55,8 +63,12 @@ async def _fetch_one(client: httpx.AsyncClient, host: HostConfig, base: str, tok
                 if size > cap:
                     if resp.status_code == 200:
                         cap_text = f"{max_bytes >> 20} MiB" if max_bytes >= 2**20 else f"{max_bytes} bytes"
-                        return HostBundle(host.name, error=f"the bundle is larger than the console's cap of {cap_text} "
-                                          "(--max-mib): ask for a shorter --since or one --engine", kind="too_big")  # fmt: skip
+                        return HostBundle(
+                            host.name,
+                            error=f"the bundle is larger than the console's cap of {cap_text} "
+                            "(--max-mib): ask for a shorter --since or one --engine",
+                            kind="too_big",
+                        )
                     break
                 chunks.append(chunk)
             body = b"".join(chunks)
@@ -68,17 +80,27 @@ async def _fetch_one(client: httpx.AsyncClient, host: HostConfig, base: str, tok
         return HostBundle(host.name, data=body)
     text = _error_text(body)
     if resp.status_code in (401, 403):
-        return HostBundle(host.name, error=f"not authorized (HTTP {resp.status_code}): {text}", kind="unauthorized")
+        return HostBundle(
+            host.name, error=f"not authorized (HTTP {resp.status_code}): {text}", kind="unauthorized"
+        )
     if resp.status_code == 404 and "/v1/bundle" in text:
         text = "this agent has no /v1/bundle (an older version)"
-    return HostBundle(host.name, error=f"HTTP {resp.status_code}: {text}" if text else f"HTTP {resp.status_code}", kind="http")
+    return HostBundle(
+        host.name,
+        error=f"HTTP {resp.status_code}: {text}" if text else f"HTTP {resp.status_code}",
+        kind="http",
+    )
 
 
 async def fetch_bundles(
-    hosts: Sequence[HostConfig], params: Mapping[str, Any], *, timeout_s: float = DEFAULT_TIMEOUT_S,
-    max_bytes: int = DEFAULT_MAX_BYTES, environ: Mapping[str, str] | None = None,
+    hosts: Sequence[HostConfig],
+    params: Mapping[str, Any],
+    *,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    environ: Mapping[str, str] | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
-) -> list[HostBundle]:  # fmt: skip
+) -> list[HostBundle]:
     """One :class:`HostBundle` per host, in the order given, all within ``timeout_s``."""
     env = os.environ if environ is None else environ
     tunnels = None
@@ -87,14 +109,20 @@ async def fetch_bundles(
 
         tunnels = TunnelManager(hosts)
     gate = asyncio.Semaphore(PARALLEL)
-    client = httpx.AsyncClient(transport=transport, trust_env=False, headers={"User-Agent": "llmconsole"},
-                               timeout=httpx.Timeout(timeout_s, connect=min(10.0, timeout_s)))  # fmt: skip
+    client = httpx.AsyncClient(
+        transport=transport,
+        trust_env=False,
+        headers={"User-Agent": "llmconsole"},
+        timeout=httpx.Timeout(timeout_s, connect=min(10.0, timeout_s)),
+    )
 
     async def one(host: HostConfig) -> HostBundle:
         token = TokenState.read(host, env)
         if token.value is None:
             why = (token.block or "").split(": ", 1)[-1] or "no token configured"
-            return HostBundle(host.name, error=f"a bundle needs the host's operator token: {why}", kind="no_token")
+            return HostBundle(
+                host.name, error=f"a bundle needs the host's operator token: {why}", kind="no_token"
+            )
         route = f"ssh {host.ssh}" if host.ssh else "direct"
         async with gate:
             started = time.monotonic()
@@ -104,7 +132,9 @@ async def fetch_bundles(
                 why = f"unreachable: {one_line(str(exc) or type(exc).__name__, 200)}"
                 return HostBundle(host.name, error=why, kind="unreachable", route=route)
             got = await _fetch_one(client, host, base, token.value, params, max_bytes)
-            return HostBundle(got.name, got.data, got.error, got.kind, round(time.monotonic() - started, 3), route)
+            return HostBundle(
+                got.name, got.data, got.error, got.kind, round(time.monotonic() - started, 3), route
+            )
 
     tasks = [asyncio.ensure_future(one(h)) for h in hosts]
     try:
@@ -115,9 +145,21 @@ async def fetch_bundles(
                 out.append(task.result())
             elif task in done:
                 exc = task.exception()
-                out.append(HostBundle(host.name, error=f"console error: {type(exc).__name__}: {one_line(str(exc), 200)}", kind="http"))
+                out.append(
+                    HostBundle(
+                        host.name,
+                        error=f"console error: {type(exc).__name__}: {one_line(str(exc), 200)}",
+                        kind="http",
+                    )
+                )
             else:
-                out.append(HostBundle(host.name, error=f"no bundle within {timeout_s:g} s (the console's time cap, --timeout)", kind="timeout"))
+                out.append(
+                    HostBundle(
+                        host.name,
+                        error=f"no bundle within {timeout_s:g} s (the console's time cap, --timeout)",
+                        kind="timeout",
+                    )
+                )
         return out
     finally:
         for task in tasks:

@@ -66,9 +66,15 @@ def _agent_names(manifest: dict[str, Any], members: dict[str, bytes]) -> list[st
 
 
 def merge(
-    results: Sequence[HostBundle], configs: Sequence[HostConfig], *, since_s: float, engine: str | None,
-    reason: str | None, tokens: Iterable[str] = (), mask_hosts: bool = False,
-) -> Merged:  # fmt: skip
+    results: Sequence[HostBundle],
+    configs: Sequence[HostConfig],
+    *,
+    since_s: float,
+    engine: str | None,
+    reason: str | None,
+    tokens: Iterable[str] = (),
+    mask_hosts: bool = False,
+) -> Merged:
     """The combined archive; hosts without a usable bundle are in the manifest's ``missing``."""
     redactor = Redactor(tokens)
     writer = BundleWriter(budget_bytes=MAX_OUTPUT_BYTES)
@@ -104,41 +110,70 @@ def merge(
         for path, data in members.items():
             if path == "manifest.json":
                 continue
-            rel = next((path[len(d):] for d in agent_dirs if path.startswith(d)), path)
-            writer.add_text(f"{target}/{rel}", clean(data.decode("utf-8", "surrogateescape")), what=rel, host=r.name)
+            rel = next((path[len(d) :] for d in agent_dirs if path.startswith(d)), path)
+            writer.add_text(
+                f"{target}/{rel}", clean(data.decode("utf-8", "surrogateescape")), what=rel, host=r.name
+            )
         for item in manifest.get("missing", []):
             if isinstance(item, dict):
                 writer.note_missing(str(item.get("what")), str(item.get("why")), r.name)
         first = agent_hosts[0] if agent_hosts else {}
         made_by = manifest.get("created_by") if isinstance(manifest.get("created_by"), dict) else {}
-        entries.append({
-            "name": r.name, "dir": target, "status": "collected", "agent_host": first.get("name"),
-            "agent_version": first.get("agent_version"), "boot_id": first.get("boot_id"), "engines": first.get("engines", []),
-            "actor": made_by.get("actor"), "request_id": made_by.get("request_id"), "agent_created_at": manifest.get("created_at"),
-            "window": manifest.get("window"), "stack_capture": manifest.get("stack_capture"),
-            "agent_redaction": (manifest.get("redaction") or {}).get("content_lines_removed"),
-            "route": r.route, "fetch_s": r.elapsed_s, "missing": sum(1 for m in manifest.get("missing", []) if isinstance(m, dict)),
-        })  # fmt: skip
+        entries.append(
+            {
+                "name": r.name,
+                "dir": target,
+                "status": "collected",
+                "agent_host": first.get("name"),
+                "agent_version": first.get("agent_version"),
+                "boot_id": first.get("boot_id"),
+                "engines": first.get("engines", []),
+                "actor": made_by.get("actor"),
+                "request_id": made_by.get("request_id"),
+                "agent_created_at": manifest.get("created_at"),
+                "window": manifest.get("window"),
+                "stack_capture": manifest.get("stack_capture"),
+                "agent_redaction": (manifest.get("redaction") or {}).get("content_lines_removed"),
+                "route": r.route,
+                "fetch_s": r.elapsed_s,
+                "missing": sum(1 for m in manifest.get("missing", []) if isinstance(m, dict)),
+            }
+        )
     for name, why in failed:
-        entries.append({"name": name, "dir": None, "status": "missing", "route": routes.get(name), "error": why})
+        entries.append(
+            {"name": name, "dir": None, "status": "missing", "route": routes.get(name), "error": why}
+        )
         writer.note_missing("everything (no bundle from this host)", why, name)
     created = time.time()
     fields: dict[str, Any] = {
         "created_at": rfc3339(created),
-        "created_by": {"tool": "llmconsole bundle", "version": __version__, "user": _user(),
-                       "actors": {e["name"]: e.get("actor") for e in entries if e["status"] == "collected"}},
+        "created_by": {
+            "tool": "llmconsole bundle",
+            "version": __version__,
+            "user": _user(),
+            "actors": {e["name"]: e.get("actor") for e in entries if e["status"] == "collected"},
+        },
         "reason": reason,
         "window": {"requested_s": since_s},
         "engine_filter": engine,
         "hosts": entries,
-        "redaction": {"rules": list(RULES) + ([HOST_MASK_RULE] if masker is not None else []),
-                      "host_names_masked": masker is not None},
-    }  # fmt: skip
-    fields = json.loads(clean(json.dumps(fields)))  # operator text and agents' messages: redacted (and masked)
+        "redaction": {
+            "rules": list(RULES) + ([HOST_MASK_RULE] if masker is not None else []),
+            "host_names_masked": masker is not None,
+        },
+    }
+    fields = json.loads(
+        clean(json.dumps(fields))
+    )  # operator text and agents' messages: redacted (and masked)
     writer.missing[:] = json.loads(clean(json.dumps(writer.missing)))
     data = writer.build(fields, mtime=created)
-    return Merged(data, writer.manifest(fields), dict(masker.mapping) if masker else {},
-                  [r.name for r, _, _ in checked], failed)  # fmt: skip
+    return Merged(
+        data,
+        writer.manifest(fields),
+        dict(masker.mapping) if masker else {},
+        [r.name for r, _, _ in checked],
+        failed,
+    )
 
 
 def _user() -> str | None:

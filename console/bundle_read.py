@@ -62,7 +62,11 @@ def _host(entry: dict[str, Any], members: dict[str, bytes]) -> RecordedHost:
         if isinstance(row, dict):
             alerts.append(row)
     prefix, suffix = f"{base}/engines/", "/log-tail.txt"
-    logs = {p[len(prefix):-len(suffix)]: _lines(members, p) for p in members if p.startswith(prefix) and p.endswith(suffix)}
+    logs = {
+        p[len(prefix) : -len(suffix)]: _lines(members, p)
+        for p in members
+        if p.startswith(prefix) and p.endswith(suffix)
+    }
     return RecordedHost(name, "collected", tuple(snaps), logs, tuple(alerts))
 
 

@@ -29,7 +29,10 @@ PARSED_VERBS: dict[str, str] = {
 
 # Verbs that own their whole argv (agent-side programs); value: "module:function" taking argv -> int.
 DELEGATED_VERBS: dict[str, tuple[str, str]] = {
-    "agent": ("agents.cli:main", "run the agent: supervise engines, collect, serve the API ([agent] in the config)"),
+    "agent": (
+        "agents.cli:main",
+        "run the agent: supervise engines, collect, serve the API ([agent] in the config)",
+    ),
     "sim-engine": ("agents.sim.cli:main", "run a simulated engine (vLLM, SGLang or TGI dialect) — SIMULATED"),
     "probe": ("agents.probe_cli:main", "normalized stats of one engine endpoint or exposition file"),
 }
@@ -92,7 +95,9 @@ def _delegate(args: argparse.Namespace, args_list: list[str]) -> int:
     verb = args.verb
     rest = args_list[args_list.index(verb) + 1 :]
     if getattr(args, "ssh", None):
-        sys.stderr.write(f"{PROG} {verb}: error: --ssh does not apply to `{verb}` (it runs on this machine)\n")
+        sys.stderr.write(
+            f"{PROG} {verb}: error: --ssh does not apply to `{verb}` (it runs on this machine)\n"
+        )
         return 2
     config = None if verb in READS_NO_CONFIG else getattr(args, "console_config", None)
     target, _ = DELEGATED_VERBS[verb]
@@ -117,7 +122,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.verb is None:
             if not _available(CONSOLE_MODULE):
-                sys.stderr.write(f"{PROG}: the fleet console is not part of this build; see `{PROG} --help`\n")
+                sys.stderr.write(
+                    f"{PROG}: the fleet console is not part of this build; see `{PROG} --help`\n"
+                )
                 return 2
             return int(import_module(CONSOLE_MODULE).run(args))
         return int(import_module(PARSED_VERBS[args.verb]).run(args))

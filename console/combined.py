@@ -16,7 +16,9 @@ class CombinedFleetSource:
     than one source is taken from the first in ``sources`` order that has a snapshot of it (else the
     first that named it). One source failing, even raising, never hides the others' hosts."""
 
-    def __init__(self, sources: Sequence[FleetSource], pinned: Mapping[str, FleetSource] | None = None) -> None:
+    def __init__(
+        self, sources: Sequence[FleetSource], pinned: Mapping[str, FleetSource] | None = None
+    ) -> None:
         self.sources = list(sources)
         self._pinned = dict(pinned or {})
         self._owner: dict[str, FleetSource] = dict(self._pinned)
@@ -48,7 +50,9 @@ class CombinedFleetSource:
 
     async def history(self, host: str) -> History | HostError:
         src = self._source(host)
-        return await src.history(host) if src is not None else HostError("unreachable", f"unknown host {host!r}")
+        return (
+            await src.history(host) if src is not None else HostError("unreachable", f"unknown host {host!r}")
+        )
 
     async def logs(self, host: str, engine: str, lines: int = 200) -> list[str] | HostError:
         src = self._source(host)

@@ -33,8 +33,12 @@ def _post(app: App, message: Callable[..., Message], *args: str) -> None:
 def fleet_commands(app: App) -> Iterator[Command]:
     """Every palette command for the current fleet state, screens first."""
     yield Command("Show fleet", "the fleet table (key 1)", partial(app.run_action, "go('fleet')"))
-    yield Command("Show alerts", "every active and recent alert (key 2)", partial(app.run_action, "go('alerts')"))
-    yield Command("Open calculator", "VRAM and break-even calculator (key c)", partial(app.run_action, "go('calc')"))
+    yield Command(
+        "Show alerts", "every active and recent alert (key 2)", partial(app.run_action, "go('alerts')")
+    )
+    yield Command(
+        "Open calculator", "VRAM and break-even calculator (key c)", partial(app.run_action, "go('calc')")
+    )
     yield Command("Help: keys", "every key binding", partial(app.run_action, "help"))
     view = console_view(app)
     for h in view.fleet.hosts.values():

@@ -263,6 +263,20 @@ class DemoFleet:
 
 
 __all__ = [
-    "DEMO_ENV", "FAST", "NORMAL", "WATCHED", "AgentProc", "DemoError", "DemoFleet", "EnginePlan", "HostPlan",
-    "Timings", "agent_toml", "console_toml", "marked_pids", "operator_tokens", "plan_fleet", "watched_argv",
-]  # fmt: skip
+    "DEMO_ENV",
+    "FAST",
+    "NORMAL",
+    "WATCHED",
+    "AgentProc",
+    "DemoError",
+    "DemoFleet",
+    "EnginePlan",
+    "HostPlan",
+    "Timings",
+    "agent_toml",
+    "console_toml",
+    "marked_pids",
+    "operator_tokens",
+    "plan_fleet",
+    "watched_argv",
+]

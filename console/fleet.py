@@ -55,7 +55,9 @@ class HostResult:
     received_at: float  # console monotonic clock when the answer (or the failure) arrived
     history: tuple[HostSnapshot, ...] = ()  # on first contact / after an outage: the agent's recent past
     route: str | None = None  # how the host is reached when not directly, e.g. "ssh ops@gpu01: up"
-    warnings: tuple[str, ...] = ()  # about the console's own setup for this host (a token file others can read)
+    warnings: tuple[
+        str, ...
+    ] = ()  # about the console's own setup for this host (a token file others can read)
     stale_after_s: float | None = None  # this host's own staleness limit (None: the console's stale_after_s)
 
     @property
@@ -102,5 +104,10 @@ class FleetSource(Protocol):
 
 
 __all__ = [
-    "ACTIONS", "ActionResult", "FleetSource", "HostError", "HostResult", "one_line",
-]  # fmt: skip
+    "ACTIONS",
+    "ActionResult",
+    "FleetSource",
+    "HostError",
+    "HostResult",
+    "one_line",
+]

@@ -17,8 +17,12 @@ SSH_HELP = "add hosts reached through SSH: USER@HOST[:AGENTPORT],... (agent port
 
 
 def add_fleet_arguments(parser: Any, verb: str) -> None:
-    parser.add_argument("--config", dest=f"{verb}_config", metavar="PATH",
-                        help="config file (default: ./config.toml, $LLMCONSOLE_CONFIG, ~/.config/llmconsole/config.toml)")  # fmt: skip
+    parser.add_argument(
+        "--config",
+        dest=f"{verb}_config",
+        metavar="PATH",
+        help="config file (default: ./config.toml, $LLMCONSOLE_CONFIG, ~/.config/llmconsole/config.toml)",
+    )
     parser.add_argument("--ssh", dest=f"{verb}_ssh", metavar="USER@HOST[:PORT],...", help=SSH_HELP)
 
 

@@ -23,10 +23,17 @@ SSH_AGENT_URL = "http://127.0.0.1:9300"  # the agent's default listen address, a
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", dest="console_config", metavar="PATH",
-                        help="config file (default: ./config.toml, $LLMCONSOLE_CONFIG, ~/.config/llmconsole/config.toml)")  # fmt: skip
-    parser.add_argument("--ssh", metavar="USER@HOST,...",
-                        help=f"add hosts reached through SSH (agent at {SSH_AGENT_URL} on each host)")  # fmt: skip
+    parser.add_argument(
+        "--config",
+        dest="console_config",
+        metavar="PATH",
+        help="config file (default: ./config.toml, $LLMCONSOLE_CONFIG, ~/.config/llmconsole/config.toml)",
+    )
+    parser.add_argument(
+        "--ssh",
+        metavar="USER@HOST,...",
+        help=f"add hosts reached through SSH (agent at {SSH_AGENT_URL} on each host)",
+    )
 
 
 def resolve_config(explicit: str | None, ssh: str | None = None) -> ConsoleConfig:
@@ -55,8 +62,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if not config.hosts and not config.prometheus:
         where = f" in {config.source}" if config.source else " (no config file found)"
-        sys.stderr.write(f"{PROG}: no hosts configured{where}: add [[console.hosts]] or [[console.prometheus]], or try `{PROG} demo` "
-                         "for a local simulated fleet\n")  # fmt: skip
+        sys.stderr.write(
+            f"{PROG}: no hosts configured{where}: add [[console.hosts]] or [[console.prometheus]], or try `{PROG} demo` "
+            "for a local simulated fleet\n"
+        )
         return 2
     return run_console(config)
 

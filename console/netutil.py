@@ -15,8 +15,9 @@ def token_file_warning(path: Path, mode: int) -> str | None:
     if not mode & 0o077:
         return None
     how = "readable" if mode & 0o044 else "writable"
-    return (f"token_file {path} is {how} by group or others (mode {stat.S_IMODE(mode):04o}): "
-            f"run chmod 600 {path}")  # fmt: skip
+    return (
+        f"token_file {path} is {how} by group or others (mode {stat.S_IMODE(mode):04o}): run chmod 600 {path}"
+    )
 
 
 def connect_reason(exc: BaseException) -> str:

@@ -67,9 +67,13 @@ class PromClient:
         ):  # no gzip on loopback: compressing ~8 MB per refresh costs the server more than it saves
             headers["Accept-Encoding"] = "identity"
         self._client = httpx.AsyncClient(
-            base_url=cfg.url.rstrip("/"), transport=transport, verify=verify, trust_env=False,
-            timeout=httpx.Timeout(cfg.query_timeout_s + 1.0), headers=headers,
-        )  # fmt: skip
+            base_url=cfg.url.rstrip("/"),
+            transport=transport,
+            verify=verify,
+            trust_env=False,
+            timeout=httpx.Timeout(cfg.query_timeout_s + 1.0),
+            headers=headers,
+        )
 
     def credentials(self) -> tuple[dict[str, str], httpx.BasicAuth | None, str | None]:
         """(headers, basic auth, warning about a secret file others can read); PromError if unreadable."""
@@ -110,8 +114,14 @@ class PromClient:
             raise PromError(f"{path}: connection broken: {_connect_reason(exc)}") from None
         return self._envelope(path, resp, body, time.monotonic() - started)
 
-    async def _send(self, path: str, params: Mapping[str, str] | None, headers: dict[str, str],
-                    auth: httpx.BasicAuth | None, post: bool) -> tuple[bytes, httpx.Response]:  # fmt: skip
+    async def _send(
+        self,
+        path: str,
+        params: Mapping[str, str] | None,
+        headers: dict[str, str],
+        auth: httpx.BasicAuth | None,
+        post: bool,
+    ) -> tuple[bytes, httpx.Response]:
         kwargs: dict[str, Any] = {"data": dict(params or {})} if post else {"params": dict(params or {})}
         request = self._client.build_request("POST" if post else "GET", path, headers=headers, **kwargs)
         resp = await self._client.send(request, auth=auth, stream=True)
@@ -170,8 +180,13 @@ class PromClient:
         return at, out, Answer(None, got.warnings, got.seconds)  # the document, read, goes at once
 
     async def matrix(self, expr: str, start: float, end: float, step: float) -> tuple[list[Any], Answer]:
-        params = {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}",
-                  "timeout": f"{self.cfg.query_timeout_s:g}s"}  # fmt: skip
+        params = {
+            "query": expr,
+            "start": f"{start:.3f}",
+            "end": f"{end:.3f}",
+            "step": f"{step:g}",
+            "timeout": f"{self.cfg.query_timeout_s:g}s",
+        }
         got = await self.get("/api/v1/query_range", params, post=True)
         data = got.data
         if (

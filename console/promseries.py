@@ -336,8 +336,11 @@ def _host_snapshot(name: str, h: _Host, seq: int, taken: float, notes: Notes) ->
     hv = h.values
     stats = None
     if any(hv.get(k) is not None for k in ("cpu_pct", "mem_used_bytes", "mem_total_bytes")):
-        stats = HostStats(cpu_pct=hv.get("cpu_pct"), mem_used_bytes=_typed("mem_used_bytes", hv.get("mem_used_bytes")),
-                          mem_total_bytes=_typed("mem_total_bytes", hv.get("mem_total_bytes")))  # fmt: skip
+        stats = HostStats(
+            cpu_pct=hv.get("cpu_pct"),
+            mem_used_bytes=_typed("mem_used_bytes", hv.get("mem_used_bytes")),
+            mem_total_bytes=_typed("mem_total_bytes", hv.get("mem_total_bytes")),
+        )
     by_engine: dict[str, list[Alert]] = {}
     host_alerts: list[Alert] = []
     for eid, a in h.alerts:
@@ -351,10 +354,19 @@ def _host_snapshot(name: str, h: _Host, seq: int, taken: float, notes: Notes) ->
     gpus = tuple(_new_gpu(index=i, **g) for i, g in sorted(h.gpus.items()))
     info = h.labels
     return HostSnapshot(
-        schema=SCHEMA, host=name, agent_version=info.get("agent_version") or None, seq=seq, taken_at=taken_at,
-        interval_s=None, gpu_source=info.get("gpu_source") or None, host_stats=stats, gpus=gpus,
-        engines=tuple(engines), alerts=tuple(host_alerts), boot_id=info.get("boot_id") or None,
-    )  # fmt: skip
+        schema=SCHEMA,
+        host=name,
+        agent_version=info.get("agent_version") or None,
+        seq=seq,
+        taken_at=taken_at,
+        interval_s=None,
+        gpu_source=info.get("gpu_source") or None,
+        host_stats=stats,
+        gpus=gpus,
+        engines=tuple(engines),
+        alerts=tuple(host_alerts),
+        boot_id=info.get("boot_id") or None,
+    )
 
 
 @functools.lru_cache(maxsize=4096)

@@ -355,17 +355,29 @@ class PrometheusFleetSource:
         infos, totals = self._ident.series(changed)
         return states + infos, gpus + totals, more, extra
 
-    def _down(self, up: list[Series], snaps: Mapping[str, HostSnapshot], now: float,
-              warnings: tuple[str, ...]) -> dict[str, HostResult]:  # fmt: skip
+    def _down(
+        self, up: list[Series], snaps: Mapping[str, HostSnapshot], now: float, warnings: tuple[str, ...]
+    ) -> dict[str, HostResult]:
         """Hosts whose scrape target is down (``up == 0``) and that sent nothing this refresh."""
         out = {}
         for labels, v in up:  # a target label "host" names it at once; else the instance it was last seen at
             host = labels.get("host") or self._instances.get(labels.get("instance", ""))
             if v == 0 and host and host not in snaps:
-                err = HostError("unreachable", f"Prometheus {self.prom.name} cannot scrape it: up == 0 for "
-                                               f"{labels.get('instance')} (job {labels.get('job', '?')})")  # fmt: skip
-                out[host] = HostResult(host, None, err, None, now, route=self.route(), warnings=warnings,
-                                       stale_after_s=self.prom.stale_after_s)  # fmt: skip
+                err = HostError(
+                    "unreachable",
+                    f"Prometheus {self.prom.name} cannot scrape it: up == 0 for "
+                    f"{labels.get('instance')} (job {labels.get('job', '?')})",
+                )
+                out[host] = HostResult(
+                    host,
+                    None,
+                    err,
+                    None,
+                    now,
+                    route=self.route(),
+                    warnings=warnings,
+                    stale_after_s=self.prom.stale_after_s,
+                )
         return out
 
     async def _alerts(self) -> tuple[list[Any] | None, str | None]:
@@ -417,8 +429,10 @@ class PrometheusFleetSource:
         return History(host=host, snapshots=tuple(read_history(matrix, {host}).get(host, ())))
 
     def _read_only(self, host: str) -> str:
-        return (f"read-only: {host} is seen only through Prometheus {self.prom.name}; actions and logs need a "
-                "direct or SSH route to its agent ([[console.hosts]])")  # fmt: skip
+        return (
+            f"read-only: {host} is seen only through Prometheus {self.prom.name}; actions and logs need a "
+            "direct or SSH route to its agent ([[console.hosts]])"
+        )
 
     async def logs(self, host: str, engine: str, lines: int = 200) -> list[str] | HostError:
         return HostError("unreachable", self._read_only(host))

@@ -120,11 +120,23 @@ class ReplaySource:
 
     def _answer(self, tr: _Track, rewound: bool) -> HostResult:
         if tr.host.status != "collected":
-            return HostResult(tr.host.name, None, HostError("unreachable", tr.host.error or "not collected"), None, self.cursor)
+            return HostResult(
+                tr.host.name,
+                None,
+                HostError("unreachable", tr.host.error or "not collected"),
+                None,
+                self.cursor,
+            )
         i = tr.index_at(self.cursor)
         if i is None:
             first = rfc3339(tr.times[0]) if tr.times else "never"
-            return HostResult(tr.host.name, None, HostError("unreachable", f"not recorded yet (from {first})"), None, self.cursor)
+            return HostResult(
+                tr.host.name,
+                None,
+                HostError("unreachable", f"not recorded yet (from {first})"),
+                None,
+                self.cursor,
+            )
         history = tuple(tr.snaps[:i]) if rewound else ()
         return HostResult(tr.host.name, tr.snaps[i], None, None, self.cursor, history)
 
@@ -145,7 +157,11 @@ class ReplaySource:
         return REFUSED
 
     def problems(self) -> list[str]:
-        return [f"{tr.host.name}: not in the bundle: {tr.host.error}" for tr in self.tracks if tr.host.status != "collected"]
+        return [
+            f"{tr.host.name}: not in the bundle: {tr.host.error}"
+            for tr in self.tracks
+            if tr.host.status != "collected"
+        ]
 
     async def action(self, host: str, engine: str, verb: str) -> ActionResult:
         self.actions.append((host, engine, verb))

@@ -37,16 +37,22 @@ def add_parser(subparsers: Any) -> None:
         "--status prints the fleet table (or --json) as recorded at --at instead; exit codes as `status`.",
     )
     p.add_argument("bundle", metavar="BUNDLE", help="a .tar.gz written by `llmconsole bundle`")
-    p.add_argument("--at", metavar="TIME", default="end",
-                   help="start, end (default), an RFC 3339 time, +OFFSET from the start or -OFFSET from the end "
-                   "(+90s, +2m, -1h5m)")  # fmt: skip
+    p.add_argument(
+        "--at",
+        metavar="TIME",
+        default="end",
+        help="start, end (default), an RFC 3339 time, +OFFSET from the start or -OFFSET from the end "
+        "(+90s, +2m, -1h5m)",
+    )
     p.add_argument("--status", action="store_true", help="print the fleet as recorded at --at and exit")
     p.add_argument("--json", action="store_true", help="with --status: print JSON")
 
 
 def _fail(message: str, as_json: bool) -> int:
     if as_json:
-        sys.stdout.write(json.dumps({"schema": "llmconsole.status/1", "exit_code": 2, "error": message}) + "\n")
+        sys.stdout.write(
+            json.dumps({"schema": "llmconsole.status/1", "exit_code": 2, "error": message}) + "\n"
+        )
     sys.stderr.write(f"{PROG} replay: {message}\n")
     return 2
 
@@ -78,7 +84,9 @@ def run(args: argparse.Namespace) -> int:
     if args.status:
         state = asyncio.run(status_at(source, config))
         problems = source.problems()
-        out = render_json(state, problems) if as_json else f"{source.label()}\n{render_table(state, problems)}"
+        out = (
+            render_json(state, problems) if as_json else f"{source.label()}\n{render_table(state, problems)}"
+        )
         sys.stdout.write(out + "\n")
         return exit_code(state, problems)
     from console.replay_app import ReplayApp

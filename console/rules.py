@@ -82,10 +82,20 @@ def add_parser(subparsers: Any) -> None:
         "queue alerts on the agent's normalized series and on vLLM's and SGLang's own, TTFT burn-rate pages, "
         "fleet TTFT p95 recordings. Load the output with rule_files in prometheus.yml.",
     )
-    p.add_argument("--slo-ttft", type=_ttft, default=SLO.ttft_s, metavar="S",
-                   help=f"TTFT threshold in seconds, a histogram bucket boundary (default {SLO.ttft_s})")  # fmt: skip
-    p.add_argument("--slo-objective", type=_objective, default=SLO.objective, metavar="O",
-                   help=f"fraction of requests within the threshold (default {SLO.objective})")  # fmt: skip
+    p.add_argument(
+        "--slo-ttft",
+        type=_ttft,
+        default=SLO.ttft_s,
+        metavar="S",
+        help=f"TTFT threshold in seconds, a histogram bucket boundary (default {SLO.ttft_s})",
+    )
+    p.add_argument(
+        "--slo-objective",
+        type=_objective,
+        default=SLO.objective,
+        metavar="O",
+        help=f"fraction of requests within the threshold (default {SLO.objective})",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -98,6 +108,20 @@ def run(args: argparse.Namespace) -> int:
 
 
 __all__ = [
-    "DIALECTS", "LLMCONSOLE", "SGLANG", "SLO", "VLLM", "Alert", "Dialect", "Group", "Record", "Thresholds",
-    "add_parser", "bucket_note", "build_groups", "render", "rules_yaml", "run",
-]  # fmt: skip
+    "DIALECTS",
+    "LLMCONSOLE",
+    "SGLANG",
+    "SLO",
+    "VLLM",
+    "Alert",
+    "Dialect",
+    "Group",
+    "Record",
+    "Thresholds",
+    "add_parser",
+    "bucket_note",
+    "build_groups",
+    "render",
+    "rules_yaml",
+    "run",
+]

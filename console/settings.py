@@ -270,6 +270,12 @@ def load_console_config(path: str | os.PathLike[str]) -> ConsoleConfig:
 
 
 __all__ = [
-    "DEFAULT_MATCH", "ConsoleConfig", "HostConfig", "PrometheusConfig", "console_config_from_dict", "http_url_problem",
-    "load_console_config", "parse_matchers",
-]  # fmt: skip
+    "DEFAULT_MATCH",
+    "ConsoleConfig",
+    "HostConfig",
+    "PrometheusConfig",
+    "console_config_from_dict",
+    "http_url_problem",
+    "load_console_config",
+    "parse_matchers",
+]

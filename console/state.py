@@ -151,7 +151,9 @@ class HostState:
     series: Mapping[str, EngineSeries] = field(default_factory=dict)
     alerts: tuple[Alert, ...] = ()  # console-side alerts for this host
     route: str | None = None  # e.g. "ssh ops@gpu01: up" (None: reached directly)
-    warnings: tuple[str, ...] = ()  # about the console's own setup for this host (a token file others can read)
+    warnings: tuple[
+        str, ...
+    ] = ()  # about the console's own setup for this host (a token file others can read)
     stale_after_s: float | None = None  # the host's source's own limit (None: the console's stale_after_s)
 
     def age(self, now: float) -> float | None:
@@ -232,7 +234,9 @@ class FleetState:
 # --- the reducer -----------------------------------------------------------------------------------
 
 
-def apply(state: FleetState, results: Iterable[HostResult], now: float, wall: float | None = None) -> FleetState:
+def apply(
+    state: FleetState, results: Iterable[HostResult], now: float, wall: float | None = None
+) -> FleetState:
     """The state after one poll round (``results`` may cover any subset of hosts; hosts without a
     result only age). ``now``: console monotonic; ``wall``: wall clock, for alert timestamps only."""
     cfg = state.config
@@ -243,9 +247,7 @@ def apply(state: FleetState, results: Iterable[HostResult], now: float, wall: fl
         hosts[name] = _reduce_host(old, by_host.get(name), now, wall, cfg)
     alerts = _collect_alerts(hosts)
     active = {a.key for a in alerts}
-    cleared = tuple(
-        replace(a, active=False, cleared_at=now) for a in state.alerts if a.key not in active
-    )
+    cleared = tuple(replace(a, active=False, cleared_at=now) for a in state.alerts if a.key not in active)
     recent = tuple(
         a for a in cleared + state.recent if a.key not in active and now - (a.cleared_at or now) <= WINDOW_S
     )[:RECENT_MAX]
@@ -258,15 +260,22 @@ def acknowledge(state: FleetState, key: AlertKey) -> FleetState:
     return replace(state, acknowledged=state.acknowledged | {key})
 
 
-def _reduce_host(old: HostState, r: HostResult | None, now: float, wall: float | None, cfg: ConsoleConfig) -> HostState:
+def _reduce_host(
+    old: HostState, r: HostResult | None, now: float, wall: float | None, cfg: ConsoleConfig
+) -> HostState:
     """One host's new state; a failure while reducing its result makes that host (alone) unreachable."""
     try:
         h = _with_result(old, r, cfg) if r is not None else old
         return _settle(h, old.status, now, wall, cfg)
     except Exception as exc:  # a console bug on one odd answer must not drop the whole round
         err = HostError("bad_payload", f"console could not use this answer: {type(exc).__name__}: {exc}")
-        failed = replace(old, status="unreachable", error=err, contact=False,
-                         warnings=r.warnings if r is not None else old.warnings)  # fmt: skip
+        failed = replace(
+            old,
+            status="unreachable",
+            error=err,
+            contact=False,
+            warnings=r.warnings if r is not None else old.warnings,
+        )
         return _settle(failed, old.status, now, wall, cfg)
 
 
@@ -278,8 +287,16 @@ def _with_result(prev: HostState, r: HostResult, cfg: ConsoleConfig) -> HostStat
     if r.snapshot is None:
         err = r.error or HostError("unreachable", "no answer")
         status = _ERROR_STATUS.get(err.kind, "unreachable")
-        return replace(prev, status=status, error=err, rtt_s=r.rtt_s, contact=False, route=r.route,
-                       warnings=r.warnings, stale_after_s=r.stale_after_s)  # fmt: skip
+        return replace(
+            prev,
+            status=status,
+            error=err,
+            rtt_s=r.rtt_s,
+            contact=False,
+            route=r.route,
+            warnings=r.warnings,
+            stale_after_s=r.stale_after_s,
+        )
     snap = r.snapshot
     last = prev.snapshot
     restarted = last is not None and snap.seq < last.seq  # the agent restarted: its seq began again
@@ -291,12 +308,26 @@ def _with_result(prev: HostState, r: HostResult, cfg: ConsoleConfig) -> HostStat
         ordered = [snap] if snap.seq > watermark else []
     if not ordered:  # the same snapshot again: nothing new, it keeps ageing
         status = prev.status if prev.status in ("fresh", "stale") else "stale"
-        return replace(prev, status=status, error=None, rtt_s=r.rtt_s, contact=True, route=r.route,
-                       warnings=r.warnings, stale_after_s=r.stale_after_s)  # fmt: skip
+        return replace(
+            prev,
+            status=status,
+            error=None,
+            rtt_s=r.rtt_s,
+            contact=True,
+            route=r.route,
+            warnings=r.warnings,
+            stale_after_s=r.stale_after_s,
+        )
     newest = ordered[-1]
     taken = to_epoch(newest.taken_at)
     offset = prev.offset
-    if offset is None or restarted or not prev.contact or taken is None or abs(taken + offset - r.received_at) > _drift_limit(cfg):
+    if (
+        offset is None
+        or restarted
+        or not prev.contact
+        or taken is None
+        or abs(taken + offset - r.received_at) > _drift_limit(cfg)
+    ):
         offset = None if taken is None else r.received_at - taken  # (re-)estimated at each contact
     series = _series_for(prev.series, newest, cfg)
     for s in ordered:
@@ -311,8 +342,23 @@ def _with_result(prev: HostState, r: HostResult, cfg: ConsoleConfig) -> HostStat
             buf = series.get(e.id)
             if buf is not None:
                 buf.append(x, e.stats if stats_are_live(e, s.interval_s) else None)
-    return HostState(prev.name, "fresh", prev.since, prev.since_wall, newest, r.received_at, None, r.rtt_s, True,
-                     offset, series, prev.alerts, r.route, r.warnings, r.stale_after_s)  # fmt: skip
+    return HostState(
+        prev.name,
+        "fresh",
+        prev.since,
+        prev.since_wall,
+        newest,
+        r.received_at,
+        None,
+        r.rtt_s,
+        True,
+        offset,
+        series,
+        prev.alerts,
+        r.route,
+        r.warnings,
+        r.stale_after_s,
+    )
 
 
 def _drift_limit(cfg: ConsoleConfig) -> float:
@@ -321,7 +367,9 @@ def _drift_limit(cfg: ConsoleConfig) -> float:
     return 2.0 * cfg.refresh_s + cfg.request_timeout_s + 1.0
 
 
-def _series_for(old: Mapping[str, EngineSeries], snap: HostSnapshot, cfg: ConsoleConfig) -> Mapping[str, EngineSeries]:
+def _series_for(
+    old: Mapping[str, EngineSeries], snap: HostSnapshot, cfg: ConsoleConfig
+) -> Mapping[str, EngineSeries]:
     ids = [e.id for e in snap.engines]
     if len(ids) == len(old) and all(i in old for i in ids):
         return old  # same engines: the same (shared, append-only) buffers
@@ -342,8 +390,10 @@ def _settle(h: HostState, old_status: str, now: float, wall: float | None, cfg: 
         if status == "stale" and h.received_at is not None:
             since = min(now, h.received_at + limit)
         since_wall = None if wall is None else wall - (now - since)
-    out = h if (status, since, since_wall) == (h.status, h.since, h.since_wall) else replace(
-        h, status=status, since=since, since_wall=since_wall
+    out = (
+        h
+        if (status, since, since_wall) == (h.status, h.since, h.since_wall)
+        else replace(h, status=status, since=since, since_wall=since_wall)
     )
     if status == "fresh" and not out.alerts:
         return out  # the common case: nothing to raise
@@ -359,28 +409,56 @@ def _console_alerts(h: HostState, now: float, cfg: ConsoleConfig) -> tuple[Alert
     since = rfc3339(h.since_wall) if h.since_wall is not None else None
     age = h.age(now)
     if h.status == "unreachable" and h.error is not None:
-        evidence: dict[str, Any] = {"error": h.error.kind, "message": h.error.message,
-                                    "last_snapshot_age_s": None if age is None else round(age, 1)}  # fmt: skip
+        evidence: dict[str, Any] = {
+            "error": h.error.kind,
+            "message": h.error.message,
+            "last_snapshot_age_s": None if age is None else round(age, 1),
+        }
         if h.error.status is not None:
             evidence["http_status"] = h.error.status
         if h.error.kind == "bad_payload":
             summary = "agent's answer could not be read: " + h.error.message.removeprefix("bad payload: ")
         else:
             summary = "agent did not answer: " + h.error.message
-        return (Alert(code="AGENT_UNREACHABLE", severity="critical", since=since, summary=summary,
-                      evidence=evidence),)  # fmt: skip
+        return (
+            Alert(
+                code="AGENT_UNREACHABLE", severity="critical", since=since, summary=summary, evidence=evidence
+            ),
+        )
     if h.status == "unauthorized" and h.error is not None:
-        return (Alert(code="AGENT_UNAUTHORIZED", severity="critical", since=since,
-                      summary=f"{h.name}: {h.error.message}",
-                      evidence={"http_status": h.error.status, "message": h.error.message}),)  # fmt: skip
+        return (
+            Alert(
+                code="AGENT_UNAUTHORIZED",
+                severity="critical",
+                since=since,
+                summary=f"{h.name}: {h.error.message}",
+                evidence={"http_status": h.error.status, "message": h.error.message},
+            ),
+        )
     if h.status == "incompatible" and h.error is not None:
-        return (Alert(code="SCHEMA_MISMATCH", severity="critical", since=since, summary=h.error.message,
-                      evidence={"found": h.error.found_schema, "expected": SCHEMA}),)  # fmt: skip
+        return (
+            Alert(
+                code="SCHEMA_MISMATCH",
+                severity="critical",
+                since=since,
+                summary=h.error.message,
+                evidence={"found": h.error.found_schema, "expected": SCHEMA},
+            ),
+        )
     if h.status == "stale":
-        return (Alert(code="AGENT_STALE", severity="warning", since=since,
-                      summary=f"newest snapshot is {age or 0:.0f}s old (stale after {_stale_after(h, cfg):g}s)",
-                      evidence={"age_s": None if age is None else round(age, 1), "stale_after_s": _stale_after(h, cfg),
-                                "seq": h.snapshot.seq if h.snapshot else None}),)  # fmt: skip
+        return (
+            Alert(
+                code="AGENT_STALE",
+                severity="warning",
+                since=since,
+                summary=f"newest snapshot is {age or 0:.0f}s old (stale after {_stale_after(h, cfg):g}s)",
+                evidence={
+                    "age_s": None if age is None else round(age, 1),
+                    "stale_after_s": _stale_after(h, cfg),
+                    "seq": h.snapshot.seq if h.snapshot else None,
+                },
+            ),
+        )
     return ()
 
 
@@ -419,6 +497,17 @@ def sorted_by_severity(alerts: Sequence[Alert]) -> list[Alert]:
 
 
 __all__ = [
-    "HOST_STATUSES", "METRICS", "WINDOW_S", "AlertKey", "EngineSeries", "FleetAlert", "FleetState", "HostState",
-    "acknowledge", "apply", "engine_alerts", "host_alert_codes", "sorted_by_severity",
-]  # fmt: skip
+    "HOST_STATUSES",
+    "METRICS",
+    "WINDOW_S",
+    "AlertKey",
+    "EngineSeries",
+    "FleetAlert",
+    "FleetState",
+    "HostState",
+    "acknowledge",
+    "apply",
+    "engine_alerts",
+    "host_alert_codes",
+    "sorted_by_severity",
+]

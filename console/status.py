@@ -48,14 +48,22 @@ def add_parser(subparsers: Any) -> None:
         "Exit 0: all engines ready, no critical alert; 1: anything else; 2: bad config.",
     )
     add_fleet_arguments(p, "status")
-    p.add_argument("--prometheus", metavar="URL",
-                   help="read the fleet from this Prometheus-compatible server instead of the configured sources")  # fmt: skip
-    p.add_argument("--match", metavar="MATCHERS",
-                   help='with --prometheus: the agents\' series (default: job="llmconsole")')  # fmt: skip
+    p.add_argument(
+        "--prometheus",
+        metavar="URL",
+        help="read the fleet from this Prometheus-compatible server instead of the configured sources",
+    )
+    p.add_argument(
+        "--match",
+        metavar="MATCHERS",
+        help='with --prometheus: the agents\' series (default: job="llmconsole")',
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
-async def poll_fleet(config: ConsoleConfig, source: FleetSource | None = None) -> tuple[FleetState, list[str]]:
+async def poll_fleet(
+    config: ConsoleConfig, source: FleetSource | None = None
+) -> tuple[FleetState, list[str]]:
     """One poll of every source: the reduced state and one line per source that failed."""
     src = source or build_fleet_source(config, fetch_history=False, full=True, one_shot=True)
     try:
@@ -89,12 +97,23 @@ def render_table(state: FleetState, problems: Sequence[str] = ()) -> str:
     keys = [k for k, _ in FLEET_COLUMNS]
     header = [label for _, label in FLEET_COLUMNS]
     # agent-supplied text goes through one_line: no escape sequence or newline reaches the terminal
-    lines = [[one_line(("~" + c.display) if c.tone == "stale" and c.display else c.display, 200) for c in view.rows[k]]
-             for k in view.order]  # fmt: skip
-    widths = [max(len(header[i]), *(len(r[i]) for r in lines)) if lines else len(header[i]) for i in range(len(keys))]
+    lines = [
+        [
+            one_line(("~" + c.display) if c.tone == "stale" and c.display else c.display, 200)
+            for c in view.rows[k]
+        ]
+        for k in view.order
+    ]
+    widths = [
+        max(len(header[i]), *(len(r[i]) for r in lines)) if lines else len(header[i])
+        for i in range(len(keys))
+    ]
 
     def fmt(cells: list[str]) -> str:
-        out = [c.rjust(w) if k in RIGHT_COLUMNS else c.ljust(w) for c, w, k in zip(cells, widths, keys, strict=True)]
+        out = [
+            c.rjust(w) if k in RIGHT_COLUMNS else c.ljust(w)
+            for c, w, k in zip(cells, widths, keys, strict=True)
+        ]
         return "  ".join(out).rstrip()
 
     text = [fmt(header)] + [fmt(r) for r in lines]
@@ -111,12 +130,20 @@ def render_table(state: FleetState, problems: Sequence[str] = ()) -> str:
             notes.append(f"{h.name}: {h.status}: {h.error.message}")
     for a in state.alerts:
         if not a.console:
-            notes.append(one_line(f"{a.alert.severity.upper():8} {a.alert.code} {a.where}: {a.alert.summary}"))
+            notes.append(
+                one_line(f"{a.alert.severity.upper():8} {a.alert.code} {a.where}: {a.alert.summary}")
+            )
     return "\n".join(text + ([""] + notes if notes else []))
 
 
 def _alert(a: Alert) -> dict[str, Any]:
-    return {"code": a.code, "severity": a.severity, "since": a.since, "summary": a.summary, "evidence": a.evidence}
+    return {
+        "code": a.code,
+        "severity": a.severity,
+        "since": a.since,
+        "summary": a.summary,
+        "evidence": a.evidence,
+    }
 
 
 def _host_json(h: HostState) -> dict[str, Any]:
@@ -124,21 +151,34 @@ def _host_json(h: HostState) -> dict[str, Any]:
     engines = []
     for e in snap.engines if snap else ():
         live = h.live and stats_are_live(e, snap.interval_s if snap else None)
-        engines.append({
-            "id": e.id, "kind": e.kind, "model": e.model, "state": e.state, "simulated": e.simulated,
-            "restarts": e.restarts, "gpus": list(e.gpus), "stats_live": live, "stats_age_s": e.stats_age_s,
-            "stats": to_dict(e.stats) if live and e.stats is not None else None,
-            "alerts": [_alert(a) for a in e.alerts],
-        })  # fmt: skip
+        engines.append(
+            {
+                "id": e.id,
+                "kind": e.kind,
+                "model": e.model,
+                "state": e.state,
+                "simulated": e.simulated,
+                "restarts": e.restarts,
+                "gpus": list(e.gpus),
+                "stats_live": live,
+                "stats_age_s": e.stats_age_s,
+                "stats": to_dict(e.stats) if live and e.stats is not None else None,
+                "alerts": [_alert(a) for a in e.alerts],
+            }
+        )
     return {
-        "name": h.name, "status": h.status,
+        "name": h.name,
+        "status": h.status,
         "error": None if h.error is None else {"kind": h.error.kind, "message": h.error.message},
-        "rtt_s": h.rtt_s, "route": h.route, "agent_version": snap.agent_version if snap else None,
-        "gpu_source": snap.gpu_source if snap else None, "seq": snap.seq if snap else None,
+        "rtt_s": h.rtt_s,
+        "route": h.route,
+        "agent_version": snap.agent_version if snap else None,
+        "gpu_source": snap.gpu_source if snap else None,
+        "seq": snap.seq if snap else None,
         "taken_at": snap.taken_at if snap else None,
         "alerts": [_alert(a) for a in h.alerts] + [_alert(a) for a in (snap.alerts if snap else ())],
         "engines": engines,
-    }  # fmt: skip
+    }
 
 
 def warnings(state: FleetState) -> list[str]:
@@ -151,8 +191,14 @@ def render_json(state: FleetState, problems: Sequence[str] = ()) -> str:
     severities: dict[str, int] = {}
     for a in state.alerts:
         severities[a.alert.severity] = severities.get(a.alert.severity, 0) + 1
-    doc = {"schema": STATUS_SCHEMA, "exit_code": exit_code(state, problems), "alerts": severities, "hosts": hosts,
-           "warnings": warnings(state), "problems": [one_line(p) for p in problems]}  # fmt: skip
+    doc = {
+        "schema": STATUS_SCHEMA,
+        "exit_code": exit_code(state, problems),
+        "alerts": severities,
+        "hosts": hosts,
+        "warnings": warnings(state),
+        "problems": [one_line(p) for p in problems],
+    }
     return json.dumps(doc, indent=2)
 
 
@@ -176,7 +222,9 @@ def _config(args: argparse.Namespace) -> ConsoleConfig:
 def _usage_error(message: str, as_json: bool) -> int:
     """Bad input: one line on stderr, exit 2 — and with ``--json`` a JSON document on stdout as well."""
     if as_json:
-        sys.stdout.write(json.dumps({"schema": STATUS_SCHEMA, "exit_code": 2, "error": one_line(message)}, indent=2) + "\n")
+        sys.stdout.write(
+            json.dumps({"schema": STATUS_SCHEMA, "exit_code": 2, "error": one_line(message)}, indent=2) + "\n"
+        )
     sys.stderr.write(f"{PROG} status: {message}\n")
     return 2
 
@@ -187,8 +235,10 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return _usage_error(str(exc), args.json)
     if not config.hosts and not config.prometheus:
-        return _usage_error(f"no hosts configured: add [[console.hosts]] or [[console.prometheus]], or try `{PROG} demo`",
-                            args.json)  # fmt: skip
+        return _usage_error(
+            f"no hosts configured: add [[console.hosts]] or [[console.prometheus]], or try `{PROG} demo`",
+            args.json,
+        )
     state, problems = asyncio.run(poll_fleet(config))
     for w in warnings(state):
         sys.stderr.write(f"{PROG} status: warning: {w}\n")
@@ -198,4 +248,13 @@ def run(args: argparse.Namespace) -> int:
     return exit_code(state, problems)
 
 
-__all__ = ["add_parser", "exit_code", "poll_fleet", "poll_once", "render_json", "render_table", "run", "warnings"]
+__all__ = [
+    "add_parser",
+    "exit_code",
+    "poll_fleet",
+    "poll_once",
+    "render_json",
+    "render_table",
+    "run",
+    "warnings",
+]

@@ -41,11 +41,15 @@ from urllib.parse import urlsplit
 from console.settings import HostConfig
 
 BASE_OPTIONS = (
-    "-o", "ExitOnForwardFailure=yes",
-    "-o", "ServerAliveInterval=15",
-    "-o", "ServerAliveCountMax=3",
-    "-o", "BatchMode=yes",
-)  # fmt: skip
+    "-o",
+    "ExitOnForwardFailure=yes",
+    "-o",
+    "ServerAliveInterval=15",
+    "-o",
+    "ServerAliveCountMax=3",
+    "-o",
+    "BatchMode=yes",
+)
 DEFAULT_AGENT_PORT = 9300
 BACKOFF_MAX_S = 30.0  # the longest wait between two attempts to bring a failed tunnel back
 _TARGET_RE = re.compile(r"[^\s@]+@[^\s@]+|[^\s@]+")
@@ -197,8 +201,14 @@ class _Tunnel:
         return f"{urlsplit(self.host.url).scheme}://127.0.0.1:{self.local_port}"
 
     def state(self) -> TunnelState:
-        left = None if self.status != "backoff" or self.retry_at is None else max(0.0, self.retry_at - self.m.clock())
-        return TunnelState(self.status, self.detail, self.since, self.restarts, self.pid, self.local_port, left)
+        left = (
+            None
+            if self.status != "backoff" or self.retry_at is None
+            else max(0.0, self.retry_at - self.m.clock())
+        )
+        return TunnelState(
+            self.status, self.detail, self.since, self.restarts, self.pid, self.local_port, left
+        )
 
     def set(self, status: str, detail: str) -> None:
         if status != self.status:
@@ -239,7 +249,10 @@ class _Tunnel:
         self.local_port = free_port(self.local_port)
         argv = ssh_argv(binary, self.host, self.local_port)
         self.stderr.clear()
-        self.set("starting", f"ssh {self.host.ssh}: forwarding 127.0.0.1:{self.local_port} to agent port {self.host.tunnel_port}")
+        self.set(
+            "starting",
+            f"ssh {self.host.ssh}: forwarding 127.0.0.1:{self.local_port} to agent port {self.host.tunnel_port}",
+        )
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv,
@@ -259,7 +272,10 @@ class _Tunnel:
         try:
             if await self._wait_ready(proc):
                 up_at = self.m.clock()
-                self.set("up", f"ssh {self.host.ssh}: 127.0.0.1:{self.local_port} → agent port {self.host.tunnel_port}")
+                self.set(
+                    "up",
+                    f"ssh {self.host.ssh}: 127.0.0.1:{self.local_port} → agent port {self.host.tunnel_port}",
+                )
                 await proc.wait()
             elif proc.returncode is None:
                 self.stderr.append(f"the forward did not come up within {self.m.connect_timeout_s:g}s")
@@ -298,7 +314,9 @@ class _Tunnel:
 
     def _exit_detail(self, code: int | None) -> str:
         how = f"signal {-code}" if code is not None and code < 0 else f"code {code}"
-        said = next((s for s in reversed(self.stderr) if not s.startswith("Warning: Permanently added")), None)
+        said = next(
+            (s for s in reversed(self.stderr) if not s.startswith("Warning: Permanently added")), None
+        )
         return f"ssh exited ({how}): {said}" if said else f"ssh exited ({how})"
 
 

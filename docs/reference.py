@@ -58,7 +58,11 @@ def describe_check(check: Callable[..., Any] | None) -> str:
     if name in _CHECKS:
         return _CHECKS[name]
     code = getattr(check, "__code__", None)
-    cells = dict(zip(code.co_freevars, (c.cell_contents for c in check.__closure__ or ()), strict=False)) if code else {}
+    cells = (
+        dict(zip(code.co_freevars, (c.cell_contents for c in check.__closure__ or ()), strict=False))
+        if code
+        else {}
+    )
     if "low" in cells:
         return f"≥ {cells['low']}"
     if "what" in cells:
@@ -162,7 +166,9 @@ def render_config() -> str:
     for header, cls in config_tables():
         if cls is Supervision:
             out.append(f"#### {header}\n")
-            out.append("Set in `[agent]` as the default for every engine; any `[[agent.engines]]` entry may override it.\n")
+            out.append(
+                "Set in `[agent]` as the default for every engine; any `[[agent.engines]]` entry may override it.\n"
+            )
             rows = list(config_rows(cls))
         else:
             sup = {f.name for f in fields(cls) if f.metadata.get("flatten")}
@@ -175,8 +181,10 @@ def render_config() -> str:
                 out.append("Sub-tables: " + ", ".join(f"`[[{t}]]`" for t in tables) + ".\n")
         out.append("| key | type | default | check |")
         out.append("|---|---|---|---|")
-        out += [f"| `{k}` | {t} | `{d}` | {c} |" if d not in ("required", "—") else f"| `{k}` | {t} | {d} | {c} |"
-                for k, t, d, c in rows]
+        out += [
+            f"| `{k}` | {t} | `{d}` | {c} |" if d not in ("required", "—") else f"| `{k}` | {t} | {d} | {c} |"
+            for k, t, d, c in rows
+        ]
         out.append("")
     return "\n".join(out).rstrip() + "\n"
 
@@ -206,7 +214,13 @@ def _option_rows(parser: argparse.ArgumentParser) -> Iterator[tuple[str, str, st
         if action.choices and not isinstance(action.choices, dict):
             name += " {" + "|".join(str(c) for c in action.choices) + "}"
         default = action.default
-        empty = default is None or default is False or default is argparse.SUPPRESS or default == [] or default == ()
+        empty = (
+            default is None
+            or default is False
+            or default is argparse.SUPPRESS
+            or default == []
+            or default == ()
+        )
         shown = "" if empty else str(default)
         if action.required:
             shown = "required"

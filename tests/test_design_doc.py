@@ -77,7 +77,11 @@ def test_every_cli_verb_and_option_is_documented(doc: str) -> None:
     for command, parser in REF.cli_parsers():
         section = cli.split(f"#### `{command}`", 1)[-1]
         for action in parser._actions:  # noqa: SLF001 - argparse has no public accessor
-            missing += [f"{command} {o}" for o in action.option_strings if o not in ("-h", "--help") and o not in section]
+            missing += [
+                f"{command} {o}"
+                for o in action.option_strings
+                if o not in ("-h", "--help") and o not in section
+            ]
     assert missing == [], f"CLI options missing from docs/design.md: {missing}"
 
 

@@ -41,42 +41,95 @@ def guarded_pids(tmp: Path) -> set[int]:
 def test_the_guard_catches_an_outbound_connect(tmp_path: Path) -> None:
     """Positive control: 0.0.0.1 is never routable, and the hook aborts before any packet is sent."""
     code = "import socket\ntry:\n    socket.create_connection(('0.0.0.1', 80), timeout=1)\nexcept OSError as e:\n    print(e)"
-    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **guard_env(tmp_path)}, capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, **guard_env(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert "egress guard" in out.stdout
     assert "0.0.0.1" in violations(tmp_path)
 
 
 def test_agent_engines_and_console_make_no_outbound_connections(tmp_path: Path) -> None:
     env = guard_env(tmp_path)
-    engine_env = {"PYTHONPATH": env["PYTHONPATH"], "LLMCONSOLE_EGRESS_LOG": env["LLMCONSOLE_EGRESS_LOG"],
-                  "LLMCONSOLE_EGRESS_PROOF": env["LLMCONSOLE_EGRESS_PROOF"]}  # fmt: skip
+    engine_env = {
+        "PYTHONPATH": env["PYTHONPATH"],
+        "LLMCONSOLE_EGRESS_LOG": env["LLMCONSOLE_EGRESS_LOG"],
+        "LLMCONSOLE_EGRESS_PROOF": env["LLMCONSOLE_EGRESS_PROOF"],
+    }
     engines = [
-        {"id": "v", "kind": "vllm", "model": "sim-llama", "port": free_port(), "command": sim("vllm"),
-         "args": ["--load", "4", "--worker"], "env": engine_env},
-        {"id": "s", "kind": "sglang", "model": "sim-qwen", "port": free_port(), "command": sim("sglang"),
-         "args": ["--load", "2"], "env": engine_env},
-        {"id": "t", "kind": "tgi", "model": "sim-mistral", "port": free_port(), "metrics_port": free_port(),
-         "command": sim("tgi"), "args": ["--load", "2"], "env": engine_env},
-    ]  # fmt: skip
+        {
+            "id": "v",
+            "kind": "vllm",
+            "model": "sim-llama",
+            "port": free_port(),
+            "command": sim("vllm"),
+            "args": ["--load", "4", "--worker"],
+            "env": engine_env,
+        },
+        {
+            "id": "s",
+            "kind": "sglang",
+            "model": "sim-qwen",
+            "port": free_port(),
+            "command": sim("sglang"),
+            "args": ["--load", "2"],
+            "env": engine_env,
+        },
+        {
+            "id": "t",
+            "kind": "tgi",
+            "model": "sim-mistral",
+            "port": free_port(),
+            "metrics_port": free_port(),
+            "command": sim("tgi"),
+            "args": ["--load", "2"],
+            "env": engine_env,
+        },
+    ]
     tokens = write_tokens(tmp_path / "tokens", ops="operator")
     port = free_port()
-    config = write_config(tmp_path, port, engines, agent={"tokens_file": str(tmp_path / "tokens"),
-                                                          "allowed_env_overrides": ["PYTHONPATH"]})
+    config = write_config(
+        tmp_path,
+        port,
+        engines,
+        agent={"tokens_file": str(tmp_path / "tokens"), "allowed_env_overrides": ["PYTHONPATH"]},
+    )
     agent = SecureAgent(config, port, token=tokens["ops"], env=env)
     agent.start()
     try:
-        snap = agent.wait("all engines ready", lambda s: all(e["state"] == "ready" for e in s["engines"]), timeout=40)
+        snap = agent.wait(
+            "all engines ready", lambda s: all(e["state"] == "ready" for e in s["engines"]), timeout=40
+        )
         vllm_port = next(e["port"] for e in snap["engines"] if e["id"] == "v")
         # console side: probe an engine and (when built) the one-shot fleet status, both under the guard
         probe = subprocess.run(
-            [sys.executable, "-m", "console.cli", "probe", f"http://127.0.0.1:{vllm_port}", "--interval", "0.5"],
-            cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "console.cli",
+                "probe",
+                f"http://127.0.0.1:{vllm_port}",
+                "--interval",
+                "0.5",
+            ],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert probe.returncode == 0, probe.stderr
         with agent.client() as c:  # an operator action drives the restart path too
             assert c.post("/v1/engines/s/restart").status_code == 202
         time.sleep(4)  # canaries, scrapes, health checks, the restart
-        agent.wait("restarted engine ready again", lambda s: all(e["state"] == "ready" for e in s["engines"]), timeout=40)
+        agent.wait(
+            "restarted engine ready again",
+            lambda s: all(e["state"] == "ready" for e in s["engines"]),
+            timeout=40,
+        )
         pids = guarded_pids(tmp_path)
         assert agent.proc is not None and agent.proc.pid in pids  # the guard ran in the agent
         engine_pids = {e["pid"] for e in agent.snap()["engines"]}  # type: ignore[index]
@@ -87,7 +140,9 @@ def test_agent_engines_and_console_make_no_outbound_connections(tmp_path: Path) 
     assert violations(tmp_path) == "", violations(tmp_path)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("console.status") is None, reason="console/status.py is not built yet")
+@pytest.mark.skipif(
+    importlib.util.find_spec("console.status") is None, reason="console/status.py is not built yet"
+)
 def test_console_status_makes_no_outbound_connections(tmp_path: Path) -> None:
     env = guard_env(tmp_path)
     port = free_port()
@@ -100,11 +155,14 @@ def test_console_status_makes_no_outbound_connections(tmp_path: Path) -> None:
         agent.wait("first snapshot", lambda s: s["seq"] >= 1, timeout=20)
         out = subprocess.run(
             [sys.executable, "-m", "console.cli", "status", "--config", str(config)],
-            cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+            cwd=ROOT,
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert "local" in out.stdout + out.stderr
         assert len(guarded_pids(tmp_path)) >= 2
     finally:
         kill_everything(agent, tmp_path / "state")
     assert violations(tmp_path) == "", violations(tmp_path)
-

@@ -39,29 +39,62 @@ def test_secrets_never_leave_the_agent(tmp_path: Path) -> None:
     wrapper.write_text(f"#!{sys.executable}\n" + WRAPPER)  # an executable of its own, listed below
     wrapper.chmod(0o700)
     engines = [
-        {"id": "e1", "kind": "vllm", "model": "sim-a", "port": free_port(), "command": sim("vllm"),
-         "args": ["--load", "2"], "env": {"VLLM_API_KEY": KEY1}},
-        {"id": "e2", "kind": "vllm", "model": "sim-b", "port": free_port(), "command": [str(wrapper)],
-         "args": ["--load", "2"], "env": {"VLLM_API_KEY": KEY2}},
-    ]  # fmt: skip
+        {
+            "id": "e1",
+            "kind": "vllm",
+            "model": "sim-a",
+            "port": free_port(),
+            "command": sim("vllm"),
+            "args": ["--load", "2"],
+            "env": {"VLLM_API_KEY": KEY1},
+        },
+        {
+            "id": "e2",
+            "kind": "vllm",
+            "model": "sim-b",
+            "port": free_port(),
+            "command": [str(wrapper)],
+            "args": ["--load", "2"],
+            "env": {"VLLM_API_KEY": KEY2},
+        },
+    ]
     tokens = write_tokens(tmp_path / "tokens", ops="operator")
     port = free_port()
     allowed = [str(wrapper), os.path.realpath(sys.executable)]
-    config = write_config(tmp_path, port, engines, agent={"tokens_file": str(tmp_path / "tokens"), "allowed_executables": allowed})
-    agent = SecureAgent(config, port, token=tokens["ops"], env={"HF_TOKEN": AGENT_SECRET, "OPENAI_API_KEY": AGENT_SECRET})
+    config = write_config(
+        tmp_path,
+        port,
+        engines,
+        agent={"tokens_file": str(tmp_path / "tokens"), "allowed_executables": allowed},
+    )
+    agent = SecureAgent(
+        config, port, token=tokens["ops"], env={"HF_TOKEN": AGENT_SECRET, "OPENAI_API_KEY": AGENT_SECRET}
+    )
     agent.start()
     bodies: list[str] = []
     try:
-        snap = agent.wait("both engines ready", lambda s: all(e["state"] == "ready" for e in s["engines"]), timeout=40)
+        snap = agent.wait(
+            "both engines ready", lambda s: all(e["state"] == "ready" for e in s["engines"]), timeout=40
+        )
         pids = {e["id"]: e["pid"] for e in snap["engines"]}
         with agent.client() as c:
-            for path in ("/healthz", "/v1/snapshot", "/v1/history?seconds=60", "/metrics",
-                         "/v1/engines/e1/logs?lines=500", "/v1/engines/e2/logs?lines=500"):  # fmt: skip
+            for path in (
+                "/healthz",
+                "/v1/snapshot",
+                "/v1/history?seconds=60",
+                "/metrics",
+                "/v1/engines/e1/logs?lines=500",
+                "/v1/engines/e2/logs?lines=500",
+            ):
                 r = c.get(path)
                 assert r.status_code == 200, (path, r.status_code, r.text[:200])
                 bodies.append(r.text)
             bad = {"Authorization": f"Bearer {BAD_TOKEN}"}
-            for method, path in (("GET", "/v1/snapshot"), ("POST", "/v1/engines/e1/restart"), ("POST", "/v1/engines/e9/stop")):
+            for method, path in (
+                ("GET", "/v1/snapshot"),
+                ("POST", "/v1/engines/e1/restart"),
+                ("POST", "/v1/engines/e9/stop"),
+            ):
                 r = c.request(method, path, headers=bad)
                 assert r.status_code == 401
                 bodies.append(r.text + str(r.headers))
@@ -69,8 +102,16 @@ def test_secrets_never_leave_the_agent(tmp_path: Path) -> None:
             assert r.status_code == 202
             bodies.append(r.text)
             # while e2 restarts its log tail is in the snapshot (loading.log_tail): still redacted
-            snap = agent.wait("e2 back", lambda s: next(e for e in s["engines"] if e["id"] == "e2")["state"] == "ready", timeout=40)
-            for path in ("/v1/history?seconds=60", "/v1/engines/e2/logs?lines=500", "/v1/engines/e2/audit?lines=50"):
+            snap = agent.wait(
+                "e2 back",
+                lambda s: next(e for e in s["engines"] if e["id"] == "e2")["state"] == "ready",
+                timeout=40,
+            )
+            for path in (
+                "/v1/history?seconds=60",
+                "/v1/engines/e2/logs?lines=500",
+                "/v1/engines/e2/audit?lines=50",
+            ):
                 bodies.append(c.get(path).text)
         e2_logs = bodies[5]
         assert "api_key': '***'" in e2_logs and "Bearer ***" in e2_logs and "the key is ***" in e2_logs
@@ -81,7 +122,12 @@ def test_secrets_never_leave_the_agent(tmp_path: Path) -> None:
             environ = Path(f"/proc/{pids[eid]}/environ").read_bytes().split(b"\0")
             assert f"VLLM_API_KEY={key}".encode() in environ
             assert not any(AGENT_SECRET.encode() in v for v in environ)
-            for opt_out in (b"HF_HUB_OFFLINE=1", b"VLLM_NO_USAGE_STATS=1", b"DO_NOT_TRACK=1", b"HF_HUB_DISABLE_TELEMETRY=1"):
+            for opt_out in (
+                b"HF_HUB_OFFLINE=1",
+                b"VLLM_NO_USAGE_STATS=1",
+                b"DO_NOT_TRACK=1",
+                b"HF_HUB_DISABLE_TELEMETRY=1",
+            ):
                 assert opt_out in environ
             assert b"sentinel-" not in Path(f"/proc/{pids[eid]}/cmdline").read_bytes()
     finally:
@@ -104,13 +150,29 @@ def test_secrets_never_leave_the_agent(tmp_path: Path) -> None:
 
 
 def test_a_secret_in_args_is_refused_with_a_pointer_to_env(tmp_path: Path) -> None:
-    for args in (["--api-key", "sentinel-QQQ-1234"], ["--hf-token=sentinel-QQQ-1234"], ["--x", "hf_" + "a" * 34]):
-        engines = [{"id": "e", "kind": "vllm", "model": "m", "port": free_port(), "command": sim("vllm"), "args": args}]
+    for args in (
+        ["--api-key", "sentinel-QQQ-1234"],
+        ["--hf-token=sentinel-QQQ-1234"],
+        ["--x", "hf_" + "a" * 34],
+    ):
+        engines = [
+            {
+                "id": "e",
+                "kind": "vllm",
+                "model": "m",
+                "port": free_port(),
+                "command": sim("vllm"),
+                "args": args,
+            }
+        ]
         config = write_config(tmp_path, free_port(), engines)
         out = subprocess.run(
             [sys.executable, "-m", "console.cli", "agent", "--config", str(config)],
-            cwd=ROOT, capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert out.returncode == 2, out.stderr
         lines = out.stderr.strip().splitlines()
         assert len(lines) == 1 and "args" in lines[0] and "env" in lines[0], out.stderr

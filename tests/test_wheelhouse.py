@@ -21,9 +21,13 @@ FIXTURE = ROOT / "tests" / "data" / "metrics" / "vllm-0.32-cpu.loaded.prom"
 NOWHERE = "http://127.0.0.1:9/simple"  # the discard port on loopback: nothing listens there
 
 
-def run(cmd: list[str], env: dict[str, str] | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
+def run(
+    cmd: list[str], env: dict[str, str] | None = None, timeout: float = 240
+) -> subprocess.CompletedProcess:
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
-    assert out.returncode == 0, f"{' '.join(cmd[:6])} failed ({out.returncode}):\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}"
+    assert out.returncode == 0, (
+        f"{' '.join(cmd[:6])} failed ({out.returncode}):\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}"
+    )
     return out
 
 
@@ -46,7 +50,9 @@ def test_wheelhouse_installs_and_runs_offline(tmp_path: Path) -> None:
         "PIP_DISABLE_PIP_VERSION_CHECK": "1",
         "PIP_DEFAULT_TIMEOUT": "3",
     }
-    installed = run([str(py), "-m", "pip", "install", "--no-index", "--find-links", str(house), "llmconsole"], env=offline)
+    installed = run(
+        [str(py), "-m", "pip", "install", "--no-index", "--find-links", str(house), "llmconsole"], env=offline
+    )
     assert "Successfully installed" in installed.stdout
 
     exe = target / "bin" / "llmconsole"

@@ -60,7 +60,9 @@ _BY_TONE: Final[dict[str, str]] = {
 
 
 def _css() -> str:
-    rules = ["StateBadge { width: auto; height: 1; text-style: bold; background: $panel; color: $text-muted; }"]
+    rules = [
+        "StateBadge { width: auto; height: 1; text-style: bold; background: $panel; color: $text-muted; }"
+    ]
     for tone, body in _BY_TONE.items():
         tones = {**STATE_TONES, **DERIVED_STATE_TONES}
         selectors = ", ".join(f"StateBadge.{state_class(s)}" for s, t in tones.items() if t == tone)
@@ -77,7 +79,9 @@ class StateBadge(Static):
 
     state: reactive[str] = reactive("", always_update=True)
 
-    def __init__(self, state: str = "", *, name: str | None = None, id: str | None = None, classes: str | None = None) -> None:
+    def __init__(
+        self, state: str = "", *, name: str | None = None, id: str | None = None, classes: str | None = None
+    ) -> None:
         super().__init__(name=name, id=id, classes=classes)
         self.state = state
 

@@ -35,7 +35,9 @@ class Series:
     color: str | None = None
 
 
-def split_runs(points: Sequence[tuple[float, float | None]], window_s: float) -> list[list[tuple[float, float]]]:
+def split_runs(
+    points: Sequence[tuple[float, float | None]], window_s: float
+) -> list[list[tuple[float, float]]]:
     """The unbroken runs of ``points`` inside [-window_s, 0], in x order (gaps: None/NaN y)."""
     runs: list[list[tuple[float, float]]] = []
     current: list[tuple[float, float]] = []

@@ -35,7 +35,18 @@ if TYPE_CHECKING:
     from textual.widget import Widget
 
 Tone = Literal[
-    "live", "stale", "missing", "unsupported", "error", "zero", "ok", "warn", "crit", "info", "dim", "simulated"
+    "live",
+    "stale",
+    "missing",
+    "unsupported",
+    "error",
+    "zero",
+    "ok",
+    "warn",
+    "crit",
+    "info",
+    "dim",
+    "simulated",
 ]
 TONES: Final[tuple[str, ...]] = get_args(Tone)
 """Every tone, in declaration order."""

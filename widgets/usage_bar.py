@@ -56,7 +56,9 @@ class UsageBarRenderable:
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         width = options.max_width
-        reserved = self.label.cell_len + (1 if self.label else 0) + (self.text.cell_len + 1 if self.text else 0)
+        reserved = (
+            self.label.cell_len + (1 if self.label else 0) + (self.text.cell_len + 1 if self.text else 0)
+        )
         bar_width = max(1, width - reserved)
         line = Text(no_wrap=True, overflow="ellipsis")
         if self.label:
@@ -92,7 +94,9 @@ class UsageBar(Widget):
     }
     DEFAULT_CSS = (
         "UsageBar { height: auto; }\n"
-        + tone_css("UsageBar", "usage-bar", {"stale": "color: $text-muted;", "missing": "color: $text-disabled;"})
+        + tone_css(
+            "UsageBar", "usage-bar", {"stale": "color: $text-muted;", "missing": "color: $text-disabled;"}
+        )
         + """
     UsageBar > .usage-bar--live { color: $primary; }
     UsageBar > .usage-bar--zero { color: $primary; }
@@ -156,7 +160,9 @@ class UsageBar(Widget):
 
     def render(self) -> UsageBarRenderable:
         style = self._style
-        parts = [(s.value, style(tone_class("usage-bar", s.tone) or f"usage-bar--{s.tone}")) for s in self.segments]
+        parts = [
+            (s.value, style(tone_class("usage-bar", s.tone) or f"usage-bar--{s.tone}")) for s in self.segments
+        ]
         label = Text(self.label, style=style("usage-bar--label"))
         if self.label_width is not None:
             label.truncate(self.label_width, overflow="ellipsis", pad=True)
@@ -177,7 +183,9 @@ class UsageBar(Widget):
         else:
             body = f"{self.used:.1f}/{self.total:.1f}{unit}"
         if self.over:
-            return Text.assemble((body, self._style("usage-bar--over")), (" OVER", self._style("usage-bar--over")))
+            return Text.assemble(
+                (body, self._style("usage-bar--over")), (" OVER", self._style("usage-bar--over"))
+            )
         return Text(body, style=self._style("usage-bar--text"))
 
     def _legend(self, parts: Sequence[tuple[float, Style]]) -> Text | None:

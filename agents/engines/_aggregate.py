@@ -190,7 +190,9 @@ def _series_key(labels: Labels) -> tuple[tuple[str, str], ...]:
     return tuple(sorted((k, v) for k, v in labels.items() if k != "le"))
 
 
-def _bucket_series(samples: Sequence[tuple[Labels, float]]) -> dict[tuple[tuple[str, str], ...], list[tuple[float, float]]]:
+def _bucket_series(
+    samples: Sequence[tuple[Labels, float]],
+) -> dict[tuple[tuple[str, str], ...], list[tuple[float, float]]]:
     """``_bucket`` samples grouped by series (:func:`_series_key`) as (bound, value) in exposition order;
     samples without a readable ``le`` are left out.
 

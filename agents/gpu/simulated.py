@@ -75,7 +75,9 @@ def parse_entry(obj: Any) -> LedgerEntry:
     by_gpu = obj.get("util_pct_by_gpu")
     if by_gpu is not None and (
         not isinstance(by_gpu, dict)
-        or not all(isinstance(k, str) and k.isdigit() and k.isascii() and _is_pct(v) for k, v in by_gpu.items())
+        or not all(
+            isinstance(k, str) and k.isdigit() and k.isascii() and _is_pct(v) for k, v in by_gpu.items()
+        )
     ):
         raise ValueError(f"bad util_pct_by_gpu {by_gpu!r}")
     return LedgerEntry(

@@ -188,8 +188,12 @@ class SloStatus:
     """Additive: the engine's TTFT objective from ``[slo]`` and its error budget."""
 
     ttft_s: float | None = None
-    objective: float | None = None  # e.g. 0.99: that share of requests must see their first token within ttft_s
-    source: str | None = None  # "histogram": the engine's TTFT histogram; "canary": the agent's own canary timings
+    objective: float | None = (
+        None  # e.g. 0.99: that share of requests must see their first token within ttft_s
+    )
+    source: str | None = (
+        None  # "histogram": the engine's TTFT histogram; "canary": the agent's own canary timings
+    )
     budget_left: float | None = None  # fraction of the error budget left over the longest window
     windows: tuple[SloWindow, ...] = ()
     problem: str | None = None  # why the objective cannot be judged or can never alert (stated at start)
@@ -232,7 +236,9 @@ class EngineSnapshot:
     actions: ActionAvailability | None = None  # None: not reported (older agents; every action as before)
     watch: WatchInfo | None = None  # set for a watched engine (managed False)
     client_connections: int | None = None  # established TCP connections to the engine's port (from /proc)
-    kv_eta_s: float | None = None  # seconds until KV usage reaches 100 % at its recent trend; None: not rising
+    kv_eta_s: float | None = (
+        None  # seconds until KV usage reaches 100 % at its recent trend; None: not rising
+    )
     slo: SloStatus | None = None
     benchmark: BenchmarkMarker | None = None
 

@@ -30,7 +30,9 @@ ENGINE_STATES = (
     "unreachable",  # additive: a watched engine (managed = false) listens but its health check gets no answer
 )
 # Groups of ENGINE_STATES (an engine in a state of a later minor version is in neither):
-ALIVE_STATES = frozenset({"starting", "ready", "degraded", "hung", "stopping", "unreachable"})  # its process tree runs
+ALIVE_STATES = frozenset(
+    {"starting", "ready", "degraded", "hung", "stopping", "unreachable"}
+)  # its process tree runs
 SERVING_STATES = frozenset({"ready", "degraded", "hung"})  # started up; health and progress are judged
 ACTIONS = ("start", "stop", "restart")
 # The agent's canary requests carry this query parameter, so its lines in an engine's access log can be told

@@ -34,8 +34,9 @@ class _Parser(argparse.ArgumentParser):
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``sim-engine`` on the lead CLI's subparsers; the whole tail of argv goes to ``run``."""
-    parser = subparsers.add_parser("sim-engine", help=HELP, description=HELP, add_help=False,
-                                   prefix_chars="\x01")
+    parser = subparsers.add_parser(
+        "sim-engine", help=HELP, description=HELP, add_help=False, prefix_chars="\x01"
+    )
     parser.add_argument("sim_argv", nargs=argparse.REMAINDER)
     parser.set_defaults(func=run)
     return parser
@@ -51,12 +52,21 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, help="HTTP port (default: the engine's: 8000 / 30000 / 3000)")
     parser.add_argument("--model", help="model name or path")
     parser.add_argument("--served-model-name", nargs="+", help="name in /v1/models and metric labels")
-    parser.add_argument("--fault", action="append", default=[], metavar="SPEC",
-                        help="KIND[@T][:k=v,...], repeatable (see agents/sim/faults.py)")
+    parser.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="KIND[@T][:k=v,...], repeatable (see agents/sim/faults.py)",
+    )
     parser.add_argument("--worker", action="store_true", help="spawn a SIM::Worker child process")
     parser.add_argument("--worker-setsid", action="store_true", help="the worker leaves the process group")
-    parser.add_argument("--worker-max-s", type=float, default=1800.0, help="the worker exits by itself after this")
-    parser.add_argument("--load", type=float, default=0.0, metavar="RPS", help="internal Poisson load (SIMULATED)")
+    parser.add_argument(
+        "--worker-max-s", type=float, default=1800.0, help="the worker exits by itself after this"
+    )
+    parser.add_argument(
+        "--load", type=float, default=0.0, metavar="RPS", help="internal Poisson load (SIMULATED)"
+    )
     parser.add_argument("--max-num-seqs", type=int, help="max running requests (default 64)")
     parser.add_argument("--max-model-len", type=int, help="context length (default min(4096, kv tokens))")
     parser.add_argument("--kv-tokens", type=int, default=131072, help="KV-cache capacity in tokens")
@@ -64,11 +74,19 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sim-gpu-mem-gib", type=float, default=18.0, help="simulated GPU memory (ledger)")
     parser.add_argument("--decode-ms", type=float, default=20.0, help="one decode step at batch size 1")
     parser.add_argument("--prefill-ms-per-1k", type=float, default=40.0, help="prefill time per 1000 tokens")
-    parser.add_argument("--prefix-hit-rate", type=float, default=0.0, help="at least this fraction of every prompt counts as cached (the prefix cache "
-                        "serves repeated prefixes anyway)")
+    parser.add_argument(
+        "--prefix-hit-rate",
+        type=float,
+        default=0.0,
+        help="at least this fraction of every prompt counts as cached (the prefix cache "
+        "serves repeated prefixes anyway)",
+    )
     parser.add_argument("--tick-ms", type=float, default=25.0, help="scheduler tick")
-    parser.add_argument("--health-generate-timeout", type=float,
-                        help="SGLang /health_generate timeout (default $SGLANG_HEALTH_CHECK_TIMEOUT or 20)")
+    parser.add_argument(
+        "--health-generate-timeout",
+        type=float,
+        help="SGLang /health_generate timeout (default $SGLANG_HEALTH_CHECK_TIMEOUT or 20)",
+    )
 
 
 def build_parser(dialect: dialects.Dialect | None) -> _Parser:
@@ -87,8 +105,9 @@ def _is_number(token: str) -> bool:
     return True
 
 
-def split_unknown(argv: Sequence[str], parser: argparse.ArgumentParser,
-                  booleans: frozenset[str]) -> tuple[list[str], list[str]]:
+def split_unknown(
+    argv: Sequence[str], parser: argparse.ArgumentParser, booleans: frozenset[str]
+) -> tuple[list[str], list[str]]:
     """Separate engine flags the simulator does not know (with their values) from the rest.
 
     An unknown ``--flag`` takes the next token as its value unless it is written ``--flag=value``,
@@ -172,12 +191,18 @@ def parse_config(argv: Sequence[str]) -> SimConfig:
     port = dialect.default_port if ns.port is None else ns.port
     if not 0 <= port <= 65535:
         raise UsageError(f"--port {port} is not a port (0-65535)")
-    for flag, value, zero in (("--load", ns.load, True), ("--kv-tokens", ns.kv_tokens, False),
-                              ("--max-num-seqs", ns.max_num_seqs, False), ("--max-model-len", ns.max_model_len, False),
-                              ("--worker-max-s", ns.worker_max_s, True), ("--sim-gpu-mem-gib", ns.sim_gpu_mem_gib, True),
-                              ("--decode-ms", ns.decode_ms, False), ("--prefill-ms-per-1k", ns.prefill_ms_per_1k, True),
-                              ("--tick-ms", ns.tick_ms, False), ("--health-generate-timeout",
-                                                                 ns.health_generate_timeout, False)):
+    for flag, value, zero in (
+        ("--load", ns.load, True),
+        ("--kv-tokens", ns.kv_tokens, False),
+        ("--max-num-seqs", ns.max_num_seqs, False),
+        ("--max-model-len", ns.max_model_len, False),
+        ("--worker-max-s", ns.worker_max_s, True),
+        ("--sim-gpu-mem-gib", ns.sim_gpu_mem_gib, True),
+        ("--decode-ms", ns.decode_ms, False),
+        ("--prefill-ms-per-1k", ns.prefill_ms_per_1k, True),
+        ("--tick-ms", ns.tick_ms, False),
+        ("--health-generate-timeout", ns.health_generate_timeout, False),
+    ):
         _positive(flag, value, zero)
     if ns.max_model_len is not None and ns.max_model_len > ns.kv_tokens:
         raise UsageError(f"--max-model-len {ns.max_model_len} does not fit in --kv-tokens {ns.kv_tokens}")
@@ -186,8 +211,10 @@ def parse_config(argv: Sequence[str]) -> SimConfig:
         faults = tuple(parse_faults(ns.fault))
         for fault in faults:
             if fault.kind in MULTI_GPU_KINDS and len(gpus) < 2:
-                raise FaultSpecError(f"fault {fault.kind!r} needs an engine on two or more GPUs "
-                                     f"(CUDA_VISIBLE_DEVICES gives {len(gpus)})")
+                raise FaultSpecError(
+                    f"fault {fault.kind!r} needs an engine on two or more GPUs "
+                    f"(CUDA_VISIBLE_DEVICES gives {len(gpus)})"
+                )
         model_config = ModelConfig(
             max_num_seqs=ns.max_num_seqs or 64,
             kv_tokens=ns.kv_tokens,
@@ -209,18 +236,34 @@ def parse_config(argv: Sequence[str]) -> SimConfig:
         except ValueError:
             timeout = 20.0
     return SimConfig(
-        dialect=dialect.name, model=resolved["model"], served_name=served, host=ns.host, port=port,
-        model_config=model_config, faults=faults, worker=ns.worker, worker_setsid=ns.worker_setsid,
-        worker_max_s=ns.worker_max_s, load_rps=ns.load, seed=ns.seed, gpu_mem_gib=ns.sim_gpu_mem_gib,
-        tick_s=ns.tick_ms / 1000.0, metrics_enabled=resolved["metrics_enabled"],
-        metrics_port=resolved["metrics_port"], health_generate_timeout_s=timeout,
-        log_stats=resolved["log_stats"], ignored=tuple(ignored), gpus=gpus,
+        dialect=dialect.name,
+        model=resolved["model"],
+        served_name=served,
+        host=ns.host,
+        port=port,
+        model_config=model_config,
+        faults=faults,
+        worker=ns.worker,
+        worker_setsid=ns.worker_setsid,
+        worker_max_s=ns.worker_max_s,
+        load_rps=ns.load,
+        seed=ns.seed,
+        gpu_mem_gib=ns.sim_gpu_mem_gib,
+        tick_s=ns.tick_ms / 1000.0,
+        metrics_enabled=resolved["metrics_enabled"],
+        metrics_port=resolved["metrics_port"],
+        health_generate_timeout_s=timeout,
+        log_stats=resolved["log_stats"],
+        ignored=tuple(ignored),
+        gpus=gpus,
     )
 
 
 def banner(cfg: SimConfig) -> str:
     title = dialects.get(cfg.dialect).name
-    return f"{PROG}: SIMULATED {title} engine, model {cfg.served_name} — not a real engine (pid {os.getpid()})"
+    return (
+        f"{PROG}: SIMULATED {title} engine, model {cfg.served_name} — not a real engine (pid {os.getpid()})"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -236,8 +279,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(banner(cfg), file=sys.stderr, flush=True)
     if cfg.ignored:
-        print(f"{PROG}: ignoring engine flags it does not simulate: {' '.join(cfg.ignored)}",
-              file=sys.stderr, flush=True)
+        print(
+            f"{PROG}: ignoring engine flags it does not simulate: {' '.join(cfg.ignored)}",
+            file=sys.stderr,
+            flush=True,
+        )
     from agents.sim.engine import run as run_engine  # heavy imports (uvicorn) only when serving
 
     try:

@@ -104,10 +104,19 @@ class Runtime:
             self.log(line)
 
     # --- requests (called by handlers) --------------------------------------------------------
-    def submit(self, prompt_tokens: int, max_tokens: int, ignore_eos: bool, rid: str,
-               source: str = "http", prefix_blocks: tuple[int, ...] = (), eos_seed: int | None = None) -> SimRequest:
-        req = self.model.new_request(prompt_tokens, max_tokens, time.monotonic(), ignore_eos, source, rid,
-                                     prefix_blocks, eos_seed)
+    def submit(
+        self,
+        prompt_tokens: int,
+        max_tokens: int,
+        ignore_eos: bool,
+        rid: str,
+        source: str = "http",
+        prefix_blocks: tuple[int, ...] = (),
+        eos_seed: int | None = None,
+    ) -> SimRequest:
+        req = self.model.new_request(
+            prompt_tokens, max_tokens, time.monotonic(), ignore_eos, source, rid, prefix_blocks, eos_seed
+        )
         self._events[id(req)] = asyncio.Event()
         self.model.submit(req)
         return req
@@ -168,8 +177,10 @@ class Runtime:
                     await asyncio.sleep(0.05)
             finally:
                 self.release(probe)
-        self.log(f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] Health check failed. Server couldn't get a "
-                 f"response from detokenizer for last {self.cfg.health_generate_timeout_s:g} seconds.")
+        self.log(
+            f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] Health check failed. Server couldn't get a "
+            f"response from detokenizer for last {self.cfg.health_generate_timeout_s:g} seconds."
+        )
         return False
 
     def metrics_text(self) -> str:
@@ -251,8 +262,16 @@ class Runtime:
                 return False
         self._adopt_ports([s.getsockname()[1] for s in sockets])
         for sock, (_, app) in zip(sockets, apps, strict=True):
-            config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off", http="h11",
-                                    ws="none", timeout_graceful_shutdown=1, timeout_keep_alive=5)
+            config = uvicorn.Config(
+                app,
+                log_config=None,
+                access_log=False,
+                lifespan="off",
+                http="h11",
+                ws="none",
+                timeout_graceful_shutdown=1,
+                timeout_keep_alive=5,
+            )
             server = _Server(config)
             self._servers.append(server)
             self._serve_tasks.append(asyncio.create_task(server.serve(sockets=[sock])))
@@ -390,8 +409,9 @@ class Runtime:
             return  # idle: vLLM drops the line to DEBUG
         queries = current[3] - prev[3]
         hit_rate = (current[4] - prev[4]) / queries if queries else 0.0
-        line = self.dialect.stats_line((current[0] - prev[0]) / dt, (current[1] - prev[1]) / dt, g,
-                                       current[2] - prev[2], hit_rate)
+        line = self.dialect.stats_line(
+            (current[0] - prev[0]) / dt, (current[1] - prev[1]) / dt, g, current[2] - prev[2], hit_rate
+        )
         if line is not None:
             self.log(line)
 
@@ -403,7 +423,9 @@ class Runtime:
         """(util_pct, per-GPU util) the ledger should say now; (None, None) leaves the reader's default."""
         fault = self.gpu_fault
         if fault is not None and self.model.wedge_struck:
-            if fault.kind == "rank-diverge":  # one rank still in its kernel, the others idle in the collective
+            if (
+                fault.kind == "rank-diverge"
+            ):  # one rank still in its kernel, the others idle in the collective
                 return 100.0, tuple((gpu, 100.0 if i == 0 else 0.0) for i, gpu in enumerate(self.cfg.gpus))
             return 100.0, None
         if paused:
@@ -421,8 +443,16 @@ class Runtime:
         if not folder:
             return
         util, by_gpu = self._ledger_util
-        entry = ledger.record(os.getpid(), list(self.cfg.gpus), self._memory()[0], "engine",
-                              self.cfg.dialect, self.cfg.served_name, util, dict(by_gpu) if by_gpu else None)
+        entry = ledger.record(
+            os.getpid(),
+            list(self.cfg.gpus),
+            self._memory()[0],
+            "engine",
+            self.cfg.dialect,
+            self.cfg.served_name,
+            util,
+            dict(by_gpu) if by_gpu else None,
+        )
         try:
             self._ledger = ledger.write(folder, entry)
         except OSError as exc:
@@ -431,9 +461,19 @@ class Runtime:
     def _spawn_worker(self) -> None:
         if not self.cfg.worker:
             return
-        argv = [sys.executable, "-m", "agents.sim.worker", "--dialect", self.cfg.dialect,
-                "--model", self.cfg.served_name, "--mem-bytes", str(self._memory()[1]),
-                "--max-s", str(self.cfg.worker_max_s)]
+        argv = [
+            sys.executable,
+            "-m",
+            "agents.sim.worker",
+            "--dialect",
+            self.cfg.dialect,
+            "--model",
+            self.cfg.served_name,
+            "--mem-bytes",
+            str(self._memory()[1]),
+            "--max-s",
+            str(self.cfg.worker_max_s),
+        ]
         if self.cfg.worker_setsid:
             argv.append("--setsid")
         self._worker = subprocess.Popen(argv, stdin=subprocess.DEVNULL, env=dict(os.environ))
@@ -460,8 +500,10 @@ class Runtime:
         if self._worker_dead_at is None:
             self._worker_dead_at = now
         elif now - self._worker_dead_at >= WORKER_DEATH_GRACE_S and not self._stop.is_set():
-            self.log(f"llmconsole sim-engine: worker pid {self._worker.pid} exited with "
-                     f"{self._worker.returncode}; the engine dies with it")
+            self.log(
+                f"llmconsole sim-engine: worker pid {self._worker.pid} exited with "
+                f"{self._worker.returncode}; the engine dies with it"
+            )
             self._crash(1)
 
     def _terminate_worker(self) -> None:

@@ -63,11 +63,25 @@ def split_memory(total_gib: float, has_worker: bool) -> tuple[int, int]:
     return engine, total - engine
 
 
-def record(pid: int, gpus: list[int], mem_bytes: int, role: str, dialect: str, model: str,
-           util_pct: float | None = None, util_pct_by_gpu: Mapping[int, float] | None = None) -> dict:
+def record(
+    pid: int,
+    gpus: list[int],
+    mem_bytes: int,
+    role: str,
+    dialect: str,
+    model: str,
+    util_pct: float | None = None,
+    util_pct_by_gpu: Mapping[int, float] | None = None,
+) -> dict:
     """One ledger entry; the utilization keys are present only when given."""
-    entry: dict = {"pid": pid, "gpus": gpus, "mem_bytes": mem_bytes, "role": role, "dialect": dialect,
-                   "model": model}
+    entry: dict = {
+        "pid": pid,
+        "gpus": gpus,
+        "mem_bytes": mem_bytes,
+        "role": role,
+        "dialect": dialect,
+        "model": model,
+    }
     if util_pct is not None:
         entry["util_pct"] = util_pct
     if util_pct_by_gpu is not None:

@@ -222,8 +222,16 @@ class QueueModel:
         rng = self.rng if eos_seed is None else random.Random(eos_seed)
         stop_at = None if ignore_eos else rng.randint(8, 160)
         rid = request_id or f"sim-{next(self._ids)}"
-        return SimRequest(rid, prompt_tokens, max_tokens, stop_at, now, source=source, seq=next(self._seq),
-                          prefix_blocks=prefix_blocks)
+        return SimRequest(
+            rid,
+            prompt_tokens,
+            max_tokens,
+            stop_at,
+            now,
+            source=source,
+            seq=next(self._seq),
+            prefix_blocks=prefix_blocks,
+        )
 
     def submit(self, req: SimRequest) -> None:
         """Hand a request to the engine; the scheduler sees it at its next iteration."""

@@ -19,8 +19,28 @@ from typing import Any
 from agents.sim.prefixcache import id_blocks, text_blocks
 
 WORDS = (
-    "the", "simulated", "engine", "produces", "placeholder", "tokens", "for", "testing", "llmconsole",
-    "and", "nothing", "here", "is", "real", "model", "output", "only", "a", "steady", "stream", "of", "words",
+    "the",
+    "simulated",
+    "engine",
+    "produces",
+    "placeholder",
+    "tokens",
+    "for",
+    "testing",
+    "llmconsole",
+    "and",
+    "nothing",
+    "here",
+    "is",
+    "real",
+    "model",
+    "output",
+    "only",
+    "a",
+    "steady",
+    "stream",
+    "of",
+    "words",
 )
 MAX_BODY_BYTES = 4 * 1024 * 1024
 
@@ -62,13 +82,20 @@ def _prompt_tokens(prompt: Any) -> int:
             return len(prompt)
         if len(prompt) == 1 and isinstance(prompt[0], str):
             return count_tokens(prompt[0])
-        if len(prompt) == 1 and isinstance(prompt[0], list) and prompt[0] and all(
-            isinstance(t, int) and not isinstance(t, bool) for t in prompt[0]
+        if (
+            len(prompt) == 1
+            and isinstance(prompt[0], list)
+            and prompt[0]
+            and all(isinstance(t, int) and not isinstance(t, bool) for t in prompt[0])
         ):
             return len(prompt[0])
         if all(isinstance(p, str) for p in prompt):
-            raise BadRequest(400, "batched prompts are not supported by the simulated engine; send one prompt")
-    raise BadRequest(400, "'prompt' must be a non-empty string, a list of token ids, or a list with one string")
+            raise BadRequest(
+                400, "batched prompts are not supported by the simulated engine; send one prompt"
+            )
+    raise BadRequest(
+        400, "'prompt' must be a non-empty string, a list of token ids, or a list with one string"
+    )
 
 
 def _prompt_blocks(prompt: Any) -> tuple[int, ...]:
@@ -188,8 +215,17 @@ def parse_completion(raw: bytes, chat: bool, served_name: str, max_model_len: in
             f"{prompt_tokens + max_tokens} tokens ({prompt_tokens} in the messages, {max_tokens} in the "
             "completion). Please reduce the length of the messages or completion.",
         )
-    return CompletionRequest(chat, prompt_tokens, max_tokens, ignore_eos, stream,
-                             bool(options.get("include_usage")), served_name, blocks, seed if greedy else None)
+    return CompletionRequest(
+        chat,
+        prompt_tokens,
+        max_tokens,
+        ignore_eos,
+        stream,
+        bool(options.get("include_usage")),
+        served_name,
+        blocks,
+        seed if greedy else None,
+    )
 
 
 def parse_tokenize(raw: bytes, served_name: str, max_model_len: int) -> dict[str, Any]:
@@ -203,8 +239,12 @@ def parse_tokenize(raw: bytes, served_name: str, max_model_len: int) -> dict[str
         count = _chat_tokens(body.get("messages"))
     else:
         count = _prompt_tokens(body.get("prompt"))
-    return {"count": count, "max_model_len": max_model_len,
-            "tokens": [zlib.crc32(i.to_bytes(4, "little")) % 32000 for i in range(count)], "token_strs": None}
+    return {
+        "count": count,
+        "max_model_len": max_model_len,
+        "tokens": [zlib.crc32(i.to_bytes(4, "little")) % 32000 for i in range(count)],
+        "token_strs": None,
+    }
 
 
 def token_text(seed: int, index: int) -> str:
@@ -223,25 +263,46 @@ def wrong_seed(seed: int, n: int) -> int:
 
 
 def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
-    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens}
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
 
 
-def full_response(req: CompletionRequest, rid: str, created: int, text: str, finish: str | None,
-                  completion_tokens: int, prompt_tokens: int) -> dict[str, Any]:
+def full_response(
+    req: CompletionRequest,
+    rid: str,
+    created: int,
+    text: str,
+    finish: str | None,
+    completion_tokens: int,
+    prompt_tokens: int,
+) -> dict[str, Any]:
     if req.chat:
-        choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": text},
-                                  "logprobs": None, "finish_reason": finish}
+        choice: dict[str, Any] = {
+            "index": 0,
+            "message": {"role": "assistant", "content": text},
+            "logprobs": None,
+            "finish_reason": finish,
+        }
         obj = "chat.completion"
     else:
         choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish, "stop_reason": None}
         obj = "text_completion"
-    return {"id": rid, "object": obj, "created": created, "model": req.model, "choices": [choice],
-            "usage": usage(prompt_tokens, completion_tokens)}
+    return {
+        "id": rid,
+        "object": obj,
+        "created": created,
+        "model": req.model,
+        "choices": [choice],
+        "usage": usage(prompt_tokens, completion_tokens),
+    }
 
 
-def chunk(req: CompletionRequest, rid: str, created: int, text: str | None, finish: str | None,
-          first: bool = False) -> dict[str, Any]:
+def chunk(
+    req: CompletionRequest, rid: str, created: int, text: str | None, finish: str | None, first: bool = False
+) -> dict[str, Any]:
     if req.chat:
         delta: dict[str, Any] = {}
         if first:
@@ -251,16 +312,29 @@ def chunk(req: CompletionRequest, rid: str, created: int, text: str | None, fini
         choice: dict[str, Any] = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
         obj = "chat.completion.chunk"
     else:
-        choice = {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish, "stop_reason": None}
+        choice = {
+            "index": 0,
+            "text": text or "",
+            "logprobs": None,
+            "finish_reason": finish,
+            "stop_reason": None,
+        }
         obj = "text_completion"
     return {"id": rid, "object": obj, "created": created, "model": req.model, "choices": [choice]}
 
 
-def usage_chunk(req: CompletionRequest, rid: str, created: int, prompt_tokens: int,
-                completion_tokens: int) -> dict[str, Any]:
+def usage_chunk(
+    req: CompletionRequest, rid: str, created: int, prompt_tokens: int, completion_tokens: int
+) -> dict[str, Any]:
     obj = "chat.completion.chunk" if req.chat else "text_completion"
-    return {"id": rid, "object": obj, "created": created, "model": req.model, "choices": [],
-            "usage": usage(prompt_tokens, completion_tokens)}
+    return {
+        "id": rid,
+        "object": obj,
+        "created": created,
+        "model": req.model,
+        "choices": [],
+        "usage": usage(prompt_tokens, completion_tokens),
+    }
 
 
 def sse(data: dict[str, Any] | str) -> bytes:

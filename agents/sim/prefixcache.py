@@ -37,7 +37,9 @@ def id_blocks(ids: Sequence[int]) -> tuple[int, ...]:
     """Chained hashes of the full ``BLOCK_TOKENS``-id blocks of a token-id prompt."""
     out: list[int] = []
     prev = 0
-    for start in range(0, min(len(ids), BLOCK_TOKENS * MAX_BLOCKS_PER_PROMPT) - BLOCK_TOKENS + 1, BLOCK_TOKENS):
+    for start in range(
+        0, min(len(ids), BLOCK_TOKENS * MAX_BLOCKS_PER_PROMPT) - BLOCK_TOKENS + 1, BLOCK_TOKENS
+    ):
         prev = hash((prev, tuple(ids[start : start + BLOCK_TOKENS])))
         out.append(prev)
     return tuple(out)

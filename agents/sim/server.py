@@ -52,8 +52,10 @@ def build_app(rt: Runtime) -> Starlette:
 def build_metrics_app(rt: Runtime) -> Starlette:
     """A second listener that serves only /metrics (TGI's --prometheus-port)."""
     h = _Handlers(rt)
-    return Starlette(routes=[Route("/metrics", h.metrics, methods=["GET"])],
-                     exception_handlers={HTTPException: _http_error})
+    return Starlette(
+        routes=[Route("/metrics", h.metrics, methods=["GET"])],
+        exception_handlers={HTTPException: _http_error},
+    )
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -81,9 +83,15 @@ class _Handlers:
 
     async def models(self, request: Request) -> Response:
         cfg = self.rt.cfg
-        entry = {"id": cfg.served_name, "object": "model", "created": int(self.rt.created_wall),
-                 "owned_by": "llmconsole-sim", "root": cfg.model, "parent": None,
-                 "max_model_len": cfg.model_config.max_model_len}
+        entry = {
+            "id": cfg.served_name,
+            "object": "model",
+            "created": int(self.rt.created_wall),
+            "owned_by": "llmconsole-sim",
+            "root": cfg.model,
+            "parent": None,
+            "max_model_len": cfg.model_config.max_model_len,
+        }
         return JSONResponse({"object": "list", "data": [entry]})
 
     # --- metrics ------------------------------------------------------------------------------
@@ -105,7 +113,9 @@ class _Handlers:
     async def tokenize(self, request: Request) -> Response:
         cfg = self.rt.cfg
         try:
-            body = openai.parse_tokenize(await request.body(), cfg.served_name, cfg.model_config.max_model_len)
+            body = openai.parse_tokenize(
+                await request.body(), cfg.served_name, cfg.model_config.max_model_len
+            )
         except BadRequest as exc:
             return self._error(exc)
         return JSONResponse(body)
@@ -132,31 +142,45 @@ class _Handlers:
         except BadRequest as exc:
             return self._error(exc)
         if not rt.serving:
-            return JSONResponse(rt.dialect.error_body(503, "the engine is still starting", "overloaded"),
-                                status_code=503)
+            return JSONResponse(
+                rt.dialect.error_body(503, "the engine is still starting", "overloaded"), status_code=503
+            )
         if not await rt.front_door():  # frontend-hang: read, then held here (no response) while it lasts
-            return JSONResponse(rt.dialect.error_body(503, "the engine is shutting down", "overloaded"),
-                                status_code=503)
+            return JSONResponse(
+                rt.dialect.error_body(503, "the engine is shutting down", "overloaded"), status_code=503
+            )
         rid = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
         seed = rt.answer_seed(req.text_seed, rid)
-        sim = rt.submit(req.prompt_tokens, req.max_tokens, req.ignore_eos, rid, prefix_blocks=req.prefix_blocks,
-                        eos_seed=req.text_seed)
+        sim = rt.submit(
+            req.prompt_tokens,
+            req.max_tokens,
+            req.ignore_eos,
+            rid,
+            prefix_blocks=req.prefix_blocks,
+            eos_seed=req.text_seed,
+        )
         created = int(time.time())
         if req.stream:
-            return StreamingResponse(self._stream(req, sim, rid, seed, created), media_type="text/event-stream")
+            return StreamingResponse(
+                self._stream(req, sim, rid, seed, created), media_type="text/event-stream"
+            )
         try:
             await rt.wait_done(sim)
         finally:
             rt.release(sim)
         if not sim.done:
-            return JSONResponse(rt.dialect.error_body(503, "the engine is shutting down", "overloaded"),
-                                status_code=503)
+            return JSONResponse(
+                rt.dialect.error_body(503, "the engine is shutting down", "overloaded"), status_code=503
+            )
         text = openai.text_of(seed, 0, sim.generated)
-        body = openai.full_response(req, rid, created, text, sim.finish_reason, sim.generated, sim.prompt_tokens)
+        body = openai.full_response(
+            req, rid, created, text, sim.finish_reason, sim.generated, sim.prompt_tokens
+        )
         return JSONResponse(body)
 
-    async def _stream(self, req: openai.CompletionRequest, sim, rid: str, seed: int,
-                      created: int) -> AsyncIterator[bytes]:
+    async def _stream(
+        self, req: openai.CompletionRequest, sim, rid: str, seed: int, created: int
+    ) -> AsyncIterator[bytes]:
         rt = self.rt
         sent = 0
         try:
@@ -165,7 +189,9 @@ class _Handlers:
                 upto = sim.generated
                 for i in range(sent, upto):
                     finish = sim.finish_reason if (sim.done and i == upto - 1) else None
-                    yield openai.sse(openai.chunk(req, rid, created, openai.token_text(seed, i), finish, i == 0))
+                    yield openai.sse(
+                        openai.chunk(req, rid, created, openai.token_text(seed, i), finish, i == 0)
+                    )
                 sent = max(sent, upto)
                 if sim.done or rt.closing:
                     break

@@ -11,7 +11,9 @@ Route = tuple[str, Mapping[str, str]]  # (registered metric name, labels)
 Log = Callable[[str], None]
 
 SIMULATED_METRIC = "llmconsole_simulated"
-SIMULATED_HELP = "1: this endpoint is a SIMULATED engine (llmconsole sim-engine), not a real inference engine."
+SIMULATED_HELP = (
+    "1: this endpoint is a SIMULATED engine (llmconsole sim-engine), not a real inference engine."
+)
 
 
 class TableSink:

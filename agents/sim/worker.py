@@ -61,7 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if folder:
             entry = ledger.record(
-                os.getpid(), ledger.gpus_from_env(os.environ), args.mem_bytes, "worker", args.dialect, args.model
+                os.getpid(),
+                ledger.gpus_from_env(os.environ),
+                args.mem_bytes,
+                "worker",
+                args.dialect,
+                args.model,
             )
             blocked = {signal.SIGTERM, signal.SIGINT}
             signal.pthread_sigmask(signal.SIG_BLOCK, blocked)  # no half-recorded file on an early SIGTERM

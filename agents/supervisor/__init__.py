@@ -13,5 +13,16 @@ from agents.supervisor.plan import MARKER_VAR, Policy, ProcessPlan
 from agents.supervisor.reaper import REAPER, ExitStatus
 from agents.supervisor.watched import WatchedEngine, WatchPlan
 
-__all__ = ["MARKER_VAR", "REAPER", "STATES", "EngineSupervisor", "ExitStatus", "Hooks", "Policy", "ProcessPlan",
-           "Tuning", "WatchPlan", "WatchedEngine"]
+__all__ = [
+    "MARKER_VAR",
+    "REAPER",
+    "STATES",
+    "EngineSupervisor",
+    "ExitStatus",
+    "Hooks",
+    "Policy",
+    "ProcessPlan",
+    "Tuning",
+    "WatchPlan",
+    "WatchedEngine",
+]

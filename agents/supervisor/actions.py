@@ -50,15 +50,25 @@ from agents.supervisor.reaper import ExitStatus, ExitWatch, Reaper
 BUILTIN_ACTION_COMMANDS = ("systemctl", "docker", "podman")
 # Variables a service manager's client needs to reach its daemon, passed on from the agent's environment
 # when set (none is a secret): systemctl --user, docker/podman contexts and sockets.
-CLIENT_ENV = ("XDG_RUNTIME_DIR", "DBUS_SESSION_BUS_ADDRESS", "DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_CONFIG",
-              "CONTAINER_HOST")
+CLIENT_ENV = (
+    "XDG_RUNTIME_DIR",
+    "DBUS_SESSION_BUS_ADDRESS",
+    "DOCKER_HOST",
+    "DOCKER_CONTEXT",
+    "DOCKER_CONFIG",
+    "CONTAINER_HOST",
+)
 KILL_GRACE_S = 2.0
 TAIL_LINES = 20
 TAIL_BYTES = 16 * 1024
-SECRET_HINT = "keep it in the command's own configuration (a systemd unit's Environment=, docker's --env-file)"
+SECRET_HINT = (
+    "keep it in the command's own configuration (a systemd unit's Environment=, docker's --env-file)"
+)
 
 # Set by the API's action handler: called with the outcome line of the action it asked for.
-OUTCOME_REPORTER: ContextVar[Callable[[str], None] | None] = ContextVar("llmconsole_action_outcome", default=None)
+OUTCOME_REPORTER: ContextVar[Callable[[str], None] | None] = ContextVar(
+    "llmconsole_action_outcome", default=None
+)
 
 
 def resolve(argv: Sequence[str], path: str | None) -> tuple[str, ...]:
@@ -87,7 +97,9 @@ def action_refusal(argv: Sequence[str], allowed: Sequence[Path] | None, key: str
             )
     else:
         if not os.path.isabs(argv0):
-            return f"{key}: {argv0!r} was not found on PATH, so it cannot match [agent] allowed_action_commands"
+            return (
+                f"{key}: {argv0!r} was not found on PATH, so it cannot match [agent] allowed_action_commands"
+            )
         real = os.path.realpath(argv0)
         if real not in {os.path.realpath(os.path.expanduser(str(p))) for p in allowed}:
             return f"{key}: {argv0} is not in [agent] allowed_action_commands"
@@ -153,9 +165,15 @@ async def run_command(
     with tempfile.TemporaryFile() as out:
         try:
             popen = subprocess.Popen(  # noqa: S603 - argv checked by action_refusal, never a shell
-                list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=dict(env), cwd="/",
-                start_new_session=True, close_fds=True,
-            )  # fmt: skip
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                env=dict(env),
+                cwd="/",
+                start_new_session=True,
+                close_fds=True,
+            )
         except OSError as exc:
             where = f" ({exc.filename})" if exc.filename else ""
             return CommandResult(key, None, None, False, 0.0, (), f"{exc.strerror or exc}{where}")
@@ -191,8 +209,9 @@ async def _wait(done: asyncio.Future[ExitStatus], reaper: Reaper, timeout_s: flo
     return done.result() if done.done() else None
 
 
-async def _stop_group(pgid: int, done: asyncio.Future[ExitStatus], reaper: Reaper,
-                      protect: Callable[[], Iterable[int]]) -> ExitStatus | None:
+async def _stop_group(
+    pgid: int, done: asyncio.Future[ExitStatus], reaper: Reaper, protect: Callable[[], Iterable[int]]
+) -> ExitStatus | None:
     """SIGTERM, then SIGKILL, to the command's own process group, never to a protected PID."""
     for sig, wait_s in ((signal.SIGTERM, KILL_GRACE_S), (signal.SIGKILL, KILL_GRACE_S)):
         spared = set(protect())

@@ -54,8 +54,11 @@ def judge(rec: EngineRecord, current_boot_id: str | None) -> Verdict:
     if read_marker(rec.pid) != rec.marker:
         mismatches.append("launch marker missing")
     if mismatches:
-        return Verdict("refuse", f"state file names PID {rec.pid} but it is a different process; "
-                                 f"not adopted ({', '.join(mismatches)})")
+        return Verdict(
+            "refuse",
+            f"state file names PID {rec.pid} but it is a different process; "
+            f"not adopted ({', '.join(mismatches)})",
+        )
     return Verdict("adopt", f"adopted PID {rec.pid}", info=info)
 
 
@@ -91,8 +94,11 @@ def on_port(check: PortCheck, plan: ProcessPlan, tag: str) -> Takeover | None:
     if own is None:
         return None
     if not own.leader:
-        return Takeover("refuse", f"{check.error}: an unrecorded leftover of this engine's earlier launch "
-                                  f"(marker {own.marker}) whose leader is gone; not adopted, stop it to start the engine")
+        return Takeover(
+            "refuse",
+            f"{check.error}: an unrecorded leftover of this engine's earlier launch "
+            f"(marker {own.marker}) whose leader is gone; not adopted, stop it to start the engine",
+        )
     return Takeover("adopt", own=own, info=own.info, source=f"an unrecorded launch found on port {plan.port}")
 
 
@@ -113,6 +119,12 @@ def after_agent_restart(state_path: Path, plan: ProcessPlan, tag: str) -> Takeov
         if not check.free:
             held = on_port(check, plan, tag) or Takeover("refuse", f"{verdict.reason}; {check.error}")
             return replace(held, notes=notes)
-        return Takeover("start", discard=True, notes=(*notes, f"{verdict.reason}; port is free, starting fresh"))
-    return Takeover("start", leftovers=rec if verdict.leftovers_ours else None, discard=True,
-                    notes=(*notes, verdict.reason))
+        return Takeover(
+            "start", discard=True, notes=(*notes, f"{verdict.reason}; port is free, starting fresh")
+        )
+    return Takeover(
+        "start",
+        leftovers=rec if verdict.leftovers_ours else None,
+        discard=True,
+        notes=(*notes, verdict.reason),
+    )

@@ -57,8 +57,19 @@ log = logging.getLogger(SUPERVISOR_LOGGER)
 STATES = ENGINE_STATES
 ALIVE_STATES = frozenset({"starting", "ready", "degraded", "hung", "stopping"})
 HEALTH_STATES = frozenset({"ready", "degraded", "hung"})
-SNAPSHOT_FIELDS = ("state", "reason", "pid", "pids", "restarts", "start_attempts", "uptime_s", "loading_elapsed_s",
-                   "backoff_remaining_s", "last_exit", "adopted")
+SNAPSHOT_FIELDS = (
+    "state",
+    "reason",
+    "pid",
+    "pids",
+    "restarts",
+    "start_attempts",
+    "uptime_s",
+    "loading_elapsed_s",
+    "backoff_remaining_s",
+    "last_exit",
+    "adopted",
+)
 
 
 class EngineSupervisor(JournalView):
@@ -75,23 +86,39 @@ class EngineSupervisor(JournalView):
     managed = True  # launched and supervised by the agent
     watch_info = None  # only a watched engine has one
 
-    def __init__(self, plan: ProcessPlan, policy: Policy, state_dir: Path, log_dir: Path,
-                 hooks: Hooks | None = None, tuning: Tuning | None = None, **options: Any) -> None:
+    def __init__(
+        self,
+        plan: ProcessPlan,
+        policy: Policy,
+        state_dir: Path,
+        log_dir: Path,
+        hooks: Hooks | None = None,
+        tuning: Tuning | None = None,
+        **options: Any,
+    ) -> None:
         hooks, tuning = split_options(hooks, tuning, options)
         self.plan, self.policy, self._tuning = plan, policy, tuning
         self.log_path = Path(log_dir) / f"{plan.engine_id}.log"
         self._clock, self._wall = hooks.clock, hooks.wall
         self._reaper = hooks.reaper or REAPER
         self._tag = agent_tag(state_dir)
-        self._log = LogFile(self.log_path, tuning.log_max_bytes, tuning.log_backups, tuning.tail_lines,
-                            redact=hooks.log_redact)
+        self._log = LogFile(
+            self.log_path,
+            tuning.log_max_bytes,
+            tuning.log_backups,
+            tuning.tail_lines,
+            redact=hooks.log_redact,
+        )
         self._launcher = Launcher(plan, self._log, self._reaper, self._tag, self._clock, self._wall)
         self._journal = Journal(plan.engine_id, self._clock, self._wall, tuning.events_max, hooks.on_event)
         self._records = StateWriter(plan, state_dir, self.log_path, self._journal, self._wall)
         self._wake = Wakeup()
-        self._ready = ReadinessGate(hooks.is_ready, tuning.ready_poll_s, tuning.ready_timeout_s, self._wake.set)
-        self._term = Terminator(policy, self._journal, self._records, self._log, self._reaper, self._wake, hooks,
-                                tuning.tick_s)
+        self._ready = ReadinessGate(
+            hooks.is_ready, tuning.ready_poll_s, tuning.ready_timeout_s, self._wake.set
+        )
+        self._term = Terminator(
+            policy, self._journal, self._records, self._log, self._reaper, self._wake, hooks, tuning.tick_s
+        )
         self._run = Launch()  # the current launch (or adopted process); the last one after it is gone
 
         self._retries = Retries(policy, self._records.recorded_restarts())
@@ -248,7 +275,9 @@ class EngineSupervisor(JournalView):
                 await self._stop_tree("stopped at agent shutdown")
             else:
                 self._run.close_watch()
-                self._journal.note("agent detached; engine left running" if self._run.tree else "agent detached")
+                self._journal.note(
+                    "agent detached; engine left running" if self._run.tree else "agent detached"
+                )
             if self._reaper_held:
                 self._reaper_held = False
                 self._reaper.release()
@@ -268,7 +297,9 @@ class EngineSupervisor(JournalView):
             if self.state != "backoff":
                 return
             await self._halt_life()  # an operator start during backoff means "start now"
-        if self._run.running() and not await self._stop_tree("stopping the previous process tree before start"):
+        if self._run.running() and not await self._stop_tree(
+            "stopping the previous process tree before start"
+        ):
             return
         self._retries.fresh()
         check = check_port(self.plan.host, self.plan.port)
@@ -343,8 +374,9 @@ class EngineSupervisor(JournalView):
                 kind = await self._watch()
                 during_startup = self.state == "starting"
                 ran = self._clock() - self._run.ready_at if self._run.ready_at is not None else None
-                exit_reason = await self._term.after_exit(self._run, stalled=kind == "startup_timeout",
-                                                          during_startup=during_startup)
+                exit_reason = await self._term.after_exit(
+                    self._run, stalled=kind == "startup_timeout", during_startup=during_startup
+                )
                 if exit_reason is None or not self.policy.restart_on_exit:
                     return
                 retry = self._retries.after_failure(during_startup, ran)
@@ -359,8 +391,11 @@ class EngineSupervisor(JournalView):
                 self._backoff_until = None
                 self._retries.restarts += 1
                 launched = self._launch()
-                self._journal.emit("restart", f"automatic: {exit_reason}; "
-                                      + (f"relaunched as PID {self.pid}" if launched else f"failed: {self.reason}"))
+                self._journal.emit(
+                    "restart",
+                    f"automatic: {exit_reason}; "
+                    + (f"relaunched as PID {self.pid}" if launched else f"failed: {self.reason}"),
+                )
                 if not launched:
                     return
         except asyncio.CancelledError:

@@ -32,8 +32,14 @@ class Journal:
     ``emit(action, result)`` reports an automatic decision as ``sink(action, engine_id, result)``; a sink
     that raises is counted (``sink_errors``) and logged, never raised."""
 
-    def __init__(self, engine_id: str, clock: Callable[[], float], wall: Callable[[], float], maxlen: int,
-                 sink: EventSink | None = None) -> None:
+    def __init__(
+        self,
+        engine_id: str,
+        clock: Callable[[], float],
+        wall: Callable[[], float],
+        maxlen: int,
+        sink: EventSink | None = None,
+    ) -> None:
         self.engine_id = engine_id
         self.state = "stopped"
         self.reason: str | None = None  # also set alone (no event) for a passing condition, e.g. a GPU wait
@@ -55,15 +61,24 @@ class Journal:
         return dict(self._last_exit) if self._last_exit is not None else None
 
     def record_exit(self, status: ExitStatus, tail: list[str]) -> None:
-        self._last_exit = {"code": status.code, "signal": status.signal, "at": rfc3339(self._wall()),
-                           "stderr_tail": list(tail)}
+        self._last_exit = {
+            "code": status.code,
+            "signal": status.signal,
+            "at": rfc3339(self._wall()),
+            "stderr_tail": list(tail),
+        }
 
     def set(self, state: str, reason: str, code: int | None = None, sig: int | None = None) -> None:
         """A transition: the new state and reason, recorded and logged. Staying in a judged state (ready,
         degraded, hung, unreachable) with a reason of the same category (its text before the first ":",
         digits ignored) is no transition: only the reason is updated, no event is added."""
-        if (state == self.state and state in _JUDGED_STATES and code is None and sig is None
-                and reason_category(reason) == reason_category(self.reason)):
+        if (
+            state == self.state
+            and state in _JUDGED_STATES
+            and code is None
+            and sig is None
+            and reason_category(reason) == reason_category(self.reason)
+        ):
             self.reason = reason
             return
         self.state, self.reason = state, reason
@@ -75,8 +90,16 @@ class Journal:
         self._append(self.state, reason, None, None)
 
     def _append(self, state: str, reason: str, code: int | None, sig: int | None) -> None:
-        self._events.append({"at": rfc3339(self._wall()), "mono": self._clock(), "state": state,
-                             "reason": reason, "exit_code": code, "signal": sig})
+        self._events.append(
+            {
+                "at": rfc3339(self._wall()),
+                "mono": self._clock(),
+                "state": state,
+                "reason": reason,
+                "exit_code": code,
+                "signal": sig,
+            }
+        )
         self.total += 1
 
     def emit(self, action: str, result: str) -> None:
@@ -87,7 +110,9 @@ class Journal:
             sink(action, self.engine_id, result)
         except Exception as exc:
             self.sink_errors += 1
-            log.error("engine %s: event sink failed on %s: %s: %s", self.engine_id, action, type(exc).__name__, exc)
+            log.error(
+                "engine %s: event sink failed on %s: %s: %s", self.engine_id, action, type(exc).__name__, exc
+            )
 
 
 def reason_category(reason: str | None) -> str:
@@ -127,4 +152,3 @@ class JournalView:
     def sink_errors(self) -> int:
         """Event-sink calls that raised."""
         return self._journal.sink_errors
-

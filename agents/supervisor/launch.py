@@ -72,8 +72,9 @@ class Launch:
         self.close_watch()
         self.tree, self.leader = None, None
 
-    def record(self, plan: ProcessPlan, log_path: Path, restarts: int,
-               wall: Callable[[], float]) -> EngineRecord | None:
+    def record(
+        self, plan: ProcessPlan, log_path: Path, restarts: int, wall: Callable[[], float]
+    ) -> EngineRecord | None:
         """The state-file record that lets the next agent re-adopt this launch (None when nothing runs)."""
         if self.leader is None or self.tree is None or self.marker is None:
             return None
@@ -82,19 +83,40 @@ class Launch:
         except psutil.Error:
             create_time = None
         return EngineRecord(
-            engine_id=plan.engine_id, boot_id=boot_id(), pid=self.leader, starttime=self.tree.leader_starttime,
-            create_time=create_time, cmdline_sha256=cmdline_hash(self.leader), marker=self.marker,
-            host=plan.host, port=plan.port, log_path=str(log_path),
-            launched_at=rfc3339(self.launched_wall or wall()), restarts=restarts)
+            engine_id=plan.engine_id,
+            boot_id=boot_id(),
+            pid=self.leader,
+            starttime=self.tree.leader_starttime,
+            create_time=create_time,
+            cmdline_sha256=cmdline_hash(self.leader),
+            marker=self.marker,
+            host=plan.host,
+            port=plan.port,
+            log_path=str(log_path),
+            launched_at=rfc3339(self.launched_wall or wall()),
+            restarts=restarts,
+        )
 
 
-def record_of_own(own: OwnLaunch, plan: ProcessPlan, log_path: Path, restarts: int, now_wall: float) -> EngineRecord:
+def record_of_own(
+    own: OwnLaunch, plan: ProcessPlan, log_path: Path, restarts: int, now_wall: float
+) -> EngineRecord:
     """A state record for a launch of this engine found on its port that no state file records."""
     age = process_age_s(own.info.starttime)
     return EngineRecord(
-        engine_id=plan.engine_id, boot_id=boot_id(), pid=own.pid, starttime=own.info.starttime,
-        create_time=None, cmdline_sha256=cmdline_hash(own.pid), marker=own.marker, host=plan.host,
-        port=plan.port, log_path=str(log_path), launched_at=rfc3339(now_wall - age), restarts=restarts)
+        engine_id=plan.engine_id,
+        boot_id=boot_id(),
+        pid=own.pid,
+        starttime=own.info.starttime,
+        create_time=None,
+        cmdline_sha256=cmdline_hash(own.pid),
+        marker=own.marker,
+        host=plan.host,
+        port=plan.port,
+        log_path=str(log_path),
+        launched_at=rfc3339(now_wall - age),
+        restarts=restarts,
+    )
 
 
 @contextlib.contextmanager
@@ -124,9 +146,15 @@ def spawn(plan: ProcessPlan, marker: str, out_fd: int | None) -> subprocess.Pope
     cannot be executed (e.g. ENOENT, EACCES, ENOTDIR)."""
     env = {**plan.env, MARKER_VAR: marker}
     return subprocess.Popen(  # noqa: S603 - argv list from the adapter, never a shell
-        list(plan.argv), env=env, cwd=plan.cwd, stdin=subprocess.DEVNULL,
-        stdout=out_fd if out_fd is not None else subprocess.DEVNULL, stderr=subprocess.STDOUT,
-        start_new_session=True, close_fds=True)
+        list(plan.argv),
+        env=env,
+        cwd=plan.cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=out_fd if out_fd is not None else subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        close_fds=True,
+    )
 
 
 class Launcher:
@@ -136,8 +164,15 @@ class Launcher:
     ``launched_at`` and ``launched_wall`` are backdated by its age. Output of earlier launches stays in
     the log but before the new launch's ``log_mark``."""
 
-    def __init__(self, plan: ProcessPlan, log: LogFile, reaper: Reaper, tag: str,
-                 clock: Callable[[], float], wall: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        plan: ProcessPlan,
+        log: LogFile,
+        reaper: Reaper,
+        tag: str,
+        clock: Callable[[], float],
+        wall: Callable[[], float],
+    ) -> None:
         self._plan = plan
         self._log = log
         self._reaper = reaper

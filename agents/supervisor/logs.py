@@ -37,8 +37,16 @@ _MAX_READ = 1 << 20  # bytes read per poll; beyond that the oldest pending bytes
 class LogFile:
     """One engine's log file, its rotation and its tail. Not thread-safe (loop thread only)."""
 
-    def __init__(self, path: Path, max_bytes: int = 50 * 2**20, backups: int = 10,
-                 tail_lines: int = 1000, seed_bytes: int = 64 * 1024, *, redact: Redactor | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        max_bytes: int = 50 * 2**20,
+        backups: int = 10,
+        tail_lines: int = 1000,
+        seed_bytes: int = 64 * 1024,
+        *,
+        redact: Redactor | None = None,
+    ) -> None:
         """``redact``: the engine's redactor (its configured secret values); default: token shapes only."""
         if max_bytes <= 0 or backups < 0:
             raise ValueError("log max_bytes must be > 0 and backups >= 0")
@@ -105,7 +113,7 @@ class LogFile:
         """The last ``n`` complete lines written after ``mark`` (as far as the tail still holds them)."""
         newer = self.total_lines - mark
         take = max(0, min(n, newer, len(self._lines)))
-        return list(self._lines)[len(self._lines) - take:] if take else []
+        return list(self._lines)[len(self._lines) - take :] if take else []
 
     def tail(self, n: int) -> list[str]:
         """The last ``n`` lines, plus a trailing partial line if the engine has not ended it yet."""
@@ -131,8 +139,14 @@ class LogFile:
         self._offset = st.st_size
         self.total_lines = 0  # seeded history is not "since" anything
 
-    def _read_range(self, path: Path, start: int, end: int, drop_first_partial: bool = False,
-                    scrub_from: int | None = None) -> int:
+    def _read_range(
+        self,
+        path: Path,
+        start: int,
+        end: int,
+        drop_first_partial: bool = False,
+        scrub_from: int | None = None,
+    ) -> int:
         """Feed [start, end) of ``path`` to the tail (masked on disk first). With ``drop_first_partial`` the
         bytes before the first line break are not fed; [scrub_from, first line) is still masked on disk."""
         if end <= start:

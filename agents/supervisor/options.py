@@ -66,7 +66,9 @@ _HOOK_NAMES = frozenset(f.name for f in fields(Hooks))
 _TUNING_NAMES = frozenset(f.name for f in fields(Tuning))
 
 
-def split_options(hooks: Hooks | None, tuning: Tuning | None, keywords: Mapping[str, Any]) -> tuple[Hooks, Tuning]:
+def split_options(
+    hooks: Hooks | None, tuning: Tuning | None, keywords: Mapping[str, Any]
+) -> tuple[Hooks, Tuning]:
     """``hooks``/``tuning`` (defaults when None) with the fields named in ``keywords`` replaced.
 
     An unknown keyword is a TypeError, as it would be for an ordinary parameter."""

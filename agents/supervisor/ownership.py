@@ -38,7 +38,9 @@ def owns(marker: str | None, engine_id: str, tag: str) -> bool:
     if not marker or ":" not in marker:
         return False
     prefix, _, launch = marker.rpartition(":")
-    return prefix == f"{engine_id}:{tag}" and len(launch) == 32 and all(c in "0123456789abcdef" for c in launch)
+    return (
+        prefix == f"{engine_id}:{tag}" and len(launch) == 32 and all(c in "0123456789abcdef" for c in launch)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,4 +79,3 @@ def find_own_launch(holder_pid: int, engine_id: str, tag: str) -> OwnLaunch | No
             assert marker is not None
             return OwnLaunch(pid, found, marker)
     return None
-

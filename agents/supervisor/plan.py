@@ -58,8 +58,14 @@ class Policy:
     restart_on_exit: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("backoff_initial_s", "backoff_max_s", "backoff_reset_s", "startup_timeout_s",
-                     "stop_timeout_s", "gpu_release_timeout_s"):
+        for name in (
+            "backoff_initial_s",
+            "backoff_max_s",
+            "backoff_reset_s",
+            "startup_timeout_s",
+            "stop_timeout_s",
+            "gpu_release_timeout_s",
+        ):
             value = getattr(self, name)
             if not value >= 0:  # also rejects NaN
                 raise ValueError(f"policy {name} must be >= 0, got {value!r}")

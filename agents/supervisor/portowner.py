@@ -90,7 +90,9 @@ class PortOwners:
     def __init__(self, host: str, port: int) -> None:
         self.host, self.port = host, port
         self._last: tuple[int, int] | None = None  # (pid, starttime) found last time
-        self._unseen: tuple[frozenset[str], float, str] | None = None  # inodes, when, why: the last failed walk
+        self._unseen: tuple[frozenset[str], float, str] | None = (
+            None  # inodes, when, why: the last failed walk
+        )
         self._tree: tuple[frozenset[int], float, tuple[int, ...]] = (frozenset(), -TREE_REFRESH_S, ())
 
     def find(self) -> PortOwner:
@@ -138,8 +140,10 @@ class PortOwners:
         name = _comm(owner)
         if name in FORWARDERS:
             self._last = None
-            why = (f"the port is forwarded by {name} (PID {owner}): the engine runs in a container, "
-                   "whose processes are not attributed to it")
+            why = (
+                f"the port is forwarded by {name} (PID {owner}): the engine runs in a container, "
+                "whose processes are not attributed to it"
+            )
             return PortOwner(listener, name=name, unseen=why)
         self._last = (owner, info.starttime)
         return PortOwner(listener, owner, info.starttime, name, self._descendants(frozenset(stats)))
@@ -187,8 +191,10 @@ def _walk(inodes: frozenset[str]) -> tuple[set[int], int]:
 
 def _why_unseen(unreadable: int) -> str:
     if unreadable:
-        return (f"no process this agent may inspect holds the listening socket ({unreadable} processes' file "
-                "descriptors were not readable: another user's, or run the agent as the engine's user or root)")
+        return (
+            f"no process this agent may inspect holds the listening socket ({unreadable} processes' file "
+            "descriptors were not readable: another user's, or run the agent as the engine's user or root)"
+        )
     return "no process in this agent's PID namespace holds the listening socket (a container or another namespace)"
 
 

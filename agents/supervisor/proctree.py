@@ -218,8 +218,14 @@ class ProcessTree:
     is left" can be checked against the full recorded set, not only against what is still findable.
     """
 
-    def __init__(self, marker: str, leader_pid: int, leader_starttime: int,
-                 pgid: int | None = None, sid: int | None = None) -> None:
+    def __init__(
+        self,
+        marker: str,
+        leader_pid: int,
+        leader_starttime: int,
+        pgid: int | None = None,
+        sid: int | None = None,
+    ) -> None:
         if not marker:
             raise ValueError("a process tree needs a non-empty marker")
         self.marker = marker
@@ -250,10 +256,12 @@ class ProcessTree:
         for p in procs.values():
             if p.pid == me or p.pid <= 1:
                 continue
-            if (self.members.get(p.pid) == p.starttime
-                    or (anchored and self.pgid is not None and p.pgrp == self.pgid)
-                    or (anchored and self.sid is not None and p.session == self.sid)
-                    or SCANNER.marker(p) == self.marker):
+            if (
+                self.members.get(p.pid) == p.starttime
+                or (anchored and self.pgid is not None and p.pgrp == self.pgid)
+                or (anchored and self.sid is not None and p.session == self.sid)
+                or SCANNER.marker(p) == self.marker
+            ):
                 found.add(p.pid)
         # Descendants of members (e.g. children of a worker that called setsid and cleared its env).
         children: dict[int, list[int]] = {}
@@ -267,7 +275,9 @@ class ProcessTree:
                     stack.append(child)
         for pid in found:
             self.members.setdefault(pid, procs[pid].starttime)
-        self._alive = {pid for pid in found if not procs[pid].dead and self.members[pid] == procs[pid].starttime}
+        self._alive = {
+            pid for pid in found if not procs[pid].dead and self.members[pid] == procs[pid].starttime
+        }
         return set(self._alive)
 
     @property
@@ -290,8 +300,11 @@ class ProcessTree:
         """Send ``sig`` to the process group and to every identified member; returns deliveries."""
         sent = 0
         procs = SCANNER.procs(0.0)
-        if self.pgid is not None and self._anchor_genuine(procs) and any(
-                p.pgrp == self.pgid and not p.dead for p in procs.values()):
+        if (
+            self.pgid is not None
+            and self._anchor_genuine(procs)
+            and any(p.pgrp == self.pgid and not p.dead for p in procs.values())
+        ):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.pgid, sig)
                 sent += 1

@@ -17,7 +17,9 @@ from agents.supervisor.options import ReadyCheck
 class ReadinessGate:
     """Drives ``check()`` (async or plain; True means ready, anything else or an exception means "not yet")."""
 
-    def __init__(self, check: ReadyCheck | None, poll_s: float, timeout_s: float, wake: Callable[[], None]) -> None:
+    def __init__(
+        self, check: ReadyCheck | None, poll_s: float, timeout_s: float, wake: Callable[[], None]
+    ) -> None:
         self._check = check
         self._poll_s = poll_s
         self._timeout_s = timeout_s

@@ -47,10 +47,19 @@ class EngineRecord:
         if data.get("schema") != SCHEMA:
             raise ValueError(f"unknown schema {data.get('schema')!r}")
         kinds: dict[str, tuple[type, ...]] = {
-            "engine_id": (str,), "boot_id": (str, type(None)), "pid": (int,), "starttime": (int,),
-            "create_time": (float, int, type(None)), "cmdline_sha256": (str, type(None)),
-            "marker": (str,), "host": (str,), "port": (int,), "log_path": (str,), "launched_at": (str,),
-            "restarts": (int,), "schema": (str,),
+            "engine_id": (str,),
+            "boot_id": (str, type(None)),
+            "pid": (int,),
+            "starttime": (int,),
+            "create_time": (float, int, type(None)),
+            "cmdline_sha256": (str, type(None)),
+            "marker": (str,),
+            "host": (str,),
+            "port": (int,),
+            "log_path": (str,),
+            "launched_at": (str,),
+            "restarts": (int,),
+            "schema": (str,),
         }
         optional = {"restarts": 0}  # written by newer agents only
         values = {}

@@ -26,8 +26,9 @@ log = logging.getLogger(SUPERVISOR_LOGGER)
 class StateWriter:
     """Keeps ``<state_dir>/engines/<engine_id>.json`` in step with the current launch."""
 
-    def __init__(self, plan: ProcessPlan, state_dir: Path, log_path: Path, journal: Journal,
-                 wall: Callable[[], float]) -> None:
+    def __init__(
+        self, plan: ProcessPlan, state_dir: Path, log_path: Path, journal: Journal, wall: Callable[[], float]
+    ) -> None:
         self.path = Path(state_dir) / "engines" / f"{plan.engine_id}.json"
         self._plan = plan
         self._log_path = log_path
@@ -52,8 +53,9 @@ class StateWriter:
     def outdated(self, run: Launch) -> bool:
         """True when ``run``'s record should be written again: the last write failed, or the leader's
         command line no longer hashes to what was recorded."""
-        return run.leader is not None and (self.error is not None
-                                           or cmdline_hash(run.leader) not in (None, run.written_hash))
+        return run.leader is not None and (
+            self.error is not None or cmdline_hash(run.leader) not in (None, run.written_hash)
+        )
 
     def write(self, rec: statefile.EngineRecord) -> None:
         try:
@@ -79,7 +81,9 @@ class StateWriter:
         self.error = f"{why}; {consequence}"
         if why not in self._causes_logged:
             self._causes_logged.add(why)
-            log.error("engine %s: state file %s: %s; %s", self._journal.engine_id, self.path, why, consequence)
+            log.error(
+                "engine %s: state file %s: %s; %s", self._journal.engine_id, self.path, why, consequence
+            )
             self._journal.note(f"state file write failed: {why}; {consequence}")
 
     def _ok(self) -> None:

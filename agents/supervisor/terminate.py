@@ -45,8 +45,17 @@ class Terminator:
     ``hooks`` gives the clock and the GPU view.
     """
 
-    def __init__(self, policy: Policy, journal: Journal, records: StateWriter, log: LogFile, reaper: Reaper,
-                 wake: Wakeup, hooks: Hooks, tick_s: float) -> None:
+    def __init__(
+        self,
+        policy: Policy,
+        journal: Journal,
+        records: StateWriter,
+        log: LogFile,
+        reaper: Reaper,
+        wake: Wakeup,
+        hooks: Hooks,
+        tick_s: float,
+    ) -> None:
         self._policy = policy
         self._journal = journal
         self._records = records
@@ -79,8 +88,11 @@ class Terminator:
         held = await self.await_gpu_release(tree)
         self.forget(run)
         if held:
-            self._journal.set("failed", f"stopped, but GPU memory still held by PIDs {sorted(held)} after "
-                                        f"{self._policy.gpu_release_timeout_s:g}s")
+            self._journal.set(
+                "failed",
+                f"stopped, but GPU memory still held by PIDs {sorted(held)} after "
+                f"{self._policy.gpu_release_timeout_s:g}s",
+            )
             return False
         self._journal.set("stopped", why, status.code, status.signal)
         return True
@@ -114,8 +126,11 @@ class Terminator:
         held = await self.await_gpu_release(run.tree)
         self.forget(run, keep_record=True)
         if held:
-            self._journal.set("failed", f"GPU memory not released by PIDs {sorted(held)} after "
-                                        f"{self._policy.gpu_release_timeout_s:g}s")
+            self._journal.set(
+                "failed",
+                f"GPU memory not released by PIDs {sorted(held)} after "
+                f"{self._policy.gpu_release_timeout_s:g}s",
+            )
             return None
         return reason
 

@@ -43,7 +43,11 @@ class WatchedRecord:
 
     @property
     def owner_key(self) -> tuple[int, int] | None:
-        return (self.owner_pid, self.owner_starttime) if self.owner_pid is not None and self.owner_starttime is not None else None
+        return (
+            (self.owner_pid, self.owner_starttime)
+            if self.owner_pid is not None and self.owner_starttime is not None
+            else None
+        )
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -56,9 +60,14 @@ class WatchedRecord:
         if data.get("schema") != SCHEMA:
             raise ValueError(f"unknown schema {data.get('schema')!r}")
         kinds: dict[str, tuple[type, ...]] = {
-            "engine_id": (str,), "boot_id": (str, type(None)), "restarts": (int,), "owner_pid": (int, type(None)),
-            "owner_starttime": (int, type(None)), "updated_at": (str,), "schema": (str,),
-        }  # fmt: skip
+            "engine_id": (str,),
+            "boot_id": (str, type(None)),
+            "restarts": (int,),
+            "owner_pid": (int, type(None)),
+            "owner_starttime": (int, type(None)),
+            "updated_at": (str,),
+            "schema": (str,),
+        }
         values = {}
         for name, types in kinds.items():
             value = data.get(name)

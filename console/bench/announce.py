@@ -27,7 +27,9 @@ class AnnounceError(Exception):
 
 
 class Announcer:
-    def __init__(self, agent_url: str, token: str | None, engine: str, workload: str, params: dict[str, Any]) -> None:
+    def __init__(
+        self, agent_url: str, token: str | None, engine: str, workload: str, params: dict[str, Any]
+    ) -> None:
         origin, path = split_url(agent_url)
         self.client = Client(origin, {"Authorization": f"Bearer {token}"} if token else None)
         self.path = f"{path.rstrip('/')}/v1/engines/{engine}/bench"
@@ -39,9 +41,12 @@ class Announcer:
         body = {"event": event, "run_id": self.run_id}
         if event == "start":
             body |= {"workload": self.workload, "params": self.params}
-        async with asyncio.timeout(TIMEOUT_S), self.client.request(
-            "POST", self.path, json.dumps(body).encode(), accept="application/json"
-        ) as resp:
+        async with (
+            asyncio.timeout(TIMEOUT_S),
+            self.client.request(
+                "POST", self.path, json.dumps(body).encode(), accept="application/json"
+            ) as resp,
+        ):
             raw = await resp.read(MAX_ANSWER_BYTES)
             status = resp.status
         try:
@@ -54,7 +59,9 @@ class Announcer:
         try:
             status, doc = await self._send("start")
         except (TimeoutError, HttpError, OSError) as exc:
-            raise AnnounceError(f"the agent did not take the benchmark's announcement: {exc or 'timed out'}") from None
+            raise AnnounceError(
+                f"the agent did not take the benchmark's announcement: {exc or 'timed out'}"
+            ) from None
         if status != 200:
             why = str(doc.get("error") or f"HTTP {status}")
             raise AnnounceError(f"the agent refused the benchmark (HTTP {status}): {why}")

@@ -28,17 +28,28 @@ from agents.engines.base import SIMULATED_MARKER, Reading
 from agents.metrics.parse import parse
 from console.bench.http import Client, HttpError, split_url
 
-COUNTERS = ("preemptions", "prompt_tokens", "generation_tokens", "request_errors", "prefix_cache_hits",
-            "prefix_cache_queries")
-PEAKS = {"max_waiting": "requests_waiting", "max_running": "requests_running",
-         "max_kv_cache_usage": "kv_cache_usage"}
+COUNTERS = (
+    "preemptions",
+    "prompt_tokens",
+    "generation_tokens",
+    "request_errors",
+    "prefix_cache_hits",
+    "prefix_cache_queries",
+)
+PEAKS = {
+    "max_waiting": "requests_waiting",
+    "max_running": "requests_running",
+    "max_kv_cache_usage": "kv_cache_usage",
+}
 MAX_BYTES = 16 * 1024 * 1024
 
 
 class EngineWatch:
     """Scrapes one engine's /metrics around and during a run."""
 
-    def __init__(self, url: str, kind: str | None = None, interval_s: float = 1.0, timeout_s: float = 5.0) -> None:
+    def __init__(
+        self, url: str, kind: str | None = None, interval_s: float = 1.0, timeout_s: float = 5.0
+    ) -> None:
         self.url, self.kind, self.interval_s, self.timeout_s = url, kind, interval_s, timeout_s
         self.client: Client | None = None
         self.bad_url: str | None = None
@@ -121,9 +132,14 @@ class EngineWatch:
     def report(self) -> dict[str, Any]:
         reasons: dict[str, str] = {}
         unsupported = ADAPTERS[self.kind].unsupported if self.kind in ADAPTERS else frozenset()
-        out: dict[str, Any] = {"url": self.url, "engine": self.kind, "simulated": self.simulated,
-                               "scrapes": self.scrapes, "scrape_errors": len(self.errors),
-                               "last_error": self.errors[-1] if self.errors else None}
+        out: dict[str, Any] = {
+            "url": self.url,
+            "engine": self.kind,
+            "simulated": self.simulated,
+            "scrapes": self.scrapes,
+            "scrape_errors": len(self.errors),
+            "last_error": self.errors[-1] if self.errors else None,
+        }
         first, last = self.first, self.last
         for name in COUNTERS:
             out[name] = None
@@ -141,7 +157,8 @@ class EngineWatch:
         out["prefix_cache_hit_rate"] = None
         if hits is None or queries is None:
             reasons["prefix_cache_hit_rate"] = reasons.get("prefix_cache_hits") or reasons.get(
-                "prefix_cache_queries", "")
+                "prefix_cache_queries", ""
+            )
         elif queries <= 0:
             reasons["prefix_cache_hit_rate"] = "no prefix-cache lookups during the run"
         else:
@@ -149,8 +166,12 @@ class EngineWatch:
         for key, gauge in PEAKS.items():
             out[key] = self.peaks.get(key)
             if out[key] is None:
-                reasons[key] = "not exposed by this engine" if gauge in unsupported else "not in the engine's metrics"
+                reasons[key] = (
+                    "not exposed by this engine" if gauge in unsupported else "not in the engine's metrics"
+                )
         if self.scrapes == 0:
-            reasons = dict.fromkeys(reasons, f"no scrape succeeded: {self.errors[-1] if self.errors else '?'}")
+            reasons = dict.fromkeys(
+                reasons, f"no scrape succeeded: {self.errors[-1] if self.errors else '?'}"
+            )
         out["null_reasons"] = reasons
         return out

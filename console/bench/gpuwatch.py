@@ -34,7 +34,10 @@ class GpuWatch:
 
     async def _poll(self) -> None:
         try:
-            async with asyncio.timeout(5.0), self.client.request("GET", self.path, accept="application/json") as resp:
+            async with (
+                asyncio.timeout(5.0),
+                self.client.request("GET", self.path, accept="application/json") as resp,
+            ):
                 raw = await resp.read(MAX_SNAPSHOT_BYTES)
             if resp.status != 200:
                 self.errors.append(f"HTTP {resp.status}")
@@ -57,7 +60,9 @@ class GpuWatch:
 
         utils = [g.util_pct for g in gpus]
         mean_util = None if any(u is None for u in utils) else sum(utils) / len(utils)  # type: ignore[arg-type]
-        self.samples.append((total([g.mem_used_bytes for g in gpus]), mean_util, total([g.power_w for g in gpus])))
+        self.samples.append(
+            (total([g.mem_used_bytes for g in gpus]), mean_util, total([g.power_w for g in gpus]))
+        )
 
     async def _loop(self) -> None:
         while True:
@@ -83,13 +88,25 @@ class GpuWatch:
         powers = [p for _, _, p in self.samples if p is not None]
         mean_power = sum(powers) / len(powers) if powers else None
         out: dict[str, Any] = {
-            "indices": list(self.indices), "gpu_source": self.gpu_source, "samples": len(self.samples),
+            "indices": list(self.indices),
+            "gpu_source": self.gpu_source,
+            "samples": len(self.samples),
             "max_memory_used_bytes": max(mems) if mems else None,
-            "mean_util_pct": sum(utils) / len(utils) if utils else None, "max_util_pct": max(utils) if utils else None,
-            "mean_power_w": mean_power, "energy_j": mean_power * duration_s if mean_power is not None else None,
-            "poll_errors": len(self.errors), "last_error": self.errors[-1] if self.errors else None,
-        }  # fmt: skip
-        why = "no snapshot reached" if not self.samples else f"not reported by the agent (gpu_source {self.gpu_source})"
-        out["null_reasons"] = {k: why for k in ("max_memory_used_bytes", "mean_util_pct", "max_util_pct",
-                                                "mean_power_w", "energy_j") if out[k] is None}
+            "mean_util_pct": sum(utils) / len(utils) if utils else None,
+            "max_util_pct": max(utils) if utils else None,
+            "mean_power_w": mean_power,
+            "energy_j": mean_power * duration_s if mean_power is not None else None,
+            "poll_errors": len(self.errors),
+            "last_error": self.errors[-1] if self.errors else None,
+        }
+        why = (
+            "no snapshot reached"
+            if not self.samples
+            else f"not reported by the agent (gpu_source {self.gpu_source})"
+        )
+        out["null_reasons"] = {
+            k: why
+            for k in ("max_memory_used_bytes", "mean_util_pct", "max_util_pct", "mean_power_w", "energy_j")
+            if out[k] is None
+        }
         return out

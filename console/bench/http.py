@@ -150,8 +150,9 @@ class Client:
 
     async def _connect(self) -> _Conn:
         try:
-            conn = await asyncio.open_connection(self.origin.host, self.origin.port, ssl=self._ssl,
-                                                 limit=MAX_HEADER_BYTES)
+            conn = await asyncio.open_connection(
+                self.origin.host, self.origin.port, ssl=self._ssl, limit=MAX_HEADER_BYTES
+            )
         except ssl.SSLError as exc:
             raise HttpError("connect", f"TLS: {exc.reason or exc}") from None
         except OSError as exc:
@@ -166,8 +167,9 @@ class Client:
         return (head + "\r\n").encode("latin-1") + (body or b"")
 
     @contextlib.asynccontextmanager
-    async def request(self, method: str, path: str, body: bytes | None = None,
-                      accept: str = "*/*") -> AsyncIterator[Response]:
+    async def request(
+        self, method: str, path: str, body: bytes | None = None, accept: str = "*/*"
+    ) -> AsyncIterator[Response]:
         """Send one request and yield its response (body unread); the connection is pooled again only
         if the body was read to the end."""
         data = self._head(method, path, body, accept)

@@ -34,8 +34,12 @@ class Shape:
     burstiness: float = 1.0
 
     def describe(self) -> dict[str, Any]:
-        return {"mode": "rate" if self.rate is not None else "concurrency", "request_rate": self.rate,
-                "max_concurrency": self.concurrency, "burstiness": self.burstiness if self.rate else None}
+        return {
+            "mode": "rate" if self.rate is not None else "concurrency",
+            "request_rate": self.rate,
+            "max_concurrency": self.concurrency,
+            "burstiness": self.burstiness if self.rate else None,
+        }
 
     def label(self) -> str:
         if self.rate is None:
@@ -53,8 +57,12 @@ class Bounds:
     request_timeout_s: float = 300.0
 
     def describe(self) -> dict[str, Any]:
-        return {"max_requests": self.max_requests, "duration_s": self.duration_s, "drain_s": self.drain_s,
-                "request_timeout_s": self.request_timeout_s}
+        return {
+            "max_requests": self.max_requests,
+            "duration_s": self.duration_s,
+            "drain_s": self.drain_s,
+            "request_timeout_s": self.request_timeout_s,
+        }
 
 
 @dataclass(slots=True)
@@ -84,8 +92,16 @@ class Outcome:
 class Runner:
     """One run of one shape; ``run`` never raises for a request's failure."""
 
-    def __init__(self, client: Client, fmt: RequestFormat, prompts: Iterator[Prompt], shape: Shape,
-                 bounds: Bounds, stop: asyncio.Event, seed: int = 0) -> None:
+    def __init__(
+        self,
+        client: Client,
+        fmt: RequestFormat,
+        prompts: Iterator[Prompt],
+        shape: Shape,
+        bounds: Bounds,
+        stop: asyncio.Event,
+        seed: int = 0,
+    ) -> None:
         self.client, self.fmt, self.prompts = client, fmt, prompts
         self.shape, self.bounds, self.stop = shape, bounds, stop
         self.rng = random.Random(seed)
@@ -108,8 +124,15 @@ class Runner:
         prompt = next(self.prompts)
         live.in_flight += 1
         try:
-            await send(self.client, self.fmt.path, self.fmt.body(prompt), index, self.bounds.request_timeout_s,
-                       live.records, prompt.est_tokens)
+            await send(
+                self.client,
+                self.fmt.path,
+                self.fmt.body(prompt),
+                index,
+                self.bounds.request_timeout_s,
+                live.records,
+                prompt.est_tokens,
+            )
         finally:
             live.in_flight -= 1
 
@@ -166,15 +189,17 @@ class Runner:
         ended = max((r.end for r in records if r.end is not None), default=time.perf_counter())
         return Outcome(records, live.started, ended, stopped_by, time.process_time() - cpu0)
 
-    async def _supervise(self, senders: list[asyncio.Task[None]], tasks: set[asyncio.Task[None]],
-                         stop_wait: asyncio.Task[bool]) -> str:
+    async def _supervise(
+        self, senders: list[asyncio.Task[None]], tasks: set[asyncio.Task[None]], stop_wait: asyncio.Task[bool]
+    ) -> str:
         """Wait for the senders to finish (bounds reached), then for the requests in flight, up to the
         drain deadline; returns why the run stopped."""
         pending = set(senders)
         while pending and time.perf_counter() < self._deadline:
             left = self._deadline - time.perf_counter()
-            _, pending = await asyncio.wait(pending | {stop_wait}, timeout=left,
-                                            return_when=asyncio.FIRST_COMPLETED)
+            _, pending = await asyncio.wait(
+                pending | {stop_wait}, timeout=left, return_when=asyncio.FIRST_COMPLETED
+            )
             pending.discard(stop_wait)
             if self.stop.is_set():
                 return "interrupt"
@@ -188,8 +213,9 @@ class Runner:
             left = drain_until - time.perf_counter()
             if left <= 0:
                 break
-            _, in_flight = await asyncio.wait(in_flight | {stop_wait}, timeout=left,
-                                                 return_when=asyncio.FIRST_COMPLETED)
+            _, in_flight = await asyncio.wait(
+                in_flight | {stop_wait}, timeout=left, return_when=asyncio.FIRST_COMPLETED
+            )
             in_flight.discard(stop_wait)
             if self.stop.is_set():
                 return "interrupt"

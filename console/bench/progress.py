@@ -26,13 +26,16 @@ def line(live: Live, prev_done: int, dt: float, label: str) -> str:
     elapsed = time.perf_counter() - live.started
     now_rate = (done - prev_done) / dt if dt > 0 else 0.0
     avg = done / elapsed if elapsed > 0 else 0.0
-    return (f"[{label}] {done:,} done, {failed:,} failed, {now_rate:,.1f} req/s now ({avg:,.1f} avg), "
-            f"TTFT p95 {p95}, {live.in_flight} in flight, {elapsed:,.0f} s")
+    return (
+        f"[{label}] {done:,} done, {failed:,} failed, {now_rate:,.1f} req/s now ({avg:,.1f} avg), "
+        f"TTFT p95 {p95}, {live.in_flight} in flight, {elapsed:,.0f} s"
+    )
 
 
 class Progress:
-    def __init__(self, label: str, out: TextIO | None = None, interval_s: float = 1.0,
-                 plain_every_s: float = 5.0) -> None:
+    def __init__(
+        self, label: str, out: TextIO | None = None, interval_s: float = 1.0, plain_every_s: float = 5.0
+    ) -> None:
         self.label = label
         self.out = out or sys.stderr
         self.tty = bool(getattr(self.out, "isatty", lambda: False)())

@@ -55,7 +55,13 @@ class RequestRecord:
     @property
     def tpot(self) -> float | None:
         """vLLM's TPOT: (latency − TTFT) / (output tokens − 1); None with one output token or fewer."""
-        if not self.ok or self.ttft is None or self.end is None or not self.output_tokens or self.output_tokens < 2:
+        if (
+            not self.ok
+            or self.ttft is None
+            or self.end is None
+            or not self.output_tokens
+            or self.output_tokens < 2
+        ):
             return None
         return (self.end - self.start - self.ttft) / (self.output_tokens - 1)
 
@@ -154,14 +160,24 @@ class _Events:
                 rec.prompt_tokens = prompt
 
 
-async def send(client: Client, path: str, body: bytes, index: int, timeout_s: float,
-               out: list[RequestRecord], expected_prompt_tokens: int | None = None) -> RequestRecord:
+async def send(
+    client: Client,
+    path: str,
+    body: bytes,
+    index: int,
+    timeout_s: float,
+    out: list[RequestRecord],
+    expected_prompt_tokens: int | None = None,
+) -> RequestRecord:
     """Send one streaming request; its record is appended to ``out`` when it ends, and returned. Never
     raises, except on cancellation, where the record (``cancelled``) is still appended first."""
     rec = RequestRecord(index, time.perf_counter(), expected_prompt_tokens)
     events = _Events(rec)
     try:
-        async with asyncio.timeout(timeout_s), client.request("POST", path, body, "text/event-stream") as resp:
+        async with (
+            asyncio.timeout(timeout_s),
+            client.request("POST", path, body, "text/event-stream") as resp,
+        ):
             if resp.status != 200:
                 rec.error, rec.detail = f"http_{resp.status}", error_message(await resp.read(MAX_ERROR_BODY))
                 return rec

@@ -56,28 +56,55 @@ def sustained(run: dict[str, Any] | None, gpus: int | None, source: str) -> dict
     out_tps, total_tps = run.get("output_throughput"), run.get("total_token_throughput")
     total_in, total_out = run.get("total_input_tokens") or 0, run.get("total_output_tokens") or 0
     return {
-        "source": source, "load": run.get("load"), "request_throughput": run.get("request_throughput"),
-        "output_tokens_per_s": out_tps, "total_tokens_per_s": total_tps, "gpus": gpus,
+        "source": source,
+        "load": run.get("load"),
+        "request_throughput": run.get("request_throughput"),
+        "output_tokens_per_s": out_tps,
+        "total_tokens_per_s": total_tps,
+        "gpus": gpus,
         "output_tokens_per_s_per_gpu": out_tps / gpus if gpus and out_tps is not None else None,
         "total_tokens_per_s_per_gpu": total_tps / gpus if gpus and total_tps is not None else None,
         "input_share": total_in / (total_in + total_out) if total_in + total_out else None,
-    }  # fmt: skip
+    }
 
 
-def build(*, mode: str, target: dict[str, Any], model: str, endpoint: str, workload: dict[str, Any],
-          bounds: dict[str, Any], slo: dict[str, Any] | None, runs: list[dict[str, Any]], gpus: int | None,
-          interrupted: bool) -> dict[str, Any]:
+def build(
+    *,
+    mode: str,
+    target: dict[str, Any],
+    model: str,
+    endpoint: str,
+    workload: dict[str, Any],
+    bounds: dict[str, Any],
+    slo: dict[str, Any] | None,
+    runs: list[dict[str, Any]],
+    gpus: int | None,
+    interrupted: bool,
+) -> dict[str, Any]:
     idx, why = headline(runs, slo is not None)
     doc: dict[str, Any] = {
-        "schema": SCHEMA, "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "mode": mode,
-        "target": target, "model": model, "model_id": model, "endpoint": endpoint, "workload": workload,
-        "bounds": bounds, "slo": slo, "interrupted": interrupted, "headline_run": idx, "headline_reason": why,
-    }  # fmt: skip
+        "schema": SCHEMA,
+        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "mode": mode,
+        "target": target,
+        "model": model,
+        "model_id": model,
+        "endpoint": endpoint,
+        "workload": workload,
+        "bounds": bounds,
+        "slo": slo,
+        "interrupted": interrupted,
+        "headline_run": idx,
+        "headline_reason": why,
+    }
     head = runs[idx] if idx is not None else None
     if head is not None:
         load = head.get("load") or {}
-        doc.update(request_rate=load.get("request_rate"), burstiness=load.get("burstiness"),
-                   max_concurrency=load.get("max_concurrency"))
+        doc.update(
+            request_rate=load.get("request_rate"),
+            burstiness=load.get("burstiness"),
+            max_concurrency=load.get("max_concurrency"),
+        )
         doc.update({k: v for k, v in head.items() if k not in RUN_KEYS_SKIPPED})
         doc["engine_metrics"] = head.get("engine_metrics")
     if slo is not None:
@@ -105,7 +132,7 @@ def load(path: str) -> dict[str, Any]:
     except (ValueError, UnicodeDecodeError) as exc:
         raise ResultError(f"{path} is not JSON ({getattr(exc, 'msg', exc)})") from None
     if not isinstance(doc, dict):
-        raise ResultError(f"{path} is not a benchmark result (a JSON object with \"schema\": {SCHEMA!r})")
+        raise ResultError(f'{path} is not a benchmark result (a JSON object with "schema": {SCHEMA!r})')
     schema = doc.get("schema")
     major = SCHEMA.rsplit("/", 1)
     if not isinstance(schema, str) or not (schema == SCHEMA or schema.startswith(SCHEMA + ".")):
@@ -142,9 +169,12 @@ ROWS: tuple[tuple[str, str, str], ...] = (
 )
 LATENCY = (("ttft", "TTFT"), ("tpot", "TPOT (vLLM def.)"), ("itl", "ITL"), ("e2el", "E2E latency"))
 STATS = ("mean", "p50", "p90", "p95", "p99")
-ENGINE_ROWS = (("preemptions", "engine preemptions", "{:,.0f}"), ("max_waiting", "engine max waiting", "{:,.0f}"),
-               ("max_kv_cache_usage", "engine max KV usage", "pct"),
-               ("prefix_cache_hit_rate", "engine prefix-cache hits", "pct"))
+ENGINE_ROWS = (
+    ("preemptions", "engine preemptions", "{:,.0f}"),
+    ("max_waiting", "engine max waiting", "{:,.0f}"),
+    ("max_kv_cache_usage", "engine max KV usage", "pct"),
+    ("prefix_cache_hit_rate", "engine prefix-cache hits", "pct"),
+)
 
 
 def _load_label(run: dict[str, Any]) -> str:
@@ -174,8 +204,9 @@ def _labels() -> list[str]:
 
 
 def _grid(header: list[str], columns: list[list[str]], labels: list[str]) -> list[str]:
-    widths = [max(len(label) for label in labels)] + [max(len(h), *(len(v) for v in col)) for h, col in
-                                                      zip(header, columns, strict=True)]
+    widths = [max(len(label) for label in labels)] + [
+        max(len(h), *(len(v) for v in col)) for h, col in zip(header, columns, strict=True)
+    ]
     lines = ["  ".join([" " * widths[0]] + [h.rjust(w) for h, w in zip(header, widths[1:], strict=True)])]
     for i, label in enumerate(labels):
         cells = [col[i].rjust(w) for col, w in zip(columns, widths[1:], strict=True)]
@@ -189,10 +220,12 @@ def table(doc: dict[str, Any]) -> str:
     wl = doc.get("workload") or {}
     tok = wl.get("tokenization") or {}
     target = doc.get("target") or {}
-    head = [f"llmconsole bench {target.get('target')}  model {doc.get('model')}  /v1/{doc.get('endpoint')}  "
-            f"engine {target.get('engine') or 'unknown'}{' (SIMULATED)' if _simulated(doc) else ''}",
-            f"workload {_workload_text(wl)}; lengths by {tok.get('source', '?')}"
-            f" ({_n(tok.get('chars_per_token'), '{:.2f}')} chars/token)"]
+    head = [
+        f"llmconsole bench {target.get('target')}  model {doc.get('model')}  /v1/{doc.get('endpoint')}  "
+        f"engine {target.get('engine') or 'unknown'}{' (SIMULATED)' if _simulated(doc) else ''}",
+        f"workload {_workload_text(wl)}; lengths by {tok.get('source', '?')}"
+        f" ({_n(tok.get('chars_per_token'), '{:.2f}')} chars/token)",
+    ]
     if doc.get("slo"):
         objectives = ", ".join(f"{k} ≤ {v:g} s" for k, v in doc["slo"]["objectives"].items())
         head.append(f"SLO {objectives} (at most {doc['slo']['max_error_rate']:.0%} failed)")
@@ -201,22 +234,32 @@ def table(doc: dict[str, Any]) -> str:
     best = doc.get("headline_run")
     header = [_load_label(r) + (" *" if i == best and len(runs) > 1 else "") for i, r in enumerate(runs)]
     lines = head + [""] + _grid(header, [_row_values(r) for r in runs], _labels())
-    notes = ["TPOT = (latency − TTFT) / (output tokens − 1), as vLLM; ITL = every gap between streamed tokens"]
+    notes = [
+        "TPOT = (latency − TTFT) / (output tokens − 1), as vLLM; ITL = every gap between streamed tokens"
+    ]
     if len(runs) > 1:
         notes.append(f"* headline: {doc.get('headline_reason')}")
     for r in runs:
         if r.get("errors_by_class"):
             first = next(iter(r["error_examples"].items()), (None, None))
-            notes.append(f"{_load_label(r)} errors: " + ", ".join(f"{k} {v}" for k, v in r["errors_by_class"].items())
-                         + (f" (e.g. {first[0]}: {first[1]})" if first[0] else ""))
+            notes.append(
+                f"{_load_label(r)} errors: "
+                + ", ".join(f"{k} {v}" for k, v in r["errors_by_class"].items())
+                + (f" (e.g. {first[0]}: {first[1]})" if first[0] else "")
+            )
         if r.get("slo_misses"):
             notes.append(f"{_load_label(r)} SLO missed: " + "; ".join(r["slo_misses"]))
     s = doc.get("sustained")
     if s:
-        per_gpu = (f", {_n(s['total_tokens_per_s_per_gpu'])} total tokens/s per GPU ({s['gpus']} GPUs)"
-                   if s.get("gpus") else " (GPU count unknown: give --gpus N for per-GPU figures)")
-        notes.append(f"sustained ({s['source']}): {_n(s['output_tokens_per_s'])} output, "
-                     f"{_n(s['total_tokens_per_s'])} total tokens/s{per_gpu}")
+        per_gpu = (
+            f", {_n(s['total_tokens_per_s_per_gpu'])} total tokens/s per GPU ({s['gpus']} GPUs)"
+            if s.get("gpus")
+            else " (GPU count unknown: give --gpus N for per-GPU figures)"
+        )
+        notes.append(
+            f"sustained ({s['source']}): {_n(s['output_tokens_per_s'])} output, "
+            f"{_n(s['total_tokens_per_s'])} total tokens/s{per_gpu}"
+        )
     elif doc.get("slo"):
         notes.append("sustained: no run met the SLO")
     if doc.get("interrupted"):
@@ -233,8 +276,10 @@ def _simulated(doc: dict[str, Any]) -> bool:
 def _workload_text(wl: dict[str, Any]) -> str:
     kind = wl.get("kind", "?")
     if kind == "prefix-repetition":
-        return (f"prefix-repetition ({wl.get('prefix_count')} prefixes × {wl.get('prefix_len')} + "
-                f"{wl.get('suffix_len')} tokens, out {wl.get('output_len')})")
+        return (
+            f"prefix-repetition ({wl.get('prefix_count')} prefixes × {wl.get('prefix_len')} + "
+            f"{wl.get('suffix_len')} tokens, out {wl.get('output_len')})"
+        )
     if kind == "jsonl":
         return f"jsonl {wl.get('path')}"
     return f"{kind} (in {wl.get('input_len')}, out {wl.get('output_len')})"
@@ -251,9 +296,12 @@ COMPARE_KEYS: tuple[tuple[str, str, bool], ...] = (  # key, label, higher is bet
     ("max_concurrent_requests", "peak concurrency", True),
     *((f"{s}_{m}_ms", f"{name} {s} ms", False) for m, name in LATENCY for s in STATS),
 )
-ENGINE_COMPARE = (("preemptions", "engine preemptions", False), ("max_waiting", "engine max waiting", False),
-                  ("max_kv_cache_usage", "engine max KV usage", False),
-                  ("prefix_cache_hit_rate", "engine prefix-cache hit rate", True))
+ENGINE_COMPARE = (
+    ("preemptions", "engine preemptions", False),
+    ("max_waiting", "engine max waiting", False),
+    ("max_kv_cache_usage", "engine max KV usage", False),
+    ("prefix_cache_hit_rate", "engine prefix-cache hit rate", True),
+)
 
 
 def compare_rows(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
@@ -264,7 +312,9 @@ def compare_rows(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
         for key, label, higher in keys:
             va, vb = src_a.get(key), src_b.get(key)
             ratio = vb / va if isinstance(va, int | float) and isinstance(vb, int | float) and va else None
-            rows.append({"key": key, "label": label, "a": va, "b": vb, "ratio": ratio, "higher_is_better": higher})
+            rows.append(
+                {"key": key, "label": label, "a": va, "b": vb, "ratio": ratio, "higher_is_better": higher}
+            )
     return rows
 
 
@@ -276,8 +326,11 @@ def compare_text(a: dict[str, Any], b: dict[str, Any], name_a: str, name_b: str)
     header = [f"A = {name_a}: {who(a)}", f"B = {name_b}: {who(b)}", ""]
     rows = compare_rows(a, b)
     labels = [r["label"] for r in rows]
-    cols = [[_cell(r["a"]) for r in rows], [_cell(r["b"]) for r in rows],
-            [("—" if r["ratio"] is None else f"{r['ratio']:.2f}x") for r in rows]]
+    cols = [
+        [_cell(r["a"]) for r in rows],
+        [_cell(r["b"]) for r in rows],
+        [("—" if r["ratio"] is None else f"{r['ratio']:.2f}x") for r in rows],
+    ]
     return "\n".join(header + _grid(["A", "B", "B/A"], cols, labels))
 
 

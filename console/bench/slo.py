@@ -76,12 +76,16 @@ def parse(text: str) -> tuple[Objective, ...]:
 
 
 def describe(objectives: tuple[Objective, ...], max_error_rate: float) -> dict[str, Any]:
-    return {"objectives": {o.name: o.limit_s for o in objectives}, "max_error_rate": max_error_rate,
-            "units": "seconds"}
+    return {
+        "objectives": {o.name: o.limit_s for o in objectives},
+        "max_error_rate": max_error_rate,
+        "units": "seconds",
+    }
 
 
-def verdict(run: Mapping[str, Any], objectives: tuple[Objective, ...],
-            max_error_rate: float = DEFAULT_MAX_ERROR_RATE) -> tuple[bool, list[str]]:
+def verdict(
+    run: Mapping[str, Any], objectives: tuple[Objective, ...], max_error_rate: float = DEFAULT_MAX_ERROR_RATE
+) -> tuple[bool, list[str]]:
     """(met, why not): every objective against the run's percentiles, and its error rate."""
     misses: list[str] = []
     finished = (run.get("completed") or 0) + (run.get("failed") or 0)
@@ -121,8 +125,9 @@ def goodput_check(objectives: tuple[Objective, ...]) -> Callable[[RequestRecord]
 class RateSearch:
     """Proposes request rates until the highest rate meeting the SLO is bracketed and refined."""
 
-    def __init__(self, start: float = 1.0, max_rate: float = 4096.0, min_rate: float = 1 / 64,
-                 max_runs: int = 8) -> None:
+    def __init__(
+        self, start: float = 1.0, max_rate: float = 4096.0, min_rate: float = 1 / 64, max_runs: int = 8
+    ) -> None:
         self.next: float | None = start
         self.max_rate, self.min_rate, self.max_runs = max_rate, min_rate, max_runs
         self.passed: float | None = None  # highest rate that met the SLO

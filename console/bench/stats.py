@@ -28,7 +28,9 @@ from console.bench.request import RequestRecord
 
 PERCENTILES = (50, 90, 95, 99)
 METRICS = ("ttft", "tpot", "itl", "e2el")
-TPOT_DEFINITION = "vllm: (latency - ttft) / (output_tokens - 1), over completed requests with 2+ output tokens"
+TPOT_DEFINITION = (
+    "vllm: (latency - ttft) / (output_tokens - 1), over completed requests with 2+ output tokens"
+)
 
 
 def percentile(ordered: Sequence[float], p: float) -> float:
@@ -70,8 +72,10 @@ def metric_values(records: Sequence[RequestRecord], name: str) -> list[float]:
 
 
 def peak_concurrency(records: Sequence[RequestRecord]) -> int:
-    events = sorted([(r.start, 1) for r in records] + [(r.end, -1) for r in records if r.end is not None],
-                    key=lambda e: (e[0], e[1]))
+    events = sorted(
+        [(r.start, 1) for r in records] + [(r.end, -1) for r in records if r.end is not None],
+        key=lambda e: (e[0], e[1]),
+    )
     peak = now = 0
     for _, step in events:
         now += step
@@ -100,49 +104,70 @@ def _tokens_source(ok: Sequence[RequestRecord]) -> str | None:
     return "usage" if with_usage == len(ok) else "events" if with_usage == 0 else "mixed"
 
 
-def summarize(outcome: Outcome, good: Callable[[RequestRecord], bool] | None = None,
-              detailed: bool = False) -> dict[str, Any]:
+def summarize(
+    outcome: Outcome, good: Callable[[RequestRecord], bool] | None = None, detailed: bool = False
+) -> dict[str, Any]:
     """The run's aggregates; ``good`` decides goodput per request (None: no goodput)."""
     records = outcome.records
     ok = [r for r in records if r.ok]
     failed = [r for r in records if not r.ok and not r.incomplete]
     duration = max(outcome.ended - outcome.started, 1e-9)
-    total_in = sum(r.prompt_tokens if r.prompt_tokens is not None else (r.expected_prompt_tokens or 0) for r in ok)
+    total_in = sum(
+        r.prompt_tokens if r.prompt_tokens is not None else (r.expected_prompt_tokens or 0) for r in ok
+    )
     total_out = sum(r.output_tokens or 0 for r in ok)
 
     def rate(x: float) -> float | None:
         return x / duration if ok else None
 
     out: dict[str, Any] = {
-        "duration": duration, "completed": len(ok), "failed": len(failed),
+        "duration": duration,
+        "completed": len(ok),
+        "failed": len(failed),
         "incomplete": sum(1 for r in records if r.incomplete),
-        "total_input_tokens": total_in, "total_output_tokens": total_out,
+        "total_input_tokens": total_in,
+        "total_output_tokens": total_out,
         "request_throughput": rate(len(ok)),
         "request_goodput": (sum(1 for r in ok if good(r)) / duration) if good is not None and ok else None,
-        "output_throughput": rate(total_out), "total_token_throughput": rate(total_in + total_out),
+        "output_throughput": rate(total_out),
+        "total_token_throughput": rate(total_in + total_out),
         "max_output_tokens_per_s": max_output_tokens_per_s(records, outcome.started),
         "max_concurrent_requests": peak_concurrency(records),
-    }  # fmt: skip
+    }
     for name in METRICS:
         for stat, value in distribution(metric_values(records, name)).items():
             out[f"{stat}_{name}_ms"] = None if value is None else value * 1000.0
-    out.update({
-        "peak_concurrency": out["max_concurrent_requests"],
-        "errors_by_class": dict(Counter(r.error for r in failed if r.error)),
-        "error_examples": {r.error: r.detail for r in reversed(failed) if r.error},
-        "output_tokens_source": _tokens_source(ok),
-        "input_tokens_source": _tokens_source(ok) and ("usage" if all(r.prompt_tokens is not None for r in ok)
-                                                       else "estimate" if not any(r.prompt_tokens for r in ok)
-                                                       else "mixed"),
-        "tpot_definition": TPOT_DEFINITION,
-        "stopped_by": outcome.stopped_by, "interrupted": outcome.interrupted,
-        "generator_cpu_s": outcome.cpu_s, "generator_cpu_per_s": outcome.cpu_s / duration,
-    })  # fmt: skip
+    out.update(
+        {
+            "peak_concurrency": out["max_concurrent_requests"],
+            "errors_by_class": dict(Counter(r.error for r in failed if r.error)),
+            "error_examples": {r.error: r.detail for r in reversed(failed) if r.error},
+            "output_tokens_source": _tokens_source(ok),
+            "input_tokens_source": _tokens_source(ok)
+            and (
+                "usage"
+                if all(r.prompt_tokens is not None for r in ok)
+                else "estimate"
+                if not any(r.prompt_tokens for r in ok)
+                else "mixed"
+            ),
+            "tpot_definition": TPOT_DEFINITION,
+            "stopped_by": outcome.stopped_by,
+            "interrupted": outcome.interrupted,
+            "generator_cpu_s": outcome.cpu_s,
+            "generator_cpu_per_s": outcome.cpu_s / duration,
+        }
+    )
     if detailed:
-        out.update({
-            "input_lens": [r.prompt_tokens for r in ok], "output_lens": [r.output_tokens for r in ok],
-            "ttfts": [r.ttft for r in ok], "itls": [r.itl for r in ok], "latencies": [r.latency for r in ok],
-            "start_times": [r.start - outcome.started for r in records],
-            "errors": [r.detail or r.error or "" for r in records if not r.ok],
-        })  # fmt: skip
+        out.update(
+            {
+                "input_lens": [r.prompt_tokens for r in ok],
+                "output_lens": [r.output_tokens for r in ok],
+                "ttfts": [r.ttft for r in ok],
+                "itls": [r.itl for r in ok],
+                "latencies": [r.latency for r in ok],
+                "start_times": [r.start - outcome.started for r in records],
+                "errors": [r.detail or r.error or "" for r in records if not r.ok],
+            }
+        )
     return out

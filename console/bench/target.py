@@ -61,8 +61,15 @@ class Target:
         return self.origin.url + self.prefix
 
     def describe(self) -> dict[str, Any]:
-        return {"target": self.label, "base_url": self.base_url, "metrics_url": self.metrics_url,
-                "engine": self.kind, "gpus": self.gpus, "max_model_len": self.max_model_len, "fleet": self.fleet}
+        return {
+            "target": self.label,
+            "base_url": self.base_url,
+            "metrics_url": self.metrics_url,
+            "engine": self.kind,
+            "gpus": self.gpus,
+            "max_model_len": self.max_model_len,
+            "fleet": self.fleet,
+        }
 
     async def aclose(self) -> None:
         if self.tunnels is not None:
@@ -91,8 +98,14 @@ def parse_fleet_name(text: str) -> tuple[str, str]:
     return host, engine
 
 
-async def resolve(text: str, config_path: str | None, metrics_url: str | None = None,
-                  api_key: str | None = None, *, ssh: str | None = None) -> Target:
+async def resolve(
+    text: str,
+    config_path: str | None,
+    metrics_url: str | None = None,
+    api_key: str | None = None,
+    *,
+    ssh: str | None = None,
+) -> Target:
     """The target named by ``text``; TargetError (one line) when it cannot be reached or used."""
     if is_url(text):
         target = _url_target(text, text)
@@ -112,7 +125,10 @@ async def resolve(text: str, config_path: str | None, metrics_url: str | None = 
 
 async def _get_json(client: Client, path: str, what: str, limit: int) -> tuple[int, Any]:
     try:
-        async with asyncio.timeout(CHECK_TIMEOUT_S), client.request("GET", path, accept="application/json") as resp:
+        async with (
+            asyncio.timeout(CHECK_TIMEOUT_S),
+            client.request("GET", path, accept="application/json") as resp,
+        ):
             body = await resp.read(limit)
     except TimeoutError:
         raise TargetError(f"{what}: no answer within {CHECK_TIMEOUT_S:g} s") from None
@@ -135,19 +151,25 @@ async def check_openai(target: Target, requested_model: str | None) -> None:
         await client.aclose()
     where = f"{target.base_url} is not an OpenAI-compatible server"
     if status in (401, 403):
-        raise TargetError(f"{target.base_url}: GET /v1/models answered HTTP {status}: give the engine's API key "
-                          "with --api-key-env NAME")
+        raise TargetError(
+            f"{target.base_url}: GET /v1/models answered HTTP {status}: give the engine's API key "
+            "with --api-key-env NAME"
+        )
     if status != 200:
         raise TargetError(f"{where}: GET /v1/models answered HTTP {status}")
     data = doc.get("data") if isinstance(doc, dict) else None
-    if not isinstance(data, list) or not all(isinstance(m, dict) and isinstance(m.get("id"), str) for m in data):
+    if not isinstance(data, list) or not all(
+        isinstance(m, dict) and isinstance(m.get("id"), str) for m in data
+    ):
         raise TargetError(f"{where}: GET /v1/models is not an OpenAI model list")
     target.models = tuple(m["id"] for m in data)
     if not target.models:
         raise TargetError(f"{target.base_url} serves no model (GET /v1/models is empty)")
     model = requested_model or target.model or target.models[0]
     if model not in target.models:
-        raise TargetError(f"{target.base_url} does not serve model {model!r} (it serves: {', '.join(target.models)})")
+        raise TargetError(
+            f"{target.base_url} does not serve model {model!r} (it serves: {', '.join(target.models)})"
+        )
     target.model = model
     entry = next(m for m in data if m["id"] == model)
     mlen = entry.get("max_model_len")
@@ -160,9 +182,10 @@ async def chars_per_token(target: Target, sample: str) -> float | None:
     client = Client(target.origin, target.headers)
     body = json.dumps({"model": target.model, "prompt": sample}).encode()
     try:
-        async with asyncio.timeout(CHECK_TIMEOUT_S), client.request(
-            "POST", target.prefix + "/tokenize", body, "application/json"
-        ) as resp:
+        async with (
+            asyncio.timeout(CHECK_TIMEOUT_S),
+            client.request("POST", target.prefix + "/tokenize", body, "application/json") as resp,
+        ):
             raw = await resp.read(MAX_MODELS_BYTES)
         doc = json.loads(raw) if resp.status == 200 else None
     except (TimeoutError, HttpError, ValueError):
@@ -206,9 +229,10 @@ async def _engine_of(text: str, host: HostConfig, engine_id: str, tunnels: Tunne
     base = path.rstrip("/")
     try:
         status = 0
-        async with asyncio.timeout(CHECK_TIMEOUT_S), client.request(
-            "GET", base + "/v1/snapshot", accept="application/json"
-        ) as resp:
+        async with (
+            asyncio.timeout(CHECK_TIMEOUT_S),
+            client.request("GET", base + "/v1/snapshot", accept="application/json") as resp,
+        ):
             raw = await resp.read(MAX_SNAPSHOT_BYTES)
             status = resp.status
     except TimeoutError:
@@ -218,7 +242,9 @@ async def _engine_of(text: str, host: HostConfig, engine_id: str, tunnels: Tunne
     finally:
         await client.aclose()
     if status in (401, 403):
-        raise TargetError(f"{host.name}: not authorized (HTTP {status}): check the host's token_env or token_file")
+        raise TargetError(
+            f"{host.name}: not authorized (HTTP {status}): check the host's token_env or token_file"
+        )
     if status != 200:
         raise TargetError(f"{host.name}: the agent answered HTTP {status} for /v1/snapshot")
     try:
@@ -245,8 +271,13 @@ async def _engine_of(text: str, host: HostConfig, engine_id: str, tunnels: Tunne
     target.kind = engine.kind
     target.gpus = len(engine.gpus) or None
     target.model = engine.served_model_name or engine.model
-    target.fleet = {"host": host.name, "engine": engine_id, "route": "ssh" if tunnels is not None else "http",
-                    "agent_url": host.url, "simulated": engine.simulated}
+    target.fleet = {
+        "host": host.name,
+        "engine": engine_id,
+        "route": "ssh" if tunnels is not None else "http",
+        "agent_url": host.url,
+        "simulated": engine.simulated,
+    }
     target.tunnels = tunnels
     target.agent_route, target.agent_token = agent_url, token
     return target
@@ -254,8 +285,14 @@ async def _engine_of(text: str, host: HostConfig, engine_id: str, tunnels: Tunne
 
 def engine_tunnel_host(host: HostConfig, engine_id: str, port: int) -> HostConfig:
     """The tunnel to an engine's port on the remote host's loopback, through the host's own ssh settings."""
-    return replace(host, name=f"{host.name}/{engine_id}", url=f"http://127.0.0.1:{port}", remote_port=None,
-                   token_env=None, token_file=None)
+    return replace(
+        host,
+        name=f"{host.name}/{engine_id}",
+        url=f"http://127.0.0.1:{port}",
+        remote_port=None,
+        token_env=None,
+        token_file=None,
+    )
 
 
 async def close_quietly(target: Target | None) -> None:

@@ -75,9 +75,13 @@ def check(spec: WorkloadSpec) -> None:
     """One WorkloadError line for impossible values."""
     if spec.kind not in KINDS:
         raise WorkloadError(f"unknown workload {spec.kind!r} (choose from {', '.join(KINDS)})")
-    for name, value in (("--input-len", spec.input_len), ("--output-len", spec.output_len),
-                        ("--prefix-count", spec.prefix_count), ("--prefix-len", spec.prefix_len),
-                        ("--suffix-len", spec.suffix_len)):
+    for name, value in (
+        ("--input-len", spec.input_len),
+        ("--output-len", spec.output_len),
+        ("--prefix-count", spec.prefix_count),
+        ("--prefix-len", spec.prefix_len),
+        ("--suffix-len", spec.suffix_len),
+    ):
         if value < 1:
             raise WorkloadError(f"{name} must be 1 or more, got {value}")
     if not 0 <= spec.range_ratio < 1:
@@ -123,9 +127,14 @@ class Prompts:
         self.spec = spec
         self.rng = random.Random(spec.seed)
         self.maker = TextMaker(self.rng)
-        self.file_prompts: list[Prompt] = load_jsonl(spec.path, spec) if spec.kind == "jsonl" and spec.path else []
-        self._prefixes = [self._chars(spec.prefix_len) for _ in range(spec.prefix_count)] \
-            if spec.kind == "prefix-repetition" else []  # fmt: skip
+        self.file_prompts: list[Prompt] = (
+            load_jsonl(spec.path, spec) if spec.kind == "jsonl" and spec.path else []
+        )
+        self._prefixes = (
+            [self._chars(spec.prefix_len) for _ in range(spec.prefix_count)]
+            if spec.kind == "prefix-repetition"
+            else []
+        )
         self._next = 0
 
     def _chars(self, tokens: int) -> str:
@@ -184,10 +193,17 @@ def _jsonl_prompt(line: str, where: str, spec: WorkloadSpec) -> Prompt:
         if not isinstance(prompt, str) or not prompt:
             raise WorkloadError(f'{where}: "prompt" must be a non-empty string')
         return Prompt(prompt, None, out_len, max(1, round(len(prompt) / spec.chars_per_token)))
-    if not isinstance(messages, list) or not messages or not all(
-        isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in messages
+    if (
+        not isinstance(messages, list)
+        or not messages
+        or not all(
+            isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+            for m in messages
+        )
     ):
-        raise WorkloadError(f'{where}: "messages" must be a non-empty list of {{"role": str, "content": str}}')
+        raise WorkloadError(
+            f'{where}: "messages" must be a non-empty list of {{"role": str, "content": str}}'
+        )
     chars = sum(len(m["content"]) for m in messages)
     return Prompt(None, tuple(messages), out_len, max(1, round(chars / spec.chars_per_token)))
 
@@ -208,15 +224,19 @@ class RequestFormat:
     def body(self, prompt: Prompt) -> bytes:
         doc: dict[str, Any] = {"model": self.model}
         if self.endpoint == "chat":
-            messages = list(prompt.messages) if prompt.messages is not None else [
-                {"role": "user", "content": prompt.text}]  # fmt: skip
+            messages = (
+                list(prompt.messages)
+                if prompt.messages is not None
+                else [{"role": "user", "content": prompt.text}]
+            )
             doc["messages"] = messages
         else:
             if prompt.text is None:
                 raise WorkloadError('a "messages" prompt needs --endpoint chat')
             doc["prompt"] = prompt.text
-        doc.update(max_tokens=prompt.output_len, temperature=0.0, stream=True,
-                   stream_options={"include_usage": True})
+        doc.update(
+            max_tokens=prompt.output_len, temperature=0.0, stream=True, stream_options={"include_usage": True}
+        )
         if self.ignore_eos:
             doc["ignore_eos"] = True
         return json.dumps(doc, separators=(",", ":")).encode()

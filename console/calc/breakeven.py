@@ -61,7 +61,7 @@ class Breakeven:
 
     @property
     def cheaper(self) -> str | None:
-        """"self-host" / "api" / "equal" at ``tokens_per_day``; None without a volume or when unservable."""
+        """ "self-host" / "api" / "equal" at ``tokens_per_day``; None without a volume or when unservable."""
         if self.monthly_cost_api is None or self.monthly_cost_self_host is None:
             return None
         if math.isclose(self.monthly_cost_api, self.monthly_cost_self_host, rel_tol=1e-9):
@@ -81,7 +81,11 @@ def self_host_per_day(gpu_hourly: float, gpus: int, ops_cost_per_month: float = 
 def check(q: BreakevenQuery) -> None:
     """One :class:`CalcError` line for values no bill could have."""
     positive = {"--gpu-hourly": q.gpu_hourly}
-    non_negative = {"--price-in": q.price_in, "--price-out": q.price_out, "ops cost per month": q.ops_cost_per_month}
+    non_negative = {
+        "--price-in": q.price_in,
+        "--price-out": q.price_out,
+        "ops cost per month": q.ops_cost_per_month,
+    }
     for name, value in positive.items():
         if not (math.isfinite(value) and value > 0):
             raise CalcError(f"{name} must be greater than 0, got {value:g}")
@@ -112,9 +116,18 @@ def breakeven(q: BreakevenQuery) -> Breakeven:
     monthly_api = q.tokens_per_day * price / 1e6 * DAYS_PER_MONTH if q.tokens_per_day is not None else None
     at_capacity = per_day / cap * 1e6 if cap else None
     return Breakeven(
-        per_day, per_day * DAYS_PER_MONTH, price, even, cap, reachable, q.tokens_per_day, deployments,
-        monthly_self, monthly_api, at_capacity,
-    )  # fmt: skip
+        per_day,
+        per_day * DAYS_PER_MONTH,
+        price,
+        even,
+        cap,
+        reachable,
+        q.tokens_per_day,
+        deployments,
+        monthly_self,
+        monthly_api,
+        at_capacity,
+    )
 
 
 def _deployments(volume: float | None, capacity: float | None) -> int | None:

@@ -106,7 +106,9 @@ def estimate(q: CapacityQuery) -> Capacity:
     t_prefill = per_token_flops / flops
     t_mixed = q.input_share * t_prefill + (1 - q.input_share) * step / batch
     bound = "memory-bandwidth" if t_memory >= t_compute else "compute"
-    return Capacity(True, batch, single, 1 / t_prefill, batch / step, bound, 1 / t_mixed, q.utilization, flops)
+    return Capacity(
+        True, batch, single, 1 / t_prefill, batch / step, bound, 1 / t_mixed, q.utilization, flops
+    )
 
 
 def _routed_read(model: ModelSpec, routed_bytes: float, batch: int) -> float:

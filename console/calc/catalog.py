@@ -113,22 +113,39 @@ def _builtin_apis() -> tuple[Api, ...]:
 def _gpu(e: Mapping[str, Any]) -> Gpu:
     pair = lambda v: tuple(v) if v else None  # noqa: E731
     return Gpu(
-        slug=e["slug"], name=e["name"], memory_gb=e["memory_gb"], memory_mib=e["memory_mib"],
-        bandwidth_gb_s=e["bandwidth_gb_s"], bf16_tflops=e["bf16_tflops"], fp8_tflops=e["fp8_tflops"],
-        default_hourly=e["default_hourly"], default_hourly_note=e.get("default_hourly_note", ""),
-        on_demand=pair(e.get("on_demand")), spot=pair(e.get("spot")), price_source=e.get("price_source", ""),
-        price_checked=e.get("price_checked"), spec_source=e.get("spec_source", ""),
-        notes=tuple(e.get("notes", ())), aliases=tuple(e.get("aliases", ())),
-    )  # fmt: skip
+        slug=e["slug"],
+        name=e["name"],
+        memory_gb=e["memory_gb"],
+        memory_mib=e["memory_mib"],
+        bandwidth_gb_s=e["bandwidth_gb_s"],
+        bf16_tflops=e["bf16_tflops"],
+        fp8_tflops=e["fp8_tflops"],
+        default_hourly=e["default_hourly"],
+        default_hourly_note=e.get("default_hourly_note", ""),
+        on_demand=pair(e.get("on_demand")),
+        spot=pair(e.get("spot")),
+        price_source=e.get("price_source", ""),
+        price_checked=e.get("price_checked"),
+        spec_source=e.get("spec_source", ""),
+        notes=tuple(e.get("notes", ())),
+        aliases=tuple(e.get("aliases", ())),
+    )
 
 
 def _api(e: Mapping[str, Any]) -> Api:
     return Api(
-        slug=e["slug"], name=e["name"], provider=e["provider"], kind=e["kind"],
-        input_per_mtok=float(e["input_per_mtok"]), output_per_mtok=float(e["output_per_mtok"]),
-        checked=e.get("checked"), source=e["source"], model=e.get("model"),
-        notes=tuple(e.get("notes", ())), aliases=tuple(e.get("aliases", ())),
-    )  # fmt: skip
+        slug=e["slug"],
+        name=e["name"],
+        provider=e["provider"],
+        kind=e["kind"],
+        input_per_mtok=float(e["input_per_mtok"]),
+        output_per_mtok=float(e["output_per_mtok"]),
+        checked=e.get("checked"),
+        source=e["source"],
+        model=e.get("model"),
+        notes=tuple(e.get("notes", ())),
+        aliases=tuple(e.get("aliases", ())),
+    )
 
 
 class _Index:
@@ -154,7 +171,9 @@ class _Index:
             return found
         matches = self.family(name)
         if len(matches) > 1:
-            listed = ", ".join(f"{e.slug} ({e.name})" for e in matches[:8]) + (", …" if len(matches) > 8 else "")
+            listed = ", ".join(f"{e.slug} ({e.name})" for e in matches[:8]) + (
+                ", …" if len(matches) > 8 else ""
+            )
             raise CalcError(f"ambiguous {self.kind} {name!r}: it matches {listed}; give one of these slugs")
         raise CalcError(f"unknown {self.kind} {name!r}{self.suggestion(name)}")
 
@@ -166,7 +185,12 @@ class _Index:
             return []
         out = []
         for entry in self.entries:
-            have = {w for n in (entry.slug, entry.name, *entry.aliases) for w in re.split(r"[-/]+", normalize(n)) if w}
+            have = {
+                w
+                for n in (entry.slug, entry.name, *entry.aliases)
+                for w in re.split(r"[-/]+", normalize(n))
+                if w
+            }
             if all(any(h.startswith(w) for h in have) for w in words):
                 out.append(entry)
         return out

@@ -77,8 +77,12 @@ def _model_args(p: argparse.ArgumentParser, required: bool) -> None:
     p.add_argument(
         "--model", required=required, metavar="NAME|PATH", help="catalog name, or a config.json / model dir"
     )
-    p.add_argument("--gpu", required=required, metavar="NAME",
-                   help="GPU slug (see `calc gpus`); an ambiguous name (a100: 40/80 GB, SXM/PCIe) is an error")  # fmt: skip
+    p.add_argument(
+        "--gpu",
+        required=required,
+        metavar="NAME",
+        help="GPU slug (see `calc gpus`); an ambiguous name (a100: 40/80 GB, SXM/PCIe) is an error",
+    )
     p.add_argument("--quant", choices=QUANTS, help="weight format (default: the checkpoint's own)")
     p.add_argument(
         "--kv-dtype", choices=KV_DTYPES, default="auto", help="KV-cache dtype (default: auto = model dtype)"
@@ -94,14 +98,26 @@ The verdict is the --overhead mode's (the * column); --json prints the same resu
 
 
 def _vram_parser(sub: Any) -> None:
-    p = sub.add_parser("vram", help="will this model fit on these GPUs? (exit 0 fits, 1 no, 2 bad input)",
-                       epilog=VRAM_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p = sub.add_parser(
+        "vram",
+        help="will this model fit on these GPUs? (exit 0 fits, 1 no, 2 bad input)",
+        epilog=VRAM_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _model_args(p, required=True)
     p.add_argument("--gpus", type=int, default=1, metavar="N", help="GPUs, tensor parallel (default 1)")
-    p.add_argument("--seq-len", type=int, metavar="L",
-                   help=f"tokens per sequence (default {DEFAULT_VRAM_SEQ_LEN}, or the model's context when shorter)")  # fmt: skip
-    p.add_argument("--overhead", choices=MODES, default="vllm",
-                   help="vllm: vLLM's own arithmetic (default); flat: rule of thumb params × bytes + KV + ~7 GB")  # fmt: skip
+    p.add_argument(
+        "--seq-len",
+        type=int,
+        metavar="L",
+        help=f"tokens per sequence (default {DEFAULT_VRAM_SEQ_LEN}, or the model's context when shorter)",
+    )
+    p.add_argument(
+        "--overhead",
+        choices=MODES,
+        default="vllm",
+        help="vllm: vLLM's own arithmetic (default); flat: rule of thumb params × bytes + KV + ~7 GB",
+    )
     p.add_argument("--block-size", type=int, metavar="N", help="KV block size (default 16; 64 for MLA)")
     _common(p)
 
@@ -124,11 +140,19 @@ def _breakeven_parser(sub: Any) -> None:
         "--ops-cost-per-month", type=float, metavar="USD", help="fixed operations cost (default 0)"
     )
     p.add_argument("--utilization", type=float, metavar="F", help="sustained fraction of peak (default 0.5)")
-    p.add_argument("--seq-len", type=int, default=DEFAULT_SEQ_LEN, metavar="L",
-                   help=f"average tokens in context per sequence, for capacity (default {DEFAULT_SEQ_LEN})")  # fmt: skip
-    p.add_argument("--measured", metavar="RESULT.json",
-                   help="capacity from an `llmconsole bench` result (its sustained throughput per GPU, at the SLO "
-                   "when it had one) instead of the catalog estimate")  # fmt: skip
+    p.add_argument(
+        "--seq-len",
+        type=int,
+        default=DEFAULT_SEQ_LEN,
+        metavar="L",
+        help=f"average tokens in context per sequence, for capacity (default {DEFAULT_SEQ_LEN})",
+    )
+    p.add_argument(
+        "--measured",
+        metavar="RESULT.json",
+        help="capacity from an `llmconsole bench` result (its sustained throughput per GPU, at the SLO "
+        "when it had one) instead of the catalog estimate",
+    )
     _model_args(p, required=False)
     _common(p)
 
@@ -203,8 +227,16 @@ def _breakeven(args: argparse.Namespace, cfg: CalculatorConfig, cat: Catalog) ->
     q = BreakevenQuery(hourly, args.gpus, price_in, price_out, share, ops, args.tokens_per_day, cap)
     b = breakeven(q)
     if args.json:
-        info = {"gpu_hourly": hourly, "gpus": args.gpus, "api": api_slug, "price_in": price_in,
-                "price_out": price_out, "input_share": share, "ops_cost_per_month": ops, **extra}  # fmt: skip
+        info = {
+            "gpu_hourly": hourly,
+            "gpus": args.gpus,
+            "api": api_slug,
+            "price_in": price_in,
+            "price_out": price_out,
+            "input_share": share,
+            "ops_cost_per_month": ops,
+            **extra,
+        }
         return json.dumps(breakeven_json(b, info), indent=2)
     return breakeven_text(b, args.gpus, hourly, api_label, share, cap_label)
 
@@ -265,8 +297,14 @@ def _measured_capacity(args: argparse.Namespace, share: float) -> tuple[float, s
     if args.gpus < 1:
         raise CalcError(f"--gpus must be 1 or more, got {args.gpus}")
     m = load_measured(args.measured)
-    extra = {"model": m.model, "gpu": args.gpu, "quant": None, "capacity": None, "capacity_source": "measured",
-             "measured": m.describe(args.gpus)}  # fmt: skip
+    extra = {
+        "model": m.model,
+        "gpu": args.gpu,
+        "quant": None,
+        "capacity": None,
+        "capacity_source": "measured",
+        "measured": m.describe(args.gpus),
+    }
     return m.tokens_per_day(args.gpus), m.label(args.gpus, share), extra
 
 
@@ -284,5 +322,10 @@ def _listing(kind: str) -> Any:
     return render
 
 
-_VERBS = {"vram": _vram, "breakeven": _breakeven, "models": _listing("models"), "gpus": _listing("gpus"),
-          "apis": _listing("apis")}  # fmt: skip
+_VERBS = {
+    "vram": _vram,
+    "breakeven": _breakeven,
+    "models": _listing("models"),
+    "gpus": _listing("gpus"),
+    "apis": _listing("apis"),
+}

@@ -23,17 +23,39 @@ from console.calc.models import LayerAttention, Mla, ModelSpec, Moe, Params, Pub
 # transformers' defaults for keys compact configs leave out (Gemma3TextConfig, Gemma2Config, ...).
 TYPE_DEFAULTS: dict[str, dict[str, Any]] = {
     "gemma3_text": {
-        "vocab_size": 262_208, "max_position_embeddings": 131_072, "sliding_window_pattern": 6,
-        "tie_word_embeddings": True, "head_dim": 256, "sliding_window": 4096,
+        "vocab_size": 262_208,
+        "max_position_embeddings": 131_072,
+        "sliding_window_pattern": 6,
+        "tie_word_embeddings": True,
+        "head_dim": 256,
+        "sliding_window": 4096,
     },
     "gemma2": {"sliding_window_pattern": 2, "tie_word_embeddings": True},
     "gemma": {"tie_word_embeddings": True},
-    "llama4_text": {"attention_chunk_size": 8192, "no_rope_layer_interval": 4, "interleave_moe_layer_step": 1},
-}  # fmt: skip
-KNOWN_TYPES = frozenset({
-    "llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "deepseek_v2", "deepseek_v3",
-    "gpt_oss", "llama4_text", "gemma", "gemma2", "gemma3_text",
-})  # fmt: skip
+    "llama4_text": {
+        "attention_chunk_size": 8192,
+        "no_rope_layer_interval": 4,
+        "interleave_moe_layer_step": 1,
+    },
+}
+KNOWN_TYPES = frozenset(
+    {
+        "llama",
+        "mistral",
+        "mixtral",
+        "qwen2",
+        "qwen2_moe",
+        "qwen3",
+        "qwen3_moe",
+        "deepseek_v2",
+        "deepseek_v3",
+        "gpt_oss",
+        "llama4_text",
+        "gemma",
+        "gemma2",
+        "gemma3_text",
+    }
+)
 QKV_BIAS_TYPES = frozenset({"qwen2", "qwen2_moe"})  # q/k/v biases are part of the architecture
 QK_NORM_TYPES = frozenset({"qwen3", "qwen3_moe", "gemma3_text"})  # per-head-dim RMSNorm weights on q and k
 FOUR_NORM_TYPES = frozenset({"gemma2", "gemma3_text"})  # pre/post norms around attention and MLP
@@ -118,7 +140,9 @@ def _from_layer_type(cfg: _Cfg, name: Any, sliding: LayerAttention) -> LayerAtte
         return LayerAttention("chunked", cfg.int("attention_chunk_size"))
     if name == "full_attention":
         return LayerAttention()
-    raise CalcError(f"{cfg.where}: layer type {json.dumps(name)} is not supported (only full, sliding, chunked)")
+    raise CalcError(
+        f"{cfg.where}: layer type {json.dumps(name)} is not supported (only full, sliding, chunked)"
+    )
 
 
 def _llama4_layers(cfg: _Cfg, layers: int) -> tuple[LayerAttention, ...]:
@@ -139,15 +163,21 @@ def _positive(value: Any) -> bool:
 
 def moe_layout(cfg: _Cfg, layers: int, hidden: int) -> tuple[Moe | None, list[bool]]:
     """The MoE layout and which layers are MoE (the rest are dense)."""
-    experts = next((cfg.int(k) for k in ("num_local_experts", "n_routed_experts", "num_experts") if cfg.has(k)), 0)
+    experts = next(
+        (cfg.int(k) for k in ("num_local_experts", "n_routed_experts", "num_experts") if cfg.has(k)), 0
+    )
     if experts <= 1:
         return None, [False] * layers
     top_k = cfg.int("num_experts_per_tok") if cfg.has("num_experts_per_tok") else cfg.int("experts_per_token")
-    width = cfg.int("moe_intermediate_size") if cfg.has("moe_intermediate_size") else cfg.int("intermediate_size")
+    width = (
+        cfg.int("moe_intermediate_size") if cfg.has("moe_intermediate_size") else cfg.int("intermediate_size")
+    )
     is_moe = _moe_layers(cfg, layers)
     shared = _shared_width(cfg, width)
     if top_k > experts:
-        raise CalcError(f"{cfg.where}: num_experts_per_tok ({top_k}) exceeds the number of experts ({experts})")
+        raise CalcError(
+            f"{cfg.where}: num_experts_per_tok ({top_k}) exceeds the number of experts ({experts})"
+        )
     return Moe(experts, top_k, sum(is_moe), width, shared), is_moe
 
 
@@ -177,7 +207,9 @@ def _shared_width(cfg: _Cfg, expert_width: int) -> int:
 # --- parameter counts ---------------------------------------------------------------------------
 
 
-def _attention_params(cfg: _Cfg, hidden: int, heads: int, kv_heads: int, head_dim: int) -> tuple[int, int, int, int]:
+def _attention_params(
+    cfg: _Cfg, hidden: int, heads: int, kv_heads: int, head_dim: int
+) -> tuple[int, int, int, int]:
     """(projection matrices, k/v part, replicated part, small) for one layer."""
     if cfg.has("kv_lora_rank"):
         return _mla_params(cfg, hidden, heads)
@@ -220,7 +252,9 @@ def _mla(cfg: _Cfg) -> Mla:
 
 def count_params(cfg: _Cfg, dims: dict[str, int], moe: Moe | None, is_moe: list[bool]) -> Params:
     hidden, layers, vocab = dims["hidden"], dims["layers"], dims["vocab"]
-    attn, kv, repl, attn_small = _attention_params(cfg, hidden, dims["heads"], dims["kv_heads"], dims["head_dim"])
+    attn, kv, repl, attn_small = _attention_params(
+        cfg, hidden, dims["heads"], dims["kv_heads"], dims["head_dim"]
+    )
     norms = (4 if cfg.model_type in FOUR_NORM_TYPES else 2) * hidden
     dense_layers = layers - sum(is_moe)
     dense_width = _dense_width(cfg) if dense_layers else 0
@@ -282,7 +316,9 @@ def native_quant(raw: Mapping[str, Any], text: Mapping[str, Any]) -> tuple[str, 
             return _int_format(bits, method)
         if method == "compressed-tensors":  # llm-compressor checkpoints (RedHatAI/neuralmagic)
             return _compressed_tensors(qc)
-        return "bf16", [f"quantization_config {json.dumps(method)} not recognised: choose the format with --quant"]
+        return "bf16", [
+            f"quantization_config {json.dumps(method)} not recognised: choose the format with --quant"
+        ]
     dtype = str(text.get("torch_dtype") or text.get("dtype") or raw.get("torch_dtype") or "bfloat16")
     return ("fp16" if dtype in ("float16", "fp16", "half") else "bf16"), []
 
@@ -358,11 +394,17 @@ def _dims(cfg: _Cfg) -> dict[str, int]:
     kv_heads = cfg.int("num_key_value_heads", heads)
     head_dim = cfg.int("head_dim", hidden // heads if hidden % heads == 0 else None)
     if kv_heads > heads or heads % kv_heads:
-        raise CalcError(f"{cfg.where}: num_key_value_heads ({kv_heads}) must divide num_attention_heads ({heads})")
+        raise CalcError(
+            f"{cfg.where}: num_key_value_heads ({kv_heads}) must divide num_attention_heads ({heads})"
+        )
     return {
-        "hidden": hidden, "layers": cfg.int("num_hidden_layers"), "heads": heads, "kv_heads": kv_heads,
-        "head_dim": head_dim, "vocab": cfg.int("vocab_size"),
-    }  # fmt: skip
+        "hidden": hidden,
+        "layers": cfg.int("num_hidden_layers"),
+        "heads": heads,
+        "kv_heads": kv_heads,
+        "head_dim": head_dim,
+        "vocab": cfg.int("vocab_size"),
+    }
 
 
 def _vision(raw: Mapping[str, Any], meta: Mapping[str, Any]) -> tuple[int, list[str]]:
@@ -387,8 +429,10 @@ def _type_warnings(model_type: str) -> list[str]:
 def _mtp_warning(cfg: _Cfg) -> list[str]:
     if not cfg.has("num_nextn_predict_layers") or not cfg.get("num_nextn_predict_layers"):
         return []
-    return ["the multi-token-prediction layer (num_nextn_predict_layers) ships in the checkpoint but is "
-            "not loaded for ordinary serving; it is not counted"]
+    return [
+        "the multi-token-prediction layer (num_nextn_predict_layers) ships in the checkpoint but is "
+        "not loaded for ordinary serving; it is not counted"
+    ]
 
 
 def _published(data: Any) -> Published | None:
@@ -427,4 +471,3 @@ def _reject_constant(name: str) -> float:
 
 def _first_line(e: Exception) -> str:
     return str(e).splitlines()[0] if str(e) else type(e).__name__
-

@@ -110,9 +110,15 @@ def layout(model: ModelSpec, kv_dtype: str = "auto", tp: int = 1) -> KvLayout:
     replication = max(1, tp // model.kv_heads)
     per_head = 2 * model.head_dim * size
     return KvLayout(
-        tp, size, heads_per_gpu * per_head, model.kv_heads * per_head, model.layer_attention,
-        heads_per_gpu, replication, False,
-    )  # fmt: skip
+        tp,
+        size,
+        heads_per_gpu * per_head,
+        model.kv_heads * per_head,
+        model.layer_attention,
+        heads_per_gpu,
+        replication,
+        False,
+    )
 
 
 def default_block_size(model: ModelSpec) -> int:
@@ -123,8 +129,12 @@ def tp_problems(model: ModelSpec, tp: int) -> list[str]:
     """Why vLLM would refuse this tensor-parallel size (heads must split evenly across GPUs)."""
     problems = []
     if model.heads % tp:
-        problems.append(f"{tp} GPUs do not divide {model.heads} attention heads: vLLM refuses this tensor-parallel size")
+        problems.append(
+            f"{tp} GPUs do not divide {model.heads} attention heads: vLLM refuses this tensor-parallel size"
+        )
     kv = model.kv_heads
     if model.mla is None and (kv % tp if kv >= tp else tp % kv):
-        problems.append(f"{tp} GPUs and {kv} KV heads do not divide evenly: vLLM refuses this tensor-parallel size")
+        problems.append(
+            f"{tp} GPUs and {kv} KV heads do not divide evenly: vLLM refuses this tensor-parallel size"
+        )
     return problems

@@ -158,17 +158,27 @@ def parse(form: Form, cat: Catalog) -> Inputs:
     model = load_config_path(form.model_path.strip()) if form.model_path.strip() else cat.model(form.model)
     gpu = cat.gpu(form.gpu)
     vram = VramQuery(
-        model, gpu, _count(form.gpus, "GPUs"), None if form.quant == NATIVE else form.quant, form.kv_dtype,
+        model,
+        gpu,
+        _count(form.gpus, "GPUs"),
+        None if form.quant == NATIVE else form.quant,
+        form.kv_dtype,
         _count(form.seq_len, "sequence length") if form.seq_len.strip() else default_seq_len(model),
         _number(form.gpu_memory_utilization, "vLLM memory utilization", high=1.0),
-    )  # fmt: skip
+    )
     hourly = _number(form.gpu_hourly, "GPU $/hour") if form.gpu_hourly.strip() else gpu.default_hourly
     overhead: Mode = "flat" if form.overhead == "flat" else "vllm"
     return Inputs(
-        model, vram, overhead, hourly, _number(form.ops_cost_per_month or "0", "ops $/month", strict=False),
-        _number(form.input_share, "input share", strict=False, high=1.0), _volume(form.tokens_per_day),
-        _number(form.utilization, "serving utilization", high=1.0), tuple(form.apis),
-    )  # fmt: skip
+        model,
+        vram,
+        overhead,
+        hourly,
+        _number(form.ops_cost_per_month or "0", "ops $/month", strict=False),
+        _number(form.input_share, "input share", strict=False, high=1.0),
+        _volume(form.tokens_per_day),
+        _number(form.utilization, "serving utilization", high=1.0),
+        tuple(form.apis),
+    )
 
 
 # --- the view -----------------------------------------------------------------------------------
@@ -182,17 +192,29 @@ def compute(form: Form, cat: Catalog, measured: Measured | None = None) -> View:
     r = results[inp.overhead]
     cap = estimate(
         CapacityQuery(
-            inp.model, inp.vram.gpu, inp.vram.gpus, inp.vram.quant, inp.vram.kv_dtype, 2048, inp.input_share,
-            inp.utilization, inp.vram.gpu_memory_utilization,
+            inp.model,
+            inp.vram.gpu,
+            inp.vram.gpus,
+            inp.vram.quant,
+            inp.vram.kv_dtype,
+            2048,
+            inp.input_share,
+            inp.utilization,
+            inp.vram.gpu_memory_utilization,
         )
-    )  # fmt: skip
+    )
     costs, chart = _costs(inp, cat, cap, measured)
     return View(
-        verdict=_verdict(inp, r), bars=_bars(r), bar_note=_bar_note(r),
+        verdict=_verdict(inp, r),
+        bars=_bars(r),
+        bar_note=_bar_note(r),
         modes=tuple(vram_rows(inp.vram, results, inp.overhead)),
-        concurrency=_concurrency(inp, r), warnings=tuple((f"• {w}\n", _warning_tone(w)) for w in r.warnings),
-        costs=costs, chart=chart, results=results,
-    )  # fmt: skip
+        concurrency=_concurrency(inp, r),
+        warnings=tuple((f"• {w}\n", _warning_tone(w)) for w in r.warnings),
+        costs=costs,
+        chart=chart,
+        results=results,
+    )
 
 
 def _unit(r: VramResult) -> tuple[int, str]:
@@ -219,8 +241,11 @@ def _verdict(inp: Inputs, r: VramResult) -> Parts:
             ),
         )
     if r.margin_per_gpu < 0:
-        return ((head, "live"), (f"DOES NOT FIT: short by {-r.margin_per_gpu / scale:,.2f} {unit} per GPU", "crit"),
-                (f" for one {r.seq_len:,}-token sequence", "live"))  # fmt: skip
+        return (
+            (head, "live"),
+            (f"DOES NOT FIT: short by {-r.margin_per_gpu / scale:,.2f} {unit} per GPU", "crit"),
+            (f" for one {r.seq_len:,}-token sequence", "live"),
+        )
     return ((head, "live"), ("DOES NOT FIT: see the warnings", "crit"))
 
 
@@ -249,9 +274,11 @@ def _bars(r: VramResult) -> tuple[Bar, ...]:
 def _bar_note(r: VramResult) -> Parts:
     scale, unit = _unit(r)
     if r.mode == "vllm":
-        how = ("vLLM-style: the driver-reported memory; vLLM allocates everything but its reserve "
-               f"(1 − gpu_memory_utilization = {r.reserved_per_gpu / scale:,.2f} {unit}) up front, "
-               "and the KV cache gets what weights and overheads leave")  # fmt: skip
+        how = (
+            "vLLM-style: the driver-reported memory; vLLM allocates everything but its reserve "
+            f"(1 − gpu_memory_utilization = {r.reserved_per_gpu / scale:,.2f} {unit}) up front, "
+            "and the KV cache gets what weights and overheads leave"
+        )
     else:
         how = "rule of thumb: params × bytes + KV + ~7 GB per GPU, against the nominal memory"
     return ((f"per GPU, in {unit}: {how}.", "dim"),)
@@ -378,9 +405,15 @@ def _chart(
     note = "the GPUs cannot serve the model: it does not fit" if not curve else ""
     unservable = self_host_per_day(base.gpu_hourly, base.gpus, base.ops_cost_per_month) * DAYS_PER_MONTH
     return Chart(
-        x_max, tuple(curve), tuple((name, tuple(api_curve(price, x_max))) for name, _, price in evens),
-        tuple(crossings), capacity if capacity > 0 else None, volume, note, None if curve else unservable,
-    )  # fmt: skip
+        x_max,
+        tuple(curve),
+        tuple((name, tuple(api_curve(price, x_max))) for name, _, price in evens),
+        tuple(crossings),
+        capacity if capacity > 0 else None,
+        volume,
+        note,
+        None if curve else unservable,
+    )
 
 
 # --- live engines -------------------------------------------------------------------------------

@@ -13,8 +13,17 @@ from console.calc.present import NATIVE, Form, Parts, parse
 from console.calc.units import GB, tokens
 from console.calc.vram import FLAT_OVERHEAD_BYTES, size_both
 
-QUANT_SUFFIXES = {"awq": "int4", "gptq": "int4", "int4": "int4", "w4a16": "int4", "fp8": "fp8", "int8": "int8",
-                  "w8a8": "int8", "w8a16": "int8", "mxfp4": "mxfp4"}  # fmt: skip
+QUANT_SUFFIXES = {
+    "awq": "int4",
+    "gptq": "int4",
+    "int4": "int4",
+    "w4a16": "int4",
+    "fp8": "fp8",
+    "int8": "int8",
+    "w8a8": "int8",
+    "w8a16": "int8",
+    "mxfp4": "mxfp4",
+}
 
 
 def engine_form(form: Form, engine: LiveEngine, cat: Catalog) -> tuple[Form, Parts]:
@@ -67,10 +76,21 @@ def example_form(apis: tuple[str, ...] = ()) -> Form:
     """The worked example: Llama 3.3 70B in BF16 on one A100 80GB at $2.50/h, 70/30 input/output, sized with
     the rule of thumb. ``apis``: the APIs already ticked, kept (the example's own are added after them)."""
     return Form(
-        model="llama-3.3-70b", gpu="a100-80gb", gpus="1", quant="bf16", kv_dtype="auto", seq_len="8192",
-        overhead="flat", gpu_memory_utilization="0.9", gpu_hourly="2.50", ops_cost_per_month="0",
-        input_share="0.7", tokens_per_day="", utilization="0.5", apis=merge_apis(apis, EXAMPLE_APIS),
-    )  # fmt: skip
+        model="llama-3.3-70b",
+        gpu="a100-80gb",
+        gpus="1",
+        quant="bf16",
+        kv_dtype="auto",
+        seq_len="8192",
+        overhead="flat",
+        gpu_memory_utilization="0.9",
+        gpu_hourly="2.50",
+        ops_cost_per_month="0",
+        input_share="0.7",
+        tokens_per_day="",
+        utilization="0.5",
+        apis=merge_apis(apis, EXAMPLE_APIS),
+    )
 
 
 def merge_apis(chosen: tuple[str, ...], extra: tuple[str, ...]) -> tuple[str, ...]:
@@ -97,17 +117,26 @@ def example_explanation(cat: Catalog) -> Parts:
     even_h = per_day / (hosted.blended(inp.input_share) / 1e6)
     return (
         ("Example: a 70B model on one A100. ", "info"),
-        (f"Llama 3.3 70B in BF16 is {flat.weights_bytes / GB:,.1f} GB of weights; by the rule of thumb "
-         f"(params × bytes + KV + ~7 GB) it needs {(flat.weights_bytes + FLAT_OVERHEAD_BYTES) / GB:,.1f} GB "
-         "before any KV cache, of an 80 GB A100: ", "live"),
+        (
+            f"Llama 3.3 70B in BF16 is {flat.weights_bytes / GB:,.1f} GB of weights; by the rule of thumb "
+            f"(params × bytes + KV + ~7 GB) it needs {(flat.weights_bytes + FLAT_OVERHEAD_BYTES) / GB:,.1f} GB "
+            "before any KV cache, of an 80 GB A100: ",
+            "live",
+        ),
         ("it does not fit. ", "crit"),
-        (f"At $2.50/h (${per_day:,.2f}/day; an on-demand price, not spot) and 70/30 input/output, break-even against "
-         f"{frontier.name} ($5/$25) is {tokens(even_f)} tokens/day and against {hosted.name} "
-         f"($0.88) {tokens(even_h)}. ", "live"),
-        (f"To run on one A100 it needs INT4 ({int4_fit.weights_bytes / GB:,.1f} GB with group scales): "
-         f"{int4_fit.max_concurrent_seqs} concurrent 8K sequences, ≈{tokens(cap.tokens_per_day)} tokens/day at "
-         f"{cap.utilization:.0%} of peak. Press {INT4_LABEL} (F6) to see it.", "dim"),
-    )  # fmt: skip
+        (
+            f"At $2.50/h (${per_day:,.2f}/day; an on-demand price, not spot) and 70/30 input/output, break-even against "
+            f"{frontier.name} ($5/$25) is {tokens(even_f)} tokens/day and against {hosted.name} "
+            f"($0.88) {tokens(even_h)}. ",
+            "live",
+        ),
+        (
+            f"To run on one A100 it needs INT4 ({int4_fit.weights_bytes / GB:,.1f} GB with group scales): "
+            f"{int4_fit.max_concurrent_seqs} concurrent 8K sequences, ≈{tokens(cap.tokens_per_day)} tokens/day at "
+            f"{cap.utilization:.0%} of peak. Press {INT4_LABEL} (F6) to see it.",
+            "dim",
+        ),
+    )
 
 
 INT4_LABEL = "Make it fit: INT4"

@@ -49,7 +49,15 @@ class Weights:
 
     @property
     def total(self) -> float:
-        return self.embedding + self.lm_head + self.attention + self.mlp + self.routed_experts + self.small + self.vision
+        return (
+            self.embedding
+            + self.lm_head
+            + self.attention
+            + self.mlp
+            + self.routed_experts
+            + self.small
+            + self.vision
+        )
 
     @property
     def active(self) -> float:

@@ -20,87 +20,159 @@ def model_json(m: ModelSpec) -> dict[str, Any]:
     p = m.params
     pub = m.published
     return {
-        "slug": m.slug, "name": m.name, "hf_repo": m.hf_repo, "config_url": m.config_url, "model_type": m.model_type,
-        "params_total": p.total, "params_text": p.text_total, "params_active": p.text_active,
-        "params_active_excl_embedding": p.text_active_excl_embedding, "params_vision": p.vision,
-        "layers": m.layers, "attention_heads": m.heads, "kv_heads": m.kv_heads, "head_dim": m.head_dim,
-        "hidden_size": m.hidden, "vocab_size": m.vocab, "max_position_embeddings": m.max_position,
-        "attention": "mla" if m.mla else "gqa", "windowed_layers": m.capped_layers,
-        "experts": m.moe.experts if m.moe else None, "experts_per_token": m.moe.top_k if m.moe else None,
+        "slug": m.slug,
+        "name": m.name,
+        "hf_repo": m.hf_repo,
+        "config_url": m.config_url,
+        "model_type": m.model_type,
+        "params_total": p.total,
+        "params_text": p.text_total,
+        "params_active": p.text_active,
+        "params_active_excl_embedding": p.text_active_excl_embedding,
+        "params_vision": p.vision,
+        "layers": m.layers,
+        "attention_heads": m.heads,
+        "kv_heads": m.kv_heads,
+        "head_dim": m.head_dim,
+        "hidden_size": m.hidden,
+        "vocab_size": m.vocab,
+        "max_position_embeddings": m.max_position,
+        "attention": "mla" if m.mla else "gqa",
+        "windowed_layers": m.capped_layers,
+        "experts": m.moe.experts if m.moe else None,
+        "experts_per_token": m.moe.top_k if m.moe else None,
         "native_quant": m.native_quant,
-        "published_total_b": pub.total_b if pub else None, "published_active_b": pub.active_b if pub else None,
+        "published_total_b": pub.total_b if pub else None,
+        "published_active_b": pub.active_b if pub else None,
         "published_active_convention": pub.active_convention if pub else None,
-        "source": m.source, "date": m.date, "notes": list(m.notes), "aliases": list(m.aliases),
-    }  # fmt: skip
+        "source": m.source,
+        "date": m.date,
+        "notes": list(m.notes),
+        "aliases": list(m.aliases),
+    }
 
 
 def gpu_json(g: Gpu) -> dict[str, Any]:
     return {
-        "slug": g.slug, "name": g.name, "memory_gb": g.memory_gb, "memory_bytes_reported": g.usable_bytes,
-        "bandwidth_gb_s": g.bandwidth_gb_s, "bf16_tflops_dense": g.bf16_tflops, "fp8_tflops_dense": g.fp8_tflops,
-        "hourly_usd": g.default_hourly, "hourly_note": g.default_hourly_note, "hourly_overridden": g.overridden,
-        "on_demand_usd": list(g.on_demand) if g.on_demand else None, "spot_usd": list(g.spot) if g.spot else None,
-        "price_source": g.price_source, "price_checked": g.price_checked, "spec_source": g.spec_source,
-        "notes": list(g.notes), "aliases": list(g.aliases),
-    }  # fmt: skip
+        "slug": g.slug,
+        "name": g.name,
+        "memory_gb": g.memory_gb,
+        "memory_bytes_reported": g.usable_bytes,
+        "bandwidth_gb_s": g.bandwidth_gb_s,
+        "bf16_tflops_dense": g.bf16_tflops,
+        "fp8_tflops_dense": g.fp8_tflops,
+        "hourly_usd": g.default_hourly,
+        "hourly_note": g.default_hourly_note,
+        "hourly_overridden": g.overridden,
+        "on_demand_usd": list(g.on_demand) if g.on_demand else None,
+        "spot_usd": list(g.spot) if g.spot else None,
+        "price_source": g.price_source,
+        "price_checked": g.price_checked,
+        "spec_source": g.spec_source,
+        "notes": list(g.notes),
+        "aliases": list(g.aliases),
+    }
 
 
 def api_json(a: Api, input_share: float = 0.7) -> dict[str, Any]:
     return {
-        "slug": a.slug, "name": a.name, "provider": a.provider, "kind": a.kind, "model": a.model,
-        "input_per_mtok": a.input_per_mtok, "output_per_mtok": a.output_per_mtok,
-        "blended_per_mtok": a.blended(input_share), "input_share": input_share, "checked": a.checked,
-        "source": a.source, "overridden": a.overridden, "notes": list(a.notes), "aliases": list(a.aliases),
-    }  # fmt: skip
+        "slug": a.slug,
+        "name": a.name,
+        "provider": a.provider,
+        "kind": a.kind,
+        "model": a.model,
+        "input_per_mtok": a.input_per_mtok,
+        "output_per_mtok": a.output_per_mtok,
+        "blended_per_mtok": a.blended(input_share),
+        "input_share": input_share,
+        "checked": a.checked,
+        "source": a.source,
+        "overridden": a.overridden,
+        "notes": list(a.notes),
+        "aliases": list(a.aliases),
+    }
 
 
 def vram_mode_json(r: VramResult) -> dict[str, Any]:
     return {
-        "overhead": r.mode, "fits": r.fits, "verdict": r.verdict, "context_limit_tokens": r.context_limit,
-        "spare_per_gpu_bytes": r.spare_per_gpu, "memory_per_gpu_bytes": r.memory_per_gpu,
-        "weights_bytes": r.weights_bytes, "weights_per_gpu_bytes": r.weights_per_gpu,
-        "overhead_per_gpu_bytes": r.overheads.total, "activation_peak_per_gpu_bytes": r.overheads.activation_peak,
-        "non_torch_per_gpu_bytes": r.overheads.non_torch, "cudagraph_per_gpu_bytes": r.overheads.cudagraph,
-        "reserved_per_gpu_bytes": r.reserved_per_gpu, "kv_budget_bytes": r.kv_budget_bytes,
-        "kv_budget_per_gpu_bytes": r.kv_budget_per_gpu, "kv_bytes_per_token": r.kv_bytes_per_token,
-        "kv_bytes_per_token_per_gpu": r.kv_bytes_per_token_per_gpu, "kv_tokens": r.kv_tokens,
-        "seq_len": r.seq_len, "seq_kv_per_gpu_bytes": r.seq_kv_per_gpu, "max_concurrent_seqs": r.max_concurrent_seqs,
-        "max_context_tokens": r.max_context_tokens, "margin_per_gpu_bytes": r.margin_per_gpu,
-        "block_size": r.block_size, "warnings": list(r.warnings),
-    }  # fmt: skip
+        "overhead": r.mode,
+        "fits": r.fits,
+        "verdict": r.verdict,
+        "context_limit_tokens": r.context_limit,
+        "spare_per_gpu_bytes": r.spare_per_gpu,
+        "memory_per_gpu_bytes": r.memory_per_gpu,
+        "weights_bytes": r.weights_bytes,
+        "weights_per_gpu_bytes": r.weights_per_gpu,
+        "overhead_per_gpu_bytes": r.overheads.total,
+        "activation_peak_per_gpu_bytes": r.overheads.activation_peak,
+        "non_torch_per_gpu_bytes": r.overheads.non_torch,
+        "cudagraph_per_gpu_bytes": r.overheads.cudagraph,
+        "reserved_per_gpu_bytes": r.reserved_per_gpu,
+        "kv_budget_bytes": r.kv_budget_bytes,
+        "kv_budget_per_gpu_bytes": r.kv_budget_per_gpu,
+        "kv_bytes_per_token": r.kv_bytes_per_token,
+        "kv_bytes_per_token_per_gpu": r.kv_bytes_per_token_per_gpu,
+        "kv_tokens": r.kv_tokens,
+        "seq_len": r.seq_len,
+        "seq_kv_per_gpu_bytes": r.seq_kv_per_gpu,
+        "max_concurrent_seqs": r.max_concurrent_seqs,
+        "max_context_tokens": r.max_context_tokens,
+        "margin_per_gpu_bytes": r.margin_per_gpu,
+        "block_size": r.block_size,
+        "warnings": list(r.warnings),
+    }
 
 
 def vram_json(q: VramQuery, results: dict[Mode, VramResult], selected: Mode) -> dict[str, Any]:
     chosen = vram_mode_json(results[selected])
     return {
-        "model": model_json(q.model), "gpu": gpu_json(q.gpu), "gpus": q.gpus, "quant": q.format,
-        "kv_dtype": q.kv_dtype, "gpu_memory_utilization": q.gpu_memory_utilization, **chosen,
+        "model": model_json(q.model),
+        "gpu": gpu_json(q.gpu),
+        "gpus": q.gpus,
+        "quant": q.format,
+        "kv_dtype": q.kv_dtype,
+        "gpu_memory_utilization": q.gpu_memory_utilization,
+        **chosen,
         "modes": {mode: vram_mode_json(r) for mode, r in results.items()},
-    }  # fmt: skip
+    }
 
 
 def capacity_json(c: Capacity | None) -> dict[str, Any] | None:
     if c is None:
         return None
     return {
-        "fits": c.fits, "batch": c.batch, "tokens_per_s": c.tokens_per_s, "tokens_per_day": c.tokens_per_day,
-        "ideal_tokens_per_s": c.ideal_tokens_per_s, "utilization": c.utilization,
-        "single_stream_tokens_per_s": c.single_stream_tokens_per_s, "prefill_tokens_per_s": c.prefill_tokens_per_s,
-        "decode_tokens_per_s": c.decode_tokens_per_s, "decode_bound": c.decode_bound, "peak_flops": c.peak_flops,
-    }  # fmt: skip
+        "fits": c.fits,
+        "batch": c.batch,
+        "tokens_per_s": c.tokens_per_s,
+        "tokens_per_day": c.tokens_per_day,
+        "ideal_tokens_per_s": c.ideal_tokens_per_s,
+        "utilization": c.utilization,
+        "single_stream_tokens_per_s": c.single_stream_tokens_per_s,
+        "prefill_tokens_per_s": c.prefill_tokens_per_s,
+        "decode_tokens_per_s": c.decode_tokens_per_s,
+        "decode_bound": c.decode_bound,
+        "peak_flops": c.peak_flops,
+    }
 
 
 def breakeven_json(b: Breakeven, extra: dict[str, Any]) -> dict[str, Any]:
     return {
         **extra,
-        "self_host_cost_per_day": b.self_host_cost_per_day, "self_host_cost_per_month": b.self_host_cost_per_month,
-        "api_blended_per_mtok": b.api_blended_per_mtok, "break_even_tokens_per_day": _num(b.break_even_tokens_per_day),
-        "break_even_tokens_per_s": _num(b.break_even_tokens_per_s), "crossover_tokens_per_day": b.crossover_tokens_per_day,
-        "capacity_tokens_per_day": b.capacity_tokens_per_day, "reachable": b.reachable,
-        "tokens_per_day": b.tokens_per_day, "deployments_needed": b.deployments_needed,
-        "monthly_cost_self_host": b.monthly_cost_self_host, "monthly_cost_api": b.monthly_cost_api,
-        "cheaper": b.cheaper, "self_host_per_mtok_at_capacity": b.self_host_per_mtok_at_capacity,
-    }  # fmt: skip
+        "self_host_cost_per_day": b.self_host_cost_per_day,
+        "self_host_cost_per_month": b.self_host_cost_per_month,
+        "api_blended_per_mtok": b.api_blended_per_mtok,
+        "break_even_tokens_per_day": _num(b.break_even_tokens_per_day),
+        "break_even_tokens_per_s": _num(b.break_even_tokens_per_s),
+        "crossover_tokens_per_day": b.crossover_tokens_per_day,
+        "capacity_tokens_per_day": b.capacity_tokens_per_day,
+        "reachable": b.reachable,
+        "tokens_per_day": b.tokens_per_day,
+        "deployments_needed": b.deployments_needed,
+        "monthly_cost_self_host": b.monthly_cost_self_host,
+        "monthly_cost_api": b.monthly_cost_api,
+        "cheaper": b.cheaper,
+        "self_host_per_mtok_at_capacity": b.self_host_per_mtok_at_capacity,
+    }
 
 
 def _num(x: float) -> float | None:
@@ -216,8 +288,9 @@ def estimate_label(model: str, quant: str, gpus: int, gpu: str, c: Capacity, ins
     )
 
 
-def breakeven_text(b: Breakeven, gpus: int, hourly: float, api_label: str, input_share: float,
-                   capacity_label: str | None) -> str:  # fmt: skip
+def breakeven_text(
+    b: Breakeven, gpus: int, hourly: float, api_label: str, input_share: float, capacity_label: str | None
+) -> str:
     lines = [
         f"self-host   {gpus} x {usd(hourly)}/h = {usd(b.self_host_cost_per_day)}/day ({usd(b.self_host_cost_per_month)}/month)",
         f"API         {api_label}: blended {usd(b.api_blended_per_mtok, 4)}/1M at {input_share:.0%} input",
@@ -264,23 +337,42 @@ def _at_volume(b: Breakeven) -> str:
 def catalog_text(kind: str, cat: Catalog, input_share: float = 0.7) -> str:
     if kind == "models":
         rows = [("slug", "total", "active", "layers", "kv heads", "context", "format", "date")] + [
-            (m.slug, f"{m.params.total / 1e9:,.2f} B", f"{m.params.text_active / 1e9:,.2f} B", str(m.layers),
-             "MLA" if m.mla else str(m.kv_heads), f"{m.max_position:,}" if m.max_position else "?", m.native_quant,
-             m.date or "?")
+            (
+                m.slug,
+                f"{m.params.total / 1e9:,.2f} B",
+                f"{m.params.text_active / 1e9:,.2f} B",
+                str(m.layers),
+                "MLA" if m.mla else str(m.kv_heads),
+                f"{m.max_position:,}" if m.max_position else "?",
+                m.native_quant,
+                m.date or "?",
+            )
             for m in cat.models
-        ]  # fmt: skip
+        ]
     elif kind == "gpus":
         rows = [("slug", "memory", "GB/s", "BF16 TFLOPS", "FP8 TFLOPS", "$/h", "checked")] + [
-            (g.slug, f"{g.memory_gb:g} GB", f"{g.bandwidth_gb_s:,g}", f"{g.bf16_tflops:,g}",
-             f"{g.fp8_tflops:,g}" if g.fp8_tflops else "none", f"{g.default_hourly:.2f}" + ("*" if g.overridden else ""),
-             g.price_checked or "undated")
+            (
+                g.slug,
+                f"{g.memory_gb:g} GB",
+                f"{g.bandwidth_gb_s:,g}",
+                f"{g.bf16_tflops:,g}",
+                f"{g.fp8_tflops:,g}" if g.fp8_tflops else "none",
+                f"{g.default_hourly:.2f}" + ("*" if g.overridden else ""),
+                g.price_checked or "undated",
+            )
             for g in cat.gpus
-        ]  # fmt: skip
+        ]
     else:
         rows = [("slug", "kind", "in $/1M", "out $/1M", f"blended {input_share:.0%}", "checked")] + [
-            (a.slug, a.kind, f"{a.input_per_mtok:g}", f"{a.output_per_mtok:g}",
-             f"{a.blended(input_share):.3f}" + ("*" if a.overridden else ""), a.checked or "undated")
+            (
+                a.slug,
+                a.kind,
+                f"{a.input_per_mtok:g}",
+                f"{a.output_per_mtok:g}",
+                f"{a.blended(input_share):.3f}" + ("*" if a.overridden else ""),
+                a.checked or "undated",
+            )
             for a in cat.apis
-        ]  # fmt: skip
+        ]
     note = "\n(* = overridden in [calculator]; sources: --json)"
     return "\n".join(table(rows)) + note

@@ -83,10 +83,17 @@ class CustomApi:
 
     def as_api(self) -> Api:
         return Api(
-            slug=self.slug, name=self.name or self.slug, provider="custom", kind=self.kind,
-            input_per_mtok=self.input, output_per_mtok=self.output, checked=self.checked, source=self.source,
-            model=self.model, overridden=True,
-        )  # fmt: skip
+            slug=self.slug,
+            name=self.name or self.slug,
+            provider="custom",
+            kind=self.kind,
+            input_per_mtok=self.input,
+            output_per_mtok=self.output,
+            checked=self.checked,
+            source=self.source,
+            model=self.model,
+            overridden=True,
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -112,7 +119,11 @@ class CalculatorConfig:
 
 
 def calculator_config_from_dict(
-    data: Mapping[str, Any], *, file: str = "config.toml", base_dir: Path | None = None, source: Path | None = None
+    data: Mapping[str, Any],
+    *,
+    file: str = "config.toml",
+    base_dir: Path | None = None,
+    source: Path | None = None,
 ) -> CalculatorConfig:
     """Validate ``[calculator]`` of a parsed config document (other tables are left to their readers)."""
     check_top_level(data, file)
@@ -141,10 +152,14 @@ def _gpu_hourly(raw: Any, where: Where, cat: Catalog) -> dict[str, float]:
 
 def _api_prices(raw: Any, where: Where, cat: Catalog, extra: Mapping[str, CustomApi]) -> dict[str, ApiPrice]:
     if not isinstance(raw, dict):
-        raise where.error(None, f"expected a table of API slug = {{ input = ..., output = ... }}, got {show(raw)}")
+        raise where.error(
+            None, f"expected a table of API slug = {{ input = ..., output = ... }}, got {show(raw)}"
+        )
     out: dict[str, ApiPrice] = {}
     for key, value in raw.items():
-        slug = normalize(key) if normalize(key) in extra else _lookup(lambda k=key: cat.api(k), where, key).slug
+        slug = (
+            normalize(key) if normalize(key) in extra else _lookup(lambda k=key: cat.api(k), where, key).slug
+        )
         out[slug] = build_table(ApiPrice, value, where.at(f"[calculator.api_prices.{_key(key)}]"))
     return out
 
@@ -156,7 +171,9 @@ def _unique_custom(cfg: CalculatorConfig, where: Where, cat: Catalog) -> None:
         if api.slug in seen:
             raise at.error("slug", f"duplicate slug {show(api.slug)}")
         if cat.find_api(api.slug) is not None:
-            raise at.error("slug", f"{show(api.slug)} is already in the catalog: override it in [calculator.api_prices]")
+            raise at.error(
+                "slug", f"{show(api.slug)} is already in the catalog: override it in [calculator.api_prices]"
+            )
         if api.model is not None:
             _lookup(lambda m=api.model: cat.model(m), at, "model")
         seen.add(api.slug)
@@ -202,6 +219,11 @@ def find_calculator_config(explicit: str | os.PathLike[str] | None = None) -> Ca
 
 
 __all__ = [
-    "ApiPrice", "CalculatorConfig", "ConfigError", "CustomApi", "calculator_config_from_dict",
-    "find_calculator_config", "load_calculator_config",
-]  # fmt: skip
+    "ApiPrice",
+    "CalculatorConfig",
+    "ConfigError",
+    "CustomApi",
+    "calculator_config_from_dict",
+    "find_calculator_config",
+    "load_calculator_config",
+]

@@ -122,7 +122,12 @@ class VramResult:
     @property
     def free_per_gpu(self) -> int:
         """What is left when the budget is negative-clamped: never below zero."""
-        used = self.weights_per_gpu + self.overheads.total + max(self.kv_budget_per_gpu, 0) + self.reserved_per_gpu
+        used = (
+            self.weights_per_gpu
+            + self.overheads.total
+            + max(self.kv_budget_per_gpu, 0)
+            + self.reserved_per_gpu
+        )
         return max(self.memory_per_gpu - used, 0)
 
 
@@ -150,8 +155,10 @@ def activation_peak(model: ModelSpec, tp: int, batched_tokens: int = MAX_BATCHED
     qkv = t * (model.heads + 2 * model.kv_heads) * model.head_dim * 2 // tp
     width = model.intermediate or 0
     if model.moe is not None:
-        width = max(width if model.moe.moe_layers < model.layers else 0,
-                    model.moe.top_k * model.moe.expert_intermediate + model.moe.shared_intermediate)  # fmt: skip
+        width = max(
+            width if model.moe.moe_layers < model.layers else 0,
+            model.moe.top_k * model.moe.expert_intermediate + model.moe.shared_intermediate,
+        )
     mlp = 3 * t * width * 2 // tp
     logits = MAX_NUM_SEQS * model.vocab * 4 * 2
     return hidden + qkv + mlp + logits
@@ -172,16 +179,29 @@ def size(q: VramQuery, mode: Mode = "vllm") -> VramResult:
         memory = q.gpu.usable_bytes or q.gpu.nominal_bytes
         reserved = memory - math.ceil(memory * q.gpu_memory_utilization)
         weights_total, per_gpu = w.total, w.per_gpu(q.gpus, q.model.kv_heads)
-        over = Overheads(activation_peak(q.model, q.gpus, q.max_batched_tokens), NON_TORCH_BYTES, CUDAGRAPH_BYTES)
+        over = Overheads(
+            activation_peak(q.model, q.gpus, q.max_batched_tokens), NON_TORCH_BYTES, CUDAGRAPH_BYTES
+        )
         block = q.block_size or default_block_size(q.model)
     budget = memory - reserved - math.ceil(per_gpu) - over.total
-    return _result(q, mode, kv, w, memory, reserved, round(weights_total), math.ceil(per_gpu), over, budget, block)
+    return _result(
+        q, mode, kv, w, memory, reserved, round(weights_total), math.ceil(per_gpu), over, budget, block
+    )
 
 
 def _result(
-    q: VramQuery, mode: Mode, kv: KvLayout, w: Weights, memory: int, reserved: int, weights_total: int,
-    per_gpu: int, over: Overheads, budget: int, block: int | None,
-) -> VramResult:  # fmt: skip
+    q: VramQuery,
+    mode: Mode,
+    kv: KvLayout,
+    w: Weights,
+    memory: int,
+    reserved: int,
+    weights_total: int,
+    per_gpu: int,
+    over: Overheads,
+    budget: int,
+    block: int | None,
+) -> VramResult:
     seq = kv.seq_bytes_per_gpu(q.seq_len, block)
     blockers = tp_problems(q.model, q.gpus)
     limit = q.model.max_position
@@ -193,14 +213,26 @@ def _result(
     usable = max(budget, 0)
     fits = budget > 0 and seq <= budget and not blockers
     result = VramResult(
-        mode=mode, memory_per_gpu=memory, reserved_per_gpu=reserved, weights_bytes=weights_total,
-        weights_per_gpu=per_gpu, overheads=over, kv_budget_per_gpu=budget,
-        kv_bytes_per_token=kv.bytes_per_token, kv_bytes_per_token_per_gpu=kv.bytes_per_token_per_gpu,
-        kv_tokens=_kv_tokens(usable, kv.bytes_per_token_per_gpu, block), seq_len=q.seq_len,
-        seq_kv_per_gpu=seq, max_concurrent_seqs=usable // seq if seq else 0,
-        max_context_tokens=kv.max_seq_len(usable, block, limit), fits=fits, margin_per_gpu=budget - seq,
-        block_size=block, gpus=q.gpus, context_limit=limit,
-    )  # fmt: skip
+        mode=mode,
+        memory_per_gpu=memory,
+        reserved_per_gpu=reserved,
+        weights_bytes=weights_total,
+        weights_per_gpu=per_gpu,
+        overheads=over,
+        kv_budget_per_gpu=budget,
+        kv_bytes_per_token=kv.bytes_per_token,
+        kv_bytes_per_token_per_gpu=kv.bytes_per_token_per_gpu,
+        kv_tokens=_kv_tokens(usable, kv.bytes_per_token_per_gpu, block),
+        seq_len=q.seq_len,
+        seq_kv_per_gpu=seq,
+        max_concurrent_seqs=usable // seq if seq else 0,
+        max_context_tokens=kv.max_seq_len(usable, block, limit),
+        fits=fits,
+        margin_per_gpu=budget - seq,
+        block_size=block,
+        gpus=q.gpus,
+        context_limit=limit,
+    )
     return _with_warnings(result, q, kv, w, blockers)
 
 
@@ -253,10 +285,14 @@ def warnings_for(r: VramResult, q: VramQuery, kv: KvLayout, w: Weights) -> list[
     if q.kv_dtype == "fp8" and q.gpu.fp8_tflops is None:
         out.append(f"{q.gpu.name}: an FP8 KV cache saves memory but is computed in 16-bit")
     if r.mode == "vllm" and q.gpu.usable_bytes is None:
-        out.append(f"{q.gpu.name}: driver-reported memory not in the sources; using the nominal {q.gpu.memory_gb:g} GB")
+        out.append(
+            f"{q.gpu.name}: driver-reported memory not in the sources; using the nominal {q.gpu.memory_gb:g} GB"
+        )
     if r.mode == "flat":
-        out.append("rule of thumb: params × bytes + KV + ~7 GB per GPU, against the nominal memory; "
-                   "vLLM reserves more on large cards")
+        out.append(
+            "rule of thumb: params × bytes + KV + ~7 GB per GPU, against the nominal memory; "
+            "vLLM reserves more on large cards"
+        )
     if m.params.vision:
         out.append(f"includes the vision tower ({m.params.vision / 1e9:.2f} B parameters, 16-bit)")
     return out + list(m.warnings)

@@ -118,11 +118,15 @@ class CalcScreen(Screen[None]):
         self.config = config or CalculatorConfig()
         self.catalog: Catalog = self.config.catalog()
         self.form = Form(
-            model=self.config.model, gpu=self.config.gpu, quant="int4",
+            model=self.config.model,
+            gpu=self.config.gpu,
+            quant="int4",
             gpu_memory_utilization=f"{self.config.gpu_memory_utilization:g}",
-            ops_cost_per_month=f"{self.config.ops_cost_per_month:g}", input_share=f"{self.config.input_share:g}",
-            utilization=f"{self.config.utilization:g}", apis=tuple(self.config.compare_apis),
-        )  # fmt: skip
+            ops_cost_per_month=f"{self.config.ops_cost_per_month:g}",
+            input_share=f"{self.config.input_share:g}",
+            utilization=f"{self.config.utilization:g}",
+            apis=tuple(self.config.compare_apis),
+        )
         self.view: View | None = None
         self.error: str | None = None
         self.engines: dict[str, LiveEngine] = {}
@@ -167,26 +171,55 @@ class CalcScreen(Screen[None]):
     def _form_widgets(self) -> ComposeResult:
         cat, f = self.catalog, self.form
         yield Label("Model")
-        yield Select([(m.name, m.slug) for m in cat.models], value=cat.model(f.model).slug, allow_blank=False,
-                     id="model", compact=True)  # fmt: skip
+        yield Select(
+            [(m.name, m.slug) for m in cat.models],
+            value=cat.model(f.model).slug,
+            allow_blank=False,
+            id="model",
+            compact=True,
+        )
         yield from self._input("model-path")
         yield Label("GPU")
-        yield Select([(g.name, g.slug) for g in cat.gpus], value=cat.gpu(f.gpu).slug, allow_blank=False,
-                     id="gpu", compact=True)  # fmt: skip
+        yield Select(
+            [(g.name, g.slug) for g in cat.gpus],
+            value=cat.gpu(f.gpu).slug,
+            allow_blank=False,
+            id="gpu",
+            compact=True,
+        )
         yield from self._input("gpus")
         yield Label("Weights")
-        yield Select([("checkpoint's own", NATIVE), *((q, q) for q in QUANTS)], value=f.quant, allow_blank=False,
-                     id="quant", compact=True)  # fmt: skip
+        yield Select(
+            [("checkpoint's own", NATIVE), *((q, q) for q in QUANTS)],
+            value=f.quant,
+            allow_blank=False,
+            id="quant",
+            compact=True,
+        )
         yield Label("KV cache dtype")
         yield Select(
             [(k, k) for k in KV_DTYPES], value=f.kv_dtype, allow_blank=False, id="kv-dtype", compact=True
         )
         yield from self._input("seq-len")
         yield Label("Overhead mode (bars)")
-        yield Select([("vLLM-style: vLLM's own arithmetic", "vllm"), ("rule of thumb: params × bytes + KV + ~7 GB", "flat")],
-                     value=f.overhead, allow_blank=False, id="overhead", compact=True)  # fmt: skip
-        for key in ("gpu-memory-utilization", "gpu-hourly", "ops-cost-per-month", "input-share", "tokens-per-day",
-                    "utilization"):  # fmt: skip
+        yield Select(
+            [
+                ("vLLM-style: vLLM's own arithmetic", "vllm"),
+                ("rule of thumb: params × bytes + KV + ~7 GB", "flat"),
+            ],
+            value=f.overhead,
+            allow_blank=False,
+            id="overhead",
+            compact=True,
+        )
+        for key in (
+            "gpu-memory-utilization",
+            "gpu-hourly",
+            "ops-cost-per-month",
+            "input-share",
+            "tokens-per-day",
+            "utilization",
+        ):
             yield from self._input(key)
         yield Label("Compare against")
         yield SelectionList[str](

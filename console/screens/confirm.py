@@ -36,7 +36,14 @@ class ConfirmScreen(ModalScreen[bool]):
     ]
 
     def __init__(
-        self, verb: str, host: str, engine: str, model: str | None, kind: str | None = None, *, managed: bool = True
+        self,
+        verb: str,
+        host: str,
+        engine: str,
+        model: str | None,
+        kind: str | None = None,
+        *,
+        managed: bool = True,
     ) -> None:
         super().__init__()
         self.verb, self.host, self.engine, self.model, self.kind = verb, host, engine, model, kind
@@ -51,7 +58,11 @@ class ConfirmScreen(ModalScreen[bool]):
                 + f"\nmodel   {self.model or 'unknown'}",
                 id="confirm-target",
             )
-            what = WHAT_HAPPENS.get(self.verb, "") if self.managed else WATCHED_WHAT_HAPPENS.format(verb=self.verb)
+            what = (
+                WHAT_HAPPENS.get(self.verb, "")
+                if self.managed
+                else WATCHED_WHAT_HAPPENS.format(verb=self.verb)
+            )
             yield Static(what, id="confirm-what")
             with Horizontal(id="confirm-buttons"):
                 yield Button(f"{self.verb.capitalize()} (y)", variant="error", id="confirm-yes")
@@ -109,5 +120,8 @@ def action_progress(
         done = "ready again" if p.verb == "restart" else e.state
         return None, (f"{p.verb} {where}: {done}{pid}", "information")
     if now - p.since > FOLLOW_TIMEOUT_S:
-        return None, (f"{p.verb} {where}: still {e.state} {FOLLOW_TIMEOUT_S / 60:.0f} min after it was accepted", "warning")
+        return None, (
+            f"{p.verb} {where}: still {e.state} {FOLLOW_TIMEOUT_S / 60:.0f} min after it was accepted",
+            "warning",
+        )
     return p, None

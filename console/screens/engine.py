@@ -451,7 +451,9 @@ class EngineScreen(EngineActions, FleetStateScreen):
 def _root_cause_first(alerts: list[FleetAlert]) -> list[tuple[FleetAlert, int]]:
     """The engine's alerts grouped by fault: each cause (depth 0) followed by its consequences (depth ≥ 1)."""
     out: list[tuple[FleetAlert, int]] = []
-    for cause, below in group_items(alerts, lambda a: a.alert.code, lambda a: severity_rank(a.alert.severity)):
+    for cause, below in group_items(
+        alerts, lambda a: a.alert.code, lambda a: severity_rank(a.alert.severity)
+    ):
         out.append((cause, 0))
         out.extend((a, depth) for depth, a in below)
     return out

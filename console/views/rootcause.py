@@ -66,7 +66,9 @@ def parent_code(code: str, present: Sequence[str] | frozenset[str]) -> str | Non
     return next((c for c in CAUSED_BY.get(code, ()) if c != code and c in present), None)
 
 
-def group_items(items: Sequence[A], code_of: Callable[[A], str], rank_of: Callable[[A], int]) -> list[tuple[A, list[tuple[int, A]]]]:  # fmt: skip
+def group_items(
+    items: Sequence[A], code_of: Callable[[A], str], rank_of: Callable[[A], int]
+) -> list[tuple[A, list[tuple[int, A]]]]:
     """``group_alerts`` on anything with a code: [(cause, [(depth, consequence), ...]), ...].
 
     The first item of a code stands for that code (later items of the same code are dropped: one alert per

@@ -22,14 +22,18 @@ def load_snapshot(name: str = "full") -> HostSnapshot:
     return from_dict(json.loads((SNAPSHOTS / f"{name}.json").read_text()))
 
 
-def snap_at(seq: int, *, base: HostSnapshot | None = None, wall: float | None = None, host: str | None = None) -> HostSnapshot:
+def snap_at(
+    seq: int, *, base: HostSnapshot | None = None, wall: float | None = None, host: str | None = None
+) -> HostSnapshot:
     """The golden full snapshot renumbered: seq ``seq`` taken at T0 + seq (agent wall clock)."""
     s = base or load_snapshot()
     return replace(s, seq=seq, taken_at=rfc3339(T0 + seq if wall is None else wall), host=host or s.host)
 
 
 def cfg(*names: str, **kw: float) -> ConsoleConfig:
-    hosts = tuple(HostConfig(name=n, url=f"http://127.0.0.1:{9300 + i}") for i, n in enumerate(names or ("gpu01",)))
+    hosts = tuple(
+        HostConfig(name=n, url=f"http://127.0.0.1:{9300 + i}") for i, n in enumerate(names or ("gpu01",))
+    )
     return ConsoleConfig(hosts=hosts, **kw)
 
 

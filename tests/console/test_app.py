@@ -377,7 +377,10 @@ def test_an_accepted_action_is_followed_until_it_shows() -> None:
     p4, note = action_progress(p3, _engine("ready", 11), 3.0)
     assert p4 is None and note == ("restart h/e: ready again (pid 11)", "information")
     # a restart missed between two polls: the new pid is the evidence
-    assert action_progress(p, _engine("ready", 12), 1.0)[1] == ("restart h/e: ready again (pid 12)", "information")
+    assert action_progress(p, _engine("ready", 12), 1.0)[1] == (
+        "restart h/e: ready again (pid 12)",
+        "information",
+    )
     # a hung engine's restart: it was not ready to begin with
     hung = replace_pending(p, pid=10)
     step, _ = action_progress(hung, _engine("hung", 10), 1.0)
@@ -417,7 +420,9 @@ async def test_calculator_opens_fast_and_keeps_its_form() -> None:
             await asyncio.sleep(0.005)
         wall, used = time.monotonic() - started, time.process_time() - cpu
         print(f"calculator first frame: {wall * 1000:.0f} ms wall, {used * 1000:.0f} ms CPU")
-        assert wall < 6.0 and used < 2.5  # generous: a shared 2-core machine; it took ~1 s CPU restyling the fleet
+        assert (
+            wall < 6.0 and used < 2.5
+        )  # generous: a shared 2-core machine; it took ~1 s CPU restyling the fleet
         calc = app.screen
         calc.query_one("#gpus").value = "2"
         await pilot.press("1")

@@ -20,8 +20,13 @@ from tests.support.sshd import Sshd, skip_reason
 
 
 def test_engine_tunnel_forwards_to_the_engine_port_with_the_hosts_ssh_settings() -> None:
-    host = HostConfig(name="gpu01", url="http://127.0.0.1:9300", ssh="ops@gpu01", ssh_options=("-J", "bastion"),
-                      token_env="TOKEN")
+    host = HostConfig(
+        name="gpu01",
+        url="http://127.0.0.1:9300",
+        ssh="ops@gpu01",
+        ssh_options=("-J", "bastion"),
+        token_env="TOKEN",
+    )
     argv = ssh_argv("ssh", engine_tunnel_host(host, "llama", 8001), 5555)
     assert argv[:4] == ["ssh", "-N", "-L", "127.0.0.1:5555:127.0.0.1:8001"]
     assert argv[-4:] == ["-J", "bastion", "--", "ops@gpu01"]
@@ -30,8 +35,17 @@ def test_engine_tunnel_forwards_to_the_engine_port_with_the_hosts_ssh_settings()
 @pytest.mark.skipif(skip_reason() is not None, reason=skip_reason() or "")
 def test_fleet_engine_through_ssh(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     agent_port, engine_port = free_port(), free_port()
-    engines = [{"id": "e1", "kind": "vllm", "model": "sim-llama", "port": engine_port, "gpus": [0],
-                "command": sim("vllm"), "args": ["--tick-ms", "2"]}]
+    engines = [
+        {
+            "id": "e1",
+            "kind": "vllm",
+            "model": "sim-llama",
+            "port": engine_port,
+            "gpus": [0],
+            "command": sim("vllm"),
+            "args": ["--tick-ms", "2"],
+        }
+    ]
     tokens = write_tokens(tmp_path / "tokens", ops="operator")  # a fleet benchmark needs the operator role
     config = secure_config(tmp_path, agent_port, engines, agent={"tokens_file": str(tmp_path / "tokens")})
     agent = SecureAgent(config, agent_port, token=tokens["ops"])
@@ -43,11 +57,27 @@ def test_fleet_engine_through_ssh(tmp_path: Path, capsys: pytest.CaptureFixture[
     try:
         agent.wait("engine ready", lambda s: any(e["state"] == "ready" for e in s["engines"]), timeout=30)
         console = tmp_path / "console.toml"
-        console.write_text(f'[[console.hosts]]\nname = "h1"\nurl = "http://127.0.0.1:{agent_port}"\n'
-                           f"ssh = {json.dumps(sshd.target)}\nssh_options = {json.dumps(list(sshd.client_options))}\n"
-                           f'token_file = "{tmp_path / "ops.token"}"\n')
-        code = main(["bench", "h1/e1", "--config", str(console), "--quiet", "--json", "--max-requests", "4",
-                     "--input-len", "32", "--output-len", "4"])
+        console.write_text(
+            f'[[console.hosts]]\nname = "h1"\nurl = "http://127.0.0.1:{agent_port}"\n'
+            f"ssh = {json.dumps(sshd.target)}\nssh_options = {json.dumps(list(sshd.client_options))}\n"
+            f'token_file = "{tmp_path / "ops.token"}"\n'
+        )
+        code = main(
+            [
+                "bench",
+                "h1/e1",
+                "--config",
+                str(console),
+                "--quiet",
+                "--json",
+                "--max-requests",
+                "4",
+                "--input-len",
+                "32",
+                "--output-len",
+                "4",
+            ]
+        )
         out, err = capsys.readouterr()
         assert code == 0, err
         doc = json.loads(out)

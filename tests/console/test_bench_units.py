@@ -53,7 +53,10 @@ def test_events_crlf_completion_text_and_errors() -> None:
     with pytest.raises(_StreamError) as err:
         ev.feed(_sse({"error": {"message": "KV cache is full", "code": 500}}), 3.0)
     assert err.value.kind == "stream_error" and "KV cache is full" in str(err.value)
-    assert error_message(b'{"error": "Input validation error", "error_type": "validation"}') == "Input validation error"
+    assert (
+        error_message(b'{"error": "Input validation error", "error_type": "validation"}')
+        == "Input validation error"
+    )
     assert error_message(b'{"detail": "Not Found"}') == "Not Found"
 
 
@@ -69,23 +72,45 @@ def test_percentile_is_linear_interpolation() -> None:
     assert percentile(values, 50) == 2.5 and percentile(values, 90) == pytest.approx(3.7)
     assert percentile([5.0], 99) == 5.0
     d = distribution([1.0, 2.0, 3.0, 4.0])
-    assert d["mean"] == 2.5 and d["std"] == pytest.approx(1.118034, rel=1e-6) and d["p99"] == pytest.approx(3.97)
+    assert (
+        d["mean"] == 2.5 and d["std"] == pytest.approx(1.118034, rel=1e-6) and d["p99"] == pytest.approx(3.97)
+    )
     assert distribution([]) == dict.fromkeys(["mean", "median", "std", "p50", "p90", "p95", "p99"])
 
 
-def _rec(i: int, start: float, end: float, ok: bool = True, ttft: float = 0.1, out: int = 4, err: str | None = None):
-    return RequestRecord(i, start, 10, end=end, ok=ok, error=err, ttft=ttft if ok else None,
-                         itl=[0.05] * (out - 1) if ok else [], prompt_tokens=10 if ok else None,
-                         output_tokens=out if ok else None, usage=ok)
+def _rec(
+    i: int, start: float, end: float, ok: bool = True, ttft: float = 0.1, out: int = 4, err: str | None = None
+):
+    return RequestRecord(
+        i,
+        start,
+        10,
+        end=end,
+        ok=ok,
+        error=err,
+        ttft=ttft if ok else None,
+        itl=[0.05] * (out - 1) if ok else [],
+        prompt_tokens=10 if ok else None,
+        output_tokens=out if ok else None,
+        usage=ok,
+    )
 
 
 def test_summarize_uses_vllm_keys_and_nulls_what_is_missing() -> None:
-    recs = [_rec(0, 0.0, 1.0), _rec(1, 0.5, 1.5), _rec(2, 1.0, 2.0, ok=False, err="http_503"),
-            _rec(3, 1.2, 2.0, ok=False, err="cancelled")]
+    recs = [
+        _rec(0, 0.0, 1.0),
+        _rec(1, 0.5, 1.5),
+        _rec(2, 1.0, 2.0, ok=False, err="http_503"),
+        _rec(3, 1.2, 2.0, ok=False, err="cancelled"),
+    ]
     s = summarize(Outcome(recs, 0.0, 2.0, "interrupt", 0.1), good=lambda r: r.index == 0)
     assert (s["completed"], s["failed"], s["incomplete"]) == (2, 1, 1)
     assert s["duration"] == 2.0 and s["request_throughput"] == 1.0 and s["request_goodput"] == 0.5
-    assert s["total_output_tokens"] == 8 and s["output_throughput"] == 4.0 and s["total_token_throughput"] == 14.0
+    assert (
+        s["total_output_tokens"] == 8
+        and s["output_throughput"] == 4.0
+        and s["total_token_throughput"] == 14.0
+    )
     assert s["max_concurrent_requests"] == s["peak_concurrency"] == 3
     assert s["mean_ttft_ms"] == pytest.approx(100.0) and s["p99_itl_ms"] == pytest.approx(50.0)
     assert s["mean_tpot_ms"] == pytest.approx((1.0 - 0.1) / 3 * 1000)
@@ -101,9 +126,19 @@ def test_peak_concurrency_counts_overlaps() -> None:
 
 def test_slo_parsing_and_verdicts() -> None:
     objectives = parse_slo("ttft_p99=0.5, tpot_p99=0.05,itl_mean=0.1")
-    assert [(o.metric, o.stat, o.limit_s, o.key) for o in objectives][0] == ("ttft", "p99", 0.5, "p99_ttft_ms")
-    for bad, words in (("ttfb_p99=1", "unknown metric 'ttfb_p99'"), ("ttft_p99", "NAME=SECONDS"),
-                       ("ttft_p99=-1", "positive"), ("ttft_p99=abc", "not a number"), ("", "at least one")):
+    assert [(o.metric, o.stat, o.limit_s, o.key) for o in objectives][0] == (
+        "ttft",
+        "p99",
+        0.5,
+        "p99_ttft_ms",
+    )
+    for bad, words in (
+        ("ttfb_p99=1", "unknown metric 'ttfb_p99'"),
+        ("ttft_p99", "NAME=SECONDS"),
+        ("ttft_p99=-1", "positive"),
+        ("ttft_p99=abc", "not a number"),
+        ("", "at least one"),
+    ):
         with pytest.raises(SloError, match=words):
             parse_slo(bad)
     run = {"completed": 99, "failed": 1, "p99_ttft_ms": 400.0, "p99_tpot_ms": 60.0, "mean_itl_ms": 20.0}
@@ -138,8 +173,11 @@ def test_rate_search_brackets_the_threshold() -> None:
 
 def test_shape_checks() -> None:
     check_shape(Shape(concurrency=4))
-    for shape, words in ((Shape(concurrency=0), "--concurrency"), (Shape(rate=0.0), "--rate"),
-                         (Shape(rate=1.0, burstiness=0.0), "--burstiness")):
+    for shape, words in (
+        (Shape(concurrency=0), "--concurrency"),
+        (Shape(rate=0.0), "--rate"),
+        (Shape(rate=1.0, burstiness=0.0), "--burstiness"),
+    ):
         with pytest.raises(ValueError, match=words):
             check_shape(shape)
 
@@ -157,7 +195,9 @@ def test_random_prompts_are_unique_and_sized() -> None:
 
 
 def test_prefix_repetition_shares_whole_cache_blocks() -> None:
-    spec = WorkloadSpec("prefix-repetition", prefix_count=2, prefix_len=64, suffix_len=32, output_len=4, seed=5)
+    spec = WorkloadSpec(
+        "prefix-repetition", prefix_count=2, prefix_len=64, suffix_len=32, output_len=4, seed=5
+    )
     source = Prompts(spec)
     prompts = [next(source) for _ in range(30)]
     by_prefix: dict[str, list[str]] = {}
@@ -173,14 +213,25 @@ def test_prefix_repetition_shares_whole_cache_blocks() -> None:
 
 def test_jsonl_prompts_and_line_numbered_errors(tmp_path: Path) -> None:
     good = tmp_path / "p.jsonl"
-    good.write_text('{"prompt": "hello"}\n\n{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}\n')
+    good.write_text(
+        '{"prompt": "hello"}\n\n{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}\n'
+    )
     p = Prompts(WorkloadSpec("jsonl", path=str(good), output_len=9))
     a, b, c = next(p), next(p), next(p)
-    assert (a.text, a.output_len, b.messages[0]["content"], b.output_len, c.text) == ("hello", 9, "hi", 5, "hello")
-    for content, words in (('{"prompt": "ok"}\n{"prompt": \n', "line 2: not JSON"),
-                           ('["x"]\n', "line 1: expected an object"),
-                           ('{"prompt": "x", "messages": []}\n', "exactly one"),
-                           ('{"prompt": "x", "max_tokens": 0}\n', "max_tokens"), ("\n\n", "no prompts")):
+    assert (a.text, a.output_len, b.messages[0]["content"], b.output_len, c.text) == (
+        "hello",
+        9,
+        "hi",
+        5,
+        "hello",
+    )
+    for content, words in (
+        ('{"prompt": "ok"}\n{"prompt": \n', "line 2: not JSON"),
+        ('["x"]\n', "line 1: expected an object"),
+        ('{"prompt": "x", "messages": []}\n', "exactly one"),
+        ('{"prompt": "x", "max_tokens": 0}\n', "max_tokens"),
+        ("\n\n", "no prompts"),
+    ):
         bad = tmp_path / "bad.jsonl"
         bad.write_text(content)
         with pytest.raises(WorkloadError, match=words):
@@ -206,12 +257,31 @@ def test_text_maker_exact_length() -> None:
 
 
 def _doc(**over) -> dict:
-    run = {"load": Shape(concurrency=2).describe(), "completed": 10, "failed": 0, "request_throughput": 5.0,
-           "output_throughput": 50.0, "total_token_throughput": 150.0, "total_input_tokens": 200,
-           "total_output_tokens": 100, "p99_ttft_ms": 100.0, "engine_metrics": {"prefix_cache_hit_rate": 0.5}}
+    run = {
+        "load": Shape(concurrency=2).describe(),
+        "completed": 10,
+        "failed": 0,
+        "request_throughput": 5.0,
+        "output_throughput": 50.0,
+        "total_token_throughput": 150.0,
+        "total_input_tokens": 200,
+        "total_output_tokens": 100,
+        "p99_ttft_ms": 100.0,
+        "engine_metrics": {"prefix_cache_hit_rate": 0.5},
+    }
     run.update(over)
-    return results.build(mode="single", target={"target": "http://x"}, model="m", endpoint="completions",
-                         workload={"kind": "random"}, bounds={}, slo=None, runs=[run], gpus=2, interrupted=False)
+    return results.build(
+        mode="single",
+        target={"target": "http://x"},
+        model="m",
+        endpoint="completions",
+        workload={"kind": "random"},
+        bounds={},
+        slo=None,
+        runs=[run],
+        gpus=2,
+        interrupted=False,
+    )
 
 
 def test_result_document_and_sustained_per_gpu() -> None:
@@ -229,16 +299,22 @@ def test_result_loading_refuses_other_schemas(tmp_path: Path) -> None:
     path = tmp_path / "r.json"
     path.write_text(results.dumps(_doc()))
     assert results.load(str(path))["model"] == "m"
-    for content, words in (('{"schema": "llmconsole.status/1", "runs": []}', "not a llmconsole.bench result"),
-                           ('{"duration": 3.0, "completed": 4}', "no schema key"),
-                           ("not json", "is not JSON"), ("[1, 2]", "not a benchmark result")):
+    for content, words in (
+        ('{"schema": "llmconsole.status/1", "runs": []}', "not a llmconsole.bench result"),
+        ('{"duration": 3.0, "completed": 4}', "no schema key"),
+        ("not json", "is not JSON"),
+        ("[1, 2]", "not a benchmark result"),
+    ):
         path.write_text(content)
         with pytest.raises(results.ResultError, match=words):
             results.load(str(path))
 
 
 def test_compare_ratios() -> None:
-    a, b = _doc(), _doc(request_throughput=7.5, p99_ttft_ms=50.0, engine_metrics={"prefix_cache_hit_rate": 0.9})
+    a, b = (
+        _doc(),
+        _doc(request_throughput=7.5, p99_ttft_ms=50.0, engine_metrics={"prefix_cache_hit_rate": 0.9}),
+    )
     rows = {r["key"]: r for r in results.compare_rows(a, b)}
     assert rows["request_throughput"]["ratio"] == 1.5 and rows["p99_ttft_ms"]["ratio"] == 0.5
     assert rows["prefix_cache_hit_rate"]["ratio"] == pytest.approx(1.8)

@@ -30,7 +30,16 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     tmp = tmp_path_factory.mktemp("bundle-cli")
     tokens = write_tokens(tmp / "tokens", ops="operator")
     port = free_port()
-    engines = [{"id": "e1", "kind": "vllm", "model": "sim-a", "port": free_port(), "command": sim("vllm"), "args": ["--load", "2"]}]
+    engines = [
+        {
+            "id": "e1",
+            "kind": "vllm",
+            "model": "sim-a",
+            "port": free_port(),
+            "command": sim("vllm"),
+            "args": ["--load", "2"],
+        }
+    ]
     config = write_config(tmp, port, engines, agent={"tokens_file": str(tmp / "tokens"), "host": AGENT_HOST})
     agent = SecureAgent(config, port, token=tokens["ops"])
     sshd = Sshd(tmp) if skip_reason() is None else None
@@ -52,7 +61,13 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
             lines += ["[[console.hosts]]"] + [f"{k} = {toml_value(v)}" for k, v in h.items()] + [""]
         console = tmp / "console.toml"
         console.write_text("\n".join(lines))
-        yield {"tmp": tmp, "config": console, "token": tokens["ops"], "ssh": sshd is not None, "user": sshd and sshd.user}
+        yield {
+            "tmp": tmp,
+            "config": console,
+            "token": tokens["ops"],
+            "ssh": sshd is not None,
+            "user": sshd and sshd.user,
+        }
     finally:
         if sshd is not None:
             sshd.kill()
@@ -61,14 +76,33 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
 
 def _cli(*args: str, cwd: Path, timeout: float = 90) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "console.cli", "bundle", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "console.cli", "bundle", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_partial_masked_bundle_over_the_consoles_routes(fleet: dict) -> None:
     tmp, out = fleet["tmp"], fleet["tmp"] / "incident.tar.gz"
-    got = _cli("--all", "--config", str(fleet["config"]), "--since", "2m", "--reason", "INC-7 gpu-a stalls",
-               "-o", str(out), "--mask-hosts", "--timeout", "60", cwd=tmp)  # fmt: skip
+    got = _cli(
+        "--all",
+        "--config",
+        str(fleet["config"]),
+        "--since",
+        "2m",
+        "--reason",
+        "INC-7 gpu-a stalls",
+        "-o",
+        str(out),
+        "--mask-hosts",
+        "--timeout",
+        "60",
+        cwd=tmp,
+    )
     assert got.returncode == 1, got.stderr  # partial: gpu-b is down
     assert "bundle written:" in got.stdout and "missing:" in got.stdout and "Traceback" not in got.stderr
     assert "gpu-b" in got.stdout  # the operator's own terminal names the host; the bundle does not
@@ -81,20 +115,29 @@ def test_partial_masked_bundle_over_the_consoles_routes(fleet: dict) -> None:
     assert set(hosts) == {"collected", "missing"}
     done, down = hosts["collected"], hosts["missing"]
     assert done["name"] == "host-1" and done["dir"] == "hosts/host-1" and done["actor"] == "ops"
-    assert down["name"] == "host-2" and "unreachable" in down["error"] and "connection refused" in down["error"]
-    assert done["route"] == (f"ssh {fleet['user']}@127.0.0.1" if fleet["ssh"] else "direct") and down["route"] == "direct"
+    assert (
+        down["name"] == "host-2" and "unreachable" in down["error"] and "connection refused" in down["error"]
+    )
+    assert (
+        done["route"] == (f"ssh {fleet['user']}@127.0.0.1" if fleet["ssh"] else "direct")
+        and down["route"] == "direct"
+    )
     assert any(x["host"] == "host-2" and x["what"].startswith("everything") for x in m["missing"])
     assert m["redaction"]["host_names_masked"] is True
     files = verdict.members
     assert f"{done['dir']}/snapshots.jsonl" in files and f"{done['dir']}/engines/e1/engine.json" in files
     snaps = [json.loads(x) for x in files[f"{done['dir']}/snapshots.jsonl"].decode().splitlines()]
-    assert snaps and all(s["host"] == "host-3" for s in snaps)  # the name the agent reports has its own placeholder
+    assert snaps and all(
+        s["host"] == "host-3" for s in snaps
+    )  # the name the agent reports has its own placeholder
     mapping = json.loads(Path(str(out) + ".hostmap.json").read_text())["mapping"]
     assert {"gpu-a": "host-1", "gpu-b": "host-2", AGENT_HOST: "host-3"}.items() <= mapping.items()
     assert Path(str(out) + ".hostmap.json").stat().st_mode & 0o777 == 0o600
     assert not any("hostmap" in p for p in files)
     names = ["gpu-a", "gpu-b", AGENT_HOST, "gpu-a.internal", os.uname().nodename]
-    pattern = re.compile(rb"(?<![\w-])(?:" + b"|".join(re.escape(n.encode()) for n in names) + rb")(?![\w-])", re.I)
+    pattern = re.compile(
+        rb"(?<![\w-])(?:" + b"|".join(re.escape(n.encode()) for n in names) + rb")(?![\w-])", re.I
+    )
     leaks = [(p, pattern.search(d).group()) for p, d in files.items() if pattern.search(d)]
     assert leaks == []
     assert not any(fleet["token"].encode() in d for d in files.values())
@@ -103,7 +146,9 @@ def test_partial_masked_bundle_over_the_consoles_routes(fleet: dict) -> None:
 def test_verify_accepts_a_good_bundle_and_names_the_first_bad_file(fleet: dict) -> None:
     tmp = fleet["tmp"]
     out = tmp / "good.tar.gz"
-    got = _cli("gpu-a", "--config", str(fleet["config"]), "--since", "60", "--engine", "e1", "-o", str(out), cwd=tmp)
+    got = _cli(
+        "gpu-a", "--config", str(fleet["config"]), "--since", "60", "--engine", "e1", "-o", str(out), cwd=tmp
+    )
     assert got.returncode == 0, got.stdout + got.stderr
     assert "hosts collected: gpu-a" in got.stdout
     ok = _cli("verify", str(out), cwd=tmp)
@@ -166,7 +211,9 @@ async def test_the_consoles_size_and_time_caps_have_clear_messages(fleet: dict) 
     assert slow[0].error == "no bundle within 0.01 s (the console's time cap, --timeout)"
 
 
-def test_a_replay_source_reads_hosts_and_snapshots_in_order_and_refuses_a_tampered_bundle(fleet: dict) -> None:
+def test_a_replay_source_reads_hosts_and_snapshots_in_order_and_refuses_a_tampered_bundle(
+    fleet: dict,
+) -> None:
     from agents.bundle_files import BundleError
     from console.bundle_read import load_bundle
 
@@ -176,9 +223,15 @@ def test_a_replay_source_reads_hosts_and_snapshots_in_order_and_refuses_a_tamper
     assert got.returncode == 1, got.stderr  # gpu-b is down
     loaded = load_bundle(out)
     hosts = {h.name: h for h in loaded.hosts}
-    assert hosts["gpu-b"].status == "missing" and "unreachable" in hosts["gpu-b"].error and not hosts["gpu-b"].snapshots
+    assert (
+        hosts["gpu-b"].status == "missing"
+        and "unreachable" in hosts["gpu-b"].error
+        and not hosts["gpu-b"].snapshots
+    )
     a = hosts["gpu-a"]
-    assert a.status == "collected" and len(a.snapshots) >= 2 and all(s.host == AGENT_HOST for s in a.snapshots)
+    assert (
+        a.status == "collected" and len(a.snapshots) >= 2 and all(s.host == AGENT_HOST for s in a.snapshots)
+    )
     assert [s.seq for s in a.snapshots] == sorted(s.seq for s in a.snapshots)
     assert [s.taken_at for s in a.snapshots] == sorted(s.taken_at for s in a.snapshots)
     assert "e1" in a.logs and a.logs["e1"]

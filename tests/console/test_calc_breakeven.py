@@ -65,9 +65,11 @@ def test_month_is_730_hours() -> None:
 
 
 def test_ten_thousand_a_month_on_frontier_apis() -> None:
-    """">$10K/month on frontier APIs" is $333/day: ~30M tokens/day at Opus-4.5+ pricing, 5.6x one A100."""
+    """ ">$10K/month on frontier APIs" is $333/day: ~30M tokens/day at Opus-4.5+ pricing, 5.6x one A100."""
     per_day = 10_000 / (730 / 24)
-    assert per_day == pytest.approx(328.8, abs=0.1)  # with the 730-hour month (the research rounds to 30 days)
+    assert per_day == pytest.approx(
+        328.8, abs=0.1
+    )  # with the 730-hour month (the research rounds to 30 days)
     tokens = 10_000 / (730 / 24) / (11 / 1e6)
     b = be(5, 25, tokens_per_day=tokens)
     assert b.monthly_cost_api == pytest.approx(10_000)
@@ -141,7 +143,14 @@ def test_helpers() -> None:
 def test_self_host_curve_steps_per_deployment() -> None:
     q = BreakevenQuery(2.5, 1, 0, 0, capacity_tokens_per_day=10e6)
     pts = self_host_curve(q, 25e6)
-    assert pts == [(0.0, 1825.0), (10e6, 1825.0), (10e6, 3650.0), (20e6, 3650.0), (20e6, 5475.0), (25e6, 5475.0)]
+    assert pts == [
+        (0.0, 1825.0),
+        (10e6, 1825.0),
+        (10e6, 3650.0),
+        (20e6, 3650.0),
+        (20e6, 5475.0),
+        (25e6, 5475.0),
+    ]
     assert self_host_curve(BreakevenQuery(2.5, 1, 0, 0), 5e6) == [(0.0, 1825.0), (5e6, 1825.0)]
     assert self_host_curve(BreakevenQuery(2.5, 1, 0, 0, capacity_tokens_per_day=0.0), 5e6) == []
     line = api_curve(11.0, 10e6)

@@ -92,7 +92,9 @@ def test_more_gpus_serve_more() -> None:
     assert four > two > 0
 
 
-@pytest.mark.parametrize(("field", "value"), [("input_share", 1.5), ("utilization", 0.0), ("utilization", 2.0)])
+@pytest.mark.parametrize(
+    ("field", "value"), [("input_share", 1.5), ("utilization", 0.0), ("utilization", 2.0)]
+)
 def test_bad_values(field: str, value: float) -> None:
     with pytest.raises(CalcError):
         estimate(CapacityQuery(L70, CAT.gpu("a100-80gb"), **{field: value}))

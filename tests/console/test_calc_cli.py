@@ -38,15 +38,42 @@ def run_json(capsys: pytest.CaptureFixture[str], *argv: str, code: int = 0) -> d
     return json.loads(out)
 
 
-VRAM_KEYS = {"weights_bytes", "kv_bytes_per_token", "kv_budget_bytes", "kv_tokens", "max_concurrent_seqs",
-             "max_context_tokens", "fits", "warnings"}  # fmt: skip
-BREAKEVEN_KEYS = {"self_host_cost_per_day", "api_blended_per_mtok", "break_even_tokens_per_day",
-                  "capacity_tokens_per_day", "reachable", "monthly_cost_self_host", "monthly_cost_api"}  # fmt: skip
+VRAM_KEYS = {
+    "weights_bytes",
+    "kv_bytes_per_token",
+    "kv_budget_bytes",
+    "kv_tokens",
+    "max_concurrent_seqs",
+    "max_context_tokens",
+    "fits",
+    "warnings",
+}
+BREAKEVEN_KEYS = {
+    "self_host_cost_per_day",
+    "api_blended_per_mtok",
+    "break_even_tokens_per_day",
+    "capacity_tokens_per_day",
+    "reachable",
+    "monthly_cost_self_host",
+    "monthly_cost_api",
+}
 
 
 def test_vram_json_int4_on_a100(capsys: pytest.CaptureFixture[str]) -> None:
-    d = run_json(capsys, "vram", "--model", "llama-3.3-70b", "--gpu", "a100-80gb", "--gpus", "1", "--quant", "int4",
-                 "--gpu-memory-utilization", "0.9")  # fmt: skip
+    d = run_json(
+        capsys,
+        "vram",
+        "--model",
+        "llama-3.3-70b",
+        "--gpu",
+        "a100-80gb",
+        "--gpus",
+        "1",
+        "--quant",
+        "int4",
+        "--gpu-memory-utilization",
+        "0.9",
+    )
     assert d.keys() >= VRAM_KEYS
     assert d["fits"] is True and d["overhead"] == "vllm" and d["quant"] == "int4"
     assert d["weights_bytes"] / 1e9 == pytest.approx(39.8, abs=0.05)
@@ -61,8 +88,19 @@ def test_vram_json_int4_on_a100(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_vram_example_does_not_fit_and_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
-    d = run_json(capsys, "vram", "--model", "Llama 3.3 70B Instruct", "--gpu", "NVIDIA A100-SXM4-80GB",
-                 "--quant", "bf16", "--overhead", "flat", code=1)  # fmt: skip
+    d = run_json(
+        capsys,
+        "vram",
+        "--model",
+        "Llama 3.3 70B Instruct",
+        "--gpu",
+        "NVIDIA A100-SXM4-80GB",
+        "--quant",
+        "bf16",
+        "--overhead",
+        "flat",
+        code=1,
+    )
     assert d["fits"] is False and d["verdict"] == "does-not-fit"
     assert d["weights_bytes"] / 1e9 == pytest.approx(141.1, abs=0.05)
     assert d["kv_tokens"] == 0 and d["max_concurrent_seqs"] == 0 and d["max_context_tokens"] == 0
@@ -75,8 +113,18 @@ def test_vram_local_config_and_native_format(capsys: pytest.CaptureFixture[str])
     assert d["quant"] == "mxfp4" and d["fits"] is True
     assert d["kv_bytes_per_token"] == 73_728
     assert any("MoE VRAM trap" in w for w in d["warnings"])
-    d = run_json(capsys, "vram", "--model", str(HF / "DeepSeek-V3" / "config.json"), "--gpu", "h200", "--gpus", "8",
-                 "--kv-dtype", "fp8")  # fmt: skip
+    d = run_json(
+        capsys,
+        "vram",
+        "--model",
+        str(HF / "DeepSeek-V3" / "config.json"),
+        "--gpu",
+        "h200",
+        "--gpus",
+        "8",
+        "--kv-dtype",
+        "fp8",
+    )
     assert d["kv_bytes_per_token"] == 35_136 and d["block_size"] == 64 and d["quant"] == "fp8"
 
 
@@ -99,8 +147,26 @@ def test_breakeven_claim_a(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_breakeven_claim_b_unreachable(capsys: pytest.CaptureFixture[str]) -> None:
-    d = run_json(capsys, "breakeven", "--gpu-hourly", "2.50", "--gpus", "1", "--price-in", "0.5", "--price-out",
-                 "0.5", "--model", "llama-3.3-70b", "--gpu", "a100-80gb", "--quant", "int4", "--tokens-per-day", "150e6")  # fmt: skip
+    d = run_json(
+        capsys,
+        "breakeven",
+        "--gpu-hourly",
+        "2.50",
+        "--gpus",
+        "1",
+        "--price-in",
+        "0.5",
+        "--price-out",
+        "0.5",
+        "--model",
+        "llama-3.3-70b",
+        "--gpu",
+        "a100-80gb",
+        "--quant",
+        "int4",
+        "--tokens-per-day",
+        "150e6",
+    )
     assert d["break_even_tokens_per_day"] == pytest.approx(120e6)
     assert 75e6 <= d["capacity_tokens_per_day"] <= 110e6
     assert d["reachable"] is False
@@ -111,39 +177,102 @@ def test_breakeven_claim_b_unreachable(capsys: pytest.CaptureFixture[str]) -> No
 
 
 def test_breakeven_seed_scenario_does_not_fit(capsys: pytest.CaptureFixture[str]) -> None:
-    d = run_json(capsys, "breakeven", "--gpu-hourly", "2.5", "--api", "together-llama-3.3-70b",
-                 "--model", "llama-3.3-70b", "--gpu", "a100-80gb", "--quant", "bf16")  # fmt: skip
+    d = run_json(
+        capsys,
+        "breakeven",
+        "--gpu-hourly",
+        "2.5",
+        "--api",
+        "together-llama-3.3-70b",
+        "--model",
+        "llama-3.3-70b",
+        "--gpu",
+        "a100-80gb",
+        "--quant",
+        "bf16",
+    )
     assert d["capacity_tokens_per_day"] == 0 and d["reachable"] is False and d["capacity"]["fits"] is False
 
 
 def test_breakeven_text(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "breakeven", "--gpu-hourly", "2.5", "--api", "claude-opus-4.5",
-                       "--model", "llama-3.3-70b", "--gpu", "a100-80gb", "--quant", "int4", "--tokens-per-day", "10M")  # fmt: skip
+    code, out, _ = run(
+        capsys,
+        "breakeven",
+        "--gpu-hourly",
+        "2.5",
+        "--api",
+        "claude-opus-4.5",
+        "--model",
+        "llama-3.3-70b",
+        "--gpu",
+        "a100-80gb",
+        "--quant",
+        "int4",
+        "--tokens-per-day",
+        "10M",
+    )
     assert code == 2  # "10M" is not a number for argparse: one line, exit 2
-    code, out, _ = run(capsys, "breakeven", "--gpu-hourly", "2.5", "--api", "claude-opus-4.5",
-                       "--model", "llama-3.3-70b", "--gpu", "a100-80gb", "--quant", "int4", "--tokens-per-day", "1e7")  # fmt: skip
+    code, out, _ = run(
+        capsys,
+        "breakeven",
+        "--gpu-hourly",
+        "2.5",
+        "--api",
+        "claude-opus-4.5",
+        "--model",
+        "llama-3.3-70b",
+        "--gpu",
+        "a100-80gb",
+        "--quant",
+        "int4",
+        "--tokens-per-day",
+        "1e7",
+    )
     assert code == 0
     assert "break-even  5.45M tokens/day" in out
     assert "reachable   yes" in out
     assert "self-hosting is cheaper" in out
 
 
-def test_breakeven_gpu_price_from_catalog_and_config(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_breakeven_gpu_price_from_catalog_and_config(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     d = run_json(capsys, "breakeven", "--gpu", "h100-80gb", "--model", "llama-3.1-8b", "--api", "gpt-5")
     assert d["gpu_hourly"] == 2.69
     cfg = tmp_path / "calc.toml"
-    cfg.write_text('[calculator]\nops_cost_per_month = 730\ninput_share = 0.5\n[calculator.gpu_hourly]\nh100-80gb = 2.0\n'
-                   '[calculator.api_prices]\ngpt-5 = { input = 1, output = 3 }\n')  # fmt: skip
-    d = run_json(capsys, "breakeven", "--gpu", "h100-80gb", "--model", "llama-3.1-8b", "--api", "gpt-5", "--config", str(cfg))
+    cfg.write_text(
+        "[calculator]\nops_cost_per_month = 730\ninput_share = 0.5\n[calculator.gpu_hourly]\nh100-80gb = 2.0\n"
+        "[calculator.api_prices]\ngpt-5 = { input = 1, output = 3 }\n"
+    )
+    d = run_json(
+        capsys,
+        "breakeven",
+        "--gpu",
+        "h100-80gb",
+        "--model",
+        "llama-3.1-8b",
+        "--api",
+        "gpt-5",
+        "--config",
+        str(cfg),
+    )
     assert d["gpu_hourly"] == 2.0 and d["input_share"] == 0.5
     assert d["api_blended_per_mtok"] == pytest.approx(2.0)
     assert d["self_host_cost_per_day"] == pytest.approx(2.0 * 24 + 730 / (730 / 24))
     # the top-level option works too: `llmconsole --config X calc ...`
-    assert main(["--config", str(cfg), "calc", "breakeven", "--gpu", "h100-80gb", "--api", "gpt-5", "--json"]) == 0
+    assert (
+        main(["--config", str(cfg), "calc", "breakeven", "--gpu", "h100-80gb", "--api", "gpt-5", "--json"])
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["gpu_hourly"] == 2.0
     # ./config.toml is found without --config
     (tmp_path / "config.toml").write_text(cfg.read_text())
-    assert run_json(capsys, "breakeven", "--gpu", "h100-80gb", "--api", "gpt-5", "--model", "llama-3.1-8b")["gpu_hourly"] == 2.0
+    assert (
+        run_json(capsys, "breakeven", "--gpu", "h100-80gb", "--api", "gpt-5", "--model", "llama-3.1-8b")[
+            "gpu_hourly"
+        ]
+        == 2.0
+    )
 
 
 @pytest.mark.parametrize("kind", ["models", "gpus", "apis"])
@@ -161,8 +290,20 @@ def test_catalog_listings(capsys: pytest.CaptureFixture[str], kind: str) -> None
 def test_two_columns_that_disagree_are_explained(capsys: pytest.CaptureFixture[str]) -> None:
     """2 × A100 80GB, BF16, 32K: vLLM-style fits by a hair, the rule of thumb does not; the text says which
     column is the verdict (the *), what each column is, and why they differ."""
-    code, out, err = run(capsys, "vram", "--model", "llama-3.3-70b", "--gpu", "a100-80gb", "--gpus", "2",
-                         "--quant", "bf16", "--seq-len", "32768")  # fmt: skip
+    code, out, err = run(
+        capsys,
+        "vram",
+        "--model",
+        "llama-3.3-70b",
+        "--gpu",
+        "a100-80gb",
+        "--gpus",
+        "2",
+        "--quant",
+        "bf16",
+        "--seq-len",
+        "32768",
+    )
     assert code == 0 and err == ""
     verdict = next(line for line in out.splitlines() if line.startswith("verdict"))
     assert "FITS (+0.66 GiB/GPU to spare)" in verdict and "DOES NOT FIT (short 2.92 GB/GPU)" in verdict
@@ -174,8 +315,22 @@ def test_two_columns_that_disagree_are_explained(capsys: pytest.CaptureFixture[s
     assert sum(float(rows[p]) for p in parts) == pytest.approx(float(rows["memory per GPU"]), abs=0.02)
     assert float(rows["KV spare per GPU"]) == pytest.approx(0.66, abs=0.005)
     # the other column as the verdict: exit 1, and the star moves
-    code, out, _ = run(capsys, "vram", "--model", "llama-3.3-70b", "--gpu", "a100-80gb", "--gpus", "2",
-                       "--quant", "bf16", "--seq-len", "32768", "--overhead", "flat")  # fmt: skip
+    code, out, _ = run(
+        capsys,
+        "vram",
+        "--model",
+        "llama-3.3-70b",
+        "--gpu",
+        "a100-80gb",
+        "--gpus",
+        "2",
+        "--quant",
+        "bf16",
+        "--seq-len",
+        "32768",
+        "--overhead",
+        "flat",
+    )
     assert code == 1 and "rule of thumb (GB) *" in out
 
 
@@ -202,7 +357,9 @@ def _short_context_model(tmp_path: Path, context: int) -> Path:
     return path
 
 
-def test_sequence_longer_than_the_context_is_its_own_verdict(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_sequence_longer_than_the_context_is_its_own_verdict(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     model = str(_short_context_model(tmp_path, 2048))
     # no --seq-len: the model's context (2,048), not 8,192
     d = run_json(capsys, "vram", "--model", model, "--gpu", "h100-80gb")
@@ -226,37 +383,99 @@ def test_vram_help_documents_the_exit_codes(capsys: pytest.CaptureFixture[str]) 
 
 
 BAD = [
-    (["vram", "--model", "llama-3.3-7b", "--gpu", "a100-80gb"], "unknown model 'llama-3.3-7b' (closest: llama-3.3-70b"),
+    (
+        ["vram", "--model", "llama-3.3-7b", "--gpu", "a100-80gb"],
+        "unknown model 'llama-3.3-7b' (closest: llama-3.3-70b",
+    ),
     (["vram", "--model", "llama-3.3-70b", "--gpu", "a101"], "unknown GPU 'a101'"),
-    (["vram", "--model", "llama-3.3-70b", "--gpu", "a100-80gb", "--gpus", "0"], "--gpus must be 1 or more, got 0"),
-    (["vram", "--model", "llama-3.3-70b", "--gpu", "a100-80gb", "--gpus", "-2"], "--gpus must be 1 or more, got -2"),
-    (["vram", "--model", "llama-3.3-70b", "--gpu", "a100-80gb", "--seq-len", "0"], "--seq-len must be 1 or more"),
-    (["vram", "--model", "llama-3.3-70b", "--gpu", "a100-80gb", "--gpu-memory-utilization", "nan"], "--gpu-memory-utilization"),
-    (["vram", "--model", "llama-3.3-70b", "--gpu", "a100-80gb", "--quant", "mxfp4"], "mxfp4 covers MoE experts only"),
+    (
+        ["vram", "--model", "llama-3.3-70b", "--gpu", "a100-80gb", "--gpus", "0"],
+        "--gpus must be 1 or more, got 0",
+    ),
+    (
+        ["vram", "--model", "llama-3.3-70b", "--gpu", "a100-80gb", "--gpus", "-2"],
+        "--gpus must be 1 or more, got -2",
+    ),
+    (
+        ["vram", "--model", "llama-3.3-70b", "--gpu", "a100-80gb", "--seq-len", "0"],
+        "--seq-len must be 1 or more",
+    ),
+    (
+        ["vram", "--model", "llama-3.3-70b", "--gpu", "a100-80gb", "--gpu-memory-utilization", "nan"],
+        "--gpu-memory-utilization",
+    ),
+    (
+        ["vram", "--model", "llama-3.3-70b", "--gpu", "a100-80gb", "--quant", "mxfp4"],
+        "mxfp4 covers MoE experts only",
+    ),
     (["vram", "--model", "llama-3.3-70b", "--gpu", "a100-80gb", "--quant", "int3"], "invalid choice: 'int3'"),
-    (["vram", "--model", str(HF / "broken" / "missing-hidden-size.json"), "--gpu", "h100-80gb"], "missing required field 'hidden_size'"),
+    (
+        ["vram", "--model", str(HF / "broken" / "missing-hidden-size.json"), "--gpu", "h100-80gb"],
+        "missing required field 'hidden_size'",
+    ),
     (["vram", "--model", str(HF / "broken" / "truncated.json"), "--gpu", "h100-80gb"], "not valid JSON"),
     (["vram", "--model", "./no/such/dir", "--gpu", "h100-80gb"], "no such file"),
     (["vram", "--gpu", "h100-80gb"], "the following arguments are required: --model"),
-    (["breakeven", "--gpu-hourly", "-1", "--price-in", "1", "--price-out", "1"], "--gpu-hourly must be greater than 0, got -1"),
-    (["breakeven", "--gpu-hourly", "0", "--price-in", "1", "--price-out", "1"], "--gpu-hourly must be greater than 0"),
-    (["breakeven", "--gpu-hourly", "inf", "--price-in", "1", "--price-out", "1"], "--gpu-hourly must be greater than 0"),
-    (["breakeven", "--gpu-hourly", "2", "--price-in", "-1", "--price-out", "1"], "--price-in must be 0 or more"),
-    (["breakeven", "--gpu-hourly", "2", "--api", "opus", "--price-in", "1", "--price-out", "1"], "either --api NAME or --price-in/--price-out"),
+    (
+        ["breakeven", "--gpu-hourly", "-1", "--price-in", "1", "--price-out", "1"],
+        "--gpu-hourly must be greater than 0, got -1",
+    ),
+    (
+        ["breakeven", "--gpu-hourly", "0", "--price-in", "1", "--price-out", "1"],
+        "--gpu-hourly must be greater than 0",
+    ),
+    (
+        ["breakeven", "--gpu-hourly", "inf", "--price-in", "1", "--price-out", "1"],
+        "--gpu-hourly must be greater than 0",
+    ),
+    (
+        ["breakeven", "--gpu-hourly", "2", "--price-in", "-1", "--price-out", "1"],
+        "--price-in must be 0 or more",
+    ),
+    (
+        ["breakeven", "--gpu-hourly", "2", "--api", "opus", "--price-in", "1", "--price-out", "1"],
+        "either --api NAME or --price-in/--price-out",
+    ),
     (["breakeven", "--gpu-hourly", "2", "--price-in", "1"], "both --price-in USD and --price-out USD"),
     (["breakeven", "--gpu-hourly", "2", "--api", "gpt-6"], "unknown API 'gpt-6' (closest: gpt-5"),
     (["breakeven", "--api", "gpt-5"], "give --gpu-hourly USD"),
-    (["breakeven", "--gpu-hourly", "2", "--api", "gpt-5", "--model", "llama-3.1-8b"], "--model needs --gpu for the capacity estimate"),
-    (["breakeven", "--gpu-hourly", "2", "--api", "gpt-5", "--input-share", "2"], "--input-share must be between 0 and 1"),
-    (["breakeven", "--gpu-hourly", "2", "--api", "gpt-5", "--tokens-per-day", "-5"], "--tokens-per-day must be greater than 0"),
-    (["breakeven", "--gpu-hourly", "2", "--api", "gpt-5", "--model", "llama-3.1-8b", "--gpu", "l4", "--utilization", "0"], "--utilization must be in (0, 1]"),
+    (
+        ["breakeven", "--gpu-hourly", "2", "--api", "gpt-5", "--model", "llama-3.1-8b"],
+        "--model needs --gpu for the capacity estimate",
+    ),
+    (
+        ["breakeven", "--gpu-hourly", "2", "--api", "gpt-5", "--input-share", "2"],
+        "--input-share must be between 0 and 1",
+    ),
+    (
+        ["breakeven", "--gpu-hourly", "2", "--api", "gpt-5", "--tokens-per-day", "-5"],
+        "--tokens-per-day must be greater than 0",
+    ),
+    (
+        [
+            "breakeven",
+            "--gpu-hourly",
+            "2",
+            "--api",
+            "gpt-5",
+            "--model",
+            "llama-3.1-8b",
+            "--gpu",
+            "l4",
+            "--utilization",
+            "0",
+        ],
+        "--utilization must be in (0, 1]",
+    ),
     (["breakeven", "--gpu-hourly", "abc", "--api", "gpt-5"], "invalid float value: 'abc'"),
     ([], "choose a calculator"),
 ]
 
 
 @pytest.mark.parametrize(("argv", "message"), BAD, ids=[" ".join(a[:3]) + "|" + m[:30] for a, m in BAD])
-def test_bad_input_is_one_line_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
+def test_bad_input_is_one_line_exit_2(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
     code, out, err = run(capsys, *argv)
     assert code == 2
     assert out == ""
@@ -286,8 +505,12 @@ def test_installed_entry_point_and_package_data() -> None:
     env.pop("LLMCONSOLE_CONFIG", None)
     out = subprocess.run(
         [str(exe), "calc", "vram", "--model", "qwen3-235b-a22b", "--gpu", "h200", "--gpus", "8", "--json"],
-        capture_output=True, text=True, timeout=60, cwd="/", env=env,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd="/",
+        env=env,
+    )
     assert out.returncode == 0, out.stderr
     d = json.loads(out.stdout)
     assert d["kv_bytes_per_token"] == 192_512 and d["kv_bytes_per_token_per_gpu"] == 48_128 and d["fits"]

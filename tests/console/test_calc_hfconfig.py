@@ -32,8 +32,11 @@ def test_local_config_matches_catalog(folder: str) -> None:
     assert local.params.text_active == cat.params.text_active
     assert local.layer_attention == cat.layer_attention
     assert (local.layers, local.kv_heads, local.head_dim, local.max_position) == (
-        cat.layers, cat.kv_heads, cat.head_dim, cat.max_position,
-    )  # fmt: skip
+        cat.layers,
+        cat.kv_heads,
+        cat.head_dim,
+        cat.max_position,
+    )
     assert layout(local).bytes_per_token == layout(cat).bytes_per_token
     assert local.native_quant == cat.native_quant
     assert local.source is not None and str(HF / folder) in local.source
@@ -97,8 +100,14 @@ def test_oversized_file_is_refused(tmp_path: Path) -> None:
 
 
 def test_unknown_architecture_is_counted_and_said_so() -> None:
-    raw = {"model_type": "brand_new", "hidden_size": 1024, "num_hidden_layers": 2, "num_attention_heads": 8,
-           "intermediate_size": 4096, "vocab_size": 1000}  # fmt: skip
+    raw = {
+        "model_type": "brand_new",
+        "hidden_size": 1024,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 8,
+        "intermediate_size": 4096,
+        "vocab_size": 1000,
+    }
     spec = spec_from_config(raw, slug="x")
     expected = 2 * 1000 * 1024 + 2 * (4 * 1024 * 1024 + 3 * 1024 * 4096 + 2 * 1024) + 1024
     assert spec.params.text_total == expected  # kv heads default to the attention heads (MHA)
@@ -108,9 +117,17 @@ def test_unknown_architecture_is_counted_and_said_so() -> None:
 
 
 def test_qwen2_sliding_window_only_when_enabled() -> None:
-    base = {"model_type": "qwen2", "hidden_size": 512, "num_hidden_layers": 4, "num_attention_heads": 8,
-            "num_key_value_heads": 2, "intermediate_size": 1024, "vocab_size": 100, "sliding_window": 256,
-            "max_window_layers": 2}  # fmt: skip
+    base = {
+        "model_type": "qwen2",
+        "hidden_size": 512,
+        "num_hidden_layers": 4,
+        "num_attention_heads": 8,
+        "num_key_value_heads": 2,
+        "intermediate_size": 1024,
+        "vocab_size": 100,
+        "sliding_window": 256,
+        "max_window_layers": 2,
+    }
     off = spec_from_config({**base, "use_sliding_window": False}, slug="a")
     on = spec_from_config({**base, "use_sliding_window": True}, slug="b")
     assert off.capped_layers == 0
@@ -118,32 +135,76 @@ def test_qwen2_sliding_window_only_when_enabled() -> None:
 
 
 def test_layer_types_list_wins() -> None:
-    raw = {"model_type": "llama", "hidden_size": 512, "num_hidden_layers": 3, "num_attention_heads": 8,
-           "intermediate_size": 1024, "vocab_size": 100, "sliding_window": 64, "attention_chunk_size": 32,
-           "layer_types": ["sliding_attention", "chunked_attention", "full_attention"]}  # fmt: skip
+    raw = {
+        "model_type": "llama",
+        "hidden_size": 512,
+        "num_hidden_layers": 3,
+        "num_attention_heads": 8,
+        "intermediate_size": 1024,
+        "vocab_size": 100,
+        "sliding_window": 64,
+        "attention_chunk_size": 32,
+        "layer_types": ["sliding_attention", "chunked_attention", "full_attention"],
+    }
     spec = spec_from_config(raw, slug="x")
-    assert [(a.kind, a.window) for a in spec.layer_attention] == [("sliding", 64), ("chunked", 32), ("full", None)]
+    assert [(a.kind, a.window) for a in spec.layer_attention] == [
+        ("sliding", 64),
+        ("chunked", 32),
+        ("full", None),
+    ]
 
 
 def test_awq_checkpoint_is_int4() -> None:
-    raw = {"model_type": "llama", "hidden_size": 512, "num_hidden_layers": 2, "num_attention_heads": 8,
-           "intermediate_size": 1024, "vocab_size": 100, "quantization_config": {"quant_method": "awq", "bits": 4}}  # fmt: skip
+    raw = {
+        "model_type": "llama",
+        "hidden_size": 512,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 8,
+        "intermediate_size": 1024,
+        "vocab_size": 100,
+        "quantization_config": {"quant_method": "awq", "bits": 4},
+    }
     assert spec_from_config(raw, slug="x").native_quant == "int4"
 
 
 @pytest.mark.parametrize(
     ("qc", "expected"),
     [
-        ({"quant_method": "compressed-tensors", "config_groups": {"group_0": {"weights": {"num_bits": 8, "type": "float"}}}}, "fp8"),
-        ({"quant_method": "compressed-tensors", "config_groups": {"group_0": {"weights": {"num_bits": 4, "type": "int"}}}}, "int4"),
-        ({"quant_method": "compressed-tensors", "config_groups": {"group_0": {"weights": {"num_bits": 8, "type": "int"}}}}, "int8"),
+        (
+            {
+                "quant_method": "compressed-tensors",
+                "config_groups": {"group_0": {"weights": {"num_bits": 8, "type": "float"}}},
+            },
+            "fp8",
+        ),
+        (
+            {
+                "quant_method": "compressed-tensors",
+                "config_groups": {"group_0": {"weights": {"num_bits": 4, "type": "int"}}},
+            },
+            "int4",
+        ),
+        (
+            {
+                "quant_method": "compressed-tensors",
+                "config_groups": {"group_0": {"weights": {"num_bits": 8, "type": "int"}}},
+            },
+            "int8",
+        ),
         ({"quant_method": "gptq", "bits": 8}, "int8"),
         ({"quant_method": "bitsandbytes"}, "bf16"),
     ],
 )
 def test_quantized_checkpoint_formats(qc: dict, expected: str) -> None:
-    raw = {"model_type": "llama", "hidden_size": 512, "num_hidden_layers": 2, "num_attention_heads": 8,
-           "intermediate_size": 1024, "vocab_size": 100, "quantization_config": qc}  # fmt: skip
+    raw = {
+        "model_type": "llama",
+        "hidden_size": 512,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 8,
+        "intermediate_size": 1024,
+        "vocab_size": 100,
+        "quantization_config": qc,
+    }
     spec = spec_from_config(raw, slug="x")
     assert spec.native_quant == expected
     assert any("choose the format with --quant" in w for w in spec.warnings) == (expected == "bf16")

@@ -33,8 +33,15 @@ PER_TOKEN = {
     "gemma-3-27b": 507_904,
 }
 # "grows with context": only full-attention layers
-GROWING = {"gpt-oss-20b": 24_576, "gpt-oss-120b": 36_864, "gemma-3-27b": 81_920, "llama-4-scout": 49_152,
-           "deepseek-v3": 70_272, "llama-3.3-70b": 327_680, "mistral-7b": 0}  # fmt: skip
+GROWING = {
+    "gpt-oss-20b": 24_576,
+    "gpt-oss-120b": 36_864,
+    "gemma-3-27b": 81_920,
+    "llama-4-scout": 49_152,
+    "deepseek-v3": 70_272,
+    "llama-3.3-70b": 327_680,
+    "mistral-7b": 0,
+}
 
 
 @pytest.mark.parametrize("slug", sorted(PER_TOKEN))
@@ -58,11 +65,17 @@ def test_fp8_kv_halves_everything() -> None:
     for slug in ("llama-3.3-70b", "deepseek-v3", "gemma-3-27b"):
         m = builtin().model(slug)
         assert layout(m, "fp8").bytes_per_token * 2 == layout(m, "bf16").bytes_per_token
-        assert layout(m, "fp8").seq_bytes_per_gpu(131072, 16) * 2 == layout(m, "auto").seq_bytes_per_gpu(131072, 16)
+        assert layout(m, "fp8").seq_bytes_per_gpu(131072, 16) * 2 == layout(m, "auto").seq_bytes_per_gpu(
+            131072, 16
+        )
 
 
 def test_gqa_8k_sequence_is_2_5_gib() -> None:
-    assert layout(builtin().model("llama-3.3-70b")).seq_bytes_per_gpu(8192, 16) == 327_680 * 8192 == int(2.5 * 2**30)
+    assert (
+        layout(builtin().model("llama-3.3-70b")).seq_bytes_per_gpu(8192, 16)
+        == 327_680 * 8192
+        == int(2.5 * 2**30)
+    )
 
 
 def test_gpt_oss_at_128k() -> None:
@@ -89,7 +102,9 @@ def test_scout_long_context() -> None:
     kv = layout(builtin().model("llama-4-scout"))
     beyond = kv.seq_bytes_per_gpu(1_000_000, None) - kv.seq_bytes_per_gpu(999_999, None)
     assert beyond == 49_152  # only the 12 global layers grow past 8K
-    assert kv.seq_bytes_per_gpu(4096, None) == 196_608 * 4096  # inside the chunk every layer holds every token
+    assert (
+        kv.seq_bytes_per_gpu(4096, None) == 196_608 * 4096
+    )  # inside the chunk every layer holds every token
 
 
 def test_tensor_parallel_divides_and_replicates() -> None:
@@ -142,8 +157,12 @@ def test_bad_kv_dtype_and_tp() -> None:
         layout(m, "auto", 0)
 
 
-@given(seq=st.integers(1, 2_000_000), block=st.sampled_from([None, 1, 16, 64]),
-       slug=st.sampled_from(sorted(PER_TOKEN)), tp=st.sampled_from([1, 2, 4, 8]))  # fmt: skip
+@given(
+    seq=st.integers(1, 2_000_000),
+    block=st.sampled_from([None, 1, 16, 64]),
+    slug=st.sampled_from(sorted(PER_TOKEN)),
+    tp=st.sampled_from([1, 2, 4, 8]),
+)
 def test_sequence_bytes_bounds(seq: int, block: int | None, slug: str, tp: int) -> None:
     """Never more than every layer holding the whole (block-rounded) sequence; never less than the growing layers."""
     kv = layout(builtin().model(slug), tp=tp)

@@ -13,8 +13,15 @@ CAT = builtin()
 
 
 def engine(**kw) -> LiveEngine:  # noqa: ANN003
-    base = {"host": "gpu01", "engine": "llama70b", "model": "llama-3.3-70b", "gpu_count": 2,
-            "gpu_name": "NVIDIA H100 80GB HBM3", "tokens_per_s": 1000.0, "simulated": False}  # fmt: skip
+    base = {
+        "host": "gpu01",
+        "engine": "llama70b",
+        "model": "llama-3.3-70b",
+        "gpu_count": 2,
+        "gpu_name": "NVIDIA H100 80GB HBM3",
+        "tokens_per_s": 1000.0,
+        "simulated": False,
+    }
     return LiveEngine(**{**base, **kw})
 
 
@@ -39,21 +46,33 @@ def test_config_override_prices_the_gpu() -> None:
 
 def test_missing_idle_unknown() -> None:
     missing = live_cost(engine(tokens_per_s=None), CAT)
-    assert missing.cost_per_mtok is None and missing.tokens_per_day is None and missing.note == "throughput not reported"
+    assert (
+        missing.cost_per_mtok is None
+        and missing.tokens_per_day is None
+        and missing.note == "throughput not reported"
+    )
     idle = live_cost(engine(tokens_per_s=0.0), CAT)
     assert idle.cost_per_mtok is None and idle.tokens_per_day == 0 and idle.cost_per_day is not None
     assert "idle" in (idle.note or "")
     unknown = live_cost(engine(gpu_name="Voodoo 5 6000"), CAT)
-    assert unknown.gpu is None and unknown.cost_per_mtok is None and "not in the catalog" in (unknown.note or "")
+    assert (
+        unknown.gpu is None and unknown.cost_per_mtok is None and "not in the catalog" in (unknown.note or "")
+    )
     nogpu = live_cost(engine(gpu_count=0), CAT)
     assert nogpu.cost_per_mtok is None and nogpu.note == "no GPUs attributed to this engine"
 
 
 def test_parts_label_simulated_and_missing_differently() -> None:
     parts = live_parts(
-        [engine(), engine(engine="sim", simulated=True, tokens_per_s=None), engine(engine="idle", tokens_per_s=0.0)],
-        CAT, ["claude-opus-4.5"], 0.7,
-    )  # fmt: skip
+        [
+            engine(),
+            engine(engine="sim", simulated=True, tokens_per_s=None),
+            engine(engine="idle", tokens_per_s=0.0),
+        ],
+        CAT,
+        ["claude-opus-4.5"],
+        0.7,
+    )
     assert (" SIMULATED", "simulated") in parts
     text = "".join(t for t, _ in parts)
     lines = text.splitlines()

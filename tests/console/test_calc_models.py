@@ -131,7 +131,11 @@ def test_moe_layouts() -> None:
     mav = cat.model("llama-4-maverick").moe
     assert mav is not None and (mav.experts, mav.top_k, mav.moe_layers) == (128, 1, 24)
     scout = cat.model("llama-4-scout").moe
-    assert scout is not None and (scout.experts, scout.moe_layers, scout.shared_intermediate) == (16, 48, 8192)
+    assert scout is not None and (scout.experts, scout.moe_layers, scout.shared_intermediate) == (
+        16,
+        48,
+        8192,
+    )
     ds = cat.model("deepseek-v3").moe
     assert ds is not None and (ds.experts, ds.top_k, ds.moe_layers) == (256, 8, 58)
     assert cat.model("llama-3.3-70b").moe is None
@@ -155,9 +159,24 @@ def test_every_entry_has_source_date_and_url() -> None:
 
 def test_required_models_are_present() -> None:
     cat = builtin()
-    for name in ("llama-3.1-8b", "llama-3.3-70b", "llama-3.1-405b", "llama-4-scout", "llama-4-maverick",
-                 "mixtral-8x7b", "qwen2.5-7b", "qwen2.5-72b", "qwen3-32b", "qwen3-235b-a22b", "deepseek-v3",
-                 "deepseek-r1", "gpt-oss-20b", "gpt-oss-120b", "mistral-7b", "gemma-3-27b"):  # fmt: skip
+    for name in (
+        "llama-3.1-8b",
+        "llama-3.3-70b",
+        "llama-3.1-405b",
+        "llama-4-scout",
+        "llama-4-maverick",
+        "mixtral-8x7b",
+        "qwen2.5-7b",
+        "qwen2.5-72b",
+        "qwen3-32b",
+        "qwen3-235b-a22b",
+        "deepseek-v3",
+        "deepseek-r1",
+        "gpt-oss-20b",
+        "gpt-oss-120b",
+        "mistral-7b",
+        "gemma-3-27b",
+    ):
         assert cat.model(name)
 
 

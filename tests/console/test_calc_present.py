@@ -120,7 +120,9 @@ def test_chart_marks_crossings_and_capacity() -> None:
     chart = view.chart
     assert chart is not None and chart.capacity is not None
     names = [name for name, _, _ in chart.crossings]
-    assert names == ["Claude Opus 4.5 / 4.6 / 4.7 / 4.8"]  # DeepInfra's break-even is beyond capacity: no crossing
+    assert names == [
+        "Claude Opus 4.5 / 4.6 / 4.7 / 4.8"
+    ]  # DeepInfra's break-even is beyond capacity: no crossing
     _, x, y = chart.crossings[0]
     assert x == pytest.approx(60 / (11 / 1e6)) and y == pytest.approx(1825.0)
     assert chart.self_host[0] == (0.0, pytest.approx(1825.0))
@@ -151,8 +153,15 @@ def test_no_api_chosen() -> None:
 
 def test_seed_explanation_reproduces_the_research() -> None:
     text = "".join(t for t, _ in example_explanation(CAT))
-    for fragment in ("141.1 GB of weights", "148.1 GB", "it does not fit", "5.45M tokens/day", "68.18M",
-                     "INT4 (39.8 GB", "$60.00/day"):  # fmt: skip
+    for fragment in (
+        "141.1 GB of weights",
+        "148.1 GB",
+        "it does not fit",
+        "5.45M tokens/day",
+        "68.18M",
+        "INT4 (39.8 GB",
+        "$60.00/day",
+    ):
         assert fragment in text, fragment
 
 
@@ -164,7 +173,9 @@ def test_int4_preset_fits_with_research_concurrency() -> None:
 
 
 def test_engine_form_uses_the_running_engines_numbers() -> None:
-    e = LiveEngine("gpu01", "llama70b", "/models/Llama-3.3-70B-Instruct-AWQ", 2, "NVIDIA H100 80GB HBM3", 1000.0, False)
+    e = LiveEngine(
+        "gpu01", "llama70b", "/models/Llama-3.3-70B-Instruct-AWQ", 2, "NVIDIA H100 80GB HBM3", 1000.0, False
+    )
     form, notes = engine_form(Form(model="qwen3-32b", gpu="l4"), e, CAT)
     assert (form.model, form.quant, form.gpu, form.gpus) == ("llama-3.3-70b", "int4", "h100-80gb", "2")
     assert form.tokens_per_day == "86400000" and notes == ()

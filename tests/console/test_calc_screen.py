@@ -23,7 +23,9 @@ ENGINES = [
 
 
 class CalcApp(App[None]):
-    def __init__(self, live: Callable[[], list[LiveEngine]] | None = None, config: CalculatorConfig | None = None) -> None:
+    def __init__(
+        self, live: Callable[[], list[LiveEngine]] | None = None, config: CalculatorConfig | None = None
+    ) -> None:
         super().__init__()
         self.live, self.config = live, config
 
@@ -113,7 +115,11 @@ async def test_live_engines_and_a_broken_source() -> None:
         assert pick.display and len(screen.engines) == 2
         pick.value = "gpu01/llama70b"  # size the running engine: its model, GPUs and measured tokens/day
         await settle(pilot)
-        assert (screen.form.gpu, screen.form.gpus, screen.form.tokens_per_day) == ("h100-80gb", "2", "77760000")
+        assert (screen.form.gpu, screen.form.gpus, screen.form.tokens_per_day) == (
+            "h100-80gb",
+            "2",
+            "77760000",
+        )
         assert "77.76M/day" in text(screen, "#costs")
         broken["now"] = True
         screen._refresh_live()
@@ -143,7 +149,9 @@ async def test_presets_keep_the_ticked_apis_and_enter_toggles_the_box() -> None:
         screen = app.screen
         apis = screen.query_one("#apis", SelectionList)
         apis.focus()
-        apis.highlighted = next(i for i in range(apis.option_count) if apis.get_option_at_index(i).value == "gpt-5")
+        apis.highlighted = next(
+            i for i in range(apis.option_count) if apis.get_option_at_index(i).value == "gpt-5"
+        )
         await pilot.press("enter")  # Enter on the list ticks the highlighted box
         await settle(pilot)
         assert "gpt-5" in apis.selected and "gpt-5" in screen.form.apis
@@ -152,7 +160,9 @@ async def test_presets_keep_the_ticked_apis_and_enter_toggles_the_box() -> None:
         assert "gpt-5" not in apis.selected
         await pilot.press("enter")
         await settle(pilot)
-        await pilot.press("tab")  # the preset buttons are not in the Tab order: Enter never runs one by surprise
+        await pilot.press(
+            "tab"
+        )  # the preset buttons are not in the Tab order: Enter never runs one by surprise
         assert not isinstance(app.focused, Button)
         await pilot.press("f5")
         await settle(pilot)
@@ -172,7 +182,9 @@ async def test_ticked_boxes_and_the_focus_are_visible() -> None:
         apis = screen.query_one("#apis", SelectionList)
         ticked = apis.get_component_rich_style("selection-list--button-selected")
         unticked = apis.get_component_rich_style("selection-list--button")
-        assert ticked.bgcolor != unticked.bgcolor  # a filled box against an empty one, not only the X's colour
+        assert (
+            ticked.bgcolor != unticked.bgcolor
+        )  # a filled box against an empty one, not only the X's colour
         assert unticked.color == unticked.bgcolor  # no X drawn in an unticked box
         gpus = screen.query_one("#gpus", Input)
         before = gpus.styles.background

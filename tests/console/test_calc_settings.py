@@ -50,7 +50,12 @@ def load(text: str) -> CalculatorConfig:
 
 def test_good_config_applies_everywhere() -> None:
     cfg = load(GOOD)
-    assert (cfg.ops_cost_per_month, cfg.input_share, cfg.utilization, cfg.gpu_memory_utilization) == (400, 0.6, 0.45, 0.9)
+    assert (cfg.ops_cost_per_month, cfg.input_share, cfg.utilization, cfg.gpu_memory_utilization) == (
+        400,
+        0.6,
+        0.45,
+        0.9,
+    )
     assert cfg.gpu_hourly == {"h100-80gb": 2.10, "a100-80gb": 1.2}  # names resolved to slugs
     cat = cfg.catalog()
     assert cat.gpu("h100-80gb").default_hourly == 2.10 and cat.gpu("h100-80gb").overridden
@@ -69,26 +74,71 @@ def test_defaults_without_a_table() -> None:
 
 
 BAD = [
-    ('[calculator]\nops_cost = 1', 'c.toml: [calculator]: unknown key "ops_cost" (did you mean "ops_cost_per_month"?)'),
+    (
+        "[calculator]\nops_cost = 1",
+        'c.toml: [calculator]: unknown key "ops_cost" (did you mean "ops_cost_per_month"?)',
+    ),
     ("[calculator]\ninput_share = 1.5", "c.toml: [calculator] input_share: must be between 0 and 1, got 1.5"),
     ('[calculator]\nutilization = "high"', 'c.toml: [calculator] utilization: expected a number, got "high"'),
-    ("[calculator]\nops_cost_per_month = -5", "c.toml: [calculator] ops_cost_per_month: must be 0 or more, got -5.0"),
-    ("[calculator.gpu_hourly]\nh100-80gbb = 2", "c.toml: [calculator.gpu_hourly] h100-80gbb: unknown GPU 'h100-80gbb' (closest: h100-80gb"),
-    ("[calculator.gpu_hourly]\nh100-80gb = 0", "c.toml: [calculator.gpu_hourly] h100-80gb: must be greater than 0, got 0"),
-    ('[calculator.gpu_hourly]\nh100-80gb = "cheap"', 'c.toml: [calculator.gpu_hourly] h100-80gb: expected a number (USD), got "cheap"'),
-    ("[calculator]\ngpu_hourly = 3", "c.toml: [calculator.gpu_hourly]: expected a table of GPU slug = USD per hour, got 3"),
-    ("[calculator.api_prices]\nclaude-opus-5 = { input = 5 }", 'c.toml: [calculator.api_prices.claude-opus-5]: missing required key "output"'),
-    ("[calculator.api_prices]\nclaude-opus-5 = { input = 5, output = -1 }", "c.toml: [calculator.api_prices.claude-opus-5] output: must be 0 or more"),
-    ("[calculator.api_prices]\nclaude-opus-55 = { input = 5, output = 25 }", "c.toml: [calculator.api_prices] claude-opus-55: unknown API 'claude-opus-55' (closest: claude-opus-5"),
-    ("[calculator.api_prices]\nclaude-opus-5 = { input = 5, output = 25, cached = 1 }", 'unknown key "cached"'),
+    (
+        "[calculator]\nops_cost_per_month = -5",
+        "c.toml: [calculator] ops_cost_per_month: must be 0 or more, got -5.0",
+    ),
+    (
+        "[calculator.gpu_hourly]\nh100-80gbb = 2",
+        "c.toml: [calculator.gpu_hourly] h100-80gbb: unknown GPU 'h100-80gbb' (closest: h100-80gb",
+    ),
+    (
+        "[calculator.gpu_hourly]\nh100-80gb = 0",
+        "c.toml: [calculator.gpu_hourly] h100-80gb: must be greater than 0, got 0",
+    ),
+    (
+        '[calculator.gpu_hourly]\nh100-80gb = "cheap"',
+        'c.toml: [calculator.gpu_hourly] h100-80gb: expected a number (USD), got "cheap"',
+    ),
+    (
+        "[calculator]\ngpu_hourly = 3",
+        "c.toml: [calculator.gpu_hourly]: expected a table of GPU slug = USD per hour, got 3",
+    ),
+    (
+        "[calculator.api_prices]\nclaude-opus-5 = { input = 5 }",
+        'c.toml: [calculator.api_prices.claude-opus-5]: missing required key "output"',
+    ),
+    (
+        "[calculator.api_prices]\nclaude-opus-5 = { input = 5, output = -1 }",
+        "c.toml: [calculator.api_prices.claude-opus-5] output: must be 0 or more",
+    ),
+    (
+        "[calculator.api_prices]\nclaude-opus-55 = { input = 5, output = 25 }",
+        "c.toml: [calculator.api_prices] claude-opus-55: unknown API 'claude-opus-55' (closest: claude-opus-5",
+    ),
+    (
+        "[calculator.api_prices]\nclaude-opus-5 = { input = 5, output = 25, cached = 1 }",
+        'unknown key "cached"',
+    ),
     ('[calculator]\ncompare_apis = ["gpt-6"]', "c.toml: [calculator] compare_apis[0]: unknown API 'gpt-6'"),
     ('[calculator]\nmodel = "llama-9"', "c.toml: [calculator] model: unknown model 'llama-9'"),
     ('[calculator]\ngpu = "tpu-v5"', "c.toml: [calculator] gpu: unknown GPU 'tpu-v5'"),
-    ('[[calculator.apis]]\nslug = "My Gateway"\ninput = 1\noutput = 2', 'slug: "My Gateway" is not a lower-case dashed slug'),
-    ('[[calculator.apis]]\nslug = "gpt-5"\ninput = 1\noutput = 2', '[[calculator.apis]] #1 (slug "gpt-5") slug: "gpt-5" is already in the catalog'),
-    ('[[calculator.apis]]\nslug = "a"\ninput = 1\noutput = 2\n[[calculator.apis]]\nslug = "a"\ninput = 1\noutput = 2', 'duplicate slug "a"'),
-    ('[[calculator.apis]]\nslug = "a"\ninput = 1\noutput = 2\nmodel = "nope-70b"', "model: unknown model 'nope-70b'"),
-    ('[[calculator.apis]]\nslug = "a"\ninput = 1', '[[calculator.apis]] #1 (slug "a"): missing required key "output"'),
+    (
+        '[[calculator.apis]]\nslug = "My Gateway"\ninput = 1\noutput = 2',
+        'slug: "My Gateway" is not a lower-case dashed slug',
+    ),
+    (
+        '[[calculator.apis]]\nslug = "gpt-5"\ninput = 1\noutput = 2',
+        '[[calculator.apis]] #1 (slug "gpt-5") slug: "gpt-5" is already in the catalog',
+    ),
+    (
+        '[[calculator.apis]]\nslug = "a"\ninput = 1\noutput = 2\n[[calculator.apis]]\nslug = "a"\ninput = 1\noutput = 2',
+        'duplicate slug "a"',
+    ),
+    (
+        '[[calculator.apis]]\nslug = "a"\ninput = 1\noutput = 2\nmodel = "nope-70b"',
+        "model: unknown model 'nope-70b'",
+    ),
+    (
+        '[[calculator.apis]]\nslug = "a"\ninput = 1',
+        '[[calculator.apis]] #1 (slug "a"): missing required key "output"',
+    ),
     ("calculator = 3", "c.toml: [calculator]: expected a table, got 3"),
     ("[calculater]\nx = 1", "c.toml: unknown table [calculater] (did you mean [calculator]?)"),
 ]

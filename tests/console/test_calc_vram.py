@@ -84,7 +84,9 @@ def test_fp8_is_borderline() -> None:
     r = size(q(quant="fp8", seq_len=4096), "flat")
     assert r.kv_budget_per_gpu / GB == pytest.approx(2.45, abs=0.01)
     assert r.kv_tokens == pytest.approx(7_500, rel=0.01)
-    assert size(q(quant="fp8", kv_dtype="fp8", seq_len=4096), "flat").kv_tokens == pytest.approx(15_000, rel=0.01)
+    assert size(q(quant="fp8", kv_dtype="fp8", seq_len=4096), "flat").kv_tokens == pytest.approx(
+        15_000, rel=0.01
+    )
     v = size(q(quant="fp8", gpu_memory_utilization=0.9, seq_len=4096), "vllm")
     assert 0 < v.kv_budget_per_gpu < 4 * GiB  # "~1-4 GiB of KV": starts only with a tiny max_model_len
     assert any("no FP8 tensor cores" in w for w in v.warnings)
@@ -257,4 +259,6 @@ def test_invariants(slug: str, gpu: str, gpus: int, quant: str | None, seq: int,
     if r.fits:
         assert r.margin_per_gpu >= 0 and r.max_concurrent_seqs >= 1
         assert r.max_context_tokens is None or r.max_context_tokens >= seq
-    assert r.memory_per_gpu == r.reserved_per_gpu + r.weights_per_gpu + r.overheads.total + r.kv_budget_per_gpu
+    assert (
+        r.memory_per_gpu == r.reserved_per_gpu + r.weights_per_gpu + r.overheads.total + r.kv_budget_per_gpu
+    )

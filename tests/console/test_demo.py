@@ -34,8 +34,13 @@ INCIDENTS = {"llama-70b": "ENGINE_HUNG", "deepseek-v2": "CRASH_LOOP", "llama-kv"
 def demo(*args: str, **kw) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "console.cli", "demo", *args],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, **kw,
-    )  # fmt: skip
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        **kw,
+    )
 
 
 def read_config(proc: subprocess.Popen[str], timeout: float = 120.0) -> str:
@@ -211,7 +216,10 @@ def test_generated_agent_config_loads_with_the_real_loader(tmp_path: Path) -> No
     [
         (["--hosts", "0"], "llmconsole demo: error: argument --hosts: must be between 1 and 16"),
         (["--hosts", "many"], "llmconsole demo: error: argument --hosts: expected a whole number"),
-        (["--bogus"], "llmconsole demo: error: unrecognized arguments: --bogus"),  # argparse reports it at the top
+        (
+            ["--bogus"],
+            "llmconsole demo: error: unrecognized arguments: --bogus",
+        ),  # argparse reports it at the top
     ],
 )
 def test_bad_arguments_are_one_line_and_exit_2(args: list[str], fragment: str) -> None:
@@ -232,8 +240,11 @@ def test_non_empty_workdir_is_refused_and_kept(tmp_path: Path) -> None:
     (tmp_path / "precious.txt").write_text("keep me")
     r = subprocess.run(
         [sys.executable, "-m", "console.cli", "demo", "--no-ui", "--workdir", str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=30,
-    )  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "not empty" in r.stderr, r.stderr
     assert (tmp_path / "precious.txt").read_text() == "keep me"
 
@@ -281,12 +292,20 @@ def test_headless_fleet_shows_incidents_and_sigterm_leaves_nothing(tmp_path: Pat
         assert hung["state"] == "hung"
         # the watched engine beside the managed ones, labelled as such, with its refused actions explained
         (watched,) = [e for e in engines(snaps) if e["managed"] is False]
-        assert watched["id"] == WATCHED.id and watched["state"] == "ready" and watched["watch"]["kind_seen"] == "vllm"
+        assert (
+            watched["id"] == WATCHED.id
+            and watched["state"] == "ready"
+            and watched["watch"]["kind_seen"] == "vllm"
+        )
         assert all("set " in why and "_command" in why for why in watched["actions"].values())
-        assert all(e["actions"] == {"start": None, "stop": None, "restart": None} for e in engines(snaps)
-                   if e["managed"] and e["id"] != WATCHED.id)
+        assert all(
+            e["actions"] == {"start": None, "stop": None, "restart": None}
+            for e in engines(snaps)
+            if e["managed"] and e["id"] != WATCHED.id
+        )
         assert watched["pid"] is not None and any(
-            p["engine_id"] == WATCHED.id for s in snaps.values() for g in s["gpus"] for p in g["processes"])
+            p["engine_id"] == WATCHED.id for s in snaps.values() for g in s["gpus"] for p in g["processes"]
+        )
         crashy = next(e for e in engines(snaps) if e["id"] == "deepseek-v2")
         assert crashy["restarts"] >= 3
 
@@ -367,8 +386,12 @@ def test_a_crash_inside_the_console_stops_the_fleet(tmp_path: Path) -> None:
     workdir = tmp_path / "crash"
     proc = subprocess.Popen(
         [sys.executable, "-c", CRASHING_CONSOLE, "demo", "--fast", "--hosts", "1", "--workdir", str(workdir)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-    )  # fmt: skip
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         out, err = proc.communicate(timeout=90)
         assert proc.returncode != 0

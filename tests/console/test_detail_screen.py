@@ -208,7 +208,6 @@ async def test_resizing_switches_between_the_layouts() -> None:
         assert screen.query_one("#graph-ttft", TimeSeries).series
 
 
-
 async def test_alerts_panel_leads_with_the_cause_and_lists_its_consequences_under_it() -> None:
     """KV pressure is the cause; preemptions and the lying health check are its consequences, listed
     under it although the consequence is the critical one (the row and the Alerts screen group alike)."""

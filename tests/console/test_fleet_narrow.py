@@ -23,7 +23,9 @@ COL = {k: i for i, (k, _) in enumerate(FLEET_COLUMNS)}
 
 def recorded() -> LlmConsole:
     src = FixtureFleetSource.from_dir(FLEET)
-    hosts = tuple(HostConfig(name=h.name, url=f"http://127.0.0.1:{9300 + i}") for i, h in enumerate(src.hosts))
+    hosts = tuple(
+        HostConfig(name=h.name, url=f"http://127.0.0.1:{9300 + i}") for i, h in enumerate(src.hosts)
+    )
     return LlmConsole(src, ConsoleConfig(hosts=hosts), clock=src.clock, wall=src.wall, poll=False)
 
 
@@ -100,7 +102,9 @@ async def test_the_name_column_stays_while_scrolling_sideways() -> None:
         await pilot.press("right")
         await pilot.pause()
         after = table.render_line(y).text
-        assert table.scroll_x > 0 and "phi-crash" in after and "crash-loop" not in after  # STATE scrolled away
+        assert (
+            table.scroll_x > 0 and "phi-crash" in after and "crash-loop" not in after
+        )  # STATE scrolled away
         assert after.index("phi-crash") == before.index("phi-crash")
         await pilot.press("left")
         await pilot.pause()
@@ -178,7 +182,9 @@ async def test_alerts_columns_at_each_size(size: tuple[int, int], shown: tuple[s
         screen = app.screen
         assert isinstance(screen, AlertsScreen) and screen.table.visible_columns == shown
         detail = str(screen.query_one("#alert-detail").render())
-        assert screen.highlighted is not None and screen.highlighted.alert.summary in detail  # the whole summary
+        assert (
+            screen.highlighted is not None and screen.highlighted.alert.summary in detail
+        )  # the whole summary
 
 
 def test_fleet_80x24(snap_compare) -> None:

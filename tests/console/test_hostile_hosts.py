@@ -51,15 +51,29 @@ ESCAPES["engines"][1]["alerts"][0]["summary"] = "line one\nline two\x07"
 HOSTILE: dict[str, tuple[int, bytes, str]] = {
     "deep": (200, b"[" * 100_000 + b"]" * 100_000, "bad payload: JSON nested too deeply"),
     "utf8": (200, HEAD + b',"errors":["caf\xe9"]}', "bad payload: invalid UTF-8 at byte "),
-    "nan": (200, HEAD.replace(b'"seq":1', b'"seq":NaN') + b"}", "bad payload: seq: expected integer, got None"),
-    "huge": (200, HEAD + b',"errors":["' + b"x" * (MAX_SNAPSHOT_BYTES + 1024) + b'"]}', "bad payload: answer larger than 8 MiB"),
-    "types": (200, _with(("engines", 2, "stats", "ttft_p95_s"), {"a": [1]}),
-              "bad payload: engines[2].stats.ttft_p95_s: expected number or null, got {'a': [1]}"),
+    "nan": (
+        200,
+        HEAD.replace(b'"seq":1', b'"seq":NaN') + b"}",
+        "bad payload: seq: expected integer, got None",
+    ),
+    "huge": (
+        200,
+        HEAD + b',"errors":["' + b"x" * (MAX_SNAPSHOT_BYTES + 1024) + b'"]}',
+        "bad payload: answer larger than 8 MiB",
+    ),
+    "types": (
+        200,
+        _with(("engines", 2, "stats", "ttft_p95_s"), {"a": [1]}),
+        "bad payload: engines[2].stats.ttft_p95_s: expected number or null, got {'a': [1]}",
+    ),
     "bigint": (200, _with(("gpus", 0, "mem_used_bytes"), 10**30), "bad payload: integer out of range: "),
-    "forbidden": (403, b'{"error": "token \'ro\' has role \'viewer\'\\n\\u001b[2J"}',
-                  "not authorized (HTTP 403): no token configured for this host (set token_env or token_file); "
-                  "agent: token 'ro' has role 'viewer'"),
-}  # fmt: skip
+    "forbidden": (
+        403,
+        b"{\"error\": \"token 'ro' has role 'viewer'\\n\\u001b[2J\"}",
+        "not authorized (HTTP 403): no token configured for this host (set token_env or token_file); "
+        "agent: token 'ro' has role 'viewer'",
+    ),
+}
 
 
 class _Hostile(http.server.BaseHTTPRequestHandler):
@@ -73,7 +87,10 @@ class _Hostile(http.server.BaseHTTPRequestHandler):
         elif name == "escapes":
             status, body = 200, json.dumps(ESCAPES).encode()
         elif name == "badhistory":
-            status, body = 200, (b"[" * 100_000 if rest.startswith("v1/history") else json.dumps(FULL).encode())
+            status, body = (
+                200,
+                (b"[" * 100_000 if rest.startswith("v1/history") else json.dumps(FULL).encode()),
+            )
         else:
             status, body = 404, b'{"error": "no"}'
         try:
@@ -140,8 +157,14 @@ def token_file(tmp: Path, name: str, value: str, mode: int = 0o600) -> Path:
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "LLMCONSOLE_CONFIG": "", "XDG_CONFIG_HOME": str(cwd)}
-    return subprocess.run([sys.executable, "-m", "console.cli", *args], capture_output=True, text=True, timeout=90,
-                          cwd=ROOT, env=env)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "console.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        cwd=ROOT,
+        env=env,
+    )
 
 
 def write_console_config(tmp: Path, hosts: list[tuple[str, str, Path | None]]) -> Path:
@@ -155,10 +178,16 @@ def write_console_config(tmp: Path, hosts: list[tuple[str, str, Path | None]]) -
     return path
 
 
-def test_status_and_status_json_show_every_bad_host_as_one_line_next_to_a_healthy_agent(agent: Agent, tmp_path: Path) -> None:
+def test_status_and_status_json_show_every_bad_host_as_one_line_next_to_a_healthy_agent(
+    agent: Agent, tmp_path: Path
+) -> None:
     good_tok = token_file(tmp_path, "good.token", TOKEN)
     with hostile_server() as evil:
-        hosts = [("good", agent.url, good_tok)] + [(n, f"{evil}/{n}", None) for n in HOSTILE] + [("escapes", f"{evil}/escapes", None)]
+        hosts = (
+            [("good", agent.url, good_tok)]
+            + [(n, f"{evil}/{n}", None) for n in HOSTILE]
+            + [("escapes", f"{evil}/escapes", None)]
+        )
         config = write_console_config(tmp_path, hosts)
         table = cli("status", "--config", str(config), cwd=tmp_path)
         as_json = cli("status", "--config", str(config), "--json", cwd=tmp_path)
@@ -173,14 +202,20 @@ def test_status_and_status_json_show_every_bad_host_as_one_line_next_to_a_health
     for name, (_status, _body, reason) in HOSTILE.items():
         notes = [line for line in lines if line.startswith(f"{name}: ")]
         assert len(notes) == 1, (name, notes)
-        status = "unreachable: " if name != "forbidden" else ""  # a 403 is "not authorized", never unreachable
+        status = (
+            "unreachable: " if name != "forbidden" else ""
+        )  # a 403 is "not authorized", never unreachable
         assert notes[0].startswith(f"{name}: {status}{reason}"), (name, notes[0])
     assert any(line.startswith("escapes ") and "fresh" in line for line in lines)
     assert any("owned second line" in line for line in lines)  # the model, on one line, escapes gone
     doc = json.loads(as_json.stdout)
     by_name = {h["name"]: h for h in doc["hosts"]}
     assert list(by_name) == [h[0] for h in hosts]
-    assert by_name["good"]["status"] == "fresh" and by_name["good"]["error"] is None and by_name["good"]["seq"] > 0
+    assert (
+        by_name["good"]["status"] == "fresh"
+        and by_name["good"]["error"] is None
+        and by_name["good"]["seq"] > 0
+    )
     assert by_name["escapes"]["status"] == "fresh" and len(by_name["escapes"]["engines"]) == 3
     for name, (_status, _body, reason) in HOSTILE.items():
         h = by_name[name]
@@ -188,15 +223,22 @@ def test_status_and_status_json_show_every_bad_host_as_one_line_next_to_a_health
         assert (h["status"], h["error"]["kind"]) == want, (name, h)
         assert h["error"]["message"].startswith(reason) and "\n" not in h["error"]["message"]
         codes = [a["code"] for a in h["alerts"]]
-        assert codes == (["AGENT_UNAUTHORIZED"] if name == "forbidden" else ["AGENT_UNREACHABLE"]), (name, codes)
+        assert codes == (["AGENT_UNAUTHORIZED"] if name == "forbidden" else ["AGENT_UNREACHABLE"]), (
+            name,
+            codes,
+        )
 
 
-async def test_the_console_polls_and_shows_every_host_while_some_answer_garbage(agent: Agent, tmp_path: Path) -> None:
+async def test_the_console_polls_and_shows_every_host_while_some_answer_garbage(
+    agent: Agent, tmp_path: Path
+) -> None:
     good_tok = token_file(tmp_path, "good.token", TOKEN)
     with hostile_server() as evil:
-        hosts = (HostConfig(name="good", url=agent.url, token_file=good_tok),
-                 HostConfig(name="badhistory", url=f"{evil}/badhistory"),
-                 *(HostConfig(name=n, url=f"{evil}/{n}") for n in HOSTILE))  # fmt: skip
+        hosts = (
+            HostConfig(name="good", url=agent.url, token_file=good_tok),
+            HostConfig(name="badhistory", url=f"{evil}/badhistory"),
+            *(HostConfig(name=n, url=f"{evil}/{n}") for n in HOSTILE),
+        )
         config = ConsoleConfig(hosts=hosts, refresh_s=0.5, request_timeout_s=10.0, stale_after_s=30.0)
         app = LlmConsole(HttpFleetSource(config), config)
         async with app.run_test(size=(160, 45)) as pilot:
@@ -207,7 +249,9 @@ async def test_the_console_polls_and_shows_every_host_while_some_answer_garbage(
             state = app.fleet
             keys = app.screen.table.keys
     assert state.hosts["good"].status == "fresh" and state.hosts["good"].snapshot.seq > 0
-    assert state.hosts["badhistory"].status == "fresh" and state.hosts["badhistory"].snapshot.seq == FULL["seq"]
+    assert (
+        state.hosts["badhistory"].status == "fresh" and state.hosts["badhistory"].snapshot.seq == FULL["seq"]
+    )
     assert {"good", "badhistory", *HOSTILE} <= set(keys)  # every host has its row
     for name, (_status, _body, reason) in HOSTILE.items():
         h = state.hosts[name]

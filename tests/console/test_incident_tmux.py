@@ -46,7 +46,9 @@ def test_incident_path_first_screen_to_ready_again(terminal) -> None:  # noqa: A
     assert HUNG in detail
     # 4. restart it: the confirmation names host, engine and model; y sends it once
     pane.keys("r")
-    confirm = pane.wait("the confirmation", lambda t: f"Restart engine {HUNG} on demo-gpu01?" in t, timeout=30)
+    confirm = pane.wait(
+        "the confirmation", lambda t: f"Restart engine {HUNG} on demo-gpu01?" in t, timeout=30
+    )
     assert "llama-3.3-70b" in confirm
     pane.keys("y")
     pane.wait(
@@ -55,7 +57,11 @@ def test_incident_path_first_screen_to_ready_again(terminal) -> None:  # noqa: A
         timeout=60,
     )
     # 5. ready again: said by the console once the agent reports the new process ready
-    pane.wait("ready again", lambda t: re.search(rf"restart demo-gpu01/{HUNG}: ready\s+again", t) is not None, timeout=180)
+    pane.wait(
+        "ready again",
+        lambda t: re.search(rf"restart demo-gpu01/{HUNG}: ready\s+again", t) is not None,
+        timeout=180,
+    )
     # 6. quit: the console says it is stopping the fleet (not "starting … ready"), and everything goes
     pane.keys("q")
     text = pane.wait("the demo to exit", lambda t: EXIT_MARK in t, timeout=60)
@@ -63,4 +69,3 @@ def test_incident_path_first_screen_to_ready_again(terminal) -> None:  # noqa: A
     tail = text[text.rfind("starting demo fleet") :] if "starting demo fleet" in text else text
     assert "stopping demo fleet" in tail, text
     assert_all_gone(workdir, ours)
-

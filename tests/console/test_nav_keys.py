@@ -25,7 +25,9 @@ SIZE = (160, 45)
 
 def recorded() -> LlmConsole:
     src = FixtureFleetSource.from_dir(FLEET)
-    hosts = tuple(HostConfig(name=h.name, url=f"http://127.0.0.1:{9300 + i}") for i, h in enumerate(src.hosts))
+    hosts = tuple(
+        HostConfig(name=h.name, url=f"http://127.0.0.1:{9300 + i}") for i, h in enumerate(src.hosts)
+    )
     return LlmConsole(src, ConsoleConfig(hosts=hosts), clock=src.clock, wall=src.wall, poll=False)
 
 
@@ -126,7 +128,9 @@ async def test_help_lists_the_navigation_keys() -> None:
         shown = " ".join(r[1] for r in nav)
         for key in ("⏎", "esc", "tab", "j", "k", "g", "G", "/", "1", "2", "c", "↑", "↓", "space"):
             assert key in shown.replace(",", " ").split(), key  # ⏎ is how Textual shows Enter
-        assert {"app.down", "app.up", "app.top", "app.bottom", "app.fleet", "app.alerts"} <= {r[3] for r in rows}
+        assert {"app.down", "app.up", "app.top", "app.bottom", "app.fleet", "app.alerts"} <= {
+            r[3] for r in rows
+        }
         assert rows[0][0] == "navigation"  # how to move comes first
 
 

@@ -42,18 +42,26 @@ PROPS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthC
 
 # Any JSON value, NaN and ±Infinity included; strings may hold lone surrogates and control characters.
 _OVERFLOW = "1e999"  # a float literal that overflows to infinity (json.dumps cannot write one): see _dumps
-_EXTREMES = st.sampled_from([10**400, -(10**400), 2**63, -(2**63) - 1, _OVERFLOW, "-" + _OVERFLOW, math.nan, -math.inf])
+_EXTREMES = st.sampled_from(
+    [10**400, -(10**400), 2**63, -(2**63) - 1, _OVERFLOW, "-" + _OVERFLOW, math.nan, -math.inf]
+)
 _chars = st.characters(blacklist_categories=())
 _scalars = (
-    st.none() | st.booleans()
-    | st.integers() | st.integers(min_value=-(2**70), max_value=2**70)
-    | st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from([1e308, -1e308, 5e-324, 0.0, -0.0])
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.sampled_from([1e308, -1e308, 5e-324, 0.0, -0.0])
     | _EXTREMES
-    | st.text(_chars, max_size=20) | st.sampled_from(["\x1b[2J", "a\nb", "\u202eevil", "9999-12-31T23:59:59-23:59"])
-)  # fmt: skip
+    | st.text(_chars, max_size=20)
+    | st.sampled_from(["\x1b[2J", "a\nb", "\u202eevil", "9999-12-31T23:59:59-23:59"])
+)
 JSON = st.recursive(
     _scalars,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(_chars, max_size=8), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(_chars, max_size=8), inner, max_size=4)
+    ),
     max_leaves=20,
 )
 
@@ -83,7 +91,9 @@ def _mutate(doc: Any, path: tuple[Any, ...], value: Any, delete: bool) -> Any:
     return doc
 
 
-mutations = st.lists(st.tuples(st.sampled_from(PATHS), _EXTREMES | JSON, st.booleans()), min_size=1, max_size=3)
+mutations = st.lists(
+    st.tuples(st.sampled_from(PATHS), _EXTREMES | JSON, st.booleans()), min_size=1, max_size=3
+)
 
 
 def _mutated(muts: list[tuple[tuple[Any, ...], Any, bool]]) -> Any:
@@ -137,7 +147,15 @@ def _show_everything(snap: HostSnapshot, history: tuple[HostSnapshot, ...] = ())
     config = cfg("odd", "good")
     s = FleetState.initial(config, 0.0)
     for at in (1.0, 2.0, 30.0):  # first contact (with history), again, then stale
-        s = apply(s, [HostResult("odd", snap, None, 0.01, at, history), HostResult("good", replace(good, seq=int(at)), None, 0.01, at)], at, 1.75e9 + at)
+        s = apply(
+            s,
+            [
+                HostResult("odd", snap, None, 0.01, at, history),
+                HostResult("good", replace(good, seq=int(at)), None, 0.01, at),
+            ],
+            at,
+            1.75e9 + at,
+        )
     odd, healthy = s.hosts["odd"], s.hosts["good"]
     assert healthy.snapshot is not None and healthy.error is None  # the other host always renders
     assert odd.snapshot is not None or odd.error is not None
@@ -241,10 +259,15 @@ def _doc(**fields: Any) -> dict[str, Any]:
 def test_named_hostile_answers_each_get_one_reason() -> None:
     assert _reason(b"[" * 100_000 + b"]" * 100_000) == "bad payload: JSON nested too deeply"
     assert _reason(b'{"a":' * 100_000) == "bad payload: JSON nested too deeply"
-    deep = copy.deepcopy(FULL)  # under the interpreter's limit, inside alert evidence (kept as is by the schema)
+    deep = copy.deepcopy(
+        FULL
+    )  # under the interpreter's limit, inside alert evidence (kept as is by the schema)
     code = deep["engines"][1]["alerts"][0]["code"]
     deep["engines"][1]["alerts"][0]["evidence"] = {"a": json.loads("[" * 40 + "]" * 40)}
-    assert _reason(_dumps(deep)) == f"bad payload: alert {code!r}: evidence nested deeper than {MAX_DEPTH - 4} levels"
+    assert (
+        _reason(_dumps(deep))
+        == f"bad payload: alert {code!r}: evidence nested deeper than {MAX_DEPTH - 4} levels"
+    )
     history = {"schema": HISTORY_SCHEMA, "host": "h", "snapshots": [FULL, deep]}
     try:
         decode_history(_dumps(history))
@@ -253,25 +276,41 @@ def test_named_hostile_answers_each_get_one_reason() -> None:
         assert "evidence nested deeper" in err.error.message
     deep["engines"][1]["alerts"][0]["evidence"] = {"a": json.loads("[" * 20 + "]" * 20)}
     assert decode_snapshot(_dumps(deep)).engines[1].alerts[0].evidence["a"]  # 26 levels in all: fine
-    assert _reason(b"[" * 40 + b"]" * 40).startswith("bad payload: expected object, got [[[[")  # 40 deep, not an object
+    assert _reason(b"[" * 40 + b"]" * 40).startswith(
+        "bad payload: expected object, got [[[["
+    )  # 40 deep, not an object
     try:
         load_json(b"[" * 40 + b"]" * 40)  # the generic reader bounds any nesting
         raise AssertionError("loaded")
     except PayloadError as err:
         assert err.error.message == f"bad payload: JSON nested deeper than {MAX_DEPTH} levels"
-    assert _reason(json.dumps(FULL).encode().replace(b'"gpu01"', b'"gpu\xff01"', 1)).startswith("bad payload: invalid UTF-8 at byte ")
-    assert _reason(b'{"schema":"llmconsole.snapshot/1","host":"h","seq":NaN,"taken_at":"x"}') == "bad payload: seq: expected integer, got None"
+    assert _reason(json.dumps(FULL).encode().replace(b'"gpu01"', b'"gpu\xff01"', 1)).startswith(
+        "bad payload: invalid UTF-8 at byte "
+    )
+    assert (
+        _reason(b'{"schema":"llmconsole.snapshot/1","host":"h","seq":NaN,"taken_at":"x"}')
+        == "bad payload: seq: expected integer, got None"
+    )
     assert _reason(_dumps(_doc(seq=10**30))) == "bad payload: integer out of range: 100000000000000000000000…"
-    assert _reason(_dumps(_doc(host="\ud800"))).startswith("bad payload: a string holds a lone UTF-16 surrogate")
+    assert _reason(_dumps(_doc(host="\ud800"))).startswith(
+        "bad payload: a string holds a lone UTF-16 surrogate"
+    )
     assert _reason(b" " * 2048, limit=1024) == "bad payload: answer larger than 1 KiB"
     stats = copy.deepcopy(FULL)
     stats["engines"][1]["stats"]["ttft_p95_s"] = {"a": [1]}
-    assert _reason(_dumps(stats)) == "bad payload: engines[1].stats.ttft_p95_s: expected number or null, got {'a': [1]}"
+    assert (
+        _reason(_dumps(stats))
+        == "bad payload: engines[1].stats.ttft_p95_s: expected number or null, got {'a': [1]}"
+    )
     v9 = _dumps(_doc(schema="llmconsole.snapshot/9\n\x1b[2J" + "x" * 500))
     try:
         decode_snapshot(v9)
     except PayloadError as err:
-        assert err.error.kind == "incompatible" and "\n" not in err.error.message and "\x1b" not in err.error.message
+        assert (
+            err.error.kind == "incompatible"
+            and "\n" not in err.error.message
+            and "\x1b" not in err.error.message
+        )
         assert err.error.found_schema is not None and len(err.error.found_schema) <= 60
 
 
@@ -287,7 +326,9 @@ def test_nan_and_overflowing_numbers_read_as_null_where_null_is_allowed() -> Non
 
 
 def test_host_error_messages_are_one_printable_line() -> None:
-    e = HostError("http", "HTTP 500: boom\nTraceback (most recent call last):\n\x1b[31mred\u202e" + "y" * 1000)
+    e = HostError(
+        "http", "HTTP 500: boom\nTraceback (most recent call last):\n\x1b[31mred\u202e" + "y" * 1000
+    )
     assert "\n" not in e.message and "\x1b" not in e.message and "\u202e" not in e.message
     assert e.message.startswith("HTTP 500: boom Traceback") and len(e.message) <= 300
 
@@ -299,7 +340,11 @@ def test_the_reducer_turns_one_hosts_failure_into_that_hosts_error() -> None:
     good = decode_snapshot(json.dumps(FULL).encode())
     broken = replace(good, engines=None)  # no decoder makes this: stands for any bug the reducer trips on
     config = cfg("bad", "good")
-    s = apply(FleetState.initial(config, 0.0), [HostResult("bad", broken, None, 0.01, 1.0), HostResult("good", good, None, 0.01, 1.0)], 1.0)
+    s = apply(
+        FleetState.initial(config, 0.0),
+        [HostResult("bad", broken, None, 0.01, 1.0), HostResult("good", good, None, 0.01, 1.0)],
+        1.0,
+    )
     assert s.hosts["good"].status == "fresh" and s.hosts["good"].snapshot is good
     bad = s.hosts["bad"]
     assert bad.status == "unreachable" and bad.error.kind == "bad_payload"
@@ -321,11 +366,16 @@ class _Faulty(httpx.AsyncBaseTransport):
 
 
 async def test_the_poll_turns_one_hosts_unexpected_exception_into_that_hosts_error() -> None:
-    hosts = (HostConfig(name="bad", url="http://bad.invalid:9300"), HostConfig(name="good", url="http://good.invalid:9300"))
+    hosts = (
+        HostConfig(name="bad", url="http://bad.invalid:9300"),
+        HostConfig(name="good", url="http://good.invalid:9300"),
+    )
     src = HttpFleetSource(ConsoleConfig(hosts=hosts), transport=_Faulty())
     try:
         bad, good = await src.poll()
     finally:
         await src.aclose()
     assert good.ok and good.snapshot.seq == FULL["seq"]
-    assert not bad.ok and bad.error == HostError("bad_payload", "console could not read this answer: RuntimeError: boom")
+    assert not bad.ok and bad.error == HostError(
+        "bad_payload", "console could not read this answer: RuntimeError: boom"
+    )

@@ -27,8 +27,9 @@ async def test_prometheus_hosts_are_rows_with_actions_disabled_and_the_reason_sh
     snap = replace(load_snapshot(), host="gpu07", seq=3, taken_at=rfc3339(time.time() - 0.5))
     clock = FrameClock(500.0)
     with PromLike(exposition([snap])) as server:
-        src = PrometheusFleetSource(PrometheusConfig(name="site-a", url=server.url, refresh_s=1, stale_after_s=5),
-                                    clock=clock)  # fmt: skip
+        src = PrometheusFleetSource(
+            PrometheusConfig(name="site-a", url=server.url, refresh_s=1, stale_after_s=5), clock=clock
+        )
         app = LlmConsole(src, ConsoleConfig(), clock=clock, poll=False)
         async with app.run_test(size=SIZE) as pilot:
             await app.poll_once()
@@ -44,7 +45,9 @@ async def test_prometheus_hosts_are_rows_with_actions_disabled_and_the_reason_sh
             await pilot.press("r")  # disabled: nothing happens
             app.request_action("gpu07", "llama70b", "restart")  # the palette's way: refused with the reason
             await pilot.pause()
-            assert isinstance(app.screen, FleetScreen) and app.actions_sent == []  # no confirmation, nothing sent
+            assert (
+                isinstance(app.screen, FleetScreen) and app.actions_sent == []
+            )  # no confirmation, nothing sent
             assert any("read-only" in str(n.message) for n in app._notifications)
             server.mode = "html"  # the server breaks: the rows stay, with their last values, then go stale
             clock.now += 7.0

@@ -242,17 +242,43 @@ def test_rule_alerts_join_the_agents_own_without_duplicates() -> None:
     snap = live_snapshot("gpu01")
     with PromLike(exposition([snap], instance_of=lambda h: "10.0.0.9:9300")) as server:
         server.alerts = [
-            {"labels": {"alertname": "LLMConsoleAgentAlert", "host": "gpu01", "engine": "qwen-sg", "code": "ENGINE_HUNG",
-                        "severity": "critical"}, "annotations": {"summary": "hung"}, "state": "firing",
-             "activeAt": "2026-01-02T03:00:00Z"},
-            {"labels": {"alertname": "LLMEngineStalled", "host": "gpu01", "engine": "llama70b", "code": "ENGINE_STALLED",
-                        "severity": "critical"}, "annotations": {"summary": "no tokens for 2m"}, "state": "firing",
-             "activeAt": "2026-01-02T03:04:05.123456789Z"},
-            {"labels": {"alertname": "LLMConsoleAgentDown", "instance": "10.0.0.9:9300", "severity": "critical",
-                        "code": "AGENT_UNREACHABLE"}, "annotations": {"summary": "down"}, "state": "firing"},
+            {
+                "labels": {
+                    "alertname": "LLMConsoleAgentAlert",
+                    "host": "gpu01",
+                    "engine": "qwen-sg",
+                    "code": "ENGINE_HUNG",
+                    "severity": "critical",
+                },
+                "annotations": {"summary": "hung"},
+                "state": "firing",
+                "activeAt": "2026-01-02T03:00:00Z",
+            },
+            {
+                "labels": {
+                    "alertname": "LLMEngineStalled",
+                    "host": "gpu01",
+                    "engine": "llama70b",
+                    "code": "ENGINE_STALLED",
+                    "severity": "critical",
+                },
+                "annotations": {"summary": "no tokens for 2m"},
+                "state": "firing",
+                "activeAt": "2026-01-02T03:04:05.123456789Z",
+            },
+            {
+                "labels": {
+                    "alertname": "LLMConsoleAgentDown",
+                    "instance": "10.0.0.9:9300",
+                    "severity": "critical",
+                    "code": "AGENT_UNREACHABLE",
+                },
+                "annotations": {"summary": "down"},
+                "state": "firing",
+            },
             {"labels": {"alertname": "Pending", "host": "gpu01", "code": "X"}, "state": "pending"},
             {"labels": {"alertname": "Elsewhere", "instance": "10.9.9.9:1"}, "state": "firing"},
-        ]  # fmt: skip
+        ]
         src = PrometheusFleetSource(prom(server.url))
         (r,) = run(poll_once(src))
     assert r.snapshot is not None
@@ -268,8 +294,14 @@ def test_rule_alerts_join_the_agents_own_without_duplicates() -> None:
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "LLMCONSOLE_CONFIG": "", "XDG_CONFIG_HOME": str(cwd)}
-    return subprocess.run([sys.executable, "-m", "console.cli", *args], capture_output=True, text=True, timeout=60,
-                          cwd=cwd, env=env)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "console.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+        env=env,
+    )
 
 
 def test_status_prometheus_against_a_server_that_is_not_prometheus(tmp_path: Path) -> None:

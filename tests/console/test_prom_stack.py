@@ -150,18 +150,24 @@ def stack() -> Iterator[Stack]:
         hook = WebhookReceiver().start()
         cleanup.callback(hook.stop)
         am_config = alertmanager_config(
-            hook.url, receiver="llmconsole-test", group_by=("alertname", "instance", "engine", "code"),
-            group_wait_s=GROUP_WAIT_S, group_interval_s=1.0,
-        )  # fmt: skip
+            hook.url,
+            receiver="llmconsole-test",
+            group_by=("alertname", "instance", "engine", "code"),
+            group_wait_s=GROUP_WAIT_S,
+            group_interval_s=1.0,
+        )
         am = Alertmanager(str(alertmanager_binary()), root / "alertmanager", am_config)
         cleanup.callback(am.stop)
         am.start()
 
         job = ScrapeJob(AGENT_JOB, [f"127.0.0.1:{a.port}" for a in fleet.agents], credentials_file=viewer)
         prom_config = prometheus_config(
-            [job], scrape_interval_s=SCRAPE_INTERVAL_S, evaluation_interval_s=EVAL_INTERVAL_S,
-            rule_files=[rules_file], alertmanagers=[f"127.0.0.1:{am.port}"],
-        )  # fmt: skip
+            [job],
+            scrape_interval_s=SCRAPE_INTERVAL_S,
+            evaluation_interval_s=EVAL_INTERVAL_S,
+            rule_files=[rules_file],
+            alertmanagers=[f"127.0.0.1:{am.port}"],
+        )
         prom = Prometheus(str(prometheus_binary()), root / "prometheus", prom_config)
         cleanup.callback(prom.stop)
         prom.start()
@@ -204,10 +210,15 @@ def test_demo_hang_fires_in_prometheus_and_reaches_the_webhook(stack: Stack) -> 
     with httpx.Client(timeout=5.0, trust_env=False) as c:
         assert c.get(hung_host.url + "/metrics").status_code == 401
     wait_until(
-        lambda: (t := [x for x in prom.targets() if x["labels"]["job"] == AGENT_JOB])
-        and len(t) == 3 and all(x["health"] == "up" for x in t),
-        30.0, "all three agents scraped (health up)", describe=lambda: repr(prom.targets()),
-    )  # fmt: skip
+        lambda: (
+            (t := [x for x in prom.targets() if x["labels"]["job"] == AGENT_JOB])
+            and len(t) == 3
+            and all(x["health"] == "up" for x in t)
+        ),
+        30.0,
+        "all three agents scraped (health up)",
+        describe=lambda: repr(prom.targets()),
+    )
 
     # When the hang began: the agent's "ready" transition of that engine plus the scripted hang_at_s.
     def ready_at() -> float | None:
@@ -227,16 +238,22 @@ def test_demo_hang_fires_in_prometheus_and_reaches_the_webhook(stack: Stack) -> 
         for a in prom.alerts():
             lb = a["labels"]
             if (lb.get("alertname"), lb.get("instance"), lb.get("engine"), lb.get("code")) == (
-                name, instance, hung_engine, "ENGINE_HUNG",
-            ) and a["state"] == "firing":  # fmt: skip
+                name,
+                instance,
+                hung_engine,
+                "ENGINE_HUNG",
+            ) and a["state"] == "firing":
                 return dict(a)
         return None
 
     timeout = max(5.0, onset + bound + 5.0 - time.time())
     firing = wait_until(
-        lambda: hung_alert("LLMConsoleAgentAlert"), timeout, f"LLMConsoleAgentAlert ENGINE_HUNG for {hung_engine}",
-        interval_s=0.2, describe=stack.diagnostics,
-    )  # fmt: skip
+        lambda: hung_alert("LLMConsoleAgentAlert"),
+        timeout,
+        f"LLMConsoleAgentAlert ENGINE_HUNG for {hung_engine}",
+        interval_s=0.2,
+        describe=stack.diagnostics,
+    )
     fired_after = time.time() - onset
     active_after = epoch(firing["activeAt"]) - onset
     assert fired_after <= bound, (
@@ -250,8 +267,10 @@ def test_demo_hang_fires_in_prometheus_and_reaches_the_webhook(stack: Stack) -> 
     # The summary annotation is the agent's own evidence text, looked up by the rule's query template.
     summaries = {
         s["metric"].get("summary")
-        for s in prom.query(f'llmconsole_alerts_active{{instance="{instance}",engine="{hung_engine}",code="ENGINE_HUNG"}}[5m]')
-    }  # fmt: skip
+        for s in prom.query(
+            f'llmconsole_alerts_active{{instance="{instance}",engine="{hung_engine}",code="ENGINE_HUNG"}}[5m]'
+        )
+    }
     summary = firing["annotations"]["summary"]
     assert summary in summaries and summary != "ENGINE_HUNG", (summary, summaries)
 
@@ -282,9 +301,13 @@ def test_demo_hang_fires_in_prometheus_and_reaches_the_webhook(stack: Stack) -> 
 
     # The rule on the normalized engine series sees the same stall (the agent's gauges and counters).
     stall_bound = (
-        seconds(RULES.stall_window) + TIMINGS.interval_s + SCRAPE_INTERVAL_S + EVAL_INTERVAL_S
-        + seconds(RULES.stall_for) + MARGIN_S
-    )  # fmt: skip
+        seconds(RULES.stall_window)
+        + TIMINGS.interval_s
+        + SCRAPE_INTERVAL_S
+        + EVAL_INTERVAL_S
+        + seconds(RULES.stall_for)
+        + MARGIN_S
+    )
     timeout = max(5.0, onset + stall_bound + 5.0 - time.time())
 
     def stalled() -> dict[str, Any] | None:
@@ -292,8 +315,11 @@ def test_demo_hang_fires_in_prometheus_and_reaches_the_webhook(stack: Stack) -> 
         for a in prom.alerts():
             lb = a["labels"]
             if (lb.get("alertname"), lb.get("engine"), lb.get("host"), a["state"]) == (
-                "LLMEngineStalled", hung_engine, host_label, "firing",
-            ):  # fmt: skip
+                "LLMEngineStalled",
+                hung_engine,
+                host_label,
+                "firing",
+            ):
                 return dict(a)
         return None
 
@@ -309,10 +335,10 @@ def test_demo_hang_fires_in_prometheus_and_reaches_the_webhook(stack: Stack) -> 
     # Healthy engines raise neither; every rule evaluated without error against the real series.
     final = prom.alerts()
     false = [
-        a["labels"] for a in final
-        if a["labels"].get("code") == "ENGINE_HUNG"
-        and a["labels"].get("engine") in healthy
-    ]  # fmt: skip
+        a["labels"]
+        for a in final
+        if a["labels"].get("code") == "ENGINE_HUNG" and a["labels"].get("engine") in healthy
+    ]
     assert not false, false
     broken = [
         (r["name"], r.get("lastError")) for g in prom.rules() for r in g["rules"] if r.get("health") == "err"

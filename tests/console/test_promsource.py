@@ -46,17 +46,29 @@ from tests.support.promstack import prometheus_binary, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 RULE_ONLY = {
-    "groups": [{"name": "test-only", "rules": [{
-        "alert": "PromOnlyTest", "expr": 'llmconsole_engine_up{kind="tgi"} == 1',
-        "labels": {"code": "PROM_ONLY", "severity": "info"},
-        "annotations": {"summary": "raised by a Prometheus rule"},
-    }]}],
-}  # fmt: skip
+    "groups": [
+        {
+            "name": "test-only",
+            "rules": [
+                {
+                    "alert": "PromOnlyTest",
+                    "expr": 'llmconsole_engine_up{kind="tgi"} == 1',
+                    "labels": {"code": "PROM_ONLY", "severity": "info"},
+                    "annotations": {"summary": "raised by a Prometheus rule"},
+                }
+            ],
+        }
+    ],
+}
 KINDS = [
-    pytest.param("prometheus", marks=pytest.mark.skipif(prometheus_binary() is None, reason="prometheus not installed")),
-    pytest.param("victoria-metrics",
-                 marks=pytest.mark.skipif(victoria_binary() is None, reason="victoria-metrics not installed")),
-]  # fmt: skip
+    pytest.param(
+        "prometheus", marks=pytest.mark.skipif(prometheus_binary() is None, reason="prometheus not installed")
+    ),
+    pytest.param(
+        "victoria-metrics",
+        marks=pytest.mark.skipif(victoria_binary() is None, reason="victoria-metrics not installed"),
+    ),
+]
 
 
 @pytest.fixture(params=KINDS)
@@ -68,11 +80,15 @@ def fleet(request: pytest.FixtureRequest) -> Iterator[ScrapedFleet]:
         rules[0].write_text(render([agent_group(Thresholds(agent_alert_for="1s"))]))
         rules[1].write_text(json.dumps(RULE_ONLY))
     f = ScrapedFleet(
-        root, request.param,
-        [[engine("vllm-a", "vllm", "--load", "2"), engine("tgi-b", "tgi", "--load", "1", gpus=[1])],
-         [engine("sglang-c", "sglang", "--load", "2", gpus=[2])]],
-        rule_files=rules, thresholds=[{}, {"ttft_p95_s": 0.005}],
-    )  # fmt: skip
+        root,
+        request.param,
+        [
+            [engine("vllm-a", "vllm", "--load", "2"), engine("tgi-b", "tgi", "--load", "1", gpus=[1])],
+            [engine("sglang-c", "sglang", "--load", "2", gpus=[2])],
+        ],
+        rule_files=rules,
+        thresholds=[{}, {"ttft_p95_s": 0.005}],
+    )
     try:
         f.start()
         yield f
@@ -124,8 +140,14 @@ def wait_ready(f: ScrapedFleet) -> None:
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "LLMCONSOLE_CONFIG": "", "XDG_CONFIG_HOME": str(cwd)}
-    return subprocess.run([sys.executable, "-m", "console.cli", *args], capture_output=True, text=True, timeout=90,
-                          cwd=cwd, env=env)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "console.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        cwd=cwd,
+        env=env,
+    )
 
 
 def engine_rows(text_or_state: Any, now: float | None = None) -> dict[str, list[str]]:
@@ -190,7 +212,8 @@ def test_status_through_the_server_matches_what_the_agents_report(
         own = replace(  # less what the exporter does not carry: the percentiles' buckets ("≤60ms" there)
             own,
             engines=tuple(
-                replace(e, stats=replace(e.stats, quantile_buckets=None)) if e.stats else e for e in own.engines
+                replace(e, stats=replace(e.stats, quantile_buckets=None)) if e.stats else e
+                for e in own.engines
             ),
         )
         direct_results.append(HostResult(fleet.host(i), own, None, 0.001, now))

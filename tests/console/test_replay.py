@@ -29,8 +29,16 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     tmp = tmp_path_factory.mktemp("replay")
     tokens = write_tokens(tmp / "tokens", ops="operator")
     port = free_port()
-    engines = [{"id": "e1", "kind": "vllm", "model": "sim-a", "port": free_port(), "command": sim("vllm"),
-                "args": ["--load", "2", "--fault", "hang@4"]}]  # fmt: skip
+    engines = [
+        {
+            "id": "e1",
+            "kind": "vllm",
+            "model": "sim-a",
+            "port": free_port(),
+            "command": sim("vllm"),
+            "args": ["--load", "2", "--fault", "hang@4"],
+        }
+    ]
     config = write_config(tmp, port, engines, agent={"tokens_file": str(tmp / "tokens"), "host": "gpu-r"})
     agent = SecureAgent(config, port, token=tokens["ops"])
     agent.start()
@@ -41,7 +49,9 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         token_file.chmod(0o600)
         host = {"name": "gpu-r", "url": f"http://127.0.0.1:{port}", "token_file": str(token_file)}
         console = tmp / "console.toml"
-        console.write_text("[[console.hosts]]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in host.items()))
+        console.write_text(
+            "[[console.hosts]]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in host.items())
+        )
         out = tmp / "incident.tar.gz"
         got = _cli("bundle", "--all", "--config", str(console), "--since", "300", "-o", str(out), cwd=tmp)
         assert got.returncode == 0, got.stderr
@@ -52,8 +62,14 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 def _cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "console.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "console.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def _states(source: ReplaySource) -> list[str]:
@@ -99,7 +115,10 @@ async def test_the_replay_app_shows_the_moment_and_refuses_actions(bundle: Path)
         assert source.cursor == source.end
         await pilot.press("left_square_bracket")
         await pilot.pause()
-        assert source.cursor < source.end and f"{len(source.timeline) - 1}/{len(source.timeline)}" in app.sub_title
+        assert (
+            source.cursor < source.end
+            and f"{len(source.timeline) - 1}/{len(source.timeline)}" in app.sub_title
+        )
         app.request_action("gpu-r", "e1", "restart")
         await pilot.pause()
         assert not source.actions  # refused before any confirmation: nothing was sent
@@ -114,16 +133,26 @@ def test_status_at_a_moment_prints_that_moment_with_status_exit_codes(bundle: Pa
     assert doc["hosts"][0]["engines"][0]["state"] == "ready"
     assert got.returncode == doc["exit_code"]
     got = _cli("replay", str(bundle), "--status", cwd=tmp_path)
-    assert got.returncode == 1 and "REPLAY" in got.stdout and "hung" in got.stdout and "ENGINE_HUNG" in got.stdout
+    assert (
+        got.returncode == 1
+        and "REPLAY" in got.stdout
+        and "hung" in got.stdout
+        and "ENGINE_HUNG" in got.stdout
+    )
 
 
 def test_bad_bundles_and_times_are_one_line_exit_2(bundle: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.tar.gz"
     bad.write_bytes(bundle.read_bytes()[:-50])
-    for args in (["replay", str(bad), "--status"], ["replay", str(tmp_path / "none.tar.gz"), "--status"],
-                 ["replay", str(bundle), "--status", "--at", "yesterday"]):  # fmt: skip
+    for args in (
+        ["replay", str(bad), "--status"],
+        ["replay", str(tmp_path / "none.tar.gz"), "--status"],
+        ["replay", str(bundle), "--status", "--at", "yesterday"],
+    ):
         got = _cli(*args, cwd=tmp_path)
-        assert got.returncode == 2 and got.stderr.count("\n") == 1 and "Traceback" not in got.stderr, got.stderr
+        assert got.returncode == 2 and got.stderr.count("\n") == 1 and "Traceback" not in got.stderr, (
+            got.stderr
+        )
     got = _cli("replay", str(bad), "--status", "--json", cwd=tmp_path)
     assert got.returncode == 2 and json.loads(got.stdout)["exit_code"] == 2
 

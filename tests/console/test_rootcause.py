@@ -85,10 +85,17 @@ def test_a_hang_is_one_fault_and_unrelated_alerts_stay_apart() -> None:
 
 def test_chains_from_the_map() -> None:
     def tree(*codes: str) -> list[tuple[str, list[str]]]:
-        return [(g.cause.code, [a.code for _, a in g.consequences]) for g in group_alerts([alert(c) for c in codes])]
+        return [
+            (g.cause.code, [a.code for _, a in g.consequences])
+            for g in group_alerts([alert(c) for c in codes])
+        ]
 
-    assert tree("METRICS_STALE", "ENGINE_DOWN", "CRASH_LOOP") == [("CRASH_LOOP", ["ENGINE_DOWN", "METRICS_STALE"])]
-    assert tree("ENGINE_HUNG", "RANK_DIVERGENCE", "HEALTH_LIES") == [("RANK_DIVERGENCE", ["ENGINE_HUNG", "HEALTH_LIES"])]
+    assert tree("METRICS_STALE", "ENGINE_DOWN", "CRASH_LOOP") == [
+        ("CRASH_LOOP", ["ENGINE_DOWN", "METRICS_STALE"])
+    ]
+    assert tree("ENGINE_HUNG", "RANK_DIVERGENCE", "HEALTH_LIES") == [
+        ("RANK_DIVERGENCE", ["ENGINE_HUNG", "HEALTH_LIES"])
+    ]
     assert tree("HEALTH_LIES", "FRONTEND_HUNG") == [("FRONTEND_HUNG", ["HEALTH_LIES"])]
     assert tree("QUEUE_GROWING", "ADMISSION_STALLED") == [("ADMISSION_STALLED", ["QUEUE_GROWING"])]
     assert tree("METRICS_UNREACHABLE", "ENGINE_DOWN") == [("ENGINE_DOWN", ["METRICS_UNREACHABLE"])]
@@ -98,7 +105,11 @@ def test_chains_from_the_map() -> None:
 
 
 def test_one_alert_per_code_and_root_causes() -> None:
-    twice = (alert("KV_PRESSURE"), alert("KV_PRESSURE", since="2025-06-03T03:20:00Z"), alert("PREEMPTION_STORM"))
+    twice = (
+        alert("KV_PRESSURE"),
+        alert("KV_PRESSURE", since="2025-06-03T03:20:00Z"),
+        alert("PREEMPTION_STORM"),
+    )
     (group,) = group_alerts(twice)
     assert group.cause is twice[0] and len(group.alerts) == 2
     assert [a.code for a in root_causes(KV_FAULT + (alert("GPU_THERMAL"),))] == ["KV_PRESSURE", "GPU_THERMAL"]
@@ -118,9 +129,12 @@ def fleet_with(**engines: tuple[str, tuple[Alert, ...]]) -> FleetState:
     """The golden snapshot with engine id → (state, alerts) replaced."""
     base = snap_at(1)
     new = tuple(
-        replace(e, state=engines[e.id][0], alerts=engines[e.id][1]) if e.id in engines else e for e in base.engines
+        replace(e, state=engines[e.id][0], alerts=engines[e.id][1]) if e.id in engines else e
+        for e in base.engines
     )
-    return apply(FleetState.initial(cfg("gpu01"), 0.0), [ok("gpu01", replace(base, engines=new), 1.0)], 1.0, T0)
+    return apply(
+        FleetState.initial(cfg("gpu01"), 0.0), [ok("gpu01", replace(base, engines=new), 1.0)], 1.0, T0
+    )
 
 
 def test_a_crash_looping_engine_reads_crash_loop_whatever_its_momentary_state() -> None:
@@ -150,7 +164,10 @@ def test_alert_any_keeps_every_engine_with_an_active_alert() -> None:
     assert fleet_table(s, s.now, "alert:any").order == ["gpu01", "gpu01/qwen-sg", "gpu01/mistral-tgi"]
     assert fleet_table(s, s.now, "-alert:any").order == ["gpu01", "gpu01/llama70b"]
     assert fleet_table(s, s.now, "alert:any -state:hung").order == ["gpu01", "gpu01/mistral-tgi"]
-    assert fleet_table(s, s.now, "alert:health").order == ["gpu01", "gpu01/qwen-sg"]  # codes by prefix, as before
+    assert fleet_table(s, s.now, "alert:health").order == [
+        "gpu01",
+        "gpu01/qwen-sg",
+    ]  # codes by prefix, as before
     h = s.hosts["gpu01"]
     assert matches(parse_filter("alert:ANY"), h, h.snapshot.engine("qwen-sg"))  # type: ignore[union-attr]
 
@@ -164,7 +181,9 @@ def fleet_alerts(engine_alerts: tuple[Alert, ...], recent_rounds: list[tuple[Ale
     s = FleetState.initial(cfg("gpu01"), 0.0)
     now, seq = 1.0, 1
     for alerts in [*recent_rounds, engine_alerts]:
-        engines = tuple(replace(e, alerts=alerts) if e.id == "llama70b" else replace(e, alerts=()) for e in base.engines)
+        engines = tuple(
+            replace(e, alerts=alerts) if e.id == "llama70b" else replace(e, alerts=()) for e in base.engines
+        )
         s = apply(s, [ok("gpu01", replace(base, seq=seq, engines=engines, alerts=()), now)], now, T0 + now)
         now, seq = now + 1, seq + 1
     return s
@@ -183,7 +202,12 @@ def test_alert_groups_lead_with_the_cause_and_indent_consequences() -> None:
     codes = [e.key for e in entries]
     assert len(set(codes)) == 4
     cells = [entry_cells(s, e) for e in entries]
-    assert [c[2].display for c in cells] == ["KV_PRESSURE", "└ PREEMPTION_STORM", "  └ TTFT_SLO", "    └ HEALTH_LIES"]
+    assert [c[2].display for c in cells] == [
+        "KV_PRESSURE",
+        "└ PREEMPTION_STORM",
+        "  └ TTFT_SLO",
+        "    └ HEALTH_LIES",
+    ]
     detail = "".join(text for text, _ in alert_detail(entries[3].alert, entries[3]))
     assert "consequence of KV_PRESSURE" in detail
 
@@ -203,7 +227,9 @@ def test_a_flapping_alert_is_one_row_with_its_count() -> None:
     # the agent's own count wins when it saw more raises than the console did
     s = fleet_alerts(queue("2025-06-03T03:15:00Z", raised_count=9))
     (entry,) = alert_entries(s)
-    assert entry.count == 9 and "raised 9× recently (flapping)" in "".join(t for t, _ in alert_detail(entry.alert, entry))
+    assert entry.count == 9 and "raised 9× recently (flapping)" in "".join(
+        t for t, _ in alert_detail(entry.alert, entry)
+    )
     # cleared for good: one row, with how often it was raised
     s = fleet_alerts((), rounds)
     (entry,) = alert_entries(s)

@@ -19,7 +19,8 @@ RULES = ROOT / "deploy" / "prometheus" / "llmconsole-rules.yml"
 RULE_TESTS = ROOT / "deploy" / "prometheus" / "tests" / "llmconsole-rules.test.yml"
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(
-    PROMTOOL is None, reason="promtool not installed (Debian: apt-get install --no-install-recommends prometheus)"
+    PROMTOOL is None,
+    reason="promtool not installed (Debian: apt-get install --no-install-recommends prometheus)",
 )
 
 
@@ -36,7 +37,9 @@ def burn_thresholds(text: str) -> set[str]:
 def test_shipped_file_is_the_default_output(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys)
     assert code == 0 and err == ""
-    assert RULES.read_text() == out == rules_yaml(), "regenerate: llmconsole rules > deploy/prometheus/llmconsole-rules.yml"
+    assert RULES.read_text() == out == rules_yaml(), (
+        "regenerate: llmconsole rules > deploy/prometheus/llmconsole-rules.yml"
+    )
 
 
 def test_default_slo_is_99_percent_within_one_second(capsys: pytest.CaptureFixture[str]) -> None:
@@ -86,7 +89,9 @@ def test_objective_scales_the_budget() -> None:
         (["--bogus"], "unrecognized arguments"),
     ],
 )
-def test_bad_arguments_are_one_line_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str], needle: str) -> None:
+def test_bad_arguments_are_one_line_exit_2(
+    capsys: pytest.CaptureFixture[str], argv: list[str], needle: str
+) -> None:
     code, out, err = run(capsys, *argv)
     assert code == 2
     assert out == ""
@@ -101,15 +106,27 @@ def test_every_engine_alert_exists_for_each_source() -> None:
             if isinstance(rule, Alert):
                 alerts.setdefault(rule.labels["source"], set()).add(rule.alert)
     engine = {
-        "LLMEngineStalled", "LLMEngineAdmissionStalled", "LLMEngineKVPressure", "LLMEnginePreemptionStorm",
-        "LLMEngineQueueGrowing", "LLMTTFTBudgetBurn", "LLMTTFTSLOUnmeasurable",
-    }  # fmt: skip
-    assert alerts == {"agent": {"LLMConsoleAgentAlert", "LLMConsoleAgentDown"}, "llmconsole": engine, "vllm": engine, "sglang": engine}
+        "LLMEngineStalled",
+        "LLMEngineAdmissionStalled",
+        "LLMEngineKVPressure",
+        "LLMEnginePreemptionStorm",
+        "LLMEngineQueueGrowing",
+        "LLMTTFTBudgetBurn",
+        "LLMTTFTSLOUnmeasurable",
+    }
+    assert alerts == {
+        "agent": {"LLMConsoleAgentAlert", "LLMConsoleAgentDown"},
+        "llmconsole": engine,
+        "vllm": engine,
+        "sglang": engine,
+    }
 
 
 @needs_promtool
 def test_promtool_checks_the_shipped_rules() -> None:
-    proc = subprocess.run([PROMTOOL, "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [PROMTOOL, "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     n_rules = sum(len(g.rules) for g in build_groups())
     assert f"SUCCESS: {n_rules} rules found" in proc.stdout
@@ -126,7 +143,9 @@ def test_promtool_checks_rules_for_another_slo(tmp_path: Path) -> None:
 @needs_promtool
 def test_promtool_unit_tests_pass() -> None:
     """Each alert firing and staying silent, zero traffic included (deploy/prometheus/tests)."""
-    proc = subprocess.run([PROMTOOL, "test", "rules", str(RULE_TESTS)], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [PROMTOOL, "test", "rules", str(RULE_TESTS)], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "SUCCESS" in proc.stdout
 
@@ -141,8 +160,12 @@ def test_promtool_unit_tests_catch_a_broken_rule(tmp_path: Path) -> None:
     (tmp_path / "tests").mkdir()
     (tmp_path / "llmconsole-rules.yml").write_text(broken)
     shutil.copy(RULE_TESTS, tmp_path / "tests" / RULE_TESTS.name)
-    proc = subprocess.run([PROMTOOL, "test", "rules", str(tmp_path / "tests" / RULE_TESTS.name)],
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    proc = subprocess.run(
+        [PROMTOOL, "test", "rules", str(tmp_path / "tests" / RULE_TESTS.name)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode != 0
     assert "LLMTTFTBudgetBurn" in proc.stdout + proc.stderr
 

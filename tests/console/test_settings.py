@@ -50,7 +50,9 @@ def test_data_configs_console_side(path: Path) -> None:
 
 def test_repo_config_loads_for_the_console() -> None:
     console = load_console_config(ROOT / "config.toml")
-    assert [h.name for h in console.hosts] == ["local"] and console.prometheus == ()  # the example is commented
+    assert [h.name for h in console.hosts] == [
+        "local"
+    ] and console.prometheus == ()  # the example is commented
     assert "# [[console.prometheus]]" in (ROOT / "config.toml").read_text()
     assert console.hosts[0].url == "http://127.0.0.1:9300" and console.hosts[0].tunnel_port == 9300
     assert console.thresholds.ttft_p95_s == 0.2
@@ -69,9 +71,13 @@ def test_full_console_values() -> None:
     assert (console.refresh_s, console.request_timeout_s, console.stale_after_s) == (0.5, 1.0, 3.0)
     gpu01, gpu02 = console.hosts
     assert gpu01 == HostConfig(
-        name="gpu01", url="http://127.0.0.1:9300", ssh="ops@gpu01", ssh_options=("-o", "ProxyJump=bastion"),
-        remote_port=9400, token_env="LLMCONSOLE_TOKEN",
-    )  # fmt: skip
+        name="gpu01",
+        url="http://127.0.0.1:9300",
+        ssh="ops@gpu01",
+        ssh_options=("-o", "ProxyJump=bastion"),
+        remote_port=9400,
+        token_env="LLMCONSOLE_TOKEN",
+    )
     assert gpu01.tunnel_port == 9400
     assert gpu02.token_file == DATA / "gpu02.token"  # relative to the config file
     assert gpu02.tunnel_port == 9443
@@ -133,10 +139,20 @@ def test_prometheus_entries_with_defaults_and_paths(tmp_path: Path) -> None:
         'basic_auth_password_file = "/etc/vm.pass"\n'
     )
     a, vm = load_console_config(path).prometheus
-    assert a == PrometheusConfig(name="site-a", url="https://prom.example:9090", match='job="llmconsole", env=~"prod.*"',
-                                 token_file=tmp_path / "prom.token", tls_ca=tmp_path / "ca.pem", refresh_s=10.0,
-                                 stale_after_s=60.0)  # fmt: skip
-    assert (vm.basic_auth_user, vm.basic_auth_password_file, vm.match) == ("ops", Path("/etc/vm.pass"), DEFAULT_MATCH)
+    assert a == PrometheusConfig(
+        name="site-a",
+        url="https://prom.example:9090",
+        match='job="llmconsole", env=~"prod.*"',
+        token_file=tmp_path / "prom.token",
+        tls_ca=tmp_path / "ca.pem",
+        refresh_s=10.0,
+        stale_after_s=60.0,
+    )
+    assert (vm.basic_auth_user, vm.basic_auth_password_file, vm.match) == (
+        "ops",
+        Path("/etc/vm.pass"),
+        DEFAULT_MATCH,
+    )
     assert (vm.refresh_s, vm.stale_after_s, vm.query_timeout_s) == (5.0, 45.0, 10.0)
     assert f'job="{AGENT_JOB}"' == DEFAULT_MATCH  # the job name the shipped rules expect
 
@@ -144,35 +160,59 @@ def test_prometheus_entries_with_defaults_and_paths(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("entry", "message"),
     [
-        ({"name": "p", "url": "http://x", "match": "job=x"},
-         'match: expected label matchers such as job="llmconsole" (double-quoted values), got "job=x"'),
+        (
+            {"name": "p", "url": "http://x", "match": "job=x"},
+            'match: expected label matchers such as job="llmconsole" (double-quoted values), got "job=x"',
+        ),
         ({"name": "p", "url": "http://x", "match": '__name__="up"'}, "match: must not match __name__"),
-        ({"name": "p", "url": "http://x", "match": 'a="1" b="2"'}, "match: expected a comma between label matchers"),
+        (
+            {"name": "p", "url": "http://x", "match": 'a="1" b="2"'},
+            "match: expected a comma between label matchers",
+        ),
         ({"name": "p", "url": "prom:9090"}, 'url: expected an http:// or https:// URL, got "prom:9090"'),
         ({"name": "p", "url": "http://x", "tls_ca": "/ca.pem"}, "tls_ca: only applies to an https:// url"),
-        ({"name": "p", "url": "http://x", "token_file": "/t", "basic_auth_user": "u", "basic_auth_password_file": "/p"},
-         "token_file: set either token_file or basic_auth_user + basic_auth_password_file, not both"),
-        ({"name": "p", "url": "http://x", "basic_auth_user": "u"},
-         "basic_auth_password_file: basic auth needs both basic_auth_user and basic_auth_password_file"),
-        ({"name": "p", "url": "http://x", "basic_auth_user": "a:b", "basic_auth_password_file": "/p"},
-         "basic_auth_user: must be non-empty, without spaces, control characters or ':'"),
-        ({"name": "p", "url": "http://x", "refresh_s": 10, "stale_after_s": 5},
-         "stale_after_s: must be at least refresh_s (10.0), got 5.0"),
+        (
+            {
+                "name": "p",
+                "url": "http://x",
+                "token_file": "/t",
+                "basic_auth_user": "u",
+                "basic_auth_password_file": "/p",
+            },
+            "token_file: set either token_file or basic_auth_user + basic_auth_password_file, not both",
+        ),
+        (
+            {"name": "p", "url": "http://x", "basic_auth_user": "u"},
+            "basic_auth_password_file: basic auth needs both basic_auth_user and basic_auth_password_file",
+        ),
+        (
+            {"name": "p", "url": "http://x", "basic_auth_user": "a:b", "basic_auth_password_file": "/p"},
+            "basic_auth_user: must be non-empty, without spaces, control characters or ':'",
+        ),
+        (
+            {"name": "p", "url": "http://x", "refresh_s": 10, "stale_after_s": 5},
+            "stale_after_s: must be at least refresh_s (10.0), got 5.0",
+        ),
         ({"name": "p", "url": "http://x", "mtach": 'job="a"'}, 'unknown key "mtach" (did you mean "match"?)'),
         ({"url": "http://x"}, 'missing required key "name"'),
     ],
-)  # fmt: skip
+)
 def test_prometheus_mistakes_are_one_line(entry: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError) as info:
         console_config_from_dict({"console": {"prometheus": [entry]}}, file="ops.toml")
-    assert str(info.value).startswith("ops.toml: [[console.prometheus]] #1") and message in str(info.value), str(info.value)
+    assert str(info.value).startswith("ops.toml: [[console.prometheus]] #1") and message in str(info.value), (
+        str(info.value)
+    )
 
 
 def test_prometheus_names_are_unique() -> None:
     entries = [{"name": "p", "url": "http://a"}, {"name": "p", "url": "http://b"}]
     with pytest.raises(ConfigError) as info:
         console_config_from_dict({"console": {"prometheus": entries}})
-    assert str(info.value) == 'config.toml: [[console.prometheus]] #2 (name "p") name: duplicate name "p" (also entry #1)'
+    assert (
+        str(info.value)
+        == 'config.toml: [[console.prometheus]] #2 (name "p") name: duplicate name "p" (also entry #1)'
+    )
 
 
 def test_matchers_keep_promql_escapes() -> None:
@@ -180,7 +220,12 @@ def test_matchers_keep_promql_escapes() -> None:
     assert parse_matchers("") == []
 
 
-_KEYS = [*table_keys(ConsoleConfig), *table_keys(HostConfig), *table_keys(PrometheusConfig), *table_keys(Thresholds)]
+_KEYS = [
+    *table_keys(ConsoleConfig),
+    *table_keys(HostConfig),
+    *table_keys(PrometheusConfig),
+    *table_keys(Thresholds),
+]
 _key = st.sampled_from(_KEYS) | st.text(max_size=6)
 _scalar = (
     st.booleans()
@@ -199,9 +244,13 @@ _console = st.dictionaries(_key, _value, max_size=5).flatmap(
     lambda d: _hosts.map(lambda h: {**d, "hosts": h}) | st.just(d)
 )
 _document = st.fixed_dictionaries(
-    {}, optional={"console": _console | _value, "thresholds": st.dictionaries(_key, _value, max_size=4) | _value,
-                  "agent": _value}
-) | st.dictionaries(_key, _value, max_size=3)  # fmt: skip
+    {},
+    optional={
+        "console": _console | _value,
+        "thresholds": st.dictionaries(_key, _value, max_size=4) | _value,
+        "agent": _value,
+    },
+) | st.dictionaries(_key, _value, max_size=3)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -83,9 +83,16 @@ async def test_dead_port_blackhole_v2_and_garbage_each_get_their_error_without_d
     good = (SNAPSHOTS / "full.json").read_bytes()
     with (
         serve({"/v1/snapshot": (200, v2)}) as v2_url,
-        serve({"/v1/snapshot": (503, b'{"error": "no snapshot yet: the agent is starting"}')}) as starting_url,
+        serve(
+            {"/v1/snapshot": (503, b'{"error": "no snapshot yet: the agent is starting"}')}
+        ) as starting_url,
         serve({"/v1/snapshot": (200, b"<html>proxy login</html>")}) as garbage_url,
-        serve({"/v1/snapshot": (200, good), "/v1/history": (200, b'{"schema":"llmconsole.history/1","host":"x","snapshots":[]}')}) as good_url,
+        serve(
+            {
+                "/v1/snapshot": (200, good),
+                "/v1/history": (200, b'{"schema":"llmconsole.history/1","host":"x","snapshots":[]}'),
+            }
+        ) as good_url,
     ):
         async with blackhole() as stall_url, blackhole() as stall2_url:
             hosts = [
@@ -97,8 +104,12 @@ async def test_dead_port_blackhole_v2_and_garbage_each_get_their_error_without_d
                 HostConfig(name="garbage", url=garbage_url),
                 HostConfig(name="good", url=good_url),
                 # ssh to a closed loopback port: the tunnel cannot come up, the host is unreachable
-                HostConfig(name="tunnel", url="http://127.0.0.1:9300", ssh="ops@127.0.0.1",
-                           ssh_options=("-o", f"Port={free_port()}", "-o", "ConnectTimeout=2")),
+                HostConfig(
+                    name="tunnel",
+                    url="http://127.0.0.1:9300",
+                    ssh="ops@127.0.0.1",
+                    ssh_options=("-o", f"Port={free_port()}", "-o", "ConnectTimeout=2"),
+                ),
             ]
             src = HttpFleetSource(config(*hosts, timeout=0.5))
             try:
@@ -112,16 +123,32 @@ async def test_dead_port_blackhole_v2_and_garbage_each_get_their_error_without_d
                 results["tunnel"] = next(r for r in await src.poll() if r.host == "tunnel")
             finally:
                 await src.aclose()
-    assert first_tunnel.kind in ("connecting", "unreachable"), first_tunnel  # a starting tunnel never stalls a round
+    assert first_tunnel.kind in ("connecting", "unreachable"), (
+        first_tunnel
+    )  # a starting tunnel never stalls a round
     assert list(results) == [h.name for h in hosts]  # one result per host, in config order
     assert elapsed < 0.95, f"two stalled hosts must not add up: round took {elapsed:.2f}s"
-    assert results["dead"].error == HostError("unreachable", "connection refused") and results["dead"].rtt_s is None
-    assert results["stall"].error.kind == "unreachable" and results["stall"].error.message == "timed out after 0.5s"
-    assert results["v2"].error.kind == "incompatible" and results["v2"].error.found_schema == "llmconsole.snapshot/2"
+    assert (
+        results["dead"].error == HostError("unreachable", "connection refused")
+        and results["dead"].rtt_s is None
+    )
+    assert (
+        results["stall"].error.kind == "unreachable"
+        and results["stall"].error.message == "timed out after 0.5s"
+    )
+    assert (
+        results["v2"].error.kind == "incompatible"
+        and results["v2"].error.found_schema == "llmconsole.snapshot/2"
+    )
     assert "llmconsole.snapshot/2" in results["v2"].error.message
     starting = results["starting"].error
-    assert (starting.kind, starting.status) == ("http", 503) and starting.message == "HTTP 503: no snapshot yet: the agent is starting"
-    assert results["garbage"].error.kind == "bad_payload" and "invalid JSON" in results["garbage"].error.message
+    assert (starting.kind, starting.status) == (
+        "http",
+        503,
+    ) and starting.message == "HTTP 503: no snapshot yet: the agent is starting"
+    assert (
+        results["garbage"].error.kind == "bad_payload" and "invalid JSON" in results["garbage"].error.message
+    )
     tunnel = results["tunnel"].error
     assert tunnel.kind == "unreachable" and "ssh tunnel" in tunnel.message, tunnel
     good_r = results["good"]
@@ -138,8 +165,10 @@ async def test_url_for_hook_and_its_failure() -> None:
                 raise RuntimeError("ssh: connect to host gpu09 port 22: No route to host")
             return url
 
-        hosts = (HostConfig(name="via", url="http://10.0.0.1:9300", ssh="ops@gpu08"),
-                 HostConfig(name="broken", url="http://10.0.0.1:9300", ssh="ops@gpu09"))  # fmt: skip
+        hosts = (
+            HostConfig(name="via", url="http://10.0.0.1:9300", ssh="ops@gpu08"),
+            HostConfig(name="broken", url="http://10.0.0.1:9300", ssh="ops@gpu09"),
+        )
         src = HttpFleetSource(config(*hosts), url_for=url_for)
         try:
             via, broken = await src.poll()
@@ -158,20 +187,27 @@ def test_tokens_from_env_and_file(tmp_path: Path) -> None:
     assert read_token(HostConfig(name="b", url="http://x:1", token_file=f), {}) == ("secret", None)
     missing = read_token(HostConfig(name="c", url="http://x:1", token_file=tmp_path / "nope"), {})
     assert missing[0] is None and "cannot read" in missing[1] and "No such file" in missing[1]
-    assert read_token(HostConfig(name="d", url="http://x:1"), {})[1].startswith("actions disabled on d: no token")
+    assert read_token(HostConfig(name="d", url="http://x:1"), {})[1].startswith(
+        "actions disabled on d: no token"
+    )
 
 
 async def test_action_without_token_is_refused_locally_and_a_stalled_post_is_unknown() -> None:
     async with blackhole() as url:
-        hosts = (HostConfig(name="notoken", url=url, token_env="LLMC_UNSET_VAR"),
-                 HostConfig(name="stall", url=url, token_env="LLMC_SET_VAR"))  # fmt: skip
+        hosts = (
+            HostConfig(name="notoken", url=url, token_env="LLMC_UNSET_VAR"),
+            HostConfig(name="stall", url=url, token_env="LLMC_SET_VAR"),
+        )
         src = HttpFleetSource(config(*hosts, timeout=0.3), environ={"LLMC_SET_VAR": "x"})
         try:
             refused = await src.action("notoken", "e1", "restart")
             unknown = await src.action("stall", "e1", "restart")
         finally:
             await src.aclose()
-    assert refused.outcome == "refused" and refused.message == "actions disabled on notoken: $LLMC_UNSET_VAR is not set"
+    assert (
+        refused.outcome == "refused"
+        and refused.message == "actions disabled on notoken: $LLMC_UNSET_VAR is not set"
+    )
     assert src.action_block("stall") is None
     assert unknown.outcome == "unknown" and "re-check" in unknown.message
 
@@ -197,11 +233,25 @@ def agent(tmp_path: Path):
     tokens = tmp_path / "tokens"
     tokens.write_text(f"op operator {hash_token(TOKEN)}\n")
     engines = [
-        {"id": "vllm-a", "kind": "vllm", "model": "sim-llama", "port": free_port(), "gpus": [0],
-         "command": sim("vllm"), "args": ["--load", "2"]},
-        {"id": "tgi-b", "kind": "tgi", "model": "sim-mistral", "port": free_port(), "gpus": [1],
-         "command": sim("tgi"), "args": ["--load", "1"]},
-    ]  # fmt: skip
+        {
+            "id": "vllm-a",
+            "kind": "vllm",
+            "model": "sim-llama",
+            "port": free_port(),
+            "gpus": [0],
+            "command": sim("vllm"),
+            "args": ["--load", "2"],
+        },
+        {
+            "id": "tgi-b",
+            "kind": "tgi",
+            "model": "sim-mistral",
+            "port": free_port(),
+            "gpus": [1],
+            "command": sim("tgi"),
+            "args": ["--load", "1"],
+        },
+    ]
     a = Agent(write_config(tmp_path, port, engines, {"tokens_file": str(tokens)}), port)
     a.start()
     try:
@@ -211,7 +261,13 @@ def agent(tmp_path: Path):
 
 
 async def test_real_agent_snapshot_history_logs_and_restart(agent: Agent) -> None:
-    await asyncio.to_thread(wait_snap, agent, "engines ready", lambda s: all(e["state"] == "ready" for e in s["engines"]) and len(s["engines"]) == 2, 90)
+    await asyncio.to_thread(
+        wait_snap,
+        agent,
+        "engines ready",
+        lambda s: all(e["state"] == "ready" for e in s["engines"]) and len(s["engines"]) == 2,
+        90,
+    )
     host = HostConfig(name="local", url=agent.url, token_env="LLMC_TEST_TOKEN")
     noauth = HostConfig(name="noauth", url=agent.url)
     src = HttpFleetSource(config(host, noauth, timeout=2.0), environ={"LLMC_TEST_TOKEN": TOKEN})
@@ -237,7 +293,13 @@ async def test_real_agent_snapshot_history_logs_and_restart(agent: Agent) -> Non
     assert result.outcome == "accepted" and result.status == 202 and result.state is not None
     assert bad.outcome == "refused" and bad.status == 404
     pid = first.snapshot.engine("vllm-a").pid
-    await asyncio.to_thread(wait_snap, agent, "a new vllm-a process", lambda s: next(e for e in s["engines"] if e["id"] == "vllm-a")["pid"] not in (None, pid), 90)
+    await asyncio.to_thread(
+        wait_snap,
+        agent,
+        "a new vllm-a process",
+        lambda s: next(e for e in s["engines"] if e["id"] == "vllm-a")["pid"] not in (None, pid),
+        90,
+    )
 
 
 async def test_real_agent_refuses_a_wrong_token(agent: Agent) -> None:
@@ -349,7 +411,10 @@ def test_build_fleet_source_picks_what_the_config_asks_for() -> None:
     only_prom = build_fleet_source(ConsoleConfig(prometheus=(prom,)))
     both = build_fleet_source(ConsoleConfig(hosts=(host,), prometheus=(prom,)))
     assert isinstance(only_hosts, HttpFleetSource) and isinstance(only_prom, PrometheusFleetSource)
-    assert isinstance(both, CombinedFleetSource) and [type(s) for s in both.sources] == [HttpFleetSource, PrometheusFleetSource]
+    assert isinstance(both, CombinedFleetSource) and [type(s) for s in both.sources] == [
+        HttpFleetSource,
+        PrometheusFleetSource,
+    ]
     assert both.action_block("a") == only_hosts.action_block("a")  # a direct host keeps its own route
     for s in (only_hosts, only_prom, both):
         asyncio.run(s.aclose())

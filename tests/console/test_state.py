@@ -27,7 +27,9 @@ def test_first_contact_seeds_series_from_history_then_dedupes_by_seq() -> None:
     h = s.hosts["gpu01"]
     assert h.status == "stale" and h.age(106.0) == 6.0
     stale = [a for a in s.alerts if a.alert.code == "AGENT_STALE"]
-    assert len(stale) == 1 and stale[0].alert.severity == "warning" and stale[0].alert.evidence["age_s"] == 6.0
+    assert (
+        len(stale) == 1 and stale[0].alert.severity == "warning" and stale[0].alert.evidence["age_s"] == 6.0
+    )
     # a new seq makes it fresh again and clears the alert into "recent"
     s = apply(s, [ok("gpu01", snap_at(31), 107.0)], 107.0)
     assert s.hosts["gpu01"].status == "fresh"
@@ -47,7 +49,9 @@ def test_staleness_never_compares_agent_and_console_wall_clocks() -> None:
 
 def test_unreachable_keeps_last_snapshot_alerts_with_evidence_and_recovers() -> None:
     config = cfg("gpu01", "gpu02")
-    s = apply(FleetState.initial(config, 0.0), [ok("gpu01", snap_at(1), 1.0), ok("gpu02", snap_at(1), 1.0)], 1.0, T0)
+    s = apply(
+        FleetState.initial(config, 0.0), [ok("gpu01", snap_at(1), 1.0), ok("gpu02", snap_at(1), 1.0)], 1.0, T0
+    )
     s = apply(s, [ok("gpu01", snap_at(2), 2.0), down("gpu02", 2.0, "timed out after 2s")], 2.0, T0 + 1)
     h = s.hosts["gpu02"]
     assert (h.status, h.since, h.snapshot.seq) == ("unreachable", 2.0, 1)
@@ -55,7 +59,10 @@ def test_unreachable_keeps_last_snapshot_alerts_with_evidence_and_recovers() -> 
     s = apply(s, [ok("gpu01", snap_at(3), 5.0), down("gpu02", 5.0, "timed out after 2s")], 5.0, T0 + 4)
     alert = next(a for a in s.alerts if a.alert.code == "AGENT_UNREACHABLE")
     assert alert.host == "gpu02" and alert.console and alert.alert.severity == "critical"
-    assert alert.alert.evidence["message"] == "timed out after 2s" and alert.alert.evidence["last_snapshot_age_s"] == 4.0
+    assert (
+        alert.alert.evidence["message"] == "timed out after 2s"
+        and alert.alert.evidence["last_snapshot_age_s"] == 4.0
+    )
     assert alert.alert.since == "2025-06-15T15:06:41.000Z"  # the moment it became unreachable, not now
     assert s.hosts["gpu02"].since == 2.0  # since does not move while the status holds
     # back: fresh, the unreachable alert is now recent
@@ -66,12 +73,20 @@ def test_unreachable_keeps_last_snapshot_alerts_with_evidence_and_recovers() -> 
 
 def test_incompatible_host_raises_schema_mismatch() -> None:
     config = cfg("gpu05")
-    r = down("gpu05", 1.0, "agent speaks llmconsole.snapshot/2, this console reads llmconsole.snapshot/1.x", "incompatible")
+    r = down(
+        "gpu05",
+        1.0,
+        "agent speaks llmconsole.snapshot/2, this console reads llmconsole.snapshot/1.x",
+        "incompatible",
+    )
     r = replace(r, error=replace(r.error, found_schema="llmconsole.snapshot/2"))
     s = apply(FleetState.initial(config, 0.0), [r], 1.0, T0)
     assert s.hosts["gpu05"].status == "incompatible"
     (a,) = s.alerts
-    assert a.alert.code == "SCHEMA_MISMATCH" and a.alert.evidence == {"found": "llmconsole.snapshot/2", "expected": "llmconsole.snapshot/1"}
+    assert a.alert.code == "SCHEMA_MISMATCH" and a.alert.evidence == {
+        "found": "llmconsole.snapshot/2",
+        "expected": "llmconsole.snapshot/1",
+    }
 
 
 def test_stats_not_live_are_gaps_and_missed_polls_are_never_bridged() -> None:
@@ -129,8 +144,13 @@ def test_alerts_newest_first_across_hosts_and_engines(full) -> None:
     config = cfg("gpu01")
     s = apply(FleetState.initial(config, 0.0), [ok("gpu01", full, 1.0)], 1.0, T0)
     codes = [(a.engine, a.alert.code) for a in s.alerts]
-    assert set(codes) == {(None, "GPU_THERMAL"), (None, "ORPHAN_GPU_MEMORY"), ("qwen-sg", "ENGINE_HUNG"),
-                          ("qwen-sg", "HEALTH_LIES"), ("mistral-tgi", "TTFT_SLO")}  # fmt: skip
+    assert set(codes) == {
+        (None, "GPU_THERMAL"),
+        (None, "ORPHAN_GPU_MEMORY"),
+        ("qwen-sg", "ENGINE_HUNG"),
+        ("qwen-sg", "HEALTH_LIES"),
+        ("mistral-tgi", "TTFT_SLO"),
+    }
     sinces = [a.alert.since for a in s.alerts]
     assert sinces == sorted(sinces, reverse=True)
 

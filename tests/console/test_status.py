@@ -21,10 +21,23 @@ from tests.support.agentproc import ROOT, Agent, free_port, kill_everything, sim
 TOKEN = "llmc_status_token"
 
 
-def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, "LLMCONSOLE_CONFIG": "", "XDG_CONFIG_HOME": str(cwd or ROOT / "nowhere"), **(env or {})}
-    return subprocess.run([sys.executable, "-m", "console.cli", *args], capture_output=True, text=True, timeout=60,
-                          cwd=cwd or ROOT, env=full_env)  # fmt: skip
+def cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    full_env = {
+        **os.environ,
+        "LLMCONSOLE_CONFIG": "",
+        "XDG_CONFIG_HOME": str(cwd or ROOT / "nowhere"),
+        **(env or {}),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "console.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd or ROOT,
+        env=full_env,
+    )
 
 
 @pytest.fixture
@@ -32,8 +45,18 @@ def agent(tmp_path: Path):
     port = free_port()
     tokens = tmp_path / "tokens"
     tokens.write_text(f"op operator {hash_token(TOKEN)}\n")
-    engines = [{"id": "vllm-a", "kind": "vllm", "model": "sim-llama", "port": free_port(), "gpus": [0],
-                "command": sim("vllm"), "args": ["--load", "1"], "canary": False}]  # fmt: skip
+    engines = [
+        {
+            "id": "vllm-a",
+            "kind": "vllm",
+            "model": "sim-llama",
+            "port": free_port(),
+            "gpus": [0],
+            "command": sim("vllm"),
+            "args": ["--load", "1"],
+            "canary": False,
+        }
+    ]
     a = Agent(write_config(tmp_path, port, engines, {"tokens_file": str(tokens)}), port)
     a.start()
     try:
@@ -47,7 +70,9 @@ def wait_ready(agent: Agent, timeout: float = 90.0) -> None:
     while time.monotonic() < deadline:
         try:
             r = httpx.get(agent.url + "/v1/snapshot", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=2)
-            if r.status_code == 200 and all(e["state"] == "ready" and e["stats"] for e in r.json()["engines"]):
+            if r.status_code == 200 and all(
+                e["state"] == "ready" and e["stats"] for e in r.json()["engines"]
+            ):
                 return
         except httpx.HTTPError:
             pass
@@ -58,7 +83,13 @@ def wait_ready(agent: Agent, timeout: float = 90.0) -> None:
 def console_config(tmp_path: Path, hosts: list[tuple[str, str]]) -> Path:
     lines = ["[console]", "request_timeout_s = 2.0", ""]
     for name, url in hosts:
-        lines += ["[[console.hosts]]", f'name = "{name}"', f'url = "{url}"', 'token_env = "LLMC_STATUS_TOKEN"', ""]
+        lines += [
+            "[[console.hosts]]",
+            f'name = "{name}"',
+            f'url = "{url}"',
+            'token_env = "LLMC_STATUS_TOKEN"',
+            "",
+        ]
     path = tmp_path / "console.toml"
     path.write_text("\n".join(lines))
     return path
@@ -101,8 +132,13 @@ def test_status_json_and_table_against_a_real_agent(agent: Agent, tmp_path: Path
 def test_status_exit_codes_from_state() -> None:
     config = cfg("gpu01")
     base = snap_at(1)
-    ready = base.__class__(**{**{f: getattr(base, f) for f in base.__dataclass_fields__},
-                              "engines": (base.engines[0],), "alerts": ()})  # fmt: skip
+    ready = base.__class__(
+        **{
+            **{f: getattr(base, f) for f in base.__dataclass_fields__},
+            "engines": (base.engines[0],),
+            "alerts": (),
+        }
+    )
     s = apply(FleetState.initial(config, 0.0), [ok("gpu01", ready, 1.0)], 1.0)
     assert exit_code(s) == 0
     s = apply(FleetState.initial(config, 0.0), [ok("gpu01", base, 1.0)], 1.0)
@@ -136,7 +172,10 @@ def test_stale_values_are_marked_in_plain_text() -> None:
         (("status", "--config", str(DATA / "config" / "good_empty.toml")), "llmconsole demo"),
         (("--config", str(DATA / "config" / "good_empty.toml")), "no hosts configured"),
         (("--config", str(DATA / "config" / "bad_syntax.toml")), "invalid TOML"),
-        (("--ssh=-oProxyCommand=x",), "--ssh: ssh target '-oProxyCommand=x' must not be empty or start with '-'"),
+        (
+            ("--ssh=-oProxyCommand=x",),
+            "--ssh: ssh target '-oProxyCommand=x' must not be empty or start with '-'",
+        ),
         (("--ssh", "ops@gpu01,,b@c"), "--ssh: ssh target '' must not be empty"),
     ],
 )
@@ -152,8 +191,14 @@ def test_json_mode_prints_json_even_for_bad_input(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[console]\nrefresh_s = -1\n")
     for extra in ([], ["--config", str(bad)]):
-        out = subprocess.run([sys.executable, "-m", "console.cli", "status", "--json", *extra], cwd=tmp_path, env=env,
-                      capture_output=True, text=True, timeout=60)  # fmt: skip
+        out = subprocess.run(
+            [sys.executable, "-m", "console.cli", "status", "--json", *extra],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         doc = json.loads(out.stdout)
         assert out.returncode == 2 and doc["exit_code"] == 2 and doc["error"], out
         assert len(out.stderr.strip().splitlines()) == 1

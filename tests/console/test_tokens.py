@@ -30,7 +30,10 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Agent]:
 def test_permission_warning_follows_ssh() -> None:
     p = Path("/k/token")
     assert token_file_warning(p, 0o100600) is None and token_file_warning(p, 0o100400) is None
-    assert token_file_warning(p, 0o100640) == "token_file /k/token is readable by group or others (mode 0640): run chmod 600 /k/token"
+    assert (
+        token_file_warning(p, 0o100640)
+        == "token_file /k/token is readable by group or others (mode 0640): run chmod 600 /k/token"
+    )
     assert token_file_warning(p, 0o100604) is not None and "readable" in token_file_warning(p, 0o100604)
     assert "writable by group or others (mode 0620)" in token_file_warning(p, 0o100620)
 
@@ -54,16 +57,27 @@ def test_a_changed_token_file_is_re_read_and_its_mode_rechecked(tmp_path: Path) 
     tok.unlink()
     gone = src.token("h1")
     assert gone.value is None and "cannot read" in gone.block and src.action_block("h1") == gone.block
-    assert TokenState.read(HostConfig(name="e", url="http://x:1", token_env="LLMC_T"), {"LLMC_T": "v"}).value == "v"
+    assert (
+        TokenState.read(HostConfig(name="e", url="http://x:1", token_env="LLMC_T"), {"LLMC_T": "v"}).value
+        == "v"
+    )
     two = TokenState.read(HostConfig(name="e", url="http://x:1", token_env="LLMC_T"), {"LLMC_T": "a\nb"})
-    assert two.value is None and two.block == "actions disabled on e: $LLMC_T does not hold one token (printable ASCII without spaces)"
+    assert (
+        two.value is None
+        and two.block
+        == "actions disabled on e: $LLMC_T does not hold one token (printable ASCII without spaces)"
+    )
     tok.write_text("tøken\n")
     assert src.token("h1").value is None and "does not hold one token" in src.action_block("h1")
 
 
-async def test_401_is_an_authorization_failure_and_a_fixed_token_file_recovers_without_restart(agent: Agent, tmp_path: Path) -> None:
+async def test_401_is_an_authorization_failure_and_a_fixed_token_file_recovers_without_restart(
+    agent: Agent, tmp_path: Path
+) -> None:
     tok = token_file(tmp_path, "h1.token", "not-the-token", 0o644)
-    config = ConsoleConfig(hosts=(HostConfig(name="h1", url=agent.url, token_file=tok),), request_timeout_s=10.0)
+    config = ConsoleConfig(
+        hosts=(HostConfig(name="h1", url=agent.url, token_file=tok),), request_timeout_s=10.0
+    )
     src = HttpFleetSource(config)
     try:
         (refused,) = await src.poll()
@@ -77,7 +91,9 @@ async def test_401_is_an_authorization_failure_and_a_fixed_token_file_recovers_w
     err = refused.error
     assert (err.kind, err.status) == ("unauthorized", 401)
     assert err.message.startswith(f"not authorized (HTTP 401): check token_file {tok}; agent: ")
-    assert refused.warnings == (f"token_file {tok} is readable by group or others (mode 0644): run chmod 600 {tok}",)
+    assert refused.warnings == (
+        f"token_file {tok} is readable by group or others (mode 0644): run chmod 600 {tok}",
+    )
     h = state.hosts["h1"]
     assert h.status == "unauthorized" and h.warnings == refused.warnings
     assert [a.alert.code for a in state.alerts] == ["AGENT_UNAUTHORIZED"]  # never AGENT_UNREACHABLE
@@ -85,7 +101,10 @@ async def test_401_is_an_authorization_failure_and_a_fixed_token_file_recovers_w
     assert host_state_cell(h, 1.0).text == "not authorized (401)" and host_state_cell(h, 1.0).tone == "crit"
     assert fleet_table(state, 1.0).rows["h1"][1].text == "not authorized (401)"
     line = "".join(text for text, _ in host_status_line(state, "h1"))
-    assert "NOT AUTHORIZED: not authorized (HTTP 401): check token_file" in line and "warning: token_file" in line
+    assert (
+        "NOT AUTHORIZED: not authorized (HTTP 401): check token_file" in line
+        and "warning: token_file" in line
+    )
     assert "h1: not authorized (HTTP 401): check token_file" in render_table(state)
     assert accepted.ok and accepted.warnings == ()
     assert later.hosts["h1"].status == "fresh" and later.alerts == () and later.hosts["h1"].warnings == ()
@@ -94,7 +113,9 @@ async def test_401_is_an_authorization_failure_and_a_fixed_token_file_recovers_w
 def test_status_says_not_authorized_and_warns_about_the_token_file(agent: Agent, tmp_path: Path) -> None:
     wrong = token_file(tmp_path, "wrong.token", "wrong", 0o640)
     good = token_file(tmp_path, "good.token", TOKEN)
-    config = write_console_config(tmp_path, [("good", agent.url, good), ("h1", agent.url, wrong), ("h2", agent.url, None)])
+    config = write_console_config(
+        tmp_path, [("good", agent.url, good), ("h1", agent.url, wrong), ("h2", agent.url, None)]
+    )
     table = cli("status", "--config", str(config), cwd=tmp_path)
     as_json = cli("status", "--config", str(config), "--json", cwd=tmp_path)
     warning = f"llmconsole status: warning: token_file {wrong} is readable by group or others (mode 0640): run chmod 600 {wrong}"
@@ -103,9 +124,15 @@ def test_status_says_not_authorized_and_warns_about_the_token_file(agent: Agent,
         assert r.stderr.splitlines() == [warning]
     lines = table.stdout.splitlines()
     assert any(line.startswith("h1 ") and "not authorized (401)" in line for line in lines), table.stdout
-    assert any(line.startswith(f"h1: not authorized (HTTP 401): check token_file {wrong}; agent: ") for line in lines)
-    assert any(line.startswith("h2: not authorized (HTTP 401): no token configured for this host") for line in lines)
-    assert not any("unreachable" in line or "~" in line for line in lines if line.startswith(("h1", "h2"))), table.stdout
+    assert any(
+        line.startswith(f"h1: not authorized (HTTP 401): check token_file {wrong}; agent: ") for line in lines
+    )
+    assert any(
+        line.startswith("h2: not authorized (HTTP 401): no token configured for this host") for line in lines
+    )
+    assert not any("unreachable" in line or "~" in line for line in lines if line.startswith(("h1", "h2"))), (
+        table.stdout
+    )
     doc = json.loads(as_json.stdout)
     hosts = {h["name"]: h for h in doc["hosts"]}
     assert hosts["good"]["status"] == "fresh"

@@ -65,7 +65,9 @@ def sshd(tmp_path: Path):
 
 
 @needs_sshd
-async def test_tunnel_reaches_the_agent_and_recovers_from_ssh_and_sshd_deaths(agent: Agent, sshd: Sshd) -> None:
+async def test_tunnel_reaches_the_agent_and_recovers_from_ssh_and_sshd_deaths(
+    agent: Agent, sshd: Sshd
+) -> None:
     host = HostConfig(name="gpu01", url=agent.url, ssh=sshd.target, ssh_options=sshd.client_options)
     tm = TunnelManager([host], backoff_initial_s=0.2, backoff_max_s=0.8, connect_timeout_s=10)
     try:
@@ -112,7 +114,9 @@ async def test_tunnel_reaches_the_agent_and_recovers_from_ssh_and_sshd_deaths(ag
 @needs_sshd
 async def test_unknown_host_key_is_refused(agent: Agent, sshd: Sshd, tmp_path: Path) -> None:
     wrong = tmp_path / "wrong_known_hosts"
-    wrong.write_text(f"[127.0.0.1]:{sshd.port} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMx9kWmV6l8u2d7n4Zb0JrYqF0kq3b1f8sH2pQ0yX5aB\n")
+    wrong.write_text(
+        f"[127.0.0.1]:{sshd.port} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMx9kWmV6l8u2d7n4Zb0JrYqF0kq3b1f8sH2pQ0yX5aB\n"
+    )
     options = tuple(o.replace(str(sshd.known_hosts), str(wrong)) for o in sshd.client_options)
     host = HostConfig(name="gpu02", url=agent.url, ssh=sshd.target, ssh_options=options)
     tm = TunnelManager([host], backoff_initial_s=5, connect_timeout_s=10)
@@ -128,7 +132,8 @@ async def test_unknown_host_key_is_refused(agent: Agent, sshd: Sshd, tmp_path: P
 def test_ssh_dies_with_the_console(agent: Agent, sshd: Sshd, tmp_path: Path) -> None:
     """SIGKILL of the console process (no cleanup code runs) still ends its ssh: PR_SET_PDEATHSIG."""
     script = tmp_path / "operator_console.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import asyncio, sys
         from console.settings import HostConfig
         from console.tunnels import TunnelManager
@@ -141,7 +146,8 @@ def test_ssh_dies_with_the_console(agent: Agent, sshd: Sshd, tmp_path: Path) -> 
             await asyncio.sleep(60)
 
         asyncio.run(main())
-    """))
+    """)
+    )
     for sig in (signal.SIGKILL, signal.SIGTERM):
         proc = subprocess.Popen([sys.executable, str(script)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
         try:
@@ -183,7 +189,10 @@ def test_targets_and_options_are_validated() -> None:
     assert argv[:4] == ["ssh", "-N", "-L", "127.0.0.1:5555:[::1]:9400"]
     assert argv[-4:] == ["-J", "bastion", "--", "ops@gpu01"]  # the target can never be read as an option
     hosts = ssh_hosts("ops@gpu01, ops@gpu02")
-    assert [(h.name, h.ssh, h.tunnel_port) for h in hosts] == [("gpu01", "ops@gpu01", 9300), ("gpu02", "ops@gpu02", 9300)]
+    assert [(h.name, h.ssh, h.tunnel_port) for h in hosts] == [
+        ("gpu01", "ops@gpu01", 9300),
+        ("gpu02", "ops@gpu02", 9300),
+    ]
     for bad in ("ops@gpu01,ops@gpu01", "-oProxyCommand=x", ""):
         with pytest.raises(ValueError):
             ssh_hosts(bad)
@@ -218,7 +227,9 @@ async def test_fleet_source_polls_through_the_tunnel_and_shows_the_route(agent: 
         sshd.kill()  # the tunnel drops: the host becomes unreachable, with the tunnel's reason
         await wait_status(source.tunnels, "gpu01", {"backoff", "down"})
         down = (await source.poll())[0]
-        assert not down.ok and down.error.kind in ("unreachable", "connecting") and "ssh" in down.error.message
+        assert (
+            not down.ok and down.error.kind in ("unreachable", "connecting") and "ssh" in down.error.message
+        )
         assert not down.error.message.startswith("gpu01")  # the host's name is not repeated in its own error
         state = await wait_status(source.tunnels, "gpu01", {"backoff"})
         first = state[0].retry_in_s
@@ -236,21 +247,27 @@ async def test_a_tunnel_to_a_port_where_no_agent_listens_says_so(sshd: Sshd) -> 
     from console.settings import ConsoleConfig
 
     nobody = free_port()
-    host = HostConfig(name="gpu01", url=f"http://127.0.0.1:{nobody}", ssh=sshd.target, ssh_options=sshd.client_options)
+    host = HostConfig(
+        name="gpu01", url=f"http://127.0.0.1:{nobody}", ssh=sshd.target, ssh_options=sshd.client_options
+    )
     source = HttpFleetSource(ConsoleConfig(hosts=(host,), request_timeout_s=10.0), one_shot=True)
     try:
         result = (await source.poll())[0]
     finally:
         await source.aclose()
     assert not result.ok and result.error.kind == "unreachable"
-    assert f"the ssh tunnel is up but agent port {nobody} on 127.0.0.1 did not answer" in result.error.message, result.error
+    assert (
+        f"the ssh tunnel is up but agent port {nobody} on 127.0.0.1 did not answer" in result.error.message
+    ), result.error
 
 
 def test_ssh_targets_may_name_the_agent_port() -> None:
     hosts = ssh_hosts("ops@gpu01:9400,gpu02,root@[fe80::1]:9301")
     assert [(h.name, h.ssh, h.tunnel_port) for h in hosts] == [
-        ("gpu01", "ops@gpu01", 9400), ("gpu02", "gpu02", 9300), ("fe80::1", "root@fe80::1", 9301)
-    ]  # fmt: skip
+        ("gpu01", "ops@gpu01", 9400),
+        ("gpu02", "gpu02", 9300),
+        ("fe80::1", "root@fe80::1", 9301),
+    ]
     for bad in ("ops@gpu01:0", "ops@gpu01:70000", "ops@gpu01:x"):
         with pytest.raises(ValueError, match="agent port"):
             ssh_hosts(bad)
@@ -258,15 +275,26 @@ def test_ssh_targets_may_name_the_agent_port() -> None:
 
 @pytest.mark.parametrize(
     "argv",
-    [["--ssh", "nobody@127.0.0.1:1", "status"], ["status", "--ssh", "nobody@127.0.0.1:1"],
-     ["--ssh", "nobody@127.0.0.1:1", "status", "--json"]],
-)  # fmt: skip
+    [
+        ["--ssh", "nobody@127.0.0.1:1", "status"],
+        ["status", "--ssh", "nobody@127.0.0.1:1"],
+        ["--ssh", "nobody@127.0.0.1:1", "status", "--json"],
+    ],
+)
 def test_status_takes_ssh_before_or_after_the_verb(argv: list[str], tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path)}
     env.pop("LLMCONSOLE_CONFIG", None)
-    out = subprocess.run([sys.executable, "-m", "console.cli", *argv], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=90)  # fmt: skip
-    assert out.returncode == 1, out.stderr  # the host was polled (and is unreachable), not "no hosts configured"
+    out = subprocess.run(
+        [sys.executable, "-m", "console.cli", *argv],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert out.returncode == 1, (
+        out.stderr
+    )  # the host was polled (and is unreachable), not "no hosts configured"
     assert "no hosts configured" not in out.stderr
     text = out.stdout + out.stderr
     assert "127.0.0.1" in text and "retrying" not in text  # a one-shot status never retries
@@ -275,16 +303,30 @@ def test_status_takes_ssh_before_or_after_the_verb(argv: list[str], tmp_path: Pa
 def test_global_config_before_an_agent_side_verb_is_handed_over(tmp_path: Path) -> None:
     bad = tmp_path / "c.toml"
     bad.write_text("[agent]\nbogus = 1\n")
-    out = subprocess.run([sys.executable, "-m", "console.cli", "--config", str(bad), "agent"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "console.cli", "--config", str(bad), "agent"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 2 and "bogus" in out.stderr and "Traceback" not in out.stderr, out.stderr
-    out = subprocess.run([sys.executable, "-m", "console.cli", "--ssh", "a@b", "agent"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "console.cli", "--ssh", "a@b", "agent"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 2 and "--ssh does not apply" in out.stderr
 
 
 def test_bad_ssh_argument_is_one_line_exit_2() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "console.cli", "--ssh", "-oProxyCommand=evil"], cwd=ROOT, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "console.cli", "--ssh", "-oProxyCommand=evil"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and "--ssh" in out.stderr

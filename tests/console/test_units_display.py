@@ -21,7 +21,9 @@ def cell(t, key: str, col: str) -> tuple[str, str]:
 
 
 def with_engine(snap, engine_id: str, **changes):
-    return replace(snap, engines=tuple(replace(e, **changes) if e.id == engine_id else e for e in snap.engines))
+    return replace(
+        snap, engines=tuple(replace(e, **changes) if e.id == engine_id else e for e in snap.engines)
+    )
 
 
 def with_stats(snap, engine_id: str, **stats):
@@ -34,7 +36,21 @@ def one(snap, now: float = 1.0) -> FleetState:
 
 
 def test_the_console_formatters_are_the_one_rule() -> None:
-    for s in (0, 0.0004, 0.164, 0.9996, 1.0, 1.239, 9.999, 38.4, 78.0, 192.0, 7500.0, 3 * 86400 + 4 * 3600, None):
+    for s in (
+        0,
+        0.0004,
+        0.164,
+        0.9996,
+        1.0,
+        1.239,
+        9.999,
+        38.4,
+        78.0,
+        192.0,
+        7500.0,
+        3 * 86400 + 4 * 3600,
+        None,
+    ):
         assert seconds_text(s) == duration(s), s
         assert age_text(s) == age(s), s
     assert seconds_text(78.0) == "1m18s" and age_text(3 * 86400 + 4 * 3600) == "3d04h"
@@ -57,7 +73,10 @@ def test_a_percentile_in_a_wide_bucket_shows_the_bucket_not_the_interpolation() 
 
 def test_a_hung_engine_shows_its_windowed_values_as_not_current() -> None:
     snap = with_engine(
-        snap_at(1), "llama70b", state="hung", alerts=(Alert(code="ENGINE_HUNG", severity="critical", since="2025-06-03T03:10:00Z"),)
+        snap_at(1),
+        "llama70b",
+        state="hung",
+        alerts=(Alert(code="ENGINE_HUNG", severity="critical", since="2025-06-03T03:10:00Z"),),
     )
     t = fleet_table(one(snap), 1.0)
     assert cell(t, "gpu01/llama70b", "state") == ("hung (values stale)", "crit")
@@ -67,10 +86,16 @@ def test_a_hung_engine_shows_its_windowed_values_as_not_current() -> None:
     # a zero rate is the hang's own truth: shown as zero, and nothing else is stale
     zero = with_stats(snap, "llama70b", generation_tokens_per_s=0.0, ttft_p95_s=None)
     t = fleet_table(one(zero), 1.0)
-    assert cell(t, "gpu01/llama70b", "gen") == ("0", "zero") and cell(t, "gpu01/llama70b", "state") == ("hung", "crit")
+    assert cell(t, "gpu01/llama70b", "gen") == ("0", "zero") and cell(t, "gpu01/llama70b", "state") == (
+        "hung",
+        "crit",
+    )
     # the same numbers on a healthy engine are live
     t = fleet_table(one(snap_at(1)), 1.0)
-    assert cell(t, "gpu01/llama70b", "ttft") == ("164ms", "live") and cell(t, "gpu01/llama70b", "state")[0] == "ready"
+    assert (
+        cell(t, "gpu01/llama70b", "ttft") == ("164ms", "live")
+        and cell(t, "gpu01/llama70b", "state")[0] == "ready"
+    )
 
 
 def test_kv_cell_says_when_it_fills_and_only_while_live() -> None:
@@ -103,5 +128,8 @@ def test_a_host_without_gpu_data_says_so_in_words_not_in_the_raw_source_string()
     off = gpu_source_cell("unavailable: disabled in config")  # gpu_source = "none": a choice, not a fault
     assert (off.display, off.tone) == ("no GPU data", "missing")
     broken = gpu_source_cell("unavailable: NVML: driver not loaded")
-    assert (broken.display, broken.tone) == ("GPUs: n/a", "warn") and broken.sort_key == "unavailable: NVML: driver not loaded"
+    assert (broken.display, broken.tone) == (
+        "GPUs: n/a",
+        "warn",
+    ) and broken.sort_key == "unavailable: NVML: driver not loaded"
     assert gpu_source_cell("simulated").display == "SIMULATED" and gpu_source_cell("nvml").display == "nvml"

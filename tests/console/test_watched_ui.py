@@ -45,7 +45,9 @@ class OperatorReplay(FixtureFleetSource):
         return None
 
 
-def console_on(snap: HostSnapshot, source: type[FixtureFleetSource] = OperatorReplay, **kw: object) -> LlmConsole:
+def console_on(
+    snap: HostSnapshot, source: type[FixtureFleetSource] = OperatorReplay, **kw: object
+) -> LlmConsole:
     src = source.from_snapshots([snap])
     return LlmConsole(src, cfg(HOST), clock=src.clock, wall=src.wall, poll=False, **kw)  # type: ignore[arg-type]
 
@@ -126,7 +128,9 @@ async def test_refused_restart_is_greyed_says_why_and_sends_nothing() -> None:
         assert not isinstance(app.screen, ConfirmScreen)
         assert app.source.actions == [] and app.actions_sent == []  # type: ignore[attr-defined]
         titles = [c.title for c in fleet_commands(app)]  # the palette offers only what the agent allows
-        assert f"Restart engine {HOST}/{WATCHED}" not in titles and f"Stop engine {HOST}/{WATCHED}" not in titles
+        assert (
+            f"Restart engine {HOST}/{WATCHED}" not in titles and f"Stop engine {HOST}/{WATCHED}" not in titles
+        )
         assert f"Restart engine {HOST}/{MANAGED}" in titles and f"Open engine {HOST}/{WATCHED}" in titles
         # the managed engine beside it: available, the key asks for confirmation (cancelled here)
         assert screen.select(f"{HOST}/{MANAGED}")
@@ -134,7 +138,10 @@ async def test_refused_restart_is_greyed_says_why_and_sends_nothing() -> None:
         assert screen.check_action("engine", ("restart",)) is True
         await pilot.press("r")
         await pilot.pause()
-        assert isinstance(app.screen, ConfirmScreen) and (app.screen.engine, app.screen.managed) == (MANAGED, True)
+        assert isinstance(app.screen, ConfirmScreen) and (app.screen.engine, app.screen.managed) == (
+            MANAGED,
+            True,
+        )
         await pilot.press("n")
         await pilot.pause()
         assert isinstance(app.screen, FleetScreen)
@@ -153,7 +160,9 @@ async def test_allowed_action_of_a_watched_engine_is_confirmed_as_its_command() 
         assert screen.check_action("engine", ("start",)) is None
         await pilot.press("S")
         await pilot.pause()
-        assert any("set start_command" in m for m in messages(app)) and not isinstance(app.screen, ConfirmScreen)
+        assert any("set start_command" in m for m in messages(app)) and not isinstance(
+            app.screen, ConfirmScreen
+        )
         await pilot.press("r")
         await pilot.pause()
         confirm = app.screen

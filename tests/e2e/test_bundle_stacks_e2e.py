@@ -38,13 +38,24 @@ from tests.support.secure_agent import write_tokens
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 
-STARTUP_S = 420.0  # a generous deadline for one engine's start-up on a busy 2-core machine, not the expected time
+STARTUP_S = (
+    420.0  # a generous deadline for one engine's start-up on a busy 2-core machine, not the expected time
+)
 ENGINE_ID = "stacked"
 HOST = "gpu-e2e"
 HUNG_AFTER_S = 8.0
 ENGINE_ARGS = ["--max-model-len", "512", "--block-size", "32", "--stream-interval", "16"]
-AGENT = {"interval_s": 1.0, "history_s": 600, "stats_window_s": 10, "canary_interval_s": 2.0, "canary_timeout_s": 4.0,
-         "startup_timeout_s": STARTUP_S, "backoff_initial_s": 1.0, "backoff_max_s": 4.0, "stop_timeout_s": 10.0}  # fmt: skip
+AGENT = {
+    "interval_s": 1.0,
+    "history_s": 600,
+    "stats_window_s": 10,
+    "canary_interval_s": 2.0,
+    "canary_timeout_s": 4.0,
+    "startup_timeout_s": STARTUP_S,
+    "backoff_initial_s": 1.0,
+    "backoff_max_s": 4.0,
+    "stop_timeout_s": 10.0,
+}
 THRESHOLDS = {"hung_after_s": HUNG_AFTER_S, "ttft_p95_s": 30.0, "metrics_stale_after_s": 5.0}
 INSTALL = ".venv/bin/pip install py-spy  (the 'diagnostics' extra)"
 PROMPT = "stacks of a hung engine never carry this prompt"
@@ -67,16 +78,26 @@ class TokenAgent(rig.AgentProc):
 
 def ptrace_refusal(py_spy: str) -> str | None:
     """Why py-spy cannot dump a Python process of ours here (no ptrace rights), or None when it can."""
-    child = subprocess.Popen([sys.executable, "-c", "import time\nwhile True: time.sleep(0.1)"], stdin=subprocess.DEVNULL)
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import time\nwhile True: time.sleep(0.1)"], stdin=subprocess.DEVNULL
+    )
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:  # until the interpreter is up and py-spy finds it
-            got = subprocess.run([py_spy, "dump", "--pid", str(child.pid)], capture_output=True, text=True, timeout=30, check=False)
+            got = subprocess.run(
+                [py_spy, "dump", "--pid", str(child.pid)],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
             if got.returncode == 0 and got.stdout.strip():
                 return None
             low = got.stderr.lower()
             if "permission denied" in low or "operation not permitted" in low:
-                return f"py-spy has no ptrace rights here ({stacks.ptrace_hint()}): {got.stderr.strip()[:300]}"
+                return (
+                    f"py-spy has no ptrace rights here ({stacks.ptrace_hint()}): {got.stderr.strip()[:300]}"
+                )
             time.sleep(0.5)
         return None  # another failure: the engine's capture below reports it, and the test fails on it
     finally:
@@ -109,14 +130,30 @@ def hung_rig(tmp_path_factory: pytest.TempPathFactory, vllm_env) -> Iterator[Sta
     token_file = tmp / "ops.token"
     token_file.write_text(tokens["ops"] + "\n")
     token_file.chmod(0o600)
-    engine = rig.vllm_engine(ENGINE_ID, vllm_env.python, vllm_env.model_dir, run_id, ENGINE_ARGS, cache_root=vllm_env.vllm_cache)
+    engine = rig.vllm_engine(
+        ENGINE_ID, vllm_env.python, vllm_env.model_dir, run_id, ENGINE_ARGS, cache_root=vllm_env.vllm_cache
+    )
     port = rig.free_port()
-    cfg = rig.write_config(tmp / "agent.toml", port, tmp / "state", [engine],
-                           {**AGENT, "tokens_file": str(tmp / "tokens"), "host": HOST}, THRESHOLDS)  # fmt: skip
+    cfg = rig.write_config(
+        tmp / "agent.toml",
+        port,
+        tmp / "state",
+        [engine],
+        {**AGENT, "tokens_file": str(tmp / "tokens"), "host": HOST},
+        THRESHOLDS,
+    )
     console = tmp / "console.toml"
-    console.write_text(f'[[console.hosts]]\nname = "{HOST}"\nurl = "http://127.0.0.1:{port}"\ntoken_file = {json.dumps(str(token_file))}\n')
-    r = StackRig(run_id, TokenAgent(cfg, port, tmp / "agent.log", tokens["ops"]), f"http://127.0.0.1:{engine['port']}",
-                 console, tmp, time.monotonic())  # fmt: skip
+    console.write_text(
+        f'[[console.hosts]]\nname = "{HOST}"\nurl = "http://127.0.0.1:{port}"\ntoken_file = {json.dumps(str(token_file))}\n'
+    )
+    r = StackRig(
+        run_id,
+        TokenAgent(cfg, port, tmp / "agent.log", tokens["ops"]),
+        f"http://127.0.0.1:{engine['port']}",
+        console,
+        tmp,
+        time.monotonic(),
+    )
     try:
         r.agent.start()
         yield r
@@ -130,10 +167,32 @@ def hung_rig(tmp_path_factory: pytest.TempPathFactory, vllm_env) -> Iterator[Sta
 def _bundle(r: StackRig, out: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(rig.ROOT)}
     return subprocess.run(
-        [sys.executable, "-m", "console.cli", "bundle", HOST, "--config", str(r.console_config), "--engine", ENGINE_ID,
-         "--since", "10m", "--reason", "e2e: worker SIGSTOPped", "-o", str(out), "--timeout", "180"],
-        cwd=r.tmp, env=env, capture_output=True, text=True, timeout=240, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "console.cli",
+            "bundle",
+            HOST,
+            "--config",
+            str(r.console_config),
+            "--engine",
+            ENGINE_ID,
+            "--since",
+            "10m",
+            "--reason",
+            "e2e: worker SIGSTOPped",
+            "-o",
+            str(out),
+            "--timeout",
+            "180",
+        ],
+        cwd=r.tmp,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
 
 
 def _stacks_brief(e: dict) -> dict | None:
@@ -143,21 +202,32 @@ def _stacks_brief(e: dict) -> dict | None:
 
 def test_hung_engine_bundle_has_readable_vllm_stacks(hung_rig: StackRig) -> None:
     r = hung_rig
-    snap = r.agent.wait(f"{ENGINE_ID} ready", lambda s: rig.find_engine(s, ENGINE_ID)["state"] == "ready", timeout=STARTUP_S + 60)
+    snap = r.agent.wait(
+        f"{ENGINE_ID} ready",
+        lambda s: rig.find_engine(s, ENGINE_ID)["state"] == "ready",
+        timeout=STARTUP_S + 60,
+    )
     timings.record("stacked: agent start → ready", time.monotonic() - r.started)
     api_pid = rig.find_engine(snap, ENGINE_ID)["pid"]
     r.leaders.add(api_pid)
     workers, cores = rig.titled(api_pid, "VLLM::Worker"), rig.titled(api_pid, "VLLM::EngineCore")
     assert len(workers) == 1 and len(cores) == 1, [p.name() for p in rig.tree(api_pid)]
     worker_pid, core_pid = workers[0].pid, cores[0].pid
-    load = LoadThread(LoadSpec(r.base, rig.SERVED, concurrency=2, duration_s=300, max_tokens=64, prompt=PROMPT)).start()
+    load = LoadThread(
+        LoadSpec(r.base, rig.SERVED, concurrency=2, duration_s=300, max_tokens=64, prompt=PROMPT)
+    ).start()
     try:
         got, out = _hang_and_bundle(r, worker_pid)
         _check_bundle(got, out, api_pid, core_pid, worker_pid)
         # after SIGCONT the engine serves again; the stalled requests complete
-        r.agent.wait("ready again after SIGCONT",
-                     lambda s: rig.find_engine(s, ENGINE_ID)["state"] == "ready" and not _stacks_brief(rig.find_engine(s, ENGINE_ID)),
-                     timeout=90)  # fmt: skip
+        r.agent.wait(
+            "ready again after SIGCONT",
+            lambda s: (
+                rig.find_engine(s, ENGINE_ID)["state"] == "ready"
+                and not _stacks_brief(rig.find_engine(s, ENGINE_ID))
+            ),
+            timeout=90,
+        )
         result = load.stop()
         assert result.ok and not result.errors, result.errors[:3]
     finally:
@@ -171,12 +241,18 @@ def _hang_and_bundle(r: StackRig, worker_pid: int) -> tuple[subprocess.Completed
     out = r.tmp / "incident.tar.gz"
     stopped = False
     try:
-        r.agent.wait("requests running", lambda s: ((rig.find_engine(s, ENGINE_ID)["stats"] or {}).get("requests_running") or 0) >= 1, timeout=60)
+        r.agent.wait(
+            "requests running",
+            lambda s: ((rig.find_engine(s, ENGINE_ID)["stats"] or {}).get("requests_running") or 0) >= 1,
+            timeout=60,
+        )
         os.kill(worker_pid, signal.SIGSTOP)
         stopped, t0 = True, time.monotonic()
-        snap = r.agent.wait("a hang alert with its stack capture done",
-                            lambda s: (_stacks_brief(rig.find_engine(s, ENGINE_ID)) or {}).get("status") == "captured",
-                            timeout=HUNG_AFTER_S + 150)  # fmt: skip
+        snap = r.agent.wait(
+            "a hang alert with its stack capture done",
+            lambda s: (_stacks_brief(rig.find_engine(s, ENGINE_ID)) or {}).get("status") == "captured",
+            timeout=HUNG_AFTER_S + 150,
+        )
         timings.record("stacked: SIGSTOP worker → hang alert with py-spy capture done", time.monotonic() - t0)
         brief = _stacks_brief(rig.find_engine(snap, ENGINE_ID))
         assert brief is not None and brief["tool"] and brief["problem"] is None, brief
@@ -189,7 +265,9 @@ def _hang_and_bundle(r: StackRig, worker_pid: int) -> tuple[subprocess.Completed
     return got, out
 
 
-def _check_bundle(got: subprocess.CompletedProcess, out: Path, api_pid: int, core_pid: int, worker_pid: int) -> None:
+def _check_bundle(
+    got: subprocess.CompletedProcess, out: Path, api_pid: int, core_pid: int, worker_pid: int
+) -> None:
     assert got.returncode == 0, f"llmconsole bundle exited {got.returncode}:\n{got.stdout}\n{got.stderr}"
     assert "Traceback" not in got.stderr, got.stderr
     verdict = verify_bundle(out)
@@ -206,9 +284,14 @@ def _check_bundle(got: subprocess.CompletedProcess, out: Path, api_pid: int, cor
     if refused:
         pytest.skip(f"py-spy was refused by the kernel in the agent: {refused[0]}")
     summary = {pid: (p["name"], p["state"], p["read"], (p["error"] or "")[:120]) for pid, p in rows.items()}
-    print(f"\nstack capture ({cap['trigger']}, {cap['read']}/{cap['of']} read): {json.dumps(summary, indent=1)}")
-    timings.record(f"stacked: capture read {cap['read']}/{cap['of']} processes: "
-                   + ", ".join(f"{p['name']}={'read' if p['read'] else 'not read'}" for p in rows.values()), 0)  # fmt: skip
+    print(
+        f"\nstack capture ({cap['trigger']}, {cap['read']}/{cap['of']} read): {json.dumps(summary, indent=1)}"
+    )
+    timings.record(
+        f"stacked: capture read {cap['read']}/{cap['of']} processes: "
+        + ", ".join(f"{p['name']}={'read' if p['read'] else 'not read'}" for p in rows.values()),
+        0,
+    )
     # the whole engine tree is listed: API server, EngineCore, Worker (and helpers such as the resource tracker)
     assert {api_pid, core_pid, worker_pid} <= set(rows), (sorted(rows), api_pid, core_pid, worker_pid)
     # nothing silently missing: each process has its dump file or the reason it has none

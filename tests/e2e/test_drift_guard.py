@@ -40,7 +40,12 @@ def test_recorded_vllm_032_has_no_drift() -> None:
 
 
 def test_a_missing_current_name_is_named() -> None:
-    text = without((DATA / "vllm-0.32-cpu.loaded.prom").read_text(), "vllm:kv_cache_usage_perc", "# HELP vllm:kv_cache_usage_perc", "# TYPE vllm:kv_cache_usage_perc")
+    text = without(
+        (DATA / "vllm-0.32-cpu.loaded.prom").read_text(),
+        "vllm:kv_cache_usage_perc",
+        "# HELP vllm:kv_cache_usage_perc",
+        "# TYPE vllm:kv_cache_usage_perc",
+    )
     report = check(exposed(text), WANTED)
     assert not report.ok
     assert report.missing == (("kv_cache_usage", "vllm:kv_cache_usage_perc"),)
@@ -48,7 +53,11 @@ def test_a_missing_current_name_is_named() -> None:
 
 
 def test_only_an_older_name_is_reported_as_drift_not_silently_accepted() -> None:
-    text = (DATA / "vllm-0.32-cpu.loaded.prom").read_text().replace("vllm:inter_token_latency_seconds", "vllm:time_per_output_token_seconds")
+    text = (
+        (DATA / "vllm-0.32-cpu.loaded.prom")
+        .read_text()
+        .replace("vllm:inter_token_latency_seconds", "vllm:time_per_output_token_seconds")
+    )
     report = check(exposed(text), WANTED)
     assert {lg for lg, _ in report.fallback_only} == {"itl_bucket", "itl_sum", "itl_count"}
     assert not report.missing
@@ -68,6 +77,8 @@ def test_a_lost_label_is_named() -> None:
 
 
 def test_an_adapter_name_unknown_to_the_guard_fails_it() -> None:
-    report = check(exposed((DATA / "vllm-0.32-cpu.loaded.prom").read_text()), WANTED | {"vllm:brand_new_total"})
+    report = check(
+        exposed((DATA / "vllm-0.32-cpu.loaded.prom").read_text()), WANTED | {"vllm:brand_new_total"}
+    )
     assert report.uncovered == ("vllm:brand_new_total",)
     assert not report.ok

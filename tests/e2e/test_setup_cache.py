@@ -21,16 +21,22 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_lock_serializes_two_processes(tmp_path: Path) -> None:
     holder = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
             import sys, time
             from pathlib import Path
             from tests.e2e.support.cache import locked
             with locked(Path({str(tmp_path)!r})):
                 print("held", flush=True)
                 time.sleep(1.5)
-        """)],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        """),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         started = time.monotonic()
@@ -69,8 +75,11 @@ def test_cached_venv_is_reused_without_pip(tmp_path: Path, monkeypatch: pytest.M
 def test_e2e_tests_are_skipped_unless_selected() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "pytest", "tests/e2e/test_vllm_e2e.py", "-q", "-rs"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120, env={**os.environ, "LLMCONSOLE_E2E": ""},
-    )  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "LLMCONSOLE_E2E": ""},
+    )
     assert out.returncode == 0, out.stdout[-2000:]
     assert "run with `-m e2e` or LLMCONSOLE_E2E=1" in out.stdout and " passed" not in out.stdout
-

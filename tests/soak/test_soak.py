@@ -46,7 +46,9 @@ def test_a_healthy_fleet_under_steady_load_raises_no_alert(tmp_path: Path) -> No
         with httpx.Client(timeout=5.0) as client:
             while time.monotonic() < deadline:
                 for agent in fleet.agents:
-                    r = client.get(agent.url + "/v1/snapshot", headers={"Authorization": f"Bearer {agent.token}"})
+                    r = client.get(
+                        agent.url + "/v1/snapshot", headers={"Authorization": f"Bearer {agent.token}"}
+                    )
                     assert r.status_code == 200, f"{agent.plan.name} answered HTTP {r.status_code}"
                     snap = r.json()
                     at = f"t+{time.monotonic() - started:.0f}s {snap['host']}"
@@ -63,7 +65,9 @@ def test_a_healthy_fleet_under_steady_load_raises_no_alert(tmp_path: Path) -> No
                 time.sleep(POLL_S)
         # the load was real: every engine served tokens during the soak
         assert len(tokens_at_start) == sum(len(p.engines) for p in PLANS), tokens_at_start
-        print(f"\nsoak: {SOAK_S:.0f} s, {polls} polls of {len(fleet.agents)} agents, "
-              f"{fleet.engine_count} engines under steady load, no alert")  # fmt: skip
+        print(
+            f"\nsoak: {SOAK_S:.0f} s, {polls} polls of {len(fleet.agents)} agents, "
+            f"{fleet.engine_count} engines under steady load, no alert"
+        )
     finally:
         fleet.stop()

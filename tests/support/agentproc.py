@@ -43,9 +43,16 @@ def write_config(
     tmp: Path, agent_port: int, engines: list[dict], agent: dict | None = None, thresholds: dict | None = None
 ) -> Path:
     """A config for a fast test agent: short intervals and backoffs, simulated GPUs, state under ``tmp``."""
-    settings = {"listen": f"127.0.0.1:{agent_port}", "state_dir": str(tmp / "state"), **AGENT_DEFAULTS, **(agent or {})}
+    settings = {
+        "listen": f"127.0.0.1:{agent_port}",
+        "state_dir": str(tmp / "state"),
+        **AGENT_DEFAULTS,
+        **(agent or {}),
+    }
     lines = ["[agent]"] + [f"{k} = {json.dumps(v)}" for k, v in settings.items()] + [""]
-    lines += ["[thresholds]"] + [f"{k} = {json.dumps(v)}" for k, v in {"hung_after_s": 3.0, **(thresholds or {})}.items()]
+    lines += ["[thresholds]"] + [
+        f"{k} = {json.dumps(v)}" for k, v in {"hung_after_s": 3.0, **(thresholds or {})}.items()
+    ]
     for e in engines:
         lines += ["", "[[agent.engines]]"] + [f"{k} = {json.dumps(v)}" for k, v in e.items()]
     path = tmp / "config.toml"
@@ -72,9 +79,20 @@ class Agent:
         env = {**os.environ, **(self.env or {})}
         with open(self.stderr_path, "ab") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "console.cli", "agent", "--config", str(self.config), *self.extra_args],
-                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err, env=env,
-            )  # fmt: skip
+                [
+                    sys.executable,
+                    "-m",
+                    "console.cli",
+                    "agent",
+                    "--config",
+                    str(self.config),
+                    *self.extra_args,
+                ],
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                env=env,
+            )
 
     def stderr_text(self) -> str:
         return self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
@@ -95,7 +113,9 @@ class Agent:
             if last is not None and cond(last):
                 return last
             time.sleep(0.25)
-        raise AssertionError(f"timed out waiting for {what}; last snapshot engines: {json.dumps((last or {}).get('engines'), indent=1)[:3000]}")
+        raise AssertionError(
+            f"timed out waiting for {what}; last snapshot engines: {json.dumps((last or {}).get('engines'), indent=1)[:3000]}"
+        )
 
 
 def engine(snap: dict, eid: str) -> dict:
@@ -123,5 +143,3 @@ def kill_everything(agent: Agent, state_dir: Path) -> None:
     for pid in marker_pids(state_dir):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-
-

@@ -46,10 +46,14 @@ class VictoriaMetrics(Server):
 
     def argv(self) -> list[str]:
         return [
-            self.binary, f"-storageDataPath={self.dir / 'data'}", f"-httpListenAddr=127.0.0.1:{self.port}",
-            f"-promscrape.config={self.config}", "-search.latencyOffset=0s", "-search.disableCache",
+            self.binary,
+            f"-storageDataPath={self.dir / 'data'}",
+            f"-httpListenAddr=127.0.0.1:{self.port}",
+            f"-promscrape.config={self.config}",
+            "-search.latencyOffset=0s",
+            "-search.disableCache",
             "-loggerLevel=WARN",
-        ]  # fmt: skip
+        ]
 
 
 @dataclass
@@ -77,7 +81,10 @@ class ScrapedFleet:
             tokens.write_text(f"scraper viewer {hash_token(self.viewer_token)}\n")
             port = free_port()
             extra = dict(self.thresholds[i]) if i < len(self.thresholds) else None
-            settings = {"tokens_file": str(tokens), "host": self.host(i)}  # every agent here shares one machine
+            settings = {
+                "tokens_file": str(tokens),
+                "host": self.host(i),
+            }  # every agent here shares one machine
             config = write_config(home, port, [dict(e) for e in engines], settings, extra)
             agent = Agent(config, port)
             agent.start()
@@ -104,8 +111,12 @@ class ScrapedFleet:
         import httpx
 
         try:
-            r = httpx.get(agent.url + "/v1/snapshot", headers={"Authorization": f"Bearer {self.viewer_token}"},
-                          timeout=3, trust_env=False)  # fmt: skip
+            r = httpx.get(
+                agent.url + "/v1/snapshot",
+                headers={"Authorization": f"Bearer {self.viewer_token}"},
+                timeout=3,
+                trust_env=False,
+            )
         except httpx.HTTPError:
             return None
         return r.json() if r.status_code == 200 else None
@@ -114,8 +125,12 @@ class ScrapedFleet:
         """The agent's ``/v1/history`` snapshots by seq."""
         import httpx
 
-        r = httpx.get(agent.url + "/v1/history", headers={"Authorization": f"Bearer {self.viewer_token}"},
-                      timeout=5, trust_env=False)  # fmt: skip
+        r = httpx.get(
+            agent.url + "/v1/history",
+            headers={"Authorization": f"Bearer {self.viewer_token}"},
+            timeout=5,
+            trust_env=False,
+        )
         r.raise_for_status()
         return {s["seq"]: s for s in r.json()["snapshots"]}
 
@@ -136,12 +151,16 @@ class ScrapedFleet:
 def scrape_config(targets: Sequence[str], credentials_file: Path, rule_files: Sequence[Path] = ()) -> str:
     """The README's scrape job (bearer token from a file; the agents name their own ``host``), every second."""
     job = {
-        "job_name": JOB, "metrics_path": "/metrics",
+        "job_name": JOB,
+        "metrics_path": "/metrics",
         "authorization": {"type": "Bearer", "credentials_file": str(credentials_file)},
         "static_configs": [{"targets": list(targets)}],
-    }  # fmt: skip
+    }
     interval = f"{SCRAPE_INTERVAL_S:g}s"
-    doc: dict[str, Any] = {"global": {"scrape_interval": interval, "scrape_timeout": interval}, "scrape_configs": [job]}
+    doc: dict[str, Any] = {
+        "global": {"scrape_interval": interval, "scrape_timeout": interval},
+        "scrape_configs": [job],
+    }
     if rule_files:
         doc["global"]["evaluation_interval"] = interval
         doc["rule_files"] = [str(p) for p in rule_files]
@@ -150,18 +169,36 @@ def scrape_config(targets: Sequence[str], credentials_file: Path, rule_files: Se
 
 def engine(eid: str, dialect: str, *args: str, gpus: Sequence[int] = (0,)) -> dict[str, Any]:
     """A simulated engine entry for :func:`tests.support.agentproc.write_config`."""
-    return {"id": eid, "kind": dialect, "model": f"sim-{eid}", "port": free_port(), "gpus": list(gpus),
-            "command": sim(dialect), "args": list(args), "canary": False}  # fmt: skip
-
-
+    return {
+        "id": eid,
+        "kind": dialect,
+        "model": f"sim-{eid}",
+        "port": free_port(),
+        "gpus": list(gpus),
+        "command": sim(dialect),
+        "args": list(args),
+        "canary": False,
+    }
 
 
 # --- a Prometheus look-alike that can turn hostile --------------------------------------------------------
 
-HOSTILE_MODES = ("ok", "html", "unauthorized", "slow", "server_timeout", "warnings", "nan", "no_labels", "malformed")
+HOSTILE_MODES = (
+    "ok",
+    "html",
+    "unauthorized",
+    "slow",
+    "server_timeout",
+    "warnings",
+    "nan",
+    "no_labels",
+    "malformed",
+)
 
 
-def exposition(snapshots: Sequence[Any], instance_of: Callable[[str], str] | None = None) -> list[tuple[dict[str, str], float]]:
+def exposition(
+    snapshots: Sequence[Any], instance_of: Callable[[str], str] | None = None
+) -> list[tuple[dict[str, str], float]]:
     """The series Prometheus would hold for these snapshots: the agent's own exporter's samples, with the
     scrape's ``job`` and ``instance`` labels added."""
     from agents.exporter import make_registry
@@ -171,7 +208,9 @@ def exposition(snapshots: Sequence[Any], instance_of: Callable[[str], str] | Non
         instance = instance_of(snap.host) if instance_of else f"10.0.0.{i + 1}:9300"
         for metric in make_registry(lambda snap=snap: snap).collect():
             for s in metric.samples:
-                out.append(({"__name__": s.name, **s.labels, "job": JOB, "instance": instance}, float(s.value)))
+                out.append(
+                    ({"__name__": s.name, **s.labels, "job": JOB, "instance": instance}, float(s.value))
+                )
     return out
 
 
@@ -181,8 +220,13 @@ class PromLike:
     :func:`exposition` — or, per ``mode``, the way a broken or hostile server would (see HOSTILE_MODES).
     ``token``: the bearer token it requires (None: none). Records each request's path and headers."""
 
-    def __init__(self, series: list[tuple[dict[str, str], float]], *, token: str | None = None,
-                 basic: tuple[str, str] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        series: list[tuple[dict[str, str], float]],
+        *,
+        token: str | None = None,
+        basic: tuple[str, str] | None = None,
+    ) -> None:
         import threading
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -208,7 +252,9 @@ class PromLike:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
+        )
 
     @property
     def url(self) -> str:
@@ -224,7 +270,9 @@ class PromLike:
         self._server.server_close()
 
     def _send(self, h: Any, status: int, body: bytes, kind: str = "application/json") -> None:
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client gave up (a timeout test)
+        with contextlib.suppress(
+            BrokenPipeError, ConnectionResetError
+        ):  # the client gave up (a timeout test)
             h.send_response(status)
             h.send_header("Content-Type", kind)
             h.send_header("Content-Length", str(len(body)))
@@ -242,19 +290,32 @@ class PromLike:
         if "query" in params:
             self.queries.append(params["query"])
         auth = h.headers.get("Authorization", "")
-        wanted = (f"Bearer {self.token}" if self.token else
-                  "Basic " + base64.b64encode(":".join(self.basic).encode()).decode() if self.basic else None)  # fmt: skip
+        wanted = (
+            f"Bearer {self.token}"
+            if self.token
+            else "Basic " + base64.b64encode(":".join(self.basic).encode()).decode()
+            if self.basic
+            else None
+        )
         if self.mode == "unauthorized" or (wanted is not None and auth != wanted):
             return self._send(h, 401, b"Unauthorized\n", "text/plain")
         if self.mode == "html":
-            return self._send(h, 200, b"<!doctype html><html><title>Grafana</title></html>", "text/html; charset=utf-8")
+            return self._send(
+                h, 200, b"<!doctype html><html><title>Grafana</title></html>", "text/html; charset=utf-8"
+            )
         if self.mode == "slow":
             _time.sleep(self.slow_s)
         if self.mode == "server_timeout":
-            doc = {"status": "error", "errorType": "timeout", "error": "query timed out in expression evaluation"}
+            doc = {
+                "status": "error",
+                "errorType": "timeout",
+                "error": "query timed out in expression evaluation",
+            }
             return self._send(h, 503, json.dumps(doc).encode())
         if parts.path == "/api/v1/alerts":
-            return self._send(h, 200, json.dumps({"status": "success", "data": {"alerts": self.alerts}}).encode())
+            return self._send(
+                h, 200, json.dumps({"status": "success", "data": {"alerts": self.alerts}}).encode()
+            )
         if parts.path not in ("/api/v1/query", "/api/v1/query_range"):
             return self._send(h, 404, b"404 page not found\n", "text/plain")
         now = float(params.get("time") or params.get("end") or _time.time())
@@ -263,7 +324,10 @@ class PromLike:
             result = [{"metric": m, "value": [now, v]} for m, v in chosen]
             data = {"resultType": "vector", "result": result}
         else:
-            data = {"resultType": "matrix", "result": [{"metric": m, "values": [[now, v]]} for m, v in chosen]}
+            data = {
+                "resultType": "matrix",
+                "result": [{"metric": m, "values": [[now, v]]} for m, v in chosen],
+            }
         if self.mode == "malformed":
             data = {"resultType": "vector", "result": [{"metric": "host", "value": "x"}]}
         doc: dict[str, Any] = {"status": "success", "data": data}
@@ -302,6 +366,14 @@ class PromLike:
 
 
 __all__ = [
-    "HOSTILE_MODES", "JOB", "SCRAPE_INTERVAL_S", "PromLike", "ScrapedFleet", "VictoriaMetrics", "engine", "exposition",
-    "scrape_config", "victoria_binary",
-]  # fmt: skip
+    "HOSTILE_MODES",
+    "JOB",
+    "SCRAPE_INTERVAL_S",
+    "PromLike",
+    "ScrapedFleet",
+    "VictoriaMetrics",
+    "engine",
+    "exposition",
+    "scrape_config",
+    "victoria_binary",
+]

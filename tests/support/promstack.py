@@ -170,9 +170,15 @@ class Server:
             self.port = free_ports(1)[0]
             with open(self.log, "ab") as log:
                 self.proc = subprocess.Popen(
-                    self.argv(), cwd=self.dir, env=_clean_env(self.dir), stdin=subprocess.DEVNULL,
-                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_pdeathsig,
-                )  # fmt: skip
+                    self.argv(),
+                    cwd=self.dir,
+                    env=_clean_env(self.dir),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    preexec_fn=_pdeathsig,
+                )
             try:
                 self.wait_ready(ready_timeout_s)
                 return
@@ -249,9 +255,13 @@ class Prometheus(Server):
 
     def argv(self) -> list[str]:
         return [
-            self.binary, f"--config.file={self.config}", f"--storage.tsdb.path={self.dir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{self.port}", f"--web.external-url={self.url}/", "--log.level=info",
-        ]  # fmt: skip
+            self.binary,
+            f"--config.file={self.config}",
+            f"--storage.tsdb.path={self.dir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            f"--web.external-url={self.url}/",
+            "--log.level=info",
+        ]
 
     def alerts(self) -> list[dict[str, Any]]:
         """``/api/v1/alerts``: every pending and firing alert."""
@@ -281,10 +291,14 @@ class Alertmanager(Server):
 
     def argv(self) -> list[str]:
         return [
-            self.binary, f"--config.file={self.config}", f"--storage.path={self.dir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{self.port}", f"--web.external-url={self.url}/",
-            "--cluster.listen-address=", "--log.level=info",
-        ]  # fmt: skip
+            self.binary,
+            f"--config.file={self.config}",
+            f"--storage.path={self.dir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            f"--web.external-url={self.url}/",
+            "--cluster.listen-address=",
+            "--log.level=info",
+        ]
 
     def alerts(self) -> list[dict[str, Any]]:
         """``/api/v2/alerts``: what Alertmanager holds."""
@@ -473,7 +487,19 @@ class WebhookReceiver:
 
 
 __all__ = [
-    "Alertmanager", "Delivery", "Prometheus", "ScrapeJob", "Server", "WebhookReceiver", "alertmanager_binary",
-    "alertmanager_config", "alive", "descendants", "free_ports", "prometheus_binary", "prometheus_config",
-    "skip_reason", "wait_until",
-]  # fmt: skip
+    "Alertmanager",
+    "Delivery",
+    "Prometheus",
+    "ScrapeJob",
+    "Server",
+    "WebhookReceiver",
+    "alertmanager_binary",
+    "alertmanager_config",
+    "alive",
+    "descendants",
+    "free_ports",
+    "prometheus_binary",
+    "prometheus_config",
+    "skip_reason",
+    "wait_until",
+]

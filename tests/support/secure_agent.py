@@ -22,10 +22,17 @@ def toml_value(value: object) -> str:
     return json.dumps(value)
 
 
-def write_config(tmp: Path, agent_port: int, engines: list[dict], agent: dict | None = None, extra: str = "") -> Path:
+def write_config(
+    tmp: Path, agent_port: int, engines: list[dict], agent: dict | None = None, extra: str = ""
+) -> Path:
     """Like agentproc.write_config, but engine tables may hold inline tables (``env``) and ``extra``
     TOML is appended (e.g. ``[[console.hosts]]``)."""
-    settings = {"listen": f"127.0.0.1:{agent_port}", "state_dir": str(tmp / "state"), **AGENT_DEFAULTS, **(agent or {})}
+    settings = {
+        "listen": f"127.0.0.1:{agent_port}",
+        "state_dir": str(tmp / "state"),
+        **AGENT_DEFAULTS,
+        **(agent or {}),
+    }
     lines = ["[agent]"] + [f"{k} = {toml_value(v)}" for k, v in settings.items()]
     lines += ["", "[thresholds]", "hung_after_s = 3.0"]
     for e in engines:
@@ -61,7 +68,9 @@ class SecureAgent(Agent):
 
     def client(self) -> httpx.Client:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=5, verify=self.verify, trust_env=False)
+        return httpx.Client(
+            base_url=self.url, headers=headers, timeout=5, verify=self.verify, trust_env=False
+        )
 
     def snap(self) -> dict | None:
         try:

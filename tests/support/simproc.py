@@ -120,8 +120,14 @@ class SimProc:
                 os.kill(pid, signal.SIGKILL)
 
 
-def start_sim(dialect: str, *args: str, tmp: Path, port: int | None = None,
-              env: Mapping[str, str] | None = None, with_port: bool = True) -> SimProc:
+def start_sim(
+    dialect: str,
+    *args: str,
+    tmp: Path,
+    port: int | None = None,
+    env: Mapping[str, str] | None = None,
+    with_port: bool = True,
+) -> SimProc:
     """Start a simulated engine (not waiting for readiness)."""
     port = free_port() if port is None else port
     argv = [sys.executable, "-m", "agents.sim", "--dialect", dialect]
@@ -132,14 +138,16 @@ def start_sim(dialect: str, *args: str, tmp: Path, port: int | None = None,
     full_env = dict(os.environ)
     full_env.update(env or {})
     with open(stderr_path, "wb") as err:
-        proc = subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=err, env=full_env)
+        proc = subprocess.Popen(
+            argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=full_env
+        )
     return SimProc(proc, port, stderr_path)
 
 
 @contextlib.contextmanager
-def sim_engine(dialect: str, *args: str, tmp: Path, port: int | None = None,
-               env: Mapping[str, str] | None = None) -> Iterator[SimProc]:
+def sim_engine(
+    dialect: str, *args: str, tmp: Path, port: int | None = None, env: Mapping[str, str] | None = None
+) -> Iterator[SimProc]:
     eng = start_sim(dialect, *args, tmp=tmp, port=port, env=env)
     try:
         yield eng

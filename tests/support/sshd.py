@@ -56,8 +56,10 @@ class Sshd:
         for name in ("host_key", "user_key"):
             subprocess.run(
                 ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(self.dir / name)],
-                check=True, stdin=subprocess.DEVNULL, timeout=30,
-            )  # fmt: skip
+                check=True,
+                stdin=subprocess.DEVNULL,
+                timeout=30,
+            )
             (self.dir / name).chmod(0o600)
         (self.dir / "authorized_keys").write_text((self.dir / "user_key.pub").read_text())
         host_pub = (self.dir / "host_key.pub").read_text().split()
@@ -65,26 +67,28 @@ class Sshd:
         self.known_hosts.write_text(f"[127.0.0.1]:{self.port} {host_pub[0]} {host_pub[1]}\n")
         self.config = self.dir / "sshd_config"
         self.config.write_text(
-            "\n".join([
-                f"Port {self.port}",
-                "ListenAddress 127.0.0.1",
-                f"HostKey {self.dir / 'host_key'}",
-                f"PidFile {self.dir / 'sshd.pid'}",
-                f"AuthorizedKeysFile {self.dir / 'authorized_keys'}",
-                "StrictModes no",
-                "PubkeyAuthentication yes",
-                "PasswordAuthentication no",
-                "KbdInteractiveAuthentication no",
-                "UsePAM no",
-                "PermitRootLogin prohibit-password",
-                "AllowTcpForwarding yes",
-                "AllowAgentForwarding no",
-                "X11Forwarding no",
-                "PermitTTY no",
-                "LogLevel VERBOSE",
-                "",
-            ])
-        )  # fmt: skip
+            "\n".join(
+                [
+                    f"Port {self.port}",
+                    "ListenAddress 127.0.0.1",
+                    f"HostKey {self.dir / 'host_key'}",
+                    f"PidFile {self.dir / 'sshd.pid'}",
+                    f"AuthorizedKeysFile {self.dir / 'authorized_keys'}",
+                    "StrictModes no",
+                    "PubkeyAuthentication yes",
+                    "PasswordAuthentication no",
+                    "KbdInteractiveAuthentication no",
+                    "UsePAM no",
+                    "PermitRootLogin prohibit-password",
+                    "AllowTcpForwarding yes",
+                    "AllowAgentForwarding no",
+                    "X11Forwarding no",
+                    "PermitTTY no",
+                    "LogLevel VERBOSE",
+                    "",
+                ]
+            )
+        )
 
     @property
     def target(self) -> str:
@@ -93,15 +97,23 @@ class Sshd:
     @property
     def client_options(self) -> tuple[str, ...]:
         return (
-            "-F", "/dev/null",
-            "-p", str(self.port),
-            "-i", str(self.dir / "user_key"),
-            "-o", "IdentitiesOnly=yes",
-            "-o", f"UserKnownHostsFile={self.known_hosts}",
-            "-o", "GlobalKnownHostsFile=/dev/null",
-            "-o", "StrictHostKeyChecking=yes",
-            "-o", "ConnectTimeout=5",
-        )  # fmt: skip
+            "-F",
+            "/dev/null",
+            "-p",
+            str(self.port),
+            "-i",
+            str(self.dir / "user_key"),
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            f"UserKnownHostsFile={self.known_hosts}",
+            "-o",
+            "GlobalKnownHostsFile=/dev/null",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "ConnectTimeout=5",
+        )
 
     def start(self, timeout: float = 10.0) -> None:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege-separation directory sshd insists on
@@ -118,7 +130,10 @@ class Sshd:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"sshd exited with {self.proc.returncode}: {self.log.read_text()[-2000:]}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5),
+            ):
                 return
             time.sleep(0.05)
         raise RuntimeError(f"sshd did not listen on {self.port}: {self.log.read_text()[-2000:]}")

@@ -8,7 +8,9 @@ from textual.message import Message
 from widgets import AlertItem, AlertList, format_evidence
 from widgets.alert_list import ordered
 
-HUNG = AlertItem("ENGINE_HUNG", "critical", "no token progress for 45 s", "12:03:04", "host-a/qwen", {"waiting": 12})
+HUNG = AlertItem(
+    "ENGINE_HUNG", "critical", "no token progress for 45 s", "12:03:04", "host-a/qwen", {"waiting": 12}
+)
 KV = AlertItem("KV_PRESSURE", "warning", "KV usage 0.97 for 60 s", "12:01:00", "host-a/llama", {"kv": 0.9712})
 INFO = AlertItem("METRICS_STALE", "info", "scrape late", None, "host-b/tgi", {})
 ODD = AlertItem("FUTURE", "severe-ish", "unknown severity", None, "host-c", {})
@@ -43,9 +45,13 @@ async def test_items_are_shown_most_severe_first_with_evidence(text_of) -> None:
         await pilot.pause()
         assert alerts.shown == (HUNG, KV, INFO)
         text = text_of(alerts)
-        assert text.index("CRIT ENGINE_HUNG") < text.index("WARN KV_PRESSURE") < text.index("INFO METRICS_STALE")
+        assert (
+            text.index("CRIT ENGINE_HUNG") < text.index("WARN KV_PRESSURE") < text.index("INFO METRICS_STALE")
+        )
         assert "waiting=12" in text and "kv=0.971" in text and "since 12:03:04" in text
-        tags = {seg.text.strip(): seg.style for y in range(8) for seg in alerts.render_line(y) if seg.text.strip()}
+        tags = {
+            seg.text.strip(): seg.style for y in range(8) for seg in alerts.render_line(y) if seg.text.strip()
+        }
         assert tags["CRIT"].color != tags["WARN"].color
 
 
@@ -56,7 +62,12 @@ async def test_selection_follows_the_alert_key_and_enter_posts_chosen() -> None:
         alerts.focus()
         await pilot.press("down")  # KV
         assert alerts.highlighted == 1
-        alerts.alerts = (KV, INFO, HUNG, AlertItem("CRASH_LOOP", "critical", "5 restarts", None, "host-b/x", {}))
+        alerts.alerts = (
+            KV,
+            INFO,
+            HUNG,
+            AlertItem("CRASH_LOOP", "critical", "5 restarts", None, "host-b/x", {}),
+        )
         await pilot.pause()
         assert alerts.shown[alerts.highlighted] == KV and alerts.highlighted == 2
         await pilot.press("enter")
@@ -105,9 +116,24 @@ def test_a_cause_keeps_its_consequences_under_it() -> None:
     storm = AlertItem("PREEMPTION_STORM", "warning", "40 preemptions", None, "h/e", {}, depth=1)
     lies = AlertItem("HEALTH_LIES", "critical", "canary fails", None, "h/e", {}, depth=2)
     stale = AlertItem("METRICS_STALE", "warning", "late", None, "h/e", {})
-    assert ordered([stale, kv, storm, lies]) == [kv, storm, lies, stale]  # the critical consequence lifts its cause
-    assert ordered([kv, storm, lies, stale], frozenset({kv.key, storm.key, lies.key})) == [stale, kv, storm, lies]
-    assert ordered([kv, storm, lies, stale], frozenset({kv.key})) == [kv, storm, lies, stale]  # still live below
+    assert ordered([stale, kv, storm, lies]) == [
+        kv,
+        storm,
+        lies,
+        stale,
+    ]  # the critical consequence lifts its cause
+    assert ordered([kv, storm, lies, stale], frozenset({kv.key, storm.key, lies.key})) == [
+        stale,
+        kv,
+        storm,
+        lies,
+    ]
+    assert ordered([kv, storm, lies, stale], frozenset({kv.key})) == [
+        kv,
+        storm,
+        lies,
+        stale,
+    ]  # still live below
     assert ordered([storm, stale]) == [storm, stale]  # a leading consequence without its cause is a group
 
 
@@ -126,4 +152,6 @@ async def test_consequences_are_indented_under_their_cause(text_of) -> None:
         assert text.index("WARN KV_PRESSURE") < text.index("↳ CRIT HEALTH_LIES")
         lines = text.splitlines()
         summary = next(line for line in lines if "canary fails" in line)
-        assert summary.index("canary fails") > next(line for line in lines if "KV 97 %" in line).index("KV 97 %")
+        assert summary.index("canary fails") > next(line for line in lines if "KV 97 %" in line).index(
+            "KV 97 %"
+        )

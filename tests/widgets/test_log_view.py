@@ -35,7 +35,9 @@ async def test_set_lines_appends_only_new_lines() -> None:
         log.set_lines(lines(0, 5))
         writes: list[list[str]] = []
         original = log.write_lines
-        log.write_lines = lambda new, scroll_end=None: (writes.append(list(new)), original(new, scroll_end))[1]
+        log.write_lines = lambda new, scroll_end=None: (writes.append(list(new)), original(new, scroll_end))[
+            1
+        ]
         log.set_lines(lines(0, 7))
         assert writes == [["line 5", "line 6"]] and list(log.lines) == lines(0, 7)
         log.set_lines(lines(3, 9))  # the agent's ring moved on: drop 3, append 2

@@ -125,7 +125,12 @@ async def test_toggles_keep_following_or_the_reading_place() -> None:
         """Layout settles over a few refreshes on a busy machine: wait for it, with a deadline."""
         deadline = asyncio.get_running_loop().time() + timeout
         while not cond():
-            assert asyncio.get_running_loop().time() < deadline, (what, log.follow, log.scroll_y, log.max_scroll_y)
+            assert asyncio.get_running_loop().time() < deadline, (
+                what,
+                log.follow,
+                log.scroll_y,
+                log.max_scroll_y,
+            )
             await pilot.pause(0.05)
 
     async with app.run_test(size=(80, 20)) as pilot:
@@ -138,12 +143,13 @@ async def test_toggles_keep_following_or_the_reading_place() -> None:
         await pilot.pause()
         log.wrap = False
         # unwrapped long lines bring a horizontal scrollbar: let that layout land before the reader moves
-        await until(lambda: log.show_horizontal_scrollbar and log.follow and log.scroll_y == log.max_scroll_y,
-                    "still at the end")  # fmt: skip
+        await until(
+            lambda: log.show_horizontal_scrollbar and log.follow and log.scroll_y == log.max_scroll_y,
+            "still at the end",
+        )
         await pilot.pause(0.1)
         await pilot.press("home")
-        await until(lambda: not log.follow and log.scroll_y == 0,
-                    "at the top, not following", timeout=3)  # fmt: skip
+        await until(lambda: not log.follow and log.scroll_y == 0, "at the top, not following", timeout=3)
         log.wrap = True
         await until(lambda: log.max_scroll_y > 0, "re-wrapped")
         await pilot.pause()

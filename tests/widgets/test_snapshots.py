@@ -12,11 +12,35 @@ from widgets import AlertItem, AlertList, Cell, KeyedTable, Segment, Series, Sta
 
 TONE_ROWS: dict[str, list[Cell | str]] = {
     "host-a": [Cell("host-a"), Cell("fresh", "ok"), "", "", ""],
-    "host-a/llama": ["  llama70b", Cell("ready", "ok"), Cell("812.4"), Cell("0", "zero"), Cell("0.41", "live")],
-    "host-a/qwen": ["  qwen7b", Cell("hung", "crit"), Cell("12.3 (stale 8s)", "stale"), Cell("", "missing"), Cell("0.97", "warn")],
-    "host-a/tgi": ["  tgi-mistral", Cell("degraded", "warn"), Cell("55.0"), Cell("", "unsupported"), Cell("", "unsupported")],
+    "host-a/llama": [
+        "  llama70b",
+        Cell("ready", "ok"),
+        Cell("812.4"),
+        Cell("0", "zero"),
+        Cell("0.41", "live"),
+    ],
+    "host-a/qwen": [
+        "  qwen7b",
+        Cell("hung", "crit"),
+        Cell("12.3 (stale 8s)", "stale"),
+        Cell("", "missing"),
+        Cell("0.97", "warn"),
+    ],
+    "host-a/tgi": [
+        "  tgi-mistral",
+        Cell("degraded", "warn"),
+        Cell("55.0"),
+        Cell("", "unsupported"),
+        Cell("", "unsupported"),
+    ],
     "host-b": [Cell("host-b"), Cell("unreachable", "crit"), Cell("timeout after 2.0s", "error"), "", ""],
-    "host-c": [Cell("host-c"), Cell("fresh", "ok"), Cell("SIMULATED", "simulated"), Cell("info", "info"), Cell("dim", "dim")],
+    "host-c": [
+        Cell("host-c"),
+        Cell("fresh", "ok"),
+        Cell("SIMULATED", "simulated"),
+        Cell("info", "info"),
+        Cell("dim", "dim"),
+    ],
 }
 
 
@@ -69,10 +93,31 @@ class AlertsApp(App[None]):
     def compose(self) -> ComposeResult:
         yield AlertList(
             [
-                AlertItem("KV_PRESSURE", "warning", "KV cache usage ≥ 0.95 for 60 s", "12:01:00", "host-a/llama70b", {"kv": 0.971, "window_s": 60}),
-                AlertItem("ENGINE_HUNG", "critical", "work pending and no token progress for 45 s", "12:03:04", "host-a/qwen7b", {"running": 3, "waiting": 12, "last_progress_s": 45.2}),
+                AlertItem(
+                    "KV_PRESSURE",
+                    "warning",
+                    "KV cache usage ≥ 0.95 for 60 s",
+                    "12:01:00",
+                    "host-a/llama70b",
+                    {"kv": 0.971, "window_s": 60},
+                ),
+                AlertItem(
+                    "ENGINE_HUNG",
+                    "critical",
+                    "work pending and no token progress for 45 s",
+                    "12:03:04",
+                    "host-a/qwen7b",
+                    {"running": 3, "waiting": 12, "last_progress_s": 45.2},
+                ),
                 AlertItem("METRICS_STALE", "info", "scrape exceeded its deadline", None, "host-b/tgi", {}),
-                AlertItem("TTFT_SLO", "warning", "TTFT p95 0.41 s above target 0.2 s", "11:58:30", "host-c/sim", {"p95_s": 0.41}),
+                AlertItem(
+                    "TTFT_SLO",
+                    "warning",
+                    "TTFT p95 0.41 s above target 0.2 s",
+                    "11:58:30",
+                    "host-c/sim",
+                    {"p95_s": 0.41},
+                ),
             ]
         )
 
@@ -82,7 +127,10 @@ class AlertsApp(App[None]):
 
 class BadgesApp(App[None]):
     CSS = "Horizontal { height: 1; } StateBadge { margin-right: 1; }"
-    STATES = ("stopped starting ready degraded hung exited backoff failed stopping", "fresh stale unreachable incompatible")
+    STATES = (
+        "stopped starting ready degraded hung exited backoff failed stopping",
+        "fresh stale unreachable incompatible",
+    )
 
     def compose(self) -> ComposeResult:
         for line in self.STATES:

@@ -77,7 +77,11 @@ async def test_segment_tones_get_distinct_colours_and_a_legend(text_of) -> None:
     app = BarApp()
     async with app.run_test(size=(60, 4)) as pilot:
         bar = app.query_one(UsageBar)
-        bar.segments = (Segment("weights", 20.0, "info"), Segment("kv", 20.0, "ok"), Segment("other", 20.0, "crit"))
+        bar.segments = (
+            Segment("weights", 20.0, "info"),
+            Segment("kv", 20.0, "ok"),
+            Segment("other", 20.0, "crit"),
+        )
         bar.show_legend = True
         await pilot.pause()
         colours = {seg.style.color for seg in bar.render_line(0) if seg.text and set(seg.text) == {FILL}}

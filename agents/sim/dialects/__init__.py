@@ -14,8 +14,18 @@ from agents.sim.dialects.tgi import Tgi, TgiMetrics, tgi_duration_buckets
 from agents.sim.dialects.vllm import Vllm, VllmMetrics, buckets_1_2_5
 
 __all__ = [
-    "DIALECTS", "NAMES", "Dialect", "Sglang", "SglangMetrics", "Tgi", "TgiMetrics", "Vllm", "VllmMetrics",
-    "buckets_1_2_5", "get", "tgi_duration_buckets",
+    "DIALECTS",
+    "NAMES",
+    "Dialect",
+    "Sglang",
+    "SglangMetrics",
+    "Tgi",
+    "TgiMetrics",
+    "Vllm",
+    "VllmMetrics",
+    "buckets_1_2_5",
+    "get",
+    "tgi_duration_buckets",
 ]
 
 DIALECTS: Mapping[str, Dialect] = {d.name: d for d in (Vllm(), Sglang(), Tgi())}

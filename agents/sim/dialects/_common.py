@@ -10,8 +10,14 @@ from agents.sim.exposition import Registry
 HelpTable = tuple[tuple[str, str], ...]
 
 
-def declare_each(registry: Registry, kind: str, prefix: str, table: Iterable[tuple[str, str]],
-                 labels: Mapping[str, str], created: float) -> None:
+def declare_each(
+    registry: Registry,
+    kind: str,
+    prefix: str,
+    table: Iterable[tuple[str, str]],
+    labels: Mapping[str, str],
+    created: float,
+) -> None:
     """Register ``prefix + name`` for each (name, HELP) of ``table`` and create its series at 0."""
     for name, help_text in table:
         registry.add(prefix + name, kind, help_text).declare(labels, created)

@@ -53,8 +53,13 @@ class Dialect(ABC):
 
     def error_body(self, status: int, message: str, kind: str = "validation") -> dict[str, Any]:
         names = {400: "BadRequestError", 404: "NotFoundError", 413: "BadRequestError", 422: "BadRequestError"}
-        return {"object": "error", "message": message, "type": names.get(status, "BadRequestError"),
-                "param": None, "code": status}
+        return {
+            "object": "error",
+            "message": message,
+            "type": names.get(status, "BadRequestError"),
+            "param": None,
+            "code": status,
+        }
 
     def validation_status(self) -> int:
         return 400
@@ -88,9 +93,12 @@ class Dialect(ABC):
     def shutdown_lines(self, cfg: SimConfig) -> list[str]: ...
 
     def bind_error_lines(self, cfg: SimConfig, port: int, error: str) -> list[str]:
-        return [f"OSError: [Errno 98] error while attempting to bind on address ('{cfg.host}', {port}): {error}"]
+        return [
+            f"OSError: [Errno 98] error while attempting to bind on address ('{cfg.host}', {port}): {error}"
+        ]
 
-    def stats_line(self, prompt_tps: float, gen_tps: float, gauges: Gauges, preemptions: int,
-                   hit_rate: float) -> str | None:
+    def stats_line(
+        self, prompt_tps: float, gen_tps: float, gauges: Gauges, preemptions: int, hit_rate: float
+    ) -> str | None:
         """A periodic throughput line (vLLM's LoggingStatLogger), or None."""
         return None

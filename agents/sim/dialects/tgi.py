@@ -18,10 +18,16 @@ from agents.sim.exposition import Registry
 from agents.sim.model import Gauges, ModelConfig
 from agents.sim.sink import Log, Route, TableSink
 
-TGI_BOOLEAN_FLAGS = frozenset({
-    "--json-output", "--disable-custom-kernels", "--trust-remote-code", "--disable-grammar-support",
-    "--enable-prefill-logprobs", "--disable-crash-reports",
-})
+TGI_BOOLEAN_FLAGS = frozenset(
+    {
+        "--json-output",
+        "--disable-custom-kernels",
+        "--trust-remote-code",
+        "--disable-grammar-support",
+        "--enable-prefill-logprobs",
+        "--disable-crash-reports",
+    }
+)
 
 
 def tgi_duration_buckets() -> list[float]:
@@ -92,6 +98,7 @@ class TgiMetrics(TableSink):
 
 # --- the dialect ------------------------------------------------------------------------------
 
+
 def _tgi_line(msg: str, target: str = "text_generation_launcher", level: str = "INFO") -> str:
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     return f"{stamp} {level:>5} {target}: {msg}"
@@ -106,8 +113,13 @@ class Tgi(Dialect):
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--model-id", dest="model_id", help="model (TGI's --model-id)")
         parser.add_argument("--hostname", dest="host", help="= --host")
-        parser.add_argument("--prometheus-port", dest="prometheus_port", type=int, default=9000,
-                            help="second listener serving /metrics (default 9000, as TGI)")
+        parser.add_argument(
+            "--prometheus-port",
+            dest="prometheus_port",
+            type=int,
+            default=9000,
+            help="second listener serving /metrics (default 9000, as TGI)",
+        )
         parser.add_argument("--max-total-tokens", dest="max_model_len", type=int, help="= --max-model-len")
         parser.add_argument("--max-batch-size", dest="max_num_seqs", type=int, help="= --max-num-seqs")
 
@@ -117,19 +129,35 @@ class Tgi(Dialect):
         if not 0 <= ns.prometheus_port <= 65535:
             raise ValueError(f"--prometheus-port {ns.prometheus_port} is not a port")
         model = ns.model_id or ns.model or "bigscience/bloom-560m"
-        return {"model": model, "served_name": ns.served_model_name or model, "metrics_enabled": True,
-                "metrics_port": ns.prometheus_port, "log_stats": True}
+        return {
+            "model": model,
+            "served_name": ns.served_model_name or model,
+            "metrics_enabled": True,
+            "metrics_port": ns.prometheus_port,
+            "log_stats": True,
+        }
 
     def make_metrics(self, cfg: SimConfig, created: float, log: Log) -> TableSink:
         return TgiMetrics(cfg, created, log)
 
     def info(self, cfg: SimConfig) -> dict[str, Any] | None:
         mlen = cfg.model_config.max_model_len
-        return {"model_id": cfg.model, "model_sha": None, "model_pipeline_tag": "text-generation",
-                "max_concurrent_requests": 128, "max_best_of": 2, "max_stop_sequences": 4,
-                "max_input_tokens": mlen - 1, "max_total_tokens": mlen, "validation_workers": 2,
-                "max_client_batch_size": 4, "router": "text-generation-router", "version": "3.3.6",
-                "sha": None, "docker_label": "llmconsole-sim (SIMULATED)"}
+        return {
+            "model_id": cfg.model,
+            "model_sha": None,
+            "model_pipeline_tag": "text-generation",
+            "max_concurrent_requests": 128,
+            "max_best_of": 2,
+            "max_stop_sequences": 4,
+            "max_input_tokens": mlen - 1,
+            "max_total_tokens": mlen,
+            "validation_workers": 2,
+            "max_client_batch_size": 4,
+            "router": "text-generation-router",
+            "version": "3.3.6",
+            "sha": None,
+            "docker_label": "llmconsole-sim (SIMULATED)",
+        }
 
     def error_body(self, status: int, message: str, kind: str = "validation") -> dict[str, Any]:
         return {"error": message, "error_type": kind}
@@ -139,9 +167,11 @@ class Tgi(Dialect):
 
     def boot_lines(self, cfg: SimConfig) -> list[str]:
         return [
-            _tgi_line(f"Args {{ model_id: \"{cfg.model}\", hostname: \"{cfg.host}\", port: {cfg.port}, "
-                      f"prometheus_port: {cfg.metrics_port}, max_total_tokens: Some({cfg.model_config.max_model_len})"
-                      " }"),
+            _tgi_line(
+                f'Args {{ model_id: "{cfg.model}", hostname: "{cfg.host}", port: {cfg.port}, '
+                f"prometheus_port: {cfg.metrics_port}, max_total_tokens: Some({cfg.model_config.max_model_len})"
+                " }"
+            ),
             _tgi_line(f"Starting check and download process for {cfg.model}"),
             _tgi_line(f"Successfully downloaded weights for {cfg.model}"),
             _tgi_line("Starting shard", "text_generation_launcher") + " rank=0",
@@ -155,27 +185,44 @@ class Tgi(Dialect):
 
     def ready_lines(self, cfg: SimConfig) -> list[str]:
         router = "text_generation_router_v3"
-        return [_tgi_line("Warming up model", router),
-                _tgi_line(f"Setting max batch total tokens to {cfg.model_config.kv_tokens}", router),
-                _tgi_line("router/src/server.rs:2302: Connected", "text_generation_router::server")]
+        return [
+            _tgi_line("Warming up model", router),
+            _tgi_line(f"Setting max batch total tokens to {cfg.model_config.kv_tokens}", router),
+            _tgi_line("router/src/server.rs:2302: Connected", "text_generation_router::server"),
+        ]
 
     def crash_lines(self, cfg: SimConfig) -> list[str]:
-        return [_tgi_line("Shard complete standard error output: RuntimeError: SIMULATED fault "
-                          "(llmconsole sim-engine --fault crash)", "shard-manager", "ERROR") + " rank=0",
-                _tgi_line("Shard 0 crashed", level="ERROR"),
-                _tgi_line("Shutting down shards"),
-                "Error: ShardFailed"]
+        return [
+            _tgi_line(
+                "Shard complete standard error output: RuntimeError: SIMULATED fault "
+                "(llmconsole sim-engine --fault crash)",
+                "shard-manager",
+                "ERROR",
+            )
+            + " rank=0",
+            _tgi_line("Shard 0 crashed", level="ERROR"),
+            _tgi_line("Shutting down shards"),
+            "Error: ShardFailed",
+        ]
 
     def start_fail_lines(self, cfg: SimConfig) -> list[str]:
-        return [_tgi_line("Error when initializing model", "text_generation_launcher", "ERROR"),
-                _tgi_line("Shard 0 failed to start", level="ERROR"),
-                _tgi_line("Shutting down shards"),
-                "Error: ShardCannotStart"]
+        return [
+            _tgi_line("Error when initializing model", "text_generation_launcher", "ERROR"),
+            _tgi_line("Shard 0 failed to start", level="ERROR"),
+            _tgi_line("Shutting down shards"),
+            "Error: ShardCannotStart",
+        ]
 
     def shutdown_lines(self, cfg: SimConfig) -> list[str]:
-        return [_tgi_line("Terminating webserver"), _tgi_line("Waiting for webserver to gracefully shutdown"),
-                _tgi_line("webserver terminated"), _tgi_line("Shutting down shards")]
+        return [
+            _tgi_line("Terminating webserver"),
+            _tgi_line("Waiting for webserver to gracefully shutdown"),
+            _tgi_line("webserver terminated"),
+            _tgi_line("Shutting down shards"),
+        ]
 
     def bind_error_lines(self, cfg: SimConfig, port: int, error: str) -> list[str]:
-        return [_tgi_line(f"Webserver Crashed: could not bind port {port}: {error}", level="ERROR"),
-                "Error: WebserverFailed"]
+        return [
+            _tgi_line(f"Webserver Crashed: could not bind port {port}: {error}", level="ERROR"),
+            "Error: WebserverFailed",
+        ]

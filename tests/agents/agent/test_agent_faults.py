@@ -30,22 +30,73 @@ def faulty(tmp_path: Path):
     holder.listen()
     held_port = holder.getsockname()[1]
     engines = [
-        {"id": "healthy", "kind": "vllm", "model": "ok", "port": free_port(), "command": sim("vllm"), "args": ["--load", "2"]},
-        {"id": "crashy", "kind": "vllm", "model": "c", "port": free_port(), "command": sim("vllm"),
-         "args": ["--fault", "crash@0.5:code=3"]},
-        {"id": "kvfull", "kind": "vllm", "model": "k", "port": free_port(), "command": sim("vllm"),
-         "args": ["--load", "40", "--kv-tokens", "1500", "--max-num-seqs", "32", "--decode-ms", "20"]},
-        {"id": "garbage", "kind": "sglang", "model": "g", "port": free_port(), "command": sim("sglang"),
-         "args": ["--load", "1", "--fault", "metrics-garbage@1"]},
-        {"id": "huge", "kind": "vllm", "model": "h", "port": free_port(), "command": sim("vllm"),
-         "args": ["--fault", "metrics-huge@1:mb=20"]},
-        {"id": "trickle", "kind": "tgi", "model": "t", "port": free_port(), "command": sim("tgi"),
-         "args": ["--fault", "metrics-slow@1:bps=20"], "metrics_port": free_port()},
-        {"id": "startfail", "kind": "vllm", "model": "s", "port": free_port(), "command": sim("vllm"),
-         "args": ["--fault", "start-fail:code=1"], "start_retries": 1},
-        {"id": "noexec", "kind": "vllm", "model": "n", "port": free_port(), "command": ["/nonexistent/bin/vllm-engine"]},
+        {
+            "id": "healthy",
+            "kind": "vllm",
+            "model": "ok",
+            "port": free_port(),
+            "command": sim("vllm"),
+            "args": ["--load", "2"],
+        },
+        {
+            "id": "crashy",
+            "kind": "vllm",
+            "model": "c",
+            "port": free_port(),
+            "command": sim("vllm"),
+            "args": ["--fault", "crash@0.5:code=3"],
+        },
+        {
+            "id": "kvfull",
+            "kind": "vllm",
+            "model": "k",
+            "port": free_port(),
+            "command": sim("vllm"),
+            "args": ["--load", "40", "--kv-tokens", "1500", "--max-num-seqs", "32", "--decode-ms", "20"],
+        },
+        {
+            "id": "garbage",
+            "kind": "sglang",
+            "model": "g",
+            "port": free_port(),
+            "command": sim("sglang"),
+            "args": ["--load", "1", "--fault", "metrics-garbage@1"],
+        },
+        {
+            "id": "huge",
+            "kind": "vllm",
+            "model": "h",
+            "port": free_port(),
+            "command": sim("vllm"),
+            "args": ["--fault", "metrics-huge@1:mb=20"],
+        },
+        {
+            "id": "trickle",
+            "kind": "tgi",
+            "model": "t",
+            "port": free_port(),
+            "command": sim("tgi"),
+            "args": ["--fault", "metrics-slow@1:bps=20"],
+            "metrics_port": free_port(),
+        },
+        {
+            "id": "startfail",
+            "kind": "vllm",
+            "model": "s",
+            "port": free_port(),
+            "command": sim("vllm"),
+            "args": ["--fault", "start-fail:code=1"],
+            "start_retries": 1,
+        },
+        {
+            "id": "noexec",
+            "kind": "vllm",
+            "model": "n",
+            "port": free_port(),
+            "command": ["/nonexistent/bin/vllm-engine"],
+        },
         {"id": "portheld", "kind": "vllm", "model": "p", "port": held_port, "command": sim("vllm")},
-    ]  # fmt: skip
+    ]
     config = write_config(
         tmp_path,
         free_port(),
@@ -66,7 +117,11 @@ def faulty(tmp_path: Path):
     ledger.mkdir(parents=True)
     env = {**os.environ, "LLMCONSOLE_SIM_GPU_DIR": str(ledger), "CUDA_VISIBLE_DEVICES": "3"}
     foreign = subprocess.Popen(
-        [*sim("vllm"), "--port", str(free_port())], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [*sim("vllm"), "--port", str(free_port())],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     agent.start()
     try:
@@ -108,7 +163,9 @@ def test_each_fault_is_flagged_on_its_own_engine(faulty) -> None:
     assert loop["severity"] == "critical" and loop["evidence"]["restarts_in_window"] >= 2
 
     kv = next(a for a in engine(snap, "kvfull")["alerts"] if a["code"] == "KV_PRESSURE")
-    assert kv["evidence"]["kv_p90"] >= 0.9 and kv["evidence"]["samples_at_or_above"] >= 1  # judged over its window
+    assert (
+        kv["evidence"]["kv_p90"] >= 0.9 and kv["evidence"]["samples_at_or_above"] >= 1
+    )  # judged over its window
 
     for eid, fragment in (("garbage", "malformed exposition"), ("huge", "larger than 1000000 bytes")):
         stale = next(a for a in engine(snap, eid)["alerts"] if a["code"] == "METRICS_STALE")
@@ -134,7 +191,11 @@ def test_invalid_config_exits_2_with_one_line(tmp_path: Path) -> None:
     bad = tmp_path / "config.toml"
     bad.write_text('[agent]\ninterval_s = "fast"\n')
     out = subprocess.run(
-        [sys.executable, "-m", "console.cli", "agent", "--config", str(bad)], cwd=ROOT, capture_output=True, text=True, timeout=30
+        [sys.executable, "-m", "console.cli", "agent", "--config", str(bad)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
@@ -151,12 +212,18 @@ def test_taken_listen_port_is_one_line_exit_2_and_starts_nothing(tmp_path: Path)
     try:
         out = subprocess.run(
             [sys.executable, "-m", "console.cli", "agent", "--config", str(config)],
-            cwd=ROOT, capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     finally:
         holder.close()
     assert out.returncode == 2
-    assert out.stderr.strip() == f"llmconsole agent: error: cannot listen on 127.0.0.1:{port}: address already in use (another agent?)"
+    assert (
+        out.stderr.strip()
+        == f"llmconsole agent: error: cannot listen on 127.0.0.1:{port}: address already in use (another agent?)"
+    )
     assert not (tmp_path / "state" / "engines" / "e.json").exists()  # no engine was launched
 
 
@@ -166,6 +233,8 @@ def test_audit_verb_is_dispatched_by_the_agent_cli(tmp_path: Path) -> None:
     out = subprocess.run([*run, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert out.returncode == 0 and "verify" in out.stdout, out.stderr
     missing = tmp_path / "missing.toml"
-    out = subprocess.run([*run, "verify", "--config", str(missing)], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        [*run, "verify", "--config", str(missing)], cwd=ROOT, capture_output=True, text=True, timeout=30
+    )
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1 and str(missing) in out.stderr

@@ -22,15 +22,43 @@ from tests.support.agentproc import Agent, engine, free_port, kill_everything, s
 def fleet(tmp_path: Path):
     agent_port = free_port()
     engines = [
-        {"id": "vllm-a", "kind": "vllm", "model": "sim-llama", "port": free_port(), "gpus": [0],
-         "command": sim("vllm"), "args": ["--load", "4", "--worker"]},
-        {"id": "sglang-b", "kind": "sglang", "model": "sim-qwen", "port": free_port(), "gpus": [1],
-         "command": sim("sglang"), "args": ["--load", "2"]},
-        {"id": "tgi-c", "kind": "tgi", "model": "sim-mistral", "port": free_port(), "gpus": [2],
-         "command": sim("tgi"), "args": ["--load", "2"]},
-        {"id": "vllm-hang", "kind": "vllm", "model": "sim-hang", "port": free_port(), "gpus": [3],
-         "command": sim("vllm"), "args": ["--load", "2", "--fault", "hang@4"]},
-    ]  # fmt: skip
+        {
+            "id": "vllm-a",
+            "kind": "vllm",
+            "model": "sim-llama",
+            "port": free_port(),
+            "gpus": [0],
+            "command": sim("vllm"),
+            "args": ["--load", "4", "--worker"],
+        },
+        {
+            "id": "sglang-b",
+            "kind": "sglang",
+            "model": "sim-qwen",
+            "port": free_port(),
+            "gpus": [1],
+            "command": sim("sglang"),
+            "args": ["--load", "2"],
+        },
+        {
+            "id": "tgi-c",
+            "kind": "tgi",
+            "model": "sim-mistral",
+            "port": free_port(),
+            "gpus": [2],
+            "command": sim("tgi"),
+            "args": ["--load", "2"],
+        },
+        {
+            "id": "vllm-hang",
+            "kind": "vllm",
+            "model": "sim-hang",
+            "port": free_port(),
+            "gpus": [3],
+            "command": sim("vllm"),
+            "args": ["--load", "2", "--fault", "hang@4"],
+        },
+    ]
     config = write_config(tmp_path, agent_port, engines)
     agent = Agent(config, agent_port)
     agent.start()
@@ -43,9 +71,17 @@ def fleet(tmp_path: Path):
 def test_agent_supervises_detects_and_readopts(fleet) -> None:
     agent, state_dir = fleet
     # 1. every engine goes starting → ready; stats become non-null from real scrapes
-    snap = agent.wait("all engines ready", lambda s: len(s["engines"]) == 4 and all(e["state"] in ("ready", "degraded", "hung") for e in s["engines"]))
+    snap = agent.wait(
+        "all engines ready",
+        lambda s: (
+            len(s["engines"]) == 4 and all(e["state"] in ("ready", "degraded", "hung") for e in s["engines"])
+        ),
+    )
     assert snap["schema"] == "llmconsole.snapshot/1" and snap["gpu_source"] == "simulated"
-    snap = agent.wait("vLLM stats", lambda s: (engine(s, "vllm-a")["stats"] or {}).get("generation_tokens_per_s") not in (None, 0))
+    snap = agent.wait(
+        "vLLM stats",
+        lambda s: (engine(s, "vllm-a")["stats"] or {}).get("generation_tokens_per_s") not in (None, 0),
+    )
     a = engine(snap, "vllm-a")
     assert a["simulated"] is True and a["stats"]["requests_running"] is not None
     assert engine(snap, "tgi-c")["stats"]["kv_cache_usage"] is None  # TGI has no KV gauge: null, not 0
@@ -71,8 +107,17 @@ def test_agent_supervises_detects_and_readopts(fleet) -> None:
     old_tree = {old_pid} | {c.pid for c in psutil.Process(old_pid).children(recursive=True)}
     assert len(old_tree) >= 2, "the simulated vLLM should have a worker child"
     os.kill(old_pid, signal.SIGKILL)
-    snap = agent.wait("vllm-a restarted", lambda s: engine(s, "vllm-a")["restarts"] >= 1 and engine(s, "vllm-a")["state"] == "ready" and engine(s, "vllm-a")["pid"] != old_pid)
-    assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in old_tree)
+    snap = agent.wait(
+        "vllm-a restarted",
+        lambda s: (
+            engine(s, "vllm-a")["restarts"] >= 1
+            and engine(s, "vllm-a")["state"] == "ready"
+            and engine(s, "vllm-a")["pid"] != old_pid
+        ),
+    )
+    assert not any(
+        psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in old_tree
+    )
     a = engine(snap, "vllm-a")
     assert a["last_exit"]["signal"] == signal.SIGKILL
 
@@ -82,7 +127,10 @@ def test_agent_supervises_detects_and_readopts(fleet) -> None:
     agent.proc.wait(10)
     assert all(psutil.pid_exists(p) for p in before.values())
     agent.start()
-    snap = agent.wait("re-adopted", lambda s: all(e["pid"] is not None for e in s["engines"]) and engine(s, "vllm-a")["state"] == "ready")
+    snap = agent.wait(
+        "re-adopted",
+        lambda s: all(e["pid"] is not None for e in s["engines"]) and engine(s, "vllm-a")["state"] == "ready",
+    )
     after = {e["id"]: e["pid"] for e in snap["engines"]}
     assert after == before
     assert engine(snap, "vllm-a")["uptime_s"] > 1.0  # uptime continues from the original launch

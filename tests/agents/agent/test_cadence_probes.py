@@ -30,7 +30,9 @@ INTERVAL_S = 0.5  # health deadline min(2, 2 × interval) = 1 s; scrape deadline
 
 
 def _runtime(tmp: Path, engines: list[dict], **agent: object) -> AgentRuntime:
-    config = write_config(tmp, free_port(), engines, agent={"interval_s": INTERVAL_S, **agent}, thresholds={"hung_after_s": 2.0})
+    config = write_config(
+        tmp, free_port(), engines, agent={"interval_s": INTERVAL_S, **agent}, thresholds={"hung_after_s": 2.0}
+    )
     return AgentRuntime(load_agent_config(config))
 
 
@@ -44,8 +46,19 @@ async def _until(cond, timeout: float, step: float = 0.05) -> bool:
 
 
 async def test_a_stopped_engine_costs_a_tick_its_budget_not_its_deadlines(tmp_path: Path) -> None:
-    rt = _runtime(tmp_path, [{"id": "stuck", "kind": "vllm", "model": "m", "port": free_port(), "command": sim("vllm"),
-                              "args": ["--load", "2"]}])  # fmt: skip
+    rt = _runtime(
+        tmp_path,
+        [
+            {
+                "id": "stuck",
+                "kind": "vllm",
+                "model": "m",
+                "port": free_port(),
+                "command": sim("vllm"),
+                "args": ["--load", "2"],
+            }
+        ],
+    )
     sup = rt.supervisors["stuck"]
     stopped: int | None = None
     try:
@@ -75,7 +88,9 @@ async def test_a_stopped_engine_costs_a_tick_its_budget_not_its_deadlines(tmp_pa
             costs.append(cost)
             if landed_at is None and e.health is not None and not e.health.http_ok:
                 landed_at = time.monotonic() - t_stop
-                assert e.health.http_status is None and "no complete response within 1s" in (e.health.error or "")
+                assert e.health.http_status is None and "no complete response within 1s" in (
+                    e.health.error or ""
+                )
             if landed_at is not None and "ENGINE_HUNG" in {a.code for a in e.alerts}:
                 break
             await asyncio.sleep(max(0.0, INTERVAL_S - cost))
@@ -95,7 +110,12 @@ async def test_a_stopped_engine_costs_a_tick_its_budget_not_its_deadlines(tmp_pa
             if sup.state == "ready" and not e.alerts and e.health is not None and e.health.http_ok:
                 break
             await asyncio.sleep(INTERVAL_S)
-        assert sup.state == "ready" and e.alerts == () and e.stats_age_s is not None and e.stats_age_s < 2 * INTERVAL_S
+        assert (
+            sup.state == "ready"
+            and e.alerts == ()
+            and e.stats_age_s is not None
+            and e.stats_age_s < 2 * INTERVAL_S
+        )
     finally:
         if stopped is not None:
             with contextlib.suppress(ProcessLookupError):
@@ -105,13 +125,22 @@ async def test_a_stopped_engine_costs_a_tick_its_budget_not_its_deadlines(tmp_pa
 
 async def test_state_write_failures_are_errors_and_a_critical_host_alert(tmp_path: Path, monkeypatch) -> None:
     engines = [
-        {"id": eid, "kind": "vllm", "model": "m", "port": free_port(), "command": sim("vllm"), "autostart": False}
+        {
+            "id": eid,
+            "kind": "vllm",
+            "model": "m",
+            "port": free_port(),
+            "command": sim("vllm"),
+            "autostart": False,
+        }
         for eid in ("a", "b")
     ]
     rt = _runtime(tmp_path, engines)
     # stand-in for the supervisor's ``state_error`` (the last failed write's reason, None after success)
     reasons: dict[str, str | None] = {}
-    monkeypatch.setattr(type(rt.supervisors["a"]), "state_error", property(lambda sup: reasons.get(sup.plan.engine_id)))
+    monkeypatch.setattr(
+        type(rt.supervisors["a"]), "state_error", property(lambda sup: reasons.get(sup.plan.engine_id))
+    )
     try:
         snap = await rt.collector.tick()
         assert "STATE_WRITE_FAILED" not in {a.code for a in snap.alerts}
@@ -120,7 +149,11 @@ async def test_state_write_failures_are_errors_and_a_critical_host_alert(tmp_pat
         reasons["b"] = "Read-only file system (EROFS); PID 4242 is not recorded for re-adoption"
         first = await rt.collector.tick()
         alert = next(a for a in first.alerts if a.code == "STATE_WRITE_FAILED")
-        assert alert.severity == "critical" and "for b:" in alert.summary and "Read-only file system" in alert.summary
+        assert (
+            alert.severity == "critical"
+            and "for b:" in alert.summary
+            and "Read-only file system" in alert.summary
+        )
         assert alert.evidence == {"engines": [{"engine": "b", "reason": reasons["b"]}]}
         assert f"engine b: state write failed: {reasons['b']}" in first.errors
         assert from_json(to_json(first)).alerts == first.alerts  # on the wire as it is in memory
@@ -143,7 +176,9 @@ async def test_state_write_failures_are_errors_and_a_critical_host_alert(tmp_pat
 async def test_a_real_failed_state_write_raises_state_write_failed_until_it_succeeds(tmp_path: Path) -> None:
     """End to end: the engine's record path is a directory (fails even for root), so the supervisor's write
     fails; once the obstacle is gone the supervisor's retry succeeds and the alert clears."""
-    rt = _runtime(tmp_path, [{"id": "rec", "kind": "vllm", "model": "m", "port": free_port(), "command": sim("vllm")}])
+    rt = _runtime(
+        tmp_path, [{"id": "rec", "kind": "vllm", "model": "m", "port": free_port(), "command": sim("vllm")}]
+    )
     sup = rt.supervisors["rec"]
     if not hasattr(sup, "state_error"):
         pytest.skip("EngineSupervisor.state_error not available")

@@ -43,7 +43,9 @@ def test_data_configs(path: Path) -> None:
     if expected == "ok" and "agent" not in tomltables.read_toml(path):
         # valid for the agent's tables, but the agent needs an [agent] table to start (issue 10 §9)
         assert isinstance(agent_config_from_dict(tomltables.read_toml(path), file=str(path)), AgentConfig)
-        with pytest.raises(ConfigError, match=r"(is empty|has no \[agent\] table); the agent needs an \[agent\] table"):
+        with pytest.raises(
+            ConfigError, match=r"(is empty|has no \[agent\] table); the agent needs an \[agent\] table"
+        ):
             load_agent_config(path)
     elif expected == "ok":
         assert isinstance(load_agent_config(path), AgentConfig)
@@ -85,9 +87,14 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert agent.metrics_max_bytes == 16 * 1024 * 1024
     assert agent.stop_engines_on_exit is False and agent.tokens_file is None
     assert agent.supervision == Supervision(
-        backoff_initial_s=10, backoff_max_s=300, backoff_reset_s=600, start_retries=3,
-        startup_timeout_s=1800, stop_timeout_s=30, gpu_release_timeout_s=120,
-    )  # fmt: skip
+        backoff_initial_s=10,
+        backoff_max_s=300,
+        backoff_reset_s=600,
+        start_retries=3,
+        startup_timeout_s=1800,
+        stop_timeout_s=30,
+        gpu_release_timeout_s=120,
+    )
     assert agent.engines == ()
     assert agent.thresholds == Thresholds()
     assert (agent.thresholds.ttft_p95_s, agent.thresholds.hung_after_s, agent.thresholds.kv_pressure) == (
@@ -221,9 +228,12 @@ def test_a_file_without_an_agent_table_is_an_error_for_the_agent(tmp_path: Path)
     empty.write_text("# nothing here\n")
     with pytest.raises(ConfigError) as info:
         load_agent_config(empty)
-    assert str(info.value) == f"{empty}: is empty; the agent needs an [agent] table (see the repository's config.toml)"
+    assert (
+        str(info.value)
+        == f"{empty}: is empty; the agent needs an [agent] table (see the repository's config.toml)"
+    )
     console_only = tmp_path / "console.toml"
-    console_only.write_text('[console]\nrefresh_s = 1.0\n\n[thresholds]\nttft_p95_s = 0.3\n')
+    console_only.write_text("[console]\nrefresh_s = 1.0\n\n[thresholds]\nttft_p95_s = 0.3\n")
     with pytest.raises(ConfigError, match=r"console.toml: has no \[agent\] table;"):
         load_agent_config(console_only)
     bare = tmp_path / "bare.toml"
@@ -232,28 +242,42 @@ def test_a_file_without_an_agent_table_is_an_error_for_the_agent(tmp_path: Path)
     assert agent_config_from_dict({}).engines == ()  # the dict-level validator stays lenient
 
 
-def test_agent_cli_refuses_a_config_without_agent_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_agent_cli_refuses_a_config_without_agent_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from agents.cli import main
 
     empty = tmp_path / "empty.toml"
     empty.write_text("")
     assert main(["--config", str(empty)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "is empty; the agent needs an [agent] table" in err and "Traceback" not in err
+    assert (
+        err.count("\n") == 1
+        and "is empty; the agent needs an [agent] table" in err
+        and "Traceback" not in err
+    )
 
 
 def test_launch_policy_keys() -> None:
-    agent = agent_config_from_dict({"agent": {
-        "allowed_python_modules": ["vllm.entrypoints.openai.api_server", "my_pkg.serve"],
-        "allowed_env_overrides": ["LD_LIBRARY_PATH", "PYTHONPATH"]}})  # fmt: skip
+    agent = agent_config_from_dict(
+        {
+            "agent": {
+                "allowed_python_modules": ["vllm.entrypoints.openai.api_server", "my_pkg.serve"],
+                "allowed_env_overrides": ["LD_LIBRARY_PATH", "PYTHONPATH"],
+            }
+        }
+    )
     assert agent.allowed_python_modules == ("vllm.entrypoints.openai.api_server", "my_pkg.serve")
     assert agent.allowed_env_overrides == ("LD_LIBRARY_PATH", "PYTHONPATH")
     defaults = agent_config_from_dict({})
     assert defaults.allowed_python_modules is None and defaults.allowed_env_overrides == ()
     with pytest.raises(ConfigError, match=r'allowed_python_modules\[0\]: "-c" is not a Python module name'):
         agent_config_from_dict({"agent": {"allowed_python_modules": ["-c"]}}, file="c.toml")
-    with pytest.raises(ConfigError, match=r'allowed_env_overrides\[0\]: "PYTHONPAHT" is not a guarded variable .*'
-                                          r'\(did you mean "PYTHONPATH"\?\)$'):
+    with pytest.raises(
+        ConfigError,
+        match=r'allowed_env_overrides\[0\]: "PYTHONPAHT" is not a guarded variable .*'
+        r'\(did you mean "PYTHONPATH"\?\)$',
+    ):
         agent_config_from_dict({"agent": {"allowed_env_overrides": ["PYTHONPAHT"]}}, file="c.toml")
 
 
@@ -320,27 +344,45 @@ _KEYS = (
 )
 _key = st.sampled_from(_KEYS) | st.text(max_size=6)
 _scalar = (
-    st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats() | st.text(max_size=10)
+    st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats()
+    | st.text(max_size=10)
     | st.sampled_from(["vllm", "tgi", "127.0.0.1:9300", "nvml", "[::1]:1"])
-)  # fmt: skip
+)
 _value = st.recursive(
     _scalar,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_key, inner, max_size=5),
     max_leaves=15,
 )
 _engine = st.dictionaries(_key, _value, max_size=8) | st.fixed_dictionaries(
-    {"id": st.text(max_size=4), "kind": st.sampled_from(["vllm", "sglang", "tgi", "x"]), "model": st.text(max_size=3),
-     "port": st.integers(-1, 70000)},
-    optional={"gpus": st.lists(st.integers(-2, 3), max_size=3), "command": st.lists(st.text(max_size=3), max_size=2),
-              "backoff_max_s": st.floats(), "metrics_port": st.integers(0, 70000)},
-)  # fmt: skip
+    {
+        "id": st.text(max_size=4),
+        "kind": st.sampled_from(["vllm", "sglang", "tgi", "x"]),
+        "model": st.text(max_size=3),
+        "port": st.integers(-1, 70000),
+    },
+    optional={
+        "gpus": st.lists(st.integers(-2, 3), max_size=3),
+        "command": st.lists(st.text(max_size=3), max_size=2),
+        "backoff_max_s": st.floats(),
+        "metrics_port": st.integers(0, 70000),
+    },
+)
 _agent = st.dictionaries(_key, _value, max_size=8).flatmap(
     lambda d: st.lists(_engine, max_size=3).map(lambda engines: {**d, "engines": engines}) | st.just(d)
 )
 _document = st.fixed_dictionaries(
-    {}, optional={"agent": _agent | _value, "thresholds": st.dictionaries(_key, _value, max_size=5) | _value,
-                  "console": _value, "calculator": _value}
-) | st.dictionaries(st.sampled_from(["agent", "thresholds", "console", "calculator", "agnet"]) | _key, _value, max_size=4)  # fmt: skip
+    {},
+    optional={
+        "agent": _agent | _value,
+        "thresholds": st.dictionaries(_key, _value, max_size=5) | _value,
+        "console": _value,
+        "calculator": _value,
+    },
+) | st.dictionaries(
+    st.sampled_from(["agent", "thresholds", "console", "calculator", "agnet"]) | _key, _value, max_size=4
+)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -373,7 +415,9 @@ def test_agent_host_name_is_optional_and_checked() -> None:
 def test_the_runtime_reports_the_configured_host(tmp_path: Path) -> None:
     from agents.runtime import AgentRuntime
 
-    config = cfg.agent_config_from_dict({"agent": {"host": "demo-gpu07", "state_dir": str(tmp_path), "gpu_source": "none"}})
+    config = cfg.agent_config_from_dict(
+        {"agent": {"host": "demo-gpu07", "state_dir": str(tmp_path), "gpu_source": "none"}}
+    )
     assert AgentRuntime(config).collector.host == "demo-gpu07"
 
 
@@ -385,16 +429,23 @@ def _one_engine(**keys: Any) -> dict[str, Any]:
 
 
 def test_watched_engine_keys() -> None:
-    e = agent_config_from_dict(_one_engine(managed=False, restart_command=["systemctl", "restart", "vllm@w"],
-                                           stop_command=["docker", "stop", "vllm-w"], stop_timeout_s=5)).engines[0]
+    e = agent_config_from_dict(
+        _one_engine(
+            managed=False,
+            restart_command=["systemctl", "restart", "vllm@w"],
+            stop_command=["docker", "stop", "vllm-w"],
+            stop_timeout_s=5,
+        )
+    ).engines[0]
     assert e.managed is False and e.restart_command == ("systemctl", "restart", "vllm@w")
     assert e.action_command("stop") == ("docker", "stop", "vllm-w") and e.action_command("start") is None
     assert e.supervision.stop_timeout_s == 5.0
     managed = agent_config_from_dict(_one_engine()).engines[0]
     assert managed.managed is True and managed.restart_command is None and managed.start_command is None
     assert agent_config_from_dict({}).allowed_action_commands is None
-    assert agent_config_from_dict({"agent": {"allowed_action_commands": ["/usr/local/bin/restart-vllm"]}},
-                                  base_dir=Path("/etc")).allowed_action_commands == (Path("/usr/local/bin/restart-vllm"),)
+    assert agent_config_from_dict(
+        {"agent": {"allowed_action_commands": ["/usr/local/bin/restart-vllm"]}}, base_dir=Path("/etc")
+    ).allowed_action_commands == (Path("/usr/local/bin/restart-vllm"),)
 
 
 @pytest.mark.parametrize(
@@ -410,12 +461,15 @@ def test_launch_keys_on_a_watched_engine_are_named(keys: dict[str, Any], message
         agent_config_from_dict(_one_engine(managed=False, **keys), file="c.toml")
     text = str(info.value)
     assert text.startswith('c.toml: [agent] [[agent.engines]] #1 (id "w"): ') or text.startswith(
-        'c.toml: [[agent.engines]] #1 (id "w"): '), text
+        'c.toml: [[agent.engines]] #1 (id "w"): '
+    ), text
     assert message in text and "\n" not in text and "restart_command" in text
 
 
 def test_action_commands_on_a_managed_engine_are_an_error() -> None:
-    with pytest.raises(ConfigError, match=r"stop_command, restart_command apply only to a watched engine \(managed = false\)"):
+    with pytest.raises(
+        ConfigError, match=r"stop_command, restart_command apply only to a watched engine \(managed = false\)"
+    ):
         agent_config_from_dict(_one_engine(restart_command=["x"], stop_command=["y"]), file="c.toml")
 
 
@@ -425,7 +479,10 @@ def test_action_commands_on_a_managed_engine_are_an_error() -> None:
         ([], "restart_command: must not be empty"),
         (["systemctl", ""], r"restart_command\[1\]: must not be empty"),
         (["systemctl", "restart\nx"], "restart_command: command item 1 contains a NUL or control character"),
-        (["docker", "login", "--password", "hunter2hunter2"], "restart_command: item 2: flag '--password' takes a secret"),
+        (
+            ["docker", "login", "--password", "hunter2hunter2"],
+            "restart_command: item 2: flag '--password' takes a secret",
+        ),
     ],
 )
 def test_bad_action_commands(command: list[str], message: str) -> None:

@@ -287,12 +287,26 @@ def test_nested_classes_decode_on_their_own() -> None:
 def test_non_finite_values_become_null() -> None:
     nan, inf = float("nan"), float("inf")
     snap = HostSnapshot(
-        host="h", seq=1, taken_at="2025-01-01T00:00:00Z", interval_s=inf,
+        host="h",
+        seq=1,
+        taken_at="2025-01-01T00:00:00Z",
+        interval_s=inf,
         host_stats=schema.HostStats(cpu_pct=nan),
         gpus=(schema.GpuInfo(index=0, power_w=-inf),),
-        engines=(EngineSnapshot(id="e", kind="vllm", state="ready", stats=EngineStats(ttft_p95_s=nan, kv_cache_usage=0.5),
-                                alerts=(schema.Alert(code="TTFT_SLO", severity="warning", evidence={"a": [nan, {"b": inf}], "c": 1.5}),)),),
-    )  # fmt: skip
+        engines=(
+            EngineSnapshot(
+                id="e",
+                kind="vllm",
+                state="ready",
+                stats=EngineStats(ttft_p95_s=nan, kv_cache_usage=0.5),
+                alerts=(
+                    schema.Alert(
+                        code="TTFT_SLO", severity="warning", evidence={"a": [nan, {"b": inf}], "c": 1.5}
+                    ),
+                ),
+            ),
+        ),
+    )
     text = to_json(snap)
     assert "NaN" not in text and "Infinity" not in text
     back = from_json(text)
@@ -355,17 +369,39 @@ def test_constants() -> None:
     )
     assert schema.ENGINE_KINDS == ("vllm", "sglang", "tgi")
     design_codes = {
-        "ENGINE_HUNG", "HEALTH_LIES", "QUEUE_GROWING", "KV_PRESSURE", "PREEMPTION_STORM", "TTFT_SLO", "CRASH_LOOP",
-        "ORPHAN_GPU_MEMORY", "METRICS_STALE", "METRICS_UNREACHABLE", "GPU_XID", "GPU_ECC", "GPU_THERMAL",
-        "HOST_RAM_LEAK", "EXPOSED_LISTENER", "AGENT_UNREACHABLE", "AGENT_STALE", "SCHEMA_MISMATCH",
-    }  # fmt: skip
+        "ENGINE_HUNG",
+        "HEALTH_LIES",
+        "QUEUE_GROWING",
+        "KV_PRESSURE",
+        "PREEMPTION_STORM",
+        "TTFT_SLO",
+        "CRASH_LOOP",
+        "ORPHAN_GPU_MEMORY",
+        "METRICS_STALE",
+        "METRICS_UNREACHABLE",
+        "GPU_XID",
+        "GPU_ECC",
+        "GPU_THERMAL",
+        "HOST_RAM_LEAK",
+        "EXPOSED_LISTENER",
+        "AGENT_UNREACHABLE",
+        "AGENT_STALE",
+        "SCHEMA_MISMATCH",
+    }
     added = {"DANGEROUS_FLAG", "ENGINE_ADVISORY"}  # additive codes of the exposure audit (README)
     added |= {"STATE_WRITE_FAILED"}  # additive: a state-file write failed (host-level)
     added |= {"AGENT_UNAUTHORIZED"}  # additive, console-side: the agent answered 401/403
     added |= {  # additive: silent failures that still answer 200, and the SLO burn (issue 14)
-        "ENGINE_DOWN", "ADMISSION_STALLED", "GPU_WEDGED", "RANK_DIVERGENCE", "FRONTEND_HUNG", "WRONG_ANSWERS",
-        "LATENCY_DRIFT", "SLO_BURN", "KV_EXHAUSTION_ETA",
-    }  # fmt: skip
+        "ENGINE_DOWN",
+        "ADMISSION_STALLED",
+        "GPU_WEDGED",
+        "RANK_DIVERGENCE",
+        "FRONTEND_HUNG",
+        "WRONG_ANSWERS",
+        "LATENCY_DRIFT",
+        "SLO_BURN",
+        "KV_EXHAUSTION_ETA",
+    }
     assert set(ALERT_CODES) == design_codes | added
     assert all(isinstance(m, str) and m and "\n" not in m for m in ALERT_CODES.values())
     assert set(ALERT_CODES) >= schema.CONSOLE_ALERT_CODES
@@ -381,14 +417,34 @@ def test_actions_and_state_groups_are_defined_here_once() -> None:
 
 def test_stats_keys_in_contract_order() -> None:
     assert [f.name for f in dataclasses.fields(EngineStats)] == [
-        "requests_running", "requests_waiting", "kv_cache_usage", "preemptions_per_s", "prompt_tokens_per_s",
-        "generation_tokens_per_s", "ttft_p50_s", "ttft_p95_s", "ttft_p99_s", "itl_p95_s", "e2e_p95_s",
-        "queue_time_p95_s", "request_errors_per_s", "prefix_cache_hit_rate",
+        "requests_running",
+        "requests_waiting",
+        "kv_cache_usage",
+        "preemptions_per_s",
+        "prompt_tokens_per_s",
+        "generation_tokens_per_s",
+        "ttft_p50_s",
+        "ttft_p95_s",
+        "ttft_p99_s",
+        "itl_p95_s",
+        "e2e_p95_s",
+        "queue_time_p95_s",
+        "request_errors_per_s",
+        "prefix_cache_hit_rate",
         # additive keys, appended in the order they were added
-        "itl_p50_s", "itl_p99_s", "e2e_p50_s", "e2e_p99_s", "queue_time_p50_s", "queue_time_p99_s",
-        "preemptions_in_window", "requests_waiting_capacity", "requests_waiting_deferred", "rate_window_s",
-        "percentile_window_s", "quantile_buckets",
-    ]  # fmt: skip
+        "itl_p50_s",
+        "itl_p99_s",
+        "e2e_p50_s",
+        "e2e_p99_s",
+        "queue_time_p50_s",
+        "queue_time_p99_s",
+        "preemptions_in_window",
+        "requests_waiting_capacity",
+        "requests_waiting_deferred",
+        "rate_window_s",
+        "percentile_window_s",
+        "quantile_buckets",
+    ]
     assert list(to_dict(EngineStats())) == [f.name for f in dataclasses.fields(EngineStats)]
 
 

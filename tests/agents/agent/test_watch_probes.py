@@ -38,7 +38,9 @@ async def test_canary_through_the_keepalive_client_and_its_clear_error(tmp_path:
     try:
         for sup in rt.supervisors.values():
             await sup.start()
-        assert await _until(lambda: all(s.state in ("ready", "degraded") for s in rt.supervisors.values()), 30)
+        assert await _until(
+            lambda: all(s.state in ("ready", "degraded") for s in rt.supervisors.values()), 30
+        )
         snap = None
         for _ in range(40):
             snap = await rt.collector.tick()
@@ -57,7 +59,9 @@ async def test_canary_through_the_keepalive_client_and_its_clear_error(tmp_path:
 
 
 async def test_each_watch_owns_its_exposure_audit_and_cadence(tmp_path: Path) -> None:
-    config = write_config(tmp_path, free_port(), [_engine("e", "m", args=["--trust-remote-code"])], agent={"interval_s": 0.5})
+    config = write_config(
+        tmp_path, free_port(), [_engine("e", "m", args=["--trust-remote-code"])], agent={"interval_s": 0.5}
+    )
     rt = AgentRuntime(load_agent_config(config))
     watch, sup = rt.watches["e"], rt.supervisors["e"]
     try:

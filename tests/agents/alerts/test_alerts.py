@@ -12,13 +12,22 @@ OK = ScrapeOutcome(ok=True)
 
 def T(**overrides: float) -> Thresholds:
     """The agent's own [thresholds] table, with this file's defaults and a test's overrides."""
-    return replace(Thresholds(kv_pressure_for_s=10.0, preemption_storm_for_s=5.0, alert_clear_s=0.0), **overrides)  # no hysteresis here: tests/agents/alerts/test_alerts_windows.py covers it
+    return replace(
+        Thresholds(kv_pressure_for_s=10.0, preemption_storm_for_s=5.0, alert_clear_s=0.0), **overrides
+    )  # no hysteresis here: tests/agents/alerts/test_alerts_windows.py covers it
 
 
 def obs(t: float, **kw) -> EngineObservation:
-    stats = {"requests_running": 0.0, "requests_waiting": 0.0, "kv_cache_usage": 0.1, "generation_tokens_per_s": 10.0}
+    stats = {
+        "requests_running": 0.0,
+        "requests_waiting": 0.0,
+        "kv_cache_usage": 0.1,
+        "generation_tokens_per_s": 10.0,
+    }
     stats.update(kw.pop("stats", {}))
-    base = EngineObservation(t=t, wall=f"2026-11-29T00:00:{int(t) % 60:02d}Z", state="ready", stats=stats, scrape=OK)
+    base = EngineObservation(
+        t=t, wall=f"2026-11-29T00:00:{int(t) % 60:02d}Z", state="ready", stats=stats, scrape=OK
+    )
     return replace(base, **kw)
 
 
@@ -115,12 +124,18 @@ def test_queue_growing_with_flat_throughput() -> None:
     rules = EngineRules(T(queue_growing_intervals=4))
     got: set[str] = set()
     for i, w in enumerate([1, 2, 4, 7, 9]):
-        got = codes(rules.evaluate(obs(i, stats={"requests_waiting": float(w), "generation_tokens_per_s": 50.0})))
+        got = codes(
+            rules.evaluate(obs(i, stats={"requests_waiting": float(w), "generation_tokens_per_s": 50.0}))
+        )
     assert "QUEUE_GROWING" in got
     # a queue that grows while throughput climbs is catching up, not growing
     rules2 = EngineRules(T(queue_growing_intervals=4))
     for i, w in enumerate([1, 2, 4, 7, 9]):
-        got = codes(rules2.evaluate(obs(i, stats={"requests_waiting": float(w), "generation_tokens_per_s": 50.0 * (i + 1)})))
+        got = codes(
+            rules2.evaluate(
+                obs(i, stats={"requests_waiting": float(w), "generation_tokens_per_s": 50.0 * (i + 1)})
+            )
+        )
     assert "QUEUE_GROWING" not in got
 
 
@@ -131,7 +146,11 @@ def test_queue_growing_counts_samples_not_ticks_that_repeat_one() -> None:
     series = [(0, 0, 1), (1, 1, 2), (2, 1, 2), (3, 3, 4), (4, 4, 7)]  # (tick t, sample t, waiting)
     got: set[str] = set()
     for t, sample_t, w in series:
-        o = obs(t, stats={"requests_waiting": float(w), "generation_tokens_per_s": 50.0}, last_scrape_ok_t=float(sample_t))
+        o = obs(
+            t,
+            stats={"requests_waiting": float(w), "generation_tokens_per_s": 50.0},
+            last_scrape_ok_t=float(sample_t),
+        )
         got = codes(rules.evaluate(o))
     assert "QUEUE_GROWING" not in got  # 4 distinct samples: one short of 4 intervals
     o = obs(5, stats={"requests_waiting": 9.0, "generation_tokens_per_s": 50.0}, last_scrape_ok_t=5.0)
@@ -144,7 +163,9 @@ def test_queue_growing_counts_samples_not_ticks_that_repeat_one() -> None:
 
 def test_crash_loop_counts_restarts_in_window() -> None:
     rules = EngineRules(T(crash_loop_restarts=3, crash_loop_window_s=100))
-    assert "CRASH_LOOP" not in codes(rules.evaluate(obs(200, state="backoff", restart_times=(10.0, 150.0, 190.0))))
+    assert "CRASH_LOOP" not in codes(
+        rules.evaluate(obs(200, state="backoff", restart_times=(10.0, 150.0, 190.0)))
+    )
     alerts = rules.evaluate(obs(200, state="backoff", restart_times=(120.0, 150.0, 190.0), backoff_s=40.0))
     loop = [a for a in alerts if a.code == "CRASH_LOOP"]
     assert loop and loop[0].evidence == {"restarts_in_window": 3, "window_s": 100, "next_backoff_s": 40.0}
@@ -154,7 +175,9 @@ def test_failed_scrape_hides_live_rules_and_says_why_once_it_persists() -> None:
     rules = EngineRules(T(metrics_stale_after_s=5))
     bad = ScrapeOutcome(ok=False, error="garbage exposition", reachable=True)
     live = {"ttft_p95_s": 9.0, "kv_cache_usage": 1.0}
-    assert codes(rules.evaluate(obs(0, scrape=bad, last_scrape_ok_t=None, stats=live))) == set()  # live rules hidden
+    assert (
+        codes(rules.evaluate(obs(0, scrape=bad, last_scrape_ok_t=None, stats=live))) == set()
+    )  # live rules hidden
     assert codes(rules.evaluate(obs(4, scrape=bad, last_scrape_ok_t=None, stats=live))) == set()
     alerts = rules.evaluate(obs(5, scrape=bad, last_scrape_ok_t=None, stats=live))
     assert codes(alerts) == {"METRICS_STALE"} and alerts[0].evidence["failing_for_s"] == 5
@@ -179,20 +202,32 @@ def test_ram_leak_at_flat_load() -> None:
 
 def test_exposed_listener() -> None:
     rules = EngineRules(T())
-    alerts = rules.evaluate(obs(0, listeners=((10, "127.0.0.1", 8000), (11, "0.0.0.0", 29500), (12, "::1", 1))))
+    alerts = rules.evaluate(
+        obs(0, listeners=((10, "127.0.0.1", 8000), (11, "0.0.0.0", 29500), (12, "::1", 1)))
+    )
     exposed = [a for a in alerts if a.code == "EXPOSED_LISTENER"]
     assert exposed and exposed[0].evidence["listeners"] == [{"pid": 11, "ip": "0.0.0.0", "port": 29500}]
 
 
 def test_host_alerts_orphans_and_gpu_faults() -> None:
     gpus = [
-        GpuFacts(0, ecc_uncorrected=0, xid_last=None, throttle_reasons=(), processes=((100, 4 * 2**30), (200, 2**30))),
+        GpuFacts(
+            0,
+            ecc_uncorrected=0,
+            xid_last=None,
+            throttle_reasons=(),
+            processes=((100, 4 * 2**30), (200, 2**30)),
+        ),
         GpuFacts(1, ecc_uncorrected=2, xid_last=79, throttle_reasons=("sw_thermal_slowdown",), processes=()),
     ]
-    alerts = host_alerts(gpus, supervised_pids={100}, wall="2026-11-29T00:00:00Z", describe=lambda pid: f"proc{pid}")
+    alerts = host_alerts(
+        gpus, supervised_pids={100}, wall="2026-11-29T00:00:00Z", describe=lambda pid: f"proc{pid}"
+    )
     by = {a.code: a for a in alerts}
     assert set(by) == {"ORPHAN_GPU_MEMORY", "GPU_XID", "GPU_ECC", "GPU_THERMAL"}
-    assert by["ORPHAN_GPU_MEMORY"].evidence["processes"] == [{"gpu": 0, "pid": 200, "mem_bytes": 2**30, "process": "proc200"}]
+    assert by["ORPHAN_GPU_MEMORY"].evidence["processes"] == [
+        {"gpu": 0, "pid": 200, "mem_bytes": 2**30, "process": "proc200"}
+    ]
     assert [a.severity for a in alerts][:3] == ["critical"] * 3  # most severe first
     again = host_alerts(gpus, {100}, "2026-11-29T00:05:00Z", previous=by)
     assert {a.since for a in again} == {"2026-11-29T00:00:00Z"}
@@ -200,14 +235,23 @@ def test_host_alerts_orphans_and_gpu_faults() -> None:
 
 
 def test_host_alert_state_write_failed_names_engines_and_reasons() -> None:
-    why = {"b": "Read-only file system (EROFS); PID 7 is not recorded", "a": "No space left on device (ENOSPC); PID 8"}
+    why = {
+        "b": "Read-only file system (EROFS); PID 7 is not recorded",
+        "a": "No space left on device (ENOSPC); PID 8",
+    }
     alerts = host_alerts([], (), "2026-11-29T00:00:00Z", state_errors=why)
     (alert,) = alerts
     assert (alert.code, alert.severity) == ("STATE_WRITE_FAILED", "critical")
-    assert alert.evidence == {"engines": [{"engine": "a", "reason": why["a"]}, {"engine": "b", "reason": why["b"]}]}
+    assert alert.evidence == {
+        "engines": [{"engine": "a", "reason": why["a"]}, {"engine": "b", "reason": why["b"]}]
+    }
     assert alert.summary.startswith("state file not written for a, b: No space left on device")
-    again = host_alerts([], (), "2026-11-29T00:05:00Z", previous={alert.code: alert}, state_errors={"b": why["b"]})
-    assert again[0].since == "2026-11-29T00:00:00Z" and [r["engine"] for r in again[0].evidence["engines"]] == ["b"]
+    again = host_alerts(
+        [], (), "2026-11-29T00:05:00Z", previous={alert.code: alert}, state_errors={"b": why["b"]}
+    )
+    assert again[0].since == "2026-11-29T00:00:00Z" and [
+        r["engine"] for r in again[0].evidence["engines"]
+    ] == ["b"]
     many = host_alerts([], (), "x", state_errors={f"e{i}": "EROFS" for i in range(5)})
     assert "e0, e1, e2 and 2 more" in many[0].summary and len(many[0].evidence["engines"]) == 5
     assert host_alerts([], (), "x", state_errors={}) == () and host_alerts([], (), "x") == ()

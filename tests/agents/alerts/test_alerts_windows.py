@@ -145,8 +145,14 @@ def test_hung_evidence_names_each_counter_and_the_canary_only_case() -> None:
     rules = EngineRules(T(hung_after_s=5.0))
     alert = None
     for t in range(10):
-        o = obs(t, stats={"requests_running": 1.0}, tokens_total=7.0, generation_tokens_total=5.0, prompt_tokens_total=2.0,
-                canary_in_flight_s=float(t) if t else None)  # fmt: skip
+        o = obs(
+            t,
+            stats={"requests_running": 1.0},
+            tokens_total=7.0,
+            generation_tokens_total=5.0,
+            prompt_tokens_total=2.0,
+            canary_in_flight_s=float(t) if t else None,
+        )
         alert = by_code(rules.evaluate(o)).get("ENGINE_HUNG", alert)
     assert alert is not None and "only the canary is pending" in alert.summary
     assert alert.evidence["generation_tokens_total"] == 5.0 and alert.evidence["prompt_tokens_total"] == 2.0
@@ -162,8 +168,15 @@ def test_hung_evidence_names_each_counter_and_the_canary_only_case() -> None:
 def test_progressing_engine_is_never_hung_whatever_its_health() -> None:
     rules = EngineRules(T(hung_after_s=5.0))
     for t in range(40):
-        o = obs(t, stats={"requests_running": 8.0}, tokens_total=100.0 * t, health_ok=False, health_status=503,
-                canary_ok=False, canary_error="HTTP 503: queue full")  # fmt: skip
+        o = obs(
+            t,
+            stats={"requests_running": 8.0},
+            tokens_total=100.0 * t,
+            health_ok=False,
+            health_status=503,
+            canary_ok=False,
+            canary_error="HTTP 503: queue full",
+        )
         assert "ENGINE_HUNG" not in by_code(rules.evaluate(o))
         assert rules.progressing(o) == (t > 0)  # moved since the first sample
     frozen = obs(60, stats={"requests_running": 8.0}, tokens_total=3900.0)

@@ -31,7 +31,9 @@ GOLDEN = Golden(prompt="The capital of France is", max_tokens=8)
 
 
 def completion(text: str) -> bytes:
-    return json.dumps({"id": "x", "object": "text_completion", "choices": [{"index": 0, "text": text}]}).encode()
+    return json.dumps(
+        {"id": "x", "object": "text_completion", "choices": [{"index": 0, "text": text}]}
+    ).encode()
 
 
 # --- the judge ------------------------------------------------------------------------------------------
@@ -67,7 +69,9 @@ def test_reset_forgets_a_captured_reference_but_keeps_expect() -> None:
     judge = GoldenJudge(None)
     judge.judge(" a", " a", None)
     judge.reset()
-    assert judge.reference is None and judge.judge(" b", " b", None)["ok"] is True  # new engine, new reference
+    assert (
+        judge.reference is None and judge.judge(" b", " b", None)["ok"] is True
+    )  # new engine, new reference
     fixed = GoldenJudge("Paris")
     fixed.reset()
     assert fixed.reference == "Paris"
@@ -100,8 +104,14 @@ def test_texts_in_a_verdict_are_cut_to_shown_chars() -> None:
 
 # --- the rule ------------------------------------------------------------------------------------------
 def obs(t: float, golden) -> EngineObservation:
-    return EngineObservation(t=t, wall="2026-12-06T00:00:00Z", state="ready", stats={},
-                             scrape=ScrapeOutcome(ok=True), golden=golden)
+    return EngineObservation(
+        t=t,
+        wall="2026-12-06T00:00:00Z",
+        state="ready",
+        stats={},
+        scrape=ScrapeOutcome(ok=True),
+        golden=golden,
+    )
 
 
 def test_rule_raises_on_a_mismatch_keeps_it_through_a_failed_run_and_clears_on_a_match() -> None:
@@ -164,8 +174,14 @@ async def raw_server(responses: list[bytes | None]) -> Raw:
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
-                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                               if line.lower().startswith(b"content-length:")), 0)
+                length = next(
+                    (
+                        int(line.split(b":")[1])
+                        for line in head.split(b"\r\n")
+                        if line.lower().startswith(b"content-length:")
+                    ),
+                    0,
+                )
                 got.append(await reader.readexactly(length))
                 answer = responses[min(len(got), len(responses)) - 1]
                 if answer is None:
@@ -182,15 +198,23 @@ async def raw_server(responses: list[bytes | None]) -> Raw:
 
 
 def http_ok(body: bytes) -> bytes:
-    return b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    return b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (
+        len(body),
+        body,
+    )
 
 
 async def golden_against(responses: list[bytes | None], timeout_s: float = 5.0):
     raw = await raw_server(responses)
     http = Http1Client()
     try:
-        got = await run_golden(partial(http1_post, http), "m", GOLDEN,
-                               url=f"http://127.0.0.1:{raw.port}/v1/completions", timeout_s=timeout_s)
+        got = await run_golden(
+            partial(http1_post, http),
+            "m",
+            GOLDEN,
+            url=f"http://127.0.0.1:{raw.port}/v1/completions",
+            timeout_s=timeout_s,
+        )
         return got, raw.requests
     finally:
         await http.aclose()
@@ -198,12 +222,19 @@ async def golden_against(responses: list[bytes | None], timeout_s: float = 5.0):
 
 
 async def test_two_temperature_zero_requests_in_a_row_on_one_connection() -> None:
-    (first, second, error), sent = await golden_against([http_ok(completion(" Paris.")), http_ok(completion(" Paris!"))])
+    (first, second, error), sent = await golden_against(
+        [http_ok(completion(" Paris.")), http_ok(completion(" Paris!"))]
+    )
     assert (first, second, error) == (" Paris.", " Paris!", None)
     assert len(sent) == 2 and sent[0] == sent[1] == request_body("m", GOLDEN)
     body = json.loads(sent[0])
-    assert body == {"model": "m", "prompt": "The capital of France is", "max_tokens": 8, "temperature": 0,
-                    "stream": False}
+    assert body == {
+        "model": "m",
+        "prompt": "The capital of France is",
+        "max_tokens": 8,
+        "temperature": 0,
+        "stream": False,
+    }
 
 
 async def test_huge_answer_is_an_error_not_a_crash() -> None:
@@ -243,7 +274,9 @@ async def test_refused_connection_is_a_transport_error() -> None:
         port = s.getsockname()[1]  # bound, not listening: connecting is refused
         http = Http1Client()
         try:
-            got = await run_golden(partial(http1_post, http), "m", GOLDEN, url=f"http://127.0.0.1:{port}/v1/completions")
+            got = await run_golden(
+                partial(http1_post, http), "m", GOLDEN, url=f"http://127.0.0.1:{port}/v1/completions"
+            )
         finally:
             await http.aclose()
     assert got == (None, None, "connection failed: connection refused")
@@ -255,7 +288,10 @@ async def test_a_poster_that_ignores_its_timeout_is_still_bounded() -> None:
         return 200, b""
 
     assert await run_golden(stuck, "m", GOLDEN, url="http://x/v1/completions", timeout_s=0.05) == (
-        None, None, "no answer within 0.05s")
+        None,
+        None,
+        "no answer within 0.05s",
+    )
 
 
 def test_rule_plugs_into_engine_rules_extra_rules() -> None:
@@ -268,6 +304,8 @@ def test_rule_plugs_into_engine_rules_extra_rules() -> None:
         pytest.skip("agents/alerts/ has no extra_rules hook yet")
     judge = GoldenJudge(None)
     rules = EngineRules(Thresholds(), extra_rules=(GoldenRule(),))
-    assert not [a for a in rules.evaluate(obs(0.0, judge.judge(" a", " a", None))) if a.code == "WRONG_ANSWERS"]
+    assert not [
+        a for a in rules.evaluate(obs(0.0, judge.judge(" a", " a", None))) if a.code == "WRONG_ANSWERS"
+    ]
     raised = [a for a in rules.evaluate(obs(1.0, judge.judge(" b", " b", None))) if a.code == "WRONG_ANSWERS"]
     assert raised and raised[0].severity == "critical" and raised[0].evidence["reference"] == " a"

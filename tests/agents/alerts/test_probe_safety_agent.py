@@ -36,8 +36,16 @@ class _FailingHealth:
 
 
 async def test_failing_health_while_tokens_advance_is_never_hung(tmp_path: Path) -> None:
-    engines = [{"id": "busy", "kind": "vllm", "model": "m", "port": free_port(), "command": sim("vllm"),
-                "args": ["--worker", "--load", "8"]}]  # fmt: skip
+    engines = [
+        {
+            "id": "busy",
+            "kind": "vllm",
+            "model": "m",
+            "port": free_port(),
+            "command": sim("vllm"),
+            "args": ["--worker", "--load", "8"],
+        }
+    ]
     config = write_config(
         tmp_path, free_port(), engines, agent={"interval_s": 0.5}, thresholds={"hung_after_s": 2.0}
     )

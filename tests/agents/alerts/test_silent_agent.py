@@ -55,7 +55,9 @@ THRESHOLDS: dict[str, Any] = {
 }
 SLO = {"ttft_s": 0.5, "objective": 0.99}
 SLACK_S = 8.0
-EARLY_S = -1.5  # the sampler sees "ready" up to a probe interval plus a poll after the engine's fault clock starts
+EARLY_S = (
+    -1.5
+)  # the sampler sees "ready" up to a probe interval plus a poll after the engine's fault clock starts
 CLEAR_SLACK_S = 10.0
 KV_TOKENS, KV_REQUESTS, KV_MAX_TOKENS = 12000, 4, 2000
 
@@ -63,16 +65,44 @@ FAST = ["--decode-ms", "5", "--seed", "3"]
 ENGINES: list[dict[str, Any]] = [
     {"id": "healthy", "args": ["--load", "2", *FAST]},
     {"id": "stall", "args": ["--load", "20", *FAST, "--fault", f"admission-stall@{T_FAULT}:for={FOR_S}"]},
-    {"id": "wedge", "gpus": [0], "args": ["--load", "5", *FAST, "--fault", f"gpu-wedge@{T_FAULT}:for={FOR_S}"]},
-    {"id": "rank", "gpus": [1, 2], "args": ["--load", "5", *FAST, "--fault", f"rank-diverge@{T_FAULT}:for={FOR_S}"]},
+    {
+        "id": "wedge",
+        "gpus": [0],
+        "args": ["--load", "5", *FAST, "--fault", f"gpu-wedge@{T_FAULT}:for={FOR_S}"],
+    },
+    {
+        "id": "rank",
+        "gpus": [1, 2],
+        "args": ["--load", "5", *FAST, "--fault", f"rank-diverge@{T_FAULT}:for={FOR_S}"],
+    },
     {"id": "fhang", "args": ["--load", "2", *FAST, "--fault", f"frontend-hang@{T_FAULT}:for={FOR_S}"]},
-    {"id": "golden", "golden": {"prompt": "The capital of France is"}, "golden_interval_s": 1.0,
-     "args": ["--decode-ms", "2", "--fault", f"wrong-answers@{T_FAULT}:for={FOR_S}"]},
-    {"id": "drift", "args": ["--load", "1", "--decode-ms", "2", "--prefill-ms-per-1k", "200", "--seed", "5",
-                            "--fault", f"drift@{T_DRIFT}:factor=5,for={FOR_DRIFT}"]},
+    {
+        "id": "golden",
+        "golden": {"prompt": "The capital of France is"},
+        "golden_interval_s": 1.0,
+        "args": ["--decode-ms", "2", "--fault", f"wrong-answers@{T_FAULT}:for={FOR_S}"],
+    },
+    {
+        "id": "drift",
+        "args": [
+            "--load",
+            "1",
+            "--decode-ms",
+            "2",
+            "--prefill-ms-per-1k",
+            "200",
+            "--seed",
+            "5",
+            "--fault",
+            f"drift@{T_DRIFT}:factor=5,for={FOR_DRIFT}",
+        ],
+    },
     {"id": "kvfill", "args": ["--kv-tokens", str(KV_TOKENS), "--decode-ms", "20", "--max-model-len", "4096"]},
-    {"id": "sloslow", "args": ["--load", "0.5", "--decode-ms", "2", "--prefill-ms-per-1k", "2000", "--seed", "7"]},
-]  # fmt: skip
+    {
+        "id": "sloslow",
+        "args": ["--load", "0.5", "--decode-ms", "2", "--prefill-ms-per-1k", "2000", "--seed", "7"],
+    },
+]
 
 
 def toml_value(v: Any) -> str:
@@ -122,7 +152,9 @@ class Timeline:
                     self.ready.setdefault(eid, t)
                 self.kv_eta.setdefault(eid, []).append((t, e.get("kv_eta_s")))
                 stats = e.get("stats") or {}
-                self.ttft.setdefault(eid, []).append((t, stats.get("requests_running"), stats.get("ttft_p95_s")))
+                self.ttft.setdefault(eid, []).append(
+                    (t, stats.get("requests_running"), stats.get("ttft_p95_s"))
+                )
                 present = {a["code"]: a for a in e["alerts"]}
                 for code, a in present.items():
                     seen = self.alerts.get((eid, code))
@@ -180,10 +212,17 @@ class Fleet:
 
 
 def report(
-    code: str, bound: float, raise_s: float, clear_bound: float | None, clear_s: float | None, ev: dict | None = None
+    code: str,
+    bound: float,
+    raise_s: float,
+    clear_bound: float | None,
+    clear_s: float | None,
+    ev: dict | None = None,
 ) -> None:
     clear = "-" if clear_s is None else f"{clear_s:.1f} s (bound {clear_bound:.1f} s)"
-    print(f"\nMEASURED {code}: raised {raise_s:.1f} s after the fault (bound {bound:.1f} s); cleared {clear} after it ended")
+    print(
+        f"\nMEASURED {code}: raised {raise_s:.1f} s after the fault (bound {bound:.1f} s); cleared {clear} after it ended"
+    )
     if ev is not None:
         print(f"  evidence: {json.dumps(ev)[:600]}")
 
@@ -201,7 +240,13 @@ def send_long_requests(port: int, n: int, max_tokens: int, stop: threading.Event
     """``n`` long completions (ignore_eos): each holds and grows its KV until done (or the test ends)."""
 
     def one(i: int) -> None:
-        body = {"model": "kvfill", "prompt": f"fill {i}", "max_tokens": max_tokens, "ignore_eos": True, "temperature": 0}
+        body = {
+            "model": "kvfill",
+            "prompt": f"fill {i}",
+            "max_tokens": max_tokens,
+            "ignore_eos": True,
+            "temperature": 0,
+        }
         with contextlib.suppress(httpx.HTTPError):
             httpx.post(f"http://127.0.0.1:{port}/v1/completions", json=body, timeout=180)
 
@@ -214,7 +259,9 @@ def send_long_requests(port: int, n: int, max_tokens: int, stop: threading.Event
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     tmp = tmp_path_factory.mktemp("silent")
-    engines = [{"kind": "vllm", "model": e["id"], "port": free_port(), "command": sim("vllm"), **e} for e in ENGINES]
+    engines = [
+        {"kind": "vllm", "model": e["id"], "port": free_port(), "command": sim("vllm"), **e} for e in ENGINES
+    ]
     port = free_port()
     agent = Agent(write_config(tmp, port, engines), port)
     timeline, stop = Timeline(), threading.Event()
@@ -235,7 +282,9 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         stop.wait(max(0.0, at - time.monotonic()))
         for _ in range(USERS):
             if not stop.is_set():
-                threading.Thread(target=complete_quietly, args=(ports["fhang"], "fhang", FOR_S), daemon=True).start()
+                threading.Thread(
+                    target=complete_quietly, args=(ports["fhang"], "fhang", FOR_S), daemon=True
+                ).start()
 
     ports = {e["id"]: e["port"] for e in engines}
     sampler = threading.Thread(target=sample, daemon=True)
@@ -308,7 +357,9 @@ def test_rank_divergence_raises_with_evidence_and_clears(fleet: Fleet) -> None:
     raise_s = seen.first - start
     ev = seen.alert["evidence"]
     assert seen.alert["severity"] == "critical"
-    assert ev["gpu_util_pct"] == [100.0, 0.0] and ev["busy_positions"] == [0] and ev["idle_positions"] == [1], ev
+    assert (
+        ev["gpu_util_pct"] == [100.0, 0.0] and ev["busy_positions"] == [0] and ev["idle_positions"] == [1]
+    ), ev
     assert ev["no_progress_for_s"] >= THRESHOLDS["rank_divergence_s"], ev
     assert (ev["requests_running"] or 0) + (ev["requests_waiting"] or 0) >= 1, ev
     gone = fleet.cleared("rank", "RANK_DIVERGENCE", timeout=end + 60 - time.monotonic())
@@ -328,7 +379,9 @@ def test_frontend_hung_raises_with_evidence_and_clears(fleet: Fleet) -> None:
     assert ev["requests_running"] == 0 and ev["requests_waiting"] == 0 and ev["health_http_status"] == 200, ev
     assert ev["canary_error"] or (ev["canary_in_flight_s"] or 0) >= 1.0, ev
     assert ev["hung_for_s"] >= THRESHOLDS["frontend_hang_s"], ev
-    if ev["client_connections"] is not None:  # readable (Linux): the users' connections (fleet fixture), held open
+    if (
+        ev["client_connections"] is not None
+    ):  # readable (Linux): the users' connections (fleet fixture), held open
         assert ev["client_connections"] >= USERS and ev["connections_excess_min"] >= 0, ev
     gone = fleet.cleared("fhang", "FRONTEND_HUNG", timeout=end + 60 - time.monotonic())
     report("FRONTEND_HUNG", bound, raise_s, ALERT_CLEAR_S + CLEAR_SLACK_S, gone - end, ev)
@@ -346,7 +399,9 @@ def test_wrong_answers_raises_with_both_texts_and_clears(fleet: Fleet) -> None:
     assert seen.alert["severity"] == "critical"
     texts = json.dumps(ev)
     assert ev.get("reference") and (ev.get("first") or ev.get("second")), ev
-    assert ev["reference"] not in (ev.get("first"), ev.get("second")) or ev.get("first") != ev.get("second"), texts
+    assert ev["reference"] not in (ev.get("first"), ev.get("second")) or ev.get("first") != ev.get(
+        "second"
+    ), texts
     gone = fleet.cleared("golden", "WRONG_ANSWERS", timeout=end + 60 - time.monotonic())
     report("WRONG_ANSWERS", bound, raise_s, interval + ALERT_CLEAR_S + CLEAR_SLACK_S, gone - end, ev)
     assert EARLY_S <= raise_s <= bound + 1 and 0 <= gone - end <= interval + ALERT_CLEAR_S + CLEAR_SLACK_S
@@ -368,7 +423,9 @@ def test_latency_drift_raises_with_evidence_and_clears(fleet: Fleet) -> None:
     gone = fleet.cleared("drift", "LATENCY_DRIFT", timeout=end + 90 - time.monotonic())
     report("LATENCY_DRIFT", bound, raise_s, clear_bound, gone - end, ev)
     with fleet.timeline.lock:
-        trace = [(round(t - start, 1), r, p) for t, r, p in fleet.timeline.ttft["drift"][::4] if t > start - 15]
+        trace = [
+            (round(t - start, 1), r, p) for t, r, p in fleet.timeline.ttft["drift"][::4] if t > start - 15
+        ]
     print("drift (s after fault, running, ttft_p95_s):", trace)
     assert EARLY_S <= raise_s <= bound + 1 and 0 <= gone - end <= clear_bound
     # requests stuck behind a stall or a wedged/diverged GPU see their first token late too: a real TTFT
@@ -388,7 +445,10 @@ def test_kv_exhaustion_eta_in_snapshot_and_alert_then_clears(fleet: Fleet) -> No
         raise_s = seen.first - start
         ev = seen.alert["evidence"]
         assert seen.alert["severity"] == "warning"
-        assert 0 < ev["eta_s"] < THRESHOLDS["kv_eta_warn_s"] and ev["kv_eta_warn_s"] == THRESHOLDS["kv_eta_warn_s"], ev
+        assert (
+            0 < ev["eta_s"] < THRESHOLDS["kv_eta_warn_s"]
+            and ev["kv_eta_warn_s"] == THRESHOLDS["kv_eta_warn_s"]
+        ), ev
         assert 0 < ev["kv_cache_usage"] < 1 and ev["rising_per_min"] > 0 and ev["span_s"] >= 30, ev
         # the ETA is on the wire (fleet row) while KV rises: consistent with the alert's fit
         with fleet.timeline.lock:
@@ -421,7 +481,9 @@ def test_slo_burn_on_the_slow_engine_and_never_on_the_easy_one(fleet: Fleet) -> 
     fleet.until("burn on sloslow", lambda: (burns("sloslow").get(300.0) or 0) > 14.4, timeout=60)
     slow, easy = fleet.engine("sloslow")["slo"], fleet.engine("healthy")["slo"]
     assert slow["ttft_s"] == SLO["ttft_s"] and slow["source"] == "histogram" and slow["problem"] is None, slow
-    assert slow["budget_left"] is not None and slow["budget_left"] < 0, slow  # budget spent over the history there is
+    assert slow["budget_left"] is not None and slow["budget_left"] < 0, (
+        slow
+    )  # budget spent over the history there is
     assert all(b is not None and b > 14.4 for b in burns("sloslow").values()), slow
     assert all(b is not None and b < 1.0 for b in burns("healthy").values()), easy
     assert "SLO_BURN" not in fleet.codes_ever("healthy")
@@ -453,12 +515,17 @@ def test_slo_burn_pages_on_the_slow_engine_and_never_on_the_easy_one(tmp_path: P
     the one that meets it easily never alerts over the same run."""
     slow = next(e for e in ENGINES if e["id"] == "sloslow")
     easy = {"id": "easy", "args": ["--load", "1", *FAST]}
-    engines = [{"kind": "vllm", "model": e["id"], "port": free_port(), "command": sim("vllm"), **e} for e in (slow, easy)]
+    engines = [
+        {"kind": "vllm", "model": e["id"], "port": free_port(), "command": sim("vllm"), **e}
+        for e in (slow, easy)
+    ]
     port = free_port()
     agent = Agent(write_config(tmp_path, port, engines), port)
     agent.start()
     try:
-        snap = agent.wait("both ready", lambda s: all(e["state"] == "ready" for e in s["engines"]), timeout=60)
+        snap = agent.wait(
+            "both ready", lambda s: all(e["state"] == "ready" for e in s["engines"]), timeout=60
+        )
         ready = time.monotonic()
         bound = 300.0 + SLACK_S
         easy_codes: set[str] = set()
@@ -471,9 +538,13 @@ def test_slo_burn_pages_on_the_slow_engine_and_never_on_the_easy_one(tmp_path: P
         raised = time.monotonic() - ready
         alert = next(a for a in engine(snap, "sloslow")["alerts"] if a["code"] == "SLO_BURN")
         ev = alert["evidence"]
-        print(f"\nMEASURED SLO_BURN: raised {raised:.1f} s after ready (bound {bound:.0f} s); easy engine: none")
+        print(
+            f"\nMEASURED SLO_BURN: raised {raised:.1f} s after ready (bound {bound:.0f} s); easy engine: none"
+        )
         print(f"  evidence: {json.dumps(ev)[:800]}")
-        assert alert["severity"] == "critical" and ev["source"] == "histogram" and ev["ttft_s"] == SLO["ttft_s"], ev
+        assert (
+            alert["severity"] == "critical" and ev["source"] == "histogram" and ev["ttft_s"] == SLO["ttft_s"]
+        ), ev
         assert ev["pair"] == {"severity": "critical", "long_s": 3600.0, "short_s": 300.0, "factor": 14.4}, ev
         windows = {w["window_s"]: w for w in ev["windows"]}
         short, long = windows[300.0], windows[3600.0]
@@ -482,6 +553,10 @@ def test_slo_burn_pages_on_the_slow_engine_and_never_on_the_easy_one(tmp_path: P
         assert 0 < short["bad"] <= short["requests"], ev  # counted requests, some slower than ttft_s
         assert raised <= bound
         easy_snap = engine(snap, "easy")
-        assert easy_codes == set() and easy_snap["alerts"] == [] and all((w["burn_rate"] or 0) < 1 for w in easy_snap["slo"]["windows"])
+        assert (
+            easy_codes == set()
+            and easy_snap["alerts"] == []
+            and all((w["burn_rate"] or 0) < 1 for w in easy_snap["slo"]["windows"])
+        )
     finally:
         kill_everything(agent, tmp_path / "state")

@@ -15,8 +15,31 @@ from agents.slo import PAIRS, BurnTracker, boundary_problem, check_objective, fe
 
 INF = math.inf
 BOUNDS = (0.1, 0.5, 1.0, 2.5, INF)
-VLLM_TTFT = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
-             20.0, 40.0, 80.0, 160.0, 640.0, 2560.0, INF)
+VLLM_TTFT = (
+    0.001,
+    0.005,
+    0.01,
+    0.02,
+    0.04,
+    0.06,
+    0.08,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+    20.0,
+    40.0,
+    80.0,
+    160.0,
+    640.0,
+    2560.0,
+    INF,
+)
 SLO = Slo(ttft_s=0.5, objective=0.99)
 
 
@@ -39,8 +62,16 @@ class Engine:
         return Histogram(bounds=BOUNDS, cumulative=(g, g, g, n, n), sum=0.1 * g + 2 * self.bad, count=n)
 
 
-def drive(tr: BurnTracker, eng: Engine, t0: float, seconds: float, *, step: float = 10.0, rps: float = 10.0,
-          bad_share: float = 0.0) -> float:
+def drive(
+    tr: BurnTracker,
+    eng: Engine,
+    t0: float,
+    seconds: float,
+    *,
+    step: float = 10.0,
+    rps: float = 10.0,
+    bad_share: float = 0.0,
+) -> float:
     """Serve for ``seconds`` from t0 (a scrape every ``step``); returns the time of the last scrape."""
     t = t0
     end = t0 + seconds
@@ -67,7 +98,9 @@ def test_ttft_between_boundaries_is_refused_naming_both_neighbours() -> None:
 
 def test_ttft_outside_the_buckets_names_the_one_side_there_is() -> None:
     above_all = boundary_problem(5000.0, VLLM_TTFT)
-    assert above_all is not None and "2560 (" in above_all and "below" in above_all and "above" not in above_all
+    assert (
+        above_all is not None and "2560 (" in above_all and "below" in above_all and "above" not in above_all
+    )
     below_all = boundary_problem(0.0005, VLLM_TTFT)
     assert below_all is not None and "0.001 (1ms) above" in below_all and "below" not in below_all
     assert "no finite buckets" in (boundary_problem(1.0, (INF,)) or "")
@@ -83,7 +116,9 @@ def test_objective_that_caps_below_a_factor_names_the_pairs_that_can_never_fire(
     msg = feasibility_problem(0.9)  # at most 10x: the 14.4x page can never fire, the 6x page can
     assert msg is not None and "1h/5m page" in msg and "14.4" in msg and "6h/30m" not in msg
     low = feasibility_problem(0.5)  # at most 2x: only the 3d/6h ticket (1x) can fire
-    assert low is not None and all(name in low for name in ("1h/5m", "6h/30m", "1d/2h")) and "3d/6h" not in low
+    assert (
+        low is not None and all(name in low for name in ("1h/5m", "6h/30m", "1d/2h")) and "3d/6h" not in low
+    )
     assert feasibility_problem(0.99) is None and feasibility_problem(0.999) is None
 
 
@@ -102,7 +137,9 @@ def test_histogram_without_the_boundary_adds_nothing_and_says_why() -> None:
         tr.add(float(t), eng.hist())
     assert tr.points() == 0 and tr.burn(300, 600.0) is None and tr.evaluate(600.0) is None
     status = tr.status(600.0)
-    assert status.problem is not None and "0.25" not in status.problem and "0.1 (100ms) below" in status.problem
+    assert (
+        status.problem is not None and "0.25" not in status.problem and "0.1 (100ms) below" in status.problem
+    )
 
 
 # --- each pair fires, and does not ------------------------------------------------------------------
@@ -324,14 +361,22 @@ def test_tracker_reads_a_simulated_engines_ttft_histogram(tmp_path) -> None:
     from tests.support.simproc import sim_engine
 
     adapter = get_adapter("vllm")
-    assert source_for(adapter.unsupported) == "histogram" and source_for(get_adapter("tgi").unsupported) == "canary"
-    met, missed = BurnTracker(Slo(ttft_s=2560.0, objective=0.99)), BurnTracker(Slo(ttft_s=0.001, objective=0.99))
+    assert (
+        source_for(adapter.unsupported) == "histogram"
+        and source_for(get_adapter("tgi").unsupported) == "canary"
+    )
+    met, missed = (
+        BurnTracker(Slo(ttft_s=2560.0, objective=0.99)),
+        BurnTracker(Slo(ttft_s=0.001, objective=0.99)),
+    )
     with sim_engine("vllm", "--load", "30", tmp=tmp_path) as eng:
         eng.wait_ready()
         t0 = time.monotonic()
         hist = None
         while time.monotonic() - t0 < 3.0:
-            reading = adapter.read(parse(httpx.get(eng.url + "/metrics", timeout=5).content, adapter.wanted()))
+            reading = adapter.read(
+                parse(httpx.get(eng.url + "/metrics", timeout=5).content, adapter.wanted())
+            )
             hist = reading.histograms["ttft"]
             assert hist is not None
             for tr in (met, missed):
@@ -354,7 +399,9 @@ def test_slo_rule_raises_through_the_rules_hook_and_keeps_the_status() -> None:
     tr, eng = started()
     rule = SloRule(tr)
     now = drive(tr, eng, 0.0, 3600, bad_share=0.2)
-    o = EngineObservation(t=now, wall="2026-12-06T00:00:00Z", state="ready", stats={}, scrape=ScrapeOutcome(ok=True))
+    o = EngineObservation(
+        t=now, wall="2026-12-06T00:00:00Z", state="ready", stats={}, scrape=ScrapeOutcome(ok=True)
+    )
     code, severity, _, ev = rule(o, (), None)
     assert (code, severity) == ("SLO_BURN", "critical") and rule.slo == tr.status(now)
     assert math.isclose(rule.slo.budget_left, ev["budget_left"], abs_tol=1e-4)

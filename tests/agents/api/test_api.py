@@ -30,7 +30,16 @@ def make(tmp_path: Path, tokens: str | None = None, engines: list | None = None)
             "gpu_source": "none",
             "allowed_executables": ["/bin/false"],
             "engines": engines
-            or [{"id": "e1", "kind": "vllm", "model": "m", "port": 18555, "command": ["/bin/false"], "autostart": False}],
+            or [
+                {
+                    "id": "e1",
+                    "kind": "vllm",
+                    "model": "m",
+                    "port": 18555,
+                    "command": ["/bin/false"],
+                    "autostart": False,
+                }
+            ],
         }
     }
     config = agent_config_from_dict(data, file="test.toml")
@@ -91,7 +100,9 @@ async def test_read_endpoints(tmp_path: Path) -> None:
         ("GET", "/nothing/here", 404, "no such endpoint"),
     ],
 )
-async def test_bad_requests_get_4xx_with_a_message(tmp_path: Path, method: str, path: str, status: int, fragment: str) -> None:
+async def test_bad_requests_get_4xx_with_a_message(
+    tmp_path: Path, method: str, path: str, status: int, fragment: str
+) -> None:
     runtime, client, _ = make(tmp_path)
     async with client:
         r = await client.request(method, path)
@@ -130,7 +141,9 @@ async def test_mutations_need_a_configured_operator_token_and_are_audited(tmp_pa
         "allowed",
         "failed: engine e1 is already stopped",
     ]
-    assert records[-2]["actor"] == "alice" and records[-2]["engine"] == "e1" and records[-2]["action"] == "stop"
+    assert (
+        records[-2]["actor"] == "alice" and records[-2]["engine"] == "e1" and records[-2]["action"] == "stop"
+    )
     text = (tmp_path / "state" / "audit.log").read_text()
     assert OPERATOR not in text and VIEWER not in text  # tokens never reach the audit log
     await runtime.shutdown()
@@ -148,7 +161,16 @@ async def test_unwritable_audit_log_refuses_mutations(tmp_path: Path) -> None:
 
 
 async def test_a_refused_action_names_no_filesystem_path(tmp_path: Path) -> None:
-    engines = [{"id": "e1", "kind": "vllm", "model": "m", "port": 18555, "command": ["/opt/nowhere/engine-bin"], "autostart": False}]
+    engines = [
+        {
+            "id": "e1",
+            "kind": "vllm",
+            "model": "m",
+            "port": 18555,
+            "command": ["/opt/nowhere/engine-bin"],
+            "autostart": False,
+        }
+    ]
     runtime, client, _ = make(tmp_path, tokens=TOKENS, engines=engines)
     async with client:
         r = await client.post("/v1/engines/e1/start", headers={"Authorization": f"Bearer {OPERATOR}"})
@@ -173,7 +195,11 @@ _path_chars = st.text(alphabet=string.ascii_letters + string.digits + "/%?&=.-_~
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH"]), path=_path_chars, body=st.binary(max_size=200))
+@given(
+    method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH"]),
+    path=_path_chars,
+    body=st.binary(max_size=200),
+)
 async def test_fuzzed_requests_never_5xx(tmp_path: Path, method: str, path: str, body: bytes) -> None:
     runtime, client, _ = make(tmp_path, tokens=TOKENS)
     await runtime.collector.tick()
@@ -188,7 +214,13 @@ async def test_fuzzed_requests_never_5xx(tmp_path: Path, method: str, path: str,
 
 # --- access control, Host header, limits, audit endpoint ------------------------------------------------
 
-READ_PATHS = ("/v1/snapshot", "/v1/history?seconds=5", "/v1/engines/e1/logs", "/v1/engines/e1/audit", "/metrics")
+READ_PATHS = (
+    "/v1/snapshot",
+    "/v1/history?seconds=5",
+    "/v1/engines/e1/logs",
+    "/v1/engines/e1/audit",
+    "/metrics",
+)
 
 
 async def test_reads_need_a_token_once_a_tokens_file_is_configured(tmp_path: Path) -> None:
@@ -279,7 +311,9 @@ async def test_history_is_built_once_per_snapshot_and_span(tmp_path: Path) -> No
     bridge = CountingBridge(runtime)
     app = create_app(bridge, TokenStore(), AuditLog(tmp_path / "a.log"))
     await runtime.collector.tick()
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as client:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1"
+    ) as client:
         bodies = [(await client.get("/v1/history?seconds=60")).content for _ in range(3)]
         assert bridge.built == [60.0] and bodies[0] == bodies[2]
         await client.get("/v1/history?seconds=120")
@@ -300,30 +334,49 @@ async def test_closing_the_app_writes_the_pending_denial_summary(tmp_path: Path)
     tokens.write_text(TOKENS)
     audit = AuditLog(tmp_path / "audit.log")
     app = create_app(LoopBridge(runtime), TokenStore.load(tokens), audit, denials=DenialLimiter(full=2))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as client:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1"
+    ) as client:
         for _ in range(5):
             assert (await client.post("/v1/engines/e1/stop")).status_code == 401
     assert [x["result"] for x in audit.tail(10)] == ["denied: unauthenticated"] * 2  # 3 counted, not written
     app.close()
     summary = audit.tail(10)[-1]
-    assert summary["action"] == "rate-limited" and summary["suppressed"] == 3 and "rate limit: 2 per 60 s" in summary["result"]
+    assert (
+        summary["action"] == "rate-limited"
+        and summary["suppressed"] == 3
+        and "rate limit: 2 per 60 s" in summary["result"]
+    )
     await runtime.shutdown()
 
 
 @pytest.mark.parametrize(
     ("host", "status"),
     [
-        ("127.0.0.1:9300", 200), ("localhost", 200), ("LOCALHOST:1", 200), ("[::1]:9300", 200), ("127.3.4.5", 200),
+        ("127.0.0.1:9300", 200),
+        ("localhost", 200),
+        ("LOCALHOST:1", 200),
+        ("[::1]:9300", 200),
+        ("127.3.4.5", 200),
         ("gpu01.example:9300", 200),  # configured in allowed_hosts
-        ("evil.example", 403), ("evil.example:9300", 403), ("127.0.0.1.evil.example", 403), ("10.0.0.5:9300", 403),
+        ("evil.example", 403),
+        ("evil.example:9300", 403),
+        ("127.0.0.1.evil.example", 403),
+        ("10.0.0.5:9300", 403),
         ("", 403),
     ],
-)  # fmt: skip
+)
 async def test_host_header_must_be_loopback_or_configured(tmp_path: Path, host: str, status: int) -> None:
-    config = agent_config_from_dict({"agent": {"state_dir": str(tmp_path / "s"), "gpu_source": "none"}}, file="t.toml")
+    config = agent_config_from_dict(
+        {"agent": {"state_dir": str(tmp_path / "s"), "gpu_source": "none"}}, file="t.toml"
+    )
     runtime = AgentRuntime(config)
-    app = create_app(LoopBridge(runtime), TokenStore(), AuditLog(tmp_path / "a.log"), allowed_hosts=["gpu01.example"])
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as client:
+    app = create_app(
+        LoopBridge(runtime), TokenStore(), AuditLog(tmp_path / "a.log"), allowed_hosts=["gpu01.example"]
+    )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1"
+    ) as client:
         r = await client.get("/healthz", headers={"Host": host})
     assert r.status_code == status
     if status == 403:
@@ -334,7 +387,11 @@ async def test_host_header_must_be_loopback_or_configured(tmp_path: Path, host: 
 async def test_oversized_bodies_and_websockets_are_refused(tmp_path: Path) -> None:
     runtime, client, audit = make(tmp_path, tokens=TOKENS)
     async with client:
-        r = await client.post("/v1/engines/e1/start", content=b"x" * (64 * 1024 + 1), headers={"Authorization": f"Bearer {OPERATOR}"})
+        r = await client.post(
+            "/v1/engines/e1/start",
+            content=b"x" * (64 * 1024 + 1),
+            headers={"Authorization": f"Bearer {OPERATOR}"},
+        )
         assert r.status_code == 413 and "too large" in r.json()["error"]
         r = await client.post("/v1/engines/e1/start", headers={"Content-Length": "12abc"})
         assert r.status_code == 400
@@ -348,7 +405,9 @@ async def test_oversized_bodies_and_websockets_are_refused(tmp_path: Path) -> No
         sent.append(message)
 
     app = client._transport.app  # type: ignore[attr-defined]
-    await app({"type": "websocket", "path": "/v1/snapshot", "headers": [(b"host", b"127.0.0.1")]}, receive, send)
+    await app(
+        {"type": "websocket", "path": "/v1/snapshot", "headers": [(b"host", b"127.0.0.1")]}, receive, send
+    )
     assert sent == [{"type": "websocket.close", "code": 1008}]
     await runtime.shutdown()
 
@@ -373,7 +432,11 @@ async def test_audit_endpoint_and_record_fields(tmp_path: Path) -> None:
         ]
         last = records[-1]
         assert last["role"] == "operator" and last["auth"] == "bearer" and last["engine"] == "e1"
-        assert last["request_id"] == r.json()["request_id"] and last["at"].endswith("Z") and isinstance(last["mono_ns"], int)
+        assert (
+            last["request_id"] == r.json()["request_id"]
+            and last["at"].endswith("Z")
+            and isinstance(last["mono_ns"], int)
+        )
         assert (await client.get("/v1/engines/e1/audit?lines=0", headers=op)).status_code == 400
         assert (await client.get("/v1/engines/zz/audit", headers=op)).status_code == 404
     await runtime.act("e1", "stop")
@@ -450,7 +513,11 @@ def test_token_cli(tmp_path: Path) -> None:
 
     def run(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-m", "console.cli", "agent", "token", *args], cwd=ROOT, capture_output=True, text=True, timeout=60
+            [sys.executable, "-m", "console.cli", "agent", "token", *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
 
     added = run("add", "alice", "--role", "operator", "--tokens-file", str(path))
@@ -475,21 +542,47 @@ def test_token_cli(tmp_path: Path) -> None:
 
 # --- fuzz: methods, paths, query strings, headers, bodies, tokens ------------------------------------------
 
-_header_names = st.sampled_from(["authorization", "host", "content-length", "content-type", "x-forwarded-for", "origin",
-                                 "transfer-encoding", "cookie", "x-junk"])  # fmt: skip
-_header_values = st.text(alphabet=string.printable.strip("\r\n\x0b\x0c") + " ", max_size=80)
-_tokens = st.sampled_from([OPERATOR, VIEWER, "", "x", OPERATOR + "x", OPERATOR.upper()]) | st.text(max_size=60).filter(
-    lambda t: t.isprintable() and t.isascii()
+_header_names = st.sampled_from(
+    [
+        "authorization",
+        "host",
+        "content-length",
+        "content-type",
+        "x-forwarded-for",
+        "origin",
+        "transfer-encoding",
+        "cookie",
+        "x-junk",
+    ]
 )
+_header_values = st.text(alphabet=string.printable.strip("\r\n\x0b\x0c") + " ", max_size=80)
+_tokens = st.sampled_from([OPERATOR, VIEWER, "", "x", OPERATOR + "x", OPERATOR.upper()]) | st.text(
+    max_size=60
+).filter(lambda t: t.isprintable() and t.isascii())
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD", "TRACE", "FOO"]),
-    path=st.sampled_from(["/healthz", "/v1/snapshot", "/v1/history", "/v1/engines/e1/logs", "/v1/engines/e1/audit",
-                          "/v1/engines/e1/start", "/v1/engines/e1/stop", "/v1/engines/e1/restart", "/v1/engines/x/stop",
-                          "/metrics", "/v1/engines/e1/../../metrics", "/v1//engines"]),  # fmt: skip
-    query=st.dictionaries(st.sampled_from(["seconds", "lines", "token", "x"]), st.text(max_size=12), max_size=3),
+    path=st.sampled_from(
+        [
+            "/healthz",
+            "/v1/snapshot",
+            "/v1/history",
+            "/v1/engines/e1/logs",
+            "/v1/engines/e1/audit",
+            "/v1/engines/e1/start",
+            "/v1/engines/e1/stop",
+            "/v1/engines/e1/restart",
+            "/v1/engines/x/stop",
+            "/metrics",
+            "/v1/engines/e1/../../metrics",
+            "/v1//engines",
+        ]
+    ),
+    query=st.dictionaries(
+        st.sampled_from(["seconds", "lines", "token", "x"]), st.text(max_size=12), max_size=3
+    ),
     headers=st.dictionaries(_header_names, _header_values, max_size=4),
     scheme=st.sampled_from(["Bearer", "bearer", "Basic", "Token", ""]),
     token=_tokens,

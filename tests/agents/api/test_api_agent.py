@@ -31,7 +31,12 @@ def start_agent(
     roles = roles or {"viewer": "viewer", "op": "operator"}
     tokens = write_tokens(tmp_path / "tokens", **roles)
     port = free_port()
-    config = write_config(tmp_path, port, engines or [], agent={"gpu_source": "simulated", "tokens_file": str(tmp_path / "tokens")})
+    config = write_config(
+        tmp_path,
+        port,
+        engines or [],
+        agent={"gpu_source": "simulated", "tokens_file": str(tmp_path / "tokens")},
+    )
     agent = SecureAgent(config, port, token=next(tokens[n] for n, r in roles.items() if r == "viewer"))
     cleanup.append(agent)
     agent.start()
@@ -49,20 +54,28 @@ def cleanup(tmp_path: Path) -> Iterator[list[SecureAgent]]:
 
 def audit_records(tmp_path: Path) -> list[dict]:
     path = tmp_path / "state" / "audit.log"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    return (
+        [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    )
 
 
-def test_an_unauthenticated_flood_is_audited_as_a_few_records_and_one_summary(tmp_path: Path, cleanup: list) -> None:
+def test_an_unauthenticated_flood_is_audited_as_a_few_records_and_one_summary(
+    tmp_path: Path, cleanup: list
+) -> None:
     agent, tokens = start_agent(tmp_path, cleanup)
 
     async def flood() -> list[httpx.Response]:
         limit = asyncio.Semaphore(50)
-        async with httpx.AsyncClient(base_url=agent.url, timeout=30, trust_env=False,
-                                     limits=httpx.Limits(max_connections=50)) as c:  # fmt: skip
+        async with httpx.AsyncClient(
+            base_url=agent.url, timeout=30, trust_env=False, limits=httpx.Limits(max_connections=50)
+        ) as c:
 
             async def one(i: int) -> httpx.Response:
                 async with limit:
-                    return await c.post("/v1/engines/nope/stop", headers={"Authorization": f"Bearer wrong-{i}"} if i % 2 else {})
+                    return await c.post(
+                        "/v1/engines/nope/stop",
+                        headers={"Authorization": f"Bearer wrong-{i}"} if i % 2 else {},
+                    )
 
             return await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(1000))), 120)
 
@@ -73,7 +86,10 @@ def test_an_unauthenticated_flood_is_audited_as_a_few_records_and_one_summary(tm
     with httpx.Client(base_url=agent.url, trust_env=False, timeout=10) as c:  # a named caller: always in full
         r = c.post("/v1/engines/nope/stop", headers={"Authorization": f"Bearer {tokens['viewer']}"})
     assert r.status_code == 403
-    assert audit_records(tmp_path)[-1]["actor"] == "viewer" and audit_records(tmp_path)[-1]["result"] == "denied: role viewer"
+    assert (
+        audit_records(tmp_path)[-1]["actor"] == "viewer"
+        and audit_records(tmp_path)[-1]["result"] == "denied: role viewer"
+    )
     agent.proc.send_signal(signal.SIGTERM)  # the window has not ended: its summary is written on the way out
     assert agent.proc.wait(30) == 0
     summaries = [r for r in audit_records(tmp_path) if r.get("action") == "rate-limited"]
@@ -85,7 +101,10 @@ def test_error_bodies_never_name_a_filesystem_path(tmp_path: Path, cleanup: list
     agent, tokens = start_agent(tmp_path, cleanup)
     log = tmp_path / "state" / "audit.log"
     with httpx.Client(base_url=agent.url, trust_env=False, timeout=10) as c:
-        assert c.post("/v1/engines/x/stop", headers={"Authorization": f"Bearer {tokens['op']}"}).status_code == 404
+        assert (
+            c.post("/v1/engines/x/stop", headers={"Authorization": f"Bearer {tokens['op']}"}).status_code
+            == 404
+        )
         log.unlink()
         log.mkdir()  # the audit log cannot be written any more (a directory is in its place)
         answers = [
@@ -95,15 +114,20 @@ def test_error_bodies_never_name_a_filesystem_path(tmp_path: Path, cleanup: list
     for r in answers:
         assert r.status_code == 503 and "audit log unavailable" in r.json()["error"], r.text
         assert str(tmp_path) not in r.text and "audit.log" not in r.text and "/state" not in r.text, r.text
-    assert "audit" in agent.stderr_text() and str(tmp_path / "state") in agent.stderr_text()  # the log says where
+    assert (
+        "audit" in agent.stderr_text() and str(tmp_path / "state") in agent.stderr_text()
+    )  # the log says where
     shutil.rmtree(log)
 
 
 def token_cli(config: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "console.cli", "agent", "token", *args, "--config", str(config)],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def status_with(agent: SecureAgent, token: str) -> int:
@@ -131,18 +155,28 @@ def test_token_add_and_remove_take_effect_without_a_restart(tmp_path: Path, clea
     removed = token_cli(agent.config, "remove", "alice")
     assert removed.returncode == 0, removed.stderr
     poll("alice's removed token to be refused", lambda: status_with(agent, tokens["alice"]) == 401)
-    assert status_with(agent, bob) == 200 and agent.proc.pid == pid and agent.proc.poll() is None  # no restart
+    assert (
+        status_with(agent, bob) == 200 and agent.proc.pid == pid and agent.proc.poll() is None
+    )  # no restart
 
 
 def test_the_202_of_an_action_names_the_state_after_acceptance(tmp_path: Path, cleanup: list) -> None:
     port = free_port()
-    spec = {"id": "e1", "kind": "vllm", "model": "m", "port": port, "command": sim("vllm", "--port", str(port))}
+    spec = {
+        "id": "e1",
+        "kind": "vllm",
+        "model": "m",
+        "port": port,
+        "command": sim("vllm", "--port", str(port)),
+    }
     agent, tokens = start_agent(tmp_path, cleanup, [spec])
     agent.wait("engine ready", lambda s: engine(s, "e1")["state"] == "ready", timeout=60)
     op = {"Authorization": f"Bearer {tokens['op']}"}
     with httpx.Client(base_url=agent.url, trust_env=False, timeout=30) as c:
         r = c.post("/v1/engines/e1/stop", headers=op)
-        assert r.status_code == 202 and r.json()["state"] == "stopping", r.text  # was "ready" (the state before)
+        assert r.status_code == 202 and r.json()["state"] == "stopping", (
+            r.text
+        )  # was "ready" (the state before)
         agent.wait("engine stopped", lambda s: engine(s, "e1")["state"] == "stopped", timeout=60)
         r = c.post("/v1/engines/e1/start", headers=op)
         assert r.status_code == 202 and r.json()["state"] == "starting", r.text
@@ -155,17 +189,35 @@ def test_the_agents_own_restart_is_in_the_audit_chain(tmp_path: Path, cleanup: l
     """A kill -9 of an engine is restarted by the agent, and that decision is an ``actor: agent`` record of
     the keyed chain, which ``llmconsole agent audit verify`` then finds intact."""
     port = free_port()
-    spec = {"id": "e1", "kind": "vllm", "model": "m", "port": port, "command": sim("vllm", "--port", str(port)),
-            "backoff_initial_s": 1}  # fmt: skip
+    spec = {
+        "id": "e1",
+        "kind": "vllm",
+        "model": "m",
+        "port": port,
+        "command": sim("vllm", "--port", str(port)),
+        "backoff_initial_s": 1,
+    }
     agent, _ = start_agent(tmp_path, cleanup, [spec])
     first = agent.wait("engine ready", lambda s: engine(s, "e1")["state"] == "ready", timeout=60)
-    assert (tmp_path / "state" / "audit.key").stat().st_mode & 0o777 == 0o600  # created at start, before any record
+    assert (
+        tmp_path / "state" / "audit.key"
+    ).stat().st_mode & 0o777 == 0o600  # created at start, before any record
     pid = engine(first, "e1")["pid"]
     subprocess.run(["kill", "-9", str(pid)], check=True)
-    agent.wait("engine restarted", lambda s: engine(s, "e1")["restarts"] >= 1 and engine(s, "e1")["pid"] not in (None, pid),
-               timeout=90)  # fmt: skip
-    restarts = [r for r in audit_records(tmp_path) if r.get("actor") == "agent" and r.get("action") == "restart"]
+    agent.wait(
+        "engine restarted",
+        lambda s: engine(s, "e1")["restarts"] >= 1 and engine(s, "e1")["pid"] not in (None, pid),
+        timeout=90,
+    )
+    restarts = [
+        r for r in audit_records(tmp_path) if r.get("actor") == "agent" and r.get("action") == "restart"
+    ]
     assert restarts and restarts[0]["engine"] == "e1" and restarts[0]["result"].startswith("automatic")
-    verify = subprocess.run([sys.executable, "-m", "agents.audit_cli", "verify", "--config", str(agent.config)],
-                            capture_output=True, text=True, timeout=60, cwd=ROOT)  # fmt: skip
+    verify = subprocess.run(
+        [sys.executable, "-m", "agents.audit_cli", "verify", "--config", str(agent.config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
     assert verify.returncode == 0 and "intact" in verify.stdout, verify.stdout + verify.stderr

@@ -136,20 +136,27 @@ def test_denials_a_few_in_full_then_one_summary_per_window() -> None:
 @pytest.mark.parametrize(
     ("action", "before", "reported", "want"),
     [
-        ("stop", "ready", "ready", "stopping"), ("stop", "hung", "hung", "stopping"),
-        ("stop", "backoff", "backoff", "stopped"), ("stop", "ready", "stopped", "stopped"),
-        ("start", "stopped", "stopped", "starting"), ("start", "backoff", "backoff", "starting"),
-        ("restart", "ready", "ready", "stopping"), ("restart", "failed", "failed", "starting"),
+        ("stop", "ready", "ready", "stopping"),
+        ("stop", "hung", "hung", "stopping"),
+        ("stop", "backoff", "backoff", "stopped"),
+        ("stop", "ready", "stopped", "stopped"),
+        ("start", "stopped", "stopped", "starting"),
+        ("start", "backoff", "backoff", "starting"),
+        ("restart", "ready", "ready", "stopping"),
+        ("restart", "failed", "failed", "starting"),
         ("restart", "ready", "starting", "starting"),
     ],
-)  # fmt: skip
+)
 def test_the_accepted_state(action: str, before: str, reported: str, want: str) -> None:
     assert accepted_state(action, before, reported) == want
 
 
 def test_without_paths() -> None:
     assert without_paths("command '/usr/bin/sh' is not allowed") == "command '…/sh' is not allowed"
-    assert without_paths("cannot write /var/lib/llmconsole/audit.log: EROFS") == "cannot write …/audit.log: EROFS"
+    assert (
+        without_paths("cannot write /var/lib/llmconsole/audit.log: EROFS")
+        == "cannot write …/audit.log: EROFS"
+    )
     assert without_paths("start/stop/restart, 1/2 done, a / b") == "start/stop/restart, 1/2 done, a / b"
     assert without_paths("see ~/x/y and ./rel/p") == "see …/y and …/p"
     assert without_paths("--model=/models/llama, probe http://127.0.0.1:8000/health") == (
@@ -162,16 +169,26 @@ async def test_requests_in_flight_are_bounded_with_json_503() -> None:
 
     async def slow(scope: dict, receive, send) -> None:
         await release.wait()
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
         await send({"type": "http.response.body", "body": b"{}"})
 
     guard = Guard(slow, max_in_flight=2)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=guard), base_url="http://127.0.0.1") as client:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=guard), base_url="http://127.0.0.1"
+    ) as client:
         first = [asyncio.create_task(client.get("/")) for _ in range(2)]
         while guard.in_flight < 2:
             await asyncio.sleep(0.01)
         shed = await client.get("/")
-        assert shed.status_code == 503 and shed.headers["retry-after"] == "1" and "busy" in shed.json()["error"]
+        assert (
+            shed.status_code == 503 and shed.headers["retry-after"] == "1" and "busy" in shed.json()["error"]
+        )
         release.set()
         assert [r.status_code for r in await asyncio.gather(*first)] == [200, 200]
     assert guard.in_flight == 0 and guard.shed == 1
@@ -223,7 +240,9 @@ async def test_a_failing_redactor_fails_closed_with_json_500(tmp_path: Path) -> 
             return '{"secret": "hf_abcdefghijklmnopqrstuvwxyz"}'
 
     app = create_app(Runtime(), TokenStore(), AuditLog(tmp_path / "audit.log"), redact=broken)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as client:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1"
+    ) as client:
         r = await client.get("/v1/snapshot")
     assert r.status_code == 500 and r.headers["content-type"] == "application/json"
     assert "hf_" not in r.text and "internal error" in r.json()["error"]  # never the unredacted body

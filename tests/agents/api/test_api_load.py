@@ -31,16 +31,30 @@ def agent(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[SecureAgen
     while len(ports) < getattr(request, "param", 0):
         ports.add(free_port())
     engines = [  # ids like "task-1"/"disk-1" once sent every body down the redactor's slow path
-        {"id": f"task-{i}", "kind": "vllm", "model": f"disk-{i}", "port": p, "autostart": False,
-         "command": sim("vllm", "--port", str(p)), "env": {"HF_TOKEN": f"hf_secretvalue{i:04d}xyz"}}
+        {
+            "id": f"task-{i}",
+            "kind": "vllm",
+            "model": f"disk-{i}",
+            "port": p,
+            "autostart": False,
+            "command": sim("vllm", "--port", str(p)),
+            "env": {"HF_TOKEN": f"hf_secretvalue{i:04d}xyz"},
+        }
         for i, p in enumerate(sorted(ports))
-    ]  # fmt: skip
+    ]
     port = free_port()
     tokens = write_tokens(tmp_path / "tokens", viewer="viewer")
     config = write_config(
-        tmp_path, port, engines,
-        agent={"gpu_source": "simulated", "interval_s": 1.0, "history_s": 120, "tokens_file": str(tmp_path / "tokens")},
-    )  # fmt: skip
+        tmp_path,
+        port,
+        engines,
+        agent={
+            "gpu_source": "simulated",
+            "interval_s": 1.0,
+            "history_s": 120,
+            "tokens_file": str(tmp_path / "tokens"),
+        },
+    )
     proc = SecureAgent(config, port, token=tokens["viewer"])
     proc.start()
     try:
@@ -134,17 +148,23 @@ async def _one_request(port: int, token: str) -> tuple[int | None, bytes, bytes]
     lines = head.split(b"\r\n")
     if not lines[0].startswith(b"HTTP/1.1 "):
         return None, b"", data[:200]
-    ctype = next((ln.split(b":", 1)[1].strip() for ln in lines[1:] if ln.lower().startswith(b"content-type:")), b"")
+    ctype = next(
+        (ln.split(b":", 1)[1].strip() for ln in lines[1:] if ln.lower().startswith(b"content-type:")), b""
+    )
     return int(lines[0].split(b" ", 2)[1]), ctype, body
 
 
-def test_a_thousand_simultaneous_requests_get_json_and_collection_keeps_its_cadence(agent: SecureAgent) -> None:
+def test_a_thousand_simultaneous_requests_get_json_and_collection_keeps_its_cadence(
+    agent: SecureAgent,
+) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < 2500:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
 
     async def burst() -> list[tuple[int | None, bytes, bytes]]:
-        return await asyncio.wait_for(asyncio.gather(*(_one_request(agent.port, agent.token) for _ in range(1000))), 120)
+        return await asyncio.wait_for(
+            asyncio.gather(*(_one_request(agent.port, agent.token) for _ in range(1000))), 120
+        )
 
     started = time.time()
     results = asyncio.run(burst())

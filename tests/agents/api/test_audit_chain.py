@@ -35,8 +35,16 @@ REPO = Path(__file__).resolve().parents[3]
 def fill(path: Path, n: int, **kw: object) -> AuditLog:
     log = AuditLog(path, host="h1", agent_version="0.1", **kw)  # type: ignore[arg-type]
     for i in range(n):
-        log.append(request_id=f"r{i}", actor="alice", role="operator", auth="bearer", remote="127.0.0.1",
-                   action="stop", engine="e1", result="allowed")  # fmt: skip
+        log.append(
+            request_id=f"r{i}",
+            actor="alice",
+            role="operator",
+            auth="bearer",
+            remote="127.0.0.1",
+            action="stop",
+            engine="e1",
+            result="allowed",
+        )
     return log
 
 
@@ -119,7 +127,9 @@ def test_removed_middle_line_and_swapped_lines_are_out_of_sequence(tmp_path: Pat
     original = lines(path)
     write_lines(path, original[:2] + original[3:])
     v = verify_log(path)
-    assert v.bad_line == 3 and v.problem == "out of sequence: seq 4 after seq 2 (records removed or reordered)"
+    assert (
+        v.bad_line == 3 and v.problem == "out of sequence: seq 4 after seq 2 (records removed or reordered)"
+    )
     write_lines(path, original[:1] + [original[2], original[1]] + original[3:])
     v = verify_log(path)
     assert v.bad_line == 2 and "out of sequence: seq 3 after seq 1" in (v.problem or "")
@@ -261,9 +271,19 @@ def test_prepare_creates_the_key_before_any_record(tmp_path: Path) -> None:
 def test_agent_records_are_accepted(tmp_path: Path) -> None:
     log = AuditLog(tmp_path / "audit.log", host="h1")
     rec = log.append_agent("restart", engine="e1", result="allowed: exited with code 1, attempt 2")
-    log.append(actor="agent", role=None, auth="internal", remote=None, action="adopt", engine="e2", result="allowed")
-    assert (rec["actor"], rec["auth"], rec["remote"], rec["action"], rec["engine"]) == ("agent", "internal", None, "restart", "e1")
-    assert [r["action"] for r in log.tail(5)] == ["restart", "adopt"] and log.tail(5, engine="e2")[0]["seq"] == 2
+    log.append(
+        actor="agent", role=None, auth="internal", remote=None, action="adopt", engine="e2", result="allowed"
+    )
+    assert (rec["actor"], rec["auth"], rec["remote"], rec["action"], rec["engine"]) == (
+        "agent",
+        "internal",
+        None,
+        "restart",
+        "e1",
+    )
+    assert [r["action"] for r in log.tail(5)] == ["restart", "adopt"] and log.tail(5, engine="e2")[0][
+        "seq"
+    ] == 2
     assert verify_log(log.path).ok
     with pytest.raises(TypeError, match="set by the log itself"):
         log.append(action="x", seq=99)
@@ -274,7 +294,9 @@ def test_an_unwritable_log_refuses_without_a_path_and_the_chain_recovers(tmp_pat
     log.path = Path("/dev/full")  # every write fails with ENOSPC
     with pytest.raises(AuditUnavailable) as exc:
         log.append(action="start", result="allowed")
-    assert str(exc.value) == "audit log not writable: No space left on device" and "/dev" not in str(exc.value)
+    assert str(exc.value) == "audit log not writable: No space left on device" and "/dev" not in str(
+        exc.value
+    )
     log.path = tmp_path / "audit.log"
     log.append(action="start", result="allowed")
     v = verify_log(log.path)
@@ -332,11 +354,15 @@ def test_records_written_after_a_cut_leave_the_gap_visible(tmp_path: Path, resta
     (AuditLog(path) if restart else log).append(action="stop", result="allowed")
     assert json.loads(lines(path)[-1])["seq"] == 6  # the head is the authority, not the cut file
     v = verify_log(path)
-    assert v.bad_line == 4 and v.problem == "out of sequence: seq 6 after seq 3 (records removed or reordered)"
+    assert (
+        v.bad_line == 4 and v.problem == "out of sequence: seq 6 after seq 3 (records removed or reordered)"
+    )
 
 
 @pytest.mark.parametrize("head", ["deleted", "garbage", "forged"])
-def test_a_cut_hidden_by_removing_the_head_is_not_healed_by_the_next_record(tmp_path: Path, head: str) -> None:
+def test_a_cut_hidden_by_removing_the_head_is_not_healed_by_the_next_record(
+    tmp_path: Path, head: str
+) -> None:
     """Cut lines off the end and delete or overwrite the head: the next writer must not adopt the cut file as
     the truth and write a fresh head silently; it records what it found, and verify fails there."""
     path = tmp_path / "audit.log"
@@ -386,8 +412,10 @@ def _legacy(path: Path, n: int) -> list[bytes]:
     """Lines as the old unkeyed writer wrote them (prev_hash = SHA-256 of the line before)."""
     out, prev = [], GENESIS
     for i in range(n):
-        line = json.dumps({"at": "2025-01-01T00:00:00.000000Z", "action": "stop", "n": i, "prev_hash": prev},
-                          separators=(",", ":")).encode()  # fmt: skip
+        line = json.dumps(
+            {"at": "2025-01-01T00:00:00.000000Z", "action": "stop", "n": i, "prev_hash": prev},
+            separators=(",", ":"),
+        ).encode()
         out.append(line + b"\n")
         prev = line_hash(line)
     write_lines(path, out)
@@ -404,7 +432,9 @@ def test_an_old_unkeyed_log_is_kept_and_pinned_by_the_first_keyed_record(tmp_pat
     assert recs[3]["seq"] == 1 and recs[3]["prev_mac"] == line_hash(lines(path)[2])
     v = verify_log(path)
     assert v.ok and (v.legacy, v.records, v.last_seq) == (3, 2, 2)
-    assert v.summary().startswith(f"audit log {path}: 2 records intact (after 3 legacy unkeyed records on lines 1-3)")
+    assert v.summary().startswith(
+        f"audit log {path}: 2 records intact (after 3 legacy unkeyed records on lines 1-3)"
+    )
     keyed = lines(path)[3:]
     forged = _legacy(tmp_path / "forged", 3)  # the same old lines ...
     forged_rec = json.loads(forged[1])
@@ -445,8 +475,12 @@ def test_any_single_byte_change_or_cut_is_detected(tmp_path: Path, data: st.Data
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(content=st.binary(max_size=400), head=st.one_of(st.none(), st.binary(max_size=200)), keyed=st.booleans())
-def test_verify_never_raises_on_arbitrary_files(tmp_path: Path, content: bytes, head: bytes | None, keyed: bool) -> None:
+@given(
+    content=st.binary(max_size=400), head=st.one_of(st.none(), st.binary(max_size=200)), keyed=st.booleans()
+)
+def test_verify_never_raises_on_arbitrary_files(
+    tmp_path: Path, content: bytes, head: bytes | None, keyed: bool
+) -> None:
     path = tmp_path / "audit.log"
     path.write_bytes(content)
     key_file, head_file = tmp_path / "audit.key", tmp_path / "audit.head"
@@ -471,7 +505,8 @@ def test_writers_in_separate_processes_keep_one_chain(tmp_path: Path) -> None:
         "for i in range(150):\n    log.append(actor=sys.argv[1], action='stop', result='allowed')\n"
     )
     procs = [
-        subprocess.Popen([sys.executable, "-c", code, f"p{i}"], cwd=REPO, stdin=subprocess.PIPE) for i in range(2)
+        subprocess.Popen([sys.executable, "-c", code, f"p{i}"], cwd=REPO, stdin=subprocess.PIPE)
+        for i in range(2)
     ]
     try:
         for p in procs:  # both are imported and waiting: start them together

@@ -33,15 +33,18 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     return code, out.out, out.err
 
 
-def test_an_intact_log_exits_0_with_one_summary_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_intact_log_exits_0_with_one_summary_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     config, log = setup(tmp_path)
     code, out, err = run(capsys, "verify", "--config", str(config))
     assert code == 0 and err == ""
     assert out.startswith(f"audit log {log}: 3 records intact, last seq 3 at 20") and out.count("\n") == 1
 
 
-def test_a_config_found_by_the_agents_search_order(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_a_config_found_by_the_agents_search_order(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     config, log = setup(tmp_path, 1)
     monkeypatch.chdir(tmp_path)  # ./config.toml, as `llmconsole agent` finds it
     code, out, _ = run(capsys, "verify")
@@ -51,10 +54,16 @@ def test_a_config_found_by_the_agents_search_order(tmp_path: Path, capsys: pytes
 @pytest.mark.parametrize(
     ("tamper", "expected"),
     [
-        (lambda lines: [lines[0], lines[1].replace(b"alice", b"bob__"), lines[2]], "line 2: edited (its HMAC"),
+        (
+            lambda lines: [lines[0], lines[1].replace(b"alice", b"bob__"), lines[2]],
+            "line 2: edited (its HMAC",
+        ),
         (lambda lines: [lines[0], lines[2]], "line 2: out of sequence: seq 3 after seq 1"),
         (lambda lines: [lines[1], lines[0], lines[2]], "line 1: out of sequence: seq 2 after seq 0"),
-        (lambda lines: lines[:2], "line 3: truncated: the head says the last record is seq 3, the file ends at seq 2"),
+        (
+            lambda lines: lines[:2],
+            "line 3: truncated: the head says the last record is seq 3, the file ends at seq 2",
+        ),
         (lambda lines: [*lines, b"\x00\xffjunk\n"], "line 4: not a JSON object"),
     ],
     ids=["edited", "removed", "swapped", "truncated", "junk"],
@@ -102,14 +111,17 @@ def test_no_log_yet_is_intact(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         (["verify", "--config", "/nonexistent/c.toml"], "config file not found: /nonexistent/c.toml"),
     ],
 )
-def test_bad_usage_exits_2_with_one_line(capsys: pytest.CaptureFixture[str], argv: list[str], expected: str) -> None:
+def test_bad_usage_exits_2_with_one_line(
+    capsys: pytest.CaptureFixture[str], argv: list[str], expected: str
+) -> None:
     code, out, err = run(capsys, *argv)
     assert code == 2 and out == "" and err.count("\n") == 1 and expected in err, err
     assert err.startswith("llmconsole agent audit: error: ")
 
 
-def test_a_bad_config_or_an_unreadable_log_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_a_bad_config_or_an_unreadable_log_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[agent\nstate_dir = 3\n")
     code, _, err = run(capsys, "verify", "--config", str(bad))
@@ -121,7 +133,11 @@ def test_a_bad_config_or_an_unreadable_log_exits_2(tmp_path: Path, capsys: pytes
     config, log = setup(tmp_path / "x", 0)
     log.mkdir(parents=True)  # a directory where the log should be
     code, out, err = run(capsys, "verify", "--config", str(config))
-    assert code == 2 and out == "" and err == f"llmconsole agent audit: error: cannot read {log}: Is a directory\n"
+    assert (
+        code == 2
+        and out == ""
+        and err == f"llmconsole agent audit: error: cannot read {log}: Is a directory\n"
+    )
     empty = tmp_path / "empty"
     empty.mkdir()
     monkeypatch.chdir(empty)
@@ -155,11 +171,19 @@ def test_no_traceback_on_arbitrary_bytes(
 def test_the_real_cli_and_python_m_run_it(tmp_path: Path) -> None:
     config, log = setup(tmp_path, 2)
     cli = [str(Path(sys.executable).parent / "llmconsole"), "agent", "audit"]
-    ok = subprocess.run([*cli, "verify", "--config", str(config)], cwd=tmp_path, capture_output=True, text=True, timeout=30)
-    assert (ok.returncode, ok.stderr) == (0, "") and ok.stdout.startswith(f"audit log {log}: 2 records intact")
+    ok = subprocess.run(
+        [*cli, "verify", "--config", str(config)], cwd=tmp_path, capture_output=True, text=True, timeout=30
+    )
+    assert (ok.returncode, ok.stderr) == (0, "") and ok.stdout.startswith(
+        f"audit log {log}: 2 records intact"
+    )
     log.write_bytes(log.read_bytes()[:-1])
     cmd = [sys.executable, "-m", "agents.audit_cli", "verify", "--config", str(config)]
     bad = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=30)
-    assert bad.returncode == 1 and "line 2: incomplete last line" in bad.stdout and "Traceback" not in bad.stderr
-    usage = subprocess.run([*cli, "verify", "--nope"], cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert (
+        bad.returncode == 1 and "line 2: incomplete last line" in bad.stdout and "Traceback" not in bad.stderr
+    )
+    usage = subprocess.run(
+        [*cli, "verify", "--nope"], cwd=tmp_path, capture_output=True, text=True, timeout=30
+    )
     assert usage.returncode == 2 and usage.stdout == "" and usage.stderr.count("\n") == 1

@@ -14,8 +14,15 @@ from tests.agents.api.test_api import OPERATOR, TOKENS, VIEWER, make
 
 def test_the_marker_lives_from_start_to_end_and_expires_when_the_client_goes_silent() -> None:
     book = BenchmarkBook(expire_s=60)
-    m = book.announce("e1", "start", "run-1", 0.0, client="10.0.0.5", workload="poisson 4 req/s,\n 64→32", wall=0)
-    assert m is not None and m.run_id == "run-1" and m.workload == "poisson 4 req/s, 64→32" and m.client == "10.0.0.5"
+    m = book.announce(
+        "e1", "start", "run-1", 0.0, client="10.0.0.5", workload="poisson 4 req/s,\n 64→32", wall=0
+    )
+    assert (
+        m is not None
+        and m.run_id == "run-1"
+        and m.workload == "poisson 4 req/s, 64→32"
+        and m.client == "10.0.0.5"
+    )
     assert book.current("e1", 30.0) == m and book.current("e2", 30.0) is None
     with pytest.raises(BenchmarkRefused, match="already running"):
         book.announce("e1", "start", "run-2", 31.0)
@@ -34,7 +41,12 @@ def test_the_marker_lives_from_start_to_end_and_expires_when_the_client_goes_sil
 async def test_the_bench_route_is_operator_only_and_audited(tmp_path: Path) -> None:
     runtime, client, audit = make(tmp_path, tokens=TOKENS)
     op, viewer = {"Authorization": f"Bearer {OPERATOR}"}, {"Authorization": f"Bearer {VIEWER}"}
-    start = {"event": "start", "run_id": "r1", "workload": "random 64→32, concurrency 4", "params": {"max_requests": 64}}
+    start = {
+        "event": "start",
+        "run_id": "r1",
+        "workload": "random 64→32, concurrency 4",
+        "params": {"max_requests": 64},
+    }
     async with client:
         r = await client.post("/v1/engines/e1/bench", json=start, headers=viewer)
         assert r.status_code == 403 and "operator" in r.json()["error"]
@@ -49,9 +61,16 @@ async def test_the_bench_route_is_operator_only_and_audited(tmp_path: Path) -> N
         assert r.status_code == 409 and "r1 is already running" in r.json()["error"]
         r = await client.post("/v1/engines/e1/bench", json={"event": "heartbeat", "run_id": "r1"}, headers=op)
         assert r.status_code == 200
-        for bad in (b"[]", b"not json", b'{"event": "pause", "run_id": "r1"}', b'{"event": "end", "run_id": 5}',
-                    b'{"event": "start", "run_id": "r", "params": {"x": "' + b"y" * 3000 + b'"}}'):  # fmt: skip
-            r = await client.post("/v1/engines/e1/bench", content=bad, headers={**op, "Content-Type": "application/json"})
+        for bad in (
+            b"[]",
+            b"not json",
+            b'{"event": "pause", "run_id": "r1"}',
+            b'{"event": "end", "run_id": 5}',
+            b'{"event": "start", "run_id": "r", "params": {"x": "' + b"y" * 3000 + b'"}}',
+        ):
+            r = await client.post(
+                "/v1/engines/e1/bench", content=bad, headers={**op, "Content-Type": "application/json"}
+            )
             assert r.status_code == 400 and "\n" not in r.json()["error"], bad
         r = await client.post("/v1/engines/e1/bench", json={"event": "end", "run_id": "r1"}, headers=op)
         assert r.status_code == 200 and r.json()["benchmark"] is None
@@ -61,7 +80,9 @@ async def test_the_bench_route_is_operator_only_and_audited(tmp_path: Path) -> N
     kinds = [(x["action"], x["result"]) for x in records]
     assert ("bench-start", "allowed") in kinds and ("bench-end", "allowed") in kinds
     assert ("bench-start", "denied: role viewer") in kinds
-    assert not any(a == "bench-heartbeat" and res == "allowed" for a, res in kinds)  # heartbeats are not audited
+    assert not any(
+        a == "bench-heartbeat" and res == "allowed" for a, res in kinds
+    )  # heartbeats are not audited
     allowed = next(x for x in records if x["action"] == "bench-start" and x["result"] == "allowed")
     assert allowed["params"] == {"max_requests": 64} and allowed["workload"] == start["workload"]
     await runtime.shutdown()
@@ -71,8 +92,11 @@ async def test_a_hostile_workload_line_is_one_bounded_line_in_the_audit_log(tmp_
     runtime, client, audit = make(tmp_path, tokens=TOKENS)
     op = {"Authorization": f"Bearer {OPERATOR}"}
     async with client:
-        r = await client.post("/v1/engines/e1/bench", headers=op,
-                              json={"event": "start", "run_id": "h1", "workload": "a\nforged: record\r\n" + "x" * 5000})  # fmt: skip
+        r = await client.post(
+            "/v1/engines/e1/bench",
+            headers=op,
+            json={"event": "start", "run_id": "h1", "workload": "a\nforged: record\r\n" + "x" * 5000},
+        )
         assert r.status_code == 200 and "\n" not in r.json()["benchmark"]["workload"]
     start = next(x for x in audit.tail(10) if x.get("action") == "bench-start")
     assert "\n" not in start["workload"] and "\r" not in start["workload"] and len(start["workload"]) <= 200

@@ -29,12 +29,15 @@ HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\
 
 
 @contextlib.asynccontextmanager
-async def serving(tmp_path: Path, limits: Limits, app: Callable | None = None) -> AsyncIterator[tuple[int, ConnectionTable]]:
+async def serving(
+    tmp_path: Path, limits: Limits, app: Callable | None = None
+) -> AsyncIterator[tuple[int, ConnectionTable]]:
     """uvicorn with the agent's protocol and ``limits`` on a free port, serving the agent's app (over a real
     runtime) or ``app``; yields the port and the connection table."""
     port = free_port()
     config = agent_config_from_dict(
-        {"agent": {"listen": f"127.0.0.1:{port}", "state_dir": str(tmp_path / "s"), "gpu_source": "none"}}, file="t.toml"
+        {"agent": {"listen": f"127.0.0.1:{port}", "state_dir": str(tmp_path / "s"), "gpu_source": "none"}},
+        file="t.toml",
     )
     runtime = AgentRuntime(config)
     await runtime.collector.tick()
@@ -112,7 +115,9 @@ async def test_silent_and_slowloris_connections_are_cut(tmp_path: Path) -> None:
         feeder.cancel()
         silent_w.close()
         slow_w.close()
-        assert FAST.header_s * 0.9 <= elapsed < FAST.header_s + 2.5  # cut at the deadline, not after the trickle
+        assert (
+            FAST.header_s * 0.9 <= elapsed < FAST.header_s + 2.5
+        )  # cut at the deadline, not after the trickle
         assert await healthy(port)
 
 
@@ -145,7 +150,13 @@ async def test_keep_alive_requests_are_not_cut(tmp_path: Path) -> None:
             await writer.drain()
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
             assert head.startswith(b"HTTP/1.1 200")
-            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+            length = int(
+                next(
+                    line.split(b":")[1]
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length")
+                )
+            )
             await reader.readexactly(length)
             await asyncio.sleep(FAST.header_s * 0.6)  # idle between requests, under the keep-alive timeout
         writer.close()
@@ -159,19 +170,42 @@ async def test_requests_per_connection_are_capped(tmp_path: Path) -> None:
             await writer.drain()
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
             assert head.startswith(b"HTTP/1.1 200")
-            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+            length = int(
+                next(
+                    line.split(b":")[1]
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length")
+                )
+            )
             await reader.readexactly(length)
         assert await asyncio.wait_for(reader.read(100), 5) == b""  # closed after the third answer
         writer.close()
 
 
 BAD_REQUESTS = {
-    "one 40 KB header": (b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 40_000 + b"\r\n\r\n", 431),
-    "one 200 KB header": (b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 200_000 + b"\r\n\r\n", None),
-    "500 headers": (b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"".join(b"X-%d: y\r\n" % i for i in range(500)) + b"\r\n", 431),
+    "one 40 KB header": (
+        b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 40_000 + b"\r\n\r\n",
+        431,
+    ),
+    "one 200 KB header": (
+        b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 200_000 + b"\r\n\r\n",
+        None,
+    ),
+    "500 headers": (
+        b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        + b"".join(b"X-%d: y\r\n" % i for i in range(500))
+        + b"\r\n",
+        431,
+    ),
     "TLS bytes": (b"\x16\x03\x01\x02\x00garbage\r\n\r\n", None),
-    "huge Content-Length": (b"POST /v1/engines/x/start HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 99999999\r\n\r\n", 413),
-    "bad chunking": (b"POST /v1/engines/x/start HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", None),
+    "huge Content-Length": (
+        b"POST /v1/engines/x/start HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 99999999\r\n\r\n",
+        413,
+    ),
+    "bad chunking": (
+        b"POST /v1/engines/x/start HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        None,
+    ),
     "rebinding Host": (b"GET /healthz HTTP/1.1\r\nHost: evil.example\r\n\r\n", 403),
     "two Hosts": (b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: evil.example\r\n\r\n", None),
     "no HTTP at all": (b"hello\r\n\r\n", None),
@@ -228,7 +262,13 @@ async def test_when_every_connection_is_busy_a_newcomer_gets_json_503(tmp_path: 
     async def slow_app(scope: dict, receive: Callable, send: Callable) -> None:
         entered.append(1)
         await release.wait()
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
         await send({"type": "http.response.body", "body": b"{}"})
 
     limits = Limits(max_connections=3, evict_after_s=0.0)
@@ -252,10 +292,26 @@ async def test_when_every_connection_is_busy_a_newcomer_gets_json_503(tmp_path: 
 def _self_signed(d: Path) -> ssl.SSLContext:
     d.mkdir(parents=True, exist_ok=True)
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-keyout", str(d / "k.pem"), "-out", str(d / "c.pem")],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            str(d / "k.pem"),
+            "-out",
+            str(d / "c.pem"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(d / "c.pem", d / "k.pem")
     return ctx

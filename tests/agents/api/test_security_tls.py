@@ -17,7 +17,9 @@ from agents.server import bind_problem, uvicorn_config
 from tests.support.agentproc import ROOT, free_port, kill_everything
 from tests.support.secure_agent import SecureAgent, write_config, write_tokens
 
-needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl CLI (apt-get install openssl)")
+needs_openssl = pytest.mark.skipif(
+    shutil.which("openssl") is None, reason="no openssl CLI (apt-get install openssl)"
+)
 
 
 def openssl(*args: str, cwd: Path) -> None:
@@ -28,16 +30,48 @@ def make_pki(d: Path) -> dict[str, Path]:
     """A CA, a server certificate for 127.0.0.1/localhost and a client certificate, all signed by the CA."""
     d.mkdir(parents=True, exist_ok=True)
     ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
-    openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=llmconsole test CA",
-            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)  # fmt: skip
+    openssl(
+        "req",
+        "-x509",
+        *ec,
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=llmconsole test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+        cwd=d,
+    )
     for name, ext in (
         ("server", "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n"),
         ("client", "subjectAltName=DNS:ops-console\nextendedKeyUsage=clientAuth\n"),
     ):
         (d / f"{name}.ext").write_text(ext)
         openssl("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}", cwd=d)
-        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-                "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext", cwd=d)  # fmt: skip
+        openssl(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            f"{name}.pem",
+            "-days",
+            "2",
+            "-extfile",
+            f"{name}.ext",
+            cwd=d,
+        )
         (d / f"{name}.key").chmod(0o600)
     return {p.stem if p.suffix == ".pem" else p.name: p for p in d.iterdir()}
 
@@ -45,8 +79,11 @@ def make_pki(d: Path) -> dict[str, Path]:
 def run_agent(config: Path, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "console.cli", "agent", "--config", str(config), *extra],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_bind_policy_unit() -> None:
@@ -54,7 +91,9 @@ def test_bind_policy_unit() -> None:
         return agent_config_from_dict({"agent": agent}, file="c.toml")
 
     assert bind_problem(cfg(listen="127.0.0.1:9300")) is None
-    assert bind_problem(cfg(listen="[::1]:9300")) is None and bind_problem(cfg(listen="localhost:9300")) is None
+    assert (
+        bind_problem(cfg(listen="[::1]:9300")) is None and bind_problem(cfg(listen="localhost:9300")) is None
+    )
     problem = bind_problem(cfg(listen="0.0.0.0:9300"))
     assert problem and "TLS" in problem and "tokens" in problem and "SSH tunnel" in problem
     tls = {"tls_cert": "/c.pem", "tls_key": "/k.pem"}
@@ -68,7 +107,11 @@ def test_non_loopback_bind_is_refused_at_start_up_in_one_line(tmp_path: Path) ->
     config = write_config(tmp_path, port, [], agent={"listen": f"0.0.0.0:{port}", "gpu_source": "none"})
     out = run_agent(config)
     assert out.returncode == 2
-    assert out.stderr.count("\n") == 1 and "refusing to listen on 0.0.0.0" in out.stderr and "Traceback" not in out.stderr
+    assert (
+        out.stderr.count("\n") == 1
+        and "refusing to listen on 0.0.0.0" in out.stderr
+        and "Traceback" not in out.stderr
+    )
     loopback = write_config(tmp_path, port, [], agent={"gpu_source": "none"})
     out = run_agent(loopback, "--listen", f"0.0.0.0:{port}")  # the override is checked the same way
     assert out.returncode == 2 and "refusing to listen" in out.stderr
@@ -80,12 +123,23 @@ def test_non_loopback_bind_is_refused_at_start_up_in_one_line(tmp_path: Path) ->
 @needs_openssl
 def test_uvicorn_tls_settings(tmp_path: Path) -> None:
     pki = make_pki(tmp_path / "pki")
-    config = agent_config_from_dict({"agent": {"tls_cert": str(pki["server"]), "tls_key": str(pki["server.key"]),
-                                               "tls_client_ca": str(pki["ca"])}})  # fmt: skip
+    config = agent_config_from_dict(
+        {
+            "agent": {
+                "tls_cert": str(pki["server"]),
+                "tls_key": str(pki["server.key"]),
+                "tls_client_ca": str(pki["ca"]),
+            }
+        }
+    )
     ucfg = uvicorn_config(config, app=lambda *a: None)
     assert ucfg.ssl is not None and ucfg.ssl.minimum_version == ssl.TLSVersion.TLSv1_2
     assert ucfg.ssl.verify_mode == ssl.CERT_REQUIRED
-    assert ucfg.proxy_headers is False and ucfg.limit_concurrency is None and ucfg.h11_max_incomplete_event_size == 65536
+    assert (
+        ucfg.proxy_headers is False
+        and ucfg.limit_concurrency is None
+        and ucfg.h11_max_incomplete_event_size == 65536
+    )
 
 
 @needs_openssl
@@ -93,15 +147,25 @@ def test_tls_with_client_certificates_on_a_wildcard_bind(tmp_path: Path) -> None
     pki = make_pki(tmp_path / "pki")
     tokens = write_tokens(tmp_path / "tokens", viewer="viewer")
     port = free_port()
-    agent_cfg = {"listen": f"0.0.0.0:{port}", "gpu_source": "none", "tokens_file": str(tmp_path / "tokens"),
-                 "tls_cert": str(pki["server"]), "tls_key": str(pki["server.key"]), "tls_client_ca": str(pki["ca"])}  # fmt: skip
+    agent_cfg = {
+        "listen": f"0.0.0.0:{port}",
+        "gpu_source": "none",
+        "tokens_file": str(tmp_path / "tokens"),
+        "tls_cert": str(pki["server"]),
+        "tls_key": str(pki["server.key"]),
+        "tls_client_ca": str(pki["ca"]),
+    }
     with_cert = ssl.create_default_context(cafile=str(pki["ca"]))
     with_cert.load_cert_chain(str(pki["client"]), str(pki["client.key"]))
     without_cert = ssl.create_default_context(cafile=str(pki["ca"]))
     unknown_ca = ssl.create_default_context()  # the system CAs do not know the test CA
     unknown_ca.load_cert_chain(str(pki["client"]), str(pki["client.key"]))
     agent = SecureAgent(
-        write_config(tmp_path, port, [], agent=agent_cfg), port, token=tokens["viewer"], scheme="https", verify=with_cert
+        write_config(tmp_path, port, [], agent=agent_cfg),
+        port,
+        token=tokens["viewer"],
+        scheme="https",
+        verify=with_cert,
     )
     agent.start()
     try:
@@ -112,12 +176,16 @@ def test_tls_with_client_certificates_on_a_wildcard_bind(tmp_path: Path) -> None
         assert httpx.get(url, verify=with_cert, timeout=5).json()["ok"] is True
         with pytest.raises(httpx.TransportError):  # no client certificate: the server ends the handshake
             httpx.get(url, verify=without_cert, timeout=5)
-        with pytest.raises(httpx.ConnectError, match="(?i)certificate"):  # clients refuse an unknown server CA
+        with pytest.raises(
+            httpx.ConnectError, match="(?i)certificate"
+        ):  # clients refuse an unknown server CA
             httpx.get(url, verify=unknown_ca, timeout=5)
         with pytest.raises(httpx.TransportError):  # plain HTTP on the TLS port
             httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).raise_for_status()
         with agent.client() as c:
-            assert c.get("/v1/snapshot", headers={"Authorization": "Bearer nope"}).status_code == 401  # mTLS + token
+            assert (
+                c.get("/v1/snapshot", headers={"Authorization": "Bearer nope"}).status_code == 401
+            )  # mTLS + token
     finally:
         kill_everything(agent, tmp_path / "state")
 
@@ -125,10 +193,21 @@ def test_tls_with_client_certificates_on_a_wildcard_bind(tmp_path: Path) -> None
 def test_security_config_keys() -> None:
     from agents.tomltables import ConfigError
 
-    cfg = agent_config_from_dict({"agent": {
-        "tls_cert": "c.pem", "tls_key": "k.pem", "tls_client_ca": "ca.pem", "allowed_hosts": ["gpu01.example", "10.0.0.5", "[fd00::1]"],
-        "allowed_executables": ["/opt/vllm/bin/vllm"], "model_roots": ["/models"], "allow_hub_ids": False}},
-        file="c.toml", base_dir=Path("/etc/llmconsole"))  # fmt: skip
+    cfg = agent_config_from_dict(
+        {
+            "agent": {
+                "tls_cert": "c.pem",
+                "tls_key": "k.pem",
+                "tls_client_ca": "ca.pem",
+                "allowed_hosts": ["gpu01.example", "10.0.0.5", "[fd00::1]"],
+                "allowed_executables": ["/opt/vllm/bin/vllm"],
+                "model_roots": ["/models"],
+                "allow_hub_ids": False,
+            }
+        },
+        file="c.toml",
+        base_dir=Path("/etc/llmconsole"),
+    )
     assert cfg.tls_cert == Path("/etc/llmconsole/c.pem") and cfg.allowed_hosts[0] == "gpu01.example"
     assert cfg.allowed_executables == (Path("/opt/vllm/bin/vllm"),) and cfg.allow_hub_ids is False
     defaults = agent_config_from_dict({})

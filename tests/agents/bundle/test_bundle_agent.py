@@ -45,26 +45,55 @@ os.execv(sys.executable, [sys.executable, "-m", "agents.sim", "--dialect", "vllm
 def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureAgent]:
     tmp = tmp_path_factory.mktemp("bundle-agent")
     wrapper = tmp / "leaky_engine.py"
-    wrapper.write_text(f"#!{sys.executable}\n" + WRAPPER.replace("@PROMPT@", repr(PROMPT)).replace("@COMPLETION@", repr(COMPLETION)))
+    wrapper.write_text(
+        f"#!{sys.executable}\n"
+        + WRAPPER.replace("@PROMPT@", repr(PROMPT)).replace("@COMPLETION@", repr(COMPLETION))
+    )
     wrapper.chmod(0o700)
     engines = [
-        {"id": "leaky", "kind": "vllm", "model": "sim-leaky", "port": free_port(), "command": [str(wrapper)],
-         "args": ["--load", "1"], "env": {"VLLM_API_KEY": KEY, "HF_TOKEN": KEY + "-hf", "NCCL_DEBUG": "WARN"}},
-        {"id": "worker", "kind": "vllm", "model": "sim-w", "port": free_port(), "command": sim("vllm", "--worker"),
-         "args": ["--load", "2"]},
-    ]  # fmt: skip
+        {
+            "id": "leaky",
+            "kind": "vllm",
+            "model": "sim-leaky",
+            "port": free_port(),
+            "command": [str(wrapper)],
+            "args": ["--load", "1"],
+            "env": {"VLLM_API_KEY": KEY, "HF_TOKEN": KEY + "-hf", "NCCL_DEBUG": "WARN"},
+        },
+        {
+            "id": "worker",
+            "kind": "vllm",
+            "model": "sim-w",
+            "port": free_port(),
+            "command": sim("vllm", "--worker"),
+            "args": ["--load", "2"],
+        },
+    ]
     tokens = write_tokens(tmp / "tokens", ops="operator", watcher="viewer")
     port = free_port()
     allowed = [str(wrapper), os.path.realpath(sys.executable)]
-    config = write_config(tmp, port, engines, agent={"tokens_file": str(tmp / "tokens"), "allowed_executables": allowed,
-                                                     "host": "gpu-a.internal"})  # fmt: skip
-    proc = SecureAgent(config, port, token=tokens["ops"], env={"HF_TOKEN": AGENT_SECRET, "OPENAI_API_KEY": AGENT_SECRET})
+    config = write_config(
+        tmp,
+        port,
+        engines,
+        agent={"tokens_file": str(tmp / "tokens"), "allowed_executables": allowed, "host": "gpu-a.internal"},
+    )
+    proc = SecureAgent(
+        config, port, token=tokens["ops"], env={"HF_TOKEN": AGENT_SECRET, "OPENAI_API_KEY": AGENT_SECRET}
+    )
     proc.tokens = tokens  # type: ignore[attr-defined]
     proc.start()
     try:
-        proc.wait("both engines serving", lambda s: all(e["state"] in ("ready", "degraded") for e in s["engines"]), timeout=40)
-        proc.wait("8 snapshots with health checks and canaries in the ring",  # (slow when the machine is busy)
-                  lambda s: s["seq"] >= 8 and all(e["health"] and e["canary"] for e in s["engines"]), timeout=40)  # fmt: skip
+        proc.wait(
+            "both engines serving",
+            lambda s: all(e["state"] in ("ready", "degraded") for e in s["engines"]),
+            timeout=40,
+        )
+        proc.wait(
+            "8 snapshots with health checks and canaries in the ring",  # (slow when the machine is busy)
+            lambda s: s["seq"] >= 8 and all(e["health"] and e["canary"] for e in s["engines"]),
+            timeout=40,
+        )
         yield proc
     finally:
         kill_everything(proc, tmp / "state")
@@ -74,7 +103,9 @@ def _get(agent: SecureAgent, params: dict, token: str | None = "ops", timeout: f
     import httpx
 
     headers = {"Authorization": f"Bearer {agent.tokens[token]}"} if token else {}  # type: ignore[attr-defined]
-    return httpx.get(agent.url + "/v1/bundle", params=params, headers=headers, timeout=timeout, trust_env=False)
+    return httpx.get(
+        agent.url + "/v1/bundle", params=params, headers=headers, timeout=timeout, trust_env=False
+    )
 
 
 def test_bundles_need_an_operator_and_every_attempt_is_audited(agent: SecureAgent) -> None:
@@ -87,7 +118,9 @@ def test_bundles_need_an_operator_and_every_attempt_is_audited(agent: SecureAgen
     r = _get(agent, {"since": "10m", "reason": "INC-42 canary failures\n(second line)"})
     assert r.status_code == 200, r.text
     assert r.headers["content-type"] == "application/gzip"
-    assert r.headers["content-disposition"].startswith('attachment; filename="llmconsole-bundle-gpu-a.internal-')
+    assert r.headers["content-disposition"].startswith(
+        'attachment; filename="llmconsole-bundle-gpu-a.internal-'
+    )
     verdict = verify_bundle(r.content)
     assert verdict.ok, verdict.problem
     m = verdict.manifest
@@ -95,10 +128,21 @@ def test_bundles_need_an_operator_and_every_attempt_is_audited(agent: SecureAgen
     assert m["created_by"]["actor"] == "ops" and m["created_by"]["role"] == "operator"
     assert m["created_by"]["request_id"] == r.headers["x-request-id"]
     assert m["window"]["requested_s"] == 600 and "limited_by" in m["window"]  # the test agent keeps 60 s
-    records = [json.loads(x) for x in verdict.members["hosts/gpu-a.internal/audit-tail.jsonl"].decode().splitlines()]
+    records = [
+        json.loads(x) for x in verdict.members["hosts/gpu-a.internal/audit-tail.jsonl"].decode().splitlines()
+    ]
     bundles = [x for x in records if x.get("action") == "bundle"]
-    assert [x["result"] for x in bundles] == ["denied: unauthenticated", "denied: role viewer", "denied: unknown engine", "allowed"]
-    assert bundles[-1]["actor"] == "ops" and bundles[-1]["reason"] == m["reason"] and bundles[-1]["since_s"] == 600
+    assert [x["result"] for x in bundles] == [
+        "denied: unauthenticated",
+        "denied: role viewer",
+        "denied: unknown engine",
+        "allowed",
+    ]
+    assert (
+        bundles[-1]["actor"] == "ops"
+        and bundles[-1]["reason"] == m["reason"]
+        and bundles[-1]["since_s"] == 600
+    )
     audit = json.loads(verdict.members["hosts/gpu-a.internal/audit-verify.json"])
     assert audit["ok"] and audit["records"] >= 4
 
@@ -111,15 +155,26 @@ def test_layout_snapshots_in_order_and_evidence_per_engine(agent: SecureAgent) -
     h = "hosts/gpu-a.internal"
     snaps = [json.loads(line) for line in files[f"{h}/snapshots.jsonl"].decode().splitlines()]
     assert len(snaps) >= 8 and all(s["schema"].startswith("llmconsole.snapshot/1") for s in snaps)
-    assert [s["seq"] for s in snaps] == sorted(s["seq"] for s in snaps) and len({s["seq"] for s in snaps}) == len(snaps)
+    assert [s["seq"] for s in snaps] == sorted(s["seq"] for s in snaps) and len(
+        {s["seq"] for s in snaps}
+    ) == len(snaps)
     assert [s["taken_at"] for s in snaps] == sorted(s["taken_at"] for s in snaps)
-    assert verdict.manifest["window"]["from"] == snaps[0]["taken_at"] and verdict.manifest["window"]["to"] == snaps[-1]["taken_at"]
+    assert (
+        verdict.manifest["window"]["from"] == snaps[0]["taken_at"]
+        and verdict.manifest["window"]["to"] == snaps[-1]["taken_at"]
+    )
     facts = json.loads(files[f"{h}/host.json"])
-    assert facts["uname"]["release"] == os.uname().release and facts["ram_total_bytes"] > 0 and facts["cpu_count"] >= 1
+    assert (
+        facts["uname"]["release"] == os.uname().release
+        and facts["ram_total_bytes"] > 0
+        and facts["cpu_count"] >= 1
+    )
     assert facts["gpu_source"] == "simulated"
     tree = json.loads(files[f"{h}/processes.json"])
     worker_pids = {p["pid"] for p in tree["engines"]["worker"]}
-    assert engine(agent.snap(), "worker")["pid"] in worker_pids and len(worker_pids) >= 2  # API server + SIM::Worker
+    assert (
+        engine(agent.snap(), "worker")["pid"] in worker_pids and len(worker_pids) >= 2
+    )  # API server + SIM::Worker
     assert any(p["gpu_memory"] for p in tree["engines"]["worker"])  # the simulated GPU ledger
     for eid in ("leaky", "worker"):
         base = f"{h}/engines/{eid}"
@@ -153,15 +208,30 @@ def test_no_secret_token_or_prompt_reaches_any_byte(agent: SecureAgent) -> None:
     scrape = files[f"{base}/{json.loads(files[base + '/scrapes.json'])[-1]['file']}"].decode()
     assert 'model_name="label-***"' in scrape
     info = json.loads(files[f"{base}/engine.json"])
-    assert "VLLM_API_KEY" not in info["env"] and "HF_TOKEN" not in info["env"] and info["env"]["NCCL_DEBUG"] == "WARN"
+    assert (
+        "VLLM_API_KEY" not in info["env"]
+        and "HF_TOKEN" not in info["env"]
+        and info["env"]["NCCL_DEBUG"] == "WARN"
+    )
     assert info["env_withheld"]["secret_like_names"] == 2
     running = info["process"]  # the leader as it runs (/proc): its environment is allow-listed the same way
     assert running["pid"] == info["pid"] and running["cmdline"] and "VLLM_API_KEY" not in running["env"]
     assert running["env_withheld"]["secret_like_names"] >= 2 and running["env"]["NCCL_DEBUG"] == "WARN"
     tree = json.loads(files["hosts/gpu-a.internal/processes.json"])  # the command line carries the key too
-    assert any("--served-model-name label-***" in " ".join(p.get("cmdline") or []) for p in tree["engines"]["leaky"])
-    planted = [KEY, KEY + "-hf", AGENT_SECRET, PROMPT, COMPLETION, "PROMPT-SENTINEL", "COMPLETION-SENTINEL",
-               agent.tokens["ops"], agent.tokens["watcher"]]  # type: ignore[attr-defined]  # fmt: skip
+    assert any(
+        "--served-model-name label-***" in " ".join(p.get("cmdline") or []) for p in tree["engines"]["leaky"]
+    )
+    planted = [
+        KEY,
+        KEY + "-hf",
+        AGENT_SECRET,
+        PROMPT,
+        COMPLETION,
+        "PROMPT-SENTINEL",
+        "COMPLETION-SENTINEL",
+        agent.tokens["ops"],
+        agent.tokens["watcher"],
+    ]  # type: ignore[attr-defined]
     hits = [(path, s) for path, data in files.items() for s in planted if s.encode() in data]
     assert hits == []
     for path, data in files.items():  # and in the JSON-escaped forms
@@ -180,12 +250,15 @@ def test_a_hung_engine_bundle_has_readable_stacks_and_names_the_stopped_worker(a
     assert workers, "the simulated engine has no SIM::Worker child"
     os.kill(workers[0], signal.SIGSTOP)
     try:
+
         def captured(s: dict) -> bool:
             hung = [a for a in engine(s, "worker")["alerts"] if a["code"] == "ENGINE_HUNG"]
             return bool(hung) and hung[0]["evidence"].get("stacks", {}).get("status") == "captured"
 
         snap = agent.wait("ENGINE_HUNG with its stacks captured", captured, timeout=40)
-        evidence = next(a for a in engine(snap, "worker")["alerts"] if a["code"] == "ENGINE_HUNG")["evidence"]["stacks"]
+        evidence = next(a for a in engine(snap, "worker")["alerts"] if a["code"] == "ENGINE_HUNG")[
+            "evidence"
+        ]["stacks"]
         assert {p["pid"]: p["read"] for p in evidence["processes"]} == {leader: True, workers[0]: False}
         r = _get(agent, {"since": "60", "engine": "worker", "reason": "hang"})
         verdict = verify_bundle(r.content)

@@ -17,23 +17,53 @@ from agents.schema import EngineSnapshot, EngineStats, HostSnapshot, to_json
 def _snaps(n: int) -> list[tuple[HostSnapshot, str]]:
     out = []
     for i in range(1, n + 1):
-        e = EngineSnapshot(id="e1", kind="vllm", state="ready", stats=EngineStats(requests_running=float(i % 7)))
-        s = HostSnapshot(host="h1", seq=i, taken_at=f"2026-01-01T00:{i // 60:02d}:{i % 60:02d}.000Z", interval_s=1.0, engines=(e,))
+        e = EngineSnapshot(
+            id="e1", kind="vllm", state="ready", stats=EngineStats(requests_running=float(i % 7))
+        )
+        s = HostSnapshot(
+            host="h1",
+            seq=i,
+            taken_at=f"2026-01-01T00:{i // 60:02d}:{i % 60:02d}.000Z",
+            interval_s=1.0,
+            engines=(e,),
+        )
         out.append((s, to_json(s)))
     return out
 
 
 def _engine(**kw) -> EngineInputs:
-    base = dict(id="e1", kind="vllm", model="m", state="ready", reason=None, pid=None, pids=(), restarts=0,
-                argv=("/usr/bin/true",), env={"PATH": "/bin", "MY_TOKEN": "s3cr3t-value-123"}, events=[],
-                log_tail=["hello", "token=Abc123def456ghi"], log_version=None, log_version_line=None, scrapes=(),
-                scrape_ring=False, captures=())  # fmt: skip
+    base = dict(
+        id="e1",
+        kind="vllm",
+        model="m",
+        state="ready",
+        reason=None,
+        pid=None,
+        pids=(),
+        restarts=0,
+        argv=("/usr/bin/true",),
+        env={"PATH": "/bin", "MY_TOKEN": "s3cr3t-value-123"},
+        events=[],
+        log_tail=["hello", "token=Abc123def456ghi"],
+        log_version=None,
+        log_version_line=None,
+        scrapes=(),
+        scrape_ring=False,
+        captures=(),
+    )
     return EngineInputs(**{**base, **kw})
 
 
 def _inputs(n: int = 120) -> Inputs:
-    return Inputs(host="h1", boot_id="b", history_s=900.0, snapshots=_snaps(n), engines=[_engine()], gpu=None,
-                  redact=Redactor(["s3cr3t-value-123"]))  # fmt: skip
+    return Inputs(
+        host="h1",
+        boot_id="b",
+        history_s=900.0,
+        snapshots=_snaps(n),
+        engines=[_engine()],
+        gpu=None,
+        redact=Redactor(["s3cr3t-value-123"]),
+    )
 
 
 def test_a_plain_build_verifies_and_says_what_is_missing() -> None:

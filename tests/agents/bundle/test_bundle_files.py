@@ -73,10 +73,16 @@ def test_verify_names_the_first_bad_file() -> None:
     assert verify_bundle(_rebuild(resized)).problem.startswith("hosts/h1/host.json: size ")
 
     gone = {k: v for k, v in members.items() if k != "hosts/h1/engines/e1/log-tail.txt"}
-    assert verify_bundle(_rebuild(gone)).problem == "hosts/h1/engines/e1/log-tail.txt: listed in the manifest but missing from the archive"
+    assert (
+        verify_bundle(_rebuild(gone)).problem
+        == "hosts/h1/engines/e1/log-tail.txt: listed in the manifest but missing from the archive"
+    )
 
     extra = {**members, "hosts/h1/extra.txt": b"x"}
-    assert verify_bundle(_rebuild(extra)).problem == "hosts/h1/extra.txt: in the archive but not listed in the manifest"
+    assert (
+        verify_bundle(_rebuild(extra)).problem
+        == "hosts/h1/extra.txt: in the archive but not listed in the manifest"
+    )
 
     no_manifest = {k: v for k, v in members.items() if k != MANIFEST}
     assert verify_bundle(_rebuild(no_manifest)).problem == "manifest.json: missing"
@@ -85,7 +91,11 @@ def test_verify_names_the_first_bad_file() -> None:
 def test_other_schema_major_and_foreign_json_are_refused() -> None:
     data, _ = _bundle()
     members = read_bundle(data)
-    for schema, want in (("llmconsole.bundle/2", "is not readable here"), ("llmconsole.bundle/1.3", None), ("other/1", "not an llmconsole bundle")):
+    for schema, want in (
+        ("llmconsole.bundle/2", "is not readable here"),
+        ("llmconsole.bundle/1.3", None),
+        ("other/1", "not an llmconsole bundle"),
+    ):
         m = json.loads(members[MANIFEST])
         m["schema"] = schema
         got = verify_bundle(_rebuild({**members, MANIFEST: json.dumps(m).encode()}))
@@ -213,7 +223,13 @@ def test_writer_checks_paths_and_keeps_to_its_budget() -> None:
     w = BundleWriter(budget_bytes=100)
     assert w.add("a.txt", b"x" * 60)
     assert not w.add("b.txt", b"y" * 60, what="the big file", host="h")
-    assert w.missing == [{"host": "h", "what": "the big file", "why": "left out: the bundle's size cap of 100 bytes was reached"}]
+    assert w.missing == [
+        {
+            "host": "h",
+            "what": "the big file",
+            "why": "left out: the bundle's size cap of 100 bytes was reached",
+        }
+    ]
     for bad in ("../x", "/abs", "manifest.json", "a b", "a.txt"):
         with pytest.raises(ValueError):
             w.add(bad, b"")

@@ -33,7 +33,10 @@ def test_kernel_log_keeps_gpu_and_oom_lines_and_says_why_when_denied(tmp_path: P
     ok = _script(tmp_path / "dmesg-ok", "cat <<'EOF'\n" + "\n".join(lines) + "\nEOF\n")
     got, source, missing = kernel_log(dmesg=ok, files=())
     assert got == lines[1:5] and source == "dmesg" and missing == []
-    denied = _script(tmp_path / "dmesg-denied", "echo 'dmesg: read kernel buffer failed: Operation not permitted' >&2; exit 1\n")
+    denied = _script(
+        tmp_path / "dmesg-denied",
+        "echo 'dmesg: read kernel buffer failed: Operation not permitted' >&2; exit 1\n",
+    )
     kern = tmp_path / "kern.log"
     kern.write_text("Jun  1 host kernel: NVRM: Xid 48 on GPU 0\nJun  1 host kernel: nothing\n")
     got, source, missing = kernel_log(dmesg=denied, files=(str(tmp_path / "absent.log"), str(kern)))
@@ -42,14 +45,26 @@ def test_kernel_log_keeps_gpu_and_oom_lines_and_says_why_when_denied(tmp_path: P
     assert missing[0][1].startswith("denied: dmesg: read kernel buffer failed: Operation not permitted")
     slow = _script(tmp_path / "dmesg-slow", "sleep 5\n")
     got, source, missing = kernel_log(0.3, dmesg=slow, files=())
-    assert got is None and source is None and missing == [("kernel log (dmesg)", "dmesg did not finish within 0.3s")]
+    assert (
+        got is None
+        and source is None
+        and missing == [("kernel log (dmesg)", "dmesg did not finish within 0.3s")]
+    )
 
 
 def test_driver_and_cuda_versions_through_nvml_or_why_not() -> None:
-    nvml = SimpleNamespace(nvmlSystemGetDriverVersion=lambda: b"550.54.15", nvmlSystemGetCudaDriverVersion_v2=lambda: 12040,
-                           nvmlSystemGetNVMLVersion=lambda: "12.550.54.15")  # fmt: skip
+    nvml = SimpleNamespace(
+        nvmlSystemGetDriverVersion=lambda: b"550.54.15",
+        nvmlSystemGetCudaDriverVersion_v2=lambda: 12040,
+        nvmlSystemGetNVMLVersion=lambda: "12.550.54.15",
+    )
     facts, missing = driver_facts(SimpleNamespace(_nvml=nvml))
-    assert facts == {"driver_version": "550.54.15", "cuda_driver_version": "12.4", "nvml_version": "12.550.54.15", "from": "nvml"}
+    assert facts == {
+        "driver_version": "550.54.15",
+        "cuda_driver_version": "12.4",
+        "nvml_version": "12.550.54.15",
+        "from": "nvml",
+    }
     assert missing == []
 
     def broken() -> str:
@@ -58,7 +73,9 @@ def test_driver_and_cuda_versions_through_nvml_or_why_not() -> None:
     facts, missing = driver_facts(SimpleNamespace(_nvml=SimpleNamespace(nvmlSystemGetDriverVersion=broken)))
     assert facts["driver_version"] is None and facts["cuda_driver_version"] is None
     assert ("GPU driver version", "NVML nvmlSystemGetDriverVersion: RuntimeError: Not Supported") in missing
-    assert any(w == "GPU cuda driver version" and "no nvmlSystemGetCudaDriverVersion_v2" in why for w, why in missing)
+    assert any(
+        w == "GPU cuda driver version" and "no nvmlSystemGetCudaDriverVersion_v2" in why for w, why in missing
+    )
     facts, missing = driver_facts(None)  # no NVML source: /proc/driver/nvidia/version, or why there is none
     if not Path("/proc/driver/nvidia/version").exists():
         assert facts["driver_version"] is None and "no NVIDIA driver found" in missing[0][1]
@@ -70,14 +87,25 @@ def test_host_facts_and_process_tree_of_real_processes() -> None:
     assert facts["ram_total_bytes"] > 0 and facts["boot_time"]
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
-        gpus = (GpuInfo(index=0, processes=(GpuProcess(pid=child.pid, mem_bytes=5 * 2**30, engine_id="e1"),
-                                            GpuProcess(pid=os.getpid(), mem_bytes=2**30, engine_id=None))),)  # fmt: skip
+        gpus = (
+            GpuInfo(
+                index=0,
+                processes=(
+                    GpuProcess(pid=child.pid, mem_bytes=5 * 2**30, engine_id="e1"),
+                    GpuProcess(pid=os.getpid(), mem_bytes=2**30, engine_id=None),
+                ),
+            ),
+        )
         snap = HostSnapshot(host="h", seq=1, taken_at="2026-01-01T00:00:00.000Z", gpus=gpus)
         tree = process_tree({"e1": (child.pid, 999_999_999)}, snap)
         rows = {r["pid"]: r for r in tree["engines"]["e1"]}
-        assert rows[child.pid]["ppid"] == os.getpid() and rows[child.pid]["gpu_memory"] == [{"gpu": 0, "mem_bytes": 5 * 2**30}]
+        assert rows[child.pid]["ppid"] == os.getpid() and rows[child.pid]["gpu_memory"] == [
+            {"gpu": 0, "mem_bytes": 5 * 2**30}
+        ]
         assert rows[child.pid]["cmdline"][0] == sys.executable and rows[999_999_999]["gone"] is True
-        assert [(o["pid"], o["mem_bytes"]) for o in tree["gpu_processes_outside_engines"]] == [(os.getpid(), 2**30)]
+        assert [(o["pid"], o["mem_bytes"]) for o in tree["gpu_processes_outside_engines"]] == [
+            (os.getpid(), 2**30)
+        ]
         running = running_process(child.pid)
         assert running["cmdline"][0] == sys.executable and "PATH" in running["env"]
     finally:
@@ -91,19 +119,37 @@ def test_engine_versions_from_the_interpreters_package_metadata(tmp_path: Path) 
     (prefix / "bin").mkdir(parents=True)
     (prefix / "bin" / "python3").symlink_to(sys.executable)
     site = prefix / "lib" / "python3.11" / "site-packages"
-    for dist in ("vllm-0.32.0.dist-info", "torch-2.9.0+cpu.dist-info", "nvidia_nccl_cu12-2.27.3.dist-info", "requests-2.0.dist-info"):
+    for dist in (
+        "vllm-0.32.0.dist-info",
+        "torch-2.9.0+cpu.dist-info",
+        "nvidia_nccl_cu12-2.27.3.dist-info",
+        "requests-2.0.dist-info",
+    ):
         (site / dist).mkdir(parents=True)
-    got = engine_versions([str(prefix / "bin" / "python3"), "-m", "vllm.entrypoints.openai.api_server"], {}, "vllm", "0.1", "log")
+    got = engine_versions(
+        [str(prefix / "bin" / "python3"), "-m", "vllm.entrypoints.openai.api_server"],
+        {},
+        "vllm",
+        "0.1",
+        "log",
+    )
     assert got["version"] == "0.32.0" and got["version_source"].startswith("package metadata (vllm)")
     assert got["packages"] == {"nvidia-nccl-cu12": "2.27.3", "torch": "2.9.0+cpu", "vllm": "0.32.0"}
     # a console script with a #!/usr/bin/env line, resolved on the engine's PATH
     script = tmp_path / "vllm"
     script.write_text("#!/usr/bin/env python3\nimport sys\n")
-    assert interpreter_of([str(script), "serve"], {"PATH": str(prefix / "bin")}) == (str(prefix / "bin" / "python3"), None)
+    assert interpreter_of([str(script), "serve"], {"PATH": str(prefix / "bin")}) == (
+        str(prefix / "bin" / "python3"),
+        None,
+    )
     # a native launcher: no package metadata; the log's version is used and the reason noted
     native = engine_versions(["/bin/true"], {}, "text-generation-inference", "3.3.6", "TGI 3.3.6 starting")
     assert native["version"] == "3.3.6" and native["version_source"] == "engine log: TGI 3.3.6 starting"
     assert "not a Python interpreter or script" in native["notes"][0]
     # the agent's own interpreter: the real site-packages of this checkout's virtualenv
     own = engine_versions([sys.executable, "-m", "agents.sim"], {}, "vllm", None, None)
-    assert "llmconsole" in own["packages"] and own["version"] is None and "vllm is not installed" in own["notes"][0]
+    assert (
+        "llmconsole" in own["packages"]
+        and own["version"] is None
+        and "vllm is not installed" in own["notes"][0]
+    )

@@ -21,7 +21,9 @@ from agents import stacks
 from agents.schema import Alert
 
 PY_SPY, NO_PY_SPY = stacks.find_py_spy()
-needs_py_spy = pytest.mark.skipif(PY_SPY is None, reason=f"{NO_PY_SPY} (pip install 'llmconsole[diagnostics]')")
+needs_py_spy = pytest.mark.skipif(
+    PY_SPY is None, reason=f"{NO_PY_SPY} (pip install 'llmconsole[diagnostics]')"
+)
 
 CHILD = textwrap.dedent(
     """
@@ -76,19 +78,32 @@ async def test_a_running_process_is_read_and_a_stopped_one_reported(children: li
     assert {p["pid"]: p["read"] for p in brief["processes"]} == {running.pid: True, stopped.pid: False}
 
 
-async def test_without_py_spy_every_process_says_why(children: list[subprocess.Popen], tmp_path: Path) -> None:
+async def test_without_py_spy_every_process_says_why(
+    children: list[subprocess.Popen], tmp_path: Path
+) -> None:
     p = _spawn(children)
     got = await stacks.capture([p.pid], trigger="ENGINE_HUNG", py_spy=None)
     assert got.problem == stacks.INSTALL_HINT and "llmconsole[diagnostics]" in got.problem
     assert [(x.pid, x.ok, x.error) for x in got.processes] == [(p.pid, False, stacks.INSTALL_HINT)]
     assert got.brief()["status"] == "unavailable"
-    assert stacks.find_py_spy({"LLMCONSOLE_PY_SPY": "off", "PATH": ""}) == (None, "stack capture is disabled (LLMCONSOLE_PY_SPY='off')")
+    assert stacks.find_py_spy({"LLMCONSOLE_PY_SPY": "off", "PATH": ""}) == (
+        None,
+        "stack capture is disabled (LLMCONSOLE_PY_SPY='off')",
+    )
     missing = str(tmp_path / "py-spy")
-    assert stacks.find_py_spy({"LLMCONSOLE_PY_SPY": missing})[1] == f"LLMCONSOLE_PY_SPY names {missing!r}, which is not an executable file"
-    assert stacks.find_py_spy({"PATH": str(tmp_path)})[0] in (None, os.path.join(os.path.dirname(sys.executable), "py-spy"))
+    assert (
+        stacks.find_py_spy({"LLMCONSOLE_PY_SPY": missing})[1]
+        == f"LLMCONSOLE_PY_SPY names {missing!r}, which is not an executable file"
+    )
+    assert stacks.find_py_spy({"PATH": str(tmp_path)})[0] in (
+        None,
+        os.path.join(os.path.dirname(sys.executable), "py-spy"),
+    )
 
 
-async def test_a_vanished_process_and_a_non_python_one_are_explained(children: list[subprocess.Popen]) -> None:
+async def test_a_vanished_process_and_a_non_python_one_are_explained(
+    children: list[subprocess.Popen],
+) -> None:
     if PY_SPY is None:
         pytest.skip(NO_PY_SPY or "")
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -109,11 +124,15 @@ class FakeWatch:
 
 
 def _hung(since: str) -> Alert:
-    return Alert(code="ENGINE_HUNG", severity="critical", since=since, summary="hung", evidence={"stalled_s": 3})
+    return Alert(
+        code="ENGINE_HUNG", severity="critical", since=since, summary="hung", evidence={"stalled_s": 3}
+    )
 
 
 @needs_py_spy
-async def test_the_hook_captures_once_per_incident(children: list[subprocess.Popen], monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_hook_captures_once_per_incident(
+    children: list[subprocess.Popen], monkeypatch: pytest.MonkeyPatch
+) -> None:
     p = _spawn(children)
     watch = FakeWatch(p.pid)
     other = Alert(code="KV_PRESSURE", severity="warning", since="t0", summary="kv", evidence={})
@@ -128,7 +147,9 @@ async def test_the_hook_captures_once_per_incident(children: list[subprocess.Pop
     done = stacks.on_alerts(watch, (_hung("t1"),))[0].evidence["stacks"]
     assert done["status"] == "captured" and done["read"] == 1 and done["processes"][0]["pid"] == p.pid
     assert stacks.on_alerts(watch, (other,)) == (other,)  # the incident ends
-    again = stacks.on_alerts(watch, (_hung("t2"),))  # a new incident within the cooldown: the last capture stands
+    again = stacks.on_alerts(
+        watch, (_hung("t2"),)
+    )  # a new incident within the cooldown: the last capture stands
     assert again[0].evidence["stacks"]["status"] == "captured" and len(stacks.captures(watch)) == 1
     stacks.on_alerts(watch, ())
     monkeypatch.setattr(stacks, "COOLDOWN_S", 0.0)
@@ -150,5 +171,9 @@ def test_py_spys_cause_line_is_kept_and_its_other_detail_dropped() -> None:
     from agents.stacks import _reason_lines
 
     err = "Error: Failed to get stack traces\nCaused by:\n    Permission denied (os error 13)\n    backtrace noise\n"
-    assert _reason_lines(err) == ["Error: Failed to get stack traces", "Caused by:", "Permission denied (os error 13)"]
+    assert _reason_lines(err) == [
+        "Error: Failed to get stack traces",
+        "Caused by:",
+        "Permission denied (os error 13)",
+    ]
     assert _reason_lines("Error: x\n    indented detail\n") == ["Error: x"]

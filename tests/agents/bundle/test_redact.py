@@ -79,14 +79,30 @@ def test_configured_secrets_and_their_escaped_forms() -> None:
 
 
 def test_secret_values_pick_secret_names() -> None:
-    env = {"VLLM_API_KEY": "a", "HF_TOKEN": "b", "DB_PASSWORD": "c", "PATH": "/bin", "HF_HOME": "/h", "EMPTY_KEY": ""}
+    env = {
+        "VLLM_API_KEY": "a",
+        "HF_TOKEN": "b",
+        "DB_PASSWORD": "c",
+        "PATH": "/bin",
+        "HF_HOME": "/h",
+        "EMPTY_KEY": "",
+    }
     assert sorted(secret_values(env)) == ["a", "b", "c"]
 
 
 def test_looks_like_credential() -> None:
     for yes in ("abc123def", "AbCdEfGhIj", "a+b/c=d_e", "correcthorsebatterystapleok"):
         assert looks_like_credential(yes), yes
-    for no in ("Permission", "denied", "null", "$VLLM_API_KEY", "12345678", "0.123456e5", "********", "short1"):
+    for no in (
+        "Permission",
+        "denied",
+        "null",
+        "$VLLM_API_KEY",
+        "12345678",
+        "0.123456e5",
+        "********",
+        "short1",
+    ):
         assert not looks_like_credential(no), no
 
 
@@ -119,7 +135,9 @@ _id = st.from_regex(r"[a-z]{1,6}(-[a-z0-9]{1,6}){0,2}", fullmatch=True)
 @settings(max_examples=300, deadline=None)
 @given(rows=st.lists(st.tuples(_id, st.floats(allow_nan=False)), min_size=1, max_size=20))
 def test_ids_and_numbers_are_never_touched(rows: list[tuple[str, float]]) -> None:
-    engines = [{"id": i, "engine_id": i, "tokens": n, "api_key": n, "token_id": i, "max_tokens": i} for i, n in rows]
+    engines = [
+        {"id": i, "engine_id": i, "tokens": n, "api_key": n, "token_id": i, "max_tokens": i} for i, n in rows
+    ]
     body = json.dumps({"engines": engines, "ids": [i for i, _ in rows]})
     r = Redactor(["configured-secret-0001"])
     assert r(body) == body

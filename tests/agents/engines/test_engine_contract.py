@@ -266,7 +266,10 @@ def test_waiting_reasons_add_up_to_the_waiting_queue_wherever_both_are_read():
             reasons = [g["requests_waiting_capacity"], g["requests_waiting_deferred"]]
             if None in reasons or g["requests_waiting"] is None:
                 continue
-            assert sum(reasons) == g["requests_waiting"], (adapter.kind, fixture.name)  # the engine's own invariant
+            assert sum(reasons) == g["requests_waiting"], (
+                adapter.kind,
+                fixture.name,
+            )  # the engine's own invariant
             checked += 1
     assert checked >= 3  # the three vLLM 0.32-shaped fixtures
 

@@ -75,8 +75,12 @@ def test_vllm_real_exposition_maps_every_logical_name():
         "requests_running": value(text, "vllm:num_requests_running" + E0),
         "requests_waiting": value(text, "vllm:num_requests_waiting" + E0),
         "kv_cache_usage": value(text, "vllm:kv_cache_usage_perc" + E0),
-        "requests_waiting_capacity": value(text, f'vllm:num_requests_waiting_by_reason{{{L0},reason="capacity"}}'),
-        "requests_waiting_deferred": value(text, f'vllm:num_requests_waiting_by_reason{{{L0},reason="deferred"}}'),
+        "requests_waiting_capacity": value(
+            text, f'vllm:num_requests_waiting_by_reason{{{L0},reason="capacity"}}'
+        ),
+        "requests_waiting_deferred": value(
+            text, f'vllm:num_requests_waiting_by_reason{{{L0},reason="deferred"}}'
+        ),
     }
     assert r.gauges["requests_running"] == 11  # the fixture's README: scraped with 11 running
     errors = value(
@@ -90,7 +94,10 @@ def test_vllm_real_exposition_maps_every_logical_name():
         "prefix_cache_hits": value(text, "vllm:prefix_cache_hits_total" + E0),
         "prefix_cache_queries": value(text, "vllm:prefix_cache_queries_total" + E0),
         "requests": sum(
-            value(text, f'vllm:request_success_total{{engine="0",finished_reason="{reason}",model_name="tiny-llama"}}')
+            value(
+                text,
+                f'vllm:request_success_total{{engine="0",finished_reason="{reason}",model_name="tiny-llama"}}',
+            )
             for reason in ("stop", "length", "abort", "error", "repetition")
         ),
     }
@@ -210,7 +217,10 @@ def test_vllm_waiting_by_reason_adds_up_across_engines_and_models():
     assert r.gauges["requests_waiting_capacity"] == sum(capacity)
     assert r.gauges["requests_waiting_deferred"] == sum(deferred)
     # The engine's own rule: the reasons sum to num_requests_waiting.
-    assert r.gauges["requests_waiting_capacity"] + r.gauges["requests_waiting_deferred"] == r.gauges["requests_waiting"]
+    assert (
+        r.gauges["requests_waiting_capacity"] + r.gauges["requests_waiting_deferred"]
+        == r.gauges["requests_waiting"]
+    )
     assert r.parts["tiny-llama/1"].gauges["requests_waiting_capacity"] == value(
         text, 'vllm:num_requests_waiting_by_reason{engine="1",model_name="tiny-llama",reason="capacity"}'
     )
@@ -223,13 +233,18 @@ def test_vllm_deferred_requests_are_read_apart_from_capacity():
     )
     r = read(VLLM, text)
     assert r.gauges["requests_waiting_deferred"] == 473.0
-    assert r.gauges["requests_waiting_capacity"] == value(text, f'vllm:num_requests_waiting_by_reason{{{L0},reason="capacity"}}')
+    assert r.gauges["requests_waiting_capacity"] == value(
+        text, f'vllm:num_requests_waiting_by_reason{{{L0},reason="capacity"}}'
+    )
 
 
 def test_vllm_waiting_by_reason_is_none_where_not_exposed():
     older = read(VLLM, text_of(VLLM_DOCS))  # early V1: no such family
     assert older.gauges["requests_running"] is not None
-    assert older.gauges["requests_waiting_capacity"] is None and older.gauges["requests_waiting_deferred"] is None
+    assert (
+        older.gauges["requests_waiting_capacity"] is None
+        and older.gauges["requests_waiting_deferred"] is None
+    )
     # A family without one of the reasons: that reason is unknown (None), not 0.
     text = "\n".join(line for line in text_of(VLLM_LOADED).splitlines() if 'reason="deferred"' not in line)
     r = read(VLLM, text)
@@ -248,7 +263,9 @@ def test_vllm_requests_counter_sums_every_finished_reason():
     assert dp.counters["requests"] == sum(p.counters["requests"] for p in dp.parts.values())
     docs = read(VLLM, text_of(VLLM_DOCS))  # early V1, no engine label
     assert docs.counters["requests"] == 132.0  # stop 1 + length 131 + abort 0 in the sample
-    no_family = "\n".join(line for line in text.splitlines() if not line.startswith("vllm:request_success_total"))
+    no_family = "\n".join(
+        line for line in text.splitlines() if not line.startswith("vllm:request_success_total")
+    )
     assert read(VLLM, no_family).counters["requests"] is None
 
 
@@ -353,7 +370,9 @@ def test_sglang_cached_tokens_declared_without_samples_means_zero_hits():
 
 def test_sglang_requests_counter_and_its_late_2024_name():
     text = text_of(SGLANG_RECENT)
-    assert read(SGLANG, text).counters["requests"] == value(text, f'sglang:num_requests_total{{model_name="{QWEN}"}}')
+    assert read(SGLANG, text).counters["requests"] == value(
+        text, f'sglang:num_requests_total{{model_name="{QWEN}"}}'
+    )
     assert read(SGLANG, text_of(SGLANG_DOCS)).counters["requests"] is None  # not in the docs sample
     late_2024 = text_of(SGLANG_DOCS) + (
         "# TYPE sglang:request_success_total counter\n"

@@ -35,21 +35,37 @@ FIXTURES = {
 # The engines' own family names (research/engines.md §1), independent of the adapters' tables.
 # (newer name, the one it replaced); an engine without any of them has no such histogram.
 OWN_HISTOGRAMS = {
-    "vllm": {"ttft": ("vllm:time_to_first_token_seconds",), "e2e": ("vllm:e2e_request_latency_seconds",),
-             "itl": ("vllm:inter_token_latency_seconds", "vllm:time_per_output_token_seconds"),
-             "queue_time": ("vllm:request_queue_time_seconds",)},
-    "sglang": {"ttft": ("sglang:time_to_first_token_seconds",), "e2e": ("sglang:e2e_request_latency_seconds",),
-               "itl": ("sglang:inter_token_latency_seconds", "sglang:time_per_output_token_seconds"),
-               "queue_time": ("sglang:queue_time_seconds",)},
-    "tgi": {"ttft": (), "e2e": ("tgi_request_duration",), "itl": ("tgi_request_mean_time_per_token_duration",),
-            "queue_time": ("tgi_request_queue_duration",)},
-}  # fmt: skip
-OWN_GENERATION = {"vllm": "vllm:generation_tokens_total", "sglang": "sglang:generation_tokens_total",
-                  "tgi": "tgi_request_generated_tokens_sum"}  # fmt: skip
+    "vllm": {
+        "ttft": ("vllm:time_to_first_token_seconds",),
+        "e2e": ("vllm:e2e_request_latency_seconds",),
+        "itl": ("vllm:inter_token_latency_seconds", "vllm:time_per_output_token_seconds"),
+        "queue_time": ("vllm:request_queue_time_seconds",),
+    },
+    "sglang": {
+        "ttft": ("sglang:time_to_first_token_seconds",),
+        "e2e": ("sglang:e2e_request_latency_seconds",),
+        "itl": ("sglang:inter_token_latency_seconds", "sglang:time_per_output_token_seconds"),
+        "queue_time": ("sglang:queue_time_seconds",),
+    },
+    "tgi": {
+        "ttft": (),
+        "e2e": ("tgi_request_duration",),
+        "itl": ("tgi_request_mean_time_per_token_duration",),
+        "queue_time": ("tgi_request_queue_duration",),
+    },
+}
+OWN_GENERATION = {
+    "vllm": "vllm:generation_tokens_total",
+    "sglang": "sglang:generation_tokens_total",
+    "tgi": "tgi_request_generated_tokens_sum",
+}
 # Finished requests: vLLM's per finished_reason, SGLang's counter, TGI's successes + failures (its
 # tgi_request_count counts requests on entry, in-flight ones included).
-OWN_REQUESTS = {"vllm": ("vllm:request_success_total",), "sglang": ("sglang:num_requests_total",),
-                "tgi": ("tgi_request_success", "tgi_request_failure")}  # fmt: skip
+OWN_REQUESTS = {
+    "vllm": ("vllm:request_success_total",),
+    "sglang": ("sglang:num_requests_total",),
+    "tgi": ("tgi_request_success", "tgi_request_failure"),
+}
 PROMTOOL = shutil.which("promtool")
 
 
@@ -62,11 +78,19 @@ def samples(text: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 def find(got, name: str, **labels) -> list[float]:
-    return [v for (n, ls), v in got.items() if n == name and all(dict(ls).get(k) == val for k, val in labels.items())]
+    return [
+        v
+        for (n, ls), v in got.items()
+        if n == name and all(dict(ls).get(k) == val for k, val in labels.items())
+    ]
 
 
 def buckets(got, name: str, **labels) -> dict[str, float]:
-    return {dict(ls)["le"]: v for (n, ls), v in got.items() if n == name + "_bucket" and all(dict(ls).get(k) == val for k, val in labels.items())}
+    return {
+        dict(ls)["le"]: v
+        for (n, ls), v in got.items()
+        if n == name + "_bucket" and all(dict(ls).get(k) == val for k, val in labels.items())
+    }
 
 
 def own(path: Path) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -84,7 +108,10 @@ def reading(kind: str, name: str) -> Reading:
 
 
 def golden_exports() -> dict[str, EngineExport]:
-    return {eid: EngineExport(reading(kind, name), version="9.9.9" if kind == "vllm" else None) for eid, (kind, name) in FIXTURES.items()}
+    return {
+        eid: EngineExport(reading(kind, name), version="9.9.9" if kind == "vllm" else None)
+        for eid, (kind, name) in FIXTURES.items()
+    }
 
 
 def test_exports_engines_gpus_and_alerts_from_the_snapshot() -> None:
@@ -94,7 +121,9 @@ def test_exports_engines_gpus_and_alerts_from_the_snapshot() -> None:
     assert find(got, "llmconsole_snapshot_seq", host=snap.host) == [snap.seq]
     for e in snap.engines:
         model = e.served_model_name or e.model
-        assert find(got, "llmconsole_engine_up", host=snap.host, engine=e.id, kind=e.kind, model=model) == [1.0 if e.state == "ready" else 0.0]
+        assert find(got, "llmconsole_engine_up", host=snap.host, engine=e.id, kind=e.kind, model=model) == [
+            1.0 if e.state == "ready" else 0.0
+        ]
         # a state set with only its active member: one series per engine, never a 0 for the other states
         assert find(got, "llmconsole_engine_state", engine=e.id) == [1.0]
         assert find(got, "llmconsole_engine_state", engine=e.id, state=e.state) == [1.0]
@@ -103,18 +132,41 @@ def test_exports_engines_gpus_and_alerts_from_the_snapshot() -> None:
         if stats_are_live(e, snap.interval_s) and e.stats.requests_running is not None:
             live += 1
             assert find(got, "llmconsole_engine_requests_running", engine=e.id) == [e.stats.requests_running]
-            assert find(got, "llmconsole_engine_ttft_p95_seconds", engine=e.id) == ([] if e.stats.ttft_p95_s is None else [e.stats.ttft_p95_s])
+            assert find(got, "llmconsole_engine_ttft_p95_seconds", engine=e.id) == (
+                [] if e.stats.ttft_p95_s is None else [e.stats.ttft_p95_s]
+            )
         if e.stats is not None and e.stats.kv_cache_usage is None:
-            assert find(got, "llmconsole_engine_kv_cache_usage_ratio", engine=e.id) == []  # null is omitted, not 0
+            assert (
+                find(got, "llmconsole_engine_kv_cache_usage_ratio", engine=e.id) == []
+            )  # null is omitted, not 0
         for a in e.alerts:
-            assert find(got, "llmconsole_alerts_active", host=snap.host, code=a.code, engine=e.id, severity=a.severity, summary=a.summary) == [1.0]
+            assert find(
+                got,
+                "llmconsole_alerts_active",
+                host=snap.host,
+                code=a.code,
+                engine=e.id,
+                severity=a.severity,
+                summary=a.summary,
+            ) == [1.0]
     for a in snap.alerts:  # host alerts: engine empty
-        assert find(got, "llmconsole_alerts_active", host=snap.host, code=a.code, engine="", summary=a.summary) == [1.0]
+        assert find(
+            got, "llmconsole_alerts_active", host=snap.host, code=a.code, engine="", summary=a.summary
+        ) == [1.0]
     for g in snap.gpus:
         if g.mem_used_bytes is not None:
-            assert find(got, "llmconsole_gpu_memory_used_bytes", host=snap.host, gpu=str(g.index)) == [g.mem_used_bytes]
+            assert find(got, "llmconsole_gpu_memory_used_bytes", host=snap.host, gpu=str(g.index)) == [
+                g.mem_used_bytes
+            ]
     assert live >= 2  # the golden host has live engines: the checks above really ran
-    info = find(got, "llmconsole_host_info", host=snap.host, agent_version=snap.agent_version, gpu_source=snap.gpu_source, boot_id=snap.boot_id)
+    info = find(
+        got,
+        "llmconsole_host_info",
+        host=snap.host,
+        agent_version=snap.agent_version,
+        gpu_source=snap.gpu_source,
+        boot_id=snap.boot_id,
+    )
     assert info == [1.0]
     # no quantile-labelled gauges any more (promtool rejects them); the precomputed quantiles say what they are
     assert not [k for k in got if dict(k[1]).get("quantile") is not None]
@@ -124,13 +176,23 @@ def test_engine_info_names_the_engine_for_fleet_rows() -> None:
     snap = from_json(FULL.read_text())
     got = samples(render(make_registry(lambda: snap, golden_exports)))
     for e in snap.engines:
-        rows = [dict(ls) for (n, ls), v in got.items() if n == "llmconsole_engine_info" and dict(ls)["engine"] == e.id and v == 1.0]
+        rows = [
+            dict(ls)
+            for (n, ls), v in got.items()
+            if n == "llmconsole_engine_info" and dict(ls)["engine"] == e.id and v == 1.0
+        ]
         assert len(rows) == 1
         row = rows[0]
-        assert row["host"] == snap.host and row["kind"] == e.kind and row["model"] == (e.served_model_name or e.model)
+        assert (
+            row["host"] == snap.host
+            and row["kind"] == e.kind
+            and row["model"] == (e.served_model_name or e.model)
+        )
         assert row["served_model_name"] == (e.served_model_name or "") and row["model_path"] == e.model
         assert row["gpus"] == ",".join(map(str, e.gpus)) and row["port"] == str(e.port)
-        assert row["version"] == ("9.9.9" if e.kind == "vllm" else "")  # unknown version: empty, i.e. no label
+        assert row["version"] == (
+            "9.9.9" if e.kind == "vllm" else ""
+        )  # unknown version: empty, i.e. no label
         assert row["managed"] == "true"  # the golden host's engines are all launched by the agent
 
 
@@ -139,9 +201,13 @@ def test_engine_info_says_which_engines_are_only_watched() -> None:
     watched = dataclasses.replace(snap.engines[1], managed=False)
     snap = dataclasses.replace(snap, engines=(snap.engines[0], watched, *snap.engines[2:]))
     got = samples(render(make_registry(lambda: snap)))
-    managed = {dict(ls)["engine"]: dict(ls)["managed"] for (n, ls), _ in got.items() if n == "llmconsole_engine_info"}
+    managed = {
+        dict(ls)["engine"]: dict(ls)["managed"] for (n, ls), _ in got.items() if n == "llmconsole_engine_info"
+    }
     assert managed[watched.id] == "false"
-    assert {v for k, v in managed.items() if k != watched.id} == {"true"} and len(managed) == len(snap.engines)
+    assert {v for k, v in managed.items() if k != watched.id} == {"true"} and len(managed) == len(
+        snap.engines
+    )
 
 
 def test_engine_state_has_one_series_per_engine() -> None:
@@ -176,7 +242,9 @@ def test_requests_total_from_the_real_adapters_matches_the_engines_own_counter(e
     exports = golden_exports()
     got = samples(render(make_registry(lambda: snap, lambda: exports)))
     value = exports[engine_id].reading.counters.get("requests")
-    assert find(got, "llmconsole_engine_requests_total", engine=engine_id) == ([] if value is None else [value])
+    assert find(got, "llmconsole_engine_requests_total", engine=engine_id) == (
+        [] if value is None else [value]
+    )
     kind, fixture = FIXTURES[engine_id]
     raw = own(METRICS / fixture)
     if value is not None:  # the engines' own counters (research/engines.md), summed over their labels
@@ -208,7 +276,9 @@ def test_engine_histograms_and_counters_are_the_engines_own(engine_id: str) -> N
         their_buckets = {float(ls["le"]): v for ls, v in raw[theirs + "_bucket"]}
         exported = buckets(got, ours, **ids)
         assert {float(le): v for le, v in exported.items()} == their_buckets  # the engine's own boundaries
-        assert "+Inf" in exported and all(le == "+Inf" or "." in le or "e" in le for le in exported)  # float form
+        assert "+Inf" in exported and all(
+            le == "+Inf" or "." in le or "e" in le for le in exported
+        )  # float form
     assert compared >= 2  # not vacuous: this fixture has histograms of its own
     (their_tokens,) = [v for _, v in raw[OWN_GENERATION[kind]]]
     assert find(got, "llmconsole_engine_generation_tokens_total", **ids) == [their_tokens]
@@ -225,7 +295,9 @@ def test_data_parallel_series_add_up_and_keep_the_bounds() -> None:
     got = samples(render(make_registry(lambda: snap, lambda: exports)))
     raw = own(METRICS / "vllm-dp2-constructed.prom")
     name = "vllm:time_to_first_token_seconds"
-    assert find(got, "llmconsole_engine_ttft_seconds_count", engine="llama70b") == [sum(v for _, v in raw[name + "_count"])]
+    assert find(got, "llmconsole_engine_ttft_seconds_count", engine="llama70b") == [
+        sum(v for _, v in raw[name + "_count"])
+    ]
     bounds = {float(ls["le"]) for ls, _ in raw[name + "_bucket"]}
     assert {float(le) for le in buckets(got, "llmconsole_engine_ttft_seconds", engine="llama70b")} == bounds
 
@@ -243,10 +315,19 @@ def test_an_unusable_histogram_is_left_out_not_invented() -> None:
     snap = from_json(FULL.read_text())
     no_inf = Histogram(bounds=(0.5, 1.0), cumulative=(1.0, 3.0), sum=1.0, count=math.nan)
     nan_bucket = Histogram(bounds=(0.5, math.inf), cumulative=(math.nan, 3.0), sum=1.0, count=3.0)
-    r = Reading("vllm", {}, {"generation_tokens": math.nan, "prompt_tokens": -1.0}, {"ttft": no_inf, "e2e": nan_bucket})
+    r = Reading(
+        "vllm",
+        {},
+        {"generation_tokens": math.nan, "prompt_tokens": -1.0},
+        {"ttft": no_inf, "e2e": nan_bucket},
+    )
     got = samples(render(make_registry(lambda: snap, lambda: {"llama70b": EngineExport(r)})))
-    for name in ("llmconsole_engine_ttft_seconds_count", "llmconsole_engine_e2e_seconds_count",
-                 "llmconsole_engine_generation_tokens_total", "llmconsole_engine_prompt_tokens_total"):  # fmt: skip
+    for name in (
+        "llmconsole_engine_ttft_seconds_count",
+        "llmconsole_engine_e2e_seconds_count",
+        "llmconsole_engine_generation_tokens_total",
+        "llmconsole_engine_prompt_tokens_total",
+    ):
         assert find(got, name, engine="llama70b") == []
     assert find(got, "llmconsole_engine_up", engine="llama70b") == [1.0]
 
@@ -257,7 +338,11 @@ def test_stale_stats_are_not_exported_as_live() -> None:
     stale = dataclasses.replace(e, stats_age_s=12.0)
     snap2 = dataclasses.replace(snap, engines=tuple(stale if x.id == e.id else x for x in snap.engines))
     got = samples(render(make_registry(lambda: snap2, golden_exports)))
-    for name in ("llmconsole_engine_requests_running", "llmconsole_engine_generation_tokens_total", "llmconsole_engine_e2e_seconds_count"):
+    for name in (
+        "llmconsole_engine_requests_running",
+        "llmconsole_engine_generation_tokens_total",
+        "llmconsole_engine_e2e_seconds_count",
+    ):
         assert find(got, name, engine=e.id) == []
     assert find(got, "llmconsole_engine_up", engine=e.id)  # lifecycle series stay
     others = [x for x in snap.engines if x.id != e.id and stats_are_live(x, snap.interval_s)]
@@ -278,14 +363,25 @@ def test_no_sample_name_belongs_to_two_families() -> None:
     for fam in text_string_to_metric_families(text):
         types[fam.name] = fam.type
         for s in fam.samples:
-            assert owner.setdefault(s.name, fam.name) == fam.name, f"{s.name} in {owner[s.name]} and {fam.name}"
+            assert owner.setdefault(s.name, fam.name) == fam.name, (
+                f"{s.name} in {owner[s.name]} and {fam.name}"
+            )
     declared = Counter(line.split()[2] for line in text.splitlines() if line.startswith("# TYPE "))
     assert all(n == 1 for n in declared.values())
-    assert {types["llmconsole_engine_ttft_seconds"], types["llmconsole_engine_generation_tokens"]} == {"histogram", "counter"}
-    assert types["llmconsole_engine_ttft_p95_seconds"] == "gauge" and types["llmconsole_engine_restarts"] == "counter"
+    assert {types["llmconsole_engine_ttft_seconds"], types["llmconsole_engine_generation_tokens"]} == {
+        "histogram",
+        "counter",
+    }
+    assert (
+        types["llmconsole_engine_ttft_p95_seconds"] == "gauge"
+        and types["llmconsole_engine_restarts"] == "counter"
+    )
 
 
-@pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (Debian: apt-get install --no-install-recommends prometheus)")
+@pytest.mark.skipif(
+    PROMTOOL is None,
+    reason="promtool not installed (Debian: apt-get install --no-install-recommends prometheus)",
+)
 def test_promtool_accepts_the_exposition_with_every_family_and_awkward_labels() -> None:
     snap = from_json(FULL.read_text())
     odd = Alert(code="HEALTH_LIES", severity="warning", summary='canary said "no"\\ then\nbroke')
@@ -295,4 +391,6 @@ def test_promtool_accepts_the_exposition_with_every_family_and_awkward_labels() 
     got = samples(text)
     assert find(got, "llmconsole_alerts_active", summary='canary said "no"\\ then\nbroke') == [1.0]
     done = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True, timeout=60)
-    assert done.returncode == 0 and not done.stdout.strip() and not done.stderr.strip(), (done.stdout + done.stderr).decode()
+    assert done.returncode == 0 and not done.stdout.strip() and not done.stderr.strip(), (
+        done.stdout + done.stderr
+    ).decode()

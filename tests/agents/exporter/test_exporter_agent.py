@@ -27,22 +27,38 @@ PROMTOOL = shutil.which("promtool")
 HANG_AFTER_S = 60  # seconds after ready: time enough to see the counters move first, even on a loaded machine
 # The engines' own family names (vLLM 0.32, SGLang, TGI), independent of the adapters' tables.
 OWN = {
-    "vllm": {"ttft": "vllm:time_to_first_token_seconds", "itl": "vllm:inter_token_latency_seconds",
-             "e2e": "vllm:e2e_request_latency_seconds", "queue_time": "vllm:request_queue_time_seconds",
-             "generation_tokens": "vllm:generation_tokens_total"},
-    "sglang": {"ttft": "sglang:time_to_first_token_seconds", "itl": "sglang:inter_token_latency_seconds",
-               "e2e": "sglang:e2e_request_latency_seconds", "queue_time": "sglang:queue_time_seconds",
-               "generation_tokens": "sglang:generation_tokens_total"},
-    "tgi": {"itl": "tgi_request_mean_time_per_token_duration", "e2e": "tgi_request_duration",
-            "queue_time": "tgi_request_queue_duration", "generation_tokens": "tgi_request_generated_tokens_sum"},
-}  # fmt: skip
+    "vllm": {
+        "ttft": "vllm:time_to_first_token_seconds",
+        "itl": "vllm:inter_token_latency_seconds",
+        "e2e": "vllm:e2e_request_latency_seconds",
+        "queue_time": "vllm:request_queue_time_seconds",
+        "generation_tokens": "vllm:generation_tokens_total",
+    },
+    "sglang": {
+        "ttft": "sglang:time_to_first_token_seconds",
+        "itl": "sglang:inter_token_latency_seconds",
+        "e2e": "sglang:e2e_request_latency_seconds",
+        "queue_time": "sglang:queue_time_seconds",
+        "generation_tokens": "sglang:generation_tokens_total",
+    },
+    "tgi": {
+        "itl": "tgi_request_mean_time_per_token_duration",
+        "e2e": "tgi_request_duration",
+        "queue_time": "tgi_request_queue_duration",
+        "generation_tokens": "tgi_request_generated_tokens_sum",
+    },
+}
 HISTOGRAMS = ("ttft", "itl", "e2e", "queue_time")
 COUNTERS = ("generation_tokens_total", "prompt_tokens_total")
 ABSENT = {
-    "tgi": ("llmconsole_engine_ttft_seconds_count", "llmconsole_engine_ttft_seconds_bucket",
-            "llmconsole_engine_kv_cache_usage_ratio", "llmconsole_engine_preemptions_total"),
+    "tgi": (
+        "llmconsole_engine_ttft_seconds_count",
+        "llmconsole_engine_ttft_seconds_bucket",
+        "llmconsole_engine_kv_cache_usage_ratio",
+        "llmconsole_engine_preemptions_total",
+    ),
     "sglang": ("llmconsole_engine_request_errors_total",),
-}  # fmt: skip
+}
 
 Samples = dict[str, list[tuple[dict[str, str], float]]]
 
@@ -61,7 +77,11 @@ def values(got: Samples, name: str, engine: str) -> list[float]:
 
 def exported_histogram(got: Samples, engine: str, logical: str) -> tuple[dict[float, float], list[float]]:
     name = f"llmconsole_engine_{logical}_seconds"
-    bucket = {float(labels["le"]): v for labels, v in got.get(name + "_bucket", []) if labels.get("engine") == engine}
+    bucket = {
+        float(labels["le"]): v
+        for labels, v in got.get(name + "_bucket", [])
+        if labels.get("engine") == engine
+    }
     return bucket, values(got, name + "_count", engine)
 
 
@@ -73,7 +93,9 @@ def own_histogram(got: Samples, family: str) -> tuple[dict[float, float], list[f
 def promtool_check(text: str) -> None:
     if PROMTOOL is None:
         return
-    done = subprocess.run([PROMTOOL, "check", "metrics"], input=text.encode(), capture_output=True, timeout=60)
+    done = subprocess.run(
+        [PROMTOOL, "check", "metrics"], input=text.encode(), capture_output=True, timeout=60
+    )
     complaints = (done.stdout + done.stderr).decode()
     assert done.returncode == 0 and not complaints.strip(), complaints
 
@@ -83,12 +105,36 @@ def loaded(tmp_path: Path):
     port = free_port()
     args = ["--load", "8", "--fault", f"hang@{HANG_AFTER_S}"]
     engines = [
-        {"id": "v", "kind": "vllm", "model": "sim-llama", "port": free_port(), "gpus": [0], "command": sim("vllm"), "args": args},
-        {"id": "s", "kind": "sglang", "model": "sim-qwen", "served_model_name": "qwen", "port": free_port(), "gpus": [1],
-         "command": sim("sglang"), "args": args},
-        {"id": "t", "kind": "tgi", "model": "sim-mistral", "port": free_port(), "metrics_port": free_port(), "gpus": [2],
-         "command": sim("tgi"), "args": args},
-    ]  # fmt: skip
+        {
+            "id": "v",
+            "kind": "vllm",
+            "model": "sim-llama",
+            "port": free_port(),
+            "gpus": [0],
+            "command": sim("vllm"),
+            "args": args,
+        },
+        {
+            "id": "s",
+            "kind": "sglang",
+            "model": "sim-qwen",
+            "served_model_name": "qwen",
+            "port": free_port(),
+            "gpus": [1],
+            "command": sim("sglang"),
+            "args": args,
+        },
+        {
+            "id": "t",
+            "kind": "tgi",
+            "model": "sim-mistral",
+            "port": free_port(),
+            "metrics_port": free_port(),
+            "gpus": [2],
+            "command": sim("tgi"),
+            "args": args,
+        },
+    ]
     agent = Agent(write_config(tmp_path, port, engines), port)
     agent.start()
     try:
@@ -125,10 +171,14 @@ def own_metrics(engine: dict) -> Samples:
 
 def test_agent_exports_the_engines_own_counters_and_histograms(loaded) -> None:
     agent, engines = loaded
-    names = [f"llmconsole_engine_{c}" for c in COUNTERS] + [f"llmconsole_engine_{h}_seconds_count" for h in HISTOGRAMS]
+    names = [f"llmconsole_engine_{c}" for c in COUNTERS] + [
+        f"llmconsole_engine_{h}_seconds_count" for h in HISTOGRAMS
+    ]
 
     def compared(eid: str) -> list[str]:  # TGI has no TTFT histogram
-        return [n for n in names if not (n.startswith("llmconsole_engine_ttft") and engines[eid]["kind"] == "tgi")]
+        return [
+            n for n in names if not (n.startswith("llmconsole_engine_ttft") and engines[eid]["kind"] == "tgi")
+        ]
 
     # every compared family, not only one: an engine creates a histogram at its first observation (TGI's
     # mean-time-per-token one appears after its e2e one), and a family absent here could never "move"
@@ -160,11 +210,15 @@ def test_agent_exports_the_engines_own_counters_and_histograms(loaded) -> None:
                 assert len(theirs[1]) == 1, f"{spec[logical]}: one series expected in the simulated engine"
                 if ours != theirs:
                     return False
-            if values(got, "llmconsole_engine_generation_tokens_total", eid) != [v for _, v in own[spec["generation_tokens"]]]:
+            if values(got, "llmconsole_engine_generation_tokens_total", eid) != [
+                v for _, v in own[spec["generation_tokens"]]
+            ]:
                 return False
         return all(values(got, "llmconsole_alerts_active", eid) for eid in engines)  # the hang is seen too
 
-    text, got = poll(agent, "exports equal to the engines' own data after the hang", same_as_engines, timeout=120)
+    text, got = poll(
+        agent, "exports equal to the engines' own data after the hang", same_as_engines, timeout=120
+    )
     promtool_check(text)  # with alerts active: summaries as label values
 
     # 3. families a dialect does not have are absent, never zero; the rest carry host/engine/kind/model
@@ -172,9 +226,15 @@ def test_agent_exports_the_engines_own_counters_and_histograms(loaded) -> None:
         for name in ABSENT.get(e["kind"], ()):
             assert values(got, name, eid) == [], f"{name} exported for {e['kind']}"
         (labels,) = [ls for ls, _ in got["llmconsole_engine_e2e_seconds_count"] if ls["engine"] == eid]
-        assert labels["kind"] == e["kind"] and labels["model"] == e.get("served_model_name", e["model"]) and labels["host"]
+        assert (
+            labels["kind"] == e["kind"]
+            and labels["model"] == e.get("served_model_name", e["model"])
+            and labels["host"]
+        )
         assert values(got, "llmconsole_engine_info", eid) == [1.0]
-    assert values(got, "llmconsole_engine_kv_cache_usage_ratio", "v") and values(got, "llmconsole_engine_preemptions_total", "s")
+    assert values(got, "llmconsole_engine_kv_cache_usage_ratio", "v") and values(
+        got, "llmconsole_engine_preemptions_total", "s"
+    )
     for labels, _ in got["llmconsole_alerts_active"]:
         assert labels["host"] and labels["summary"] and labels["code"]
     snap = agent.snap()
@@ -182,5 +242,7 @@ def test_agent_exports_the_engines_own_counters_and_histograms(loaded) -> None:
     (info,) = got["llmconsole_host_info"]
     assert info[0]["host"] == snap["host"] and info[0]["boot_id"] == (snap["boot_id"] or "")
     if PROMTOOL is None:
-        pytest.skip("promtool not installed (Debian: apt-get install --no-install-recommends prometheus): "
-                    "the exports were checked, `promtool check metrics` was not")
+        pytest.skip(
+            "promtool not installed (Debian: apt-get install --no-install-recommends prometheus): "
+            "the exports were checked, `promtool check metrics` was not"
+        )

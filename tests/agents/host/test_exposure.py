@@ -30,7 +30,19 @@ from tests.support.secure_agent import SecureAgent, write_config
 
 
 def test_version_ordering() -> None:
-    order = ["0.5", "0.6.0", "0.6.2", "0.8.0.dev1", "0.8.0rc1", "0.8.0", "0.8.0.post1", "0.10.1", "0.10.1.1", "0.11.0", "1.0"]
+    order = [
+        "0.5",
+        "0.6.0",
+        "0.6.2",
+        "0.8.0.dev1",
+        "0.8.0rc1",
+        "0.8.0",
+        "0.8.0.post1",
+        "0.10.1",
+        "0.10.1.1",
+        "0.11.0",
+        "1.0",
+    ]
     keys = [parse_version(v) for v in order]
     assert all(k is not None for k in keys)
     assert keys == sorted(keys)  # type: ignore[type-var]
@@ -58,7 +70,11 @@ def test_advisory_file_is_dated_sourced_and_parses() -> None:
 @pytest.mark.parametrize(
     ("version", "present", "absent"),
     [
-        ("0.8.4", {"CVE-2025-30165", "CVE-2025-32444", "CVE-2025-47277", "CVE-2026-48746"}, {"CVE-2024-9052", "CVE-2025-29783"}),
+        (
+            "0.8.4",
+            {"CVE-2025-30165", "CVE-2025-32444", "CVE-2025-47277", "CVE-2026-48746"},
+            {"CVE-2024-9052", "CVE-2025-29783"},
+        ),
         ("0.8.1", {"CVE-2024-9052"}, {"CVE-2024-9053", "CVE-2025-29783"}),
         ("0.7.9", {"CVE-2025-29783", "CVE-2024-9052"}, {"CVE-2025-24357"}),
         ("0.10.1", {"CVE-2025-48956", "CVE-2026-22807"}, {"CVE-2025-30165"}),
@@ -142,16 +158,35 @@ def test_dangerous_switches() -> None:
 
 def test_listener_classification_feeds_exposed_listener() -> None:
     rows = describe_listeners(
-        [(10, "127.0.0.1", 8000), (10, "0.0.0.0", 8000), (11, "0.0.0.0", 29500), (11, "::", 41234), (12, "0.0.0.0", 8001)],
-        api_port=8000, metrics_port=8001, process_name=lambda pid: f"proc{pid}",
-    )  # fmt: skip
+        [
+            (10, "127.0.0.1", 8000),
+            (10, "0.0.0.0", 8000),
+            (11, "0.0.0.0", 29500),
+            (11, "::", 41234),
+            (12, "0.0.0.0", 8001),
+        ],
+        api_port=8000,
+        metrics_port=8001,
+        process_name=lambda pid: f"proc{pid}",
+    )
     what = {(ip, port): w for _, ip, port, w in rows}
     assert what[("127.0.0.1", 8000)] == ""  # loopback: not classified
     assert "HTTP API" in what[("0.0.0.0", 8000)] and "metrics" in what[("0.0.0.0", 8001)]
-    assert "TCPStore" in what[("0.0.0.0", 29500)] and what[("::", 41234)].startswith("unknown") and "proc11" in what[("::", 41234)]
+    assert (
+        "TCPStore" in what[("0.0.0.0", 29500)]
+        and what[("::", 41234)].startswith("unknown")
+        and "proc11" in what[("::", 41234)]
+    )
     assert classify_port(6379, api_port=1, metrics_port=None).startswith("Ray GCS")
     rules = EngineRules(Thresholds())
-    obs = EngineObservation(t=0.0, wall="2026-01-01T00:00:00Z", state="ready", stats={}, scrape=ScrapeOutcome(ok=True), listeners=rows)
+    obs = EngineObservation(
+        t=0.0,
+        wall="2026-01-01T00:00:00Z",
+        state="ready",
+        stats={},
+        scrape=ScrapeOutcome(ok=True),
+        listeners=rows,
+    )
     alert = next(a for a in rules.evaluate(obs) if a.code == "EXPOSED_LISTENER")
     assert "4 listener(s)" in alert.summary and "0.0.0.0:29500 (torch.distributed TCPStore" in alert.summary
     assert {r["port"] for r in alert.evidence["listeners"]} == {8000, 29500, 41234, 8001}
@@ -165,10 +200,18 @@ def test_exposure_audit_alerts_keep_since_and_survive_a_broken_file() -> None:
     second = {a.code: a for a in audit.alerts("T2")}
     assert second["DANGEROUS_FLAG"].since == "T1" and second["ENGINE_ADVISORY"].since == "T2"
     adv = second["ENGINE_ADVISORY"]
-    assert adv.summary.startswith("vLLM 0.9.0: affected by") and adv.evidence["advisory_file_as_of"] == "2026-09"
+    assert (
+        adv.summary.startswith("vLLM 0.9.0: affected by") and adv.evidence["advisory_file_as_of"] == "2026-09"
+    )
     assert "(multi-node V0 only)" in adv.summary or any(x["precondition"] for x in adv.evidence["advisories"])
-    broken = ExposureAudit("vllm", ["x"], {}, advisories=advisories_from_dict(
-        {"format": "llmconsole.advisories/1", "as_of": "t", "engines": {}, "advisories": []}))  # fmt: skip
+    broken = ExposureAudit(
+        "vllm",
+        ["x"],
+        {},
+        advisories=advisories_from_dict(
+            {"format": "llmconsole.advisories/1", "as_of": "t", "engines": {}, "advisories": []}
+        ),
+    )
     broken.refresh(["vLLM API server version 0.1.0"])
     assert broken.alerts("T") == ()
     with pytest.raises(ValueError, match="format"):
@@ -189,12 +232,25 @@ def test_real_agent_flags_an_exposed_dangerous_old_engine(tmp_path: Path) -> Non
     wrapper.write_text(f"#!{sys.executable}\n" + WRAPPER)  # an executable of its own, listed below
     wrapper.chmod(0o700)
     engines = [
-        {"id": "risky", "kind": "vllm", "model": "sim-old", "port": free_port(), "host": "0.0.0.0",
-         "command": [str(wrapper)], "args": ["--load", "1", "--trust-remote-code"],
-         "env": {"VLLM_SERVER_DEV_MODE": "1"}},
-        {"id": "clean", "kind": "vllm", "model": "sim-new", "port": free_port(),
-         "command": [sys.executable, "-m", "agents.sim", "--dialect", "vllm"], "args": ["--load", "1"]},
-    ]  # fmt: skip
+        {
+            "id": "risky",
+            "kind": "vllm",
+            "model": "sim-old",
+            "port": free_port(),
+            "host": "0.0.0.0",
+            "command": [str(wrapper)],
+            "args": ["--load", "1", "--trust-remote-code"],
+            "env": {"VLLM_SERVER_DEV_MODE": "1"},
+        },
+        {
+            "id": "clean",
+            "kind": "vllm",
+            "model": "sim-new",
+            "port": free_port(),
+            "command": [sys.executable, "-m", "agents.sim", "--dialect", "vllm"],
+            "args": ["--load", "1"],
+        },
+    ]
     port = free_port()
     allowed = {"allowed_executables": [str(wrapper), os.path.realpath(sys.executable)]}
     agent = SecureAgent(write_config(tmp_path, port, engines, agent=allowed), port)
@@ -206,19 +262,26 @@ def test_real_agent_flags_an_exposed_dangerous_old_engine(tmp_path: Path) -> Non
     try:
         snap = agent.wait(
             "exposure alerts",
-            lambda s: {"EXPOSED_LISTENER", "DANGEROUS_FLAG", "ENGINE_ADVISORY"} <= set(codes(s, "risky"))
-            and all(e["state"] == "ready" for e in s["engines"]),
+            lambda s: (
+                {"EXPOSED_LISTENER", "DANGEROUS_FLAG", "ENGINE_ADVISORY"} <= set(codes(s, "risky"))
+                and all(e["state"] == "ready" for e in s["engines"])
+            ),
             timeout=40,
         )
     finally:
         kill_everything(agent, tmp_path / "state")
     risky = codes(snap, "risky")
     listeners = risky["EXPOSED_LISTENER"]["evidence"]["listeners"]
-    assert any(r["ip"] == "0.0.0.0" and r["port"] == engines[0]["port"] and "HTTP API" in r["what"] for r in listeners)
+    assert any(
+        r["ip"] == "0.0.0.0" and r["port"] == engines[0]["port"] and "HTTP API" in r["what"]
+        for r in listeners
+    )
     switches = {s["switch"] for s in risky["DANGEROUS_FLAG"]["evidence"]["switches"]}
     assert {"--trust-remote-code", "VLLM_SERVER_DEV_MODE=1", "--host 0.0.0.0"} <= switches
     advisory = risky["ENGINE_ADVISORY"]
     assert advisory["severity"] == "warning" and advisory["evidence"]["version"] == "0.8.4"
     assert "CVE-2025-30165" in {a["id"] for a in advisory["evidence"]["advisories"]}
     assert "vLLM API server version 0.8.4" in advisory["evidence"]["version_source"]
-    assert not {"EXPOSED_LISTENER", "DANGEROUS_FLAG", "ENGINE_ADVISORY"} & set(codes(snap, "clean"))  # sim says 0.32.0
+    assert not {"EXPOSED_LISTENER", "DANGEROUS_FLAG", "ENGINE_ADVISORY"} & set(
+        codes(snap, "clean")
+    )  # sim says 0.32.0

@@ -170,10 +170,15 @@ def test_established_connections_are_counted_the_same_through_netlink_and_proc(m
     server.listen(8)
     port = server.getsockname()[1]
     helper = subprocess.Popen(
-        [sys.executable, "-c", f"import socket,time; s=[socket.create_connection(('127.0.0.1', {port})) for _ in range(3)]; "
-         "print('up', flush=True); time.sleep(60)"],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            f"import socket,time; s=[socket.create_connection(('127.0.0.1', {port})) for _ in range(3)]; "
+            "print('up', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     mine = _socket.create_connection(("127.0.0.1", port))  # this process stands in for the agent
     try:
         assert helper.stdout.readline().strip() == "up"

@@ -64,7 +64,9 @@ async def test_chunked_with_extensions_and_trailers() -> None:
 
 
 async def test_server_closing_idle_connection_is_retried_once() -> None:
-    server, port, count = await raw_server([b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"], close_after_each=True)
+    server, port, count = await raw_server(
+        [b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"], close_after_each=True
+    )
     client = Http1Client()
     try:
         for _ in range(3):
@@ -92,12 +94,18 @@ async def test_read_to_close_body_and_http10() -> None:
         (b"HTTP/1.1 200 OK\r\nContent-Length: 999999\r\n\r\n", BodyTooLarge, "larger than 1000 bytes"),
         (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", Http1Error, "bad chunk size"),
         (b"HTTP/1.1 200 OK\r\nbroken header\r\n\r\n", Http1Error, "malformed header"),
-        (b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 1\r\n\r\nx", Http1Error, "content-encoding"),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 1\r\n\r\nx",
+            Http1Error,
+            "content-encoding",
+        ),
         (b"HTTP/1.1 200 OK\r\nX: " + b"a" * 70000 + b"\r\n\r\n", Http1Error, "header"),
         (b"", NoResponse, "closed before a response"),
     ],
 )
-async def test_malformed_responses_are_clear_errors(response: bytes, error: type[Exception], fragment: str) -> None:
+async def test_malformed_responses_are_clear_errors(
+    response: bytes, error: type[Exception], fragment: str
+) -> None:
     server, port, _ = await raw_server([response], close_after_each=True)
     client = Http1Client()
     try:
@@ -109,7 +117,9 @@ async def test_malformed_responses_are_clear_errors(response: bytes, error: type
 
 
 async def test_interrupted_request_discards_its_connection() -> None:
-    server, port, count = await raw_server([b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf"])  # 6 bytes short
+    server, port, count = await raw_server(
+        [b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf"]
+    )  # 6 bytes short
     client = Http1Client()
     try:
         with pytest.raises(TimeoutError):
@@ -192,20 +202,28 @@ def chunked(*pieces: bytes) -> bytes:
 
 
 async def test_stream_post_yields_lines_across_chunk_boundaries_then_reuses_the_connection() -> None:
-    events = chunked(b'data: {"a":', b'1}\r', b"\n\r\ndata: two\n", b"\ndata: three\rdata: [DONE]", b"\n\n")
-    stream_reply = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n" + events
-    server, port, seen, count = await recording_server([stream_reply, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"])
+    events = chunked(b'data: {"a":', b"1}\r", b"\n\r\ndata: two\n", b"\ndata: three\rdata: [DONE]", b"\n\n")
+    stream_reply = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n" + events
+    )
+    server, port, seen, count = await recording_server(
+        [stream_reply, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"]
+    )
     client = Http1Client()
     try:
         url = f"http://127.0.0.1:{port}/v1/completions"
-        async with client.stream("POST", url, body=b'{"x":1}', headers={"Content-Type": "application/json"}) as resp:
+        async with client.stream(
+            "POST", url, body=b'{"x":1}', headers={"Content-Type": "application/json"}
+        ) as resp:
             assert resp.status == 200 and resp.headers["content-type"] == "text/event-stream"
             lines = [line async for line in resp.lines()]
         assert lines == ['data: {"a":1}', "", "data: two", "", "data: three", "data: [DONE]", ""]
         head, body = seen[0]
         assert head.startswith(b"POST /v1/completions HTTP/1.1\r\n") and b"Content-Length: 7\r\n" in head
         assert b"Content-Type: application/json\r\n" in head and body == b'{"x":1}'
-        r = await client.get(f"http://127.0.0.1:{port}/health", max_bytes=10)  # the same, kept-alive connection
+        r = await client.get(
+            f"http://127.0.0.1:{port}/health", max_bytes=10
+        )  # the same, kept-alive connection
         assert r.body == b"ok" and client.connections_opened == 1 and count["conns"] == 1
         assert seen[1][0].startswith(b"GET /health HTTP/1.1\r\n")
     finally:
@@ -214,7 +232,9 @@ async def test_stream_post_yields_lines_across_chunk_boundaries_then_reuses_the_
 
 
 async def test_stream_left_before_its_end_closes_its_connection() -> None:
-    server, port, _, count = await recording_server([b"HTTP/1.1 503 Busy\r\nContent-Length: 300\r\n\r\n" + b"e" * 300])
+    server, port, _, count = await recording_server(
+        [b"HTTP/1.1 503 Busy\r\nContent-Length: 300\r\n\r\n" + b"e" * 300]
+    )
     client = Http1Client()
     try:
         async with client.stream("POST", f"http://127.0.0.1:{port}/v1/completions", body=b"{}") as resp:
@@ -258,7 +278,9 @@ async def test_stream_against_the_simulated_engine(tmp_path) -> None:
             body = b'{"model":"sim","prompt":"ping","max_tokens":1,"temperature":0,"stream":true}'
             for _ in range(2):
                 url = eng.url + "/v1/completions"
-                async with client.stream("POST", url, body=body, headers={"Content-Type": "application/json"}) as resp:
+                async with client.stream(
+                    "POST", url, body=body, headers={"Content-Type": "application/json"}
+                ) as resp:
                     assert resp.status == 200
                     data = [line async for line in resp.lines() if line.startswith("data:")]
                 assert data[-1] == "data: [DONE]" and len(data) >= 2

@@ -81,7 +81,9 @@ async def test_byte_cap_stops_a_huge_body() -> None:
 
 async def test_http_error_status_is_a_failure() -> None:
     got = await _run("500", deadline_s=2)
-    assert not got.ok and got.status == 500 and got.error == "HTTP 500 Internal Server Error" and got.reachable
+    assert (
+        not got.ok and got.status == 500 and got.error == "HTTP 500 Internal Server Error" and got.reachable
+    )
 
 
 async def test_connection_refused_is_unreachable() -> None:

@@ -50,9 +50,14 @@ def test_tokens_per_second_fall_to_zero_within_five_seconds(tmp_path: Path) -> N
         agent.wait("ready", lambda s: engine(s, "e")["state"] == "ready", timeout=30)
         for th in threads:
             th.start()
-        busy = agent.wait("tokens flowing over a full rate window",
-                          lambda s: ((engine(s, "e")["stats"] or {}).get("generation_tokens_per_s") or 0) > 10
-                          and (engine(s, "e")["stats"]["rate_window_s"] or 0) >= 3.0, timeout=20)  # fmt: skip
+        busy = agent.wait(
+            "tokens flowing over a full rate window",
+            lambda s: (
+                ((engine(s, "e")["stats"] or {}).get("generation_tokens_per_s") or 0) > 10
+                and (engine(s, "e")["stats"]["rate_window_s"] or 0) >= 3.0
+            ),
+            timeout=20,
+        )
         stats = engine(busy, "e")["stats"]
         assert stats["rate_window_s"] <= 5.0, stats  # the last few scrapes, not the 30 s stats window
         assert (
@@ -70,8 +75,15 @@ def test_tokens_per_second_fall_to_zero_within_five_seconds(tmp_path: Path) -> N
         )
         took = time.monotonic() - ended
         stats = engine(idle, "e")["stats"]
-        print(json.dumps({"fell_to_zero_after_s": round(took, 2), "rate_window_s": stats["rate_window_s"],
-                          "percentile_window_s": stats["percentile_window_s"]}))  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "fell_to_zero_after_s": round(took, 2),
+                    "rate_window_s": stats["rate_window_s"],
+                    "percentile_window_s": stats["percentile_window_s"],
+                }
+            )
+        )
         assert took <= 5.0, f"tok/s still above 0 {took:.1f}s after the load ended"
         assert stats["percentile_window_s"] > stats["rate_window_s"]  # percentiles keep the long window
         assert (

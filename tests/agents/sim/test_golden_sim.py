@@ -22,12 +22,20 @@ GOLDEN = Golden(prompt="The capital of France is", max_tokens=8)
 
 
 def observed(verdict) -> EngineObservation:
-    return EngineObservation(t=0.0, wall="2026-12-06T00:00:00Z", state="ready", stats={},
-                             scrape=ScrapeOutcome(ok=True), golden=verdict)
+    return EngineObservation(
+        t=0.0,
+        wall="2026-12-06T00:00:00Z",
+        state="ready",
+        stats={},
+        scrape=ScrapeOutcome(ok=True),
+        golden=verdict,
+    )
 
 
 async def golden_once(http: Http1Client, url: str) -> tuple[str | None, str | None, str | None]:
-    return await run_golden(partial(http1_post, http), NAME, GOLDEN, url=url + "/v1/completions", timeout_s=10.0)
+    return await run_golden(
+        partial(http1_post, http), NAME, GOLDEN, url=url + "/v1/completions", timeout_s=10.0
+    )
 
 
 @pytest.mark.parametrize("dialect", ["vllm", "sglang"])
@@ -52,7 +60,9 @@ async def test_healthy_sim_answers_the_same_at_temperature_zero(tmp_path, dialec
 @pytest.mark.skipif("wrong-answers" not in KINDS, reason="the simulator has no wrong-answers fault yet")
 async def test_wrong_answers_fault_is_caught_and_the_reference_is_the_healthy_answer(tmp_path) -> None:
     fault_at = 4.0
-    with sim_engine("vllm", "--served-model-name", NAME, "--fault", f"wrong-answers@{fault_at:g}", tmp=tmp_path) as eng:
+    with sim_engine(
+        "vllm", "--served-model-name", NAME, "--fault", f"wrong-answers@{fault_at:g}", tmp=tmp_path
+    ) as eng:
         eng.wait_ready()
         ready = time.monotonic()
         http = Http1Client()

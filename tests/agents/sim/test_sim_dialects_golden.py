@@ -19,8 +19,14 @@ from agents.sim.model import ModelConfig, QueueModel
 GOLDEN = Path(__file__).resolve().parents[2] / "data" / "sim"
 CREATED = 1_700_000_000.25  # the fixed wall-clock ``_created`` value
 # Small KV pool so eight long requests preempt; a non-zero prefill cost so latencies differ.
-MODEL = ModelConfig(max_num_seqs=8, kv_tokens=1024, max_model_len=512, decode_s=0.01,
-                    decode_slowdown=0.02, prefill_s_per_token=0.0001)
+MODEL = ModelConfig(
+    max_num_seqs=8,
+    kv_tokens=1024,
+    max_model_len=512,
+    decode_s=0.01,
+    decode_slowdown=0.02,
+    prefill_s_per_token=0.0001,
+)
 
 
 def _advance(model: QueueModel, t: float, until: float, dt: float = 0.005) -> float:
@@ -32,8 +38,14 @@ def _advance(model: QueueModel, t: float, until: float, dt: float = 0.005) -> fl
 
 def scenario(name: str) -> str:
     """The exposition after start-up, mid-load (gauges busy, preemptions) and after the load drained."""
-    cfg = SimConfig(dialect=name, model="/models/sim-llama", served_name="sim-llama", host="127.0.0.1",
-                    port=1, model_config=MODEL)
+    cfg = SimConfig(
+        dialect=name,
+        model="/models/sim-llama",
+        served_name="sim-llama",
+        host="127.0.0.1",
+        port=1,
+        model_config=MODEL,
+    )
     sink = dialects.get(name).make_metrics(cfg, CREATED, lambda line: None)
     sink.mark_simulated(name)
     parts = [sink.render()]
@@ -64,8 +76,10 @@ def test_scenario_exercises_preemption_and_every_state() -> None:
     assert text.count("# ---- next state ----") == 2
     drained = text.split("next state")[-1]
     assert 'vllm:num_preemptions_total{engine="0",model_name="sim-llama"} 0.0' not in drained
-    assert 'vllm:request_success_total{engine="0",finished_reason="length",model_name="sim-llama"} 0.0' \
+    assert (
+        'vllm:request_success_total{engine="0",finished_reason="length",model_name="sim-llama"} 0.0'
         not in drained
+    )
 
 
 if __name__ == "__main__":

@@ -22,33 +22,52 @@ FIXTURE = ROOT / "tests" / "data" / "metrics" / "vllm-0.32-cpu.loaded.prom"
 # name -> type, per dialect (the names the brief requires, as the real engines expose them)
 REQUIRED = {
     "vllm": {
-        "vllm:num_requests_running": "gauge", "vllm:num_requests_waiting": "gauge",
-        "vllm:kv_cache_usage_perc": "gauge", "vllm:num_preemptions": "counter",
-        "vllm:prompt_tokens": "counter", "vllm:generation_tokens": "counter",
-        "vllm:request_success": "counter", "vllm:prefix_cache_queries": "counter",
-        "vllm:prefix_cache_hits": "counter", "vllm:time_to_first_token_seconds": "histogram",
-        "vllm:inter_token_latency_seconds": "histogram", "vllm:e2e_request_latency_seconds": "histogram",
+        "vllm:num_requests_running": "gauge",
+        "vllm:num_requests_waiting": "gauge",
+        "vllm:kv_cache_usage_perc": "gauge",
+        "vllm:num_preemptions": "counter",
+        "vllm:prompt_tokens": "counter",
+        "vllm:generation_tokens": "counter",
+        "vllm:request_success": "counter",
+        "vllm:prefix_cache_queries": "counter",
+        "vllm:prefix_cache_hits": "counter",
+        "vllm:time_to_first_token_seconds": "histogram",
+        "vllm:inter_token_latency_seconds": "histogram",
+        "vllm:e2e_request_latency_seconds": "histogram",
         "vllm:request_queue_time_seconds": "histogram",
     },
     "sglang": {
-        "sglang:num_running_reqs": "gauge", "sglang:num_queue_reqs": "gauge", "sglang:token_usage": "gauge",
-        "sglang:num_retracted_requests": "counter", "sglang:prompt_tokens": "counter",
-        "sglang:generation_tokens": "counter", "sglang:cached_tokens": "counter",
-        "sglang:time_to_first_token_seconds": "histogram", "sglang:inter_token_latency_seconds": "histogram",
-        "sglang:e2e_request_latency_seconds": "histogram", "sglang:queue_time_seconds": "histogram",
+        "sglang:num_running_reqs": "gauge",
+        "sglang:num_queue_reqs": "gauge",
+        "sglang:token_usage": "gauge",
+        "sglang:num_retracted_requests": "counter",
+        "sglang:prompt_tokens": "counter",
+        "sglang:generation_tokens": "counter",
+        "sglang:cached_tokens": "counter",
+        "sglang:time_to_first_token_seconds": "histogram",
+        "sglang:inter_token_latency_seconds": "histogram",
+        "sglang:e2e_request_latency_seconds": "histogram",
+        "sglang:queue_time_seconds": "histogram",
         "sglang:gen_throughput": "gauge",
     },
     "tgi": {
-        "tgi_queue_size": "gauge", "tgi_batch_current_size": "gauge", "tgi_request_success": "counter",
-        "tgi_request_failure": "counter", "tgi_request_count": "counter", "tgi_request_duration": "histogram",
-        "tgi_request_queue_duration": "histogram", "tgi_request_mean_time_per_token_duration": "histogram",
-        "tgi_request_input_length": "histogram", "tgi_request_generated_tokens": "histogram",
+        "tgi_queue_size": "gauge",
+        "tgi_batch_current_size": "gauge",
+        "tgi_request_success": "counter",
+        "tgi_request_failure": "counter",
+        "tgi_request_count": "counter",
+        "tgi_request_duration": "histogram",
+        "tgi_request_queue_duration": "histogram",
+        "tgi_request_mean_time_per_token_duration": "histogram",
+        "tgi_request_input_length": "histogram",
+        "tgi_request_generated_tokens": "histogram",
     },
 }
-DIALECT_ARGS = {"vllm": ["/models/sim-llama", "--served-model-name", "sim-llama"],
-                "sglang": ["--model-path", "/models/sim-llama", "--served-model-name", "sim-llama",
-                           "--enable-metrics"],
-                "tgi": ["--model-id", "/models/sim-llama", "--served-model-name", "sim-llama"]}
+DIALECT_ARGS = {
+    "vllm": ["/models/sim-llama", "--served-model-name", "sim-llama"],
+    "sglang": ["--model-path", "/models/sim-llama", "--served-model-name", "sim-llama", "--enable-metrics"],
+    "tgi": ["--model-id", "/models/sim-llama", "--served-model-name", "sim-llama"],
+}
 
 SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)$")
 LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
@@ -101,6 +120,7 @@ def wait_until(predicate, timeout: float, step: float = 0.1):
 
 # --- the three dialects ------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("dialect", ["vllm", "sglang", "tgi"])
 def test_dialect_serves_completions_health_and_metrics(dialect: str, tmp_path: Path) -> None:
     extra = ["--prometheus-port", str(free_port())] if dialect == "tgi" else []
@@ -111,18 +131,31 @@ def test_dialect_serves_completions_health_and_metrics(dialect: str, tmp_path: P
         models = get(eng.url + "/v1/models").json()
         assert models["data"][0]["id"] == "sim-llama" and models["data"][0]["owned_by"] == "llmconsole-sim"
 
-        r = post(eng.url + "/v1/completions", {"model": "sim-llama", "prompt": "say something",
-                                               "max_tokens": 5, "ignore_eos": True})
+        r = post(
+            eng.url + "/v1/completions",
+            {"model": "sim-llama", "prompt": "say something", "max_tokens": 5, "ignore_eos": True},
+        )
         assert r.status_code == 200, r.text
         body = r.json()
-        assert body["choices"][0]["finish_reason"] == "length" and len(body["choices"][0]["text"].split()) == 5
+        assert (
+            body["choices"][0]["finish_reason"] == "length" and len(body["choices"][0]["text"].split()) == 5
+        )
         assert body["usage"] == {"prompt_tokens": 4, "completion_tokens": 5, "total_tokens": 9}
 
-        with httpx.stream("POST", eng.url + "/v1/chat/completions", timeout=5.0, json={
-                "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4, "ignore_eos": True,
-                "stream": True, "stream_options": {"include_usage": True}}) as resp:
+        with httpx.stream(
+            "POST",
+            eng.url + "/v1/chat/completions",
+            timeout=5.0,
+            json={
+                "messages": [{"role": "user", "content": "hi"}],
+                "max_tokens": 4,
+                "ignore_eos": True,
+                "stream": True,
+                "stream_options": {"include_usage": True},
+            },
+        ) as resp:
             assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/event-stream")
-            events = [line[len("data: "):] for line in resp.iter_lines() if line.startswith("data: ")]
+            events = [line[len("data: ") :] for line in resp.iter_lines() if line.startswith("data: ")]
         assert events[-1] == "[DONE]"
         chunks = [json.loads(e) for e in events[:-1]]
         content = [c["choices"][0]["delta"].get("content") for c in chunks if c["choices"]]
@@ -164,7 +197,9 @@ def test_label_sets_by_dialect(tmp_path: Path) -> None:
     assert labels["sglang:prompt_tokens_total"] == {"model_name"}
     assert labels["sglang:time_to_first_token_seconds_bucket"] == {"model_name"}
     assert not any(n.endswith("_created") for n in labels)  # multiprocess mode
-    assert [lab for n, lab, _ in samples if n == "sglang:time_to_first_token_seconds_bucket"][0]["le"] == "0.1"
+    assert [lab for n, lab, _ in samples if n == "sglang:time_to_first_token_seconds_bucket"][0][
+        "le"
+    ] == "0.1"
 
 
 def test_vllm_names_labels_types_and_buckets_match_the_real_032_fixture(tmp_path: Path) -> None:
@@ -184,17 +219,30 @@ def test_vllm_names_labels_types_and_buckets_match_the_real_032_fixture(tmp_path
         out: dict[str, list[str]] = {}
         for name, lab, _ in samples:
             if name.endswith("_bucket"):
-                out.setdefault(f"{name}|{sorted((k, v) for k, v in lab.items() if k != 'le')}", []).append(lab["le"])
+                out.setdefault(f"{name}|{sorted((k, v) for k, v in lab.items() if k != 'le')}", []).append(
+                    lab["le"]
+                )
         return out
 
     real_labels, sim_labels = label_names(real_samples), label_names(sim_samples)
     common = [n for n in sim_labels if n in real_labels and n.startswith("vllm:")]
-    required = ["vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc",
-                "vllm:num_preemptions_total", "vllm:prompt_tokens_total", "vllm:generation_tokens_total",
-                "vllm:request_success_total", "vllm:prefix_cache_queries_total", "vllm:prefix_cache_hits_total",
-                "vllm:num_preemptions_created", "vllm:time_to_first_token_seconds_bucket",
-                "vllm:inter_token_latency_seconds_bucket", "vllm:e2e_request_latency_seconds_bucket",
-                "vllm:request_queue_time_seconds_bucket", "vllm:time_to_first_token_seconds_count"]
+    required = [
+        "vllm:num_requests_running",
+        "vllm:num_requests_waiting",
+        "vllm:kv_cache_usage_perc",
+        "vllm:num_preemptions_total",
+        "vllm:prompt_tokens_total",
+        "vllm:generation_tokens_total",
+        "vllm:request_success_total",
+        "vllm:prefix_cache_queries_total",
+        "vllm:prefix_cache_hits_total",
+        "vllm:num_preemptions_created",
+        "vllm:time_to_first_token_seconds_bucket",
+        "vllm:inter_token_latency_seconds_bucket",
+        "vllm:e2e_request_latency_seconds_bucket",
+        "vllm:request_queue_time_seconds_bucket",
+        "vllm:time_to_first_token_seconds_count",
+    ]
     assert set(required) <= set(common)
     for name in common:
         if name == "vllm:cache_config_info":
@@ -222,9 +270,22 @@ def test_sglang_metrics_need_enable_metrics(tmp_path: Path) -> None:
 
 # --- load, KV pressure, preemptions -------------------------------------------------------------
 
+
 def test_load_fills_the_kv_cache_and_preempts(tmp_path: Path) -> None:
-    args = ["--load", "40", "--max-num-seqs", "12", "--kv-tokens", "2048", "--max-model-len", "1024",
-            "--decode-ms", "10", "--seed", "7"]
+    args = [
+        "--load",
+        "40",
+        "--max-num-seqs",
+        "12",
+        "--kv-tokens",
+        "2048",
+        "--max-model-len",
+        "1024",
+        "--decode-ms",
+        "10",
+        "--seed",
+        "7",
+    ]
     with sim_engine("vllm", *args, tmp=tmp_path) as eng:
         eng.wait_ready()
         seen = {"running": 0.0, "waiting": 0.0, "kv": 0.0, "preemptions": 0.0}
@@ -235,7 +296,9 @@ def test_load_fills_the_kv_cache_and_preempts(tmp_path: Path) -> None:
             seen["waiting"] = max(seen["waiting"], value(text, "vllm:num_requests_waiting"))
             seen["kv"] = max(seen["kv"], value(text, "vllm:kv_cache_usage_perc"))
             seen["preemptions"] = value(text, "vllm:num_preemptions_total")
-            return seen["running"] > 0 and seen["waiting"] > 0 and seen["kv"] > 0.9 and seen["preemptions"] > 0
+            return (
+                seen["running"] > 0 and seen["waiting"] > 0 and seen["kv"] > 0.9 and seen["preemptions"] > 0
+            )
 
         assert wait_until(saturated, timeout=8.0, step=0.1), seen
         text = get(eng.url + "/metrics").text
@@ -244,6 +307,7 @@ def test_load_fills_the_kv_cache_and_preempts(tmp_path: Path) -> None:
 
 
 # --- faults ------------------------------------------------------------------------------------
+
 
 def test_hang_keeps_health_and_freezes_metrics(tmp_path: Path) -> None:
     with sim_engine("vllm", "--load", "20", "--fault", "hang@1", tmp=tmp_path) as eng:
@@ -261,8 +325,12 @@ def test_hang_keeps_health_and_freezes_metrics(tmp_path: Path) -> None:
         assert value("\n".join(after), "vllm:generation_tokens_total") > 0  # it was working before the hang
         with pytest.raises(httpx.ReadTimeout):
             post(eng.url + "/v1/completions", {"prompt": "are you there", "max_tokens": 2}, timeout=2.0)
-        with httpx.stream("POST", eng.url + "/v1/completions", timeout=httpx.Timeout(5.0, read=1.0),
-                          json={"prompt": "x", "max_tokens": 2, "stream": True}) as resp:
+        with httpx.stream(
+            "POST",
+            eng.url + "/v1/completions",
+            timeout=httpx.Timeout(5.0, read=1.0),
+            json={"prompt": "x", "max_tokens": 2, "stream": True},
+        ) as resp:
             assert resp.status_code == 200
             with pytest.raises(httpx.ReadTimeout):
                 next(resp.iter_lines())
@@ -281,11 +349,18 @@ def test_sglang_health_generate_fails_when_hung(tmp_path: Path) -> None:
         assert get(eng.url + "/health").status_code == 200
 
 
-@pytest.mark.parametrize(("dialect", "code", "last"), [
-    ("vllm", 3, "EngineDeadError: EngineCore encountered an issue. See stack trace (above) for the root cause."),
-    ("sglang", 0, "Received sigquit from a child process. It usually means the child failed."),
-    ("tgi", 1, "Error: ShardFailed"),
-])
+@pytest.mark.parametrize(
+    ("dialect", "code", "last"),
+    [
+        (
+            "vllm",
+            3,
+            "EngineDeadError: EngineCore encountered an issue. See stack trace (above) for the root cause.",
+        ),
+        ("sglang", 0, "Received sigquit from a child process. It usually means the child failed."),
+        ("tgi", 1, "Error: ShardFailed"),
+    ],
+)
 def test_crash_exits_with_code_and_last_line(dialect: str, code: int, last: str, tmp_path: Path) -> None:
     extra = ["--prometheus-port", str(free_port())] if dialect == "tgi" else []
     spec = f"crash@1:code={code}" if code != 1 else "crash@1"
@@ -297,12 +372,17 @@ def test_crash_exits_with_code_and_last_line(dialect: str, code: int, last: str,
         assert eng.stderr_lines()[-1].endswith(last)
 
 
-@pytest.mark.parametrize(("dialect", "spec", "code", "text"), [
-    ("vllm", "start-fail", 1, "ValueError: No common block size for 16."),
-    ("sglang", "start-fail:code=7", 7, "Not enough memory"),
-    ("tgi", "start-fail", 1, "Shard 0 failed to start"),
-])
-def test_start_fail_exits_before_listening(dialect: str, spec: str, code: int, text: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("dialect", "spec", "code", "text"),
+    [
+        ("vllm", "start-fail", 1, "ValueError: No common block size for 16."),
+        ("sglang", "start-fail:code=7", 7, "Not enough memory"),
+        ("tgi", "start-fail", 1, "Shard 0 failed to start"),
+    ],
+)
+def test_start_fail_exits_before_listening(
+    dialect: str, spec: str, code: int, text: str, tmp_path: Path
+) -> None:
     eng = start_sim(dialect, "--fault", spec, tmp=tmp_path)
     try:
         assert eng.wait_exit(timeout=10) == code
@@ -322,7 +402,9 @@ def test_startup_delay_vllm_does_not_listen_until_loaded(tmp_path: Path) -> None
         eng.wait_ready(timeout=10)
         err = eng.stderr()
         assert err.count("Loading safetensors checkpoint shards") >= 3
-        assert err.index("Starting vLLM API server 0 on http://127.0.0.1:") < err.index("Application startup complete.")
+        assert err.index("Starting vLLM API server 0 on http://127.0.0.1:") < err.index(
+            "Application startup complete."
+        )
 
 
 def test_startup_delay_sglang_listens_with_503(tmp_path: Path) -> None:
@@ -381,6 +463,7 @@ def test_metrics_faults(fault: str, tmp_path: Path) -> None:
 
 # --- worker, ledger, signals -------------------------------------------------------------------
 
+
 def _worker_of(eng) -> int:
     pids = wait_until(eng.children, timeout=5, step=0.05)
     assert pids, "no worker child"
@@ -407,8 +490,9 @@ def test_worker_survives_sigkill_of_its_engine(tmp_path: Path) -> None:
 
 
 def test_worker_setsid_leaves_the_process_group(tmp_path: Path) -> None:
-    with sim_engine("tgi", "--worker", "--worker-setsid", "--prometheus-port", str(free_port()),
-                    tmp=tmp_path) as eng:
+    with sim_engine(
+        "tgi", "--worker", "--worker-setsid", "--prometheus-port", str(free_port()), tmp=tmp_path
+    ) as eng:
         eng.wait_ready()
         worker = _worker_of(eng)
         eng.track(worker)
@@ -419,12 +503,17 @@ def test_worker_setsid_leaves_the_process_group(tmp_path: Path) -> None:
 def test_sigterm_stops_worker_removes_ledger_and_exits_0(tmp_path: Path) -> None:
     ledger_dir = tmp_path / "gpus"
     env = {"LLMCONSOLE_SIM_GPU_DIR": str(ledger_dir), "CUDA_VISIBLE_DEVICES": "2,3"}
-    with sim_engine("vllm", "--model", "m", "--worker", "--sim-gpu-mem-gib", "9", tmp=tmp_path, env=env) as eng:
+    with sim_engine(
+        "vllm", "--model", "m", "--worker", "--sim-gpu-mem-gib", "9", tmp=tmp_path, env=env
+    ) as eng:
         eng.wait_ready()
         worker = _worker_of(eng)
         eng.track(worker)
-        entries = wait_until(lambda: sorted(ledger_dir.glob("*.json")) if len(list(ledger_dir.glob("*.json"))) == 2
-                             else None, timeout=5, step=0.05)
+        entries = wait_until(
+            lambda: sorted(ledger_dir.glob("*.json")) if len(list(ledger_dir.glob("*.json"))) == 2 else None,
+            timeout=5,
+            step=0.05,
+        )
         assert entries
         records = {json.loads(p.read_text())["role"]: json.loads(p.read_text()) for p in entries}
         assert records["engine"]["pid"] == eng.pid and records["worker"]["pid"] == worker
@@ -432,8 +521,12 @@ def test_sigterm_stops_worker_removes_ledger_and_exits_0(tmp_path: Path) -> None
         assert records["engine"]["mem_bytes"] == 1024**3 and records["worker"]["mem_bytes"] == 8 * 1024**3
         assert records["engine"]["dialect"] == "vllm" and records["worker"]["model"] == "m"
         # an open stream must not delay the shutdown
-        stream = httpx.stream("POST", eng.url + "/v1/completions", timeout=5,
-                              json={"prompt": "x", "max_tokens": 3000, "stream": True})
+        stream = httpx.stream(
+            "POST",
+            eng.url + "/v1/completions",
+            timeout=5,
+            json={"prompt": "x", "max_tokens": 3000, "stream": True},
+        )
         resp = stream.__enter__()
         try:
             t0 = time.monotonic()
@@ -448,8 +541,9 @@ def test_sigterm_stops_worker_removes_ledger_and_exits_0(tmp_path: Path) -> None
 
 def test_sigkill_leaves_ledger_files_behind(tmp_path: Path) -> None:
     ledger_dir = tmp_path / "gpus"
-    with sim_engine("sglang", "--model-path", "m", tmp=tmp_path,
-                    env={"LLMCONSOLE_SIM_GPU_DIR": str(ledger_dir)}) as eng:
+    with sim_engine(
+        "sglang", "--model-path", "m", tmp=tmp_path, env={"LLMCONSOLE_SIM_GPU_DIR": str(ledger_dir)}
+    ) as eng:
         eng.wait_ready()
         path = ledger_dir / f"{eng.pid}.json"
         assert json.loads(path.read_text())["mem_bytes"] == 18 * 1024**3  # no worker: all on the engine
@@ -460,10 +554,21 @@ def test_sigkill_leaves_ledger_files_behind(tmp_path: Path) -> None:
 
 # --- command line ------------------------------------------------------------------------------
 
+
 def test_unknown_engine_flags_are_accepted_and_listed_once(tmp_path: Path) -> None:
-    with sim_engine("vllm", "/models/x", "--max-model-len", "8192", "--tensor-parallel-size", "2",
-                    "--enforce-eager", "--enable-prefix-caching", "--gpu-memory-utilization", "0.9",
-                    tmp=tmp_path) as eng:
+    with sim_engine(
+        "vllm",
+        "/models/x",
+        "--max-model-len",
+        "8192",
+        "--tensor-parallel-size",
+        "2",
+        "--enforce-eager",
+        "--enable-prefix-caching",
+        "--gpu-memory-utilization",
+        "0.9",
+        tmp=tmp_path,
+    ) as eng:
         eng.wait_ready()
         ignored = [line for line in eng.stderr_lines() if "ignoring engine flags" in line]
         assert len(ignored) == 1  # --enable-prefix-caching is simulated (the prefix cache), so not listed
@@ -471,11 +576,17 @@ def test_unknown_engine_flags_are_accepted_and_listed_once(tmp_path: Path) -> No
         assert get(eng.url + "/v1/models").json()["data"][0]["max_model_len"] == 8192
 
 
-@pytest.mark.parametrize("args", [["--fault", "explode@1"], ["--fault", "hang@x"], ["--port", "abc"],
-                                  ["--load", "-2"]])
+@pytest.mark.parametrize(
+    "args", [["--fault", "explode@1"], ["--fault", "hang@x"], ["--port", "abc"], ["--load", "-2"]]
+)
 def test_bad_arguments_exit_2_with_one_line(args: list[str]) -> None:
-    out = subprocess.run([sys.executable, "-m", "agents.sim", "--dialect", "vllm", *args], cwd=ROOT,
-                         capture_output=True, text=True, timeout=20)
+    out = subprocess.run(
+        [sys.executable, "-m", "agents.sim", "--dialect", "vllm", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("llmconsole sim-engine: error: ")
@@ -509,8 +620,9 @@ def test_a_stopped_worker_stalls_the_engine_until_continued(tmp_path: Path) -> N
             assert get(eng.url + "/health").status_code == 200
         finally:
             os.kill(worker, signal.SIGCONT)
-        assert wait_until(lambda: value(get(eng.url + "/metrics").text, "vllm:generation_tokens_total") > before,
-                          timeout=5)
+        assert wait_until(
+            lambda: value(get(eng.url + "/metrics").text, "vllm:generation_tokens_total") > before, timeout=5
+        )
 
 
 def test_engine_dies_when_its_worker_dies(tmp_path: Path) -> None:
@@ -543,8 +655,9 @@ def test_group_sigterm_is_a_clean_stop(tmp_path: Path) -> None:
 def test_worker_exits_by_itself_after_max_s(tmp_path: Path) -> None:
     ledger_dir = tmp_path / "gpus"
     env = {**os.environ, "LLMCONSOLE_SIM_GPU_DIR": str(ledger_dir)}
-    proc = subprocess.Popen([sys.executable, "-m", "agents.sim.worker", "--max-s", "0.5", "--mem-bytes", "7"],
-                            cwd=ROOT, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agents.sim.worker", "--max-s", "0.5", "--mem-bytes", "7"], cwd=ROOT, env=env
+    )
     try:
         assert wait_until(lambda: (ledger_dir / f"{proc.pid}.json").exists(), timeout=5, step=0.02)
         assert json.loads((ledger_dir / f"{proc.pid}.json").read_text())["role"] == "worker"

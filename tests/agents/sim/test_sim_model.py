@@ -49,15 +49,30 @@ def run_until(model: QueueModel, t0: float, t1: float, dt: float = 0.005) -> flo
     return t
 
 
-CFG = ModelConfig(max_num_seqs=4, kv_tokens=4096, max_model_len=1024, decode_s=0.01, decode_slowdown=0.0,
-                  prefill_s_per_token=0.0)
+CFG = ModelConfig(
+    max_num_seqs=4,
+    kv_tokens=4096,
+    max_model_len=1024,
+    decode_s=0.01,
+    decode_slowdown=0.0,
+    prefill_s_per_token=0.0,
+)
 
 
 # --- the queueing model ------------------------------------------------------------------------
 
+
 def test_fifo_admission_with_one_slot() -> None:
-    model = QueueModel(ModelConfig(max_num_seqs=1, kv_tokens=4096, max_model_len=1024, decode_s=0.01,
-                                   decode_slowdown=0.0, prefill_s_per_token=0.0))
+    model = QueueModel(
+        ModelConfig(
+            max_num_seqs=1,
+            kv_tokens=4096,
+            max_model_len=1024,
+            decode_s=0.01,
+            decode_slowdown=0.0,
+            prefill_s_per_token=0.0,
+        )
+    )
     reqs = [model.new_request(10, 3, 0.0, ignore_eos=True, request_id=name) for name in "abc"]
     for req in reqs:
         model.submit(req)
@@ -74,8 +89,14 @@ def test_fifo_admission_with_one_slot() -> None:
 
 def test_ttft_queue_time_and_itl_are_recorded_at_the_right_moments() -> None:
     sink = RecordingSink()
-    cfg = ModelConfig(max_num_seqs=2, kv_tokens=4096, max_model_len=1024, decode_s=0.01, decode_slowdown=0.0,
-                      prefill_s_per_token=0.001)
+    cfg = ModelConfig(
+        max_num_seqs=2,
+        kv_tokens=4096,
+        max_model_len=1024,
+        decode_s=0.01,
+        decode_slowdown=0.0,
+        prefill_s_per_token=0.001,
+    )
     model = QueueModel(cfg, sink=sink)
     model.step(0.0)
     req = model.new_request(100, 4, 0.0, ignore_eos=True)
@@ -105,8 +126,14 @@ def test_natural_stop_versus_length() -> None:
 
 def test_preemption_when_kv_is_full_recomputes_the_newest() -> None:
     sink = RecordingSink()
-    cfg = ModelConfig(max_num_seqs=4, kv_tokens=260, max_model_len=200, decode_s=0.01, decode_slowdown=0.0,
-                      prefill_s_per_token=0.0)
+    cfg = ModelConfig(
+        max_num_seqs=4,
+        kv_tokens=260,
+        max_model_len=200,
+        decode_s=0.01,
+        decode_slowdown=0.0,
+        prefill_s_per_token=0.0,
+    )
     model = QueueModel(cfg, sink=sink)
     old = model.new_request(100, 80, 0.0, ignore_eos=True, request_id="old")
     new = model.new_request(100, 80, 0.0, ignore_eos=True, request_id="new")
@@ -127,8 +154,9 @@ def test_preemption_when_kv_is_full_recomputes_the_newest() -> None:
 
 
 def test_kv_never_exceeds_capacity_and_counters_are_monotonic() -> None:
-    cfg = ModelConfig(max_num_seqs=16, kv_tokens=2048, max_model_len=1024, decode_s=0.01,
-                      prefill_s_per_token=0.00001)
+    cfg = ModelConfig(
+        max_num_seqs=16, kv_tokens=2048, max_model_len=1024, decode_s=0.01, prefill_s_per_token=0.00001
+    )
     model = QueueModel(cfg, seed=11)
     load = PoissonLoad(60.0, model.rng, cfg.max_model_len)
     prev = (0, 0, 0, 0)
@@ -153,7 +181,9 @@ def test_kv_never_exceeds_capacity_and_counters_are_monotonic() -> None:
 def test_same_seed_same_history() -> None:
     def history(seed: int) -> list[tuple]:
         sink = RecordingSink()
-        model = QueueModel(ModelConfig(max_num_seqs=8, kv_tokens=3000, max_model_len=1024), seed=seed, sink=sink)
+        model = QueueModel(
+            ModelConfig(max_num_seqs=8, kv_tokens=3000, max_model_len=1024), seed=seed, sink=sink
+        )
         load = PoissonLoad(30.0, model.rng, 1024)
         t = 0.0
         for _ in range(200):
@@ -229,6 +259,7 @@ def test_poisson_load_rate_and_determinism() -> None:
 
 # --- faults ------------------------------------------------------------------------------------
 
+
 def test_parse_faults() -> None:
     assert parse_fault("hang@3").at == 3.0
     crash = parse_fault("crash@1.5:code=0")
@@ -241,10 +272,23 @@ def test_parse_faults() -> None:
     assert parse_fault("metrics-slow@0:bps=5").param("bps") == 5.0
 
 
-@pytest.mark.parametrize("spec", [
-    "", "explode", "hang@soon", "hang@-1", "crash@1:code=300", "crash@1:signal=9", "slow@1:factor=0",
-    "start-fail@3", "startup-delay@1:s=2", "crash@1:code", "metrics-huge@1:mb=nan", "slow@1:factor=x",
-])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "",
+        "explode",
+        "hang@soon",
+        "hang@-1",
+        "crash@1:code=300",
+        "crash@1:signal=9",
+        "slow@1:factor=0",
+        "start-fail@3",
+        "startup-delay@1:s=2",
+        "crash@1:code",
+        "metrics-huge@1:mb=nan",
+        "slow@1:factor=x",
+    ],
+)
 def test_bad_fault_specs(spec: str) -> None:
     with pytest.raises(FaultSpecError) as info:
         parse_fault(spec)
@@ -263,6 +307,7 @@ def test_fault_clock_releases_each_fault_once() -> None:
 
 
 # --- exposition --------------------------------------------------------------------------------
+
 
 def test_python_style_renders_like_prometheus_client() -> None:
     reg = Registry("python", created=1.5e9)
@@ -304,17 +349,26 @@ def test_bucket_helpers() -> None:
 
 # --- openai request parsing --------------------------------------------------------------------
 
+
 def test_parse_completion_requests() -> None:
     req = openai.parse_completion(b'{"prompt": "one two three", "max_tokens": 5}', False, "m", 100)
     assert req.prompt_tokens == 4 and req.max_tokens == 5 and not req.stream  # ceil(13/4) = 4 > 3 words
     assert openai.parse_completion(b'{"prompt": [1,2,3]}', False, "m", 100).max_tokens == 97
-    chat = openai.parse_completion(b'{"messages": [{"role": "user", "content": "hi"}], "stream": true}',
-                                   True, "m", 100)
+    chat = openai.parse_completion(
+        b'{"messages": [{"role": "user", "content": "hi"}], "stream": true}', True, "m", 100
+    )
     assert chat.chat and chat.stream and chat.prompt_tokens == 3 + 4 + 1
-    for body, status in ((b"not json", 400), (b"[]", 400), (b'{"prompt": ""}', 400), (b'{"prompt": 5}', 400),
-                         (b'{"prompt": "x", "max_tokens": 0}', 400), (b'{"prompt": "x", "n": 2}', 400),
-                         (b'{"prompt": "x", "max_tokens": 1000}', 400), (b'{"prompt": "x", "model": "y"}', 404),
-                         (b'{"prompt": "x", "stream": "yes"}', 400)):
+    for body, status in (
+        (b"not json", 400),
+        (b"[]", 400),
+        (b'{"prompt": ""}', 400),
+        (b'{"prompt": 5}', 400),
+        (b'{"prompt": "x", "max_tokens": 0}', 400),
+        (b'{"prompt": "x", "n": 2}', 400),
+        (b'{"prompt": "x", "max_tokens": 1000}', 400),
+        (b'{"prompt": "x", "model": "y"}', 404),
+        (b'{"prompt": "x", "stream": "yes"}', 400),
+    ):
         with pytest.raises(openai.BadRequest) as info:
             openai.parse_completion(body, False, "m", 100)
         assert info.value.status == status
@@ -323,10 +377,25 @@ def test_parse_completion_requests() -> None:
 
 # --- CLI parsing (no process) ------------------------------------------------------------------
 
+
 def test_vllm_flags_and_unknown_flags() -> None:
-    cfg = cli.parse_config(["--dialect", "vllm", "/models/llama", "--port", "8001", "--max-model-len", "2048",
-                            "--tensor-parallel-size", "2", "--enforce-eager", "--served-model-name", "llama",
-                            "--gpu-memory-utilization=0.9"])
+    cfg = cli.parse_config(
+        [
+            "--dialect",
+            "vllm",
+            "/models/llama",
+            "--port",
+            "8001",
+            "--max-model-len",
+            "2048",
+            "--tensor-parallel-size",
+            "2",
+            "--enforce-eager",
+            "--served-model-name",
+            "llama",
+            "--gpu-memory-utilization=0.9",
+        ]
+    )
     assert (cfg.model, cfg.served_name, cfg.port, cfg.host) == ("/models/llama", "llama", 8001, "127.0.0.1")
     assert cfg.model_config.max_model_len == 2048
     assert cfg.ignored == ("--tensor-parallel-size", "2", "--enforce-eager", "--gpu-memory-utilization=0.9")
@@ -335,24 +404,58 @@ def test_vllm_flags_and_unknown_flags() -> None:
 
 
 def test_sglang_and_tgi_flags() -> None:
-    sg = cli.parse_config(["--dialect", "sglang", "--model-path", "/m", "--enable-metrics",
-                           "--max-running-requests", "7", "--tp", "2"])
+    sg = cli.parse_config(
+        [
+            "--dialect",
+            "sglang",
+            "--model-path",
+            "/m",
+            "--enable-metrics",
+            "--max-running-requests",
+            "7",
+            "--tp",
+            "2",
+        ]
+    )
     assert sg.model == "/m" and sg.metrics_enabled and sg.port == 30000 and sg.model_config.max_num_seqs == 7
     assert sg.ignored == ("--tp", "2")
     assert not cli.parse_config(["--dialect", "sglang", "--model-path", "/m"]).metrics_enabled
-    tgi = cli.parse_config(["--dialect", "tgi", "--model-id", "org/m", "--hostname", "127.0.0.2",
-                            "--prometheus-port", "9100", "--max-total-tokens", "3000", "--num-shard", "2"])
+    tgi = cli.parse_config(
+        [
+            "--dialect",
+            "tgi",
+            "--model-id",
+            "org/m",
+            "--hostname",
+            "127.0.0.2",
+            "--prometheus-port",
+            "9100",
+            "--max-total-tokens",
+            "3000",
+            "--num-shard",
+            "2",
+        ]
+    )
     assert (tgi.model, tgi.host, tgi.port, tgi.metrics_port) == ("org/m", "127.0.0.2", 3000, 9100)
     assert tgi.model_config.max_model_len == 3000 and tgi.ignored == ("--num-shard", "2")
     assert cli.parse_config(["--dialect", "tgi"]).metrics_port == 9000
 
 
-@pytest.mark.parametrize("argv", [
-    [], ["--dialect", "llama"], ["--dialect", "vllm", "--port", "abc"], ["--dialect", "vllm", "--port", "70000"],
-    ["--dialect", "vllm", "--fault", "boom"], ["--dialect", "vllm", "--load", "-1"],
-    ["--dialect", "sglang", "positional"], ["--dialect", "vllm", "a", "--model", "b"],
-    ["--dialect", "vllm", "--kv-tokens", "100", "--max-model-len", "200"], ["--dialect", "vllm", "--seed"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["--dialect", "llama"],
+        ["--dialect", "vllm", "--port", "abc"],
+        ["--dialect", "vllm", "--port", "70000"],
+        ["--dialect", "vllm", "--fault", "boom"],
+        ["--dialect", "vllm", "--load", "-1"],
+        ["--dialect", "sglang", "positional"],
+        ["--dialect", "vllm", "a", "--model", "b"],
+        ["--dialect", "vllm", "--kv-tokens", "100", "--max-model-len", "200"],
+        ["--dialect", "vllm", "--seed"],
+    ],
+)
 def test_bad_command_lines(argv: list[str]) -> None:
     with pytest.raises(cli.UsageError) as info:
         cli.parse_config(argv)
@@ -382,8 +485,9 @@ def test_ledger_helpers(tmp_path) -> None:
     assert ledger.split_memory(18, False) == (18 * ledger.GIB, 0)
     path = ledger.write(tmp_path, ledger.record(42, [0], 5, "engine", "vllm", "m"))
     (tmp_path / "junk.json").write_text("{")
-    assert ledger.read_all(tmp_path) == [{"pid": 42, "gpus": [0], "mem_bytes": 5, "role": "engine",
-                                          "dialect": "vllm", "model": "m"}]
+    assert ledger.read_all(tmp_path) == [
+        {"pid": 42, "gpus": [0], "mem_bytes": 5, "role": "engine", "dialect": "vllm", "model": "m"}
+    ]
     ledger.remove(path)
     assert ledger.read_all(tmp_path) == []
 
@@ -406,11 +510,35 @@ def test_main_reports_bad_arguments_in_one_line(capsys: pytest.CaptureFixture[st
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-                    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(
-                        st.sampled_from(["prompt", "messages", "max_tokens", "n", "stream", "model", "ignore_eos",
-                                         "stream_options", "role", "content", "max_completion_tokens"]),
-                        kids, max_size=5), max_leaves=12), st.booleans())
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+        lambda kids: (
+            st.lists(kids, max_size=4)
+            | st.dictionaries(
+                st.sampled_from(
+                    [
+                        "prompt",
+                        "messages",
+                        "max_tokens",
+                        "n",
+                        "stream",
+                        "model",
+                        "ignore_eos",
+                        "stream_options",
+                        "role",
+                        "content",
+                        "max_completion_tokens",
+                    ]
+                ),
+                kids,
+                max_size=5,
+            )
+        ),
+        max_leaves=12,
+    ),
+    st.booleans(),
+)
 def test_any_json_body_is_accepted_or_a_4xx(body, chat: bool) -> None:
     raw = json.dumps(body).encode()
     try:

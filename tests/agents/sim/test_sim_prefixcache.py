@@ -21,8 +21,14 @@ from agents.sim.model import ModelConfig, QueueModel
 from agents.sim.prefixcache import BLOCK_CHARS, BLOCK_TOKENS, PrefixCache, id_blocks, text_blocks
 from tests.support.simproc import sim_engine
 
-CFG = ModelConfig(max_num_seqs=8, kv_tokens=8192, max_model_len=2048, decode_s=0.01, decode_slowdown=0.0,
-                  prefill_s_per_token=0.001)  # 1 ms per prompt token: prefill dominates TTFT
+CFG = ModelConfig(
+    max_num_seqs=8,
+    kv_tokens=8192,
+    max_model_len=2048,
+    decode_s=0.01,
+    decode_slowdown=0.0,
+    prefill_s_per_token=0.001,
+)  # 1 ms per prompt token: prefill dominates TTFT
 
 
 def _text(n: int, seed: int) -> str:
@@ -50,7 +56,9 @@ def test_lru_cache_counts_leading_hits_and_evicts_oldest() -> None:
     assert cache.lookup_and_insert((1, 2, 3)) == 2  # 3 was evicted, 1 and 2 were not
 
 
-def _ttft_and_cached(model: QueueModel, blocks: tuple[int, ...], t0: float, prompt: int = 512) -> tuple[float, int]:
+def _ttft_and_cached(
+    model: QueueModel, blocks: tuple[int, ...], t0: float, prompt: int = 512
+) -> tuple[float, int]:
     req = model.new_request(prompt, 4, t0, ignore_eos=True, prefix_blocks=blocks)
     model.submit(req)
     t = t0
@@ -84,13 +92,18 @@ def test_prefix_caching_off_and_floor() -> None:
     assert _ttft_and_cached(floor, (), 0.0)[1] == 128  # no blocks (internal load): the floor applies
 
 
-@pytest.mark.parametrize(("name", "hits_key", "queries_key"), [
-    ("vllm", "prefix_cache_hits", "prefix_cache_queries"),
-    ("sglang", "prefix_cache_hits", "prefix_cache_queries"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("name", "hits_key", "queries_key"),
+    [
+        ("vllm", "prefix_cache_hits", "prefix_cache_queries"),
+        ("sglang", "prefix_cache_hits", "prefix_cache_queries"),
+    ],
+)
 def test_dialects_report_hits_in_their_own_names(name: str, hits_key: str, queries_key: str) -> None:
     """Read back through the project's own adapter: the hit rate an operator sees is the cache's."""
-    mc = ModelConfig(max_num_seqs=8, kv_tokens=8192, max_model_len=2048, decode_s=0.01, prefill_s_per_token=0.0)
+    mc = ModelConfig(
+        max_num_seqs=8, kv_tokens=8192, max_model_len=2048, decode_s=0.01, prefill_s_per_token=0.0
+    )
     cfg = SimConfig(dialect=name, model="m", served_name="m", host="127.0.0.1", port=1, model_config=mc)
     sink = dialects.get(name).make_metrics(cfg, 0.0, lambda line: None)
     model = QueueModel(mc, sink=sink)
@@ -109,7 +122,9 @@ def test_dialects_report_hits_in_their_own_names(name: str, hits_key: str, queri
 
 
 def test_tgi_has_no_prefix_cache_metric_but_still_caches() -> None:
-    mc = ModelConfig(max_num_seqs=8, kv_tokens=8192, max_model_len=2048, decode_s=0.01, prefill_s_per_token=0.001)
+    mc = ModelConfig(
+        max_num_seqs=8, kv_tokens=8192, max_model_len=2048, decode_s=0.01, prefill_s_per_token=0.001
+    )
     cfg = SimConfig(dialect="tgi", model="m", served_name="m", host="127.0.0.1", port=1, model_config=mc)
     sink = dialects.get("tgi").make_metrics(cfg, 0.0, lambda line: None)
     model = QueueModel(mc, sink=sink)
@@ -124,20 +139,35 @@ def test_requests_carry_blocks_of_their_prompt_and_messages() -> None:
     prompt = _text(BLOCK_CHARS * 3, 8)
     req = openai.parse_completion(json.dumps({"prompt": prompt, "max_tokens": 4}).encode(), False, "m", 4096)
     assert req.prefix_blocks == text_blocks(prompt)
-    ids = openai.parse_completion(json.dumps({"prompt": list(range(40)), "max_tokens": 4}).encode(), False, "m", 4096)
+    ids = openai.parse_completion(
+        json.dumps({"prompt": list(range(40)), "max_tokens": 4}).encode(), False, "m", 4096
+    )
     assert ids.prefix_blocks == id_blocks(list(range(40)))
-    chat = {"messages": [{"role": "system", "content": prompt}, {"role": "user", "content": "hi"}], "max_tokens": 4}
+    chat = {
+        "messages": [{"role": "system", "content": prompt}, {"role": "user", "content": "hi"}],
+        "max_tokens": 4,
+    }
     a = openai.parse_completion(json.dumps(chat).encode(), True, "m", 4096)
     chat["messages"][1]["content"] = "something else entirely"
     b = openai.parse_completion(json.dumps(chat).encode(), True, "m", 4096)
-    assert len(a.prefix_blocks) >= 3 and a.prefix_blocks[:3] == b.prefix_blocks[:3]  # the shared system prompt
+    assert (
+        len(a.prefix_blocks) >= 3 and a.prefix_blocks[:3] == b.prefix_blocks[:3]
+    )  # the shared system prompt
 
 
 def test_launch_flags_turn_the_cache_off() -> None:
     assert cli.parse_config(["--dialect", "vllm"]).model_config.prefix_caching is True
-    assert cli.parse_config(["--dialect", "vllm", "--no-enable-prefix-caching"]).model_config.prefix_caching is False
-    assert cli.parse_config(["--dialect", "vllm", "--enable-prefix-caching"]).model_config.prefix_caching is True
-    assert cli.parse_config(["--dialect", "sglang", "--disable-radix-cache"]).model_config.prefix_caching is False
+    assert (
+        cli.parse_config(["--dialect", "vllm", "--no-enable-prefix-caching"]).model_config.prefix_caching
+        is False
+    )
+    assert (
+        cli.parse_config(["--dialect", "vllm", "--enable-prefix-caching"]).model_config.prefix_caching is True
+    )
+    assert (
+        cli.parse_config(["--dialect", "sglang", "--disable-radix-cache"]).model_config.prefix_caching
+        is False
+    )
 
 
 def test_tokenize_parses_like_completions() -> None:
@@ -157,13 +187,19 @@ def test_real_engine_serves_repeated_prefix_from_cache(tmp_path: Path) -> None:
     """A real simulated vLLM process: the same long prompt twice is a cache hit, with a lower TTFT."""
     with sim_engine("vllm", "--tick-ms", "2", "--prefill-ms-per-1k", "400", tmp=tmp_path) as eng:
         eng.wait_ready()
-        assert httpx.post(eng.url + "/tokenize", json={"prompt": "abcd" * 10}, timeout=5).json()["count"] == 10
+        assert (
+            httpx.post(eng.url + "/tokenize", json={"prompt": "abcd" * 10}, timeout=5).json()["count"] == 10
+        )
         prompt = _text(4000, 9)  # 1000 tokens (62 full blocks of 16): 400 ms of prefill when cold
 
         def ttft() -> float:
             start = time.monotonic()
-            with httpx.stream("POST", eng.url + "/v1/completions", timeout=10,
-                              json={"prompt": prompt, "max_tokens": 2, "stream": True}) as resp:
+            with httpx.stream(
+                "POST",
+                eng.url + "/v1/completions",
+                timeout=10,
+                json={"prompt": prompt, "max_tokens": 2, "stream": True},
+            ) as resp:
                 for line in resp.iter_lines():
                     if line.startswith("data: {"):
                         return time.monotonic() - start

@@ -32,7 +32,11 @@ def metrics(eng: SimProc) -> dict[tuple[str, tuple[tuple[str, str], ...]], float
             continue
         head, _, val = line.rpartition(" ")
         name, _, labels = head.partition("{")
-        pairs = tuple(sorted(tuple(p.split("=", 1)) for p in labels.rstrip("}").split(",") if p)) if labels else ()
+        pairs = (
+            tuple(sorted(tuple(p.split("=", 1)) for p in labels.rstrip("}").split(",") if p))
+            if labels
+            else ()
+        )
         out[(name, tuple((k, v.strip('"')) for k, v in pairs))] = float(val)
     return out
 
@@ -70,13 +74,16 @@ def gpu_utils(ledger: Path, count: int) -> list[float | None]:
 
 # --- admission-stall ----------------------------------------------------------------------------
 
+
 def test_admission_stall_defers_waiting_keeps_kv_free_trickles_then_recovers(tmp_path: Path) -> None:
     spec = "admission-stall@2:trickle=0.5,for=4"
     with sim_engine("vllm", "--load", "25", *FAST, "--fault", spec, tmp=tmp_path) as eng:
         eng.wait_ready()
         t_ready = time.monotonic()
         busy = until(lambda: sample(metrics(eng), "vllm:num_requests_running") >= 2, timeout=1.5, step=0.05)
-        assert busy and time.monotonic() - t_ready < 2.0, "the load never ran two requests at once before the stall"
+        assert busy and time.monotonic() - t_ready < 2.0, (
+            "the load never ran two requests at once before the stall"
+        )
         time.sleep(max(0.0, t_ready + 3.8 - time.monotonic()))  # past T + the ~1.5 s running requests need
         first, t_first = metrics(eng), time.monotonic()
         time.sleep(1.0)
@@ -90,11 +97,18 @@ def test_admission_stall_defers_waiting_keeps_kv_free_trickles_then_recovers(tmp
             assert sample(m, "vllm:num_requests_waiting_by_reason", reason="capacity") == 0
             assert sample(m, "vllm:kv_cache_usage_perc") < 0.1
         assert sample(second, "vllm:num_requests_waiting") > sample(first, "vllm:num_requests_waiting") >= 10
-        trickle = sample(second, "vllm:generation_tokens_total") - sample(first, "vllm:generation_tokens_total")
+        trickle = sample(second, "vllm:generation_tokens_total") - sample(
+            first, "vllm:generation_tokens_total"
+        )
         assert trickle <= (t_second - t_first) / 0.5 + 1  # one running request at one token per 0.5 s at most
         # for=4: at T+4 admission resumes and the queue drains
-        drained = until(lambda: sample(metrics(eng), "vllm:num_requests_waiting_by_reason", reason="deferred") == 0
-                        and sample(metrics(eng), "vllm:num_requests_running") >= 2, timeout=8.0)
+        drained = until(
+            lambda: (
+                sample(metrics(eng), "vllm:num_requests_waiting_by_reason", reason="deferred") == 0
+                and sample(metrics(eng), "vllm:num_requests_running") >= 2
+            ),
+            timeout=8.0,
+        )
         assert drained
         flowing = sample(second, "vllm:generation_tokens_total") + 50
         assert until(lambda: sample(metrics(eng), "vllm:generation_tokens_total") > flowing, timeout=4.0)
@@ -111,18 +125,24 @@ def test_waiting_by_reason_is_capacity_when_the_engine_is_merely_full(tmp_path: 
         m = until(queued, timeout=4.0)
         assert m, "no queue formed"
         assert sample(m, "vllm:num_requests_waiting_by_reason", reason="capacity") == sample(
-            m, "vllm:num_requests_waiting")
+            m, "vllm:num_requests_waiting"
+        )
         assert sample(m, "vllm:num_requests_waiting_by_reason", reason="deferred") == 0
 
 
 # --- gpu-wedge, rank-diverge, and the hang for contrast ---------------------------------------------
 
+
 def test_gpu_wedge_freezes_tokens_with_requests_running_and_the_gpu_busy(tmp_path: Path) -> None:
     ledger = tmp_path / "gpus"
     env = {"LLMCONSOLE_SIM_GPU_DIR": str(ledger), "CUDA_VISIBLE_DEVICES": "0"}
-    with sim_engine("vllm", "--load", "20", *FAST, "--fault", "gpu-wedge@1:for=4", tmp=tmp_path, env=env) as eng:
+    with sim_engine(
+        "vllm", "--load", "20", *FAST, "--fault", "gpu-wedge@1:for=4", tmp=tmp_path, env=env
+    ) as eng:
         eng.wait_ready()
-        assert "util_pct" not in json.loads((ledger / f"{eng.pid}.json").read_text())  # healthy: reader's default
+        assert "util_pct" not in json.loads(
+            (ledger / f"{eng.pid}.json").read_text()
+        )  # healthy: reader's default
         t_ready = time.monotonic()
         time.sleep(1.5)
         first = metrics(eng)
@@ -136,9 +156,16 @@ def test_gpu_wedge_freezes_tokens_with_requests_running_and_the_gpu_busy(tmp_pat
         assert json.loads((ledger / f"{eng.pid}.json").read_text())["util_pct"] == 100
         assert gpu_utils(ledger, 1) == [100.0]
         # for=4: the kernel returns at T+4, tokens flow again, the engine stops claiming 100 %
-        assert until(lambda: sample(metrics(eng), "vllm:generation_tokens_total")
-                     > sample(second, "vllm:generation_tokens_total"), timeout=5.0)
-        assert until(lambda: "util_pct" not in json.loads((ledger / f"{eng.pid}.json").read_text()), timeout=2.0)
+        assert until(
+            lambda: (
+                sample(metrics(eng), "vllm:generation_tokens_total")
+                > sample(second, "vllm:generation_tokens_total")
+            ),
+            timeout=5.0,
+        )
+        assert until(
+            lambda: "util_pct" not in json.loads((ledger / f"{eng.pid}.json").read_text()), timeout=2.0
+        )
 
 
 def test_rank_diverge_one_gpu_busy_the_other_idle_and_no_progress(tmp_path: Path) -> None:
@@ -152,19 +179,30 @@ def test_rank_diverge_one_gpu_busy_the_other_idle_and_no_progress(tmp_path: Path
         time.sleep(0.8)
         second = metrics(eng)
         assert healthy(eng)
-        assert sample(first, "vllm:generation_tokens_total") == sample(second, "vllm:generation_tokens_total") > 0
+        assert (
+            sample(first, "vllm:generation_tokens_total")
+            == sample(second, "vllm:generation_tokens_total")
+            > 0
+        )
         assert sample(second, "vllm:num_requests_running") >= 1
         entry = json.loads((ledger / f"{eng.pid}.json").read_text())
         assert entry["gpus"] == [0, 1] and entry["util_pct_by_gpu"] == {"0": 100.0, "1": 0.0}
 
 
 def test_rank_diverge_on_one_gpu_is_refused_with_one_line(tmp_path: Path) -> None:
-    out = subprocess.run([sys.executable, "-m", "agents.sim", "--dialect", "vllm", "--fault", "rank-diverge@1"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=20,
-                         env={**os.environ, "CUDA_VISIBLE_DEVICES": "0"})
+    out = subprocess.run(
+        [sys.executable, "-m", "agents.sim", "--dialect", "vllm", "--fault", "rank-diverge@1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=20,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": "0"},
+    )
     assert out.returncode == 2
-    assert out.stderr.strip() == ("llmconsole sim-engine: error: argument --fault: fault 'rank-diverge' needs an "
-                                  "engine on two or more GPUs (CUDA_VISIBLE_DEVICES gives 1)")
+    assert out.stderr.strip() == (
+        "llmconsole sim-engine: error: argument --fault: fault 'rank-diverge' needs an "
+        "engine on two or more GPUs (CUDA_VISIBLE_DEVICES gives 1)"
+    )
 
 
 def test_hang_leaves_the_gpu_idle_unlike_a_wedge(tmp_path: Path) -> None:
@@ -181,6 +219,7 @@ def test_hang_leaves_the_gpu_idle_unlike_a_wedge(tmp_path: Path) -> None:
 
 # --- frontend-hang ------------------------------------------------------------------------------
 
+
 def test_frontend_hang_reads_requests_but_never_answers_while_gauges_stay_zero(tmp_path: Path) -> None:
     with sim_engine("vllm", "--load", "20", *FAST, "--fault", "frontend-hang@0.5:for=7", tmp=tmp_path) as eng:
         eng.wait_ready()
@@ -190,9 +229,15 @@ def test_frontend_hang_reads_requests_but_never_answers_while_gauges_stay_zero(t
         assert sample(before, "vllm:generation_tokens_total") > 0  # it served the load before T
         with pytest.raises(httpx.ReadTimeout):  # the body was sent and read; no status line ever comes
             httpx.post(eng.url + "/v1/completions", json={"prompt": "hello", "max_tokens": 2}, timeout=1.0)
-        with pytest.raises(httpx.ReadTimeout), httpx.stream(
-                "POST", eng.url + "/v1/completions", timeout=1.0,
-                json={"prompt": "hello", "max_tokens": 2, "stream": True}):
+        with (
+            pytest.raises(httpx.ReadTimeout),
+            httpx.stream(
+                "POST",
+                eng.url + "/v1/completions",
+                timeout=1.0,
+                json={"prompt": "hello", "max_tokens": 2, "stream": True},
+            ),
+        ):
             pass
         after = metrics(eng)
         assert time.monotonic() - t_ready < 7.0, "the machine was too slow to see the fault before it ended"
@@ -217,6 +262,7 @@ def test_frontend_hang_fails_sglang_health_generate_but_not_health(tmp_path: Pat
 
 # --- wrong-answers ------------------------------------------------------------------------------
 
+
 def test_temperature_zero_is_deterministic_then_wrong_answers_then_right_again(tmp_path: Path) -> None:
     with sim_engine("vllm", "--decode-ms", "2", "--fault", "wrong-answers@4:for=2.5", tmp=tmp_path) as eng:
         eng.wait_ready()
@@ -226,10 +272,17 @@ def test_temperature_zero_is_deterministic_then_wrong_answers_then_right_again(t
         natural = complete(eng, "Count to ten.", max_tokens=300)  # ends at its own EOS length
         assert complete(eng, capital) == ref and complete(eng, "Count to ten.", max_tokens=300) == natural
         assert len(ref.split()) == 6 and complete(eng, "Name a colour.") != ref
-        with httpx.stream("POST", eng.url + "/v1/completions", timeout=5, json={
-                "prompt": capital, "max_tokens": 6, "temperature": 0, "stream": True}) as resp:
-            chunks = [json.loads(line[6:]) for line in resp.iter_lines()
-                      if line.startswith("data: ") and line != "data: [DONE]"]
+        with httpx.stream(
+            "POST",
+            eng.url + "/v1/completions",
+            timeout=5,
+            json={"prompt": capital, "max_tokens": 6, "temperature": 0, "stream": True},
+        ) as resp:
+            chunks = [
+                json.loads(line[6:])
+                for line in resp.iter_lines()
+                if line.startswith("data: ") and line != "data: [DONE]"
+            ]
         assert "".join(c["choices"][0]["text"] for c in chunks) == ref  # streamed = non-streamed
         assert time.monotonic() - t_ready < 3.8, "the machine was too slow to finish before T"
         time.sleep(max(0.0, t_ready + 4.2 - time.monotonic()))
@@ -244,6 +297,7 @@ def test_temperature_zero_is_deterministic_then_wrong_answers_then_right_again(t
 
 
 # --- drift --------------------------------------------------------------------------------------
+
 
 def test_drift_makes_ttft_slower_at_the_same_load_and_leaves_decode_alone(tmp_path: Path) -> None:
     args = ["--decode-ms", "20", "--prefill-ms-per-1k", "100", "--fault", "drift@3:factor=4"]

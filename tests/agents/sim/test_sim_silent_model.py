@@ -13,8 +13,14 @@ from agents.sim.config import SimConfig
 from agents.sim.faults import FaultClock, FaultSpecError, parse_fault
 from agents.sim.model import Gauges, ModelConfig, QueueModel
 
-CFG = ModelConfig(max_num_seqs=8, kv_tokens=8192, max_model_len=1024, decode_s=0.01, decode_slowdown=0.0,
-                  prefill_s_per_token=0.001)
+CFG = ModelConfig(
+    max_num_seqs=8,
+    kv_tokens=8192,
+    max_model_len=1024,
+    decode_s=0.01,
+    decode_slowdown=0.0,
+    prefill_s_per_token=0.001,
+)
 
 
 def run_until(model: QueueModel, t0: float, t1: float, dt: float = 0.005) -> float:
@@ -33,38 +39,47 @@ def submit(model: QueueModel, t: float, prompt: int = 10, gen: int = 50, ignore_
 
 # --- grammar and clock --------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("spec", "at", "params"), [
-    ("admission-stall@10", 10.0, {"trickle": 2.0}),
-    ("admission-stall@1:trickle=0.5,for=20", 1.0, {"trickle": 0.5, "for": 20.0}),
-    ("gpu-wedge@3:for=5", 3.0, {"for": 5.0}),
-    ("rank-diverge@2", 2.0, {}),
-    ("frontend-hang", 0.0, {}),
-    ("wrong-answers@7.5", 7.5, {}),
-    ("drift@4", 4.0, {"factor": 3.0}),
-    ("drift@4:factor=5,for=60", 4.0, {"factor": 5.0, "for": 60.0}),
-    ("hang@1:for=2", 1.0, {"for": 2.0}),
-])
+
+@pytest.mark.parametrize(
+    ("spec", "at", "params"),
+    [
+        ("admission-stall@10", 10.0, {"trickle": 2.0}),
+        ("admission-stall@1:trickle=0.5,for=20", 1.0, {"trickle": 0.5, "for": 20.0}),
+        ("gpu-wedge@3:for=5", 3.0, {"for": 5.0}),
+        ("rank-diverge@2", 2.0, {}),
+        ("frontend-hang", 0.0, {}),
+        ("wrong-answers@7.5", 7.5, {}),
+        ("drift@4", 4.0, {"factor": 3.0}),
+        ("drift@4:factor=5,for=60", 4.0, {"factor": 5.0, "for": 60.0}),
+        ("hang@1:for=2", 1.0, {"for": 2.0}),
+    ],
+)
 def test_new_fault_specs_parse(spec: str, at: float, params: dict[str, float]) -> None:
     fault = parse_fault(spec)
     assert fault.at == at and dict(fault.params) == params
     assert fault.until == (at + params["for"] if "for" in params else None)
 
 
-@pytest.mark.parametrize(("spec", "words"), [
-    ("drift@1:factor=0", "factor must be > 0"),
-    ("admission-stall@1:trickle=-1", "trickle must be > 0"),
-    ("gpu-wedge@1:for=0", "for must be > 0"),
-    ("gpu-wedge@1:factor=2", "unknown parameter 'factor'"),
-    ("wrong-answers@x", "is not a number"),
-    ("frontend-hang@-1", "T must be >= 0"),
-])
+@pytest.mark.parametrize(
+    ("spec", "words"),
+    [
+        ("drift@1:factor=0", "factor must be > 0"),
+        ("admission-stall@1:trickle=-1", "trickle must be > 0"),
+        ("gpu-wedge@1:for=0", "for must be > 0"),
+        ("gpu-wedge@1:factor=2", "unknown parameter 'factor'"),
+        ("wrong-answers@x", "is not a number"),
+        ("frontend-hang@-1", "T must be >= 0"),
+    ],
+)
 def test_bad_new_fault_specs_say_why(spec: str, words: str) -> None:
     with pytest.raises(FaultSpecError, match=words):
         parse_fault(spec)
 
 
 def test_fault_clock_ends_faults_with_a_duration_once() -> None:
-    clock = FaultClock([parse_fault("gpu-wedge@1:for=2"), parse_fault("drift@2"), parse_fault("hang@0:for=5")])
+    clock = FaultClock(
+        [parse_fault("gpu-wedge@1:for=2"), parse_fault("drift@2"), parse_fault("hang@0:for=5")]
+    )
     assert [f.kind for f in clock.due(0.5)] == ["hang"] and clock.ended(0.5) == []
     assert [f.kind for f in clock.due(1.0)] == ["gpu-wedge"]
     assert [f.kind for f in clock.due(2.5)] == ["drift"]
@@ -86,6 +101,7 @@ def test_rank_diverge_needs_two_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 # --- the model's switches -------------------------------------------------------------------------
+
 
 def test_admission_stall_defers_waiting_holds_one_running_and_trickles() -> None:
     model = QueueModel(CFG)
@@ -173,17 +189,23 @@ def test_eos_seed_fixes_the_natural_length() -> None:
 
 # --- texts ------------------------------------------------------------------------------------------
 
+
 def test_temperature_zero_seeds_text_from_the_prompt() -> None:
     def parse(body: dict, chat: bool = False) -> openai.CompletionRequest:
         return openai.parse_completion(openai.json.dumps(body).encode(), chat, "m", 1024)
 
     a = parse({"prompt": "what is two plus two", "temperature": 0})
-    assert a.text_seed is not None and a.text_seed == parse({"prompt": "what is two plus two", "temperature": 0.0}).text_seed
+    assert (
+        a.text_seed is not None
+        and a.text_seed == parse({"prompt": "what is two plus two", "temperature": 0.0}).text_seed
+    )
     assert parse({"prompt": "what is three plus three", "temperature": 0}).text_seed != a.text_seed
     assert parse({"prompt": "what is two plus two"}).text_seed is None  # default temperature samples
     assert parse({"prompt": "what is two plus two", "temperature": 0.7}).text_seed is None
     chat = parse({"messages": [{"role": "user", "content": "hi"}], "temperature": 0}, chat=True)
-    assert chat.text_seed is not None and chat.text_seed != parse({"prompt": "hi", "temperature": 0}).text_seed
+    assert (
+        chat.text_seed is not None and chat.text_seed != parse({"prompt": "hi", "temperature": 0}).text_seed
+    )
     for bad in (-1, "0", True, None.__class__):
         with pytest.raises(openai.BadRequest, match="temperature"):
             parse({"prompt": "x", "temperature": bad if bad is not None.__class__ else [0]})
@@ -198,6 +220,7 @@ def test_wrong_seeds_never_repeat_the_right_answer_or_the_previous_one() -> None
 
 
 # --- ledger and vLLM gauges ---------------------------------------------------------------------------
+
 
 def test_ledger_record_carries_utilization_only_when_given() -> None:
     plain = ledger.record(9, [0, 1], 5, "engine", "vllm", "m")
@@ -216,5 +239,7 @@ def test_vllm_waiting_by_reason_splits_capacity_and_deferred() -> None:
     assert 'vllm:num_requests_waiting_by_reason{engine="0",model_name="m",reason="capacity"} 2.0' in text
     assert 'vllm:num_requests_waiting_by_reason{engine="0",model_name="m",reason="deferred"} 5.0' in text
     line = dialect.stats_line(0.0, 0.5, Gauges(1, 7, 10, 100, 7), 0, 0.0)
-    assert line is not None and "Running: 1 reqs, Waiting: 7 reqs, Deferred: 7 reqs, GPU KV cache usage" in line
+    assert (
+        line is not None and "Running: 1 reqs, Waiting: 7 reqs, Deferred: 7 reqs, GPU KV cache usage" in line
+    )
     assert "Deferred" not in (dialect.stats_line(0.0, 0.5, Gauges(1, 7, 10, 100), 0, 0.0) or "")

@@ -28,13 +28,22 @@ def _taken(snap: dict) -> float:
 
 
 def _serving(s: dict) -> bool:
-    return len(s["engines"]) == 3 and all(e["state"] == "ready" and e["stats"] is not None for e in s["engines"])
+    return len(s["engines"]) == 3 and all(
+        e["state"] == "ready" and e["stats"] is not None for e in s["engines"]
+    )
 
 
 def test_a_stopped_engine_keeps_the_host_cadence(tmp_path: Path) -> None:
     port = free_port()
     engines = [
-        {"id": eid, "kind": "vllm", "model": eid, "port": free_port(), "command": sim("vllm"), "args": ["--load", "2"]}
+        {
+            "id": eid,
+            "kind": "vllm",
+            "model": eid,
+            "port": free_port(),
+            "command": sim("vllm"),
+            "args": ["--load", "2"],
+        }
         for eid in ("ok-a", "ok-b", "stuck")
     ]
     # interval 1 s as shipped; health deadline min(2, 2 × interval) = 2 s is what used to hold every tick
@@ -61,7 +70,9 @@ def test_a_stopped_engine_keeps_the_host_cadence(tmp_path: Path) -> None:
         assert span >= 15.0, f"measured over {span:.1f}s only"
         cadence = span / (last["seq"] - first["seq"])
         print(f"cadence {cadence:.3f}s over {span:.1f}s ({last['seq'] - first['seq']} snapshots)")
-        assert 0.85 <= cadence <= 1.15, f"snapshot cadence {cadence:.3f}s with one engine stopped (want 1 s ± 15 %)"
+        assert 0.85 <= cadence <= 1.15, (
+            f"snapshot cadence {cadence:.3f}s with one engine stopped (want 1 s ± 15 %)"
+        )
 
         # the healthy engines stay ready and alert-free; the stopped one is flagged as before
         for eid in ("ok-a", "ok-b"):
@@ -70,9 +81,11 @@ def test_a_stopped_engine_keeps_the_host_cadence(tmp_path: Path) -> None:
             assert e["stats_age_s"] is not None and e["stats_age_s"] < 2.5, e
         hung = agent.wait(
             "the stopped engine flagged",
-            lambda s: "ENGINE_HUNG" in {a["code"] for a in engine(s, "stuck")["alerts"]}
-            and engine(s, "stuck")["health"] is not None
-            and engine(s, "stuck")["health"]["http_ok"] is False,
+            lambda s: (
+                "ENGINE_HUNG" in {a["code"] for a in engine(s, "stuck")["alerts"]}
+                and engine(s, "stuck")["health"] is not None
+                and engine(s, "stuck")["health"]["http_ok"] is False
+            ),
             timeout=15,
         )
         stuck = engine(hung, "stuck")

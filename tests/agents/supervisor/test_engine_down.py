@@ -50,8 +50,11 @@ def test_sigkill_raises_engine_down_until_ready_again(tmp_path: Path) -> None:
         killed_at = time.monotonic()
         os.kill(pid, signal.SIGKILL)
 
-        snap = agent.wait("ENGINE_DOWN in backoff", lambda s: _down(engine(s, "victim")) is not None
-                          and engine(s, "victim")["state"] == "backoff", timeout=10)  # fmt: skip
+        snap = agent.wait(
+            "ENGINE_DOWN in backoff",
+            lambda s: _down(engine(s, "victim")) is not None and engine(s, "victim")["state"] == "backoff",
+            timeout=10,
+        )
         raised_after = time.monotonic() - killed_at
         e = engine(snap, "victim")
         down = _down(e)
@@ -70,8 +73,11 @@ def test_sigkill_raises_engine_down_until_ready_again(tmp_path: Path) -> None:
         assert e["alerts"][0]["code"] == "ENGINE_DOWN"  # critical first
 
         # it stays raised while loading again, with a growing time down; ready again clears it at once
-        later = agent.wait("down longer", lambda s: (_down(engine(s, "victim")) or {}).get("evidence", {}).get("down_for_s", 0) > 3.5,
-                           timeout=10)  # fmt: skip
+        later = agent.wait(
+            "down longer",
+            lambda s: (_down(engine(s, "victim")) or {}).get("evidence", {}).get("down_for_s", 0) > 3.5,
+            timeout=10,
+        )
         assert _down(engine(later, "victim"))["since"] == down["since"]
         back = agent.wait("ready again", lambda s: engine(s, "victim")["state"] == "ready", timeout=30)
         assert _down(engine(back, "victim")) is None

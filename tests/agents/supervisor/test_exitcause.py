@@ -18,13 +18,22 @@ VLLM_BLOCK_SIZE_16 = [
 
 def test_the_specific_error_beats_wrappers_and_warnings() -> None:
     cause = root_cause(VLLM_BLOCK_SIZE_16)
-    assert cause is not None and cause.endswith("ValueError: No common block size for 16 (CPU_ATTN: [MultipleOf(32)])")
+    assert cause is not None and cause.endswith(
+        "ValueError: No common block size for 16 (CPU_ATTN: [MultipleOf(32)])"
+    )
 
 
 def test_fallbacks() -> None:
-    assert root_cause(["EngineDeadError: EngineCore encountered an issue. See stack trace (above) for the root cause."]).startswith("EngineDeadError")
-    assert root_cause(["starting", "error: unrecognized arguments: --foo", ""]) == "error: unrecognized arguments: --foo"
-    assert root_cause(['INFO: 127.0.0.1:5 - "POST /v1/completions HTTP/1.1" 200 OK']) is None  # routine: never a cause
+    assert root_cause(
+        ["EngineDeadError: EngineCore encountered an issue. See stack trace (above) for the root cause."]
+    ).startswith("EngineDeadError")
+    assert (
+        root_cause(["starting", "error: unrecognized arguments: --foo", ""])
+        == "error: unrecognized arguments: --foo"
+    )
+    assert (
+        root_cause(['INFO: 127.0.0.1:5 - "POST /v1/completions HTTP/1.1" 200 OK']) is None
+    )  # routine: never a cause
     assert root_cause([]) is None and root_cause(["", "  "]) is None
 
 

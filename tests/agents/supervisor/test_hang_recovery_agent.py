@@ -99,8 +99,11 @@ def test_a_hang_that_ends_clears_its_alerts_and_keeps_history_short(tmp_path: Pa
         alert = next(a for a in engine(slo, "e")["alerts"] if a["code"] == "TTFT_SLO")
         assert alert["evidence"]["ttft_p95_s"] > 2.0 and "ms above" not in alert["summary"]
         assert alert["evidence"]["window_s"] is not None and alert["evidence"]["window_s"] <= WINDOW_S + 1
-        cleared = agent.wait("TTFT_SLO and ENGINE_HUNG cleared",
-                             lambda s: not ({"TTFT_SLO", "ENGINE_HUNG"} & _codes(engine(s, "e"))), timeout=WINDOW_S + CLEAR_S + 10)  # fmt: skip
+        cleared = agent.wait(
+            "TTFT_SLO and ENGINE_HUNG cleared",
+            lambda s: not ({"TTFT_SLO", "ENGINE_HUNG"} & _codes(engine(s, "e"))),
+            timeout=WINDOW_S + CLEAR_S + 10,
+        )
         took = time.monotonic() - continued
         assert took <= WINDOW_S + CLEAR_S + 5.0, f"cleared only {took:.1f}s after the hang ended"
         assert engine(cleared, "e")["state"] == "ready"

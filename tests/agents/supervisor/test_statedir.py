@@ -32,7 +32,9 @@ def test_second_claim_names_the_directory_and_the_holder(tmp_path: Path) -> None
         with pytest.raises(StateDirError) as err:
             claim_state_dir(state)  # a second open file description conflicts even in the same process
         msg = str(err.value)
-        assert "\n" not in msg and str(state) in msg and f"PID {os.getpid()}" in msg and "another agent" in msg
+        assert (
+            "\n" not in msg and str(state) in msg and f"PID {os.getpid()}" in msg and "another agent" in msg
+        )
     finally:
         lock.release()
     assert not lock.held
@@ -112,7 +114,13 @@ def test_full_disk_is_refused(tmp_path: Path) -> None:
             print(exc)
             sys.exit(2)
     """)
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=30,
-                         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0)))
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0)),
+    )
     assert out.returncode == 2, out.stderr
     assert "is not writable" in out.stdout and "EFBIG" in out.stdout

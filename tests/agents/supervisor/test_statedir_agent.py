@@ -39,14 +39,31 @@ LISTENING = "listening on"
 
 
 def _one_engine(tmp: Path, agent_port: int) -> Path:
-    return write_config(tmp, agent_port, [
-        {"id": "e1", "kind": "vllm", "model": "m", "port": free_port(), "command": sim("vllm"), "args": ["--load", "1"]},
-    ])  # fmt: skip
+    return write_config(
+        tmp,
+        agent_port,
+        [
+            {
+                "id": "e1",
+                "kind": "vllm",
+                "model": "m",
+                "port": free_port(),
+                "command": sim("vllm"),
+                "args": ["--load", "1"],
+            },
+        ],
+    )
 
 
 def _run_agent(config: Path, *args: str, **kw) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "console.cli", "agent", "--config", str(config), *args],
-                          cwd=ROOT, capture_output=True, text=True, timeout=90, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "console.cli", "agent", "--config", str(config), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        **kw,
+    )
 
 
 def _ready(s: dict) -> bool:
@@ -57,8 +74,15 @@ def _ready(s: dict) -> bool:
 def _crash_engine(agent: Agent) -> None:
     before = engine(agent.snap() or {"engines": []}, "e1")
     os.kill(before["pid"], signal.SIGKILL)
-    agent.wait("e1 relaunched", lambda s: _ready(s) and engine(s, "e1")["restarts"] == before["restarts"] + 1
-               and engine(s, "e1")["pid"] != before["pid"], timeout=60)
+    agent.wait(
+        "e1 relaunched",
+        lambda s: (
+            _ready(s)
+            and engine(s, "e1")["restarts"] == before["restarts"] + 1
+            and engine(s, "e1")["pid"] != before["pid"]
+        ),
+        timeout=60,
+    )
 
 
 @pytest.fixture
@@ -104,7 +128,9 @@ def test_second_agent_is_refused_and_restarts_survive_kill_9(one) -> None:
     second.extra_args = ("--listen", f"127.0.0.1:{other}")
     agents.append(second)
     second.start()
-    snap = second.wait("re-adopted by the second agent", lambda s: _ready(s) and engine(s, "e1")["pid"] == pid, timeout=60)
+    snap = second.wait(
+        "re-adopted by the second agent", lambda s: _ready(s) and engine(s, "e1")["pid"] == pid, timeout=60
+    )
     e1 = engine(snap, "e1")
     assert e1["restarts"] >= 2, e1
     assert any(f"adopted PID {pid} from the state file" in (ev["reason"] or "") for ev in e1["events"])
@@ -129,8 +155,10 @@ def test_unwritable_state_dir_exits_2_before_listening(tmp_path: Path, how: str)
     assert len(lines) == 1 and lines[0].startswith("llmconsole agent: error: state directory "), out.stderr
     assert str(state) in lines[0] and "not writable" in lines[0]
     assert LISTENING not in out.stderr and "Traceback" not in out.stderr
-    assert not any(c.laddr and c.laddr.port in (port, engine_port) and c.status == psutil.CONN_LISTEN
-                   for c in psutil.net_connections("tcp"))  # neither the agent nor its engine listens
+    assert not any(
+        c.laddr and c.laddr.port in (port, engine_port) and c.status == psutil.CONN_LISTEN
+        for c in psutil.net_connections("tcp")
+    )  # neither the agent nor its engine listens
 
 
 def test_failed_state_writes_are_logged_once_and_the_engine_is_readopted(one) -> None:
@@ -141,8 +169,13 @@ def test_failed_state_writes_are_logged_once_and_the_engine_is_readopted(one) ->
     (state / "engines").rename(saved)
     (state / "engines").write_text("")
     _crash_engine(agent)
-    snap = agent.wait("state write failure in the engine's events", lambda s: any(
-        "state file write failed: File exists (EEXIST)" in (ev["reason"] or "") for ev in engine(s, "e1")["events"]))
+    snap = agent.wait(
+        "state write failure in the engine's events",
+        lambda s: any(
+            "state file write failed: File exists (EEXIST)" in (ev["reason"] or "")
+            for ev in engine(s, "e1")["events"]
+        ),
+    )
     _crash_engine(agent)  # the same cause again (and the periodic retries): still logged once
     running = engine(agent.snap(), "e1")["pid"]
     logged = [line for line in agent.stderr_text().splitlines() if "state file" in line and "EEXIST" in line]
@@ -157,7 +190,9 @@ def test_failed_state_writes_are_logged_once_and_the_engine_is_readopted(one) ->
     stale = json.loads((state / "engines" / "e1.json").read_text())["pid"]
     assert stale != running and not psutil.pid_exists(stale)
     agent.start()
-    snap = agent.wait("running engine adopted", lambda s: engine(s, "e1")["state"] in ("ready", "failed"), timeout=60)
+    snap = agent.wait(
+        "running engine adopted", lambda s: engine(s, "e1")["state"] in ("ready", "failed"), timeout=60
+    )
     e1 = engine(snap, "e1")
     assert e1["state"] == "ready" and e1["pid"] == running, e1["events"]
     assert any("from an unrecorded launch found on port" in (ev["reason"] or "") for ev in e1["events"])

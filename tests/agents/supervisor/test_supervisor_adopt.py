@@ -43,7 +43,9 @@ async def test_adopt_after_supervisor_is_dropped_without_stop(tmp_path: Path) ->
         await b.adopt_or_start()
         assert b.adopted and b.pid == pid and b.state == "ready", b.events
         assert b.uptime_s >= uptime_a  # continues from the launch, not from the adoption
-        assert K.read_pidfile(pf).get("leader") == pid and len(pf.read_text().splitlines()) == 4  # no new process
+        assert (
+            K.read_pidfile(pf).get("leader") == pid and len(pf.read_text().splitlines()) == 4
+        )  # no new process
         assert await K.wait_until(lambda: set(b.pids) == tree)
         assert b.start_attempts == 0 and b.restarts == 0
         # the adopted engine is supervised: a crash is noticed and restarted with a new process
@@ -58,9 +60,24 @@ async def test_adopt_after_real_agent_process_is_sigkilled(tmp_path: Path) -> No
     async with K.kit(tmp_path) as k:
         port, pf = K.free_port(), k.pidfile()
         agent = subprocess.Popen(
-            [sys.executable, str(K.PROCS / "agent_like.py"), str(k.state_dir), str(k.log_dir), str(port),
-             "--port", str(port), "--child", "--pidfile", str(pf), "--tick", "0.05"],
-            stdout=subprocess.PIPE, text=True, cwd=str(Path(__file__).parents[3]))
+            [
+                sys.executable,
+                str(K.PROCS / "agent_like.py"),
+                str(k.state_dir),
+                str(k.log_dir),
+                str(port),
+                "--port",
+                str(port),
+                "--child",
+                "--pidfile",
+                str(pf),
+                "--tick",
+                "0.05",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=str(Path(__file__).parents[3]),
+        )
         try:
             line = await asyncio.to_thread(agent.stdout.readline)
             assert line.startswith("READY "), line
@@ -73,8 +90,11 @@ async def test_adopt_after_real_agent_process_is_sigkilled(tmp_path: Path) -> No
             assert K.alive(pid) and await _connect(port)  # the engine kept serving, no EPIPE death
             size_before = (k.log_dir / "eng.log").stat().st_size
 
-            b = k.make(K.engine_argv("--port", str(port), "--child", "--pidfile", str(pf), "--tick", "0.05"),
-                       port, is_ready=K.tcp_ready(port))
+            b = k.make(
+                K.engine_argv("--port", str(port), "--child", "--pidfile", str(pf), "--tick", "0.05"),
+                port,
+                is_ready=K.tcp_ready(port),
+            )
             await b.adopt_or_start()
             assert b.adopted and b.pid == pid and b.state == "ready", b.events
             assert len(pf.read_text().splitlines()) == 4
@@ -95,9 +115,18 @@ async def test_adopt_after_real_agent_process_is_sigkilled(tmp_path: Path) -> No
 def _record_for(pid: int, **over) -> dict:
     info = read_stat(pid)
     rec = statefile.EngineRecord(
-        engine_id="eng", boot_id=boot_id(), pid=pid, starttime=info.starttime, create_time=None,
-        cmdline_sha256=cmdline_hash(pid), marker="eng:0123456789abcdef", host="127.0.0.1", port=0,
-        log_path="/dev/null", launched_at="2026-01-01T00:00:00Z").to_json()
+        engine_id="eng",
+        boot_id=boot_id(),
+        pid=pid,
+        starttime=info.starttime,
+        create_time=None,
+        cmdline_sha256=cmdline_hash(pid),
+        marker="eng:0123456789abcdef",
+        host="127.0.0.1",
+        port=0,
+        log_path="/dev/null",
+        launched_at="2026-01-01T00:00:00Z",
+    ).to_json()
     rec.update(over)
     return rec
 
@@ -126,8 +155,10 @@ async def test_pid_reuse_is_never_adopted_nor_signalled(tmp_path: Path, sleeper,
             assert not sup.adopted
             if port_held:
                 assert sup.state == "failed"
-                assert sup.reason.startswith(f"state file names PID {sleeper.pid} but it is a different process; "
-                                             "not adopted (start time differs, launch marker missing)")
+                assert sup.reason.startswith(
+                    f"state file names PID {sleeper.pid} but it is a different process; "
+                    "not adopted (start time differs, launch marker missing)"
+                )
                 assert f"in use by PID {holder.pid}" in sup.reason
             else:
                 await K.wait_state(sup, "ready")
@@ -222,7 +253,9 @@ async def test_engine_that_changes_its_command_line_stays_adoptable(tmp_path: Pa
         launch_hash = json.loads(a.state_path.read_text())["cmdline_sha256"]
         await K.wait_state(a, "ready")
         pid = a.pid
-        assert await K.wait_until(lambda: json.loads(a.state_path.read_text())["cmdline_sha256"] != launch_hash)
+        assert await K.wait_until(
+            lambda: json.loads(a.state_path.read_text())["cmdline_sha256"] != launch_hash
+        )
         assert json.loads(a.state_path.read_text())["cmdline_sha256"] == cmdline_hash(pid)
         await a.shutdown(stop_engines=False)
         b = k.make(argv, port, is_ready=K.tcp_ready(port))

@@ -23,14 +23,19 @@ pytestmark = pytest.mark.timeout(60)
 
 
 def _delays(sup) -> list[float]:
-    return [float(re.match(r"restart in ([0-9.]+)s", e["reason"]).group(1))
-            for e in sup.events if e["state"] == "backoff"]
+    return [
+        float(re.match(r"restart in ([0-9.]+)s", e["reason"]).group(1))
+        for e in sup.events
+        if e["state"] == "backoff"
+    ]
 
 
 async def test_start_ready_via_is_ready(tmp_path: Path) -> None:
     async with K.kit(tmp_path) as k:
         port = K.free_port()
-        sup = k.make(K.engine_argv("--port", str(port), "--ready-after", "0.3"), port, is_ready=K.tcp_ready(port))
+        sup = k.make(
+            K.engine_argv("--port", str(port), "--ready-after", "0.3"), port, is_ready=K.tcp_ready(port)
+        )
         assert sup.state == "stopped" and sup.pid is None and sup.uptime_s is None
         await sup.start()
         assert sup.state == "starting" and sup.pid is not None
@@ -55,8 +60,12 @@ async def test_sigkill_leader_kills_whole_tree_and_restarts(tmp_path: Path) -> N
         port, pf = K.free_port(), k.pidfile()
         # tree_refresh_s is long so the escaped process is never seen as a descendant before the kill:
         # only the marker scan at kill time can find it
-        sup = k.make(K.engine_argv("--port", str(port), "--child", "--escape", "--pidfile", str(pf)), port,
-                     is_ready=K.tcp_ready(port), tree_refresh_s=60.0)
+        sup = k.make(
+            K.engine_argv("--port", str(port), "--child", "--escape", "--pidfile", str(pf)),
+            port,
+            is_ready=K.tcp_ready(port),
+            tree_refresh_s=60.0,
+        )
         await sup.start()
         await K.wait_state(sup, "ready")
         assert await K.wait_until(lambda: len(K.read_pidfile(pf)) == 6)
@@ -79,12 +88,16 @@ async def test_sigkill_leader_kills_whole_tree_and_restarts(tmp_path: Path) -> N
         assert marker_pids(old_marker) == set()
         assert sup.last_exit["signal"] == signal.SIGKILL and sup.last_exit["code"] is None
         exited = [e for e in sup.events if e["state"] == "exited"]
-        assert exited and exited[-1]["signal"] == 9 and "killed by SIGKILL unexpectedly" in exited[-1]["reason"]
+        assert (
+            exited and exited[-1]["signal"] == 9 and "killed by SIGKILL unexpectedly" in exited[-1]["reason"]
+        )
         await K.wait_state(sup, "ready")
         assert sup.restarts == 1 and sup.pid != old["leader"]
         assert await K.wait_until(lambda: len(K.read_pidfile(pf)) == 6)
         # no zombies: orphans reparented to us (the subreaper) were reaped
-        zombies = [p for p in _child_pids() if (i := read_stat(p)) is not None and i.dead and p in old.values()]
+        zombies = [
+            p for p in _child_pids() if (i := read_stat(p)) is not None and i.dead and p in old.values()
+        ]
         assert zombies == []
 
 
@@ -94,25 +107,38 @@ async def test_exit_code_zero_is_a_crash(tmp_path: Path) -> None:
         await sup.start()
         assert await K.wait_until(lambda: sup.restarts >= 1)
         assert sup.last_exit["code"] == 0 and sup.last_exit["signal"] is None
-        assert any(e["state"] == "exited" and e["reason"].startswith("exited 0 unexpectedly") for e in sup.events)
+        assert any(
+            e["state"] == "exited" and e["reason"].startswith("exited 0 unexpectedly") for e in sup.events
+        )
 
 
 async def test_backoff_doubles_to_max_then_resets_after_stable_running(tmp_path: Path) -> None:
     async with K.kit(tmp_path) as k:
-        crashy = k.make(K.engine_argv("--exit-after", "0.15", "--exit-code", "1"), engine_id="crashy",
-                        is_ready=lambda: True, policy=K.fast_policy(backoff_reset_s=30.0))
+        crashy = k.make(
+            K.engine_argv("--exit-after", "0.15", "--exit-code", "1"),
+            engine_id="crashy",
+            is_ready=lambda: True,
+            policy=K.fast_policy(backoff_reset_s=30.0),
+        )
         await crashy.start()
         assert await K.wait_until(lambda: crashy.restarts >= 4, timeout=20)
         await crashy.stop()
         assert _delays(crashy)[:4] == [0.1, 0.2, 0.4, 0.4]
         # the delay really elapsed between the exit and the next start
         ev = crashy.events
-        gaps = [b["mono"] - a["mono"] for a, b in zip(ev, ev[1:], strict=False)
-                if a["state"] == "backoff" and b["state"] == "starting"]
+        gaps = [
+            b["mono"] - a["mono"]
+            for a, b in zip(ev, ev[1:], strict=False)
+            if a["state"] == "backoff" and b["state"] == "starting"
+        ]
         assert gaps[:3] and all(g >= d * 0.95 for g, d in zip(gaps, [0.1, 0.2, 0.4], strict=False))
 
-        stable = k.make(K.engine_argv("--exit-after", "0.5", "--exit-code", "1"), engine_id="stable",
-                        is_ready=lambda: True, policy=K.fast_policy(backoff_reset_s=0.3))
+        stable = k.make(
+            K.engine_argv("--exit-after", "0.5", "--exit-code", "1"),
+            engine_id="stable",
+            is_ready=lambda: True,
+            policy=K.fast_policy(backoff_reset_s=0.3),
+        )
         await stable.start()
         assert await K.wait_until(lambda: stable.restarts >= 3, timeout=20)
         await stable.stop()
@@ -123,8 +149,12 @@ async def test_backoff_runs_on_the_injected_monotonic_clock(tmp_path: Path) -> N
     """Default 10 s backoff, driven by a fake clock: no restart until the fake clock passes it."""
     now = [1000.0]
     async with K.kit(tmp_path) as k:
-        sup = k.make(K.engine_argv("--exit-after", "0.1", "--exit-code", "3"), is_ready=lambda: True,
-                     clock=lambda: now[0], policy=K.fast_policy(backoff_initial_s=10.0, backoff_max_s=300.0))
+        sup = k.make(
+            K.engine_argv("--exit-after", "0.1", "--exit-code", "3"),
+            is_ready=lambda: True,
+            clock=lambda: now[0],
+            policy=K.fast_policy(backoff_initial_s=10.0, backoff_max_s=300.0),
+        )
         await sup.start()
         await K.wait_state(sup, "backoff")
         assert sup.backoff_remaining_s == pytest.approx(10.0)
@@ -142,8 +172,12 @@ async def test_startup_failure_spends_budget_then_fails_with_stderr_line(tmp_pat
     async with K.kit(tmp_path) as k:
         port = K.free_port()
         msg = "error: unrecognized arguments: --foo"
-        sup = k.make(K.engine_argv("--say", "loading model", "--say", msg, "--exit-after", "0", "--exit-code", "2"),
-                     port, is_ready=K.tcp_ready(port), policy=K.fast_policy(start_retries=2))
+        sup = k.make(
+            K.engine_argv("--say", "loading model", "--say", msg, "--exit-after", "0", "--exit-code", "2"),
+            port,
+            is_ready=K.tcp_ready(port),
+            policy=K.fast_policy(start_retries=2),
+        )
         await sup.start()
         await K.wait_state(sup, "failed")
         assert sup.reason == f"exited 2 during startup: {msg}"
@@ -166,7 +200,10 @@ async def test_missing_or_unexecutable_binary_fails_at_once(tmp_path: Path) -> N
     script.write_text("#!/bin/sh\nexit 0\n")
     script.chmod(0o644)
     async with K.kit(tmp_path) as k:
-        for argv, words in ((("/nonexistent/bin/vllm", "serve"), "No such file"), ((str(script),), "Permission denied")):
+        for argv, words in (
+            (("/nonexistent/bin/vllm", "serve"), "No such file"),
+            ((str(script),), "Permission denied"),
+        ):
             sup = k.make(argv, engine_id=f"e{len(k.sups)}")
             await sup.start()
             assert sup.state == "failed", sup.reason
@@ -179,8 +216,11 @@ async def test_missing_or_unexecutable_binary_fails_at_once(tmp_path: Path) -> N
 @pytest.mark.parametrize("reuseport", [False, True])
 async def test_port_held_by_foreign_listener_fails_with_its_pid(tmp_path: Path, reuseport: bool) -> None:
     port = K.free_port()
-    holder = subprocess.Popen([sys.executable, K.LISTENER, str(port), *(["--reuseport"] if reuseport else [])],
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, K.LISTENER, str(port), *(["--reuseport"] if reuseport else [])],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "listening"
         async with K.kit(tmp_path) as k:
@@ -200,8 +240,12 @@ async def test_port_held_by_foreign_listener_fails_with_its_pid(tmp_path: Path, 
 async def test_stop_escalates_to_sigkill_for_sigterm_ignoring_child(tmp_path: Path) -> None:
     async with K.kit(tmp_path) as k:
         port, pf = K.free_port(), k.pidfile()
-        sup = k.make(K.engine_argv("--port", str(port), "--child", "--ignore-term", "child", "--pidfile", str(pf)),
-                     port, is_ready=K.tcp_ready(port), policy=K.fast_policy(stop_timeout_s=0.5))
+        sup = k.make(
+            K.engine_argv("--port", str(port), "--child", "--ignore-term", "child", "--pidfile", str(pf)),
+            port,
+            is_ready=K.tcp_ready(port),
+            policy=K.fast_policy(stop_timeout_s=0.5),
+        )
         await sup.start()
         await K.wait_state(sup, "ready")
         assert await K.wait_until(lambda: len(K.read_pidfile(pf)) == 4)
@@ -219,8 +263,12 @@ async def test_stop_escalates_to_sigkill_for_sigterm_ignoring_child(tmp_path: Pa
 async def test_stop_of_sigstopped_engine_needs_sigkill(tmp_path: Path) -> None:
     async with K.kit(tmp_path) as k:
         port = K.free_port()
-        sup = k.make(K.engine_argv("--port", str(port)), port, is_ready=K.tcp_ready(port),
-                     policy=K.fast_policy(stop_timeout_s=0.4))
+        sup = k.make(
+            K.engine_argv("--port", str(port)),
+            port,
+            is_ready=K.tcp_ready(port),
+            policy=K.fast_policy(stop_timeout_s=0.4),
+        )
         await sup.start()
         await K.wait_state(sup, "ready")
         pid = sup.pid
@@ -236,14 +284,24 @@ async def test_stop_of_sigstopped_engine_needs_sigkill(tmp_path: Path) -> None:
 async def test_startup_timeout_counts_only_time_without_progress(tmp_path: Path) -> None:
     async with K.kit(tmp_path) as k:
         never = K.free_port()
-        silent = k.make(K.engine_argv(), engine_id="silent", is_ready=K.tcp_ready(never),
-                        policy=K.fast_policy(startup_timeout_s=0.5, start_retries=0))
-        chatty = k.make(K.engine_argv("--tick", "0.1"), engine_id="chatty", is_ready=K.tcp_ready(never),
-                        policy=K.fast_policy(startup_timeout_s=0.5, start_retries=0))
+        silent = k.make(
+            K.engine_argv(),
+            engine_id="silent",
+            is_ready=K.tcp_ready(never),
+            policy=K.fast_policy(startup_timeout_s=0.5, start_retries=0),
+        )
+        chatty = k.make(
+            K.engine_argv("--tick", "0.1"),
+            engine_id="chatty",
+            is_ready=K.tcp_ready(never),
+            policy=K.fast_policy(startup_timeout_s=0.5, start_retries=0),
+        )
         await silent.start()
         await chatty.start()
         await K.wait_state(silent, "failed")
-        assert silent.reason.startswith("not ready after") and "without progress during startup" in silent.reason
+        assert (
+            silent.reason.startswith("not ready after") and "without progress during startup" in silent.reason
+        )
         await asyncio.sleep(1.2 - chatty.loading_elapsed_s if chatty.loading_elapsed_s < 1.2 else 0)
         assert chatty.state == "starting" and chatty.loading_elapsed_s >= 1.0  # loading, not failure
         assert chatty.log_tail(1)[0].startswith("tick")
@@ -256,8 +314,12 @@ async def test_gpu_release_delays_restart_and_never_released_fails(tmp_path: Pat
         return set(held)
 
     async with K.kit(tmp_path) as k:
-        sup = k.make(K.engine_argv(), is_ready=lambda: True, gpu_pids=gpu_pids,
-                     policy=K.fast_policy(gpu_release_timeout_s=5.0))
+        sup = k.make(
+            K.engine_argv(),
+            is_ready=lambda: True,
+            gpu_pids=gpu_pids,
+            policy=K.fast_policy(gpu_release_timeout_s=5.0),
+        )
         await sup.start()
         await K.wait_state(sup, "ready")
         old = sup.pid
@@ -272,8 +334,13 @@ async def test_gpu_release_delays_restart_and_never_released_fails(tmp_path: Pat
         assert sup.restarts == 1
 
         stuck = {999_999}
-        sup2 = k.make(K.engine_argv(), engine_id="stuck", is_ready=lambda: True,
-                      gpu_pids=lambda: stuck, policy=K.fast_policy(gpu_release_timeout_s=0.4))
+        sup2 = k.make(
+            K.engine_argv(),
+            engine_id="stuck",
+            is_ready=lambda: True,
+            gpu_pids=lambda: stuck,
+            policy=K.fast_policy(gpu_release_timeout_s=0.4),
+        )
         await sup2.start()
         await K.wait_state(sup2, "ready")
         stuck.add(sup2.pid)
@@ -304,8 +371,11 @@ async def test_collector_health_states_and_crash_from_degraded(tmp_path: Path) -
 
 async def test_restart_on_exit_false_leaves_engine_exited(tmp_path: Path) -> None:
     async with K.kit(tmp_path) as k:
-        sup = k.make(K.engine_argv("--exit-after", "0.1", "--exit-code", "5"), is_ready=lambda: True,
-                     policy=K.fast_policy(restart_on_exit=False))
+        sup = k.make(
+            K.engine_argv("--exit-after", "0.1", "--exit-code", "5"),
+            is_ready=lambda: True,
+            policy=K.fast_policy(restart_on_exit=False),
+        )
         await sup.start()
         await K.wait_state(sup, "exited")
         await asyncio.sleep(0.3)
@@ -336,8 +406,11 @@ async def test_operator_restart_and_idempotent_start(tmp_path: Path) -> None:
 
 async def test_operator_start_during_backoff_starts_now(tmp_path: Path) -> None:
     async with K.kit(tmp_path) as k:
-        sup = k.make(K.engine_argv(), is_ready=lambda: True, policy=K.fast_policy(backoff_initial_s=30.0,
-                                                                                    backoff_max_s=60.0))
+        sup = k.make(
+            K.engine_argv(),
+            is_ready=lambda: True,
+            policy=K.fast_policy(backoff_initial_s=30.0, backoff_max_s=60.0),
+        )
         await sup.start()
         await K.wait_state(sup, "ready")
         os.kill(sup.pid, signal.SIGKILL)
@@ -354,11 +427,16 @@ async def test_log_redactor_is_applied_to_the_engine_log_on_disk(tmp_path: Path)
 
     secret = "Zq8xPlainValue123"
     async with K.kit(tmp_path) as k:
-        sup = k.make(K.engine_argv("--say", f"loaded with key {secret}", "--tick", "0.05"), is_ready=lambda: True,
-                     log_redact=Redactor([secret]))
+        sup = k.make(
+            K.engine_argv("--say", f"loaded with key {secret}", "--tick", "0.05"),
+            is_ready=lambda: True,
+            log_redact=Redactor([secret]),
+        )
         await sup.start()
         await K.wait_state(sup, "ready")
-        assert await K.wait_until(lambda: any("loaded with key" in line for line in sup.log_tail(50)), timeout=30)
+        assert await K.wait_until(
+            lambda: any("loaded with key" in line for line in sup.log_tail(50)), timeout=30
+        )
         assert await K.wait_until(lambda: secret not in sup.log_path.read_text(), timeout=30)
         assert "loaded with key" in sup.log_path.read_text()
         assert not any(secret in line for line in sup.log_tail(50))

@@ -30,10 +30,21 @@ async def _until(pred: Callable[[], bool], timeout: float = 60.0) -> None:
 
 def _config(tmp: Path):
     (tmp / "models" / "m").mkdir(parents=True)
-    path = write_config(tmp, free_port(), [
-        {"id": "e1", "kind": "vllm", "model": str(tmp / "models" / "m"), "port": free_port(), "command": sim("vllm")},
-        {"id": "outside", "kind": "vllm", "model": "/etc", "port": free_port(), "command": sim("vllm")},
-    ], agent={"model_roots": [str(tmp / "models")]})  # fmt: skip
+    path = write_config(
+        tmp,
+        free_port(),
+        [
+            {
+                "id": "e1",
+                "kind": "vllm",
+                "model": str(tmp / "models" / "m"),
+                "port": free_port(),
+                "command": sim("vllm"),
+            },
+            {"id": "outside", "kind": "vllm", "model": "/etc", "port": free_port(), "command": sim("vllm")},
+        ],
+        agent={"model_roots": [str(tmp / "models")]},
+    )
     return load_agent_config(path)
 
 

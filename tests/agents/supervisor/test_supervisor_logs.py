@@ -64,8 +64,10 @@ def test_rotation_caps_size_keeps_order_and_backup_count(tmp_path: Path) -> None
     finally:
         os.close(fd)
     assert lf.rotations >= 5 and lf.errors == 0
-    kept = b"".join((tmp_path / n).read_bytes() for n in ("e.log.2", "e.log.1", "e.log")).decode().splitlines()
-    assert kept == written[-len(kept):]  # contiguous, in order, nothing duplicated
+    kept = (
+        b"".join((tmp_path / n).read_bytes() for n in ("e.log.2", "e.log.1", "e.log")).decode().splitlines()
+    )
+    assert kept == written[-len(kept) :]  # contiguous, in order, nothing duplicated
     assert lf.tail(len(written)) == written  # every line reached the tail exactly once
 
 
@@ -126,7 +128,9 @@ def test_oversized_backlog_is_skipped_not_buffered(tmp_path: Path) -> None:
 
 async def test_supervised_engine_log_is_capped_and_tailed(tmp_path: Path) -> None:
     async with K.kit(tmp_path) as k:
-        sup = k.make(K.engine_argv("--tick", "0.005"), is_ready=lambda: True, log_max_bytes=1500, log_backups=2)
+        sup = k.make(
+            K.engine_argv("--tick", "0.005"), is_ready=lambda: True, log_max_bytes=1500, log_backups=2
+        )
         await sup.start()
         await K.wait_state(sup, "ready")
         await asyncio.sleep(1.5)
@@ -219,15 +223,23 @@ def test_a_live_writer_s_secrets_are_masked_on_disk_and_in_the_tail(tmp_path: Pa
     nums = [int(t.split()[1]) for t in tail if t.startswith("n ")]
     assert nums == sorted(set(nums)) and nums[-1] == 299  # in order, nothing duplicated by the masking writes
     expected = {f"n {i:04d} key=*** api_key=*** passwd: Permission denied" for i in range(300)}
-    on_disk = {f"n {i:04d} key={'*' * len(SECRET)} api_key={'*' * len(f'Zk39xQ2mLp0w{i}')} passwd: Permission denied"
-               for i in range(300)}  # fmt: skip
+    on_disk = {
+        f"n {i:04d} key={'*' * len(SECRET)} api_key={'*' * len(f'Zk39xQ2mLp0w{i}')} passwd: Permission denied"
+        for i in range(300)
+    }
     # The tail shows *** as the API does; on disk only the secret bytes changed (same length). Copy-truncate
     # may lose what a writer adds between the copy and the truncate (this one writes every 0.5 ms on a shared
     # machine), so lines that lost a write are not compared; every whole line must be the written one, masked.
     whole = [t for t in tail if t.startswith("n ") and t.count("key=") == 2 and t.endswith("denied")]
-    assert len(whole) >= 200 and all(t in expected for t in whole), [t for t in whole if t not in expected][:3]
-    disk_lines = [t for p in tmp_path.glob("e.log*") for t in p.read_text().splitlines()
-                  if t.startswith("n ") and t.count("key=") == 2 and t.endswith("denied")]  # fmt: skip
+    assert len(whole) >= 200 and all(t in expected for t in whole), [t for t in whole if t not in expected][
+        :3
+    ]
+    disk_lines = [
+        t
+        for p in tmp_path.glob("e.log*")
+        for t in p.read_text().splitlines()
+        if t.startswith("n ") and t.count("key=") == 2 and t.endswith("denied")
+    ]
     assert len(disk_lines) >= 200 and all(t in on_disk for t in disk_lines)
 
 
@@ -258,7 +270,9 @@ def test_seeding_masks_the_whole_existing_file(tmp_path: Path) -> None:
     assert len(data) == size and SECRET.encode() not in data and data.count(b"token=****") == 41
     assert lf.tail(1) == ["line 039999 " + "z" * 30]
     with open(path, "ab") as fh:  # a backlog over the per-poll read cap (1 MiB): skipped, still masked
-        fh.write(b"".join(f"more {i:06d} Bearer Zk39xQ2mLp0w{i} {'q' * 40}\n".encode() for i in range(40_000)))
+        fh.write(
+            b"".join(f"more {i:06d} Bearer Zk39xQ2mLp0w{i} {'q' * 40}\n".encode() for i in range(40_000))
+        )
     lf.poll()
     assert lf.skipped_bytes > 0 and b"Zk39xQ2mLp0w" not in path.read_bytes()
 

@@ -44,8 +44,10 @@ def _free_port() -> int:
 
 
 def test_read_stat_survives_hostile_process_names() -> None:
-    code = ("import ctypes,time; ctypes.CDLL(None).prctl(15, b'x) (y) S 1 2', 0, 0, 0); "
-            "print('ok', flush=True); time.sleep(30)")
+    code = (
+        "import ctypes,time; ctypes.CDLL(None).prctl(15, b'x) (y) S 1 2', 0, 0, 0); "
+        "print('ok', flush=True); time.sleep(30)"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "ok"
@@ -64,8 +66,9 @@ async def test_tree_found_by_group_and_marker_even_after_leader_dies(tmp_path: P
     marker = f"t:{uuid.uuid4().hex}"
     pf = tmp_path / "pids"
     env = {"PATH": "/usr/bin:/bin", MARKER_VAR: marker}
-    leader = subprocess.Popen([sys.executable, FAKE, "--child", "--pidfile", str(pf)], env=env,
-                              start_new_session=True)
+    leader = subprocess.Popen(
+        [sys.executable, FAKE, "--child", "--pidfile", str(pf)], env=env, start_new_session=True
+    )
     REAPER.leave_alone(leader.pid)  # this test waits for its own child
     pids: dict[str, int] = {}
     try:
@@ -116,8 +119,9 @@ def test_signal_identified_refuses_a_recycled_identity() -> None:
 async def test_reaper_reaps_reparented_orphans_and_leaves_others_alone() -> None:
     REAPER.acquire()
     try:
-        sh = subprocess.Popen(["sh", "-c", "sleep 0.3 & echo $!"], stdout=subprocess.PIPE, text=True,
-                              start_new_session=True)
+        sh = subprocess.Popen(
+            ["sh", "-c", "sleep 0.3 & echo $!"], stdout=subprocess.PIPE, text=True, start_new_session=True
+        )
         REAPER.leave_alone(sh.pid)
         orphan = int(sh.stdout.readline())
         assert sh.wait(5) == 0  # its status was left to its owner
@@ -144,7 +148,9 @@ def test_port_check_free_held_reuseport_and_bad_hosts() -> None:
     assert check_port("127.0.0.1", port).free
     assert check_port("127.0.0.1", 0).free
     for extra in ([], ["--reuseport"]):
-        holder = subprocess.Popen([sys.executable, LISTENER, str(port), *extra], stdout=subprocess.PIPE, text=True)
+        holder = subprocess.Popen(
+            [sys.executable, LISTENER, str(port), *extra], stdout=subprocess.PIPE, text=True
+        )
         try:
             assert holder.stdout.readline().strip() == "listening"
             res = check_port("127.0.0.1", port)

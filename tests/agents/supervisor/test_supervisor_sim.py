@@ -46,8 +46,14 @@ async def test_sigkill_sim_engine_kills_its_worker_and_restarts(tmp_path: Path) 
 
     async with K.kit(tmp_path) as k:
         argv = (sys.executable, "-m", "agents.sim", "--dialect", "vllm", "--port", str(port), "--worker")
-        sup = k.make(argv, port, is_ready=healthy, tick_s=0.1, ready_poll_s=0.1,
-                     policy=K.fast_policy(stop_timeout_s=2.0))
+        sup = k.make(
+            argv,
+            port,
+            is_ready=healthy,
+            tick_s=0.1,
+            ready_poll_s=0.1,
+            policy=K.fast_policy(stop_timeout_s=2.0),
+        )
         await sup.start()
         await K.wait_state(sup, "ready", timeout=30)
         marker = sup.marker

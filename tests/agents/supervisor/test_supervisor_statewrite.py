@@ -42,8 +42,9 @@ async def _crash(sup) -> int:
     """SIGKILL the leader and wait for the relaunch to be ready; returns the new leader's PID."""
     old, restarts = sup.pid, sup.restarts
     os.kill(old, signal.SIGKILL)
-    assert await K.wait_until(lambda: sup.restarts == restarts + 1 and sup.state == "ready" and sup.pid != old,
-                              timeout=30), sup.events
+    assert await K.wait_until(
+        lambda: sup.restarts == restarts + 1 and sup.state == "ready" and sup.pid != old, timeout=30
+    ), sup.events
     return sup.pid
 
 
@@ -67,13 +68,17 @@ async def test_failed_state_write_is_exposed_logged_once_and_retried(tmp_path: P
         assert sup.state_error is None
         saved = _break(k.state_dir)
         p2 = await _crash(sup)
-        assert sup.state_error is not None and "(EEXIST)" in sup.state_error and f"PID {p2}" in sup.state_error
+        assert (
+            sup.state_error is not None and "(EEXIST)" in sup.state_error and f"PID {p2}" in sup.state_error
+        )
         assert str(tmp_path) not in sup.state_error and "\n" not in sup.state_error
         await _crash(sup)  # the same cause again, and the periodic retries: still one log line
         assert await K.wait_until(lambda: sup.state_errors >= 4, timeout=30)  # retried while the engine runs
         lines = [r for r in caplog.records if "EEXIST" in r.getMessage()]
         assert len(lines) == 1, [r.getMessage() for r in caplog.records]
-        assert any(e["reason"].startswith("state file write failed: File exists (EEXIST)") for e in sup.events)
+        assert any(
+            e["reason"].startswith("state file write failed: File exists (EEXIST)") for e in sup.events
+        )
         _mend(k.state_dir, saved)
         assert await K.wait_until(lambda: sup.state_error is None, timeout=30)  # the retry succeeded
         assert json.loads(sup.state_path.read_text())["pid"] == sup.pid
@@ -99,8 +104,10 @@ async def test_unrecorded_launch_on_the_port_is_adopted_not_blamed(tmp_path: Pat
         b = k.make(argv, port, is_ready=K.tcp_ready(port))
         await b.adopt_or_start()
         assert b.state == "ready" and b.adopted and b.pid == running, b.events
-        assert any(f"adopted PID {running} from an unrecorded launch found on port {port}" in e["reason"]
-                   for e in b.events)
+        assert any(
+            f"adopted PID {running} from an unrecorded launch found on port {port}" in e["reason"]
+            for e in b.events
+        )
         assert json.loads(b.state_path.read_text())["pid"] == running  # recorded now
         assert K.read_pidfile(pf)["leader"] == running  # nothing new was launched
         # and it is supervised: a crash is noticed and restarted
@@ -147,7 +154,9 @@ async def test_unrecorded_leftover_without_its_leader_is_reported(tmp_path: Path
     async with K.kit(tmp_path) as k:
         port = K.free_port()
         env = {**os.environ, MARKER_VAR: new_marker("eng", agent_tag(k.state_dir))}
-        holder = subprocess.Popen([sys.executable, K.LISTENER, str(port)], stdout=subprocess.PIPE, text=True, env=env)
+        holder = subprocess.Popen(
+            [sys.executable, K.LISTENER, str(port)], stdout=subprocess.PIPE, text=True, env=env
+        )
         k.extra_pids.append(holder.pid)
         try:
             assert holder.stdout.readline().strip() == "listening"
@@ -179,7 +188,9 @@ async def test_restarts_survive_readoption_and_backoff(tmp_path: Path) -> None:
         await a.shutdown(stop_engines=False)
 
         b = k.make(argv, port, is_ready=K.tcp_ready(port))
-        assert b.restarts == 2 and b.restarts_inherited == 2  # known before adoption (the collector's baseline)
+        assert (
+            b.restarts == 2 and b.restarts_inherited == 2
+        )  # known before adoption (the collector's baseline)
         await b.adopt_or_start()
         assert b.adopted and b.pid == pid and b.restarts == 2
         await _crash(b)
@@ -205,11 +216,24 @@ async def test_restarts_survive_readoption_and_backoff(tmp_path: Path) -> None:
 async def test_restarts_from_another_boot_are_not_inherited(tmp_path: Path) -> None:
     async with K.kit(tmp_path) as k:
         path = k.state_dir / "engines" / "eng.json"
-        statefile.write_atomic(path, {
-            "schema": statefile.SCHEMA, "engine_id": "eng", "boot_id": "00000000-0000-0000-0000-000000000000",
-            "pid": 999_999, "starttime": 1, "create_time": None, "cmdline_sha256": None, "marker": "eng:x",
-            "host": "127.0.0.1", "port": 0, "log_path": "/dev/null", "launched_at": "2026-01-01T00:00:00Z",
-            "restarts": 7})  # fmt: skip
+        statefile.write_atomic(
+            path,
+            {
+                "schema": statefile.SCHEMA,
+                "engine_id": "eng",
+                "boot_id": "00000000-0000-0000-0000-000000000000",
+                "pid": 999_999,
+                "starttime": 1,
+                "create_time": None,
+                "cmdline_sha256": None,
+                "marker": "eng:x",
+                "host": "127.0.0.1",
+                "port": 0,
+                "log_path": "/dev/null",
+                "launched_at": "2026-01-01T00:00:00Z",
+                "restarts": 7,
+            },
+        )
         assert k.make(K.engine_argv()).restarts == 0
         data = json.loads(path.read_text())
         data.pop("restarts")  # a file written before restarts were recorded still loads
@@ -219,7 +243,9 @@ async def test_restarts_from_another_boot_are_not_inherited(tmp_path: Path) -> N
             statefile.EngineRecord.from_json(data)
 
 
-async def test_event_sink_gets_backoff_restart_adopt_and_survives_a_failing_sink(tmp_path: Path, caplog) -> None:
+async def test_event_sink_gets_backoff_restart_adopt_and_survives_a_failing_sink(
+    tmp_path: Path, caplog
+) -> None:
     async with K.kit(tmp_path) as k:
         port = K.free_port()
         argv = K.engine_argv("--port", str(port))
@@ -230,7 +256,9 @@ async def test_event_sink_gets_backoff_restart_adopt_and_survives_a_failing_sink
         new = await _crash(a)
         assert await K.wait_until(lambda: [e[0] for e in events] == ["backoff", "restart"]), events
         backoff, restart = events
-        assert backoff[1] == "eng" and backoff[2].startswith("next start in 0.1 s after 1 crash: killed by SIGKILL")
+        assert backoff[1] == "eng" and backoff[2].startswith(
+            "next start in 0.1 s after 1 crash: killed by SIGKILL"
+        )
         assert restart[1] == "eng" and restart[2].startswith("automatic: killed by SIGKILL unexpectedly")
         assert restart[2].endswith(f"relaunched as PID {new}")
         await a.shutdown(stop_engines=False)
@@ -253,11 +281,17 @@ async def test_event_sink_gets_backoff_restart_adopt_and_survives_a_failing_sink
 async def test_start_up_budget_spent_is_a_backoff_decision(tmp_path: Path) -> None:
     async with K.kit(tmp_path) as k:
         events: list[tuple[str, str, str]] = []
-        sup = k.make(K.engine_argv("--exit-after", "0", "--exit-code", "3"), policy=K.fast_policy(start_retries=1),
-                     on_event=lambda *e: events.append(e))
+        sup = k.make(
+            K.engine_argv("--exit-after", "0", "--exit-code", "3"),
+            policy=K.fast_policy(start_retries=1),
+            on_event=lambda *e: events.append(e),
+        )
         await sup.start()
         await K.wait_state(sup, "failed", timeout=30)
         assert [e[0] for e in events] == ["backoff", "restart", "backoff"], events
-        assert events[0][2].startswith("next start in 0.1 s after 1 start-up failure: exited 3 during startup")
-        assert events[-1][2].startswith("no retry left after 2 start-up failures; failed: exited 3 during startup")
-
+        assert events[0][2].startswith(
+            "next start in 0.1 s after 1 start-up failure: exited 3 during startup"
+        )
+        assert events[-1][2].startswith(
+            "no retry left after 2 start-up failures; failed: exited 3 during startup"
+        )

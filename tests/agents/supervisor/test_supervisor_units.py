@@ -55,9 +55,19 @@ def test_policy_and_plan_validation() -> None:
 
 
 def _rec(**over) -> dict:
-    rec = statefile.EngineRecord(engine_id="e", boot_id="b", pid=1234, starttime=99, create_time=1.5,
-                                 cmdline_sha256="ab", marker="e:1", host="127.0.0.1", port=8000,
-                                 log_path="/x", launched_at="2026-01-01T00:00:00Z").to_json()
+    rec = statefile.EngineRecord(
+        engine_id="e",
+        boot_id="b",
+        pid=1234,
+        starttime=99,
+        create_time=1.5,
+        cmdline_sha256="ab",
+        marker="e:1",
+        host="127.0.0.1",
+        port=8000,
+        log_path="/x",
+        launched_at="2026-01-01T00:00:00Z",
+    ).to_json()
     rec.update(over)
     return rec
 
@@ -75,9 +85,18 @@ def test_state_file_round_trip_and_atomic_replace(tmp_path: Path) -> None:
     assert statefile.read_record(path) == (None, None)
 
 
-@pytest.mark.parametrize("bad", ["{", "[]", json.dumps(_rec(pid="12")), json.dumps(_rec(pid=True)),
-                                 json.dumps(_rec(schema="other/9")), json.dumps(_rec(marker="")),
-                                 json.dumps({k: v for k, v in _rec().items() if k != "starttime"})])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "{",
+        "[]",
+        json.dumps(_rec(pid="12")),
+        json.dumps(_rec(pid=True)),
+        json.dumps(_rec(schema="other/9")),
+        json.dumps(_rec(marker="")),
+        json.dumps({k: v for k, v in _rec().items() if k != "starttime"}),
+    ],
+)
 def test_corrupt_state_file_is_an_error_not_an_exception(tmp_path: Path, bad: str) -> None:
     path = tmp_path / "e.json"
     path.write_text(bad)

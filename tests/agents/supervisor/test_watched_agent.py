@@ -60,16 +60,39 @@ class Watched:
         self.extra_pids: set[int] = set()
 
     def argv(self, *extra: str) -> list[str]:
-        return [sys.executable, str(self.wrapper), str(self.flag), "--dialect", "vllm", "--port", str(self.port),
-                "--model", "sim/watched", "--load", "2", *extra]
+        return [
+            sys.executable,
+            str(self.wrapper),
+            str(self.flag),
+            "--dialect",
+            "vllm",
+            "--port",
+            str(self.port),
+            "--model",
+            "sim/watched",
+            "--load",
+            "2",
+            *extra,
+        ]
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "LLMCONSOLE_SIM_GPU_DIR": str(self.ledger), "CUDA_VISIBLE_DEVICES": str(self.gpu)}
+        return {
+            **os.environ,
+            "LLMCONSOLE_SIM_GPU_DIR": str(self.ledger),
+            "CUDA_VISIBLE_DEVICES": str(self.gpu),
+        }
 
     def start(self, *extra: str) -> int:
         with open(self.tmp / "engine.log", "ab") as log:
-            proc = subprocess.Popen(self.argv(*extra), cwd=ROOT, env=self.env(), stdin=subprocess.DEVNULL,
-                                    stdout=log, stderr=log, start_new_session=True)
+            proc = subprocess.Popen(
+                self.argv(*extra),
+                cwd=ROOT,
+                env=self.env(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
         self.procs.append(proc)
         self.pidfile.write_text(f"{proc.pid}\n")
         return proc.pid
@@ -84,13 +107,13 @@ class Watched:
         script.write_text(
             "#!/bin/sh\n"
             f"old=$(cat {self.pidfile})\n"
-            "echo \"restarting engine PID $old\"\n"
-            "kill -9 \"$old\"\n"
+            'echo "restarting engine PID $old"\n'
+            'kill -9 "$old"\n'
             "while kill -0 \"$old\" 2>/dev/null && ! grep -q '^[^ ]* ([^)]*) Z' /proc/$old/stat; do sleep 0.05; done\n"
             f"CUDA_VISIBLE_DEVICES={self.gpu} LLMCONSOLE_SIM_GPU_DIR={self.ledger} "
             f"setsid {relaunch} >> {self.tmp / 'engine.log'} 2>&1 < /dev/null &\n"
             f"echo $! > {self.pidfile}\n"
-            "echo \"started engine PID $!\"\n"
+            'echo "started engine PID $!"\n'
         )
         script.chmod(0o755)
         return script
@@ -128,8 +151,11 @@ def alive(pid: int) -> bool:
 
 def children(pid: int) -> list[int]:
     with contextlib.suppress(OSError):
-        return [int(x) for t in os.listdir(f"/proc/{pid}/task")
-                for x in Path(f"/proc/{pid}/task/{t}/children").read_text().split()]
+        return [
+            int(x)
+            for t in os.listdir(f"/proc/{pid}/task")
+            for x in Path(f"/proc/{pid}/task/{t}/children").read_text().split()
+        ]
     return []
 
 
@@ -148,13 +174,37 @@ def test_a_watched_engine_beside_a_managed_one(tmp_path: Path) -> None:
     eng = Watched(tmp_path, eport, state_dir / "sim-gpu")
     script = eng.restart_script()
     tokens = write_tokens(tmp_path / "tokens", viewer="viewer", alice="operator")
-    config = write_config(tmp_path, port, [
-        {"id": "managed", "kind": "sglang", "model": "sim/m", "port": free_port(), "gpus": [2],
-         "command": sim("sglang"), "args": ["--load", "1"]},
-        {"id": "watched", "kind": "vllm", "model": "sim/watched", "port": eport, "gpus": [1], "managed": False,
-         "restart_command": [str(script)], "stop_timeout_s": 10},
-    ], agent={"tokens_file": str(tmp_path / "tokens"), "allowed_action_commands": [str(script)],
-              "stop_engines_on_exit": True}, thresholds={"hung_after_s": 3.0, "crash_loop_restarts": 1})
+    config = write_config(
+        tmp_path,
+        port,
+        [
+            {
+                "id": "managed",
+                "kind": "sglang",
+                "model": "sim/m",
+                "port": free_port(),
+                "gpus": [2],
+                "command": sim("sglang"),
+                "args": ["--load", "1"],
+            },
+            {
+                "id": "watched",
+                "kind": "vllm",
+                "model": "sim/watched",
+                "port": eport,
+                "gpus": [1],
+                "managed": False,
+                "restart_command": [str(script)],
+                "stop_timeout_s": 10,
+            },
+        ],
+        agent={
+            "tokens_file": str(tmp_path / "tokens"),
+            "allowed_action_commands": [str(script)],
+            "stop_engines_on_exit": True,
+        },
+        thresholds={"hung_after_s": 3.0, "crash_loop_restarts": 1},
+    )
     agent = SecureAgent(config, port, token=tokens["viewer"])
     first = eng.start("--worker")
     try:
@@ -163,11 +213,24 @@ def test_a_watched_engine_beside_a_managed_one(tmp_path: Path) -> None:
         def watched(cond: Callable[[dict], bool]) -> Callable[[dict], bool]:
             return lambda s: cond(engine(s, "watched")) and engine(s, "managed")["state"] == "ready"
 
-        snap = agent.wait("both engines ready with live stats and a good canary", watched(
-            lambda e: e["state"] == "ready" and e["stats"] is not None and (e["canary"] or {}).get("ok") is True
-            and e["rss_bytes"] is not None), timeout=40)
+        snap = agent.wait(
+            "both engines ready with live stats and a good canary",
+            watched(
+                lambda e: (
+                    e["state"] == "ready"
+                    and e["stats"] is not None
+                    and (e["canary"] or {}).get("ok") is True
+                    and e["rss_bytes"] is not None
+                )
+            ),
+            timeout=40,
+        )
         w, m = engine(snap, "watched"), engine(snap, "managed")
-        assert m["managed"] is True and m["watch"] is None and m["actions"] == {"start": None, "stop": None, "restart": None}
+        assert (
+            m["managed"] is True
+            and m["watch"] is None
+            and m["actions"] == {"start": None, "stop": None, "restart": None}
+        )
         assert w["managed"] is False and w["pid"] == first and w["restarts"] == 0
         assert w["watch"]["listener"] == f"127.0.0.1:{eport}" and w["watch"]["kind_seen"] == "vllm"
         assert w["watch"]["kind_error"] is None and w["watch"]["owner"].startswith("python")
@@ -189,7 +252,11 @@ def test_a_watched_engine_beside_a_managed_one(tmp_path: Path) -> None:
         # SIGSTOP: flagged as for a managed engine
         os.kill(first, signal.SIGSTOP)
         try:
-            snap = agent.wait("the stopped engine flagged hung", lambda s: engine(s, "watched")["state"] == "hung", timeout=20)
+            snap = agent.wait(
+                "the stopped engine flagged hung",
+                lambda s: engine(s, "watched")["state"] == "hung",
+                timeout=20,
+            )
             assert "ENGINE_HUNG" in {a["code"] for a in engine(snap, "watched")["alerts"]}
         finally:
             os.kill(first, signal.SIGCONT)
@@ -197,15 +264,24 @@ def test_a_watched_engine_beside_a_managed_one(tmp_path: Path) -> None:
 
         # kill -9, then relaunch by the test: an observed restart; the worker left behind is an orphan
         os.kill(first, signal.SIGKILL)
-        snap = agent.wait("the exit observed", lambda s: engine(s, "watched")["state"] == "stopped"
-                          and "ORPHAN_GPU_MEMORY" in {a["code"] for a in s["alerts"]}, timeout=15)
+        snap = agent.wait(
+            "the exit observed",
+            lambda s: (
+                engine(s, "watched")["state"] == "stopped"
+                and "ORPHAN_GPU_MEMORY" in {a["code"] for a in s["alerts"]}
+            ),
+            timeout=15,
+        )
         assert engine(snap, "watched")["last_exit"] is not None and engine(snap, "watched")["pid"] is None
         orphan = next(a for a in snap["alerts"] if a["code"] == "ORPHAN_GPU_MEMORY")
         assert str(worker[0]) in json.dumps(orphan["evidence"])
         os.kill(worker[0], signal.SIGKILL)
         second = eng.start()
-        snap = agent.wait("the relaunch counted as a restart", lambda s: engine(s, "watched")["state"] == "ready"
-                          and engine(s, "watched")["pid"] == second, timeout=20)
+        snap = agent.wait(
+            "the relaunch counted as a restart",
+            lambda s: engine(s, "watched")["state"] == "ready" and engine(s, "watched")["pid"] == second,
+            timeout=20,
+        )
         w = engine(snap, "watched")
         assert w["restarts"] == 1 and any("restart observed: PID" in (e["reason"] or "") for e in w["events"])
         assert "CRASH_LOOP" in {a["code"] for a in w["alerts"]}  # restarts by systemd or Docker count too
@@ -215,21 +291,33 @@ def test_a_watched_engine_beside_a_managed_one(tmp_path: Path) -> None:
             r = c.post("/v1/engines/watched/restart", headers={"Authorization": f"Bearer {tokens['alice']}"})
         assert r.status_code == 202 and r.json()["state"] == "stopping", r.text
         request_id = r.json()["request_id"]
-        wait("restart_command's outcome in the audit log", lambda: len(
-            [r for r in audit_records(state_dir, "watched") if r.get("request_id") == request_id]) == 2)
+        wait(
+            "restart_command's outcome in the audit log",
+            lambda: (
+                len([r for r in audit_records(state_dir, "watched") if r.get("request_id") == request_id])
+                == 2
+            ),
+        )
         third = eng.pid()
         assert third != second
-        snap = agent.wait("the restarted engine ready", lambda s: engine(s, "watched")["state"] == "ready"
-                          and engine(s, "watched")["pid"] == third, timeout=20)
+        snap = agent.wait(
+            "the restarted engine ready",
+            lambda s: engine(s, "watched")["state"] == "ready" and engine(s, "watched")["pid"] == third,
+            timeout=20,
+        )
         assert engine(snap, "watched")["restarts"] == 1  # the operator's restart is not an observed crash
         records = [r for r in audit_records(state_dir, "watched") if r.get("request_id") == request_id]
         assert [r["result"] for r in records][0] == "allowed"
         outcome = records[1]
-        assert outcome["actor"] == "alice" and outcome["action"] == "restart" and outcome["role"] == "operator"
+        assert (
+            outcome["actor"] == "alice" and outcome["action"] == "restart" and outcome["role"] == "operator"
+        )
         assert outcome["result"].startswith("done: restart_command exited 0 after ")
         with agent.client() as c:
             logs = c.get("/v1/engines/watched/logs").json()["lines"]
-        assert any(f"restarting engine PID {second}" in ln for ln in logs) and "watched, not launched" in logs[0]
+        assert (
+            any(f"restarting engine PID {second}" in ln for ln in logs) and "watched, not launched" in logs[0]
+        )
 
         # the audit trail: the agent observed, never acted on its own
         agent_actions = {r["action"] for r in audit_records(state_dir, "watched") if r["actor"] == "agent"}
@@ -263,39 +351,73 @@ def test_bad_input_is_shown_as_such(tmp_path: Path) -> None:
     fails = tmp_path / "fails.sh"
     fails.write_text("#!/bin/sh\necho 'Job for vllm@x.service failed' >&2\nexit 5\n")
     hangs = tmp_path / "hangs.sh"
-    hangs.write_text(f"#!/bin/sh\necho 'waiting for the unit'\nsleep 60 &\necho $! > {tmp_path / 'hung.pid'}\nwait\n")
+    hangs.write_text(
+        f"#!/bin/sh\necho 'waiting for the unit'\nsleep 60 &\necho $! > {tmp_path / 'hung.pid'}\nwait\n"
+    )
     for s in (fails, hangs):
         s.chmod(0o755)
     tokens = write_tokens(tmp_path / "tokens", viewer="viewer", alice="operator")
-    config = write_config(tmp_path, port, [
-        {"id": "other-kind", "kind": "vllm", "model": "m", "port": sglang_port, "managed": False},
-        {"id": "not-an-engine", "kind": "vllm", "model": "m", "port": web_port, "managed": False},
-        {"id": "nothing", "kind": "tgi", "model": "m", "port": empty_port, "managed": False,
-         "restart_command": [str(fails)], "start_command": [str(hangs)], "stop_timeout_s": 1},
-    ], agent={"tokens_file": str(tmp_path / "tokens"), "allowed_action_commands": [str(fails), str(hangs)]})
+    config = write_config(
+        tmp_path,
+        port,
+        [
+            {"id": "other-kind", "kind": "vllm", "model": "m", "port": sglang_port, "managed": False},
+            {"id": "not-an-engine", "kind": "vllm", "model": "m", "port": web_port, "managed": False},
+            {
+                "id": "nothing",
+                "kind": "tgi",
+                "model": "m",
+                "port": empty_port,
+                "managed": False,
+                "restart_command": [str(fails)],
+                "start_command": [str(hangs)],
+                "stop_timeout_s": 1,
+            },
+        ],
+        agent={"tokens_file": str(tmp_path / "tokens"), "allowed_action_commands": [str(fails), str(hangs)]},
+    )
     procs = [
-        subprocess.Popen([*sim("sglang"), "--port", str(sglang_port), "--enable-metrics"], cwd=ROOT, stdin=subprocess.DEVNULL,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True),
-        subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(web_port)], cwd=tmp_path,
-                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                         start_new_session=True),
+        subprocess.Popen(
+            [*sim("sglang"), "--port", str(sglang_port), "--enable-metrics"],
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        ),
+        subprocess.Popen(
+            [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(web_port)],
+            cwd=tmp_path,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        ),
     ]
     agent = SecureAgent(config, port, token=tokens["viewer"])
     hung_pid: int | None = None
     try:
         agent.start()
-        snap = agent.wait("each watched engine judged", lambda s: engine(s, "other-kind")["watch"]["kind_error"]
-                          is not None and engine(s, "other-kind")["state"] == "degraded"
-                          and engine(s, "not-an-engine")["watch"]["kind_error"] is not None
-                          and engine(s, "nothing")["state"] == "stopped", timeout=40)
+        snap = agent.wait(
+            "each watched engine judged",
+            lambda s: (
+                engine(s, "other-kind")["watch"]["kind_error"] is not None
+                and engine(s, "other-kind")["state"] == "degraded"
+                and engine(s, "not-an-engine")["watch"]["kind_error"] is not None
+                and engine(s, "nothing")["state"] == "stopped"
+            ),
+            timeout=40,
+        )
         other = engine(snap, "other-kind")
         assert other["watch"]["kind_seen"] == "sglang"
         assert other["watch"]["kind_error"].startswith("serves sglang metrics, not vllm")
         web = engine(snap, "not-an-engine")
         assert web["state"] == "degraded"
         assert any(e["reason"] == "health check failed: HTTP 404" for e in web["events"])
-        assert web["watch"]["kind_error"] == ("cannot confirm a vllm engine: GET /metrics answers HTTP 404 (its "
-                                              "metrics are off, or it is not an LLM engine)")
+        assert web["watch"]["kind_error"] == (
+            "cannot confirm a vllm engine: GET /metrics answers HTTP 404 (its "
+            "metrics are off, or it is not an LLM engine)"
+        )
         assert web["watch"]["owner"].startswith("python") and web["pid"] == procs[1].pid
         nothing = engine(snap, "nothing")
         assert nothing["pid"] is None and nothing["watch"]["listener"] is None and nothing["restarts"] == 0
@@ -306,7 +428,9 @@ def test_bad_input_is_shown_as_such(tmp_path: Path) -> None:
         with agent.client() as c:
             assert c.post("/v1/engines/nothing/restart", headers=auth).status_code == 202
         failed = _outcome(agent, tmp_path, "restart")
-        assert failed["actor"] == "alice" and failed["result"].startswith("failed: restart_command exited 5 after ")
+        assert failed["actor"] == "alice" and failed["result"].startswith(
+            "failed: restart_command exited 5 after "
+        )
         assert failed["result"].endswith("; output: Job for vllm@x.service failed")
         t0 = time.monotonic()
         with agent.client() as c:
@@ -314,8 +438,10 @@ def test_bad_input_is_shown_as_such(tmp_path: Path) -> None:
         assert r.status_code == 202 and r.json()["state"] == "starting", r.text
         hung = _outcome(agent, tmp_path, "start")
         assert time.monotonic() - t0 < 8
-        assert hung["result"] == ("failed: start_command did not finish within 1s (stop_timeout_s): stopped, killed by "
-                                  "SIGTERM; output: waiting for the unit")
+        assert hung["result"] == (
+            "failed: start_command did not finish within 1s (stop_timeout_s): stopped, killed by "
+            "SIGTERM; output: waiting for the unit"
+        )
         hung_pid = int((tmp_path / "hung.pid").read_text())
         wait("the hung command's child to be gone", lambda: not alive(hung_pid), timeout=5)
         snap = agent.wait("the engine back to stopped", lambda s: engine(s, "nothing")["state"] == "stopped")
@@ -349,12 +475,28 @@ def _outcome(agent: SecureAgent, tmp: Path, action: str) -> dict:
 def test_launch_keys_on_a_watched_engine_stop_the_agent_before_it_starts(tmp_path: Path) -> None:
     """A config with managed = false and launch keys is refused before anything starts: exit 2, one line."""
     port = free_port()
-    config = write_config_tables(tmp_path, port, [
-        {"id": "w", "kind": "vllm", "model": "m", "port": free_port(), "managed": False,
-         "command": ["vllm", "serve"], "env": {"A": "b"}},
-    ])
-    r = subprocess.run([sys.executable, "-m", "console.cli", "agent", "--config", str(config)], cwd=ROOT,
-                       capture_output=True, text=True, timeout=30)
+    config = write_config_tables(
+        tmp_path,
+        port,
+        [
+            {
+                "id": "w",
+                "kind": "vllm",
+                "model": "m",
+                "port": free_port(),
+                "managed": False,
+                "command": ["vllm", "serve"],
+                "env": {"A": "b"},
+            },
+        ],
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", "console.cli", "agent", "--config", str(config)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert r.returncode == 2 and "Traceback" not in r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "command, env do not apply to a watched engine (managed = false)" in lines[0]

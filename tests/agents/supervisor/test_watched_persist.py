@@ -57,13 +57,36 @@ class Engine:
 
     def start(self) -> int:
         deps = sysconfig.get_paths()["purelib"]  # the project's venv: the simulator's libraries
-        env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{deps}", "VLLM_ALLOW_INSECURE_SERIALIZATION": "1",
-               "LLMCONSOLE_SIM_GPU_DIR": str(self.tmp / "state" / "sim-gpu")}
-        argv = [str(self.python), "-m", "agents.sim", "--dialect", "vllm", "--port", str(self.port), "--model", "sim/w",
-                "--trust-remote-code", "--load", "1"]
+        env = {
+            **os.environ,
+            "PYTHONPATH": f"{ROOT}{os.pathsep}{deps}",
+            "VLLM_ALLOW_INSECURE_SERIALIZATION": "1",
+            "LLMCONSOLE_SIM_GPU_DIR": str(self.tmp / "state" / "sim-gpu"),
+        }
+        argv = [
+            str(self.python),
+            "-m",
+            "agents.sim",
+            "--dialect",
+            "vllm",
+            "--port",
+            str(self.port),
+            "--model",
+            "sim/w",
+            "--trust-remote-code",
+            "--load",
+            "1",
+        ]
         with open(self.tmp / "engine.log", "ab") as log:
-            proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                argv,
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
         self.procs.append(proc)
         return proc.pid
 
@@ -90,9 +113,15 @@ def stop(agent: Agent) -> None:
 def test_restart_count_survives_the_agent_and_the_audit_reads_the_owner(tmp_path: Path) -> None:
     port, eport = free_port(), free_port()
     state = tmp_path / "state"
-    config = write_config(tmp_path, port, [
-        {"id": "w", "kind": "vllm", "model": "sim/w", "port": eport, "gpus": [1], "managed": False},
-    ], agent={"stop_engines_on_exit": True}, thresholds={"crash_loop_restarts": 5})
+    config = write_config(
+        tmp_path,
+        port,
+        [
+            {"id": "w", "kind": "vllm", "model": "sim/w", "port": eport, "gpus": [1], "managed": False},
+        ],
+        agent={"stop_engines_on_exit": True},
+        thresholds={"crash_loop_restarts": 5},
+    )
     eng = Engine(tmp_path, eport, fake_venv(tmp_path))
     agents: list[Agent] = []
 
@@ -121,7 +150,9 @@ def test_restart_count_survives_the_agent_and_the_audit_reads_the_owner(tmp_path
         advisory = codes["ENGINE_ADVISORY"]
         assert advisory["evidence"]["version"] == VERSION
         source = advisory["evidence"]["version_source"]
-        assert source.startswith(f"package metadata (vllm {VERSION}) of ") and source.endswith("/venv/bin/python")
+        assert source.startswith(f"package metadata (vllm {VERSION}) of ") and source.endswith(
+            "/venv/bin/python"
+        )
         assert not any("command line" in line for line in w["watch"]["unobserved"])  # it is visible
         metrics = httpx.get(agent.url + "/metrics", timeout=5).text
         assert f'version="{VERSION}"' in metrics and 'managed="false"' in metrics
@@ -149,8 +180,11 @@ def test_restart_count_survives_the_agent_and_the_audit_reads_the_owner(tmp_path
         eng.kill()
         third = eng.start()
         agent = new_agent()
-        snap = agent.wait("the engine restarted meanwhile, counted", lambda s: ready(third)(s)
-                          and engine(s, "w")["restarts"] == 2, timeout=40)
+        snap = agent.wait(
+            "the engine restarted meanwhile, counted",
+            lambda s: ready(third)(s) and engine(s, "w")["restarts"] == 2,
+            timeout=40,
+        )
         assert any("restart observed: PID" in (e["reason"] or "") for e in engine(snap, "w")["events"])
         rec, _ = watchedstate.read(record, "w", boot_id())
         assert rec is not None and rec.restarts == 2 and rec.owner_pid == third

@@ -52,9 +52,19 @@ def _free_port() -> int:
 
 
 def _hold(port: int, *, fork: bool = False, undumpable: bool = False) -> subprocess.Popen[str]:
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(port), "fork" if fork else "-",
-                             "undumpable" if undumpable else "-"],
-                            stdout=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            HOLDER,
+            str(port),
+            "fork" if fork else "-",
+            "undumpable" if undumpable else "-",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     assert proc.stdout is not None and proc.stdout.readline().strip() == "listening"
     return proc
 
@@ -85,7 +95,9 @@ def test_the_listening_sockets_owner_and_its_tree_are_found() -> None:
         found = owners.find()
         assert found.listener == f"127.0.0.1:{port}" and found.pid == proc.pid and found.unseen is None
         children = [p for p in found.pids if p != proc.pid]
-        assert len(children) == 1 and proc.pid in found.pids  # the forked holder is in the tree, the owner is the parent
+        assert (
+            len(children) == 1 and proc.pid in found.pids
+        )  # the forked holder is in the tree, the owner is the parent
         assert found.name == "python" or (found.name or "").startswith("python")
         again = owners.find()
         assert again.key == found.key  # the same process: same (pid, start time)
@@ -127,7 +139,11 @@ def test_an_owner_launch_is_read_from_proc_and_an_unreadable_environment_is_said
     try:
         assert tree_root(tuple(sorted({proc.pid, *PortOwners("127.0.0.1", port).find().pids}))) == proc.pid
         mine = owner_launch(proc.pid)
-        assert mine.argv is not None and mine.argv[0] == sys.executable and mine.argv[-3:] == (str(port), "fork", "-")
+        assert (
+            mine.argv is not None
+            and mine.argv[0] == sys.executable
+            and mine.argv[-3:] == (str(port), "fork", "-")
+        )
         assert mine.env is not None and mine.env.get("PATH") == os.environ.get("PATH") and mine.unseen is None
     finally:
         _kill_group(proc)
@@ -162,10 +178,14 @@ def test_an_engine_whose_owner_cannot_be_seen_is_watched_by_http_and_says_what_i
         state, pid, pids, info = _as_nobody(lambda: _watch_once(port)) if root else _watch_once(port)
         assert state == "ready" and pid is None and pids == []
         assert info["listener"] == f"127.0.0.1:{port}" and info["owner"] is None
-        assert info["unobserved"][0].startswith("processes: no process this agent may inspect holds the listening socket")
+        assert info["unobserved"][0].startswith(
+            "processes: no process this agent may inspect holds the listening socket"
+        )
         assert info["unobserved"][0].endswith("; pid, RSS, uptime and GPU attribution are unavailable")
-        assert info["unobserved"][1] == ("command line, environment and version: not visible without the owner process; "
-                                         "DANGEROUS_FLAG and ENGINE_ADVISORY are not checked")
+        assert info["unobserved"][1] == (
+            "command line, environment and version: not visible without the owner process; "
+            "DANGEROUS_FLAG and ENGINE_ADVISORY are not checked"
+        )
     finally:
         _kill_group(proc)
 
@@ -239,7 +259,9 @@ def test_an_allow_list_replaces_the_built_in_names_and_is_compared_by_real_path(
 
 
 def test_command_env_adds_only_the_service_managers_client_variables() -> None:
-    env = command_env({"PATH": "/usr/bin"}, {"DOCKER_HOST": "unix:///x.sock", "HF_TOKEN": "hf_secret", "HOME": "/root"})
+    env = command_env(
+        {"PATH": "/usr/bin"}, {"DOCKER_HOST": "unix:///x.sock", "HF_TOKEN": "hf_secret", "HOME": "/root"}
+    )
     assert env == {"PATH": "/usr/bin", "DOCKER_HOST": "unix:///x.sock"}
 
 
@@ -257,24 +279,34 @@ async def test_a_failing_command_reports_its_exit_status_and_output_tail(tmp_pat
     fails = _script(tmp_path, "fails.sh", "echo starting\necho 'unit vllm@x not found' >&2\nexit 3\n")
     REAPER.acquire()
     try:
-        got = await run_command((str(fails),), {"PATH": os.environ["PATH"]}, key="restart_command",
-                                timeout_s=10, reaper=REAPER)
-        missing = await run_command((str(tmp_path / "nope"),), {}, key="stop_command", timeout_s=10, reaper=REAPER)
+        got = await run_command(
+            (str(fails),), {"PATH": os.environ["PATH"]}, key="restart_command", timeout_s=10, reaper=REAPER
+        )
+        missing = await run_command(
+            (str(tmp_path / "nope"),), {}, key="stop_command", timeout_s=10, reaper=REAPER
+        )
     finally:
         REAPER.release()
     assert not got.ok and got.status is not None and got.status.code == 3 and not got.timed_out
     assert got.tail == ("starting", "unit vllm@x not found")
     assert got.describe().startswith("restart_command exited 3 after ") and got.describe().endswith(
-        "; output: unit vllm@x not found")
+        "; output: unit vllm@x not found"
+    )
     assert not missing.ok and missing.pid is None
     assert missing.describe().startswith("stop_command could not start: No such file or directory")
 
 
-async def test_a_hanging_command_is_stopped_at_its_timeout_but_a_protected_process_is_spared(tmp_path: Path) -> None:
+async def test_a_hanging_command_is_stopped_at_its_timeout_but_a_protected_process_is_spared(
+    tmp_path: Path,
+) -> None:
     pids = tmp_path / "pids"
     # the command starts two children in its own process group, records them, then hangs
-    hangs = _script(tmp_path, "hangs.sh", f"sleep 60 & echo $! >> {pids}\nsleep 60 & echo $! >> {pids}\n"
-                                          "echo 'waiting for the unit' >&2\nwait\n")
+    hangs = _script(
+        tmp_path,
+        "hangs.sh",
+        f"sleep 60 & echo $! >> {pids}\nsleep 60 & echo $! >> {pids}\n"
+        "echo 'waiting for the unit' >&2\nwait\n",
+    )
     spared: list[int] = []
 
     def protect() -> list[int]:  # the first child plays the watched engine's process: never signalled
@@ -285,8 +317,14 @@ async def test_a_hanging_command_is_stopped_at_its_timeout_but_a_protected_proce
     REAPER.acquire()
     started = time.monotonic()
     try:
-        got = await run_command((str(hangs),), {"PATH": os.environ["PATH"]}, key="stop_command", timeout_s=1.0,
-                                reaper=REAPER, protect=protect)
+        got = await run_command(
+            (str(hangs),),
+            {"PATH": os.environ["PATH"]},
+            key="stop_command",
+            timeout_s=1.0,
+            reaper=REAPER,
+            protect=protect,
+        )
     finally:
         REAPER.release()
     took = time.monotonic() - started
@@ -330,7 +368,9 @@ async def test_states_restarts_and_exits_follow_the_port(tmp_path: Path) -> None
     async def identify() -> Identity:
         return identity
 
-    plan = WatchPlan("w", "127.0.0.1", port, refusals={"restart": "set restart_command"}, startup_timeout_s=0.5)
+    plan = WatchPlan(
+        "w", "127.0.0.1", port, refusals={"restart": "set restart_command"}, startup_timeout_s=0.5
+    )
     eng = WatchedEngine(plan, health=health, identify=identify, on_event=lambda *e: events.append(e))
     await eng.observe_once()
     assert eng.state == "stopped" and eng.pid is None and eng.reason and "not started yet" in eng.reason
@@ -338,7 +378,9 @@ async def test_states_restarts_and_exits_follow_the_port(tmp_path: Path) -> None
     proc = _hold(port)
     try:
         await eng.observe_once()
-        assert eng.state == "ready" and eng.pid == proc.pid and eng.restarts == 0  # a first sighting is no restart
+        assert (
+            eng.state == "ready" and eng.pid == proc.pid and eng.restarts == 0
+        )  # a first sighting is no restart
         assert eng.watch_info.listener == f"127.0.0.1:{port}" and eng.watch_info.kind_seen == "vllm"
         assert eng.set_health("hung", "no progress") and eng.state == "hung"
         identity = Identity("sglang", "serves sglang metrics, not vllm: check kind")
@@ -406,11 +448,20 @@ def test_every_engine_reports_its_actions_a_managed_one_refused_by_policy_too(tm
     why = "refused by launch policy: command '/bin/sh' is not a built-in engine launcher"
     sup.refuse(why)
     assert sup.actions == ActionAvailability(start=why, stop=None, restart=why)
-    watched = WatchedEngine(WatchPlan("w", "127.0.0.1", 1, commands={"restart": ("systemctl", "restart", "w")},
-                                      refusals={"start": "set start_command", "stop": "set stop_command"}),
-                            health=_Health())
+    watched = WatchedEngine(
+        WatchPlan(
+            "w",
+            "127.0.0.1",
+            1,
+            commands={"restart": ("systemctl", "restart", "w")},
+            refusals={"start": "set start_command", "stop": "set stop_command"},
+        ),
+        health=_Health(),
+    )
     assert watched.managed is False and watched.action_refusal("restart") is None
-    assert watched.actions == ActionAvailability(start="set start_command", stop="set stop_command", restart=None)
+    assert watched.actions == ActionAvailability(
+        start="set start_command", stop="set stop_command", restart=None
+    )
 
 
 # --- the wire schema ------------------------------------------------------------------------------------------
@@ -423,7 +474,11 @@ def test_golden_watched_engine_round_trips() -> None:
     watched, managed = snap.engines
     assert watched.managed is False and watched.state == "unreachable" and watched.pid is None
     assert watched.watch is not None and watched.watch.owner is None and watched.watch.unobserved
-    assert watched.actions is not None and watched.actions.restart is None and "stop_command" in (watched.actions.stop or "")
+    assert (
+        watched.actions is not None
+        and watched.actions.restart is None
+        and "stop_command" in (watched.actions.stop or "")
+    )
     assert managed.managed is True and managed.watch is None
     # an older agent's engine (no managed/actions/watch keys) reads as managed with actions not reported
     old = json.loads(text)

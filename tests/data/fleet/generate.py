@@ -26,15 +26,27 @@ sys.path.insert(0, str(ROOT))
 from tests.support.agentproc import Agent, free_port, kill_everything, sim, write_config  # noqa: E402
 
 AGENT = {
-    "interval_s": 1.0, "history_s": 900, "stats_window_s": 60, "canary_interval_s": 5.0,
-    "canary_timeout_s": 2.0, "backoff_initial_s": 10.0, "backoff_max_s": 120.0,
-}  # fmt: skip
+    "interval_s": 1.0,
+    "history_s": 900,
+    "stats_window_s": 60,
+    "canary_interval_s": 5.0,
+    "canary_timeout_s": 2.0,
+    "backoff_initial_s": 10.0,
+    "backoff_max_s": 120.0,
+}
 THRESHOLDS = {"hung_after_s": 30.0}
 
 
 def e(eid: str, kind: str, model: str, gpus: list[int], *args: str) -> dict:
-    return {"id": eid, "kind": kind, "model": model, "port": free_port(), "gpus": gpus,
-            "command": sim(kind), "args": list(args)}  # fmt: skip
+    return {
+        "id": eid,
+        "kind": kind,
+        "model": model,
+        "port": free_port(),
+        "gpus": gpus,
+        "command": sim(kind),
+        "args": list(args),
+    }
 
 
 HOSTS = {
@@ -45,7 +57,18 @@ HOSTS = {
         e("llama-hang", "vllm", "sim/llama-3-8b", [3], "--load", "2", "--fault", "hang@600"),
     ],
     "gpu02": [
-        e("llama-kv", "vllm", "sim/llama-3-70b", [0, 1], "--load", "14", "--kv-tokens", "12000", "--max-num-seqs", "48"),
+        e(
+            "llama-kv",
+            "vllm",
+            "sim/llama-3-70b",
+            [0, 1],
+            "--load",
+            "14",
+            "--kv-tokens",
+            "12000",
+            "--max-num-seqs",
+            "48",
+        ),
         e("phi-crash", "vllm", "sim/phi-3-mini", [2], "--load", "1", "--fault", "crash@45:code=1"),
         e("qwen-slow", "sglang", "sim/qwen2.5-14b", [3], "--load", "2", "--fault", "slow@300:factor=12"),
         e("big-70b", "vllm", "sim/llama-3-70b", [4, 5], "--fault", "startup-delay:s=3000"),

@@ -42,7 +42,9 @@ def locked(root: Path, timeout_s: float = 1800.0) -> Iterator[None]:
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    raise SetupError(f"another e2e set-up held {lock_path} for over {timeout_s:.0f}s") from None
+                    raise SetupError(
+                        f"another e2e set-up held {lock_path} for over {timeout_s:.0f}s"
+                    ) from None
                 time.sleep(1.0)
         try:
             yield

@@ -54,20 +54,34 @@ class DriftReport:
 
     @property
     def ok(self) -> bool:
-        return not (self.missing or self.fallback_only or self.unlabelled or self.uncovered or self.ungrouped_extra)
+        return not (
+            self.missing or self.fallback_only or self.unlabelled or self.uncovered or self.ungrouped_extra
+        )
 
     def explain(self) -> str:
         parts = []
         if self.missing:
-            parts.append("missing from the real /metrics: " + ", ".join(f"{n} (for {lg})" for lg, n in self.missing))
+            parts.append(
+                "missing from the real /metrics: " + ", ".join(f"{n} (for {lg})" for lg, n in self.missing)
+            )
         if self.fallback_only:
-            parts.append("only an older name exposed: " + ", ".join(f"{n} (for {lg})" for lg, n in self.fallback_only))
+            parts.append(
+                "only an older name exposed: " + ", ".join(f"{n} (for {lg})" for lg, n in self.fallback_only)
+            )
         if self.unlabelled:
-            parts.append("samples without a label the adapter groups by: " + ", ".join(f"{n} lacks {lb!r}" for n, lb in self.unlabelled))
+            parts.append(
+                "samples without a label the adapter groups by: "
+                + ", ".join(f"{n} lacks {lb!r}" for n, lb in self.unlabelled)
+            )
         if self.uncovered:
-            parts.append("the adapter reads names this guard does not know (update drift.metric_groups): " + ", ".join(self.uncovered))
+            parts.append(
+                "the adapter reads names this guard does not know (update drift.metric_groups): "
+                + ", ".join(self.uncovered)
+            )
         if self.ungrouped_extra:
-            parts.append("this guard lists names the adapter no longer reads: " + ", ".join(self.ungrouped_extra))
+            parts.append(
+                "this guard lists names the adapter no longer reads: " + ", ".join(self.ungrouped_extra)
+            )
         return "; ".join(parts) or "no drift"
 
 

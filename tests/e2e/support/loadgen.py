@@ -76,7 +76,9 @@ class LoadSpec:
     ignore_eos: bool = True
     request_timeout_s: float = 120.0
     stagger_s: float = 0.0  # worker i sends its first request i * stagger_s after the start
-    tokens_spread: float = 0.0  # each request's max_tokens is drawn from [max_tokens * (1 - spread), max_tokens]
+    tokens_spread: float = (
+        0.0  # each request's max_tokens is drawn from [max_tokens * (1 - spread), max_tokens]
+    )
     seed: int = 0
 
     def tokens_for(self, rng: random.Random) -> int:
@@ -100,10 +102,14 @@ async def _one(client: httpx.AsyncClient, spec: LoadSpec, max_tokens: int) -> Re
     tokens = None
     try:
         async with asyncio.timeout(spec.request_timeout_s):
-            async with client.stream("POST", spec.base_url.rstrip("/") + "/v1/completions", json=payload) as resp:
+            async with client.stream(
+                "POST", spec.base_url.rstrip("/") + "/v1/completions", json=payload
+            ) as resp:
                 if resp.status_code != 200:
                     body = (await resp.aread())[:300].decode(errors="replace")
-                    return RequestResult(False, None, time.monotonic() - t0, None, 0, f"HTTP {resp.status_code}: {body}")
+                    return RequestResult(
+                        False, None, time.monotonic() - t0, None, 0, f"HTTP {resp.status_code}: {body}"
+                    )
                 async for line in resp.aiter_lines():
                     if not line.startswith("data:"):
                         continue
@@ -118,8 +124,17 @@ async def _one(client: httpx.AsyncClient, spec: LoadSpec, max_tokens: int) -> Re
                     if event.get("usage"):
                         tokens = event["usage"].get("completion_tokens")
     except (httpx.HTTPError, TimeoutError, ValueError) as exc:
-        return RequestResult(False, ttft, time.monotonic() - t0, tokens, chunks, f"{type(exc).__name__}: {exc}")
-    return RequestResult(tokens is not None, ttft, time.monotonic() - t0, tokens, chunks, None if tokens is not None else "no usage in the stream")
+        return RequestResult(
+            False, ttft, time.monotonic() - t0, tokens, chunks, f"{type(exc).__name__}: {exc}"
+        )
+    return RequestResult(
+        tokens is not None,
+        ttft,
+        time.monotonic() - t0,
+        tokens,
+        chunks,
+        None if tokens is not None else "no usage in the stream",
+    )
 
 
 async def run_load(
@@ -132,7 +147,9 @@ async def run_load(
     deadline = result.started + spec.duration_s
     sent = 0
     limits = httpx.Limits(max_connections=spec.concurrency + 2, max_keepalive_connections=spec.concurrency)
-    async with httpx.AsyncClient(trust_env=False, limits=limits, timeout=httpx.Timeout(spec.request_timeout_s, connect=5.0)) as client:
+    async with httpx.AsyncClient(
+        trust_env=False, limits=limits, timeout=httpx.Timeout(spec.request_timeout_s, connect=5.0)
+    ) as client:
 
         async def worker(index: int) -> None:
             nonlocal sent
@@ -179,7 +196,9 @@ class LoadThread:
         return self
 
     def join(self, timeout: float | None = None) -> LoadResult:
-        self._thread.join(timeout if timeout is not None else self.spec.duration_s + self.spec.request_timeout_s + 10)
+        self._thread.join(
+            timeout if timeout is not None else self.spec.duration_s + self.spec.request_timeout_s + 10
+        )
         if self._thread.is_alive():
             raise TimeoutError("load generator did not finish")
         if self._error is not None:
@@ -212,7 +231,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-requests", type=int, default=10_000)
     p.add_argument("--max-tokens", type=int, default=32)
     args = p.parse_args(argv)
-    spec = LoadSpec(args.base_url, args.model, args.concurrency, args.duration, args.max_requests, args.max_tokens)
+    spec = LoadSpec(
+        args.base_url, args.model, args.concurrency, args.duration, args.max_requests, args.max_tokens
+    )
     result = asyncio.run(run_load(spec))
     print(result.summary())
     for err in sorted(set(result.errors))[:5]:

@@ -47,7 +47,11 @@ def model_dir(root: Path) -> Path:
 
 def ensure_model(root: Path, python: Path, versions: dict[str, object], log: Path) -> Path:
     target = model_dir(root)
-    expected = {"recipe": MODEL_RECIPE, "transformers": versions.get("transformers"), "tokenizers": versions.get("tokenizers")}
+    expected = {
+        "recipe": MODEL_RECIPE,
+        "transformers": versions.get("transformers"),
+        "tokenizers": versions.get("tokenizers"),
+    }
     if marker_matches(target, expected) and (target / "config.json").exists():
         return target
     tmp = target.with_name(target.name + ".tmp")
@@ -57,14 +61,20 @@ def ensure_model(root: Path, python: Path, versions: dict[str, object], log: Pat
     tmp.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
     proc = subprocess.run(
-        [str(python), str(TINY_MODEL_SCRIPT), str(tmp)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, env=env, check=False,
-    )  # fmt: skip
+        [str(python), str(TINY_MODEL_SCRIPT), str(tmp)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        check=False,
+    )
     with open(log, "a") as fh:
         fh.write(f"\n$ {python} {TINY_MODEL_SCRIPT} {tmp}\n{proc.stdout}")
     if proc.returncode != 0:
         tail = "\n".join(proc.stdout.strip().splitlines()[-15:])
-        raise SetupError(f"e2e set-up failed to generate the tiny model (exit {proc.returncode}; log {log}):\n{tail}")
+        raise SetupError(
+            f"e2e set-up failed to generate the tiny model (exit {proc.returncode}; log {log}):\n{tail}"
+        )
     write_marker(tmp, expected)
     os.replace(tmp, target)
     return target
@@ -81,11 +91,18 @@ def prepare() -> Prepared:
     except SetupError:
         raise
     except OSError as exc:
-        raise SetupError(f"e2e set-up failed in the cache (${CACHE_ENV} or ~/.cache/llmconsole-e2e): {exc}") from exc
+        raise SetupError(
+            f"e2e set-up failed in the cache (${CACHE_ENV} or ~/.cache/llmconsole-e2e): {exc}"
+        ) from exc
     vllm_cache = root / "vllm-cache"
     vllm_cache.mkdir(exist_ok=True)
-    return Prepared(python=python, model_dir=model, vllm_cache=vllm_cache, versions=versions,
-                    setup_s=round(time.monotonic() - started, 1))  # fmt: skip
+    return Prepared(
+        python=python,
+        model_dir=model,
+        vllm_cache=vllm_cache,
+        versions=versions,
+        setup_s=round(time.monotonic() - started, 1),
+    )
 
 
 def main() -> int:

@@ -61,7 +61,9 @@ def bucket_delta(a: Scrape, b: Scrape, name: str) -> list[tuple[float, float]]:
     return [(le, c - before.get(le, 0.0)) for le, c in b.buckets(name)]
 
 
-def quantile_range(q: float, cumulative: list[tuple[float, float]], slack: int = 0) -> tuple[float, float] | None:
+def quantile_range(
+    q: float, cumulative: list[tuple[float, float]], slack: int = 0
+) -> tuple[float, float] | None:
     """The (lower, upper) bounds of the bucket holding the q-quantile rank, widened by ``slack`` buckets on
     each side; None without observations.
 
@@ -82,7 +84,9 @@ def quantile_range(q: float, cumulative: list[tuple[float, float]], slack: int =
     return (min(lower, upper), upper)
 
 
-def wait_for(url: str, what: str, cond: Callable[[Scrape], bool], timeout_s: float, poll_s: float = 0.5) -> Scrape:
+def wait_for(
+    url: str, what: str, cond: Callable[[Scrape], bool], timeout_s: float, poll_s: float = 0.5
+) -> Scrape:
     """Scrape ``url`` until ``cond(scrape)`` holds; AssertionError naming ``what`` and the last gauges."""
     deadline = time.monotonic() + timeout_s
     last: Scrape | None = None
@@ -99,10 +103,14 @@ def wait_for(url: str, what: str, cond: Callable[[Scrape], bool], timeout_s: flo
             break
         time.sleep(poll_s)
     seen = {n: last.total(n) for n in sorted(last.names) if ":num_" in n or "usage" in n} if last else None
-    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}; last gauges {seen}; last error {error}")
+    raise AssertionError(
+        f"timed out after {timeout_s:.0f}s waiting for {what}; last gauges {seen}; last error {error}"
+    )
 
 
-def windows(samples: list[Scrape], span_s: tuple[float, float], ends_within: tuple[float, float]) -> list[tuple[Scrape, Scrape]]:
+def windows(
+    samples: list[Scrape], span_s: tuple[float, float], ends_within: tuple[float, float]
+) -> list[tuple[Scrape, Scrape]]:
     """Pairs (a, b) of ``samples`` (in time order) with ``b.t - a.t`` inside ``span_s`` and ``b.t`` inside
     ``ends_within``: our readings of every window another reader's (the agent's) may have covered, so a
     rate or percentile it computed must lie within what these pairs give, whatever the exact alignment."""

@@ -57,9 +57,15 @@ def toml_value(v: Any) -> str:
 
 
 def vllm_engine(
-    engine_id: str, python: Path, model_dir: Path, run_id: str, args: Iterable[str], *,
-    cache_root: Path | None = None, **extra: Any,
-) -> dict[str, Any]:  # fmt: skip
+    engine_id: str,
+    python: Path,
+    model_dir: Path,
+    run_id: str,
+    args: Iterable[str],
+    *,
+    cache_root: Path | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
     """One ``[[agent.engines]]`` table for a real vLLM on CPU, launched the way DESIGN.md says works.
     ``cache_root`` (VLLM_CACHE_ROOT: torch.compile artifacts) keeps vLLM's cache beside the e2e cache."""
     env = {"VLLM_CPU_KVCACHE_SPACE": "1", RUN_VAR: run_id, OWNER_VAR: str(os.getpid())}
@@ -81,12 +87,21 @@ def vllm_engine(
 
 
 def write_config(
-    path: Path, listen_port: int, state_dir: Path, engines: list[dict[str, Any]],
-    agent: Mapping[str, Any] | None = None, thresholds: Mapping[str, Any] | None = None,
+    path: Path,
+    listen_port: int,
+    state_dir: Path,
+    engines: list[dict[str, Any]],
+    agent: Mapping[str, Any] | None = None,
+    thresholds: Mapping[str, Any] | None = None,
     slo: Mapping[str, Any] | None = None,
-) -> Path:  # fmt: skip
+) -> Path:
     """The agent's TOML: ``[agent]``, ``[thresholds]``, ``[slo]`` (when given; one per agent) and the engines."""
-    settings = {"listen": f"127.0.0.1:{listen_port}", "state_dir": str(state_dir), "gpu_source": "none", **(agent or {})}
+    settings = {
+        "listen": f"127.0.0.1:{listen_port}",
+        "state_dir": str(state_dir),
+        "gpu_source": "none",
+        **(agent or {}),
+    }
     lines = ["[agent]", *(f"{k} = {toml_value(v)}" for k, v in settings.items()), ""]
     lines += ["[thresholds]", *(f"{k} = {toml_value(v)}" for k, v in (thresholds or {}).items())]
     if slo is not None:
@@ -112,9 +127,21 @@ class AgentProc:
         with open(self.log, "ab") as fh:
             fh.write(f"\n=== agent start #{self.starts} ===\n".encode())
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "console.cli", "agent", "--config", str(self.config), "--log-level", "info"],
-                cwd=ROOT, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+                [
+                    sys.executable,
+                    "-m",
+                    "console.cli",
+                    "agent",
+                    "--config",
+                    str(self.config),
+                    "--log-level",
+                    "info",
+                ],
+                cwd=ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+            )
 
     @property
     def alive(self) -> bool:
@@ -167,8 +194,10 @@ class AgentProc:
                     pass
             time.sleep(poll_s)
         engines = [summarize(e) for e in (last or {}).get("engines", [])]
-        raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; engines: "
-                             f"{json.dumps(engines, indent=1)[:4000]}\nagent log:\n{self.log_tail()}")  # fmt: skip
+        raise AssertionError(
+            f"timed out after {timeout:.0f}s waiting for {what}; engines: "
+            f"{json.dumps(engines, indent=1)[:4000]}\nagent log:\n{self.log_tail()}"
+        )
 
 
 class Recorder:
@@ -230,7 +259,9 @@ class Recorder:
         with self._lock:
             return [(t, v[engine_id]) for t, v in self.records if t >= t0 and engine_id in v]
 
-    def first(self, t0: float, engine_id: str, cond: Callable[[dict[str, Any]], bool]) -> tuple[float, dict[str, Any]] | None:
+    def first(
+        self, t0: float, engine_id: str, cond: Callable[[dict[str, Any]], bool]
+    ) -> tuple[float, dict[str, Any]] | None:
         """The first poll at or after ``t0`` where ``cond(view)`` held, or None."""
         return next(((t, v) for t, v in self.since(t0, engine_id) if cond(v)), None)
 
@@ -248,7 +279,21 @@ def find_engine(snap: dict, engine_id: str) -> dict:
 
 
 def summarize(e: dict) -> dict:
-    return {k: e.get(k) for k in ("id", "state", "pid", "restarts", "uptime_s", "stats", "health", "canary", "alerts", "last_exit")}
+    return {
+        k: e.get(k)
+        for k in (
+            "id",
+            "state",
+            "pid",
+            "restarts",
+            "uptime_s",
+            "stats",
+            "health",
+            "canary",
+            "alerts",
+            "last_exit",
+        )
+    }
 
 
 def alert_codes(e: dict) -> set[str]:

@@ -49,10 +49,16 @@ def ensure_venv(root: Path, log: Path) -> tuple[Path, dict[str, object]]:
     if venv.exists():
         shutil.rmtree(venv)
     started = time.monotonic()
-    _say(f"creating the vLLM virtualenv in {venv} (pip install {VLLM_DIST}=={VLLM_VERSION}: a few minutes, ~3.5 GB)")
+    _say(
+        f"creating the vLLM virtualenv in {venv} (pip install {VLLM_DIST}=={VLLM_VERSION}: a few minutes, ~3.5 GB)"
+    )
     _run([sys.executable, "-m", "venv", str(venv)], log, "create the virtualenv")
     py = str(python_of(venv))
-    _run([py, "-m", "pip", "install", "--no-input", f"{VLLM_DIST}=={VLLM_VERSION}"], log, f"pip install {VLLM_DIST}")
+    _run(
+        [py, "-m", "pip", "install", "--no-input", f"{VLLM_DIST}=={VLLM_VERSION}"],
+        log,
+        f"pip install {VLLM_DIST}",
+    )
     _run([py, "-m", "pip", "uninstall", "-y", *REMOVE], log, "uninstall " + " ".join(REMOVE))
     out = _run([py, "-c", PROBE], log, "import vllm/transformers in the new virtualenv")
     import json
@@ -61,8 +67,12 @@ def ensure_venv(root: Path, log: Path) -> tuple[Path, dict[str, object]]:
         versions = json.loads(out.strip().splitlines()[-1])
     except (ValueError, IndexError):
         raise SetupError(f"could not read versions from the new virtualenv: {out[-500:]!r}") from None
-    marker = {**expected_marker(), **versions, "python": sys.version.split()[0],
-              "setup_s": round(time.monotonic() - started, 1)}  # fmt: skip
+    marker = {
+        **expected_marker(),
+        **versions,
+        "python": sys.version.split()[0],
+        "setup_s": round(time.monotonic() - started, 1),
+    }
     write_marker(venv, marker)
     _say(f"vLLM virtualenv ready in {marker['setup_s']}s: {versions}")
     return python_of(venv), marker

@@ -29,8 +29,16 @@ _PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PR
 def offline_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """Our environment without proxies (aiohttp trusts them), offline for Hugging Face and vLLM."""
     env = {k: v for k, v in os.environ.items() if k not in _PROXY_VARS}
-    env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1",
-                "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"})  # fmt: skip
+    env.update(
+        {
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "VLLM_NO_USAGE_STATS": "1",
+            "DO_NOT_TRACK": "1",
+            "NO_PROXY": "127.0.0.1,localhost",
+            "no_proxy": "127.0.0.1,localhost",
+        }
+    )
     env.update(extra or {})
     return env
 
@@ -47,9 +55,15 @@ class VllmBench:
 
     def start(self) -> VllmBench:
         self.proc = subprocess.Popen(
-            [str(self.python), str(DRIVER), "--", *self.base_args], cwd=self.log.parent, env=offline_env(),
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-        )  # fmt: skip
+            [str(self.python), str(DRIVER), "--", *self.base_args],
+            cwd=self.log.parent,
+            env=offline_env(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+        )
         self._reader = threading.Thread(target=self._read, name="vllm-bench-reader", daemon=True)
         self._reader.start()
         return self
@@ -70,7 +84,9 @@ class VllmBench:
         try:
             got = self._tagged.get(timeout=timeout_s)
         except queue.Empty:
-            raise AssertionError(f"vllm bench serve driver: no answer within {timeout_s:.0f}s ({what}); log:\n{self.log_tail()}") from None
+            raise AssertionError(
+                f"vllm bench serve driver: no answer within {timeout_s:.0f}s ({what}); log:\n{self.log_tail()}"
+            ) from None
         if got is None:
             raise AssertionError(f"vllm bench serve driver exited ({what}); log:\n{self.log_tail()}")
         return got
@@ -87,7 +103,9 @@ class VllmBench:
         self.proc.stdin.flush()
         got = self._next(f"run {extra_args}", timeout_s)
         if not got.get("ok"):
-            raise AssertionError(f"vllm bench serve failed: {got.get('error')}\n" + "\n".join(got.get("traceback") or ()))
+            raise AssertionError(
+                f"vllm bench serve failed: {got.get('error')}\n" + "\n".join(got.get("traceback") or ())
+            )
         return got["result"]
 
     def log_tail(self, n: int = 30) -> str:
@@ -108,17 +126,26 @@ class VllmBench:
             self.proc.wait(10)
 
 
-def llmconsole_bench(target: str, args: list[str], output: Path, timeout_s: float = 600.0) -> tuple[dict[str, Any], float]:
+def llmconsole_bench(
+    target: str, args: list[str], output: Path, timeout_s: float = 600.0
+) -> tuple[dict[str, Any], float]:
     """``llmconsole bench TARGET ARGS --output OUTPUT --quiet``; the result document and the command's
     wall time. AssertionError with its stderr when it exits non-zero or writes no result."""
     started = time.monotonic()
     got = subprocess.run(
         [sys.executable, "-m", "console.cli", "bench", target, *args, "--output", str(output), "--quiet"],
-        cwd=ROOT, env=offline_env(), capture_output=True, text=True, timeout=timeout_s, check=False,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=offline_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
     took = time.monotonic() - started
     if got.returncode != 0 or not output.exists():
-        raise AssertionError(f"llmconsole bench exited {got.returncode}:\n{got.stderr[-3000:]}\n{got.stdout[-2000:]}")
+        raise AssertionError(
+            f"llmconsole bench exited {got.returncode}:\n{got.stderr[-3000:]}\n{got.stdout[-2000:]}"
+        )
     return json.loads(output.read_text()), took
 
 

@@ -51,7 +51,12 @@ def main() -> int:
             tail = traceback.format_exc().strip().splitlines()[-6:]
             say({"ok": False, "error": f"{type(exc).__name__}: {exc}", "traceback": tail})
             continue
-        say({"ok": True, "result": {k: v for k, v in result.items() if isinstance(v, int | float | str | None)}})
+        say(
+            {
+                "ok": True,
+                "result": {k: v for k, v in result.items() if isinstance(v, int | float | str | None)},
+            }
+        )
     return 0
 
 

@@ -18,8 +18,15 @@ import sys
 
 _LOG = os.environ.get("LLMCONSOLE_EGRESS_LOG")
 _LOCAL_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"}
-_EVENTS = {"socket.connect", "socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyaddr",
-           "socket.sendto", "socket.sendmsg", "socket.connect_ex"}
+_EVENTS = {
+    "socket.connect",
+    "socket.getaddrinfo",
+    "socket.gethostbyname",
+    "socket.gethostbyaddr",
+    "socket.sendto",
+    "socket.sendmsg",
+    "socket.connect_ex",
+}
 
 
 def _local(host: object) -> bool:

@@ -26,8 +26,15 @@ async def main() -> None:
         return True
 
     plan = ProcessPlan("eng", argv, {"PATH": "/usr/bin:/bin"}, "127.0.0.1", port)
-    sup = EngineSupervisor(plan, Policy(stop_timeout_s=1.0), state_dir, log_dir, is_ready=is_ready,
-                           tick_s=0.05, ready_poll_s=0.05)
+    sup = EngineSupervisor(
+        plan,
+        Policy(stop_timeout_s=1.0),
+        state_dir,
+        log_dir,
+        is_ready=is_ready,
+        tick_s=0.05,
+        ready_poll_s=0.05,
+    )
     await sup.start()
     while sup.state != "ready":
         if sup.state == "failed":

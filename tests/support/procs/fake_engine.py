@@ -61,7 +61,9 @@ def main() -> None:
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--ready-after", type=float, default=0.0)
     p.add_argument("--child", action="store_true")
-    p.add_argument("--escape", action="store_true", help="double-fork a setsid process that only the marker finds")
+    p.add_argument(
+        "--escape", action="store_true", help="double-fork a setsid process that only the marker finds"
+    )
     p.add_argument("--ignore-term", default="", help="comma list of roles that ignore SIGTERM")
     p.add_argument("--say", action="append", default=[])
     p.add_argument("--exit-after", type=float)

@@ -21,8 +21,15 @@ LISTENER = str(PROCS / "listener.py")
 
 
 def fast_policy(**over: Any) -> Policy:
-    base: dict[str, Any] = dict(backoff_initial_s=0.1, backoff_max_s=0.4, backoff_reset_s=60.0, start_retries=3,
-                                startup_timeout_s=20.0, stop_timeout_s=0.5, gpu_release_timeout_s=2.0)
+    base: dict[str, Any] = dict(
+        backoff_initial_s=0.1,
+        backoff_max_s=0.4,
+        backoff_reset_s=60.0,
+        start_retries=3,
+        startup_timeout_s=20.0,
+        stop_timeout_s=0.5,
+        gpu_release_timeout_s=2.0,
+    )
     base.update(over)
     return Policy(**base)
 
@@ -47,6 +54,7 @@ def tcp_ready(port: int) -> Callable[[], Any]:
         with contextlib.suppress(OSError):
             await writer.wait_closed()
         return True
+
     return is_ready
 
 
@@ -108,13 +116,21 @@ class Kit:
         self.pidfiles.append(path)
         return path
 
-    def make(self, argv: tuple[str, ...], port: int = 0, *, engine_id: str = "eng",
-             policy: Policy | None = None, **kw: Any) -> EngineSupervisor:
+    def make(
+        self,
+        argv: tuple[str, ...],
+        port: int = 0,
+        *,
+        engine_id: str = "eng",
+        policy: Policy | None = None,
+        **kw: Any,
+    ) -> EngineSupervisor:
         kw.setdefault("tick_s", 0.05)
         kw.setdefault("ready_poll_s", 0.05)
         kw.setdefault("tree_refresh_s", 0.1)
-        plan = ProcessPlan(engine_id=engine_id, argv=argv, env={"PATH": "/usr/bin:/bin"},
-                           host="127.0.0.1", port=port)
+        plan = ProcessPlan(
+            engine_id=engine_id, argv=argv, env={"PATH": "/usr/bin:/bin"}, host="127.0.0.1", port=port
+        )
         sup = EngineSupervisor(plan, policy or fast_policy(), self.state_dir, self.log_dir, **kw)
         self.sups.append(sup)
         return sup
