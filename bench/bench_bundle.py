@@ -51,7 +51,7 @@ from agents.schema import (  # noqa: E402
 
 FIXTURE = Path("/work/shared/fixtures/engines/vllm-0.32-cpu.loaded.prom")
 TARGET_S, TARGET_BYTES = 10.0, 50 * 10**6
-STAT_FIELDS = [f for f in EngineStats.__dataclass_fields__]
+STAT_FIELDS = [f for f in EngineStats.__dataclass_fields__ if f != "quantile_buckets"]  # floats only
 
 
 def _events(rng: random.Random, t0: float, eid: str) -> tuple[EngineEvent, ...]:
@@ -71,6 +71,83 @@ def _events(rng: random.Random, t0: float, eid: str) -> tuple[EngineEvent, ...]:
     return tuple(out)
 
 
+def _hung_alert(rng: random.Random, t0: float, i: int) -> Alert:
+    """The ENGINE_HUNG alert the first engine carries during its hung third of the window."""
+    return Alert(
+        code="ENGINE_HUNG",
+        severity="critical",
+        since=rfc3339(t0 + (i // 300) * 300),
+        summary="no token progress for 30s with work pending",
+        evidence={
+            "running": rng.randint(1, 64),
+            "waiting": rng.randint(0, 200),
+            "stalled_s": i % 300,
+            "stacks": {"status": "captured", "read": 3, "of": 4},
+        },
+    )
+
+
+def _engine(
+    rng: random.Random, t0: float, i: int, k: int, eid: str, events: tuple[EngineEvent, ...]
+) -> EngineSnapshot:
+    """Engine ``k`` at second ``i``: random stats, health and canary; hung for a third of the window."""
+    wall = t0 + i
+    hung = (i // 300) % 3 == 1 and k == 0
+    alerts: tuple[Alert, ...] = (_hung_alert(rng, t0, i),) if hung else ()
+    stats = EngineStats(**{f: round(rng.uniform(0, 500), 6) for f in STAT_FIELDS})
+    return EngineSnapshot(
+        id=eid,
+        kind="vllm",
+        model="meta-llama/Llama-3.3-70B-Instruct",
+        state="hung" if hung else "ready",
+        pid=4000 + k,
+        port=8000 + k,
+        gpus=(k,),
+        restarts=k,
+        uptime_s=round(3600 + i + rng.random(), 3),
+        stats_age_s=round(rng.uniform(0, 1), 3),
+        stats=stats,
+        health=Health(
+            http_ok=True,
+            http_status=200,
+            latency_s=round(rng.uniform(0.001, 0.02), 4),
+            checked_at=rfc3339(wall),
+        ),
+        canary=Canary(
+            ok=not hung,
+            ttft_s=round(rng.uniform(0.02, 0.3), 4),
+            error="no completion within 5s" if hung else None,
+            at=rfc3339(wall - i % 10),
+        ),
+        alerts=alerts,
+        events=events,
+        rss_bytes=rng.randint(10**9, 4 * 10**9),
+        served_model_name=None,
+    )
+
+
+def _gpus(rng: random.Random, ids: list[str]) -> tuple[GpuInfo, ...]:
+    """Four H100s, each with one engine process."""
+    return tuple(
+        GpuInfo(
+            index=g,
+            uuid=f"GPU-{g:08x}-1111-2222-3333-444455556666",
+            name="NVIDIA H100 80GB HBM3",
+            mem_used_bytes=rng.randint(60, 79) * 2**30,
+            mem_total_bytes=80 * 2**30,
+            util_pct=round(rng.uniform(0, 100), 1),
+            temp_c=round(rng.uniform(40, 80), 1),
+            power_w=round(rng.uniform(100, 700), 1),
+            power_limit_w=700.0,
+            ecc_uncorrected=0,
+            processes=(
+                GpuProcess(pid=4000 + g, mem_bytes=rng.randint(60, 78) * 2**30, engine_id=ids[g % len(ids)]),
+            ),
+        )
+        for g in range(4)
+    )
+
+
 def snapshots(n: int, engines: int, seed: int = 16) -> list[tuple[HostSnapshot, str]]:
     rng = random.Random(seed)
     t0 = time.time() - n
@@ -79,77 +156,8 @@ def snapshots(n: int, engines: int, seed: int = 16) -> list[tuple[HostSnapshot, 
     out = []
     for i in range(n):
         wall = t0 + i
-        es = []
-        for k, eid in enumerate(ids):
-            hung = (i // 300) % 3 == 1 and k == 0
-            alerts: tuple[Alert, ...] = ()
-            if hung:
-                alerts = (
-                    Alert(
-                        code="ENGINE_HUNG",
-                        severity="critical",
-                        since=rfc3339(t0 + (i // 300) * 300),
-                        summary="no token progress for 30s with work pending",
-                        evidence={
-                            "running": rng.randint(1, 64),
-                            "waiting": rng.randint(0, 200),
-                            "stalled_s": i % 300,
-                            "stacks": {"status": "captured", "read": 3, "of": 4},
-                        },
-                    ),
-                )
-            stats = EngineStats(**{f: round(rng.uniform(0, 500), 6) for f in STAT_FIELDS})
-            es.append(
-                EngineSnapshot(
-                    id=eid,
-                    kind="vllm",
-                    model="meta-llama/Llama-3.3-70B-Instruct",
-                    state="hung" if hung else "ready",
-                    pid=4000 + k,
-                    port=8000 + k,
-                    gpus=(k,),
-                    restarts=k,
-                    uptime_s=round(3600 + i + rng.random(), 3),
-                    stats_age_s=round(rng.uniform(0, 1), 3),
-                    stats=stats,
-                    health=Health(
-                        http_ok=True,
-                        http_status=200,
-                        latency_s=round(rng.uniform(0.001, 0.02), 4),
-                        checked_at=rfc3339(wall),
-                    ),
-                    canary=Canary(
-                        ok=not hung,
-                        ttft_s=round(rng.uniform(0.02, 0.3), 4),
-                        error="no completion within 5s" if hung else None,
-                        at=rfc3339(wall - i % 10),
-                    ),
-                    alerts=alerts,
-                    events=events[eid],
-                    rss_bytes=rng.randint(10**9, 4 * 10**9),
-                    served_model_name=None,
-                )
-            )
-        gpus = tuple(
-            GpuInfo(
-                index=g,
-                uuid=f"GPU-{g:08x}-1111-2222-3333-444455556666",
-                name="NVIDIA H100 80GB HBM3",
-                mem_used_bytes=rng.randint(60, 79) * 2**30,
-                mem_total_bytes=80 * 2**30,
-                util_pct=round(rng.uniform(0, 100), 1),
-                temp_c=round(rng.uniform(40, 80), 1),
-                power_w=round(rng.uniform(100, 700), 1),
-                power_limit_w=700.0,
-                ecc_uncorrected=0,
-                processes=(
-                    GpuProcess(
-                        pid=4000 + g, mem_bytes=rng.randint(60, 78) * 2**30, engine_id=ids[g % engines]
-                    ),
-                ),
-            )
-            for g in range(4)
-        )
+        es = [_engine(rng, t0, i, k, eid, events[eid]) for k, eid in enumerate(ids)]
+        gpus = _gpus(rng, ids)
         snap = HostSnapshot(
             host="gpu01",
             agent_version="0.1.0",
@@ -189,7 +197,15 @@ def engine_inputs(engines: int) -> list[EngineInputs]:
             for i in range(1000)
         ]
         scrapes = tuple(
-            RawScrape(at=rfc3339(), ok=True, status=200, error=None, elapsed_s=0.01, body=body)
+            RawScrape(
+                wall=time.time(),
+                ok=True,
+                status=200,
+                error=None,
+                elapsed_s=0.01,
+                body=body,
+                mono=time.monotonic(),
+            )
             for _ in range(5)
         )
         out.append(

@@ -210,7 +210,7 @@ def _line(name: str, r: dict) -> str:
     )
 
 
-def main() -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--engines", type=int, default=3, help="simulated engines to drive (default 3)")
     parser.add_argument(
@@ -227,79 +227,97 @@ def main() -> int:
     parser.add_argument("--output-len", type=int, default=8)
     parser.add_argument("--child", choices=("ours", "httpx"), help=argparse.SUPPRESS)
     parser.add_argument("--urls", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    return parser
+
+
+def _start_engines(count: int, procs: list[subprocess.Popen[bytes]], urls: list[str]) -> None:
+    """Start ``count`` simulated engines (appended to ``procs`` as they start) and wait for their /health."""
+    import httpx
+
+    for _ in range(count):
+        port = _free_port()
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "agents.sim", "--dialect", "vllm", "--port", str(port), *SIM_ARGS],
+                cwd=ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        urls.append(f"http://127.0.0.1:{port}")
+    deadline = time.monotonic() + 60
+    for url, proc in zip(urls, procs, strict=True):
+        while True:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"simulated engine at {url} did not start")
+            try:
+                if httpx.get(url + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+
+
+def _stop_engines(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def _compare(args: argparse.Namespace, urls: list[str], pids: list[int]) -> None:
+    """Both generators at each concurrency, their lines and ratios, then the verdict against the target."""
+    rows = {}
+    for conc in dict.fromkeys((args.concurrency, args.reference_concurrency)):
+        for kind in ("ours", "httpx"):
+            rows[kind, conc] = _phase(kind, urls, pids, args, conc)
+        ours, ref = rows["ours", conc], rows["httpx", conc]
+        print(_line(f"ours (console.bench) c={conc}", ours))
+        print(_line(f"reference (httpx loop) c={conc}", ref))
+        if ref["rps"] and ref["cpu_ms_per_request"] and ours["cpu_ms_per_request"]:
+            print(
+                f"  ratios at {conc} in flight per engine: requests/s ours/httpx {ours['rps'] / ref['rps']:.2f}x; "
+                f"CPU per request httpx/ours {ref['cpu_ms_per_request'] / ours['cpu_ms_per_request']:.2f}x "
+                f"(ours also times every ITL gap: {ours['itl_gaps']:,} of them)"
+            )
+    ours = rows["ours", args.concurrency]
+    capacity = 1000 / ours["cpu_ms_per_request"] if ours["cpu_ms_per_request"] else 0.0
+    verdict = "MET" if ours["rps"] >= TARGET_RPS and ours["cpu_per_s"] < 1.0 else "NOT MET"
+    print(
+        f"target >= {TARGET_RPS:.0f} streamed requests/s with the generator under one core: {verdict} "
+        f"({ours['rps']:.0f} req/s at {ours['cpu_per_s']:.2f} core; its CPU per request implies "
+        f"~{capacity:,.0f} req/s per core)"
+    )
+
+
+def main() -> int:
+    args = _parser().parse_args()
     if args.child:
         child(
             args.child, args.urls.split(","), args.concurrency, args.duration, args.input_len, args.output_len
         )
         return 0
 
-    import httpx
-
     procs: list[subprocess.Popen[bytes]] = []
     urls: list[str] = []
     try:
-        for _ in range(args.engines):
-            port = _free_port()
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "agents.sim", "--dialect", "vllm", "--port", str(port), *SIM_ARGS],
-                    cwd=ROOT,
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-            )
-            urls.append(f"http://127.0.0.1:{port}")
-        deadline = time.monotonic() + 60
-        for url, proc in zip(urls, procs, strict=True):
-            while True:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"simulated engine at {url} did not start")
-                try:
-                    if httpx.get(url + "/health", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.1)
+        _start_engines(args.engines, procs, urls)
         pids = [p.pid for p in procs]
         print(
             f"{args.engines} SIMULATED vLLM engines, {args.concurrency} in flight each, {args.duration:g} s per "
             f"generator, streamed completions of {args.input_len} -> {args.output_len} tokens; "
             f"{os.cpu_count()} CPUs, load average {_loadavg()}"
         )
-        rows = {}
-        for conc in dict.fromkeys((args.concurrency, args.reference_concurrency)):
-            for kind in ("ours", "httpx"):
-                rows[kind, conc] = _phase(kind, urls, pids, args, conc)
-            ours, ref = rows["ours", conc], rows["httpx", conc]
-            print(_line(f"ours (console.bench) c={conc}", ours))
-            print(_line(f"reference (httpx loop) c={conc}", ref))
-            if ref["rps"] and ref["cpu_ms_per_request"] and ours["cpu_ms_per_request"]:
-                print(
-                    f"  ratios at {conc} in flight per engine: requests/s ours/httpx {ours['rps'] / ref['rps']:.2f}x; "
-                    f"CPU per request httpx/ours {ref['cpu_ms_per_request'] / ours['cpu_ms_per_request']:.2f}x "
-                    f"(ours also times every ITL gap: {ours['itl_gaps']:,} of them)"
-                )
-        ours = rows["ours", args.concurrency]
-        capacity = 1000 / ours["cpu_ms_per_request"] if ours["cpu_ms_per_request"] else 0.0
-        verdict = "MET" if ours["rps"] >= TARGET_RPS and ours["cpu_per_s"] < 1.0 else "NOT MET"
-        print(
-            f"target >= {TARGET_RPS:.0f} streamed requests/s with the generator under one core: {verdict} "
-            f"({ours['rps']:.0f} req/s at {ours['cpu_per_s']:.2f} core; its CPU per request implies "
-            f"~{capacity:,.0f} req/s per core)"
-        )
+        _compare(args, urls, pids)
         return 0
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        _stop_engines(procs)
 
 
 if __name__ == "__main__":

@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 import psutil  # noqa: E402
+from textual.pilot import Pilot  # noqa: E402
 
 from agents.exporter import make_registry  # noqa: E402
 from agents.schema import EngineStats, HostSnapshot, rfc3339, to_json  # noqa: E402
@@ -55,7 +56,7 @@ from console.payload import decode_snapshot  # noqa: E402
 from console.promsource import PrometheusFleetSource  # noqa: E402
 from console.settings import ConsoleConfig, PrometheusConfig  # noqa: E402
 from console.state import FleetState, apply  # noqa: E402
-from console.views import FLEET_COLUMNS, RIGHT_COLUMNS, fleet_table  # noqa: E402
+from console.views import FLEET_COLUMNS, RIGHT_COLUMNS, FleetTable, fleet_table  # noqa: E402
 from widgets.keyed_table import KeyedTable  # noqa: E402
 
 STEP_S = 15
@@ -206,94 +207,130 @@ def median(xs: list[float]) -> float:
     return statistics.median(xs) if xs else float("nan")
 
 
+PROM_KEYS = (
+    "poll",
+    "queries",
+    "reduce",
+    "present",
+    "table",
+    "total",
+    "cpu",
+    "poll_cpu",
+    "prom_cpu",
+    "requests",
+    "first",
+    "first_requests",
+    "series",
+    "idle",
+    "idle_cpu",
+    "idle_requests",
+    "received",
+    "read",
+    "identity",
+)
+
+
+async def _first_contact(
+    prom: PrometheusConfig, times: list[float], refreshes: int, out: dict[str, list[float]]
+) -> FleetState:
+    """First contact: every host new, graphs backfilled with query_range."""
+    first = PrometheusFleetSource(prom, fetch_history=True, full=False)
+    first.query_time = lambda: times[-refreshes - 2]
+    before = first.requests
+    t0 = time.perf_counter()
+    results = await first.poll()
+    state = apply(
+        FleetState.initial(ConsoleConfig(), time.monotonic()), results, time.monotonic(), time.time()
+    )
+    out["first"].append(time.perf_counter() - t0)
+    out["first_requests"].append(first.requests - before)
+    out["series"].append(sum(len(r.history) for r in results))
+    await first.aclose()
+    return state
+
+
+async def _live_refreshes(
+    source: PrometheusFleetSource,
+    server: Server,
+    state: FleetState,
+    table: KeyedTable,
+    pilot: Pilot,
+    times: list[float],
+    refreshes: int,
+    out: dict[str, list[float]],
+) -> FleetState:
+    """One refresh per 15 s step, each part timed; the first fills the table from scratch, so is not kept."""
+    for n in range(refreshes + 1):
+        source.query_time = lambda n=n: times[-refreshes - 1 + n]
+        before, pc0 = source.requests, server.cpu_s()
+        c0, t0 = time.process_time(), time.perf_counter()
+        results = await source.poll()
+        t1, c_poll = time.perf_counter(), time.process_time()
+        state = apply(state, results, time.monotonic(), time.time())
+        t2 = time.perf_counter()
+        view = fleet_table(state, state.now)
+        t3 = time.perf_counter()
+        table.sync(view.rows, view.order, groups=view.groups)
+        await pilot.pause()
+        t4 = time.perf_counter()
+        c1, pc1 = time.process_time(), server.cpu_s()
+        assert source.problems() == [], source.problems()
+        assert all(r.snapshot is not None for r in results) and results, "every host has a snapshot"
+        if n == 0:
+            continue  # the first refresh of this source fills the table's rows from scratch
+        for key, value in (
+            ("poll", t1 - t0),
+            ("queries", source.last_refresh["queries"]),
+            ("reduce", t2 - t1),
+            ("present", t3 - t2),
+            ("table", t4 - t3),
+            ("total", t4 - t0),
+            ("cpu", c1 - c0),
+            ("poll_cpu", c_poll - c0),
+            ("prom_cpu", pc1 - pc0),
+            ("requests", source.requests - before),
+            ("received", source.last_refresh["series"]),
+            ("read", source.last_refresh["read"]),
+            ("identity", source.last_refresh["identity"]),
+        ):
+            out[key].append(value)
+    return state
+
+
+async def _idle_refreshes(
+    source: PrometheusFleetSource,
+    server: Server,
+    state: FleetState,
+    table: KeyedTable,
+    pilot: Pilot,
+    out: dict[str, list[float]],
+) -> FleetTable:
+    """Three refreshes between two scrapes (no host has a new snapshot); the last view presented."""
+    for _ in range(3):
+        before, pc0 = source.requests, server.cpu_s()
+        c0, t0 = time.process_time(), time.perf_counter()
+        results = await source.poll()
+        state = apply(state, results, time.monotonic(), time.time())
+        view = fleet_table(state, state.now)
+        table.sync(view.rows, view.order, groups=view.groups)
+        await pilot.pause()
+        out["idle"].append(time.perf_counter() - t0)
+        out["idle_cpu"].append(time.process_time() - c0 + server.cpu_s() - pc0)
+        out["idle_requests"].append(source.requests - before)
+    return view
+
+
 async def measure_prometheus(server: Server, times: list[float], refreshes: int) -> dict[str, list[float]]:
     prom = PrometheusConfig(name="bench", url=server.url, match="", refresh_s=0.001, stale_after_s=60)
-    config = ConsoleConfig()
-    out: dict[str, list[float]] = {
-        k: []
-        for k in (
-            "poll",
-            "queries",
-            "reduce",
-            "present",
-            "table",
-            "total",
-            "cpu",
-            "poll_cpu",
-            "prom_cpu",
-            "requests",
-            "first",
-            "first_requests",
-            "series",
-            "idle",
-            "idle_cpu",
-            "idle_requests",
-            "received",
-            "read",
-            "identity",
-        )
-    }
+    out: dict[str, list[float]] = {k: [] for k in PROM_KEYS}
     table = KeyedTable()
     app = Bench(table)
     async with app.run_test(size=(160, 45)) as pilot:
         table.set_columns(FLEET_COLUMNS, right=RIGHT_COLUMNS)
-        # first contact: every host new, graphs backfilled with query_range
-        first = PrometheusFleetSource(prom, fetch_history=True, full=False)
-        first.query_time = lambda: times[-refreshes - 2]
-        before = first.requests
-        t0 = time.perf_counter()
-        results = await first.poll()
-        state = apply(FleetState.initial(config, time.monotonic()), results, time.monotonic(), time.time())
-        out["first"].append(time.perf_counter() - t0)
-        out["first_requests"].append(first.requests - before)
-        out["series"].append(sum(len(r.history) for r in results))
-        await first.aclose()
+        state = await _first_contact(prom, times, refreshes, out)
         source = PrometheusFleetSource(prom, fetch_history=False, full=False)  # what the console asks for
-        for n in range(refreshes + 1):
-            source.query_time = lambda n=n: times[-refreshes - 1 + n]
-            before, pc0 = source.requests, server.cpu_s()
-            c0, t0 = time.process_time(), time.perf_counter()
-            results = await source.poll()
-            t1, c_poll = time.perf_counter(), time.process_time()
-            state = apply(state, results, time.monotonic(), time.time())
-            t2 = time.perf_counter()
-            view = fleet_table(state, state.now)
-            t3 = time.perf_counter()
-            table.sync(view.rows, view.order, groups=view.groups)
-            await pilot.pause()
-            t4 = time.perf_counter()
-            c1, pc1 = time.process_time(), server.cpu_s()
-            assert source.problems() == [], source.problems()
-            assert all(r.snapshot is not None for r in results) and results, "every host has a snapshot"
-            if n == 0:
-                continue  # the first refresh of this source fills the table's rows from scratch
-            for key, value in (
-                ("poll", t1 - t0),
-                ("queries", source.last_refresh["queries"]),
-                ("reduce", t2 - t1),
-                ("present", t3 - t2),
-                ("table", t4 - t3),
-                ("total", t4 - t0),
-                ("cpu", c1 - c0),
-                ("poll_cpu", c_poll - c0),
-                ("prom_cpu", pc1 - pc0),
-                ("requests", source.requests - before),
-                ("received", source.last_refresh["series"]),
-                ("read", source.last_refresh["read"]),
-                ("identity", source.last_refresh["identity"]),
-            ):
-                out[key].append(value)
-        for _ in range(3):  # between two scrapes: no host has a new snapshot
-            before, pc0 = source.requests, server.cpu_s()
-            c0, t0 = time.process_time(), time.perf_counter()
-            results = await source.poll()
-            state = apply(state, results, time.monotonic(), time.time())
-            view = fleet_table(state, state.now)
-            table.sync(view.rows, view.order, groups=view.groups)
-            await pilot.pause()
-            out["idle"].append(time.perf_counter() - t0)
-            out["idle_cpu"].append(time.process_time() - c0 + server.cpu_s() - pc0)
-            out["idle_requests"].append(source.requests - before)
+        state = await _live_refreshes(source, server, state, table, pilot, times, refreshes, out)
+        view = await _idle_refreshes(source, server, state, table, pilot, out)
         await source.aclose()
         assert table.row_count == len(view.order)
     return out
