@@ -15,38 +15,18 @@ from pathlib import Path
 import httpx
 import pytest
 
-from agents.auth import hash_token
 from agents.schema import from_dict
 from agents.sim.dialects.sglang import TTFT_S
 from console.views.cells import quantile_text
-from tests.support.agentproc import ROOT, Agent, free_port, kill_everything, sim, write_config
+from tests.support.agentproc import ROOT, Agent, operator_agent
 
 TOKEN = "llmc_quantile_token"
 
 
 @pytest.fixture
 def agent(tmp_path: Path):
-    port = free_port()
-    tokens = tmp_path / "tokens"
-    tokens.write_text(f"op operator {hash_token(TOKEN)}\n")
-    engines = [
-        {
-            "id": "sg",
-            "kind": "sglang",
-            "model": "sim-qwen",
-            "port": free_port(),
-            "gpus": [0],
-            "command": sim("sglang"),
-            "args": ["--load", "8"],
-            "canary": False,
-        }
-    ]
-    a = Agent(write_config(tmp_path, port, engines, {"tokens_file": str(tokens)}), port)
-    a.start()
-    try:
+    with operator_agent(tmp_path, "sglang", "sg", "sim-qwen", "8", TOKEN) as a:
         yield a
-    finally:
-        kill_everything(a, tmp_path / "state")
 
 
 def wait_for_ttft(agent: Agent, timeout: float = 60.0) -> dict:

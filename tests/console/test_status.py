@@ -12,11 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from agents.auth import hash_token
 from console.state import FleetState, apply
 from console.status import exit_code, render_json, render_table
 from tests.console.conftest import DATA, cfg, down, ok, snap_at
-from tests.support.agentproc import ROOT, Agent, free_port, kill_everything, sim, write_config
+from tests.support.agentproc import ROOT, Agent, free_port, operator_agent
 
 TOKEN = "llmc_status_token"
 
@@ -42,27 +41,8 @@ def cli(
 
 @pytest.fixture
 def agent(tmp_path: Path):
-    port = free_port()
-    tokens = tmp_path / "tokens"
-    tokens.write_text(f"op operator {hash_token(TOKEN)}\n")
-    engines = [
-        {
-            "id": "vllm-a",
-            "kind": "vllm",
-            "model": "sim-llama",
-            "port": free_port(),
-            "gpus": [0],
-            "command": sim("vllm"),
-            "args": ["--load", "1"],
-            "canary": False,
-        }
-    ]
-    a = Agent(write_config(tmp_path, port, engines, {"tokens_file": str(tokens)}), port)
-    a.start()
-    try:
+    with operator_agent(tmp_path, "vllm", "vllm-a", "sim-llama", "1", TOKEN) as a:
         yield a
-    finally:
-        kill_everything(a, tmp_path / "state")
 
 
 def wait_ready(agent: Agent, timeout: float = 90.0) -> None:

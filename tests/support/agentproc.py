@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -143,3 +143,22 @@ def kill_everything(agent: Agent, state_dir: Path) -> None:
     for pid in marker_pids(state_dir):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def operator_agent(tmp_path: Path, kind: str, eid: str, model: str, load: str, token: str) -> Iterator[Agent]:
+    """A real agent supervising one simulated engine (no canary) whose tokens file names ``token`` as an
+    operator; stopped with everything it started on exit."""
+    from agents.auth import hash_token
+
+    port = free_port()
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"op operator {hash_token(token)}\n")
+    spec = {"id": eid, "kind": kind, "model": model, "port": free_port(), "gpus": [0]}
+    spec |= {"command": sim(kind), "args": ["--load", load], "canary": False}
+    a = Agent(write_config(tmp_path, port, [spec], {"tokens_file": str(tokens)}), port)
+    a.start()
+    try:
+        yield a
+    finally:
+        kill_everything(a, tmp_path / "state")
