@@ -12,10 +12,13 @@ another port, GPU ids or version; a GPU's total memory.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from console.promnames import Series
+
+K = TypeVar("K")
 
 IDENT_EVERY = 4  # refreshes with news between two identity reads of the whole fleet
 
@@ -24,32 +27,27 @@ EngineKey = tuple[
 ]  # engine, kind, model: the labels of every engine series
 
 
-def engine_keys(series: Iterable[Series]) -> dict[str, set[EngineKey]]:
-    """Host -> the (engine, kind, model) that these engine series name."""
-    out: dict[str, set[EngineKey]] = {}
+def _by_host(series: Iterable[Series], key: Callable[[Mapping[str, str]], K]) -> dict[str, set[K]]:
+    """Host -> the set of ``key(labels)`` over these series (series without a host are left out)."""
+    out: dict[str, set[K]] = {}
     for labels, _ in series:
-        get = labels.get
-        host = get("host")
+        host = labels.get("host")
         if host:
             keys = out.get(host)
             if keys is None:
                 keys = out[host] = set()
-            keys.add((get("engine"), get("kind"), get("model")))
+            keys.add(key(labels))
     return out
+
+
+def engine_keys(series: Iterable[Series]) -> dict[str, set[EngineKey]]:
+    """Host -> the (engine, kind, model) that these engine series name."""
+    return _by_host(series, lambda labels: (labels.get("engine"), labels.get("kind"), labels.get("model")))
 
 
 def gpu_keys(series: Iterable[Series]) -> dict[str, set[str | None]]:
     """Host -> the ``gpu`` labels of these GPU series."""
-    out: dict[str, set[str | None]] = {}
-    for labels, _ in series:
-        get = labels.get
-        host = get("host")
-        if host:
-            keys = out.get(host)
-            if keys is None:
-                keys = out[host] = set()
-            keys.add(get("gpu"))
-    return out
+    return _by_host(series, lambda labels: labels.get("gpu"))
 
 
 @dataclass(frozen=True, slots=True)
