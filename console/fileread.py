@@ -1,5 +1,6 @@
 """Read a user-named file whole, bounded, with one-line errors: the console's verbs that take a file
-(``probe --file``, ``bench --prompts-file``, ``bench --compare``, ``calc --measured``) share this."""
+(``bench --prompts-file``, ``bench --compare``, ``calc --measured``) share this. The agent-side ``probe``
+verb has its own reader (agents may not import the console)."""
 
 from __future__ import annotations
 
