@@ -67,7 +67,7 @@ def _available(module: str) -> bool:
         import_module(module)
     except ModuleNotFoundError as exc:
         if exc.name and module.startswith(exc.name):
-            return False  # not built yet in this checkout
+            return False  # the module is missing from this installation: its verb is not offered
         raise
     return True
 
