@@ -18,8 +18,8 @@ from agents.supervisor import MARKER_VAR, REAPER, ExitStatus
 from agents.supervisor.portcheck import check_port
 from agents.supervisor.proctree import ProcessTree, marker_pids, read_marker, read_stat, signal_identified
 
-FAKE = str(Path(__file__).parent / "procs" / "fake_engine.py")
-LISTENER = str(Path(__file__).parent / "procs" / "listener.py")
+FAKE = str(Path(__file__).resolve().parents[2] / "support" / "procs" / "fake_engine.py")
+LISTENER = str(Path(__file__).resolve().parents[2] / "support" / "procs" / "listener.py")
 pytestmark = pytest.mark.timeout(60)
 
 
