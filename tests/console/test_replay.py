@@ -7,6 +7,7 @@ with exit 2.
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -127,7 +128,7 @@ async def test_the_replay_app_shows_the_moment_and_refuses_actions(bundle: Path)
 def test_status_at_a_moment_prints_that_moment_with_status_exit_codes(bundle: Path, tmp_path: Path) -> None:
     source = ReplaySource(load_bundle(bundle))
     ready_at = source.tracks[0].times[_states(source).index("ready")]
-    offset = ready_at - source.start
+    offset = math.ceil((ready_at - source.start) * 1000) / 1000  # rounded up: never the moment before it
     got = _cli("replay", str(bundle), "--status", "--at", f"+{offset:.3f}s", "--json", cwd=tmp_path)
     doc = json.loads(got.stdout)
     assert doc["hosts"][0]["engines"][0]["state"] == "ready"
