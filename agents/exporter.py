@@ -28,7 +28,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -38,7 +37,7 @@ from prometheus_client.utils import floatToGoString
 
 from agents.engines.base import Reading
 from agents.metrics.model import Histogram
-from agents.schema import EngineSnapshot, HostSnapshot, stats_are_live
+from agents.schema import EngineSnapshot, HostSnapshot, epoch_or_none, stats_are_live
 
 ENGINE_LABELS = ["host", "engine", "kind", "model"]
 GPU_LABELS = ["host", "gpu", "uuid", "name"]
@@ -198,7 +197,7 @@ def _host(snap: HostSnapshot) -> Iterator[Metric]:
         "llmconsole_snapshot_timestamp_seconds",
         "When the latest snapshot was taken (Unix time).",
         host,
-        _epoch(snap.taken_at),
+        epoch_or_none(snap.taken_at),
     )
     hs = snap.host_stats
     yield _host_gauge("llmconsole_host_cpu_percent", "Host CPU utilization.", host, hs and hs.cpu_pct)
@@ -322,13 +321,6 @@ def _gpus(snap: HostSnapshot) -> Iterator[Metric]:
             if value is not None:
                 fam.add_metric(labels, value)
     yield from fams.values()
-
-
-def _epoch(stamp: str) -> float | None:
-    try:
-        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-    except (ValueError, AttributeError):
-        return None
 
 
 def make_registry(

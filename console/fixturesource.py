@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from agents.schema import History, HostSnapshot, from_dict, history_from_dict
+from agents.schema import epoch_or_none as to_epoch
 from console.fleet import ActionResult, HostError, HostResult
 from console.payload import PayloadError, decode_parsed
-from console.timestamps import to_epoch
 
 FIXTURE_SCHEMA = "llmconsole.fleet-fixture/1"
 

@@ -17,9 +17,9 @@ import bisect
 import re
 
 from agents.schema import History, parse_rfc3339, rfc3339
+from agents.schema import epoch_or_none as to_epoch
 from console.bundle_read import LoadedBundle, RecordedHost
 from console.fleet import ActionResult, HostError, HostResult
-from console.timestamps import to_epoch
 
 REFUSED = "replay of a recorded bundle: actions are not available"
 _OFFSET_RE = re.compile(r"(?P<sign>[+-])(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+(?:\.\d+)?)s?)?")

@@ -44,10 +44,10 @@ from agents.schema import (
     severity_rank,
     stats_are_live,
 )
+from agents.schema import epoch_or_none as to_epoch
 from console.engine_series import METRICS, WINDOW_S, EngineSeries
 from console.fleet import HostError, HostResult
 from console.settings import ConsoleConfig
-from console.timestamps import to_epoch
 
 RECENT_MAX = 200
 HOST_STATUSES = ("pending", "fresh", "stale", "unreachable", "unauthorized", "incompatible")

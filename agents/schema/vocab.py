@@ -175,3 +175,14 @@ def parse_rfc3339(text: str) -> float:
     if moment.tzinfo is None:
         raise ValueError(f"timestamp without a UTC offset: {text!r}")
     return moment.timestamp()
+
+
+def epoch_or_none(text: object) -> float | None:
+    """Epoch seconds of an RFC 3339 timestamp with an offset or ``Z``; None when it is absent, not a string,
+    unreadable, without an offset, or out of range (for readers that show what they can)."""
+    if not text or not isinstance(text, str):
+        return None
+    try:
+        return parse_rfc3339(text)
+    except (ValueError, OverflowError):
+        return None

@@ -13,7 +13,7 @@ from agents.schema import (
     EngineSnapshot,
     GpuInfo,
     HostSnapshot,
-    parse_rfc3339,
+    epoch_or_none,
     severity_rank,
     stats_are_live,
 )
@@ -77,7 +77,7 @@ def event_lines(e: EngineSnapshot, agent_now: float | None = None) -> Parts:
     wall clock now: its snapshot's time plus the snapshot's age), or nothing when that is unknown. The
     oldest line's duration is "≥" unless it is the launch ("starting"): older events may have been dropped."""
     runs = event_runs(e)
-    starts = [_epoch(ev.at) for ev in runs]
+    starts = [epoch_or_none(ev.at) for ev in runs]
     out: Parts = []
     for i in range(len(runs) - 1, -1, -1):
         ev = runs[i]
@@ -112,18 +112,9 @@ def event_lines(e: EngineSnapshot, agent_now: float | None = None) -> Parts:
 def agent_now(h: HostState, now: float) -> float | None:
     """The agent's wall clock now: its latest snapshot's time plus how long ago that arrived."""
     snap = h.snapshot
-    taken = _epoch(snap.taken_at) if snap is not None else None
+    taken = epoch_or_none(snap.taken_at) if snap is not None else None
     received = h.age(now)
     return None if taken is None or received is None else taken + received
-
-
-def _epoch(text: str | None) -> float | None:
-    if not text:
-        return None
-    try:
-        return parse_rfc3339(text)
-    except (ValueError, TypeError):
-        return None
 
 
 def action_refusal(e: EngineSnapshot | None, verb: str) -> str | None:
