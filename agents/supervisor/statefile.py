@@ -11,7 +11,7 @@ import json
 import os
 import tempfile
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +42,6 @@ class EngineRecord:
     @classmethod
     def from_json(cls, data: Any) -> EngineRecord:
         """Validate and build; raises ValueError naming the first bad field."""
-        if not isinstance(data, Mapping):
-            raise ValueError("not a JSON object")
-        if data.get("schema") != SCHEMA:
-            raise ValueError(f"unknown schema {data.get('schema')!r}")
         kinds: dict[str, tuple[type, ...]] = {
             "engine_id": (str,),
             "boot_id": (str, type(None)),
@@ -61,18 +57,30 @@ class EngineRecord:
             "restarts": (int,),
             "schema": (str,),
         }
-        optional = {"restarts": 0}  # written by newer agents only
-        values = {}
-        for f in fields(cls):
-            value = data.get(f.name, optional.get(f.name))
-            if not isinstance(value, kinds[f.name]) or isinstance(value, bool):
-                raise ValueError(f"field {f.name!r} missing or of the wrong type")
-            values[f.name] = value
+        values = checked_fields(data, SCHEMA, kinds, optional={"restarts": 0})  # restarts: newer agents only
         if values["pid"] <= 1 or not values["marker"]:
             raise ValueError("field 'pid' or 'marker' invalid")
         if values["restarts"] < 0:
             raise ValueError("field 'restarts' is negative")
         return cls(**values)
+
+
+def checked_fields(
+    data: Any, schema: str, kinds: Mapping[str, tuple[type, ...]], optional: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The fields ``kinds`` names, read from a state file's JSON ``data`` of ``schema`` and type-checked (a
+    bool is never an int); ValueError naming the first bad field. ``optional``: defaults for absent keys."""
+    if not isinstance(data, Mapping):
+        raise ValueError("not a JSON object")
+    if data.get("schema") != schema:
+        raise ValueError(f"unknown schema {data.get('schema')!r}")
+    values = {}
+    for name, types in kinds.items():
+        value = data.get(name, (optional or {}).get(name))
+        if not isinstance(value, types) or isinstance(value, bool):
+            raise ValueError(f"field {name!r} missing or of the wrong type")
+        values[name] = value
+    return values
 
 
 def write_atomic(path: Path, data: Mapping[str, Any]) -> None:

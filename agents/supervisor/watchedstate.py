@@ -18,7 +18,6 @@ gives nothing (a corrupt one is reported, never fatal).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -55,10 +54,6 @@ class WatchedRecord:
     @classmethod
     def from_json(cls, data: Any) -> WatchedRecord:
         """Validate and build; ValueError naming the first bad field."""
-        if not isinstance(data, Mapping):
-            raise ValueError("not a JSON object")
-        if data.get("schema") != SCHEMA:
-            raise ValueError(f"unknown schema {data.get('schema')!r}")
         kinds: dict[str, tuple[type, ...]] = {
             "engine_id": (str,),
             "boot_id": (str, type(None)),
@@ -68,12 +63,7 @@ class WatchedRecord:
             "updated_at": (str,),
             "schema": (str,),
         }
-        values = {}
-        for name, types in kinds.items():
-            value = data.get(name)
-            if not isinstance(value, types) or isinstance(value, bool):
-                raise ValueError(f"field {name!r} missing or of the wrong type")
-            values[name] = value
+        values = statefile.checked_fields(data, SCHEMA, kinds)
         if values["restarts"] < 0:
             raise ValueError("field 'restarts' is negative")
         return cls(**values)
