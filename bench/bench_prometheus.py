@@ -21,13 +21,17 @@ HTTP requests per refresh at both fleet sizes (the requests must be equal), the 
 graphs' backfill (query_range), a refresh between two scrapes (no host has news: one small query), and
 the ratios of the refresh to the 250 ms target and to the reference measured in the same run: the
 direct-poll refresh of the same fleet (decode every host's /v1/snapshot JSON, reduce, present, table
-update — the network left out, which favours the reference).
+update — the network left out, which favours the reference). Both run with the console's collector
+settings (console.gcpolicy), and the typed decoding of the answers is compared with ``json.loads`` plus
+the general reader on the biggest answer of the last refresh.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import gc
 import json
 import math
 import os
@@ -38,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -51,9 +56,12 @@ from textual.pilot import Pilot  # noqa: E402
 from agents.exporter import make_registry  # noqa: E402
 from agents.schema import EngineStats, HostSnapshot, rfc3339, to_json  # noqa: E402
 from bench.bench_console import Bench, recorded_snapshots  # noqa: E402
+from console import gcpolicy  # noqa: E402
 from console.fleet import HostResult  # noqa: E402
 from console.payload import decode_snapshot  # noqa: E402
-from console.promsource import PrometheusFleetSource  # noqa: E402
+from console.promapi import _fast_vector, _samples  # noqa: E402
+from console.promquery import fleet_queries  # noqa: E402
+from console.promsource import PrometheusFleetSource, _gc_paused  # noqa: E402
 from console.settings import ConsoleConfig, PrometheusConfig  # noqa: E402
 from console.state import FleetState, apply  # noqa: E402
 from console.views import FLEET_COLUMNS, RIGHT_COLUMNS, FleetTable, fleet_table  # noqa: E402
@@ -227,6 +235,7 @@ PROM_KEYS = (
     "received",
     "read",
     "identity",
+    "ahead",
 )
 
 
@@ -292,6 +301,7 @@ async def _live_refreshes(
             ("received", source.last_refresh["series"]),
             ("read", source.last_refresh["read"]),
             ("identity", source.last_refresh["identity"]),
+            ("ahead", source.last_refresh["ahead"]),
         ):
             out[key].append(value)
     return state
@@ -320,19 +330,34 @@ async def _idle_refreshes(
     return view
 
 
+@contextlib.contextmanager
+def console_gc() -> Iterator[Callable[[], None]]:
+    """The console's collector settings (console.gcpolicy) for one measurement, undone after it; yields
+    ``settle``, to call once the first fleet is in (the console does so once it is up)."""
+    before = gc.get_threshold()
+    gcpolicy.tune()
+    try:
+        yield gcpolicy.settle
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
+
+
 async def measure_prometheus(server: Server, times: list[float], refreshes: int) -> dict[str, list[float]]:
     prom = PrometheusConfig(name="bench", url=server.url, match="", refresh_s=0.001, stale_after_s=60)
     out: dict[str, list[float]] = {k: [] for k in PROM_KEYS}
     table = KeyedTable()
     app = Bench(table)
-    async with app.run_test(size=(160, 45)) as pilot:
-        table.set_columns(FLEET_COLUMNS, right=RIGHT_COLUMNS)
-        state = await _first_contact(prom, times, refreshes, out)
-        source = PrometheusFleetSource(prom, fetch_history=False, full=False)  # what the console asks for
-        state = await _live_refreshes(source, server, state, table, pilot, times, refreshes, out)
-        view = await _idle_refreshes(source, server, state, table, pilot, out)
-        await source.aclose()
-        assert table.row_count == len(view.order)
+    with console_gc() as settle:
+        async with app.run_test(size=(160, 45)) as pilot:
+            table.set_columns(FLEET_COLUMNS, right=RIGHT_COLUMNS)
+            state = await _first_contact(prom, times, refreshes, out)
+            settle()
+            source = PrometheusFleetSource(prom, fetch_history=False, full=False)  # what the console asks for
+            state = await _live_refreshes(source, server, state, table, pilot, times, refreshes, out)
+            view = await _idle_refreshes(source, server, state, table, pilot, out)
+            await source.aclose()
+            assert table.row_count == len(view.order)
     return out
 
 
@@ -347,22 +372,50 @@ async def measure_direct(
     out: dict[str, list[float]] = {"total": [], "cpu": []}
     table = KeyedTable()
     app = Bench(table)
-    async with app.run_test(size=(160, 45)) as pilot:
-        table.set_columns(FLEET_COLUMNS, right=RIGHT_COLUMNS)
-        state = FleetState.initial(config, time.monotonic())
-        for n, round_ in enumerate(bodies):
-            c0, t0 = time.process_time(), time.perf_counter()
-            now = time.monotonic()
-            results = [HostResult(s.host, s, None, 0.002, now) for s in map(decode_snapshot, round_)]
-            state = apply(state, results, now, time.time())
-            view = fleet_table(state, state.now)
-            table.sync(view.rows, view.order, groups=view.groups)
-            await pilot.pause()
-            t1, c1 = time.perf_counter(), time.process_time()
-            if n:
-                out["total"].append(t1 - t0)
-                out["cpu"].append(c1 - c0)
+    with console_gc() as settle:
+        async with app.run_test(size=(160, 45)) as pilot:
+            table.set_columns(FLEET_COLUMNS, right=RIGHT_COLUMNS)
+            state = FleetState.initial(config, time.monotonic())
+            for n, round_ in enumerate(bodies):
+                c0, t0 = time.process_time(), time.perf_counter()
+                now = time.monotonic()
+                results = [HostResult(s.host, s, None, 0.002, now) for s in map(decode_snapshot, round_)]
+                state = apply(state, results, now, time.time())
+                view = fleet_table(state, state.now)
+                table.sync(view.rows, view.order, groups=view.groups)
+                await pilot.pause()
+                t1, c1 = time.perf_counter(), time.process_time()
+                if n:
+                    out["total"].append(t1 - t0)
+                    out["cpu"].append(c1 - c0)
+                else:
+                    settle()
     return out
+
+
+def compare_decoding(server: Server, at: float) -> tuple[float, float, int]:
+    """(typed decoder, json.loads + the general reader) median seconds on the biggest answer of a refresh
+    (one half of the engine values), measured alternately, and its series count."""
+    query = fleet_queries("", False)["values"]
+    body = httpx.post(
+        server.url + "/api/v1/query",
+        data={"query": query, "time": f"{at:.3f}"},
+        headers={"Accept-Encoding": "identity"},
+        timeout=120,
+        trust_env=False,
+    ).content
+    fast, general = [], []
+    with _gc_paused():
+        for _ in range(9):
+            t0 = time.perf_counter()
+            got = _fast_vector(body)
+            t1 = time.perf_counter()
+            ref = _samples(json.loads(body)["data"]["result"])
+            t2 = time.perf_counter()
+            fast.append(t1 - t0)
+            general.append(t2 - t1)
+    assert got is not None and len(got[0]) == len(ref[0]), "both read every series"
+    return median(fast), median(general), len(ref[0])
 
 
 def _span(xs: list[float]) -> str:
@@ -370,7 +423,7 @@ def _span(xs: list[float]) -> str:
 
 
 def report(hosts: int, m: dict[str, list[float]], ref: dict[str, list[float]]) -> None:
-    counts = ("requests", "first_requests", "series", "idle_requests", "received", "identity")
+    counts = ("requests", "first_requests", "series", "idle_requests", "received", "identity", "ahead")
     ms = {k: median(v) * 1000 for k, v in m.items() if k not in counts}
     r = median(ref["total"]) * 1000
     print(f"  {hosts} hosts x 4 engines, median of {len(m['total'])} refreshes (ms, range in brackets):")
@@ -388,6 +441,10 @@ def report(hosts: int, m: dict[str, list[float]], ref: dict[str, list[float]]) -
     print(
         f"    CPU per refresh: console {ms['cpu']:7.1f} [{_span(m['cpu'])}] (of which poll {ms['poll_cpu']:6.1f}), "
         f"prometheus {ms['prom_cpu']:7.1f} [{_span(m['prom_cpu'])}]"
+    )
+    print(
+        f"    refreshes that asked every part at once (most hosts due for news): {int(sum(m['ahead']))} "
+        f"of {len(m['ahead'])}"
     )
     print(
         f"    series received per refresh: {int(median(m['received']))} "
@@ -431,10 +488,16 @@ def main() -> int:
             server, times, last = fleet_server(hosts, root)
             try:
                 m = asyncio.run(measure_prometheus(server, times, ns.refreshes))
+                decoding = compare_decoding(server, times[-1])
             finally:
                 server.stop()
             ref = asyncio.run(measure_direct(last, times, ns.refreshes))
             report(hosts, m, ref)
+            fast, general, n = decoding
+            print(
+                f"    decoding the biggest answer ({n} series): typed {fast * 1000:.1f} ms, json.loads + "
+                f"general reader {general * 1000:.1f} ms: {general / fast:.1f}x cheaper"
+            )
             requests[hosts] = set(m["requests"])
             total = median(m["total"]) * 1000
             if hosts == ns.hosts:

@@ -25,6 +25,7 @@ from textual.reactive import var
 from textual.screen import Screen
 from textual.widgets import Input, TextArea
 
+from console import gcpolicy
 from console.commands import FleetCommands
 from console.fleet import ActionResult, FleetSource
 from console.messages import (
@@ -93,7 +94,10 @@ class LlmConsole(App[int]):
         keymap: Mapping[str, str] | None = None,
         title: str | None = None,
         poll: bool = True,
+        gc_policy: bool = False,
     ) -> None:
+        """``gc_policy``: set this process's garbage collector for a long-running console
+        (console.gcpolicy: process-wide, so only for the app a process runs, never in tests by default)."""
         super().__init__()
         self.source, self.config = source, config
         self.clock, self.wall = clock, wall
@@ -101,6 +105,7 @@ class LlmConsole(App[int]):
         self._state = FleetState.initial(config, clock())
         self.set_reactive(LlmConsole.fleet, self._state)
         self._poll = poll
+        self._gc_policy = gc_policy
         self.actions_sent: list[ActionResult] = []
         self.pending: dict[tuple[str, str], PendingAction] = {}  # accepted actions not yet seen done
         self._back_mode = "fleet"  # where Escape on the calculator returns to
@@ -111,6 +116,8 @@ class LlmConsole(App[int]):
     def on_mount(self) -> None:
         if self.keymap:
             self.set_keymap(self.keymap)
+        if self._gc_policy:
+            gcpolicy.tune()
         if self._poll:
             self.poll_loop()
             self.set_timer(PRELOAD_AFTER_S, self._preload_calculator)
@@ -124,6 +131,8 @@ class LlmConsole(App[int]):
         await asyncio.to_thread(_import_calculator)
         if "calc" not in self._screen_stacks:  # not opened meanwhile
             self._init_mode("calc")  # Textual's own start of a mode, without switching to it
+        if self._gc_policy:
+            gcpolicy.settle()  # the console is up: what is alive now is not walked again
 
     async def on_unmount(self) -> None:
         with contextlib.suppress(Exception):

@@ -76,9 +76,9 @@ def run_console(config: ConsoleConfig, *, source: FleetSource | None = None, tit
 
     source = source if source is not None else build_fleet_source(config)
     if isinstance(source, FixtureFleetSource):
-        app = LlmConsole(source, config, clock=source.clock, wall=source.wall, title=title)
+        app = LlmConsole(source, config, clock=source.clock, wall=source.wall, title=title, gc_policy=True)
     else:
-        app = LlmConsole(source, config, title=title)
+        app = LlmConsole(source, config, title=title, gc_policy=True)
     app.run()
     return int(app.return_code or 0)
 

@@ -4,12 +4,17 @@ Prometheus, Thanos Querier and VictoriaMetrics serve the same ``/api/v1/query`` 
 agents' own ``llmconsole_*`` series there (the scrape job chosen by ``match``), so a console can watch a
 site of a thousand hosts with a few requests per refresh:
 
-- one refresh is at most four instant queries for the whole fleet, whatever its size — host-level
+- one refresh is at most five instant queries for the whole fleet, whatever its size — host-level
   families (``up``, seq, snapshot timestamp, ``host_info``, the agents' active alerts); then, only for
   hosts whose snapshot changed since the last refresh and in parallel, engine states (``== 1``), engine
-  values and GPU values, at the first query's evaluation time — plus Prometheus's own firing alerts
-  (``/api/v1/alerts``), merged with the agents' (:mod:`console.promseries` turns the series into the
-  snapshots the reducer already reads; :mod:`console.promapi` speaks HTTP);
+  values (two halves, so that the server answers them on two cores) and GPU values, at the first query's
+  evaluation time — plus Prometheus's own firing alerts (``/api/v1/alerts``), merged with the agents'
+  (:mod:`console.promseries` turns the series into the snapshots the reducer already reads;
+  :mod:`console.promapi` speaks HTTP);
+- when more than half of the hosts are due for news (their snapshot is a scrape interval old), all five
+  are asked at once, at an evaluation time the console picks from the server's clock as last seen, and the
+  answers of hosts without news are dropped: a refresh where every host has news waits for one round
+  trip instead of two;
 - the identity tier — ``llmconsole_engine_info`` and GPU totals, a sixth of the series and the fattest,
   which change only when an engine is relaunched — rides along every :data:`~console.promident.IDENT_EVERY`
   refreshes with news, and in between is kept per host (:mod:`console.promident`), read again at once (one
@@ -58,6 +63,7 @@ from console.promnames import (
     history_names,
 )
 from console.promquery import (
+    CHANGED_PARTS,
     fleet_queries,
     host_matcher,
     ident_query,
@@ -74,6 +80,7 @@ HOST_FILTER_MAX = 100  # backfill more new hosts than this without a host=~ filt
 
 
 Stamps = dict[str, tuple[float, float]]  # host -> (seq, snapshot timestamp)
+Fetched = list[tuple[float | None, list[Series], Answer]]  # the changed-host parts' answers
 
 
 def _split_hosts(
@@ -166,6 +173,8 @@ class PrometheusFleetSource:
         self._sent: dict[str, HostResult] = {}  # host -> the result last returned for it
         self._ident = IdentityCache()  # host -> its engine_info and GPU totals as last read
         self._reads = 0  # refreshes with news so far (the identity tier is read every IDENT_EVERY of them)
+        self._offset: float | None = None  # the server's clock minus this machine's, as last seen (s)
+        self._scrape_s: float | None = None  # the hosts' snapshot step as last seen: the scrape interval
         self._problem: str | None = None
         self._rule_alerts = True  # False once the server said it has no /api/v1/alerts (VictoriaMetrics)
         self.last_refresh: dict[str, float] = {}  # timings of the last refresh (seconds), for bench/
@@ -214,25 +223,25 @@ class PrometheusFleetSource:
         rule alerts; then engine states, engine values and GPU values only for hosts whose snapshot changed
         since the last refresh (all at the first one's evaluation time, so the parts agree), with the
         identity tier (:mod:`console.promident`) when due: a refresh between two scrapes costs one small
-        query."""
+        query. When most hosts are due for news (:meth:`_ahead`), every part is asked at once instead."""
         started = time.perf_counter()
         _, _, warning = self.client.credentials()
         at_time = self.query_time() if self.query_time is not None else None
-        first, (rules, rule_problem) = await asyncio.gather(
-            self.client.vector(self.queries["hosts"], at_time), self._alerts()
-        )
+        ident = self.full or self._reads % IDENT_EVERY == 0
+        ahead = self._ahead(at_time)
+        first, (rules, rule_problem), early = await self._first_round(at_time, ahead, ident)
         at, host_series, answer = first
         first_done = time.perf_counter()
         up, hosts, alerts, stamps = _split_hosts(host_series, self._instances)
         changed = [h for h, st in stamps.items() if self._stamps.get(h) != st or h not in self._base]
+        self._learn(at if at_time is None and ahead is None else None, stamps, changed)
         # an agent that restarted (its seq went back) may have new engines, ports, GPUs: read them again
         self._ident.forget(h for h in changed if h in self._stamps and stamps[h][0] < self._stamps[h][0])
         # changed hosts, and those without a usable seq/timestamp (read_fleet says what is wrong with them)
         wanted = set(changed) | ({sv[0].get("host") for sv in hosts} - stamps.keys())
-        ident = self.full or self._reads % IDENT_EVERY == 0
         when = at_time if at_time is not None else at
         engines, values, gpus, more, received = await self._changed_series(
-            changed, stamps, wanted, ident, when
+            changed, stamps, wanted, ident, when, early
         )
         answers = [answer, *more]
         queried = time.perf_counter()
@@ -266,29 +275,81 @@ class PrometheusFleetSource:
             "changed": float(len(changed)),
             "series": float(len(host_series) + received),
             "identity": float(bool(changed) and ident),
+            "ahead": float(ahead is not None),
         }
         return list(out.values())
 
+    def _ahead(self, at_time: float | None) -> float | None:
+        """An evaluation time to ask every part at at once, or None (host-level series first). Asked at
+        once when more than half of the hosts are due for news: their snapshot is at least one scrape
+        interval (as seen between their last two snapshots) old at the evaluation time, which is
+        ``at_time`` or the server's clock as last seen. A guess that costs only time when wrong: the
+        answers of hosts without news are dropped."""
+        if self._scrape_s is None or not self._stamps or (at_time is None and self._offset is None):
+            return None
+        t = at_time if at_time is not None else time.time() + (self._offset or 0.0)
+        due = self._scrape_s
+        late = sum(1 for _seq, taken in self._stamps.values() if t - taken >= due)
+        return t if 2 * late > len(self._stamps) else None
+
+    def _learn(self, at: float | None, stamps: Stamps, changed: list[str]) -> None:
+        """The server's clock (``at``: the evaluation time it chose) and the scrape interval: the median
+        step of the changed hosts' snapshot timestamps."""
+        if at is not None:
+            self._offset = at - time.time()
+        old = self._stamps
+        steps = sorted(stamps[h][1] - old[h][1] for h in changed if h in old and stamps[h][1] > old[h][1])
+        if steps:
+            self._scrape_s = steps[len(steps) // 2]
+
+    async def _first_round(
+        self, at_time: float | None, ahead: float | None, ident: bool
+    ) -> tuple[
+        tuple[float | None, list[Series], Answer], tuple[list[Any] | None, str | None], Fetched | None
+    ]:
+        """The host-level query and the rule alerts, with every changed-host part too (unfiltered, at
+        ``ahead``) when asked ahead."""
+        if ahead is None:
+            first, rules = await asyncio.gather(
+                self.client.vector(self.queries["hosts"], at_time), self._alerts()
+            )
+            return first, rules, None
+        queries = fleet_queries(self.prom.match, self.full, "", ident)
+        first, rules, *early = await asyncio.gather(
+            self.client.vector(self.queries["hosts"], ahead),
+            self._alerts(),
+            *(self.client.vector(queries[k], ahead) for k in CHANGED_PARTS),
+        )
+        return first, rules, early
+
     async def _changed_series(
-        self, changed: list[str], stamps: Stamps, wanted: set[str | None], ident: bool, when: float | None
+        self,
+        changed: list[str],
+        stamps: Stamps,
+        wanted: set[str | None],
+        ident: bool,
+        when: float | None,
+        early: Fetched | None,
     ) -> tuple[list[Series], list[Series], list[Series], list[Answer], int]:
-        """Engine states, engine values and GPU values of the changed hosts, evaluated at ``when``, with the
-        identity tier (read again if ``ident``, else as kept): the series of the ``wanted`` hosts, the
-        answers and how many series came. Nothing (no query) when no host changed."""
+        """Engine states, engine values and GPU values of the changed hosts, evaluated at ``when`` (or as
+        asked ahead: ``early``), with the identity tier (read again if ``ident``, else as kept): the series
+        of the ``wanted`` hosts, the answers and how many series came. No query when no host changed."""
         if not changed:
             return [], [], [], [], 0
         self._reads += 1
-        only = host_matcher(changed) if len(changed) <= HOST_FILTER_MAX and len(changed) < len(stamps) else ""
-        queries = fleet_queries(self.prom.match, self.full, only, ident)
-        got = await asyncio.gather(
-            *(self.client.vector(queries[k], when) for k in ("engines", "values", "gpus"))
-        )
-        (_, engines, a2), (_, values, a3), (_, gpus, a4) = got
+        only = ""
+        if early is None:
+            few = len(changed) <= HOST_FILTER_MAX and len(changed) < len(stamps)
+            only = host_matcher(changed) if few else ""
+            queries = fleet_queries(self.prom.match, self.full, only, ident)
+            early = await asyncio.gather(*(self.client.vector(queries[k], when) for k in CHANGED_PARTS))
+        (_, engines, a1), *parts, (_, gpus, a4) = early
+        values = [sv for _, got, _ in parts for sv in got]
         received = len(engines) + len(values) + len(gpus)
         if len(wanted) < len(stamps):  # unfiltered answers also hold unchanged hosts: leave them out
             engines, values, gpus = _only(engines, wanted), _only(values, wanted), _only(gpus, wanted)
         engines, gpus, more, extra = await self._identity(changed, engines, gpus, ident, only, when)
-        return engines, values, gpus, [a2, a3, a4, *more], received + extra
+        return engines, values, gpus, [a1, *(a for _, _, a in parts), a4, *more], received + extra
 
     def _news(
         self,

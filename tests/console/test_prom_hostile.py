@@ -195,7 +195,7 @@ def test_requests_per_refresh_do_not_grow_with_the_fleet() -> None:
             results = run(poll_once(src))
             assert len(results) == hosts and all(r.snapshot for r in results)
             counts.append(len(server.requests))
-    assert counts[0] == counts[1] == 5, counts  # four fleet-wide instant queries + /api/v1/alerts
+    assert counts[0] == counts[1] == 6, counts  # five fleet-wide instant queries + /api/v1/alerts
 
 
 def test_between_scrapes_a_refresh_asks_only_for_host_level_series() -> None:
@@ -204,15 +204,15 @@ def test_between_scrapes_a_refresh_asks_only_for_host_level_series() -> None:
     with PromLike(exposition(snaps)) as server:
         src = PrometheusFleetSource(prom(server.url), clock=clock, fetch_history=False)
         first = {r.host: r.snapshot for r in run(src.poll())}
-        assert len(server.requests) == 5 and all(s is not None and s.seq == 5 for s in first.values())
+        assert len(server.requests) == 6 and all(s is not None and s.seq == 5 for s in first.values())
         clock.now += 1.0
         again = run(src.poll())  # nothing scraped since: one small query + alerts, and no news to apply
-        assert len(server.requests) == 7 and again == []
+        assert len(server.requests) == 8 and again == []
         server.series = exposition([snaps[0], replace(snaps[1], seq=6), snaps[2]])
         clock.now += 1.0
         third = {r.host: r.snapshot for r in run(src.poll())}
         run(src.aclose())
-    assert len(server.requests) == 12 and src.problems() == []
+    assert len(server.requests) == 14 and src.problems() == []
     assert [q for q in server.queries[-3:] if 'host=~"h001"' in q] == server.queries[
         -3:
     ]  # only the changed host

@@ -184,7 +184,7 @@ def test_history_from_a_range_matrix() -> None:
 
 def test_queries_are_fleet_wide_and_carry_the_match() -> None:
     queries = fleet_queries('job="llmconsole", env=~"prod.*"')
-    assert set(queries) == {"hosts", "engines", "values", "gpus"}
+    assert set(queries) == {"hosts", "engines", "values", "values2", "gpus"}
     for q in queries.values():
         assert 'job="llmconsole", env=~"prod.*"' in q and "host=" not in q
     assert queries["hosts"].startswith('{__name__=~"up|llmconsole_(host_info|')
