@@ -175,6 +175,7 @@ class PrometheusFleetSource:
         self._reads = 0  # refreshes with news so far (the identity tier is read every IDENT_EVERY of them)
         self._offset: float | None = None  # the server's clock minus this machine's, as last seen (s)
         self._scrape_s: float | None = None  # the hosts' snapshot step as last seen: the scrape interval
+        self._guessed = True  # False after asking ahead for hosts that had no news, until news comes
         self._problem: str | None = None
         self._rule_alerts = True  # False once the server said it has no /api/v1/alerts (VictoriaMetrics)
         self.last_refresh: dict[str, float] = {}  # timings of the last refresh (seconds), for bench/
@@ -235,6 +236,8 @@ class PrometheusFleetSource:
         up, hosts, alerts, stamps = _split_hosts(host_series, self._instances)
         changed = [h for h, st in stamps.items() if self._stamps.get(h) != st or h not in self._base]
         self._learn(at if at_time is None and ahead is None else None, stamps, changed)
+        if ahead is not None or changed:
+            self._guessed = ahead is None or 2 * len(changed) > len(stamps)
         # an agent that restarted (its seq went back) may have new engines, ports, GPUs: read them again
         self._ident.forget(h for h in changed if h in self._stamps and stamps[h][0] < self._stamps[h][0])
         # changed hosts, and those without a usable seq/timestamp (read_fleet says what is wrong with them)
@@ -284,8 +287,11 @@ class PrometheusFleetSource:
         once when more than half of the hosts are due for news: their snapshot is at least one scrape
         interval (as seen between their last two snapshots) old at the evaluation time, which is
         ``at_time`` or the server's clock as last seen. A guess that costs only time when wrong: the
-        answers of hosts without news are dropped."""
-        if self._scrape_s is None or not self._stamps or (at_time is None and self._offset is None):
+        answers of hosts without news are dropped; after a wrong guess (scrapes stopped), not again until
+        a refresh has news."""
+        if not self._guessed or self._scrape_s is None or not self._stamps:
+            return None
+        if at_time is None and self._offset is None:
             return None
         t = at_time if at_time is not None else time.time() + (self._offset or 0.0)
         due = self._scrape_s

@@ -187,6 +187,51 @@ def test_series_without_host_or_engine_are_left_out_and_counted() -> None:
     assert f"{len(snap.gpus)} series without a host label ignored" in line
 
 
+def test_when_most_hosts_are_due_a_refresh_asks_every_part_at_once() -> None:
+    base = 1_750_000_000.0
+
+    def step(n: int, fresh: int = 4) -> list:  # the first ``fresh`` hosts scraped at step n, 15 s apart
+        return exposition(
+            [
+                replace(
+                    load_snapshot(),
+                    host=f"h{i}",
+                    seq=n if i < fresh else 1,
+                    taken_at=rfc3339(base + 15 * n - 0.3),
+                )
+                for i in range(4)
+            ]
+        )
+
+    clock, at = FrameClock(100.0), [base + 15]
+    with PromLike(step(1)) as server:
+        src = PrometheusFleetSource(prom(server.url), clock=clock, fetch_history=False)
+        src.query_time = lambda: at[0]
+
+        def refresh(n: int | None, when: float) -> tuple[dict[str, int], float, list[str]]:
+            if n is not None:
+                server.series = step(n)
+            at[0], clock.now, sent = when, clock.now + 2.0, len(server.queries)
+            got = {r.host: r.snapshot.seq for r in run(src.poll()) if r.snapshot is not None}
+            return got, src.last_refresh["ahead"], server.queries[sent:]
+
+        assert refresh(None, base + 15)[:2] == ({f"h{i}": 1 for i in range(4)}, 0.0)
+        assert refresh(2, base + 30)[:2] == ({f"h{i}": 2 for i in range(4)}, 0.0)  # host-level first
+        got, ahead, queries = refresh(3, base + 45)  # every host a scrape interval old: all at once
+        assert got == {f"h{i}": 3 for i in range(4)} and ahead == 1.0 and src.problems() == []
+        assert len(queries) == 5 and not any("host=~" in q for q in queries)
+        got, ahead, _ = refresh(None, base + 60)  # due, but no scrape came: a wrong guess, nothing shown
+        assert got == {} and ahead == 1.0
+        assert refresh(None, base + 75)[1] == 0.0  # not again until news comes
+        got, ahead, _ = refresh(5, base + 76)
+        assert got == {f"h{i}": 5 for i in range(4)} and ahead == 0.0
+        assert refresh(6, base + 91)[1] == 0.0  # the missed scrape made the step seem 30 s
+        assert refresh(7, base + 106)[1] == 1.0  # 15 s again
+        got, ahead, _ = refresh(None, base + 107)  # between scrapes: host-level series only
+        assert got == {} and ahead == 0.0
+        run(src.aclose())
+
+
 def test_requests_per_refresh_do_not_grow_with_the_fleet() -> None:
     counts = []
     for hosts in (2, 40):
