@@ -217,6 +217,7 @@ class EngineWatch:
             exit_signal=last.get("signal"),
             exited_t=self._exited_t,
             golden=self.extras.verdict,
+            quantile_buckets=self._buckets if self._stats else {},
         )
         self.alerts = stacks.on_alerts(
             self, self.rules.evaluate(obs)

@@ -13,7 +13,7 @@ from typing import Any
 
 from agents.alerts.observation import EngineObservation, ThresholdSettings
 from agents.alerts.text import addr, exit_text, is_loopback, pending_kind_of, signal_name
-from agents.schema import SERVING_STATES
+from agents.schema import SERVING_STATES, wide_bucket
 from agents.schema.units import age, duration
 
 KV_PRESSURE_QUANTILE = 0.9  # KV_PRESSURE: this quantile of the window's KV samples at or above kv_pressure
@@ -265,18 +265,32 @@ class EngineChecks:
         )
 
     def _ttft(self, obs: EngineObservation):
+        """TTFT p95 above target. A p95 interpolated in a wide bucket that holds the target (SGLang's first
+        bucket is 0–100 ms) is not known to be above it: no alert until the bucket's lower bound is."""
         p95 = obs.stats.get("ttft_p95_s") if obs.scrape.ok else None
-        if p95 is None or p95 <= self.thresholds.ttft_p95_s:
+        target = self.thresholds.ttft_p95_s
+        if p95 is None or p95 <= target:
             return None
+        bucket = obs.quantile_buckets.get("ttft_p95_s")
+        wide = bucket is not None and wide_bucket(bucket)
+        if wide and bucket[0] < target:
+            return None
+        shown = duration(p95)
+        if wide:
+            lo, hi = bucket
+            shown = (
+                f">{duration(lo)}" if hi is None or hi == math.inf else f"in {duration(lo)}–{duration(hi)}"
+            )
         return (
             "TTFT_SLO",
             "warning",
-            f"TTFT p95 {duration(p95)} above target {duration(self.thresholds.ttft_p95_s)}",
+            f"TTFT p95 {shown} above target {duration(target)}",
             {
                 "ttft_p95_s": p95,
-                "target_s": self.thresholds.ttft_p95_s,
+                "target_s": target,
                 "ttft_p50_s": obs.stats.get("ttft_p50_s"),
                 "window_s": obs.stats.get("percentile_window_s"),
+                "ttft_p95_bucket_s": list(bucket) if bucket is not None else None,
             },
         )
 

@@ -4,8 +4,10 @@ and the shape of a rule and its finding."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from agents.schema import QuantileBucket
 
 
 class ThresholdSettings(Protocol):
@@ -66,3 +68,5 @@ class EngineObservation:
     exit_code: int | None = None  # the latest exit of the engine's process (ENGINE_DOWN); None: unknown
     exit_signal: int | None = None
     exited_t: float | None = None  # monotonic time of the latest recorded exit (the journal's "exited" event)
+    # the histogram bucket each percentile in ``stats`` was interpolated in (stats.quantile_buckets)
+    quantile_buckets: Mapping[str, QuantileBucket] = field(default_factory=dict)

@@ -54,6 +54,7 @@ from agents.schema.model import (
     SloWindow,
     WatchInfo,
     stats_are_live,
+    wide_bucket,
 )
 from agents.schema.vocab import (
     ACTIONS,
@@ -133,6 +134,7 @@ __all__ = [
     "rfc3339",
     "severity_rank",
     "stats_are_live",
+    "wide_bucket",
     "to_dict",
     "to_json",
     "worst_severity",

@@ -62,6 +62,17 @@ class LastExit:
 QuantileBucket = tuple[float, float | None]
 """(lower, upper) bounds of one histogram bucket; upper None: the open ``+Inf`` bucket."""
 
+WIDE_BUCKET_RATIO = 1.5
+
+
+def wide_bucket(bucket: QuantileBucket) -> bool:
+    """Whether a percentile interpolated in ``bucket`` says nothing its bounds do not: the bucket is open
+    (upper None or inf), starts at 0, or its upper bound is at least 1.5 × its lower one. Readers show such
+    a percentile as its bound ("≤100ms"), and TTFT_SLO does not fire on it while the bucket holds the
+    target."""
+    lo, hi = bucket
+    return hi is None or hi == float("inf") or lo <= 0 or hi >= WIDE_BUCKET_RATIO * lo
+
 
 @dataclass(**_FROZEN)
 class EngineStats:

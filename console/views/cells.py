@@ -9,7 +9,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from agents.schema import SERVING_STATES, Alert, EngineSnapshot, EngineStats, severity_rank, stats_are_live
+from agents.schema import (
+    SERVING_STATES,
+    Alert,
+    EngineSnapshot,
+    EngineStats,
+    severity_rank,
+    stats_are_live,
+    wide_bucket,
+)
 from agents.schema.units import age, duration
 from console.state import HostState
 from console.views.rootcause import group_alerts
@@ -48,24 +56,19 @@ def seconds_text(value: float | None) -> str:
     return duration(value)
 
 
-def quantile_text(
-    value: float | None, bucket: tuple[float, float | None] | None = None, *, wide: float = 1.5
-) -> str:
+def quantile_text(value: float | None, bucket: tuple[float, float | None] | None = None) -> str:
     """A percentile read from a histogram, without false precision.
 
     ``bucket``: the (lower, upper) bounds of the histogram bucket the percentile was interpolated in (upper
     None or inf: the open last bucket), as the agent sends them in ``stats.quantile_buckets``. When the
-    bucket is wide (upper ≥ ``wide`` × lower, or lower 0) the interpolated number says nothing the bucket
-    does not: "≤100ms" (">10s" in the open bucket). A narrow bucket, or no bucket known (an older agent, a
-    Prometheus source), shows the number by the one duration rule."""
+    bucket is wide (``agents.schema.wide_bucket``: upper ≥ 1.5 × lower, or lower 0) the interpolated number
+    says nothing the bucket does not: "≤100ms" (">10s" in the open bucket). A narrow bucket, or no bucket
+    known (an older agent, a Prometheus source), shows the number by the one duration rule."""
     if value is None:
         return duration(None)
-    if bucket is not None:
+    if bucket is not None and wide_bucket(bucket):
         lo, hi = bucket
-        if hi is None or hi == float("inf"):
-            return f">{duration(lo)}"
-        if lo <= 0 or hi >= wide * lo:
-            return f"≤{duration(hi)}"
+        return f">{duration(lo)}" if hi is None or hi == float("inf") else f"≤{duration(hi)}"
     return duration(value)
 
 

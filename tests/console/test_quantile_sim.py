@@ -97,3 +97,17 @@ def test_sglang_p95_in_its_first_bucket_shows_as_its_bound(agent: Agent, tmp_pat
     assert engine["stats"] is not None, engine
     assert engine["stats"]["quantile_buckets"]["ttft_p95_s"] == [0.0, 0.1]
     assert isinstance(engine["stats"]["ttft_p95_s"], float)  # the raw number stays in JSON
+
+
+def test_a_target_inside_sglangs_first_bucket_raises_no_ttft_slo(tmp_path: Path) -> None:
+    """TTFT_SLO on the same real engine with a 50 ms target: every TTFT is under 100 ms, so the p95 is in
+    [0, 100 ms], which holds the target: not known to be above it. (95 ms > 50 ms fired before.)"""
+    with operator_agent(tmp_path, "sglang", "sg", "sim-qwen", "8", TOKEN, {"ttft_p95_s": 0.05}) as a:
+        doc = wait_for_ttft(a)
+        for _ in range(8):  # a few collector ticks with the percentile known
+            stats = doc["engines"][0]["stats"]
+            assert stats["ttft_p95_s"] > 0.05 and stats["quantile_buckets"]["ttft_p95_s"] == [0.0, TTFT_S[0]]
+            codes = [x["code"] for x in doc["engines"][0]["alerts"]]
+            assert "TTFT_SLO" not in codes, doc["engines"][0]["alerts"]
+            time.sleep(0.5)
+            doc = wait_for_ttft(a)

@@ -146,9 +146,17 @@ def kill_everything(agent: Agent, state_dir: Path) -> None:
 
 
 @contextlib.contextmanager
-def operator_agent(tmp_path: Path, kind: str, eid: str, model: str, load: str, token: str) -> Iterator[Agent]:
+def operator_agent(
+    tmp_path: Path,
+    kind: str,
+    eid: str,
+    model: str,
+    load: str,
+    token: str,
+    thresholds: dict[str, float] | None = None,
+) -> Iterator[Agent]:
     """A real agent supervising one simulated engine (no canary) whose tokens file names ``token`` as an
-    operator; stopped with everything it started on exit."""
+    operator (``thresholds``: its [thresholds] table); stopped with everything it started on exit."""
     from agents.auth import hash_token
 
     port = free_port()
@@ -156,7 +164,7 @@ def operator_agent(tmp_path: Path, kind: str, eid: str, model: str, load: str, t
     tokens.write_text(f"op operator {hash_token(token)}\n")
     spec = {"id": eid, "kind": kind, "model": model, "port": free_port(), "gpus": [0]}
     spec |= {"command": sim(kind), "args": ["--load", load], "canary": False}
-    a = Agent(write_config(tmp_path, port, [spec], {"tokens_file": str(tokens)}), port)
+    a = Agent(write_config(tmp_path, port, [spec], {"tokens_file": str(tokens)}, thresholds=thresholds), port)
     a.start()
     try:
         yield a

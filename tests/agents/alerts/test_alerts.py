@@ -255,3 +255,30 @@ def test_host_alert_state_write_failed_names_engines_and_reasons() -> None:
     many = host_alerts([], (), "x", state_errors={f"e{i}": "EROFS" for i in range(5)})
     assert "e0, e1, e2 and 2 more" in many[0].summary and len(many[0].evidence["engines"]) == 5
     assert host_alerts([], (), "x", state_errors={}) == () and host_alerts([], (), "x") == ()
+
+
+def ttft(p95: float, bucket: tuple[float, float | None] | None, target: float = 0.08) -> list:
+    rules = EngineRules(T(ttft_p95_s=target))
+    buckets = {"ttft_p95_s": bucket} if bucket is not None else {}
+    return [
+        a
+        for a in rules.evaluate(obs(0, stats={"ttft_p95_s": p95}, quantile_buckets=buckets))
+        if a.code == "TTFT_SLO"
+    ]
+
+
+def test_ttft_in_a_wide_bucket_that_holds_the_target_does_not_fire() -> None:
+    # SGLang's first TTFT bucket is 0-100 ms: every TTFT under 100 ms interpolates to p95 = 95 ms
+    assert ttft(0.095, (0.0, 0.1)) == []
+    assert ttft(0.095, (0.05, 0.1)) == []  # 2x wide, the target inside: not known to be above it
+    assert ttft(0.095, None) != []  # no bucket known (older agent): the number as before
+
+
+def test_ttft_fires_when_the_bucket_is_above_the_target_or_narrow() -> None:
+    (above,) = ttft(0.2, (0.1, 0.25))
+    assert above.summary == "TTFT p95 in 100ms–250ms above target 80ms"
+    assert above.evidence["ttft_p95_bucket_s"] == [0.1, 0.25] and above.evidence["ttft_p95_s"] == 0.2
+    (narrow,) = ttft(0.095, (0.09, 0.1))  # a narrow bucket: the interpolation holds
+    assert narrow.summary == "TTFT p95 95ms above target 80ms"
+    (open_,) = ttft(12.0, (10.0, None), target=1.0)
+    assert open_.summary == "TTFT p95 >10s above target 1.00s"
