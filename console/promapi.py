@@ -36,7 +36,7 @@ MAX_ANSWER_BYTES = 256 * 1024 * 1024  # a 1,000-host refresh is a few tens of Mi
 
 class _Sample(msgspec.Struct):
     metric: dict[str, str]
-    value: tuple[float, float]  # [evaluation time, "value"]: decoded leniently, "1.5" -> 1.5
+    value: tuple[float, str]  # [evaluation time, "value"]: the value a string, as the general reader wants
 
 
 class _Vector(msgspec.Struct):
@@ -53,7 +53,8 @@ class _VectorAnswer(msgspec.Struct):
 _VECTOR = msgspec.json.Decoder(_VectorAnswer, strict=False)
 """A successful instant-vector answer, decoded and type-checked in one C pass (bench/bench_prometheus.py:
 2-3x cheaper than ``json.loads`` plus a Python loop over the samples); anything it refuses (an error,
-another result type, ``"+Inf"``, a malformed sample) goes the general way, which names what is wrong."""
+another result type, a malformed sample) goes the general way, which names what is wrong: both accept and
+refuse the same answers (tests/console/test_promapi_decode.py)."""
 
 
 class PromError(Exception):
@@ -293,7 +294,10 @@ def _fast_vector(body: bytes) -> tuple[list[Series], float | None, tuple[str, ..
     at = result[0].value[0] if result else None
     if at is not None and not math.isfinite(at):
         return None
-    return [(s.metric, s.value[1]) for s in result], at, tuple(got.warnings)
+    try:
+        return [(s.metric, float(s.value[1])) for s in result], at, tuple(got.warnings)
+    except ValueError:
+        return None
 
 
 def _samples(result: list[Any]) -> tuple[list[Series], float | None]:

@@ -293,7 +293,7 @@ class PrometheusFleetSource:
             return None
         if at_time is None and self._offset is None:
             return None
-        t = at_time if at_time is not None else time.time() + (self._offset or 0.0)
+        t = at_time if at_time is not None else time.time() + self._offset
         due = self._scrape_s
         late = sum(1 for _seq, taken in self._stamps.values() if t - taken >= due)
         return t if 2 * late > len(self._stamps) else None

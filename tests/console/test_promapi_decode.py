@@ -15,7 +15,7 @@ from console.promapi import _fast_vector, _samples
 LABEL = st.text(min_size=1, max_size=8)
 VALUE = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False).map(repr),
-    st.sampled_from(["NaN", "0", "1e-05", "12345678901234567890", "-0.5"]),
+    st.sampled_from(["NaN", "+Inf", "-Inf", "0", "1e-05", "12345678901234567890", "-0.5"]),
 )
 SAMPLE = st.fixed_dictionaries(
     {
@@ -51,7 +51,11 @@ def test_the_typed_decoder_reads_what_the_general_reader_reads(samples: list, wa
     [
         {
             "status": "success",
-            "data": {"resultType": "vector", "result": [{"metric": {}, "value": [1, "+Inf"]}]},
+            "data": {"resultType": "vector", "result": [{"metric": {}, "value": [1, 2]}]},  # not a string
+        },
+        {
+            "status": "success",
+            "data": {"resultType": "vector", "result": [{"metric": {}, "value": [1, None]}]},
         },
         {"status": "success", "data": {"resultType": "matrix", "result": []}},
         {"status": "error", "errorType": "timeout", "error": "query timed out"},
@@ -72,6 +76,10 @@ def test_the_typed_decoder_reads_what_the_general_reader_reads(samples: list, wa
 )
 def test_anything_else_goes_to_the_general_reader(doc: dict) -> None:
     assert _fast_vector(json.dumps(doc).encode()) is None
+    result = (doc.get("data") or {}).get("result")
+    if doc["status"] == "success" and doc["data"]["resultType"] == "vector":
+        with pytest.raises((TypeError, ValueError, KeyError, IndexError, AttributeError)):
+            _samples(result)  # ...which refuses it too
 
 
 def test_garbage_goes_to_the_general_reader() -> None:
