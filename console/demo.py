@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from console.demo_fleet import FAST, NORMAL, WATCHED_NOTE, DemoError, DemoFleet, plan_fleet
+from console.stopsignals import STOP_SIGNALS
 
 PROG = "llmconsole demo"
 TITLE = "llmconsole demo (SIMULATED fleet)"
 READY_TIMEOUT_S = 90.0
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 
 
 class UsageError(Exception):

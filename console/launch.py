@@ -16,6 +16,7 @@ from console.fixturesource import FixtureFleetSource
 from console.fleet import FleetSource
 from console.settings import ConsoleConfig, load_console_config
 from console.source import build_fleet_source
+from console.stopsignals import exit_on_signals
 from console.tunnels import ssh_hosts
 
 PROG = "llmconsole"
@@ -71,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_console(config: ConsoleConfig, *, source: FleetSource | None = None, title: str | None = None) -> int:
-    """Run the console app until the user quits; the exit code."""
+    """Run the console app until the user quits (exit code 0) or a stop signal asks it to exit (128 +
+    the signal number; console.stopsignals)."""
     from console.app import LlmConsole  # Textual is imported only when the console really runs
 
     source = source if source is not None else build_fleet_source(config)
@@ -79,8 +81,9 @@ def run_console(config: ConsoleConfig, *, source: FleetSource | None = None, tit
         app = LlmConsole(source, config, clock=source.clock, wall=source.wall, title=title, gc_policy=True)
     else:
         app = LlmConsole(source, config, title=title, gc_policy=True)
-    app.run()
-    return int(app.return_code or 0)
+    with exit_on_signals(app) as asked:
+        app.run()
+    return asked[0] if asked else int(app.return_code or 0)
 
 
 __all__ = ["add_arguments", "resolve_config", "run", "run_console"]
