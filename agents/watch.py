@@ -37,6 +37,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
+from typing import Any
 
 from agents import bundle_scrapes, stacks
 from agents.alerts import EngineObservation, EngineRules, Rule, ScrapeOutcome
@@ -130,6 +131,7 @@ class EngineWatch:
         self._events_cache: tuple[EngineEvent, ...] = ()
         self._events_for: int | None = None  # the supervisor's events_total the cache was built at
         self._exited_t: float | None = None  # monotonic time of the latest "exited" event (ENGINE_DOWN)
+        self._exited_from: str | None = None  # the state just before it
         self._pid_seen: int | None = None
         self._restart_times: list[float] = []
         self._restarts_seen = (
@@ -216,6 +218,7 @@ class EngineWatch:
             exit_code=last.get("code"),
             exit_signal=last.get("signal"),
             exited_t=self._exited_t,
+            exited_from=self._exited_from,
             golden=self.extras.verdict,
             quantile_buckets=self._buckets if self._stats else {},
         )
@@ -384,9 +387,7 @@ class EngineWatch:
                 )
                 for e in recent[-20:]
             )
-            self._exited_t = next(
-                (e.get("mono") for e in reversed(recent) if e.get("state") == "exited"), None
-            )
+            self._exited_t, self._exited_from = _latest_exit(recent)
             self._events_for = total
         return self._events_cache
 
@@ -471,3 +472,12 @@ def _progress(reading: Reading) -> float | None:
 
 def _round(v: float | None, nd: int = 6) -> float | None:
     return None if v is None else round(v, nd)
+
+
+def _latest_exit(events: Sequence[Mapping[str, Any]]) -> tuple[float | None, str | None]:
+    """The monotonic time of the journal's latest "exited" event and the state recorded just before it
+    (None when that is not in the journal any more)."""
+    for i in range(len(events) - 1, -1, -1):
+        if events[i].get("state") == "exited":
+            return events[i].get("mono"), (events[i - 1].get("state") if i > 0 else None)
+    return None, None

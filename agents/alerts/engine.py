@@ -58,6 +58,7 @@ class EngineRules(EngineChecks):
     _last_serving_t: float | None = None
     _prev_state: str | None = None
     _down_since: float | None = None  # ENGINE_DOWN: when the serving engine went down
+    _exit_seen: float | None = None  # the journal's latest exit as of the previous observation
     _scrape_fail_since: float | None = None
 
     def evaluate(self, obs: EngineObservation) -> tuple[Alert, ...]:
@@ -125,10 +126,17 @@ class EngineRules(EngineChecks):
             self._progress_t = obs.t
 
     def _track_down(self, obs: EngineObservation) -> None:
+        """Down: the engine left a serving state for anything but an operator stop. Either a tick saw it
+        serving and the next one not, or the journal shows an exit from a serving state that no tick saw
+        (it became ready and died between two ticks)."""
         prev, self._prev_state = self._prev_state, obs.state
+        fresh_exit = obs.exited_t is not None and obs.exited_t != self._exit_seen
+        self._exit_seen = obs.exited_t
         if obs.state in SERVING_STATES:
             self._down_since = None
-        elif prev in SERVING_STATES and obs.state != "stopping":
+        elif obs.state != "stopping" and (
+            prev in SERVING_STATES or (fresh_exit and obs.exited_from in SERVING_STATES)
+        ):
             since = obs.t
             last = self._last_serving_t if self._last_serving_t is not None else -math.inf
             if obs.exited_t is not None and last - 1.0 <= obs.exited_t <= obs.t:

@@ -68,5 +68,6 @@ class EngineObservation:
     exit_code: int | None = None  # the latest exit of the engine's process (ENGINE_DOWN); None: unknown
     exit_signal: int | None = None
     exited_t: float | None = None  # monotonic time of the latest recorded exit (the journal's "exited" event)
+    exited_from: str | None = None  # the state the engine was in just before that exit (the journal's)
     # the histogram bucket each percentile in ``stats`` was interpolated in (stats.quantile_buckets)
     quantile_buckets: Mapping[str, QuantileBucket] = field(default_factory=dict)

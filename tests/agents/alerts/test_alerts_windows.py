@@ -141,6 +141,26 @@ def test_engine_down_from_exit_until_ready_with_signal_and_next_restart() -> Non
         assert op.evaluate(obs(float(t), state=state)) == ()
 
 
+def test_engine_down_when_it_became_ready_and_died_between_two_ticks() -> None:
+    # no tick saw it serving: the journal's exit from "ready" is what says it went down
+    rules = EngineRules(T())
+    assert rules.evaluate(obs(0.0, state="starting")) == ()
+    kw = {"exit_signal": int(signal.SIGKILL), "exited_t": 0.4, "exited_from": "ready"}
+    down = by_code(rules.evaluate(obs(0.5, state="backoff", backoff_s=8.0, **kw)))["ENGINE_DOWN"]
+    assert down.evidence["down_for_s"] == 0.1 and "restart in" in down.summary
+    later = by_code(rules.evaluate(obs(3.0, state="backoff", backoff_s=5.5, **kw)))["ENGINE_DOWN"]
+    assert later.since == down.since and later.evidence["down_for_s"] == 2.6
+    # an exit during start-up (never ready) is no ENGINE_DOWN (CRASH_LOOP's business), nor is the same
+    # exit seen again after the operator stopped it
+    boot = EngineRules(T())
+    boot.evaluate(obs(0.0, state="starting"))
+    crash = {"exit_code": 1, "exited_t": 0.4, "exited_from": "starting"}
+    assert "ENGINE_DOWN" not in by_code(boot.evaluate(obs(0.5, state="backoff", **crash)))
+    op = EngineRules(T())
+    op.evaluate(obs(0.0, state="backoff", **kw))
+    assert op.evaluate(obs(1.0, state="stopped", **kw)) == ()
+
+
 def test_hung_evidence_names_each_counter_and_the_canary_only_case() -> None:
     rules = EngineRules(T(hung_after_s=5.0))
     alert = None
