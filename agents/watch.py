@@ -203,6 +203,7 @@ class EngineWatch:
             canary_error=self._canary.result.error if self._canary.result else None,
             canary_at=self._canary.result.at if self._canary.result else None,
             canary_in_flight_s=None if self._canary.started is None else now - self._canary.started,
+            canary_timed_out_after_s=self._canary.timed_out_after_s,
             restart_times=tuple(self._restart_times),
             backoff_s=sup.backoff_remaining_s,
             rss_bytes=rss_bytes,

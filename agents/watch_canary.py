@@ -40,6 +40,7 @@ class CanaryProbe:
         self.config, self.agent, self.adapter, self.spec, self.http = config, agent, adapter, spec, http
         self.on_result = on_result  # called with (monotonic time, result) after every finished canary
         self.result: Canary | None = None
+        self.timed_out_after_s: float | None = None  # the latest result's timeout, when it timed out
         self.started: float | None = None  # monotonic start of the canary in flight
         self.next_at = 0.0
         self.task: asyncio.Task[None] | None = None
@@ -58,7 +59,7 @@ class CanaryProbe:
         """Stop the canary in flight and forget the latest result."""
         if self.task is not None:
             self.task.cancel()
-        self.task, self.started, self.result = None, None, None
+        self.task, self.started, self.result, self.timed_out_after_s = None, None, None, None
 
     async def _run(self) -> None:
         started = time.monotonic()
@@ -72,6 +73,7 @@ class CanaryProbe:
         body = json.dumps(payload, separators=(",", ":")).encode()
         ttft: float | None = None
         error: str | None = None
+        timed_out_after: float | None = None
         try:
             async with asyncio.timeout(self.agent.canary_timeout_s):
                 url = marked(self.adapter.completions_url(self.spec))
@@ -86,7 +88,8 @@ class CanaryProbe:
                         if ttft is None:
                             error = "stream ended without a token"
         except TimeoutError:
-            error = f"no completion within {self.agent.canary_timeout_s:g}s"
+            timed_out_after = self.agent.canary_timeout_s
+            error = f"no completion within {timed_out_after:g}s"
         except Http1Error as exc:
             error = str(exc) if isinstance(exc, NoResponse) else f"bad HTTP response: {exc}"
         except OSError as exc:
@@ -96,6 +99,7 @@ class CanaryProbe:
             raise
         ttft_s = None if ttft is None else round(ttft, 4)
         self.result = Canary(ok=error is None, ttft_s=ttft_s, error=error, at=rfc3339())
+        self.timed_out_after_s = timed_out_after
         self.task, self.started = None, None
         self.on_result(time.monotonic(), self.result)
 

@@ -28,6 +28,7 @@ class EngineChecks:
     thresholds: ThresholdSettings
     _obs: deque[EngineObservation]
     _progress_t: float | None
+    _moved_scrape_t: float | None
     _serving_since: float | None
     _down_since: float | None
     _scrape_fail_since: float | None
@@ -146,6 +147,8 @@ class EngineChecks:
         stuck = obs.canary_in_flight_s is not None and obs.canary_in_flight_s > self.thresholds.hung_after_s
         if obs.canary_ok is not False and not stuck:
             return None
+        if self._saturated(obs, stuck):
+            return None
         return (
             "HEALTH_LIES",
             "critical",
@@ -156,6 +159,18 @@ class EngineChecks:
                 "canary_at": obs.canary_at,
             },
         )
+
+    def _saturated(self, obs: EngineObservation, stuck: bool) -> bool:
+        """The canary was only slow (it timed out, or is still waiting) while the engine's latest scrape,
+        still fresh, shows its token counter moving: a saturated engine that queues the canary behind real
+        work, not a health check that lies (QUEUE_GROWING and TTFT_SLO report saturation). A canary that
+        failed any other way (an error answer, a refused connection, a stream without a token) always
+        counts; so does a slow one once the scrapes stop or show the counter flat."""
+        slow = stuck or (obs.canary_ok is False and obs.canary_timed_out_after_s is not None)
+        scraped = obs.last_scrape_ok_t
+        if not slow or scraped is None or self._moved_scrape_t != scraped:
+            return False
+        return obs.t - scraped < self.thresholds.metrics_stale_after_s
 
     def _metrics(self, obs: EngineObservation):
         if obs.state not in SERVING_STATES or obs.scrape.ok:

@@ -53,6 +53,7 @@ class EngineRules(EngineChecks):
     firing: frozenset[str] = frozenset()  # codes whose condition holds at the latest observation
     _progress_t: float | None = None  # last time the token counter moved (or work stopped being pending)
     _moved_t: float | None = None  # last time the token counter moved
+    _moved_scrape_t: float | None = None  # the time of the scrape that last showed it moving
     _last_tokens: float | None = None
     _serving_since: float | None = None  # start of the current uninterrupted serving stretch
     _last_serving_t: float | None = None
@@ -108,6 +109,7 @@ class EngineRules(EngineChecks):
         if obs.state not in SERVING_STATES:
             self._progress_t = None
             self._moved_t = None
+            self._moved_scrape_t = None
             self._last_tokens = None
             self._serving_since = None
             return
@@ -122,6 +124,7 @@ class EngineRules(EngineChecks):
             self._last_tokens = obs.tokens_total
         if moved:
             self._moved_t = obs.t
+            self._moved_scrape_t = obs.last_scrape_ok_t
         if self._progress_t is None or moved or not self._work_pending(obs):
             self._progress_t = obs.t
 

@@ -70,7 +70,8 @@ def test_frozen_zero_gauges_but_failing_canary_is_hung_and_health_lies() -> None
             health_ok=True,
             health_status=200,
             canary_ok=not failing,
-            canary_error="timeout after 5.0s" if failing else None,
+            canary_error="no completion within 5s" if failing else None,
+            canary_timed_out_after_s=5.0 if failing else None,
         )
         got = codes(rules.evaluate(o))
         if t < 5:
@@ -79,6 +80,49 @@ def test_frozen_zero_gauges_but_failing_canary_is_hung_and_health_lies() -> None
         if t == 6:
             assert "HEALTH_LIES" in got and "ENGINE_HUNG" not in got
     assert {"ENGINE_HUNG", "HEALTH_LIES"} <= seen
+
+
+def test_a_saturated_engine_whose_canary_times_out_while_tokens_flow_is_not_health_lies() -> None:
+    """A storm: the canary waits behind real work past its timeout, but each scrape shows the engine
+    generating. Once a scrape shows the counter flat, or the scrapes stop for metrics_stale_after_s, the
+    slow canary is the health check lying again."""
+    rules = EngineRules(T(hung_after_s=30, metrics_stale_after_s=5.0))
+    slow = {"canary_ok": False, "canary_error": "no completion within 5s", "canary_timed_out_after_s": 5.0}
+    busy = {"requests_running": 8.0, "requests_waiting": 40.0}
+    live = {"health_ok": True, "health_status": 200, "stats": busy}
+    for t in range(0, 20):  # the first canary gives up 5 s in
+        failed = slow if t >= 5 else {}
+        o = obs(t, tokens_total=100.0 * t, last_scrape_ok_t=float(t), **live, **failed)
+        assert "HEALTH_LIES" not in codes(rules.evaluate(o))
+    # still waiting, past hung_after_s, with tokens flowing: saturated too
+    o = obs(20, tokens_total=2000.0, last_scrape_ok_t=20.0, canary_in_flight_s=31.0, **live)
+    assert "HEALTH_LIES" not in codes(rules.evaluate(o))
+    # a scrape that shows the counter flat: lying at once
+    flat = EngineRules(T(hung_after_s=30))
+    for t in range(0, 10):
+        flat.evaluate(
+            obs(t, tokens_total=100.0 * t, last_scrape_ok_t=float(t), **live, **(slow if t >= 5 else {}))
+        )
+    got = codes(flat.evaluate(obs(10, tokens_total=900.0, last_scrape_ok_t=10.0, **live, **slow)))
+    assert "HEALTH_LIES" in got and "ENGINE_HUNG" not in got
+    # the scrapes stop (a SIGSTOPped engine): lying once the last one is metrics_stale_after_s old
+    for t in range(21, 28):
+        got = codes(rules.evaluate(obs(t, tokens_total=2000.0, last_scrape_ok_t=20.0, **live, **slow)))
+        assert ("HEALTH_LIES" in got) == (t - 20 >= 5), t
+
+
+def test_a_canary_that_fails_outright_is_health_lies_even_while_tokens_flow() -> None:
+    rules = EngineRules(T())
+    failed = {
+        "canary_ok": False,
+        "canary_error": "HTTP 500: internal error",
+        "health_ok": True,
+        "health_status": 200,
+    }
+    got = set()
+    for t in range(0, 3):
+        got = codes(rules.evaluate(obs(t, tokens_total=100.0 * t, **failed)))
+    assert "HEALTH_LIES" in got
 
 
 def test_since_is_kept_while_active() -> None:
