@@ -43,7 +43,7 @@ SEVERITIES = ("info", "warning", "critical")  # ascending
 
 ALERT_CODES: Mapping[str, str] = {
     "ENGINE_HUNG": "work pending and no token progress for hung_after_s (/health may still answer 200)",
-    "HEALTH_LIES": "/health answers 200 but the 1-token canary completion fails or times out",
+    "HEALTH_LIES": "/health answers 200 but the 1-token canary completion fails, or times out while scrapes show no token progress",
     "QUEUE_GROWING": "waiting requests rise for several intervals while throughput stays flat",
     "KV_PRESSURE": "KV-cache usage at or above the kv_pressure threshold, sustained",
     "PREEMPTION_STORM": "preemptions (vLLM) / retractions (SGLang) every second, sustained, under KV pressure",
