@@ -9,6 +9,9 @@ from dataclasses import dataclass
 
 from prometheus_client.utils import floatToGoString
 
+from agents.engines.sglang import TTFT_BUCKETS_S as SGLANG_TTFT
+from agents.engines.vllm import TTFT_BUCKETS_S as VLLM_TTFT
+
 AGENT_JOB = "llmconsole"  # the scrape job name the rules expect for the agents
 
 # Multi-window, multi-burn-rate paging (SRE Workbook "Alerting on SLOs", 30-day SLO): (long, short, factor).
@@ -17,33 +20,7 @@ RATIO_WINDOWS = ("5m", "30m", "1h", "6h")
 FAST_BURN = max(f for _, _, f in BURN_WINDOWS)
 
 # Default TTFT histogram boundaries of vLLM and SGLang: the SLO threshold must be one of them.
-DEFAULT_TTFT_BUCKETS: dict[str, tuple[float, ...]] = {
-    "vLLM": (
-        0.001,
-        0.005,
-        0.01,
-        0.02,
-        0.04,
-        0.06,
-        0.08,
-        0.1,
-        0.25,
-        0.5,
-        0.75,
-        1,
-        2.5,
-        5,
-        7.5,
-        10,
-        20,
-        40,
-        80,
-        160,
-        640,
-        2560,
-    ),
-    "SGLang": (0.1, 0.2, 0.4, 0.6, 0.8, 1, 2, 4, 6, 8, 10, 20, 40, 60, 80, 100, 200, 400),
-}
+DEFAULT_TTFT_BUCKETS: dict[str, tuple[float, ...]] = {"vLLM": VLLM_TTFT, "SGLang": SGLANG_TTFT}
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,9 @@ from agents.engines.base import DangerousSwitch, LaunchSpec, Reading
 from agents.metrics.model import MetricSet
 
 PREFIX = "sglang:"
+# sglang:time_to_first_token_seconds's default bucket bounds (SGLang 0.5.23's metrics collector;
+# ``--bucket-time-to-first-token`` overrides them; tests/e2e/test_sglang_drift_guard.py checks them).
+TTFT_BUCKETS_S = (0.1, 0.2, 0.4, 0.6, 0.8, 1, 2, 4, 6, 8, 10, 20, 40, 60, 80, 100, 200, 400)
 
 GAUGE_NAMES: Mapping[str, tuple[str, ...]] = {
     "requests_running": ("sglang:num_running_reqs", "sglang:num_requests_running"),

@@ -19,6 +19,32 @@ from agents.engines.base import DangerousSwitch, LaunchSpec, Reading
 from agents.metrics.model import MetricSet
 
 PREFIX = "vllm:"
+# vllm:time_to_first_token_seconds's bucket bounds (the real vLLM 0.32.0 exposition kept in
+# tests/data/metrics/vllm-0.32-cpu.loaded.prom): an SLO's TTFT target must be one of them to be judged.
+TTFT_BUCKETS_S = (
+    0.001,
+    0.005,
+    0.01,
+    0.02,
+    0.04,
+    0.06,
+    0.08,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+    20.0,
+    40.0,
+    80.0,
+    160.0,
+    640.0,
+    2560.0,
+)
 
 # Logical name -> exposed names, preferred first (newer name, then the one it replaced).
 GAUGE_NAMES: Mapping[str, tuple[str, ...]] = {

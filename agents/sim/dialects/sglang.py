@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from agents.engines.sglang import TTFT_BUCKETS_S as TTFT_S
 from agents.sim.config import SimConfig
 from agents.sim.dialects._common import HelpTable, declare_each, mmss
 from agents.sim.dialects.base import Dialect
@@ -114,7 +115,6 @@ TOKENIZER_COUNTERS: HelpTable = (
     ("num_so_requests", "Number of structured output requests processed."),
     ("num_aborted_requests", "Number of requests aborted."),
 )
-TTFT_S = (0.1, 0.2, 0.4, 0.6, 0.8, 1, 2, 4, 6, 8, 10, 20, 40, 60, 80, 100, 200, 400)
 E2E_S = (0.1, 0.2, 0.4, 0.6, 0.8, 1, 2, 4, 6, 8, 10, 20, 40, 60, 80, 100, 200, 400, 600, 1200, 1800, 2400)
 ITL_S = (
     0.002,

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from agents.engines.vllm import TTFT_BUCKETS_S as TTFT_S
 from agents.sim.config import SimConfig
 from agents.sim.dialects._common import HelpTable, declare_each, mmss
 from agents.sim.dialects.base import Dialect
@@ -110,30 +111,6 @@ ITL_S = (
     20.0,
     40.0,
     80.0,
-)
-TTFT_S = (
-    0.001,
-    0.005,
-    0.01,
-    0.02,
-    0.04,
-    0.06,
-    0.08,
-    0.1,
-    0.25,
-    0.5,
-    0.75,
-    1.0,
-    2.5,
-    5.0,
-    7.5,
-    10.0,
-    20.0,
-    40.0,
-    80.0,
-    160.0,
-    640.0,
-    2560.0,
 )
 ITERATION_TOKENS = (1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
 

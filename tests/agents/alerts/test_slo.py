@@ -10,36 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agents.config import Slo
+from agents.engines.vllm import TTFT_BUCKETS_S as VLLM_TTFT
 from agents.metrics.model import Histogram
 from agents.slo import PAIRS, BurnTracker, boundary_problem, check_objective, feasibility_problem, source_for
 
 INF = math.inf
 BOUNDS = (0.1, 0.5, 1.0, 2.5, INF)
-VLLM_TTFT = (
-    0.001,
-    0.005,
-    0.01,
-    0.02,
-    0.04,
-    0.06,
-    0.08,
-    0.1,
-    0.25,
-    0.5,
-    0.75,
-    1.0,
-    2.5,
-    5.0,
-    7.5,
-    10.0,
-    20.0,
-    40.0,
-    80.0,
-    160.0,
-    640.0,
-    2560.0,
-    INF,
-)
 SLO = Slo(ttft_s=0.5, objective=0.99)
 
 
