@@ -47,6 +47,7 @@ from console.demo_procs import (
     SIM_GPU_ENV,
     agent_preexec,
     free_ports,
+    is_subreaper,
     marked_pids,
     prctl,
     reap_orphans,
@@ -101,6 +102,9 @@ class DemoFleet:
     # (agent, engine, port, gpu) of each watched engine
     watched: list[tuple[AgentProc, EnginePlan, int, int]] = field(default_factory=list)
     watched_procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    subreaper_before: bool | None = (
+        None  # whether this process was a subreaper before start(); None: not started
+    )
 
     @property
     def engine_count(self) -> int:
@@ -138,6 +142,8 @@ class DemoFleet:
         self.console_config.write_text(console_toml(hosts, self.timings))
 
     def start(self) -> None:
+        if self.subreaper_before is None:
+            self.subreaper_before = is_subreaper()
         prctl(PR_SET_CHILD_SUBREAPER, 1)  # orphans of a killed agent come back to us to be reaped
         env = {**os.environ, DEMO_ENV: str(self.workdir)}
         for agent, e, port, gpu in self.watched:  # engines no agent starts: as a systemd unit would
@@ -238,6 +244,8 @@ class DemoFleet:
             reap_orphans()
             time.sleep(0.1)
         self._kill_leftovers(procs)
+        if self.subreaper_before is False:  # orphans of what runs next in this process are not ours
+            prctl(PR_SET_CHILD_SUBREAPER, 0)
 
     def _kill_leftovers(self, procs: list[subprocess.Popen[bytes]]) -> None:
         for _ in range(50):

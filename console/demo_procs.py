@@ -59,6 +59,15 @@ def prctl(option: int, arg: int) -> None:
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
+PR_GET_CHILD_SUBREAPER = 37
+
+
+def is_subreaper() -> bool:
+    """Whether this process is a child subreaper (Linux; False where that cannot be read)."""
+    flag = ctypes.c_int(0)
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_GET_CHILD_SUBREAPER, ctypes.byref(flag), 0, 0, 0)
+    return bool(flag.value)
 
 
 def agent_preexec() -> None:

@@ -409,3 +409,26 @@ def test_a_crash_inside_the_console_stops_the_fleet(tmp_path: Path) -> None:
         assert not workdir.exists()
     finally:
         cleanup(proc, workdir)
+
+
+def test_a_stopped_fleet_leaves_its_process_no_subreaper(tmp_path: Path) -> None:
+    """The fleet makes its process a child subreaper while it runs (orphaned engines come back to be
+    reaped) and undoes that on stop: what the process runs next (a test session) keeps its orphans away."""
+    script = f"""
+import sys
+from pathlib import Path
+from console.demo_fleet import FAST, DemoFleet, plan_fleet
+from console.demo_procs import is_subreaper
+fleet = DemoFleet(Path({str(tmp_path / "w")!r}), plan_fleet(1, FAST), FAST)
+fleet.prepare()
+before = is_subreaper()
+fleet.start()
+during = is_subreaper()
+fleet.stop()
+print(before, during, is_subreaper())
+"""
+    got = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert got.returncode == 0, got.stderr[-2000:]
+    assert got.stdout.split() == ["False", "True", "False"], got.stdout
