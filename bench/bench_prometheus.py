@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import gc
 import json
 import math
 import os
@@ -42,7 +40,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -330,25 +327,12 @@ async def _idle_refreshes(
     return view
 
 
-@contextlib.contextmanager
-def console_gc() -> Iterator[Callable[[], None]]:
-    """The console's collector settings (console.gcpolicy) for one measurement, undone after it; yields
-    ``settle``, to call once the first fleet is in (the console does so once it is up)."""
-    before = gc.get_threshold()
-    gcpolicy.tune()
-    try:
-        yield gcpolicy.settle
-    finally:
-        gc.unfreeze()
-        gc.set_threshold(*before)
-
-
 async def measure_prometheus(server: Server, times: list[float], refreshes: int) -> dict[str, list[float]]:
     prom = PrometheusConfig(name="bench", url=server.url, match="", refresh_s=0.001, stale_after_s=60)
     out: dict[str, list[float]] = {k: [] for k in PROM_KEYS}
     table = KeyedTable()
     app = Bench(table)
-    with console_gc() as settle:
+    with gcpolicy.applied() as settle:
         async with app.run_test(size=(160, 45)) as pilot:
             table.set_columns(FLEET_COLUMNS, right=RIGHT_COLUMNS)
             state = await _first_contact(prom, times, refreshes, out)
@@ -372,7 +356,7 @@ async def measure_direct(
     out: dict[str, list[float]] = {"total": [], "cpu": []}
     table = KeyedTable()
     app = Bench(table)
-    with console_gc() as settle:
+    with gcpolicy.applied() as settle:
         async with app.run_test(size=(160, 45)) as pilot:
             table.set_columns(FLEET_COLUMNS, right=RIGHT_COLUMNS)
             state = FleetState.initial(config, time.monotonic())

@@ -13,7 +13,9 @@ collected, later.
 
 from __future__ import annotations
 
+import contextlib
 import gc
+from collections.abc import Callable, Iterator
 
 THRESHOLDS = (10_000, 20, 20)
 
@@ -29,4 +31,17 @@ def settle() -> None:
     gc.freeze()
 
 
-__all__ = ["THRESHOLDS", "settle", "tune"]
+@contextlib.contextmanager
+def applied() -> Iterator[Callable[[], None]]:
+    """The settings for a while (one benchmark measurement), undone after it; yields :func:`settle`, to
+    call once the first fleet is in, as the console does once it is up."""
+    before = gc.get_threshold()
+    tune()
+    try:
+        yield settle
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
+
+
+__all__ = ["THRESHOLDS", "applied", "settle", "tune"]

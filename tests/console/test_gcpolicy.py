@@ -53,3 +53,12 @@ async def test_other_apps_leave_the_collector_alone(restored_gc: None) -> None:
     async with app.run_test(size=(100, 30)):
         await settled(app)
         assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+
+
+def test_applied_for_a_measurement_is_undone_after_it(restored_gc) -> None:
+    before = gc.get_threshold()
+    with gcpolicy.applied() as settle:
+        assert gc.get_threshold() == gcpolicy.THRESHOLDS
+        settle()
+        assert gc.get_freeze_count() > 0
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
