@@ -154,10 +154,29 @@ def _state_cell(
         return shared_cell(f"{state} (values stale)", state_tone(state), rank)
     if not h.live:
         return shared_cell(f"{state} ({age_text(data_age(h, now))} ago)", "stale", rank)
-    if not stats_live and not error and e.stats is not None and e.state in RUNNING_STATES:
+    if _stats_age_shown(e, stats_live, error):
         age = None if e.stats_age_s is None else e.stats_age_s + (h.age(now) or 0.0)
         return shared_cell(f"{state} (stats {age_text(age)})", state_tone(state), rank)
     return shared_cell(state, state_tone(state), rank)
+
+
+def _stats_age_shown(e: EngineSnapshot, stats_live: bool, error: bool) -> bool:
+    """Whether the state cell says how old the stats are ("ready (stats 12s)"): they are not live."""
+    return not stats_live and not error and e.stats is not None and e.state in RUNNING_STATES
+
+
+def rows_are_timeless(h: HostState) -> bool:
+    """Whether the host's rows look the same at any later moment until its state changes: it is fresh
+    and no engine's state cell shows an age (fleet_table then keeps its rows while ``h`` is the same)."""
+    snap = h.snapshot
+    if not h.live or snap is None:
+        return False
+    interval = snap.interval_s
+    for e in snap.engines:
+        error = e.stats is None and e.state in RUNNING_STATES
+        if _stats_age_shown(e, stats_are_live(e, interval), error):
+            return False
+    return True
 
 
 def _kind_cell(e: EngineSnapshot, live: bool, muted: Tone) -> Cell:
@@ -370,4 +389,5 @@ __all__ = [
     "engine_row",
     "forget_rows_except",
     "host_row",
+    "rows_are_timeless",
 ]

@@ -8,10 +8,19 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from agents.schema import EngineSnapshot
 from console.state import FleetState, HostState
 from console.views.cells import SEVERITY_TONE, STATE_RANK, engine_state, host_state_cell
 from console.views.filters import matches, parse_filter
-from console.views.rows import FLEET_COLUMNS, Row, RowInputs, engine_row, forget_rows_except, host_row
+from console.views.rows import (
+    FLEET_COLUMNS,
+    Row,
+    RowInputs,
+    engine_row,
+    forget_rows_except,
+    host_row,
+    rows_are_timeless,
+)
 from widgets.badge import state_tone
 from widgets.tone import Cell, Tone, sort_value
 
@@ -53,13 +62,14 @@ def fleet_table(
     groups: list[Group] = []
     for h in state.hosts.values():
         snap = h.snapshot
-        engines = [e for e in (snap.engines if snap else ()) if not terms or matches(terms, h, e)]
-        if terms and not engines and (snap is not None and snap.engines or not matches(terms, h, None)):
-            continue
-        host_cells = host_row(h, now, inputs)
-        by_index = {g.index: g for g in snap.gpus} if snap is not None else {}
+        host_cells, all_rows = _host_rows(h, now, inputs)
+        if terms:
+            engine_rows = [(key, row) for e, key, row in all_rows if matches(terms, h, e)]
+            if not engine_rows and (snap is not None and snap.engines or not matches(terms, h, None)):
+                continue
+        else:
+            engine_rows = [(key, row) for _, key, row in all_rows]
         name = h.name
-        engine_rows = [(f"{name}/{e.id}", engine_row(h, e, now, inputs, by_index)) for e in engines]
         if sort != "name" and engine_rows:
             top = _aggregate(host_cells[col], [cells[col] for _, cells in engine_rows], descending)
             host_cells = (*host_cells[:col], top, *host_cells[col + 1 :])
@@ -76,7 +86,36 @@ def fleet_table(
             rows[key] = ecells
             engine_keys.append(key)
     forget_rows_except(rows)
+    if len(_HOST_ROWS) > len(state.hosts) + _HOST_ROWS_SLACK:
+        for gone in [n for n in _HOST_ROWS if n not in state.hosts]:
+            del _HOST_ROWS[gone]
     return FleetTable(rows, list(rows), frozenset(g[0] for g in groups), frozenset(engine_keys))
+
+
+EngineRows = list[tuple[EngineSnapshot, str, Row]]
+_HOST_ROWS: dict[str, tuple[HostState, RowInputs, Row, EngineRows]] = {}  # host -> its rows, while timeless
+_HOST_ROWS_SLACK = 256
+
+
+def _host_rows(h: HostState, now: float, inputs: RowInputs) -> tuple[Row, EngineRows]:
+    """The host's row and each engine's (unfiltered, unsorted). A host whose state is the very same
+    object as last round, with the same inputs, and whose rows show no age (rows_are_timeless) keeps
+    them: between two scrapes most of a big fleet is such (bench/bench_prometheus.py)."""
+    kept = _HOST_ROWS.get(h.name)
+    if kept is not None and kept[0] is h and (kept[1] is inputs or kept[1] == inputs):
+        return kept[2], kept[3]
+    snap = h.snapshot
+    host_cells = host_row(h, now, inputs)
+    by_index = {g.index: g for g in snap.gpus} if snap is not None else {}
+    name = h.name
+    engine_rows = [
+        (e, f"{name}/{e.id}", engine_row(h, e, now, inputs, by_index)) for e in (snap.engines if snap else ())
+    ]
+    if rows_are_timeless(h):
+        _HOST_ROWS[name] = (h, inputs, host_cells, engine_rows)
+    else:
+        _HOST_ROWS.pop(name, None)
+    return host_cells, engine_rows
 
 
 def _key(cell: Cell, descending: bool) -> tuple[int, float | str]:

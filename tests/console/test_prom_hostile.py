@@ -377,3 +377,27 @@ def test_status_prometheus_bad_arguments_are_one_line_and_exit_2(
     r = cli("status", *args, cwd=tmp_path)
     assert r.returncode == 2 and r.stdout == ""
     assert len(r.stderr.strip().splitlines()) == 1 and message in r.stderr
+
+
+def test_a_refresh_asks_for_up_to_half_of_a_big_fleet_by_name() -> None:
+    """Prometheus spreads its scrapes over the interval, so a 2 s refresh of a 15 s fleet finds about an
+    eighth of the hosts with news: they are asked for by name even past 100 hosts, never the whole fleet."""
+    from console.promsource import filtered
+
+    assert filtered(133, 1000) and filtered(100, 150) and filtered(500, 1000)
+    assert not filtered(501, 1000) and not filtered(4, 4)
+    clock = FrameClock(100.0)
+    snaps = [live_snapshot(f"h{i:03d}", 5) for i in range(250)]
+    with PromLike(exposition(snaps)) as server:
+        src = PrometheusFleetSource(prom(server.url), clock=clock, fetch_history=False)
+        assert len(run(src.poll())) == 250
+        news = {f"h{i:03d}" for i in range(0, 250, 2)}  # 125 of 250
+        server.series = exposition([replace(s, seq=6) if s.host in news else s for s in snaps])
+        clock.now += 1.0
+        sent = len(server.queries)
+        got = {r.host: r.snapshot for r in run(src.poll())}
+        run(src.aclose())
+    asked = server.queries[sent + 1 :]  # after the host-level query: the changed hosts' parts
+    assert asked and all("host=~" in q for q in asked), asked
+    assert set(got) == news and all(s is not None and s.seq == 6 for s in got.values())
+    assert src.problems() == []

@@ -92,6 +92,29 @@ def test_engine_stats_not_live_and_scrape_error() -> None:
     assert err["kv"] == ("ERR", "error") and err["queue"] == ("ERR", "error")
 
 
+def test_rows_kept_between_rounds_are_the_rows_a_fresh_presentation_gives() -> None:
+    """fleet_table keeps a fresh host's rows while its state is the same object; a row that shows an age
+    (stats not live) is presented again each round, so the age grows; a new snapshot replaces them."""
+    from console.views import table as table_memo
+
+    base = snap_at(1)
+    llama = base.engines[0]
+    aged = replace(base, host="gpu02", engines=(replace(llama, stats_age_s=12.0),))
+    s = fleet(ok("gpu01", base, 1.0), ok("gpu02", aged, 1.0), names=("gpu01", "gpu02"))
+    first = fleet_table(s, 1.0)
+    later = fleet_table(s, 3.0)  # the same state two seconds later, both hosts still fresh
+    assert cells(later, "gpu02/llama70b")["state"] == ("ready (stats 14s)", "ok")  # not kept: it ages
+    assert later.rows["gpu01/llama70b"] is first.rows["gpu01/llama70b"]  # kept: nothing in it ages
+    table_memo._HOST_ROWS.clear()
+    row_memo._PREVIOUS.clear()
+    fresh = fleet_table(s, 3.0)
+    assert {k: cells(fresh, k) for k in fresh.order} == {k: cells(later, k) for k in later.order}
+    filtered = fleet_table(s, 3.0, query="qwen")
+    assert filtered.order == ["gpu01", "gpu01/qwen-sg"]
+    s2 = apply(s, [ok("gpu01", replace(base, seq=2, engines=(replace(llama, restarts=3),)), 4.0)], 4.0)
+    assert cells(fleet_table(s2, 4.0), "gpu01/llama70b")["restarts"] == ("3", "warn")
+
+
 def test_simulated_engines_and_gpus_are_labelled() -> None:
     base = snap_at(1)
     sim = replace(base, gpu_source="simulated", engines=(replace(base.engines[0], simulated=True),))
