@@ -323,6 +323,18 @@ async def _live_refreshes(
     return state
 
 
+async def _refresh(
+    source: PrometheusFleetSource, state: FleetState, table: KeyedTable, pilot: Pilot
+) -> tuple[FleetState, FleetTable]:
+    """One refresh as the console makes it: poll, reduce, present, update the table and let it settle."""
+    results = await source.poll()
+    state = apply(state, results, time.monotonic(), time.time())
+    view = fleet_table(state, state.now)
+    table.sync(view.rows, view.order, groups=view.groups)
+    await pilot.pause()
+    return state, view
+
+
 async def _steady_refreshes(
     source: PrometheusFleetSource,
     server: Server,
@@ -341,11 +353,7 @@ async def _steady_refreshes(
             source.query_time = lambda k=k, start=start, every=every: start + k * every
             before, pc0 = source.requests, server.cpu_s()
             c0, t0 = time.process_time(), time.perf_counter()
-            results = await source.poll()
-            state = apply(state, results, time.monotonic(), time.time())
-            view = fleet_table(state, state.now)
-            table.sync(view.rows, view.order, groups=view.groups)
-            await pilot.pause()
+            state, _ = await _refresh(source, state, table, pilot)
             out[name].append(time.perf_counter() - t0)
             out[f"{name}_cpu"].append(time.process_time() - c0)
             out[f"{name}_prom_cpu"].append(server.cpu_s() - pc0)
@@ -369,11 +377,7 @@ async def _idle_refreshes(
     for _ in range(3):
         before, pc0 = source.requests, server.cpu_s()
         c0, t0 = time.process_time(), time.perf_counter()
-        results = await source.poll()
-        state = apply(state, results, time.monotonic(), time.time())
-        view = fleet_table(state, state.now)
-        table.sync(view.rows, view.order, groups=view.groups)
-        await pilot.pause()
+        state, view = await _refresh(source, state, table, pilot)
         out["idle"].append(time.perf_counter() - t0)
         out["idle_cpu"].append(time.process_time() - c0 + server.cpu_s() - pc0)
         out["idle_requests"].append(source.requests - before)
