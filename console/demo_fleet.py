@@ -102,9 +102,7 @@ class DemoFleet:
     # (agent, engine, port, gpu) of each watched engine
     watched: list[tuple[AgentProc, EnginePlan, int, int]] = field(default_factory=list)
     watched_procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
-    subreaper_before: bool | None = (
-        None  # whether this process was a subreaper before start(); None: not started
-    )
+    subreaper_before: bool | None = None  # this process was a subreaper before start() (None: not started)
 
     @property
     def engine_count(self) -> int:

@@ -53,9 +53,7 @@ class EngineObservation:
     canary_error: str | None = None
     canary_at: str | None = None
     canary_in_flight_s: float | None = None  # age of an unfinished canary
-    canary_timed_out_after_s: float | None = (
-        None  # the failed canary gave up after this long (None: not a timeout)
-    )
+    canary_timed_out_after_s: float | None = None  # the failed canary timed out after this long, else None
     restart_times: tuple[float, ...] = ()  # monotonic times of (re)starts after exits
     backoff_s: float | None = None
     rss_bytes: int | None = None
