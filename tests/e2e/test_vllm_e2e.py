@@ -936,6 +936,14 @@ def test_agent_a_never_raised_wrong_answers_or_slo_burn(env: Rig) -> None:
         f"main {sorted(env.rec_a.codes('main'))}, on storm {sorted(env.rec_a.codes('storm'))}",
         span,
     )
+    lies = env.rec_a.first(env.started, "storm", lambda v: "HEALTH_LIES" in v["alerts"])
+    if lies is not None:  # what the storm's HEALTH_LIES rested on (saturation must not raise it)
+        _, view = lies
+        timings.record(
+            f"storm HEALTH_LIES: {view['alerts']['HEALTH_LIES'].get('evidence')}; canary {view['canary']}; "
+            f"stats age {view['stats_age_s']} s; state {view['state']}",
+            0.0,
+        )
 
 
 def test_model_dir_is_the_generated_tiny_llama(vllm_env) -> None:

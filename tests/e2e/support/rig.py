@@ -236,6 +236,8 @@ class Recorder:
                         "kv_eta_s": e.get("kv_eta_s"),
                         "kv": (e.get("stats") or {}).get("kv_cache_usage"),
                         "slo": e.get("slo"),
+                        "canary": e.get("canary"),
+                        "stats_age_s": e.get("stats_age_s"),
                     }
                     for e in snap.get("engines", ())
                 }
