@@ -34,6 +34,10 @@ def _matchers(match: str) -> list[tuple[str, str, str]]:
     return got
 
 
+SEQ = "snapshot_seq"
+"""Asked again with the value parts: a scrape that lands between the host-level query and them is seen by
+them only, and a host whose parts saw another seq than its host-level series waits for the next refresh
+(console.promsource.mixed_hosts), so no row pairs one scrape's seq with the next one's values."""
 VALUE_PARTS = ("values", "values2")
 """The engine values, the bulk of a refresh, in two queries: a server evaluates each query on one core, so
 two halves answer in parallel (bench/bench_prometheus.py: 0.7-0.8x the wall time of one query on 2 cores)."""
@@ -52,9 +56,9 @@ def fleet_queries(match: str, full: bool = True, only: str = "", ident: bool = T
     return {
         "hosts": selector(match, [*host_names(full), ALERTS], also="up"),
         "engines": selector(match, ["engine_state", *(IDENT_ENGINE if ident else ())], extra=only) + " == 1",
-        "values": selector(match, values[:half], extra=only),
-        "values2": selector(match, values[half:], extra=only),
-        "gpus": selector(match, gpu_names(full, ident), extra=only),
+        "values": selector(match, [*values[:half], SEQ], extra=only),
+        "values2": selector(match, [*values[half:], SEQ], extra=only),
+        "gpus": selector(match, [*gpu_names(full, ident), SEQ], extra=only),
     }
 
 
@@ -81,6 +85,7 @@ def promql_string(text: str) -> str:
 
 __all__ = [
     "CHANGED_PARTS",
+    "SEQ",
     "VALUE_PARTS",
     "fleet_queries",
     "host_matcher",

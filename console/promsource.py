@@ -64,6 +64,7 @@ from console.promnames import (
 )
 from console.promquery import (
     CHANGED_PARTS,
+    SEQ,
     fleet_queries,
     host_matcher,
     ident_query,
@@ -123,6 +124,18 @@ def _split_hosts(
         if h in taken and math.isfinite(seq) and math.isfinite(taken[h])
     }
     return up, hosts, alerts, stamps
+
+
+def mixed_hosts(stamps: Stamps, *parts: list[Series]) -> set[str]:
+    """Hosts whose ``llmconsole_snapshot_seq`` in some part is not the seq the host-level query saw: the
+    parts read another scrape (see console.promquery.SEQ)."""
+    name = P + SEQ
+    return {
+        host
+        for part in parts
+        for labels, v in part
+        if labels.get("__name__") == name and (host := labels.get("host")) in stamps and v != stamps[host][0]
+    }
 
 
 def _only(series: list[Series], hosts: set[str | None]) -> list[Series]:
@@ -348,7 +361,8 @@ class PrometheusFleetSource:
     ) -> tuple[list[Series], list[Series], list[Series], list[Answer], int]:
         """Engine states, engine values and GPU values of the changed hosts, evaluated at ``when`` (or as
         asked ahead: ``early``), with the identity tier (read again if ``ident``, else as kept): the series
-        of the ``wanted`` hosts, the answers and how many series came. No query when no host changed."""
+        of the ``wanted`` hosts, the answers and how many series came. No query when no host changed. A host
+        whose parts saw another seq than ``stamps`` (mixed_hosts) leaves ``wanted``: it waits a refresh."""
         if not changed:
             return [], [], [], [], 0
         self._reads += 1
@@ -360,8 +374,15 @@ class PrometheusFleetSource:
         (_, engines, a1), *parts, (_, gpus, a4) = early
         values = [sv for _, got, _ in parts for sv in got]
         received = len(engines) + len(values) + len(gpus)
+        mixed = mixed_hosts(stamps, values, gpus)
+        wanted -= mixed  # (the caller's set: these hosts wait for the next refresh)
+        seq = P + SEQ  # asked only to check the parts against the host-level series: not read further
+        values = [sv for sv in values if sv[0].get("__name__") != seq]
+        gpus = [sv for sv in gpus if sv[0].get("__name__") != seq]
         if len(wanted) < len(stamps):  # unfiltered answers also hold unchanged hosts: leave them out
             engines, values, gpus = _only(engines, wanted), _only(values, wanted), _only(gpus, wanted)
+        if mixed:
+            changed = [h for h in changed if h not in mixed]
         engines, gpus, more, extra = await self._identity(changed, engines, gpus, ident, only, when)
         return engines, values, gpus, [a1, *(a for _, _, a in parts), a4, *more], received + extra
 

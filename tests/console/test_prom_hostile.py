@@ -401,3 +401,31 @@ def test_a_refresh_asks_for_up_to_half_of_a_big_fleet_by_name() -> None:
     assert asked and all("host=~" in q for q in asked), asked
     assert set(got) == news and all(s is not None and s.seq == 6 for s in got.values())
     assert src.problems() == []
+
+
+def test_a_scrape_that_lands_between_the_queries_of_a_refresh_never_mixes_into_one_row() -> None:
+    """Prometheus appends a scrape when it ends, stamped with when it began: one that lands after the
+    host-level query but before the value parts is seen by the parts only. Those hosts wait a refresh,
+    rather than pair one scrape's seq with the next one's values."""
+    clock = FrameClock(100.0)
+    snaps = [live_snapshot(f"h{i:03d}", 1) for i in range(2)]
+    with PromLike(exposition(snaps)) as server:
+        src = PrometheusFleetSource(prom(server.url), clock=clock, fetch_history=False)
+        assert {r.snapshot.seq for r in run(src.poll()) if r.snapshot} == {1}
+        later = exposition([replace(s, seq=3) for s in snaps])
+
+        class Landing(list):  # the next scrape lands as the first value part arrives
+            def append(self, query: str) -> None:
+                if "engine_state" in query:
+                    server.series = later
+                super().append(query)
+
+        server.series = exposition([replace(s, seq=2) for s in snaps])
+        server.queries = Landing(server.queries)
+        clock.now += 1.0
+        assert run(src.poll()) == [] and src.problems() == []  # seq 2 from the host query, 3 from the parts
+        server.queries = list(server.queries)
+        clock.now += 1.0
+        got = {r.host: r.snapshot for r in run(src.poll())}
+        run(src.aclose())
+    assert {h: s.seq for h, s in got.items() if s is not None} == {"h000": 3, "h001": 3}
