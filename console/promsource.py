@@ -198,6 +198,7 @@ class PrometheusFleetSource:
         self._offset: float | None = None  # the server's clock minus this machine's, as last seen (s)
         self._scrape_s: float | None = None  # the hosts' snapshot step as last seen: the scrape interval
         self._guessed = True  # False after asking ahead for hosts that had no news, until news comes
+        self._held: set[str] = set()  # hosts held back last refresh: their parts read another scrape
         self._problem: str | None = None
         self._rule_alerts = True  # False once the server said it has no /api/v1/alerts (VictoriaMetrics)
         self.last_refresh: dict[str, float] = {}  # timings of the last refresh (seconds), for bench/
@@ -374,7 +375,9 @@ class PrometheusFleetSource:
         (_, engines, a1), *parts, (_, gpus, a4) = early
         values = [sv for _, got, _ in parts for sv in got]
         received = len(engines) + len(values) + len(gpus)
-        mixed = mixed_hosts(stamps, values, gpus)
+        # held back once: a host mixed again next time (two targets reporting one host with two seqs) is
+        # read, and read_fleet names its duplicate series
+        mixed, self._held = (found := mixed_hosts(stamps, values, gpus)) - self._held, found
         wanted -= mixed  # (the caller's set: these hosts wait for the next refresh)
         seq = P + SEQ  # asked only to check the parts against the host-level series: not read further
         values = [sv for sv in values if sv[0].get("__name__") != seq]

@@ -429,3 +429,22 @@ def test_a_scrape_that_lands_between_the_queries_of_a_refresh_never_mixes_into_o
         got = {r.host: r.snapshot for r in run(src.poll())}
         run(src.aclose())
     assert {h: s.seq for h, s in got.items() if s is not None} == {"h000": 3, "h001": 3}
+
+
+def test_two_targets_reporting_one_host_with_two_seqs_are_held_back_once_then_reported() -> None:
+    clock = FrameClock(100.0)
+    snap = live_snapshot("h000", 1)
+    with PromLike(exposition([snap])) as server:
+        src = PrometheusFleetSource(prom(server.url), clock=clock, fetch_history=False)
+        run(src.poll())
+        twin = [(dict(labels, instance="other:9300"), v) for labels, v in exposition([replace(snap, seq=7)])]
+        server.series = exposition([replace(snap, seq=2)]) + twin
+        results = []
+        for _ in range(2):
+            clock.now += 1.0
+            results.append(run(src.poll()))
+        problems = src.problems()
+        run(src.aclose())
+    assert results[0] == []  # its parts disagree with its host-level seq: held back once
+    assert [r.host for r in results[1]] == ["h000"]  # the same again: read, and the duplicates named
+    assert any("duplicate" in p for p in problems), problems
