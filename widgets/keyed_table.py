@@ -8,6 +8,7 @@ from typing import ClassVar
 from rich.cells import cell_len
 from rich.style import Style
 from rich.text import Text
+from textual.cache import LRUCache
 from textual.message import Message
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellKey, ColumnKey, RowKey
@@ -15,6 +16,7 @@ from textual.widgets.data_table import CellKey, ColumnKey, RowKey
 from .tone import SALIENT_RULES, Cell, as_cell, component_style, tone_class, tone_classes, tone_css
 
 _PREFIX = "keyed-table"
+_ROW_KEYED_CACHES = ("_cell_render_cache", "_row_render_cache")  # DataTable caches keyed by row key first
 Row = tuple[Cell, ...]
 
 
@@ -146,7 +148,11 @@ class KeyedTable(DataTable):
     ) -> None:
         """Show exactly ``rows``, in ``order`` (default: the mapping's order; keys missing from ``order``
         follow in mapping order; keys in ``order`` without a row are ignored)."""
-        new = {key: self._normalize(rows[key]) for key in _final_order(rows, order)}
+        shown, normalize = self._shown, self._normalize
+        new: dict[str, Row] = {}
+        for key in _final_order(rows, order):
+            row = rows[key]
+            new[key] = shown[key] if shown.get(key) is row else normalize(row)  # the very row: normalized
         groups_set = frozenset(groups) & new.keys()
         old_keys = list(self._shown)
         cursor_key, cursor_row, scroll_y = self.cursor_key, self.cursor_row, self.scroll_y
@@ -349,17 +355,45 @@ class KeyedTable(DataTable):
             return
         column_keys = {key: ColumnKey(key) for key, _ in self._columns}
         last_key, row_data, row_key = None, None, None
+        rows: set[RowKey] = set()
+        widened = False
         for key, col_key, value, wider in changed:
             if key != last_key:  # changes come row by row: look each row up once
                 last_key, row_key = key, RowKey(key)
                 row_data = data[row_key]
+                rows.add(row_key)
             column_key = column_keys[col_key]
             row_data[column_key] = value  # type: ignore[index]
             if wider:
+                widened = True
                 self._updated_cells.add(CellKey(row_key, column_key))
                 self._require_update_dimensions = True
-        self._update_count += 1
+        if widened or not self._forget_rendered(rows):
+            self._update_count += 1  # every cached render is stale (a column may widen)
         self.refresh()
+
+    def _forget_rendered(self, rows: set[RowKey]) -> bool:
+        """Drop the cached renders of ``rows`` only, instead of every row's (what ``_update_count += 1``
+        does: the visible rows then render again, each cell through Rich, although few changed; and the
+        row order and line offsets of every row are computed again). False (nothing done) on a Textual
+        whose DataTable caches differ from the ones this knows: cells and row lines keyed by row key
+        first, renderables by (generation, row index), lines by screen line."""
+        caches = [getattr(self, name, None) for name in _ROW_KEYED_CACHES]
+        by_index = getattr(self, "_row_renderable_cache", None)
+        lines = getattr(self, "_line_cache", None)
+        locations = getattr(self, "_row_locations", None)
+        if not all(isinstance(c, LRUCache) for c in (*caches, by_index, lines)) or locations is None:
+            return False
+        for cache in caches:
+            for cache_key in [k for k in cache.keys() if k[0] in rows]:  # noqa: SIM118 - LRUCache: no __iter__
+                cache.discard(cache_key)
+        generation = self._update_count
+        for row_key in rows:
+            index = locations.get(row_key)
+            if index is not None:
+                by_index.discard((generation, index))
+        lines.clear()  # keyed by screen line: rebuilt from the row caches above, cheaply
+        return True
 
     def _restore_cursor(self, key: str | None, row: int, old_keys: list[str], scroll_y: float | None) -> None:
         """Put the cursor back on ``key``; after a rebuild (``scroll_y`` given) keep its screen line."""

@@ -249,3 +249,61 @@ async def test_rebuild_keeps_the_cursor_on_the_same_screen_line() -> None:
         await pilot.pause()
         assert table.cursor_key == "r057" and table.cursor_row == 58
         assert table.cursor_row - table.scroll_y == line
+
+
+def _screen_line(table: KeyedTable, key: str) -> str:
+    """The text the table paints for row ``key`` now (it must be on screen)."""
+    y = table.get_row_index(key) - int(table.scroll_y) + 1  # the header is line 0
+    return table.render_line(y).text
+
+
+async def test_an_update_renders_the_changed_rows_again_and_reuses_the_others() -> None:
+    app = TableApp()
+    async with app.run_test(size=(60, 12)) as pilot:
+        table = app.query_one(KeyedTable)
+        keys = [f"r{i:02d}" for i in range(40)]
+        table.sync(rows(*keys))
+        await pilot.pause()
+        assert "1.0" in _screen_line(table, "r02")
+        rendered = Calls(table, "_compute_row_renderables")
+        for _ in range(5):  # the first paints settle focus and styles; then a repaint reuses every render
+            rendered.args.clear()
+            table.refresh()
+            await pilot.pause()
+            if not rendered.args:
+                break
+        assert rendered.args == [], "a plain repaint renders nothing again"
+        changed = rows(*keys)
+        changed["r02"][2] = "7.5"
+        changed["r30"][2] = "8.5"  # off screen
+        table.sync(changed)
+        await pilot.pause()
+        assert "7.5" in _screen_line(table, "r02") and "1.0" in _screen_line(table, "r03")
+        assert {a[0] for a in rendered.args} == {table.get_row_index("r02")}, "only the changed row again"
+        table.move_cursor(row=table.get_row_index("r30"))  # scrolls r30 into view: its new value
+        await pilot.pause()
+        assert "8.5" in _screen_line(table, "r30")
+
+
+async def test_an_offscreen_update_after_the_row_was_seen_shows_the_new_value() -> None:
+    app = TableApp()
+    async with app.run_test(size=(60, 12)) as pilot:
+        table = app.query_one(KeyedTable)
+        keys = [f"r{i:02d}" for i in range(40)]
+        table.sync(rows(*keys))
+        await pilot.pause()
+        table.move_cursor(row=30)  # r30 rendered (and cached) ...
+        await pilot.pause()
+        assert "1.0" in _screen_line(table, "r30")
+        table.move_cursor(row=0)  # ... then scrolled away
+        await pilot.pause()
+        changed = rows(*keys)
+        changed["r30"][2] = "9.5"
+        table.sync(changed)
+        await pilot.pause()
+        table.move_cursor(row=30)
+        await pilot.pause()
+        assert "9.5" in _screen_line(table, "r30")
+        table.move_cursor(row=29)  # the cursor leaves it: drawn again without the cursor, same value
+        await pilot.pause()
+        assert "9.5" in _screen_line(table, "r30")
