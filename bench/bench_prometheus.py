@@ -4,10 +4,10 @@ Run: `python bench/bench_prometheus.py [--hosts 1000] [--small 100] [--refreshes
 
 The fleet is synthetic but speaks the agents' own exposition: every host is a recorded snapshot
 (tests/data/fleet, 4 engines, 4 GPUs) renamed, rendered by the agent's exporter (agents.exporter) at 21
-moments 15 s apart (5 minutes; seq, timestamps and stats move at each), written as one OpenMetrics file
-of exactly the families the Prometheus source queries, backfilled with `promtool tsdb create-blocks-from
-openmetrics` into a temporary data directory, and served by Debian's `prometheus` started on it (by PID,
-stopped at the end) — not a thousand processes.
+moments 15 s apart (5 minutes; seq, timestamps and stats move at each), with the ``instance`` and ``job``
+labels and the ``up`` series a real scrape adds, written as one OpenMetrics file of every exported family,
+backfilled with `promtool tsdb create-blocks-from openmetrics` into a temporary data directory, and served
+by Debian's `prometheus` started on it (by PID, stopped at the end) — not a thousand processes.
 
 One refresh is what the console does per Prometheus refresh: PrometheusFleetSource.poll() (the instant
 queries for the whole fleet and their reading into snapshots), the reduce (console.state.apply), the
@@ -99,7 +99,8 @@ def _escape(v: str) -> str:
 
 def write_openmetrics(path: Path, hosts: int, end: float) -> tuple[list[float], list[HostSnapshot]]:
     """The fleet's series as OpenMetrics with timestamps (each series contiguous, oldest sample first),
-    host i scraped ``STEP_S * i / hosts`` before each step, as Prometheus spreads its targets' scrapes;
+    with the labels a scrape adds (``instance``, ``job``) and each target's ``up``, host i scraped
+    ``STEP_S * i / hosts`` before each step, as Prometheus spreads its targets' scrapes;
     returns the step times and each host's base snapshot (the direct-poll reference's input)."""
     snaps = recorded_snapshots()
     times = [end - STEP_S * (POINTS - 1 - n) for n in range(POINTS)]
@@ -111,12 +112,16 @@ def write_openmetrics(path: Path, hosts: int, end: float) -> tuple[list[float], 
         bases.append(replace(base, host=name))
         series: dict[tuple[str, str, str], list[str]] = {}
         spread = STEP_S * i / hosts  # Prometheus spreads its targets' scrapes over the interval
+        target = {"instance": f"10.{i // 250}.{i % 250}.7:9300", "job": "llmconsole"}  # what a scrape adds
+        up = ",".join(f'{k}="{v}"' for k, v in sorted(target.items()))
         for n, step in enumerate(times):
             t = step - spread
             snap = host_at(base, name, n, t)
+            series.setdefault(("up", "gauge", f"up{{{up}}}"), []).append(f"1.0 {t:.3f}")
             for metric in make_registry(lambda snap=snap: snap).collect():
                 for s in metric.samples:
-                    labels = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(s.labels.items()))
+                    pairs = sorted({**s.labels, **target}.items())
+                    labels = ",".join(f'{k}="{_escape(v)}"' for k, v in pairs)
                     series.setdefault((metric.name, metric.type, f"{s.name}{{{labels}}}"), []).append(
                         f"{float(s.value)!r} {t:.3f}"
                     )
