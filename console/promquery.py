@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from console.promnames import (
     ALERTS,
+    HOST_INFO,
     IDENT_ENGINE,
     IDENT_GPU,
     engine_value_names,
@@ -42,7 +43,10 @@ VALUE_PARTS = ("values", "values2")
 """The engine values, the bulk of a refresh, in two queries: a server evaluates each query on one core, so
 two halves answer in parallel (bench/bench_prometheus.py: 0.7-0.8x the wall time of one query on 2 cores)."""
 CHANGED_PARTS = ("engines", *VALUE_PARTS, "gpus")
-"""The parts read only for hosts whose snapshot changed."""
+"""The parts read only for hosts whose snapshot changed; ``engines`` (every family there is 1 when present:
+engine states ``== 1``, ``host_info``, the agents' active alerts, ``engine_info``) also carries what of the
+host changes only with its snapshot, so that the host-level query every refresh makes stays small (the
+console's: ``up``, seq and snapshot timestamp per host)."""
 
 
 def fleet_queries(match: str, full: bool = True, only: str = "", ident: bool = True) -> dict[str, str]:
@@ -54,8 +58,11 @@ def fleet_queries(match: str, full: bool = True, only: str = "", ident: bool = T
     values = engine_value_names(full)
     half = (len(values) + 1) // 2
     return {
-        "hosts": selector(match, [*host_names(full), ALERTS], also="up"),
-        "engines": selector(match, ["engine_state", *(IDENT_ENGINE if ident else ())], extra=only) + " == 1",
+        "hosts": selector(match, host_names(full, ident=False), also="up"),
+        "engines": selector(
+            match, ["engine_state", HOST_INFO, ALERTS, *(IDENT_ENGINE if ident else ())], extra=only
+        )
+        + " == 1",
         "values": selector(match, [*values[:half], SEQ], extra=only),
         "values2": selector(match, [*values[half:], SEQ], extra=only),
         "gpus": selector(match, [*gpu_names(full, ident), SEQ], extra=only),

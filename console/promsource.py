@@ -5,10 +5,10 @@ agents' own ``llmconsole_*`` series there (the scrape job chosen by ``match``), 
 site of a thousand hosts with a few requests per refresh:
 
 - one refresh is at most five instant queries for the whole fleet, whatever its size — host-level
-  families (``up``, seq, snapshot timestamp, ``host_info``, the agents' active alerts); then, only for
-  hosts whose snapshot changed since the last refresh and in parallel, engine states (``== 1``), engine
-  values (two halves, so that the server answers them on two cores) and GPU values, at the first query's
-  evaluation time — plus Prometheus's own firing alerts (``/api/v1/alerts``), merged with the agents'
+  families (``up``, seq, snapshot timestamp); then, only for hosts whose snapshot changed since the last
+  refresh and in parallel, what is 1 when present (engine states ``== 1``, ``host_info``, the agents'
+  active alerts), engine values (two halves, so that the server answers them on two cores) and GPU values,
+  at the first query's evaluation time — plus Prometheus's own firing alerts (``/api/v1/alerts``), merged with the agents'
   (:mod:`console.promseries` turns the series into the snapshots the reducer already reads;
   :mod:`console.promapi` speaks HTTP);
 - when more than half of the hosts are due for news (their snapshot is a scrape interval old), all five
@@ -23,9 +23,12 @@ site of a thousand hosts with a few requests per refresh:
 - a refresh returns only the hosts with news (a new snapshot, a changed problem line, rule alerts, a
   target down): the others keep their result and age (``console.state.apply``);
 - hosts seen for the first time come with their recent past, for the graphs, from one ``query_range``;
-- a refresh happens every ``refresh_s`` (Prometheus has news only once per scrape); polls in between
-  return nothing, and each host ages from ``llmconsole_snapshot_timestamp_seconds`` against the server's
-  evaluation time, going stale after the entry's ``stale_after_s``;
+- a refresh happens every ``refresh_s`` (default 2 s); polls in between return nothing. Prometheus spreads
+  its targets' scrapes over the scrape interval, so a refresh reads the hosts scraped since the last one
+  (2 s of a 15 s interval: about 2/15 of the fleet), and its cost follows them: at 1,000 hosts × 4 engines
+  a 2 s refresh costs about 60 % of a 5 s one (bench/bench_prometheus.py). Each host ages from
+  ``llmconsole_snapshot_timestamp_seconds`` against the server's evaluation time, going stale after the
+  entry's ``stale_after_s``;
 - its hosts are read-only: actions and logs need a direct or SSH route to the agent.
 
 Errors are values: a server that is not a Prometheus query API, refuses the credentials, times out or
@@ -57,6 +60,7 @@ from console.promhistory import read_history
 from console.promident import IDENT_EVERY, IdentityCache, engine_keys, gpu_keys
 from console.promnames import (
     ALERTS,
+    HOST_INFO,
     IDENT_NAMES,
     P,
     Series,
@@ -95,10 +99,10 @@ Fetched = list[tuple[float | None, list[Series], Answer]]  # the changed-host pa
 
 def _split_hosts(
     series: list[Series], instances: dict[str, str]
-) -> tuple[list[Series], list[Series], list[Series], Stamps]:
-    """The host-level answer as (up, host families, active agent alerts) plus each host's (seq, snapshot
-    timestamp); ``instances`` learns which scrape target each host is."""
-    up, hosts, alerts = [], [], []
+) -> tuple[list[Series], list[Series], Stamps]:
+    """The host-level answer as (up, host families) plus each host's (seq, snapshot timestamp);
+    ``instances`` learns which scrape target each host is."""
+    up, hosts = [], []
     seqs: dict[str, float] = {}
     taken: dict[str, float] = {}
     for sv in series:
@@ -106,9 +110,6 @@ def _split_hosts(
         name = labels.get("__name__")
         if name == "up":
             up.append(sv)
-        elif name == "llmconsole_" + ALERTS:
-            if v == 1:
-                alerts.append(sv)
         else:
             hosts.append(sv)
             host = labels.get("host")
@@ -123,7 +124,27 @@ def _split_hosts(
         for h, seq in seqs.items()
         if h in taken and math.isfinite(seq) and math.isfinite(taken[h])
     }
-    return up, hosts, alerts, stamps
+    return up, hosts, stamps
+
+
+def _split_ones(series: list[Series]) -> tuple[list[Series], list[Series], list[Series]]:
+    """The changed hosts' ``== 1`` part as (engine states and engine_info, host_info, active agent alerts),
+    told apart by name, or by labels where a server drops ``__name__`` on comparisons: an alert has a
+    ``code``, host_info no ``engine`` (and gets its name back: the host families are read by name)."""
+    engines, infos, alerts = [], [], []
+    alert_name, info_name = P + ALERTS, P + HOST_INFO
+    for sv in series:
+        labels = sv[0]
+        name = labels.get("__name__")
+        if name == alert_name or (name is None and "code" in labels):
+            alerts.append(sv)
+        elif name == info_name:
+            infos.append(sv)
+        elif name is None and "engine" not in labels:
+            infos.append(({**labels, "__name__": info_name}, sv[1]))
+        else:
+            engines.append(sv)
+    return engines, infos, alerts
 
 
 def mixed_hosts(stamps: Stamps, *parts: list[Series]) -> set[str]:
@@ -243,8 +264,8 @@ class PrometheusFleetSource:
             return await self._refresh_now()
 
     async def _refresh_now(self) -> list[HostResult]:
-        """Host-level series first (``up``, seq, timestamps, host identity, the agents' alerts) with the
-        rule alerts; then engine states, engine values and GPU values only for hosts whose snapshot changed
+        """Host-level series first (``up``, seq, timestamps) with the rule alerts; then engine states, host
+        identity, the agents' alerts, engine values and GPU values only for hosts whose snapshot changed
         since the last refresh (all at the first one's evaluation time, so the parts agree), with the
         identity tier (:mod:`console.promident`) when due: a refresh between two scrapes costs one small
         query. When most hosts are due for news (:meth:`_ahead`), every part is asked at once instead."""
@@ -256,7 +277,7 @@ class PrometheusFleetSource:
         first, (rules, rule_problem), early = await self._first_round(at_time, ahead, ident)
         at, host_series, answer = first
         first_done = time.perf_counter()
-        up, hosts, alerts, stamps = _split_hosts(host_series, self._instances)
+        up, hosts, stamps = _split_hosts(host_series, self._instances)
         changed = [h for h, st in stamps.items() if self._stamps.get(h) != st or h not in self._base]
         self._learn(at if at_time is None and ahead is None else None, stamps, changed)
         if ahead is not None or changed:
@@ -266,12 +287,12 @@ class PrometheusFleetSource:
         # changed hosts, and those without a usable seq/timestamp (read_fleet says what is wrong with them)
         wanted = set(changed) | ({sv[0].get("host") for sv in hosts} - stamps.keys())
         when = at_time if at_time is not None else at
-        engines, values, gpus, more, received = await self._changed_series(
+        engines, values, gpus, infos, alerts, more, received = await self._changed_series(
             changed, stamps, wanted, ident, when, early
         )
         answers = [answer, *more]
         queried = time.perf_counter()
-        read = read_fleet(at, _only(hosts, wanted), engines, values, gpus, _only(alerts, wanted))
+        read = read_fleet(at, [*_only(hosts, wanted), *infos], engines, values, gpus, alerts)
         self._base.update(read.snapshots)
         self._stamps.update({h: stamps[h] for h in read.snapshots})
         base = {h: self._base[h] for h in stamps if h in self._base}
@@ -359,22 +380,24 @@ class PrometheusFleetSource:
         ident: bool,
         when: float | None,
         early: Fetched | None,
-    ) -> tuple[list[Series], list[Series], list[Series], list[Answer], int]:
-        """Engine states, engine values and GPU values of the changed hosts, evaluated at ``when`` (or as
-        asked ahead: ``early``), with the identity tier (read again if ``ident``, else as kept): the series
-        of the ``wanted`` hosts, the answers and how many series came. No query when no host changed. A host
-        whose parts saw another seq than ``stamps`` (mixed_hosts) leaves ``wanted``: it waits a refresh."""
+    ) -> tuple[list[Series], list[Series], list[Series], list[Series], list[Series], list[Answer], int]:
+        """Engine states, engine values, GPU values, host_info and active agent alerts of the changed hosts,
+        evaluated at ``when`` (or as asked ahead: ``early``), with the identity tier (read again if
+        ``ident``, else as kept): the series of the ``wanted`` hosts, the answers and how many series came.
+        No query when no host changed. A host whose parts saw another seq than ``stamps`` (mixed_hosts)
+        leaves ``wanted``: it waits a refresh."""
         if not changed:
-            return [], [], [], [], 0
+            return [], [], [], [], [], [], 0
         self._reads += 1
         only = ""
         if early is None:
             only = host_matcher(changed) if filtered(len(changed), len(stamps)) else ""
             queries = fleet_queries(self.prom.match, self.full, only, ident)
             early = await asyncio.gather(*(self.client.vector(queries[k], when) for k in CHANGED_PARTS))
-        (_, engines, a1), *parts, (_, gpus, a4) = early
+        (_, ones, a1), *parts, (_, gpus, a4) = early
+        engines, infos, alerts = _split_ones(ones)
         values = [sv for _, got, _ in parts for sv in got]
-        received = len(engines) + len(values) + len(gpus)
+        received = len(ones) + len(values) + len(gpus)
         # held back once: a host mixed again next time (two targets reporting one host with two seqs) is
         # read, and read_fleet names its duplicate series
         mixed, self._held = (found := mixed_hosts(stamps, values, gpus)) - self._held, found
@@ -384,10 +407,12 @@ class PrometheusFleetSource:
         gpus = [sv for sv in gpus if sv[0].get("__name__") != seq]
         if len(wanted) < len(stamps):  # unfiltered answers also hold unchanged hosts: leave them out
             engines, values, gpus = _only(engines, wanted), _only(values, wanted), _only(gpus, wanted)
+            infos, alerts = _only(infos, wanted), _only(alerts, wanted)
         if mixed:
             changed = [h for h in changed if h not in mixed]
         engines, gpus, more, extra = await self._identity(changed, engines, gpus, ident, only, when)
-        return engines, values, gpus, [a1, *(a for _, _, a in parts), a4, *more], received + extra
+        answers = [a1, *(a for _, _, a in parts), a4, *more]
+        return engines, values, gpus, infos, alerts, answers, received + extra
 
     def _news(
         self,

@@ -133,7 +133,7 @@ class PrometheusConfig:
     basic_auth_user: str | None = setting(None, check=_user)
     basic_auth_password_file: Path | None = setting(None)
     tls_ca: Path | None = setting(None)  # CA bundle for an https:// url
-    refresh_s: float = setting(5.0, check=positive)  # how often to query (Prometheus has news once a scrape)
+    refresh_s: float = setting(2.0, check=positive)  # how often to query (each finds the hosts scraped since)
     stale_after_s: float = setting(45.0, check=positive)  # > scrape interval + ingestion delay + refresh_s
     query_timeout_s: float = setting(10.0, check=positive)
 

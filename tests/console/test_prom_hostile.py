@@ -187,6 +187,26 @@ def test_series_without_host_or_engine_are_left_out_and_counted() -> None:
     assert f"{len(snap.gpus)} series without a host label ignored" in line
 
 
+@pytest.mark.parametrize("names", [True, False], ids=["names-kept", "names-dropped"])
+def test_states_host_identity_and_agent_alerts_come_with_the_changed_hosts_parts(names: bool) -> None:
+    snap = live_snapshot("gpu01")
+    assert snap.agent_version and any(e.alerts for e in snap.engines), "the golden snapshot has them"
+    with PromLike(exposition([snap])) as server:
+        server.names_on_comparisons = names  # servers that drop __name__ on `== 1`: told apart by labels
+        src = PrometheusFleetSource(prom(server.url))
+        (r,) = run(poll_once(src))
+        hosts_query = server.queries[0]
+    assert "host_info" not in hosts_query and "alerts_active" not in hosts_query  # not asked every refresh
+    assert r.snapshot is not None and src.problems() == []
+    assert (r.snapshot.agent_version, r.snapshot.boot_id) == (snap.agent_version, snap.boot_id)
+    assert [e.state for e in r.snapshot.engines] == [
+        e.state for e in sorted(snap.engines, key=lambda e: e.id)
+    ]
+    got = {e.id: sorted(a.code for a in e.alerts) for e in r.snapshot.engines}
+    assert got == {e.id: sorted(a.code for a in e.alerts) for e in snap.engines}
+    assert sorted(a.code for a in r.snapshot.alerts) == sorted(a.code for a in snap.alerts)
+
+
 def test_when_most_hosts_are_due_a_refresh_asks_every_part_at_once() -> None:
     base = 1_750_000_000.0
 

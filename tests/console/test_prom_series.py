@@ -187,6 +187,9 @@ def test_queries_are_fleet_wide_and_carry_the_match() -> None:
     assert set(queries) == {"hosts", "engines", "values", "values2", "gpus"}
     for q in queries.values():
         assert 'job="llmconsole", env=~"prod.*"' in q and "host=" not in q
-    assert queries["hosts"].startswith('{__name__=~"up|llmconsole_(host_info|')
-    assert queries["engines"].endswith("== 1")
+    assert queries["hosts"].startswith('{__name__=~"up|llmconsole_(snapshot_seq|snapshot_timestamp_seconds')
+    lean = fleet_queries("", full=False)["hosts"]  # what the console asks every refresh: three per host
+    assert lean == '{__name__=~"up|llmconsole_(snapshot_seq|snapshot_timestamp_seconds)"}'
+    # what changes only with a host's snapshot comes with the changed hosts' parts
+    assert "host_info|alerts_active" in queries["engines"] and queries["engines"].endswith("== 1")
     assert selector("", ["snapshot_seq"]) == '{__name__=~"llmconsole_(snapshot_seq)"}'

@@ -153,7 +153,7 @@ def test_prometheus_entries_with_defaults_and_paths(tmp_path: Path) -> None:
         Path("/etc/vm.pass"),
         DEFAULT_MATCH,
     )
-    assert (vm.refresh_s, vm.stale_after_s, vm.query_timeout_s) == (5.0, 45.0, 10.0)
+    assert (vm.refresh_s, vm.stale_after_s, vm.query_timeout_s) == (2.0, 45.0, 10.0)
     assert f'job="{AGENT_JOB}"' == DEFAULT_MATCH  # the job name the shipped rules expect
 
 

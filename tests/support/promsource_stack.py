@@ -234,6 +234,9 @@ class PromLike:
         self.mode = "ok"
         self.token, self.basic = token, basic
         self.slow_s = 3.0
+        self.names_on_comparisons = (
+            True  # False: a filter comparison (``== 1``) drops __name__, as some servers' do
+        )
         self.alerts: list[dict[str, Any]] = []
         self.requests: list[tuple[str, dict[str, str]]] = []
         self.queries: list[str] = []  # the PromQL of each query request
@@ -361,6 +364,8 @@ class PromLike:
                 labels.pop("engine", None)
             if self.mode == "no_labels" and labels["__name__"] == "llmconsole_gpu_memory_used_bytes":
                 labels.pop("host", None)
+            if only_one and not self.names_on_comparisons:
+                labels.pop("__name__", None)
             out.append((labels, text))
         return out
 
