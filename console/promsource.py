@@ -26,7 +26,7 @@ site of a thousand hosts with a few requests per refresh:
 - a refresh happens every ``refresh_s`` (default 2 s); polls in between return nothing. Prometheus spreads
   its targets' scrapes over the scrape interval, so a refresh reads the hosts scraped since the last one
   (2 s of a 15 s interval: about 2/15 of the fleet), and its cost follows them: at 1,000 hosts × 4 engines
-  a 2 s refresh costs about 60 % of a 5 s one (bench/bench_prometheus.py). Each host ages from
+  a 2 s refresh costs about half of a 5 s one (bench/bench_prometheus.py). Each host ages from
   ``llmconsole_snapshot_timestamp_seconds`` against the server's evaluation time, going stale after the
   entry's ``stale_after_s``;
 - its hosts are read-only: actions and logs need a direct or SSH route to the agent.
