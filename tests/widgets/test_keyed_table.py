@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 from textual.app import App, ComposeResult
 from textual.message import Message
+from textual.pilot import Pilot
 
 from widgets import Cell, KeyedTable
 
@@ -257,13 +261,29 @@ def _screen_line(table: KeyedTable, key: str) -> str:
     return table.render_line(y).text
 
 
-async def test_an_update_renders_the_changed_rows_again_and_reuses_the_others() -> None:
+KEYS = [f"r{i:02d}" for i in range(40)]  # more rows than a 12-line screen shows
+
+
+@contextlib.asynccontextmanager
+async def tall_table() -> AsyncIterator[tuple[KeyedTable, Pilot]]:
     app = TableApp()
     async with app.run_test(size=(60, 12)) as pilot:
         table = app.query_one(KeyedTable)
-        keys = [f"r{i:02d}" for i in range(40)]
-        table.sync(rows(*keys))
+        table.sync(rows(*KEYS))
         await pilot.pause()
+        yield table, pilot
+
+
+def sync_values(table: KeyedTable, **tps: str) -> None:
+    """Sync every row of KEYS again, with these rows' TOK/S changed."""
+    changed = rows(*KEYS)
+    for key, value in tps.items():
+        changed[key][2] = value
+    table.sync(changed)
+
+
+async def test_an_update_renders_the_changed_rows_again_and_reuses_the_others() -> None:
+    async with tall_table() as (table, pilot):
         assert "1.0" in _screen_line(table, "r02")
         rendered = Calls(table, "_compute_row_renderables")
         for _ in range(5):  # the first paints settle focus and styles; then a repaint reuses every render
@@ -273,10 +293,7 @@ async def test_an_update_renders_the_changed_rows_again_and_reuses_the_others() 
             if not rendered.args:
                 break
         assert rendered.args == [], "a plain repaint renders nothing again"
-        changed = rows(*keys)
-        changed["r02"][2] = "7.5"
-        changed["r30"][2] = "8.5"  # off screen
-        table.sync(changed)
+        sync_values(table, r02="7.5", r30="8.5")  # r30: off screen
         await pilot.pause()
         assert "7.5" in _screen_line(table, "r02") and "1.0" in _screen_line(table, "r03")
         assert {a[0] for a in rendered.args} == {table.get_row_index("r02")}, "only the changed row again"
@@ -286,20 +303,13 @@ async def test_an_update_renders_the_changed_rows_again_and_reuses_the_others() 
 
 
 async def test_an_offscreen_update_after_the_row_was_seen_shows_the_new_value() -> None:
-    app = TableApp()
-    async with app.run_test(size=(60, 12)) as pilot:
-        table = app.query_one(KeyedTable)
-        keys = [f"r{i:02d}" for i in range(40)]
-        table.sync(rows(*keys))
-        await pilot.pause()
+    async with tall_table() as (table, pilot):
         table.move_cursor(row=30)  # r30 rendered (and cached) ...
         await pilot.pause()
         assert "1.0" in _screen_line(table, "r30")
         table.move_cursor(row=0)  # ... then scrolled away
         await pilot.pause()
-        changed = rows(*keys)
-        changed["r30"][2] = "9.5"
-        table.sync(changed)
+        sync_values(table, r30="9.5")
         await pilot.pause()
         table.move_cursor(row=30)
         await pilot.pause()
