@@ -2,12 +2,13 @@
 
 These series are a fifth of a refresh's and its fattest (``engine_info`` carries seven more labels), yet
 they change only when an engine is relaunched or a GPU changes. :class:`IdentityCache` keeps each host's as
-last read; :mod:`console.promsource` reads them for the whole fleet every :data:`IDENT_EVERY` refreshes and
-at once for a host whose fast series disagree with what is kept: an engine (id, kind, model) that its
-``llmconsole_engine_state`` series name but the kept info does not (or the reverse), a GPU with values but
-no kept total, a snapshot seq that went back (the agent restarted), or no kept identity at all. What is
-left can lag by up to :data:`IDENT_EVERY` refreshes: an engine relaunched with the same kind and model on
-another port, GPU ids or version; a GPU's total memory.
+last read; :mod:`console.promsource` reads them for the hosts with news every :data:`IDENT_EVERY`
+refreshes and at once for a host whose fast series disagree with what is kept: an engine (id, kind, model)
+that its ``llmconsole_engine_state`` series name but the kept info does not (or the reverse), a GPU with
+values but no kept total, a snapshot seq that went back (the agent restarted), no kept identity at all, or
+:data:`IDENT_OVERDUE` snapshots with news since its identity was read. What is left can lag by that many
+of the host's snapshots (usually fewer: about IDENT_EVERY): an engine relaunched with the same kind and
+model on another port, GPU ids or version; a GPU's total memory.
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ from console.promnames import Series
 K = TypeVar("K")
 
 IDENT_EVERY = 4  # refreshes with news between two identity reads of the whole fleet
+IDENT_OVERDUE = 2 * IDENT_EVERY
+"""A host's news without its identity read before it is read anyway: the tier above reads only the hosts
+with news in that refresh, and a host whose scrapes keep landing between identity refreshes (refreshes per
+scrape interval a multiple of IDENT_EVERY: 2 s and 16 s, 5 s and 20 s) would otherwise never be read."""
 
 EngineKey = tuple[
     str | None, str | None, str | None
@@ -68,6 +73,7 @@ class IdentityCache:
 
     def __init__(self) -> None:
         self._hosts: dict[str, Identity] = {}
+        self._news: dict[str, int] = {}  # host -> snapshots with news since its identity was read
 
     def __contains__(self, host: object) -> bool:
         return host in self._hosts
@@ -87,19 +93,24 @@ class IdentityCache:
             ek = engine_keys(e).get(host, set())
             gk = gpu_keys(g).get(host, set())
             self._hosts[host] = Identity(e, g, frozenset(ek), frozenset(gk))
+            self._news[host] = 0
 
     def outdated(
         self, hosts: Iterable[str], engines: Mapping[str, set[EngineKey]], gpus: Mapping[str, set[str | None]]
     ) -> list[str]:
-        """Of ``hosts``, those whose kept identity disagrees with the keys their fast series name (or that
-        have none kept)."""
+        """Of ``hosts`` (hosts with news, each counted as such), those whose kept identity disagrees with
+        the keys their fast series name, that have none kept, or whose identity is overdue
+        (:data:`IDENT_OVERDUE`)."""
         out = []
+        news = self._news
         for host in hosts:
             kept = self._hosts.get(host)
+            news[host] = news.get(host, 0) + 1
             if (
                 kept is None
                 or kept.engine_keys != engines.get(host, set())
                 or not gpus.get(host, set()) <= kept.gpu_keys
+                or news[host] >= IDENT_OVERDUE
             ):
                 out.append(host)
         return out
@@ -107,6 +118,7 @@ class IdentityCache:
     def forget(self, hosts: Iterable[str]) -> None:
         for host in hosts:
             self._hosts.pop(host, None)
+            self._news.pop(host, None)
 
     def series(self, hosts: Iterable[str]) -> tuple[list[Series], list[Series]]:
         """The kept (engine_info, GPU total) series of these hosts."""
@@ -119,4 +131,4 @@ class IdentityCache:
         return engines, gpus
 
 
-__all__ = ["IDENT_EVERY", "Identity", "IdentityCache", "engine_keys", "gpu_keys"]
+__all__ = ["IDENT_EVERY", "IDENT_OVERDUE", "Identity", "IdentityCache", "engine_keys", "gpu_keys"]

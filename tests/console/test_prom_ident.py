@@ -12,7 +12,7 @@ from dataclasses import replace
 
 from agents.schema import HostSnapshot, rfc3339
 from console.fixturesource import FrameClock
-from console.promident import IDENT_EVERY
+from console.promident import IDENT_EVERY, IDENT_OVERDUE
 from console.promsource import PrometheusFleetSource
 from console.settings import PrometheusConfig
 from tests.console.conftest import load_snapshot
@@ -154,3 +154,29 @@ def test_a_refresh_returns_only_news_and_a_recovery_clears_every_hosts_warning()
     for host in ("h000", "h001"):
         h = state.host(host)
         assert h is not None and h.live and h.warnings == ()
+
+
+def test_a_host_whose_news_keeps_missing_the_identity_refreshes_is_read_when_overdue() -> None:
+    """Host b has news every IDENT_EVERY refreshes, always between two identity refreshes (as with a 2 s
+    refresh and a 16 s scrape interval): its relaunch on another port (same kind and model, so its fast
+    series look the same) shows once IDENT_OVERDUE of its snapshots went by without an identity read."""
+    a, b = snap_at("a", 1), snap_at("b", 1)
+    e0 = b.engines[0]
+    relaunched = (replace(e0, port=(e0.port or 0) + 1), *b.engines[1:])
+    b_seq, b_news, shown_at = 1, 0, None
+    with PromLike(exposition([a, b])) as server:
+        r = Refresher(server)
+        try:
+            r()  # refresh 1 reads both identities; refreshes 1 + k * IDENT_EVERY read those with news
+            for n in range(2, 3 + IDENT_EVERY * (IDENT_OVERDUE + 1)):
+                if (n - 3) % IDENT_EVERY == 0:  # b's news: never on an identity refresh
+                    b_seq, b_news = b_seq + 1, b_news + 1
+                server.series = exposition([replace(a, seq=n), replace(b, seq=b_seq, engines=relaunched)])
+                got = r().get("b")
+                engine = got.engine(e0.id) if got is not None else None
+                if engine is not None and engine.port == relaunched[0].port:
+                    shown_at = b_news
+                    break
+        finally:
+            r.close()
+    assert shown_at == IDENT_OVERDUE, shown_at
