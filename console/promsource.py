@@ -8,9 +8,9 @@ site of a thousand hosts with a few requests per refresh:
   families (``up``, seq, snapshot timestamp); then, only for hosts whose snapshot changed since the last
   refresh and in parallel, what is 1 when present (engine states ``== 1``, ``host_info``, the agents'
   active alerts), engine values (two halves, so that the server answers them on two cores) and GPU values,
-  at the first query's evaluation time — plus Prometheus's own firing alerts (``/api/v1/alerts``), merged with the agents'
-  (:mod:`console.promseries` turns the series into the snapshots the reducer already reads;
-  :mod:`console.promapi` speaks HTTP);
+  at the first query's evaluation time — plus Prometheus's own firing alerts (``/api/v1/alerts``), merged
+  with the agents' (:mod:`console.promseries` turns the series into the snapshots the reducer already
+  reads; :mod:`console.promapi` speaks HTTP);
 - when more than half of the hosts are due for news (their snapshot is a scrape interval old), all five
   are asked at once, at an evaluation time the console picks from the server's clock as last seen, and the
   answers of hosts without news are dropped: a refresh where every host has news waits for one round
