@@ -250,7 +250,12 @@ class PrometheusFleetSource:
             return []
         self._next_due = now + self.prom.refresh_s
         try:
-            return await self._refresh()
+            out = await self._refresh()
+            if self._held - self._sent.keys():
+                # a host not shown yet had its parts read the next scrape: ask again now rather than leave
+                # it out of a first view (``status`` polls once); a second mix is read (see _changed_series)
+                out = list({r.host: r for r in [*out, *await self._refresh()]}.values())
+            return out
         except PromError as exc:
             self._problem = self._line([str(exc)])
         except Exception as exc:  # a console bug on an odd answer: this source's problem, never the round's

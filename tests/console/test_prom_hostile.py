@@ -451,6 +451,28 @@ def test_a_scrape_that_lands_between_the_queries_of_a_refresh_never_mixes_into_o
     assert {h: s.seq for h, s in got.items() if s is not None} == {"h000": 3, "h001": 3}
 
 
+def test_a_scrape_that_lands_during_the_first_refresh_leaves_no_host_out() -> None:
+    """``status`` polls once: a host whose parts read the next scrape is asked again at once rather than
+    left out of the only view there is."""
+    snaps = [live_snapshot(f"h{i:03d}", 1) for i in range(2)]
+    with PromLike(exposition(snaps)) as server:
+        later = exposition([replace(s, seq=2) for s in snaps])
+
+        class Landing(list):  # the next scrape lands as the first value part arrives
+            def append(self, query: str) -> None:
+                if "engine_state" in query:
+                    server.series = later
+                super().append(query)
+
+        server.queries = Landing(server.queries)
+        src = PrometheusFleetSource(prom(server.url), clock=FrameClock(100.0), fetch_history=False)
+        got = {r.host: r.snapshot for r in run(src.poll())}
+        asked = len(server.queries)
+        run(src.aclose())
+    assert {h: s.seq for h, s in got.items() if s is not None} == {"h000": 2, "h001": 2}
+    assert src.problems() == [] and asked > 2  # the host-level query went twice
+
+
 def test_two_targets_reporting_one_host_with_two_seqs_are_held_back_once_then_reported() -> None:
     clock = FrameClock(100.0)
     snap = live_snapshot("h000", 1)
