@@ -95,22 +95,26 @@ class IdentityCache:
             self._hosts[host] = Identity(e, g, frozenset(ek), frozenset(gk))
             self._news[host] = 0
 
+    def saw(self, hosts: Iterable[str]) -> None:
+        """Count a snapshot with news for each of these hosts, read without their identity."""
+        news = self._news
+        for host in hosts:
+            news[host] = news.get(host, 0) + 1
+
     def outdated(
         self, hosts: Iterable[str], engines: Mapping[str, set[EngineKey]], gpus: Mapping[str, set[str | None]]
     ) -> list[str]:
-        """Of ``hosts`` (hosts with news, each counted as such), those whose kept identity disagrees with
-        the keys their fast series name, that have none kept, or whose identity is overdue
-        (:data:`IDENT_OVERDUE`)."""
+        """Of ``hosts``, those whose kept identity disagrees with the keys their fast series name, that
+        have none kept, or whose identity is overdue (:data:`IDENT_OVERDUE` news counted by :meth:`saw`)."""
         out = []
         news = self._news
         for host in hosts:
             kept = self._hosts.get(host)
-            news[host] = news.get(host, 0) + 1
             if (
                 kept is None
                 or kept.engine_keys != engines.get(host, set())
                 or not gpus.get(host, set()) <= kept.gpu_keys
-                or news[host] >= IDENT_OVERDUE
+                or news.get(host, 0) >= IDENT_OVERDUE
             ):
                 out.append(host)
         return out

@@ -470,6 +470,7 @@ class PrometheusFleetSource:
             self._ident.remember(changed, infos, totals)
         else:
             states = engines
+            self._ident.saw(changed)
             stale = self._ident.outdated(changed, engine_keys(states), gpu_keys(gpus))
             if stale:
                 where = host_matcher(stale) if filtered(len(stale), len(changed)) else only
