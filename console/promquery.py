@@ -36,9 +36,10 @@ def _matchers(match: str) -> list[tuple[str, str, str]]:
 
 
 SEQ = "snapshot_seq"
-"""Asked again with the value parts: a scrape that lands between the host-level query and them is seen by
-them only, and a host whose parts saw another seq than its host-level series waits for the next refresh
-(console.promsource.mixed_hosts), so no row pairs one scrape's seq with the next one's values."""
+"""Asked again with every changed-host part (``or`` beside the ``== 1`` families): a scrape that lands
+between the host-level query and them is seen by them only, and a host whose parts saw another seq than its
+host-level series waits for the next refresh (console.promsource.mixed_hosts), so no row pairs one scrape's
+seq with the next one's states or values."""
 VALUE_PARTS = ("values", "values2")
 """The engine values, the bulk of a refresh, in two queries: a server evaluates each query on one core, so
 two halves answer in parallel (bench/bench_prometheus.py: 0.7-0.8x the wall time of one query on 2 cores)."""
@@ -62,7 +63,8 @@ def fleet_queries(match: str, full: bool = True, only: str = "", ident: bool = T
         "engines": selector(
             match, ["engine_state", HOST_INFO, ALERTS, *(IDENT_ENGINE if ident else ())], extra=only
         )
-        + " == 1",
+        + " == 1 or "
+        + selector(match, [SEQ], extra=only),
         "values": selector(match, [*values[:half], SEQ], extra=only),
         "values2": selector(match, [*values[half:], SEQ], extra=only),
         "gpus": selector(match, [*gpu_names(full, ident), SEQ], extra=only),

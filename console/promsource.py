@@ -8,9 +8,10 @@ site of a thousand hosts with a few requests per refresh:
   families (``up``, seq, snapshot timestamp); then, only for hosts whose snapshot changed since the last
   refresh and in parallel, what is 1 when present (engine states ``== 1``, ``host_info``, the agents'
   active alerts), engine values (two halves, so that the server answers them on two cores) and GPU values,
-  at the first query's evaluation time — plus Prometheus's own firing alerts (``/api/v1/alerts``), merged
-  with the agents' (:mod:`console.promseries` turns the series into the snapshots the reducer already
-  reads; :mod:`console.promapi` speaks HTTP);
+  at the first query's evaluation time, each part with every changed host's seq (a host whose parts saw
+  another scrape than the host-level query waits a refresh, :func:`mixed_hosts`) — plus Prometheus's own
+  firing alerts (``/api/v1/alerts``), merged with the agents' (:mod:`console.promseries` turns the series
+  into the snapshots the reducer already reads; :mod:`console.promapi` speaks HTTP);
 - when more than half of the hosts are due for news (their snapshot is a scrape interval old), all five
   are asked at once, at an evaluation time the console picks from the server's clock as last seen, and the
   answers of hosts without news are dropped: a refresh where every host has news waits for one round
@@ -400,14 +401,15 @@ class PrometheusFleetSource:
             queries = fleet_queries(self.prom.match, self.full, only, ident)
             early = await asyncio.gather(*(self.client.vector(queries[k], when) for k in CHANGED_PARTS))
         (_, ones, a1), *parts, (_, gpus, a4) = early
-        engines, infos, alerts = _split_ones(ones)
+        seq = P + SEQ  # asked only to check the parts against the host-level series: not read further
+        seqs = [sv for sv in ones if sv[0].get("__name__") == seq]
+        engines, infos, alerts = _split_ones([sv for sv in ones if sv[0].get("__name__") != seq])
         values = [sv for _, got, _ in parts for sv in got]
         received = len(ones) + len(values) + len(gpus)
         # held back once: a host mixed again next time (two targets reporting one host with two seqs) is
         # read, and read_fleet names its duplicate series
-        mixed, self._held = (found := mixed_hosts(stamps, values, gpus)) - self._held, found
+        mixed, self._held = (found := mixed_hosts(stamps, seqs, values, gpus)) - self._held, found
         wanted -= mixed  # (the caller's set: these hosts wait for the next refresh)
-        seq = P + SEQ  # asked only to check the parts against the host-level series: not read further
         values = [sv for sv in values if sv[0].get("__name__") != seq]
         gpus = [sv for sv in gpus if sv[0].get("__name__") != seq]
         if len(wanted) < len(stamps):  # unfiltered answers also hold unchanged hosts: leave them out

@@ -460,6 +460,28 @@ def test_a_scrape_that_lands_between_the_queries_of_a_refresh_never_mixes_into_o
     assert {h: s.seq for h, s in got.items() if s is not None} == {"h000": 3, "h001": 3}
 
 
+def test_engine_states_from_the_next_scrape_never_join_the_last_ones_values() -> None:
+    """The engine states, host_info and alerts part is checked against the host-level seq like the value
+    parts: a scrape seen by that part only (it is answered last) holds the host back a refresh."""
+    clock = FrameClock(100.0)
+    snaps = [live_snapshot(f"h{i:03d}", 1) for i in range(2)]
+    with PromLike(exposition(snaps)) as server:
+        src = PrometheusFleetSource(prom(server.url), clock=clock, fetch_history=False)
+        assert {r.snapshot.seq for r in run(src.poll()) if r.snapshot} == {1}
+        later = exposition([replace(s, seq=3) for s in snaps])
+        select = server._select
+        server._select = lambda q, series=None: select(q, later if "engine_state" in q else series)  # type: ignore[method-assign]
+        server.series = exposition([replace(s, seq=2) for s in snaps])
+        clock.now += 1.0
+        assert run(src.poll()) == [] and src.problems() == []  # seq 2 everywhere but in the states' part
+        server._select = select  # type: ignore[method-assign]
+        server.series = later
+        clock.now += 1.0
+        got = {r.host: r.snapshot for r in run(src.poll())}
+        run(src.aclose())
+    assert {h: s.seq for h, s in got.items() if s is not None} == {"h000": 3, "h001": 3}
+
+
 def test_a_scrape_that_lands_during_the_first_refresh_leaves_no_host_out() -> None:
     """``status`` polls once: a host whose parts read the next scrape is asked again at once rather than
     left out of the only view there is."""

@@ -191,5 +191,7 @@ def test_queries_are_fleet_wide_and_carry_the_match() -> None:
     lean = fleet_queries("", full=False)["hosts"]  # what the console asks every refresh: three per host
     assert lean == '{__name__=~"up|llmconsole_(snapshot_seq|snapshot_timestamp_seconds)"}'
     # what changes only with a host's snapshot comes with the changed hosts' parts
-    assert "host_info|alerts_active" in queries["engines"] and queries["engines"].endswith("== 1")
+    assert "host_info|alerts_active" in queries["engines"] and " == 1 or " in queries["engines"]
+    for part in ("engines", "values", "values2", "gpus"):  # each is checked against the host-level seq
+        assert queries[part].endswith('snapshot_seq)", job="llmconsole", env=~"prod.*"}'), part
     assert selector("", ["snapshot_seq"]) == '{__name__=~"llmconsole_(snapshot_seq)"}'

@@ -338,16 +338,31 @@ class PromLike:
             doc["warnings"] = ["partial response: store 10.0.0.3:10901 unavailable"]
         self._send(h, 200, json.dumps(doc).encode())
 
-    def _select(self, query: str) -> list[tuple[dict[str, str], str]]:
+    def _select(
+        self, query: str, series: list[tuple[dict[str, str], float]] | None = None
+    ) -> list[tuple[dict[str, str], str]]:
+        """The answer to ``query`` from ``series`` (default: the server's)."""
         import re
 
+        if series is None:
+            series = self.series
+
+        if " or " in query:  # `a or b`: a, and b's series whose labels (less the name) none of a's have
+            left, right = query.split(" or ", 1)
+            first = self._select(left, series)
+
+            def key(labels: dict[str, str]) -> frozenset[tuple[str, str]]:
+                return frozenset(item for item in labels.items() if item[0] != "__name__")
+
+            seen = {key(labels) for labels, _ in first}
+            return first + [sv for sv in self._select(right, series) if key(sv[0]) not in seen]
         m = re.search(r'__name__=~"([^"]+)"', query)
         name = re.compile(m[1]) if m else None
         h = re.search(r'host=~"((?:[^"\\]|\\.)*)"', query)
         host = re.compile(h[1].replace("\\\\", "\\")) if h else None
         only_one = query.rstrip().endswith("== 1")
         out = []
-        for labels, value in self.series:
+        for labels, value in series:
             if name is not None and not name.fullmatch(labels["__name__"]):
                 continue
             if host is not None and not host.fullmatch(labels.get("host", "")):
