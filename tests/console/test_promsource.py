@@ -35,6 +35,8 @@ import pytest
 
 from agents.schema import from_dict
 from console.fleet import HostResult
+from console.promapi import PromClient
+from console.promquery import CHANGED_PARTS, fleet_queries
 from console.promsource import PrometheusFleetSource
 from console.rules import Thresholds, agent_group, render
 from console.settings import ConsoleConfig, PrometheusConfig
@@ -200,6 +202,24 @@ def test_status_through_the_server_matches_what_the_agents_report(
             assert got == sorted(own + extra), (e["id"], got, own)
         assert sorted(a["code"] for a in h["alerts"]) == sorted(a["code"] for a in direct["alerts"])
     assert any(a["code"] == "TTFT_SLO" for e in by_host[fleet.host(1)]["engines"] for a in e["alerts"])
+
+    async def seqs_by_part() -> dict[str, set[str]]:  # what the mixed-scrape check reads, on this server
+        client = PromClient(prom_config(fleet))
+        try:
+            queries = fleet_queries(prom_config(fleet).match)
+            return {
+                part: {
+                    labels["host"]
+                    for labels, _ in (await client.vector(queries[part]))[1]
+                    if labels.get("__name__") == "llmconsole_snapshot_seq"
+                }
+                for part in CHANGED_PARTS
+            }
+        finally:
+            await client.aclose()
+
+    hosts = {fleet.host(0), fleet.host(1)}
+    assert asyncio.run(seqs_by_part()) == {part: hosts for part in CHANGED_PARTS}
 
     # the text table: its engine rows are the console's rows for the agents' own snapshots of the same seq
     config = ConsoleConfig(prometheus=(prom_config(fleet),))
